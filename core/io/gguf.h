@@ -1,0 +1,10 @@
+#pragma once
+#include <string>
+
+#include "model.h"
+
+namespace quantlens {
+
+Result<Model> readGguf(const std::string& path);
+
+}  // namespace quantlens

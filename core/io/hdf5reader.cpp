@@ -1,0 +1,11 @@
+#include "io/hdf5reader.h"
+
+namespace quantlens {
+
+// TEMPORARY: replaced by the real reader (issue #3).
+Result<Model> readHdf5(const std::string& path)
+{
+    return makeError("unsupported", "this format is not supported yet", path);
+}
+
+}  // namespace quantlens

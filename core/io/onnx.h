@@ -1,0 +1,10 @@
+#pragma once
+#include <string>
+
+#include "model.h"
+
+namespace quantlens {
+
+Result<Model> readOnnx(const std::string& path);
+
+}  // namespace quantlens

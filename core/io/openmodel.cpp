@@ -1,0 +1,79 @@
+#include "model.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "io/gguf.h"
+#include "io/hdf5reader.h"
+#include "io/npy.h"
+#include "io/onnx.h"
+#include "io/pytorch.h"
+#include "io/safetensors.h"
+#include "io/zipsniff.h"
+
+namespace quantlens {
+
+namespace {
+
+bool endsWith(const std::string& s, std::string_view suffix)
+{
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+Result<Model> openModel(const std::string& path)
+{
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+        // A Hugging Face folder: prefer the shard index, then a single file.
+        for (const char* n : {"model.safetensors.index.json", "model.safetensors"}) {
+            auto p = (std::filesystem::path(path) / n).string();
+            if (std::filesystem::exists(p, ec))
+                return openModel(p);
+        }
+        return makeError("unknown-format", "folder holds no model.safetensors or model.safetensors.index.json", path);
+    }
+
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        return makeError("open", std::string("cannot open: ") + std::strerror(errno), path);
+    unsigned char head[16] = {};
+    in.read(reinterpret_cast<char*>(head), sizeof head);
+    const auto got = static_cast<size_t>(in.gcount());
+    if (got == 0)
+        return makeError("empty", "file is empty", path, 0);
+
+    auto magic = [&](const char* m, size_t n, size_t at = 0) {
+        return got >= at + n && std::memcmp(head + at, m, n) == 0;
+    };
+
+    if (magic("GGUF", 4))
+        return readGguf(path);
+    if (magic("\x89HDF\r\n\x1a\n", 8))
+        return readHdf5(path);
+    if (magic("\x93NUMPY", 6))
+        return readNpy(path);
+    if (magic("PK\x03\x04", 4) || magic("PK\x05\x06", 4)) {
+        // Both torch.save and np.savez write zips: a data.pkl member decides.
+        auto kind = sniffZip(path);
+        if (!kind)
+            return kind.error();
+        return *kind == ZipKind::Npz ? readNpz(path) : readPytorch(path);
+    }
+    if (magic("\x80", 1) && got >= 2 && head[1] >= 2 && head[1] <= 5 && !endsWith(path, ".onnx"))
+        return readPytorch(path);  // legacy torch.save: a bare pickle stream
+    if (got >= 9 && head[8] == '{')
+        return readSafetensors(path);  // u64 little-endian header length, then the JSON header
+    if (head[0] == '{' && endsWith(path, ".json"))
+        return readSafetensorsIndex(path);
+    if (endsWith(path, ".onnx") || head[0] == 0x08)
+        return readOnnx(path);  // protobuf has no magic: field 1 (ir_version) comes first
+    // HDF5 allows a user block of 512, 1024, ... bytes before the signature.
+    if (endsWith(path, ".h5") || endsWith(path, ".hdf5") || endsWith(path, ".keras"))
+        return readHdf5(path);
+    return makeError("unknown-format", "not a recognised model file (no known magic bytes)", path, 0);
+}
+
+}  // namespace quantlens

@@ -1,0 +1,31 @@
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace quantlens {
+
+// Round-trip error of x -> xhat. Named by formula:
+//   mse = sum((x-xhat)^2)/n; sqnrDb = 10*log10(sum(x^2)/sum((x-xhat)^2)) (inf if exact);
+//   cosine = <x,xhat>/(|x||xhat|) (1 when both are zero); maxAbsError = max|x-xhat|.
+struct Metrics {
+    double mse = 0;
+    double sqnrDb = 0;
+    double cosine = 1;
+    double maxAbsError = 0;
+    double clampedFraction = 0;
+    int64_t count = 0;
+};
+
+Metrics computeMetrics(std::span<const float> x, std::span<const float> xhat, int64_t clampedCount = 0);
+// Per output channel along axis 0 of a [rows, cols] matrix.
+std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const float> xhat, int64_t rows, int64_t cols);
+
+struct TensorStats {
+    double min = 0, max = 0, mean = 0, std = 0;  // float64 accumulation, population std (ddof=0)
+    int64_t count = 0;
+    int64_t nonFinite = 0;  // NaN/inf, excluded from the statistics
+};
+TensorStats computeStats(std::span<const float> x);
+
+}  // namespace quantlens

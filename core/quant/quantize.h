@@ -1,0 +1,50 @@
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dtype.h"
+#include "quant/quantspec.h"
+
+namespace quantlens {
+
+// Scales and zero points of one quantized tensor. One entry for per-tensor, one per
+// output channel (along `axis`) for per-channel, one per (channel, group) for
+// per-group and Q8_0 (row-major over [channels, groups]).
+struct QuantParams {
+    std::vector<float> scale;
+    std::vector<int32_t> zeroPoint;
+    int32_t qmin = -128;
+    int32_t qmax = 127;
+    int axis = -1;            // -1 for per-tensor
+    int64_t groupSize = 0;    // 0 unless per-group / Q8_0
+    float rangeLo = 0.0f;     // the calibrated clip range (per-tensor; for per-channel the overall min/max of the channels')
+    float rangeHi = 0.0f;
+};
+
+struct QuantizedTensor {
+    std::string name;
+    std::vector<int64_t> shape;
+    DType sourceDtype = DType::F32;
+    QuantSpec spec;
+    QuantParams params;
+    // One integer per element, row-major. Unsigned specs store values 0..255 as their
+    // uint8 bit pattern (read with qUnsigned()).
+    std::vector<int8_t> q;
+    int64_t clampedCount = 0;  // elements whose scaled value fell outside [qmin, qmax]
+
+    const uint8_t* qUnsigned() const { return reinterpret_cast<const uint8_t*>(q.data()); }
+    int32_t qAt(int64_t i) const { return spec.isUnsigned ? int32_t(qUnsigned()[i]) : int32_t(q[size_t(i)]); }
+    int64_t bytesAfter() const;  // integer payload (bits/8 packed) + scales + zero points
+};
+
+// Quantizes `x` (row-major, `shape`), calibrating the range as `spec` says.
+// Never fails on finite data; degenerate ranges (all zero, constant) follow
+// the reference toolchain's rule.
+Result<QuantizedTensor> quantize(std::span<const float> x, const std::vector<int64_t>& shape,
+                                 const QuantSpec& spec);
+void dequantize(const QuantizedTensor& qt, std::span<float> out);
+std::vector<float> dequantize(const QuantizedTensor& qt);
+
+}  // namespace quantlens

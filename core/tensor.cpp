@@ -1,0 +1,229 @@
+#include "tensor.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "halffloat.h"
+
+namespace quantlens {
+
+int64_t Tensor::numel() const
+{
+    auto n = checkedNumel(shape.data(), shape.size());
+    return n ? *n : 0;
+}
+
+namespace {
+
+template <class T>
+T loadScalar(const std::byte* p, bool swap)
+{
+    T v;
+    if (!swap) {
+        std::memcpy(&v, p, sizeof(T));
+    } else {
+        std::byte tmp[sizeof(T)];
+        for (size_t i = 0; i < sizeof(T); ++i)
+            tmp[i] = p[sizeof(T) - 1 - i];
+        std::memcpy(&v, tmp, sizeof(T));
+    }
+    return v;
+}
+
+float scalarToFloat(DType t, const std::byte* p, bool swap)
+{
+    switch (t) {
+    case DType::F64: return static_cast<float>(loadScalar<double>(p, swap));
+    case DType::F32: return loadScalar<float>(p, swap);
+    case DType::F16: return halfToFloat(loadScalar<uint16_t>(p, swap));
+    case DType::BF16: return bf16ToFloat(loadScalar<uint16_t>(p, swap));
+    case DType::I64: return static_cast<float>(loadScalar<int64_t>(p, swap));
+    case DType::I32: return static_cast<float>(loadScalar<int32_t>(p, swap));
+    case DType::I16: return static_cast<float>(loadScalar<int16_t>(p, swap));
+    case DType::I8: return static_cast<float>(loadScalar<int8_t>(p, swap));
+    case DType::U64: return static_cast<float>(loadScalar<uint64_t>(p, swap));
+    case DType::U32: return static_cast<float>(loadScalar<uint32_t>(p, swap));
+    case DType::U16: return static_cast<float>(loadScalar<uint16_t>(p, swap));
+    case DType::U8: return static_cast<float>(loadScalar<uint8_t>(p, swap));
+    case DType::BOOL: return std::to_integer<uint8_t>(*p) ? 1.0f : 0.0f;
+    default: return 0.0f;
+    }
+}
+
+uint16_t le16(const std::byte* p) { return loadScalar<uint16_t>(p, std::endian::native != std::endian::little); }
+uint32_t le32(const std::byte* p) { return loadScalar<uint32_t>(p, std::endian::native != std::endian::little); }
+
+// ggml block decoders: the layouts of ggml-common.h (block_q8_0 etc.), per 32 values.
+void decodeBlock(DType t, const std::byte* b, float* out)
+{
+    const float d = halfToFloat(le16(b));
+    switch (t) {
+    case DType::Q8_0:
+        for (int i = 0; i < 32; ++i)
+            out[i] = d * static_cast<float>(static_cast<int8_t>(std::to_integer<uint8_t>(b[2 + i])));
+        break;
+    case DType::Q4_0:
+        for (int i = 0; i < 16; ++i) {
+            const uint8_t v = std::to_integer<uint8_t>(b[2 + i]);
+            out[i] = d * static_cast<float>(int(v & 0x0f) - 8);
+            out[i + 16] = d * static_cast<float>(int(v >> 4) - 8);
+        }
+        break;
+    case DType::Q4_1: {
+        const float m = halfToFloat(le16(b + 2));
+        for (int i = 0; i < 16; ++i) {
+            const uint8_t v = std::to_integer<uint8_t>(b[4 + i]);
+            out[i] = d * static_cast<float>(v & 0x0f) + m;
+            out[i + 16] = d * static_cast<float>(v >> 4) + m;
+        }
+        break;
+    }
+    case DType::Q5_0: {
+        const uint32_t qh = le32(b + 2);
+        for (int i = 0; i < 16; ++i) {
+            const uint8_t v = std::to_integer<uint8_t>(b[6 + i]);
+            const int x0 = int((v & 0x0f) | (((qh >> i) & 1u) << 4)) - 16;
+            const int x1 = int((v >> 4) | (((qh >> (i + 16)) & 1u) << 4)) - 16;
+            out[i] = d * static_cast<float>(x0);
+            out[i + 16] = d * static_cast<float>(x1);
+        }
+        break;
+    }
+    case DType::Q5_1: {
+        const float m = halfToFloat(le16(b + 2));
+        const uint32_t qh = le32(b + 4);
+        for (int i = 0; i < 16; ++i) {
+            const uint8_t v = std::to_integer<uint8_t>(b[8 + i]);
+            const int x0 = int((v & 0x0f) | (((qh >> i) & 1u) << 4));
+            const int x1 = int((v >> 4) | (((qh >> (i + 16)) & 1u) << 4));
+            out[i] = d * static_cast<float>(x0) + m;
+            out[i + 16] = d * static_cast<float>(x1) + m;
+        }
+        break;
+    }
+    default: break;
+    }
+}
+
+}  // namespace
+
+Status Tensor::toFloat(std::span<float> out) const
+{
+    const DTypeInfo& in = dtypeInfo(dtype);
+    auto n = checkedNumel(shape.data(), shape.size());
+    if (!n)
+        return makeError("bad-shape", "shape " + shapeString(shape) + " overflows", {}, -1, name);
+    if (dtype == DType::Opaque)
+        return makeError("not-decoded", "type " + opaqueType + " is not decoded", {}, -1, name);
+    if (static_cast<int64_t>(out.size()) != *n)
+        return makeError("internal", "output buffer has the wrong size", {}, -1, name);
+    const bool swap = bigEndian != (std::endian::native == std::endian::big);
+
+    if (in.isBlock) {
+        if (!strides.empty())
+            return makeError("bad-layout", "strided block tensors are not supported", {}, -1, name);
+        auto bytes = byteSizeFor(dtype, *n);
+        if (!bytes)
+            return makeError("bad-shape", "element count " + std::to_string(*n) + " is not a multiple of the block size " + std::to_string(in.blockElems), {}, -1, name);
+        if (static_cast<int64_t>(data.size()) < *bytes)
+            return makeError("truncated", "needs " + std::to_string(*bytes) + " bytes, has " + std::to_string(data.size()), {}, -1, name);
+        const int64_t blocks = *n / in.blockElems;
+        for (int64_t b = 0; b < blocks; ++b)
+            decodeBlock(dtype, data.data() + b * in.blockBytes, out.data() + b * in.blockElems);
+        return Ok{};
+    }
+
+    const int64_t es = in.blockBytes;
+    if (strides.empty()) {
+        if (static_cast<int64_t>(data.size()) / es < *n)
+            return makeError("truncated", "needs " + std::to_string(*n * es) + " bytes, has " + std::to_string(data.size()), {}, -1, name);
+        const std::byte* p = data.data();
+        if (dtype == DType::F32 && !swap) {
+            std::memcpy(out.data(), p, size_t(*n) * 4);
+            return Ok{};
+        }
+        for (int64_t i = 0; i < *n; ++i)
+            out[size_t(i)] = scalarToFloat(dtype, p + i * es, swap);
+        return Ok{};
+    }
+
+    // Strided view: check the furthest reachable element before touching memory.
+    if (strides.size() != shape.size())
+        return makeError("bad-layout", "strides and shape differ in rank", {}, -1, name);
+    if (*n == 0)
+        return Ok{};
+    int64_t maxOff = 0;
+    for (size_t d = 0; d < shape.size(); ++d) {
+        if (strides[d] < 0)
+            return makeError("bad-layout", "negative stride", {}, -1, name);
+        if (shape[d] > 1 && strides[d] > (INT64_MAX - maxOff) / (shape[d] - 1))
+            return makeError("bad-layout", "strides overflow", {}, -1, name);
+        maxOff += strides[d] * (shape[d] - 1);
+    }
+    if (maxOff >= static_cast<int64_t>(data.size()) / es)
+        return makeError("truncated", "strided view reaches element " + std::to_string(maxOff) + " beyond its storage", {}, -1, name);
+    std::vector<int64_t> idx(shape.size(), 0);
+    for (int64_t i = 0; i < *n; ++i) {
+        int64_t off = 0;
+        for (size_t d = 0; d < shape.size(); ++d)
+            off += idx[d] * strides[d];
+        out[size_t(i)] = scalarToFloat(dtype, data.data() + off * es, swap);
+        for (size_t d = shape.size(); d-- > 0;) {
+            if (++idx[d] < shape[d])
+                break;
+            idx[d] = 0;
+        }
+    }
+    return Ok{};
+}
+
+Result<std::vector<float>> Tensor::toFloat() const
+{
+    auto n = checkedNumel(shape.data(), shape.size());
+    if (!n)
+        return makeError("bad-shape", "shape " + shapeString(shape) + " overflows", {}, -1, name);
+    std::vector<float> v(static_cast<size_t>(*n));
+    Status s = toFloat(std::span<float>(v));
+    if (!s)
+        return s.error();
+    return v;
+}
+
+Tensor makeOwnedTensor(std::string name, DType dtype, std::vector<int64_t> shape,
+                       std::vector<std::byte> bytes)
+{
+    auto owned = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
+    Tensor t;
+    t.name = std::move(name);
+    t.dtype = dtype;
+    t.shape = std::move(shape);
+    t.data = std::span<const std::byte>(owned->data(), owned->size());
+    t.keepAlive = owned;
+    return t;
+}
+
+Tensor makeFloatTensor(std::string name, std::vector<int64_t> shape, std::vector<float> values)
+{
+    auto owned = std::make_shared<const std::vector<float>>(std::move(values));
+    Tensor t;
+    t.name = std::move(name);
+    t.dtype = DType::F32;
+    t.shape = std::move(shape);
+    t.data = std::as_bytes(std::span<const float>(owned->data(), owned->size()));
+    t.keepAlive = owned;
+    return t;
+}
+
+std::string shapeString(const std::vector<int64_t>& shape)
+{
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); ++i) {
+        if (i)
+            s += ", ";
+        s += std::to_string(shape[i]);
+    }
+    return s + "]";
+}
+
+}  // namespace quantlens

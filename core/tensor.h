@@ -1,0 +1,59 @@
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dtype.h"
+#include "result.h"
+
+namespace quantlens {
+
+// How a 2-D weight is laid out relative to the PyTorch nn.Linear convention.
+enum class Layout : uint8_t {
+    Plain,  // as stored; for a linear weight this is [out, in]
+    InOut,  // a linear weight stored [in, out] (Keras Dense kernel, GPT-2 Conv1D): views transpose it
+};
+
+// One named array. `data` is a read-only view, usually into a memory-mapped file;
+// `keepAlive` owns whatever backs it. Conversion to float32 is explicit (toFloat).
+struct Tensor {
+    std::string name;
+    DType dtype = DType::F32;
+    std::vector<int64_t> shape;
+    std::span<const std::byte> data;
+    std::shared_ptr<const void> keepAlive;
+
+    // Element strides (not bytes) of a non-contiguous view, e.g. a transposed torch
+    // tensor or a Fortran-ordered npy. Empty means C-contiguous. `data` then starts at
+    // element 0 of the view and covers every element the strides can reach.
+    std::vector<int64_t> strides;
+    bool bigEndian = false;
+    Layout layout = Layout::Plain;
+
+    std::string opaqueType;  // for DType::Opaque: the format's own type name ("Q4_K")
+    std::string group;       // "" for model weights; e.g. "optimizer" for Keras optimizer state
+    std::string note;        // shown to the user: "already quantized (Q8_0)", "not decoded", ...
+
+    int64_t numel() const;
+    int64_t rank() const { return static_cast<int64_t>(shape.size()); }
+    bool decodable() const { return dtype != DType::Opaque; }
+    bool isContiguous() const { return strides.empty(); }
+
+    // All elements in row-major (C) order as float32. F64/F16/BF16/ints are
+    // converted exactly where float32 can hold them; block types are decoded.
+    Result<std::vector<float>> toFloat() const;
+    // Same into caller-provided storage of numel() floats.
+    Status toFloat(std::span<float> out) const;
+};
+
+// A tensor that owns its bytes (demo model, materialised views, exports).
+Tensor makeOwnedTensor(std::string name, DType dtype, std::vector<int64_t> shape,
+                       std::vector<std::byte> bytes);
+Tensor makeFloatTensor(std::string name, std::vector<int64_t> shape, std::vector<float> values);
+
+std::string shapeString(const std::vector<int64_t>& shape);  // "[768, 3072]"
+
+}  // namespace quantlens
