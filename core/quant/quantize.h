@@ -34,6 +34,8 @@ struct QuantizedTensor {
     std::vector<int8_t> q;
     int64_t clampedCount = 0;  // elements whose scaled value fell outside [qmin, qmax]
 
+    int64_t rank() const { return int64_t(shape.size()); }
+    int64_t numel() const { return int64_t(q.size()); }
     const uint8_t* qUnsigned() const { return reinterpret_cast<const uint8_t*>(q.data()); }
     int32_t qAt(int64_t i) const { return spec.isUnsigned ? int32_t(qUnsigned()[i]) : int32_t(q[size_t(i)]); }
     int64_t bytesAfter() const;  // integer payload (bits/8 packed) + scales + zero points
@@ -44,6 +46,15 @@ struct QuantizedTensor {
 // the reference toolchain's rule.
 Result<QuantizedTensor> quantize(std::span<const float> x, const std::vector<int64_t>& shape,
                                  const QuantSpec& spec);
+// Same, into `out`, reusing its buffers: no allocation once `out` has held a tensor of
+// this size (the GUI calls it on every clamp-line drag).
+Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
+                    QuantizedTensor& out);
+// The GUI's manual clamp: `spec` with calib = Manual and the range [lo, hi] (symmetric
+// schemes use max(|lo|, |hi|)). Only the quantize pass runs, no calibration pass.
+Status quantizeManualInto(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
+                          float lo, float hi, QuantizedTensor& out);
+// out.size() must be at least the element count; (q - zero_point) * scale per slice.
 void dequantize(const QuantizedTensor& qt, std::span<float> out);
 std::vector<float> dequantize(const QuantizedTensor& qt);
 

@@ -1,0 +1,387 @@
+#include "quant/quantize.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+
+#include "halffloat.h"
+#include "quant/calibrate.h"
+
+namespace quantlens {
+
+namespace {
+
+// How the scaled value is formed and rounded; each matches one reference bit for bit.
+enum class Kernel {
+    DivHalfEven,     // seed (torch `w / scale`), ONNX Runtime (numpy `x / scale`.round())
+    MulInvHalfEven,  // torch quantize_per_tensor/channel: nearbyint(x * (1.0f / scale))
+    MulInvHalfAway,  // ggml quantize_row_q8_0_ref: roundf(x * id)
+};
+
+// 1.5 * 2^23: adding and subtracting it rounds to an integer, half to even, in the
+// default rounding mode, for |v| < 2^22. The caller clamps v into that range first.
+// (std::nearbyint would be a libm call per element without SSE4.1.)
+constexpr float kRoundMagic = 12582912.0f;
+
+// Quantizes n contiguous values with one scale/zero point. Returns how many values
+// rounded outside [qmin, qmax]. NaN maps to the zero point. No allocation: this is the
+// loop the GUI runs while the user drags a clamp line.
+int64_t quantizeRun(const float* x, int8_t* q, int64_t n, Kernel kernel, float scale, int32_t zp,
+                    int32_t qmin, int32_t qmax)
+{
+    // Clamp bounds one step outside the integer range, relative to the zero point, so
+    // out-of-range values are still detected after rounding; |bounds| << 2^22.
+    const float vlo = float(qmin - zp - 1);
+    const float vhi = float(qmax - zp + 1);
+    int64_t clamped = 0;
+    if (kernel == Kernel::DivHalfEven) {
+        for (int64_t i = 0; i < n; ++i) {
+            float v = x[i] / scale;  // true division: torch's seed snippet and numpy do not use 1/scale
+            const bool isnan = v != v;
+            v = v < vlo ? vlo : v;
+            v = v > vhi ? vhi : v;
+            v = (v + kRoundMagic) - kRoundMagic;
+            int32_t r = isnan ? zp : int32_t(v) + zp;
+            clamped += (r < qmin) | (r > qmax);
+            r = r < qmin ? qmin : r;
+            r = r > qmax ? qmax : r;
+            q[i] = int8_t(r);
+        }
+    } else if (kernel == Kernel::MulInvHalfEven) {
+        const float inv = 1.0f / scale;
+        for (int64_t i = 0; i < n; ++i) {
+            float v = x[i] * inv;
+            const bool isnan = v != v;
+            v = v < vlo ? vlo : v;
+            v = v > vhi ? vhi : v;
+            v = (v + kRoundMagic) - kRoundMagic;
+            int32_t r = isnan ? zp : int32_t(v) + zp;
+            clamped += (r < qmin) | (r > qmax);
+            r = r < qmin ? qmin : r;
+            r = r > qmax ? qmax : r;
+            q[i] = int8_t(r);
+        }
+    } else {
+        // ggml: id = d ? 1/d : 0 (the caller passes scale == 0 for an all-zero block).
+        const float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+        for (int64_t i = 0; i < n; ++i) {
+            float v = x[i] * inv;
+            const bool isnan = v != v;
+            v = v < vlo ? vlo : v;
+            v = v > vhi ? vhi : v;
+            // roundf: half away from zero. t = trunc(v) is exact, so is v - t.
+            const float t = float(int32_t(v));
+            const float f = v - t;
+            const int32_t away = int32_t(f >= 0.5f) - int32_t(f <= -0.5f);
+            int32_t r = isnan ? zp : int32_t(t) + away + zp;
+            clamped += (r < qmin) | (r > qmax);
+            r = r < qmin ? qmin : r;
+            r = r > qmax ? qmax : r;
+            q[i] = int8_t(r);
+        }
+    }
+    return clamped;
+}
+
+void dequantizeRun(const int8_t* q, float* out, int64_t n, bool isUnsigned, float scale, int32_t zp)
+{
+    // (q - zp) * scale: one rounding, as torch's scalar dequantize_val and ONNX Runtime do.
+    const float fzp = float(zp);
+    if (isUnsigned) {
+        const uint8_t* u = reinterpret_cast<const uint8_t*>(q);
+        for (int64_t i = 0; i < n; ++i)
+            out[i] = (float(u[i]) - fzp) * scale;
+    } else {
+        for (int64_t i = 0; i < n; ++i)
+            out[i] = (float(q[i]) - fzp) * scale;
+    }
+}
+
+Kernel kernelFor(Scheme s)
+{
+    switch (s) {
+    case Scheme::Seed:
+    case Scheme::NarrowSymmetric: return Kernel::DivHalfEven;
+    case Scheme::TorchSymmetric:
+    case Scheme::TorchAffine: return Kernel::MulInvHalfEven;
+    case Scheme::Q8_0: return Kernel::MulInvHalfAway;
+    }
+    return Kernel::DivHalfEven;
+}
+
+struct ScaleZp {
+    float scale;
+    int32_t zp;
+};
+
+// The scheme's rule from a calibrated range to (scale, zero point).
+ScaleZp paramsFromRange(const QuantSpec& spec, Range r, int32_t qmin, int32_t qmax)
+{
+    switch (spec.scheme) {
+    case Scheme::Seed:
+        // (max - min) / 255 in float32; zero point 0 (the snippet has none).
+        return {(r.hi - r.lo) / float(qmax - qmin), 0};
+    case Scheme::TorchSymmetric: {
+        // observer.py _calculate_qparams, per_tensor/per_channel_symmetric, in float32.
+        const float minNeg = std::min(r.lo, 0.0f);
+        const float maxPos = std::max(r.hi, 0.0f);
+        const float amax = std::max(-minNeg, maxPos);
+        float scale = amax / float(double(qmax - qmin) / 2.0);
+        scale = std::max(scale, FLT_EPSILON);
+        int32_t zp = 0;
+        if (spec.isUnsigned)  // quint8: 128 for the default range, midpoint for custom (bits < 8) ranges
+            zp = spec.bits >= 8 ? 128 : (qmin + qmax) / 2;
+        return {scale, zp};
+    }
+    case Scheme::TorchAffine: {
+        const float minNeg = std::min(r.lo, 0.0f);
+        const float maxPos = std::max(r.hi, 0.0f);
+        float scale = (maxPos - minNeg) / float(qmax - qmin);
+        scale = std::max(scale, FLT_EPSILON);
+        // torch.round is half to even; minNeg / scale is a float32 division.
+        const float t = std::nearbyint(minNeg / scale);
+        int64_t zp = int64_t(qmin) - int64_t(t);
+        zp = std::clamp<int64_t>(zp, qmin, qmax);
+        return {scale, int32_t(zp)};
+    }
+    case Scheme::NarrowSymmetric: {
+        // onnxruntime quant_utils.compute_scale_zp(symmetric=True): dr / dq in float64,
+        // stored as float32; a scale below FLT_MIN becomes 1 with zero point 0.
+        const float rmin = std::min(r.lo, 0.0f);
+        const float rmax = std::max(r.hi, 0.0f);
+        const float absmax = std::max(std::fabs(rmin), std::fabs(rmax));
+        const double dr = double(absmax) - double(-absmax);
+        const double s = dr / (double(qmax) - double(qmin));
+        if (s < double(FLT_MIN))
+            return {1.0f, 0};
+        return {float(s), int32_t(std::nearbyint(double(qmin + qmax) / 2.0))};
+    }
+    case Scheme::Q8_0: {
+        // ggml quantize_row_q8_0_ref: d = amax / 127 (float), stored as fp16.
+        const float amax = std::max(std::fabs(r.lo), std::fabs(r.hi));
+        const float d = amax / float(qmax);
+        return {d, 0};
+    }
+    }
+    return {1.0f, 0};
+}
+
+// Where the values of one scale live. The tensor is seen as [outer, C, inner] around the
+// channel axis; a channel's "row" is its outer*inner values in memory order (for [out, in]
+// with axis 0 that is the row itself; for [in, out] with axis 1 it runs down the input axis).
+struct Layout {
+    int64_t outer = 1, C = 1, inner = 1;
+    int64_t K = 1;          // values per channel
+    int64_t group = 0;      // values per group along the channel row (0: whole row)
+    int64_t groupsPerChannel = 1;
+    bool perTensor = true;
+
+    int64_t slices() const { return perTensor ? 1 : C * groupsPerChannel; }
+    bool contiguousChannel() const { return outer == 1; }
+    int64_t index(int64_t c, int64_t p) const { return ((p / inner) * C + c) * inner + (p % inner); }
+};
+
+Result<Layout> makeLayout(const std::vector<int64_t>& shape, int64_t numel, const QuantSpec& spec)
+{
+    Layout L;
+    const bool grouped = spec.scheme == Scheme::Q8_0 || spec.granularity == Granularity::PerGroup;
+    if (spec.granularity == Granularity::PerTensor && spec.scheme != Scheme::Q8_0) {
+        L.K = numel;
+        L.inner = numel;
+        return L;
+    }
+    L.perTensor = false;
+    const int64_t rank = int64_t(shape.size());
+    if (rank == 0 || (rank == 1 && grouped)) {
+        // A scalar or vector has no separate input axis: it is one row.
+        L.C = 1;
+        L.inner = numel;
+    } else {
+        if (spec.axis < 0 || spec.axis >= rank)
+            return makeError("bad-spec", "channel axis " + std::to_string(spec.axis) + " is out of range for a rank-"
+                                             + std::to_string(rank) + " tensor");
+        for (int64_t d = 0; d < spec.axis; ++d)
+            L.outer *= shape[size_t(d)];
+        L.C = shape[size_t(spec.axis)];
+        L.inner = L.C == 0 ? 0 : numel / L.outer / L.C;
+        if (L.outer == 0 || L.C == 0)
+            L.inner = 0;
+    }
+    L.K = L.outer * L.inner;
+    if (grouped) {
+        L.group = spec.scheme == Scheme::Q8_0 ? 32 : spec.groupSize;
+        if (L.group < 1)
+            return makeError("bad-spec", "group size must be at least 1");
+        // A row that is not a multiple of the group size ends in one shorter group.
+        L.groupsPerChannel = L.K == 0 ? 0 : (L.K + L.group - 1) / L.group;
+    }
+    return L;
+}
+
+Status checkSpec(const QuantSpec& spec)
+{
+    if (spec.bits < 2 || spec.bits > 8)
+        return makeError("bad-spec", "bits must be 2..8, got " + std::to_string(spec.bits));
+    if (spec.scheme == Scheme::Q8_0 && spec.isUnsigned)
+        return makeError("bad-spec", "q8_0 has no unsigned form");
+    if (spec.scheme == Scheme::Q8_0 && spec.reduceRange)
+        return makeError("bad-spec", "q8_0 has no reduce_range form");
+    if (spec.granularity == Granularity::PerGroup && spec.groupSize < 1)
+        return makeError("bad-spec", "group size must be at least 1");
+    return Ok{};
+}
+
+}  // namespace
+
+Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
+                    QuantizedTensor& out)
+{
+    if (auto st = checkSpec(spec); !st)
+        return st.error();
+    const auto numel = checkedNumel(shape.data(), shape.size());
+    if (!numel)
+        return makeError("bad-shape", "shape has a negative or overflowing size");
+    if (*numel != int64_t(x.size()))
+        return makeError("bad-shape", "shape holds " + std::to_string(*numel) + " values but " + std::to_string(x.size())
+                                          + " were given");
+    auto layout = makeLayout(shape, *numel, spec);
+    if (!layout)
+        return layout.error();
+    const Layout& L = *layout;
+
+    out.shape = shape;
+    out.spec = spec;
+    out.q.resize(size_t(*numel));
+    out.clampedCount = 0;
+    QuantParams& P = out.params;
+    integerRange(spec, P.qmin, P.qmax);
+    P.axis = L.perTensor ? -1 : spec.axis;
+    if (!L.perTensor && shape.size() <= 1 && L.group > 0)
+        P.axis = 0;
+    P.groupSize = L.group;
+    const int64_t nslices = L.slices();
+    P.scale.resize(size_t(nslices));
+    P.zeroPoint.resize(size_t(nslices));
+    P.rangeLo = FLT_MAX;
+    P.rangeHi = -FLT_MAX;
+    const Kernel kernel = kernelFor(spec.scheme);
+
+    std::vector<float> xs;  // scratch for channels that are strided in memory
+    std::vector<int8_t> qs;
+    const int64_t perSlice = L.perTensor ? *numel : (L.group > 0 ? L.group : L.K);
+    if (!L.perTensor && !L.contiguousChannel()) {
+        xs.resize(size_t(perSlice));
+        qs.resize(size_t(perSlice));
+    }
+    for (int64_t s = 0; s < nslices; ++s) {
+        const int64_t c = L.perTensor ? 0 : s / L.groupsPerChannel;
+        const int64_t g = L.perTensor ? 0 : s % L.groupsPerChannel;
+        const int64_t p0 = L.group > 0 ? g * L.group : 0;
+        const int64_t p1 = L.perTensor ? *numel : (L.group > 0 ? std::min(p0 + L.group, L.K) : L.K);
+        const int64_t n = p1 - p0;
+        const float* src;
+        int8_t* dst;
+        const bool direct = L.perTensor || L.contiguousChannel();
+        if (direct) {
+            const int64_t base = L.perTensor ? 0 : c * L.K + p0;
+            src = x.data() + base;
+            dst = out.q.data() + base;
+        } else {
+            for (int64_t p = p0; p < p1; ++p)
+                xs[size_t(p - p0)] = x[size_t(L.index(c, p))];
+            src = xs.data();
+            dst = qs.data();
+        }
+        auto range = calibrateRange(std::span<const float>(src, size_t(n)), spec);
+        if (!range)
+            return range.error();
+        const ScaleZp sz = paramsFromRange(spec, *range, P.qmin, P.qmax);
+        P.scale[size_t(s)] = spec.scheme == Scheme::Q8_0 ? halfToFloat(floatToHalf(sz.scale)) : sz.scale;
+        P.zeroPoint[size_t(s)] = sz.zp;
+        P.rangeLo = std::min(P.rangeLo, range->lo);
+        P.rangeHi = std::max(P.rangeHi, range->hi);
+        // Q8_0 quantizes with the float d and stores fp16(d): the reference does exactly that.
+        out.clampedCount += quantizeRun(src, dst, n, kernel, sz.scale, sz.zp, P.qmin, P.qmax);
+        if (!direct)
+            for (int64_t p = p0; p < p1; ++p)
+                out.q[size_t(L.index(c, p))] = qs[size_t(p - p0)];
+    }
+    if (nslices == 0 || P.rangeLo > P.rangeHi)
+        P.rangeLo = P.rangeHi = 0.0f;
+    return Ok{};
+}
+
+Result<QuantizedTensor> quantize(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec)
+{
+    QuantizedTensor qt;
+    if (auto st = quantizeInto(x, shape, spec, qt); !st)
+        return st.error();
+    return qt;
+}
+
+Status quantizeManualInto(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec, float lo,
+                          float hi, QuantizedTensor& out)
+{
+    QuantSpec s = spec;
+    s.calib = CalibMethod::Manual;
+    s.manualLo = lo;
+    s.manualHi = hi;
+    return quantizeInto(x, shape, s, out);
+}
+
+void dequantize(const QuantizedTensor& qt, std::span<float> out)
+{
+    const auto numel = checkedNumel(qt.shape.data(), qt.shape.size());
+    if (!numel || *numel != int64_t(qt.q.size()) || int64_t(out.size()) < *numel)
+        return;  // not one of ours: quantize() always makes these agree
+    const QuantParams& P = qt.params;
+    auto layout = makeLayout(qt.shape, *numel, qt.spec);
+    if (!layout)
+        return;
+    const Layout& L = *layout;
+    const int64_t nslices = L.slices();
+    if (int64_t(P.scale.size()) < nslices || int64_t(P.zeroPoint.size()) < nslices)
+        return;
+    for (int64_t s = 0; s < nslices; ++s) {
+        const float scale = P.scale[size_t(s)];
+        const int32_t zp = P.zeroPoint[size_t(s)];
+        if (L.perTensor) {
+            dequantizeRun(qt.q.data(), out.data(), *numel, qt.spec.isUnsigned, scale, zp);
+            continue;
+        }
+        const int64_t c = s / L.groupsPerChannel;
+        const int64_t g = s % L.groupsPerChannel;
+        const int64_t p0 = L.group > 0 ? g * L.group : 0;
+        const int64_t p1 = L.group > 0 ? std::min(p0 + L.group, L.K) : L.K;
+        if (L.contiguousChannel()) {
+            const int64_t base = c * L.K + p0;
+            dequantizeRun(qt.q.data() + base, out.data() + base, p1 - p0, qt.spec.isUnsigned, scale, zp);
+        } else {
+            const float fzp = float(zp);
+            for (int64_t p = p0; p < p1; ++p) {
+                const int64_t i = L.index(c, p);
+                out[size_t(i)] = (float(qt.qAt(i)) - fzp) * scale;
+            }
+        }
+    }
+}
+
+std::vector<float> dequantize(const QuantizedTensor& qt)
+{
+    std::vector<float> out(qt.q.size());
+    dequantize(qt, out);
+    return out;
+}
+
+int64_t QuantizedTensor::bytesAfter() const
+{
+    const int64_t n = int64_t(q.size());
+    const int64_t payload = (n * int64_t(spec.bits) + 7) / 8;
+    const int64_t nscales = int64_t(params.scale.size());
+    if (spec.scheme == Scheme::Q8_0)
+        return payload + 2 * nscales;  // fp16 d per block, no zero point: ggml's 34 bytes per 32 values
+    return payload + 4 * nscales + 4 * int64_t(params.zeroPoint.size());
+}
+
+}  // namespace quantlens
