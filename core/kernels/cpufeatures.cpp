@@ -1,0 +1,60 @@
+#include "kernels/cpufeatures.h"
+
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+namespace quantlens::kernels {
+
+namespace {
+
+#if defined(__x86_64__) || defined(__i386__)
+uint64_t xgetbv0()
+{
+    uint32_t lo = 0, hi = 0;
+    // Raw encoding of xgetbv so the file needs no -mxsave.
+    __asm__ volatile(".byte 0x0f, 0x01, 0xd0" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (uint64_t(hi) << 32) | lo;
+}
+
+CpuFeatures detect()
+{
+    CpuFeatures f;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return f;
+    const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12), f16c = c & (1u << 29);
+    if (!osxsave || !avx)
+        return f;
+    const uint64_t xcr0 = xgetbv0();
+    const bool ymmState = (xcr0 & 0x6) == 0x6;          // SSE + AVX state
+    const bool zmmState = (xcr0 & 0xE6) == 0xE6;        // + opmask, ZMM_Hi256, Hi16_ZMM
+    if (!ymmState)
+        return f;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return f;
+    const bool avx2 = b & (1u << 5);
+    const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30),
+               avx512vl = b & (1u << 31), avx512vnni = c & (1u << 11);
+    f.avx2 = avx2 && fma && f16c;
+    f.avx512vnni = zmmState && avx512f && avx512dq && avx512bw && avx512vl && avx512vnni && f.avx2;
+    unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
+    if (__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1))
+        f.avxvnni = f.avx2 && (a1 & (1u << 4));
+    return f;
+}
+#else
+CpuFeatures detect() { return {}; }
+#endif
+
+}  // namespace
+
+const CpuFeatures& cpuFeatures()
+{
+    static const CpuFeatures f = detect();
+    return f;
+}
+
+}  // namespace quantlens::kernels

@@ -1,0 +1,21 @@
+#pragma once
+// Shared between the kernel files and dispatch.cpp only; not part of the public API.
+#include "kernels/gemm.h"
+
+namespace quantlens::kernels {
+
+extern const GemmKernels kKernelsRef;
+#ifdef QUANTLENS_HAVE_kernels_avx2
+extern const GemmKernels kKernelsAvx2;
+#endif
+#ifdef QUANTLENS_HAVE_kernels_avxvnni
+extern const GemmKernels kKernelsAvxVnni;
+#endif
+#ifdef QUANTLENS_HAVE_kernels_avx512
+extern const GemmKernels kKernelsAvx512Vnni;
+#endif
+
+bool minMax_ref(const float* x, int64_t n, float* mn, float* mx);
+void quantizeU8_ref(const float* x, int64_t n, float invScale, int32_t zeroPoint, uint8_t* q);
+
+}  // namespace quantlens::kernels

@@ -1,0 +1,301 @@
+// Every int8 GEMM variant this machine can run must equal the plain-loop specification
+// (kernels/gemm_ref.cpp) exactly: int32 accumulators bit for bit, and the float epilogue
+// bit for bit too, since both compute float(raw) * float(sa*sw) + bias with no FMA.
+#include <QTest>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/gemm.h"
+
+using namespace quantlens::kernels;
+
+namespace {
+
+enum class Values { RandomFull, RandomReduceRange, Extremes, AllMaxProducts };
+
+struct Shape {
+    int64_t m, n, k;
+};
+
+std::vector<Shape> shapes()
+{
+    std::vector<Shape> s;
+    for (int64_t m = 1; m <= 17; m += 4)
+        for (int64_t n = 1; n <= 17; ++n)
+            for (int64_t k = 1; k <= 17; ++k)
+                s.push_back({m, n, k});
+    for (int64_t m : {1, 2, 6, 7, 12, 13, 17, 31, 32, 33})
+        for (int64_t n : {1, 15, 16, 17, 47, 48, 63, 64, 65, 127, 128, 129})
+            for (int64_t k : {1, 3, 4, 5, 63, 64, 65, 255, 256, 257})
+                s.push_back({m, n, k});
+    return s;
+}
+
+struct Operands {
+    Shape sh;
+    int64_t lda, ldw;
+    std::vector<uint8_t> a;  // [m][lda], lda >= k4; padding bytes are garbage on purpose
+    std::vector<int8_t> w;   // [n][ldw]
+};
+
+Operands makeOperands(const Shape& sh, Values v, std::mt19937& rng)
+{
+    Operands o;
+    o.sh = sh;
+    o.lda = paddedK(sh.k) + 3;
+    o.ldw = sh.k + 5;
+    o.a.resize(size_t(sh.m * o.lda));
+    o.w.resize(size_t(sh.n * o.ldw));
+    std::uniform_int_distribution<int> u8(0, 255), s8(-128, 127), coin(0, 1), r7(0, 127);
+    for (auto& x : o.a)
+        x = uint8_t(u8(rng));  // includes the padding: the kernels must ignore it
+    for (auto& x : o.w)
+        x = int8_t(s8(rng));
+    for (int64_t i = 0; i < sh.m; ++i)
+        for (int64_t p = 0; p < sh.k; ++p) {
+            uint8_t& x = o.a[size_t(i * o.lda + p)];
+            switch (v) {
+            case Values::RandomFull: break;
+            case Values::RandomReduceRange: x = uint8_t(r7(rng)); break;
+            case Values::Extremes: x = coin(rng) ? 255 : (coin(rng) ? 0 : 1); break;
+            case Values::AllMaxProducts: x = 255; break;
+            }
+        }
+    if (v == Values::Extremes || v == Values::AllMaxProducts)
+        for (int64_t j = 0; j < sh.n; ++j)
+            for (int64_t p = 0; p < sh.k; ++p)
+                o.w[size_t(j * o.ldw + p)] = v == Values::AllMaxProducts ? int8_t(-128) : (coin(rng) ? int8_t(127) : int8_t(-128));
+    return o;
+}
+
+const GemmKernels* kernelsNamed(const QString& name)
+{
+    for (const GemmKernels* k : availableKernels())
+        if (name == QLatin1String(k->name))
+            return k;
+    return nullptr;
+}
+
+QString where(const Shape& s, int64_t i, int64_t j)
+{
+    return QStringLiteral("M=%1 N=%2 K=%3 at (%4,%5)").arg(s.m).arg(s.n).arg(s.k).arg(i).arg(j);
+}
+
+}  // namespace
+
+class TestGemm : public QObject {
+    Q_OBJECT
+
+private:
+    void isaByValuesData()
+    {
+        QTest::addColumn<QString>("isa");
+        QTest::addColumn<int>("values");
+        for (const GemmKernels* k : availableKernels()) {
+            const QByteArray n(k->name);
+            QTest::newRow(n + "/random-u8-full-range") << QString::fromLatin1(n) << int(Values::RandomFull);
+            QTest::newRow(n + "/random-u8-reduce-range") << QString::fromLatin1(n) << int(Values::RandomReduceRange);
+            QTest::newRow(n + "/extremes-0-255-x-minus128-127") << QString::fromLatin1(n) << int(Values::Extremes);
+            QTest::newRow(n + "/all-255-x-minus128") << QString::fromLatin1(n) << int(Values::AllMaxProducts);
+        }
+    }
+
+private slots:
+    void dispatchTableEndsWithReference()
+    {
+        const auto& ks = availableKernels();
+        QVERIFY(!ks.empty());
+        QCOMPARE(QString::fromLatin1(ks.back()->name), QStringLiteral("ref"));
+        QVERIFY(kernelsNamed(QString::fromLatin1(activeIsa())) != nullptr);
+        qInfo("kernels here: %s; active: %s", qPrintable([&] {
+                  QStringList l;
+                  for (auto* k : ks) l << QString::fromLatin1(k->name);
+                  return l.join(QLatin1Char(' '));
+              }()), activeIsa());
+    }
+
+    void packedColumnSums()
+    {
+        // colSum is the zero-point correction term; check it on a ragged shape.
+        std::vector<int8_t> w(size_t(70 * 9));
+        for (size_t i = 0; i < w.size(); ++i) w[i] = int8_t(int(i * 37 % 256) - 128);
+        const PackedWeights p = packWeights(w.data(), 70, 9, 9);
+        QCOMPARE(p.panels, int64_t(2));
+        QCOMPARE(p.panelWidth(1), int64_t(16));
+        for (int64_t j = 0; j < 70; ++j) {
+            int32_t s = 0;
+            for (int64_t k = 0; k < 9; ++k) s += w[size_t(j * 9 + k)];
+            QCOMPARE(p.colSum[size_t(j)], s);
+        }
+        for (size_t j = 70; j < p.colSum.size(); ++j) QCOMPARE(p.colSum[j], 0);
+    }
+
+    void int32MatchesReference_data() { isaByValuesData(); }
+    void int32MatchesReference()
+    {
+        QFETCH(QString, isa);
+        QFETCH(int, values);
+        const GemmKernels* kr = kernelsNamed(isa);
+        QVERIFY(kr);
+        std::mt19937 rng(1234 + values);
+        const bool aMax127 = Values(values) == Values::RandomReduceRange;
+        for (const Shape& sh : shapes()) {
+            const Operands o = makeOperands(sh, Values(values), rng);
+            std::vector<int32_t> want(size_t(sh.m * sh.n)), got(size_t(sh.m * sh.n), 0x5A5A5A5A);
+            gemm_u8s8s32_ref(sh.m, sh.n, sh.k, o.a.data(), o.lda, o.w.data(), o.ldw, want.data(), sh.n);
+            const PackedWeights pw = packWeights(o.w.data(), sh.n, sh.k, o.ldw);
+            gemmU8S8S32(*kr, sh.m, o.a.data(), o.lda, pw, got.data(), sh.n, aMax127);
+            for (int64_t i = 0; i < sh.m; ++i)
+                for (int64_t j = 0; j < sh.n; ++j)
+                    if (got[size_t(i * sh.n + j)] != want[size_t(i * sh.n + j)])
+                        QFAIL(qPrintable(QStringLiteral("%1: %2 got %3, reference %4").arg(isa, where(sh, i, j))
+                                             .arg(got[size_t(i * sh.n + j)]).arg(want[size_t(i * sh.n + j)])));
+        }
+    }
+
+    void s8s8MatchesReference_data()
+    {
+        QTest::addColumn<QString>("isa");
+        for (const GemmKernels* k : availableKernels())
+            QTest::newRow(k->name) << QString::fromLatin1(k->name);
+    }
+    void s8s8MatchesReference()
+    {
+        QFETCH(QString, isa);
+        const GemmKernels* kr = kernelsNamed(isa);
+        std::mt19937 rng(99);
+        std::uniform_int_distribution<int> s8(-128, 127);
+        for (const Shape& sh : shapes()) {
+            if (sh.m * sh.n * sh.k > 200000)
+                continue;
+            std::vector<int8_t> a(size_t(sh.m * sh.k)), w(size_t(sh.n * sh.k));
+            for (auto& x : a) x = int8_t(s8(rng));
+            for (auto& x : w) x = int8_t(s8(rng));
+            if (sh.k == 5)  // extremes: every product is (-128)*(-128)
+                std::fill(a.begin(), a.end(), int8_t(-128)), std::fill(w.begin(), w.end(), int8_t(-128));
+            std::vector<int32_t> want(size_t(sh.m * sh.n)), got(size_t(sh.m * sh.n));
+            gemm_s8s8s32_ref(sh.m, sh.n, sh.k, a.data(), sh.k, w.data(), sh.k, want.data(), sh.n);
+            const PackedWeights pw = packWeights(w.data(), sh.n, sh.k, sh.k);
+            gemmS8S8S32(*kr, sh.m, a.data(), sh.k, pw, got.data(), sh.n);
+            for (int64_t i = 0; i < sh.m; ++i)
+                for (int64_t j = 0; j < sh.n; ++j)
+                    if (got[size_t(i * sh.n + j)] != want[size_t(i * sh.n + j)])
+                        QFAIL(qPrintable(QStringLiteral("%1: %2 got %3, reference %4").arg(isa, where(sh, i, j))
+                                             .arg(got[size_t(i * sh.n + j)]).arg(want[size_t(i * sh.n + j)])));
+        }
+    }
+
+    void floatEpilogueMatchesReference_data()
+    {
+        QTest::addColumn<QString>("isa");
+        QTest::addColumn<bool>("perRow");
+        QTest::addColumn<bool>("perChannel");
+        QTest::addColumn<bool>("withBias");
+        for (const GemmKernels* k : availableKernels()) {
+            const QByteArray n(k->name);
+            QTest::newRow(n + "/per-tensor-act/per-tensor-w/bias") << QString::fromLatin1(n) << false << false << true;
+            QTest::newRow(n + "/per-tensor-act/per-tensor-w/no-bias") << QString::fromLatin1(n) << false << false << false;
+            QTest::newRow(n + "/per-row-act/per-channel-w/bias") << QString::fromLatin1(n) << true << true << true;
+            QTest::newRow(n + "/per-tensor-act/per-channel-w/bias") << QString::fromLatin1(n) << false << true << true;
+        }
+    }
+    void floatEpilogueMatchesReference()
+    {
+        QFETCH(QString, isa);
+        QFETCH(bool, perRow);
+        QFETCH(bool, perChannel);
+        QFETCH(bool, withBias);
+        const GemmKernels* kr = kernelsNamed(isa);
+        std::mt19937 rng(7);
+        std::uniform_real_distribution<float> sc(1e-4f, 0.05f), bi(-3.0f, 3.0f);
+        std::uniform_int_distribution<int> zp(0, 127);
+        for (const Shape& sh : shapes()) {
+            const Operands o = makeOperands(sh, Values::RandomReduceRange, rng);
+            std::vector<int32_t> aZero(size_t(sh.m)), acc(size_t(sh.m * sh.n));
+            std::vector<float> aScale(size_t(sh.m)), wScale(size_t(sh.n)), bias(size_t(sh.n));
+            for (auto& x : aZero) x = zp(rng);
+            for (auto& x : aScale) x = sc(rng);
+            for (auto& x : wScale) x = sc(rng);
+            for (auto& x : bias) x = bi(rng);
+            Requant rq;
+            rq.aZero = aZero.data();
+            rq.aZeroStride = perRow ? 1 : 0;
+            rq.aScale = aScale.data();
+            rq.aScaleStride = perRow ? 1 : 0;
+            rq.wScale = wScale.data();
+            rq.wScaleStride = perChannel ? 1 : 0;
+            rq.bias = withBias ? bias.data() : nullptr;
+            gemm_u8s8s32_ref(sh.m, sh.n, sh.k, o.a.data(), o.lda, o.w.data(), o.ldw, acc.data(), sh.n);
+            const PackedWeights pw = packWeights(o.w.data(), sh.n, sh.k, o.ldw);
+            std::vector<float> want(size_t(sh.m * sh.n)), got(size_t(sh.m * sh.n), -777.0f);
+            requant_f32_ref(sh.m, sh.n, acc.data(), sh.n, pw.colSum.data(), rq, want.data(), sh.n);
+            kr->gemmF32(sh.m, o.a.data(), o.lda, pw, 0, pw.panels, rq, got.data(), sh.n, true);
+            for (int64_t i = 0; i < sh.m; ++i)
+                for (int64_t j = 0; j < sh.n; ++j) {
+                    const float g = got[size_t(i * sh.n + j)], r = want[size_t(i * sh.n + j)];
+                    if (std::memcmp(&g, &r, sizeof g) != 0)
+                        QFAIL(qPrintable(QStringLiteral("%1: %2 got %3, reference %4").arg(isa, where(sh, i, j))
+                                             .arg(double(g), 0, 'g', 9).arg(double(r), 0, 'g', 9)));
+                }
+        }
+    }
+
+    void panelRangesCompose_data() { s8s8MatchesReference_data(); }
+    void panelRangesCompose()
+    {
+        // Threads split the output by panel; two halves must write exactly the full result.
+        QFETCH(QString, isa);
+        const GemmKernels* kr = kernelsNamed(isa);
+        std::mt19937 rng(5);
+        const Operands o = makeOperands({9, 200, 70}, Values::RandomFull, rng);
+        const PackedWeights pw = packWeights(o.w.data(), 200, 70, o.ldw);
+        std::vector<int32_t> whole(9 * 200), halves(9 * 200, 0);
+        kr->gemmS32(9, o.a.data(), o.lda, pw, 0, pw.panels, whole.data(), 200, false);
+        kr->gemmS32(9, o.a.data(), o.lda, pw, 0, 2, halves.data(), 200, false);
+        kr->gemmS32(9, o.a.data(), o.lda, pw, 2, pw.panels, halves.data(), 200, false);
+        QVERIFY(whole == halves);
+    }
+
+    void activationQuantizationMatchesReference_data() { s8s8MatchesReference_data(); }
+    void activationQuantizationMatchesReference()
+    {
+        QFETCH(QString, isa);
+        const GemmKernels* kr = kernelsNamed(isa);
+        const GemmKernels* ref = kernelsNamed(QStringLiteral("ref"));
+        std::mt19937 rng(11);
+        std::normal_distribution<float> nd(0.0f, 2.0f);
+        for (int64_t n = 1; n <= 200; n += (n < 40 ? 1 : 17)) {
+            std::vector<float> x(static_cast<size_t>(n));
+            for (auto& v : x) v = nd(rng);
+            x[size_t(n / 2)] = 1.5f * 0.25f;  // lands exactly on .5 with scale 0.25: tie to even
+            float mn, mx, rmn, rmx;
+            QVERIFY(kr->minMax(x.data(), n, &mn, &mx));
+            QVERIFY(ref->minMax(x.data(), n, &rmn, &rmx));
+            QCOMPARE(mn, rmn);
+            QCOMPARE(mx, rmx);
+            for (float inv : {4.0f, 31.7f, 1e9f}) {
+                std::vector<uint8_t> q(static_cast<size_t>(n)), rq(static_cast<size_t>(n));
+                kr->quantizeU8(x.data(), n, inv, 61, q.data());
+                ref->quantizeU8(x.data(), n, inv, 61, rq.data());
+                for (int64_t i = 0; i < n; ++i)
+                    if (q[size_t(i)] != rq[size_t(i)])
+                        QFAIL(qPrintable(QStringLiteral("n=%1 inv=%2 x[%3]=%4: got %5, reference %6").arg(n).arg(double(inv))
+                                             .arg(i).arg(double(x[size_t(i)])).arg(q[size_t(i)]).arg(rq[size_t(i)])));
+            }
+            x[size_t(n - 1)] = std::nanf("");
+            QVERIFY2(!kr->minMax(x.data(), n, &mn, &mx), "NaN must be reported");
+        }
+        // Ties round half to even after the FMA with the zero point: 0.5+61 -> 62, 1.5+61 -> 62.
+        const float ties[2] = {0.5f / 4.0f, 1.5f / 4.0f};
+        uint8_t q[2];
+        kr->quantizeU8(ties, 2, 4.0f, 61, q);
+        QCOMPARE(int(q[0]), 62);
+        QCOMPARE(int(q[1]), 62);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestGemm)
+#include "tst_gemm.moc"
