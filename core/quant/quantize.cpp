@@ -255,7 +255,17 @@ Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape,
     out.q.resize(size_t(*numel));
     out.clampedCount = 0;
     QuantParams& P = out.params;
-    integerRange(spec, P.qmin, P.qmax);
+    int32_t rangeMin = 0, rangeMax = 0;  // the range the scale is computed for
+    integerRange(spec, rangeMin, rangeMax);
+    P.qmin = rangeMin;
+    P.qmax = rangeMax;
+    if (spec.reduceRange && spec.bits == 8
+        && (spec.scheme == Scheme::TorchSymmetric || spec.scheme == Scheme::TorchAffine)) {
+        // torch: reduce_range only shrinks the observer's range; quantize_per_tensor then
+        // clamps to the full qint8/quint8 range, so the top value can round to 64 (128).
+        P.qmin = spec.isUnsigned ? 0 : -128;
+        P.qmax = spec.isUnsigned ? 255 : 127;
+    }
     P.axis = L.perTensor ? -1 : spec.axis;
     if (!L.perTensor && shape.size() <= 1 && L.group > 0)
         P.axis = 0;
@@ -296,7 +306,7 @@ Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape,
         auto range = calibrateRange(std::span<const float>(src, size_t(n)), spec);
         if (!range)
             return range.error();
-        const ScaleZp sz = paramsFromRange(spec, *range, P.qmin, P.qmax);
+        const ScaleZp sz = paramsFromRange(spec, *range, rangeMin, rangeMax);
         P.scale[size_t(s)] = spec.scheme == Scheme::Q8_0 ? halfToFloat(floatToHalf(sz.scale)) : sz.scale;
         P.zeroPoint[size_t(s)] = sz.zp;
         P.rangeLo = std::min(P.rangeLo, range->lo);

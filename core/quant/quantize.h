@@ -15,6 +15,9 @@ namespace quantlens {
 struct QuantParams {
     std::vector<float> scale;
     std::vector<int32_t> zeroPoint;
+    // The clamp range of the stored integers. Usually integerRange(spec); for torch-* with
+    // reduce_range at 8 bits it is the full dtype range, because torch computes the scale
+    // for the reduced range but quantize_per_tensor clamps to the whole qint8/quint8.
     int32_t qmin = -128;
     int32_t qmax = 127;
     int axis = -1;            // -1 for per-tensor
