@@ -1,0 +1,174 @@
+#include "io/exporter.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+
+#include "io/h5export.h"
+#include "io/npyfolderexport.h"
+#include "io/safetensorswriter.h"
+#include "layers.h"
+
+namespace quantlens {
+
+namespace fs = std::filesystem;
+
+std::string exportFormatName(ExportFormat f)
+{
+    switch (f) {
+    case ExportFormat::Hdf5: return "hdf5";
+    case ExportFormat::SafetensorsInt8: return "safetensors-int8";
+    case ExportFormat::SafetensorsFakeQuant: return "safetensors-fake-quant";
+    case ExportFormat::NpyFolder: return "npy-folder";
+    }
+    return "unknown";
+}
+
+Result<ExportFormat> exportFormatForPath(const std::string& outPath)
+{
+    if (outPath.empty())
+        return makeError("bad-path", "empty output path");
+    std::error_code ec;
+    if (fs::is_directory(outPath, ec) || outPath.back() == '/')
+        return ExportFormat::NpyFolder;
+    std::string ext = fs::path(outPath).extension().string();
+    for (char& c : ext)
+        c = char(std::tolower(static_cast<unsigned char>(c)));
+    if (ext == ".h5" || ext == ".hdf5")
+        return ExportFormat::Hdf5;
+    if (ext == ".safetensors")
+        return ExportFormat::SafetensorsInt8;
+    if (fs::exists(outPath, ec))
+        return makeError("bad-path", "output exists and is neither a folder nor a .h5/.hdf5/.safetensors file", outPath);
+    // "model.onnx" would otherwise silently become a folder: only plain names do.
+    if (!ext.empty())
+        return makeError("bad-path", "unknown output type '" + ext + "': use .h5, .hdf5, .safetensors or a folder (end it with / to force one)", outPath);
+    return ExportFormat::NpyFolder;
+}
+
+std::string storedGranularity(const QuantizedTensor& qt)
+{
+    if (qt.params.groupSize > 0)
+        return "group:" + std::to_string(qt.params.groupSize);
+    if (qt.spec.granularity == Granularity::PerChannel)
+        return "channel";
+    return "tensor";
+}
+
+int storedAxis(const QuantizedTensor& qt)
+{
+    if (qt.params.groupSize <= 0 && qt.spec.granularity != Granularity::PerChannel)
+        return -1;
+    return qt.params.axis >= 0 ? qt.params.axis : qt.spec.axis;
+}
+
+Result<std::vector<int64_t>> scaleShape(const QuantizedTensor& qt)
+{
+    const int64_t n = static_cast<int64_t>(qt.params.scale.size());
+    auto bad = [&](const std::string& why) {
+        return makeError("bad-params", why + " (" + std::to_string(n) + " scales for shape " + shapeString(qt.shape) + ")", {}, -1, qt.name);
+    };
+    if (n == 0)
+        return bad("no scales");
+    if (qt.params.zeroPoint.size() != qt.params.scale.size())
+        return bad("zero points and scales differ in count");
+    const int axis = qt.params.axis >= 0 ? qt.params.axis : qt.spec.axis;
+    if (axis < 0 || axis >= std::max<int64_t>(qt.rank(), 1))
+        return bad("channel axis " + std::to_string(axis) + " is outside the tensor");
+    if (qt.params.groupSize > 0) {
+        // A scalar or vector is one row of groups (as quantize() treats it).
+        const int64_t channels = qt.rank() <= 1 ? 1 : qt.shape[size_t(axis)];
+        if (channels <= 0 || n % channels != 0)
+            return bad("scales do not divide into channels");
+        return std::vector<int64_t>{channels, n / channels};
+    }
+    if (qt.spec.granularity == Granularity::PerChannel) {
+        if (qt.rank() < 2 || qt.shape[size_t(axis)] != n)
+            return bad("one scale per channel expected");
+        return std::vector<int64_t>{n};
+    }
+    if (n != 1)
+        return bad("one scale expected for per-tensor");
+    return std::vector<int64_t>{1};
+}
+
+Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, QuantSpec spec)
+{
+    const Tensor* t = m.find(name);
+    if (!t)
+        return makeError("no-tensor", "no tensor named '" + name + "'", {}, -1, name);
+    if (!t->decodable())
+        return makeError("not-decoded", "tensor type " + t->opaqueType + " cannot be decoded, so it cannot be quantized", {}, -1, name);
+    if (spec.granularity != Granularity::PerTensor && t->rank() < 2)
+        return makeError("bad-granularity", "per-" + std::string(spec.granularity == Granularity::PerChannel ? "channel" : "group") +
+                         " quantization needs a tensor of rank >= 2; this one has shape " + shapeString(t->shape), {}, -1, name);
+    // Output channels are axis 0 of a PyTorch [out, in] weight and axis 1 of an [in, out] kernel.
+    spec.axis = t->layout == Layout::InOut ? 1 : 0;
+    auto x = t->toFloat();
+    if (!x)
+        return x.error();
+    auto q = quantize(*x, t->shape, spec);
+    if (!q) {
+        Error e = q.error();
+        if (e.tensor.empty())
+            e.tensor = name;
+        return e;
+    }
+    ExportEntry e;
+    e.quantized = std::move(*q);
+    e.quantized.name = t->name;
+    e.quantized.shape = t->shape;
+    e.quantized.sourceDtype = t->dtype;
+    const std::vector<float> xhat = dequantize(e.quantized);
+    e.metrics = computeMetrics(*x, xhat, e.quantized.clampedCount);
+    for (const LinearLayer& l : findLinearLayers(m))
+        if (l.weight == t && l.bias)
+            e.biasName = l.bias->name;
+    return e;
+}
+
+Result<ExportReport> exportModel(const Model& m, const std::vector<ExportEntry>& entries,
+                                 const ExportOptions& opts, const ExportProgress& progress)
+{
+    for (const ExportEntry& e : entries) {
+        auto ss = scaleShape(e.quantized);
+        if (!ss)
+            return ss.error();
+        auto n = checkedNumel(e.quantized.shape.data(), e.quantized.shape.size());
+        if (!n || *n != static_cast<int64_t>(e.quantized.q.size()))
+            return makeError("bad-params", "integer data does not match shape " + shapeString(e.quantized.shape), {}, -1, e.quantized.name);
+    }
+    switch (opts.format) {
+    case ExportFormat::Hdf5: return writeHdf5Export(m, entries, opts, progress);
+    case ExportFormat::SafetensorsInt8: return writeSafetensorsExport(m, entries, opts, progress, false);
+    case ExportFormat::SafetensorsFakeQuant: return writeSafetensorsExport(m, entries, opts, progress, true);
+    case ExportFormat::NpyFolder: return writeNpyFolderExport(m, entries, opts, progress);
+    }
+    return makeError("internal", "unknown export format");
+}
+
+namespace exportdetail {
+
+std::string sourceOf(const Model& m, const ExportOptions& opts)
+{
+    if (!opts.source.empty())
+        return opts.source;
+    std::string s;
+    for (const std::string& f : m.files) {
+        if (!s.empty())
+            s += ";";
+        s += f;
+    }
+    return s;
+}
+
+bool report(const ExportProgress& p, double fraction, const std::string& what)
+{
+    return !p || p(fraction, what);
+}
+
+Error cancelled(const std::string& path) { return makeError("cancelled", "export cancelled; nothing was written", path); }
+
+}  // namespace exportdetail
+
+}  // namespace quantlens

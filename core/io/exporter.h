@@ -1,0 +1,78 @@
+#pragma once
+// One front for every export format: the CLI and the GUI quantize tensors with
+// quantizeForExport() and hand the results to exportModel(), which picks the writer.
+// Layouts: docs/export-formats.md.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model.h"
+#include "quant/metrics.h"
+#include "quant/quantize.h"
+#include "result.h"
+
+namespace quantlens {
+
+enum class ExportFormat {
+    Hdf5,                  // .h5 / .hdf5: one group per tensor under /tensors
+    SafetensorsInt8,       // .safetensors: <name>, <name>_scale, <name>_zero_point + the rest unchanged
+    SafetensorsFakeQuant,  // .safetensors: the whole model, chosen tensors replaced by dequantized float32
+    NpyFolder,             // a folder of .npy files + manifest.json
+};
+
+// One quantized tensor ready to be written.
+struct ExportEntry {
+    QuantizedTensor quantized;
+    Metrics metrics;       // of the round trip, recorded in the export
+    std::string biasName;  // the linear layer's bias tensor in the model, "" if none
+};
+
+struct ExportOptions {
+    ExportFormat format = ExportFormat::Hdf5;
+    std::string outPath;
+    std::string source;  // recorded as the export's source; "" = the model's files joined by ";"
+};
+
+struct ExportReport {
+    int64_t bytesWritten = 0;
+    std::vector<std::string> files;     // what was written
+    std::vector<std::string> warnings;  // e.g. tensors that could not be copied
+};
+
+// Progress in [0, 1] with what is being written. Returning false cancels: the export then
+// fails with code "cancelled" and leaves nothing under the final name.
+using ExportProgress = std::function<bool(double fraction, const std::string& what)>;
+
+std::string exportFormatName(ExportFormat f);  // "hdf5", "safetensors-int8", ...
+// By the output path: an existing folder or a path ending in "/" -> NpyFolder; .h5/.hdf5 ->
+// Hdf5; .safetensors -> SafetensorsInt8; a new path without extension -> NpyFolder. Any other
+// extension, or an existing file of another kind, is an error (no surprise folder "x.onnx").
+Result<ExportFormat> exportFormatForPath(const std::string& outPath);
+
+// The granularity as stored: "tensor", "channel", "group:G" (Q8_0 is "group:32").
+std::string storedGranularity(const QuantizedTensor& qt);
+// The channel axis the scales run along; -1 for per-tensor.
+int storedAxis(const QuantizedTensor& qt);
+// The shape of the scale/zero-point arrays: [1], [channels] or [channels, groups].
+// An error if the number of scales does not fit the tensor's shape.
+Result<std::vector<int64_t>> scaleShape(const QuantizedTensor& qt);
+
+// Quantizes tensor `name` of `m` for export. Sets spec.axis from the layout (1 for
+// [in, out] weights), refuses per-channel/per-group on rank < 2, fills the metrics and
+// the bias of the linear layer the tensor belongs to.
+Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, QuantSpec spec);
+
+// Writes `entries` (tensors of `m`) in opts.format. Never writes over one of m.files.
+Result<ExportReport> exportModel(const Model& m, const std::vector<ExportEntry>& entries,
+                                 const ExportOptions& opts, const ExportProgress& progress = {});
+
+// Shared by the writers.
+namespace exportdetail {
+std::string sourceOf(const Model& m, const ExportOptions& opts);
+// Calls progress; false = cancelled.
+bool report(const ExportProgress& p, double fraction, const std::string& what);
+Error cancelled(const std::string& path);
+}  // namespace exportdetail
+
+}  // namespace quantlens
