@@ -1,0 +1,178 @@
+// HDF5 / Keras reader: fixtures from tests/scripts/make_hdf5_fixtures.py (h5py), the real
+// hls4ml Keras files, and the malformed corpus in tests/data/malformed/hdf5.
+#include <QTest>
+
+#include "io/hdf5reader.h"
+#include "layers.h"
+#include "model.h"
+#include "readertestutil.h"
+
+using namespace quantlens;
+using quantlens::test::dataPath;
+using quantlens::test::loadJson;
+
+class TestHdf5Reader : public QObject {
+    Q_OBJECT
+private slots:
+    void fixtures_data();
+    void fixtures();
+    void kerasLinearLayers();
+    void realFiles_data();
+    void realFiles();
+    void realKerasLayers();
+    void malformed_data();
+    void malformed();
+};
+
+void TestHdf5Reader::fixtures_data()
+{
+    QTest::addColumn<QString>("file");
+    QTest::newRow("keras layout: model_weights, optimizer_weights, root attrs") << "keras_like.h5";
+    QTest::newRow("plain: every numeric type, gzip, big-endian, strings, compound") << "types.h5";
+}
+
+void TestHdf5Reader::fixtures()
+{
+    QFETCH(QString, file);
+    const auto all = loadJson(dataPath(QStringLiteral("hdf5/expected.json")));
+    QVERIFY(all.is_object());
+    const auto& exp = all.at(file.toStdString());
+    auto m = openModel(dataPath(QStringLiteral("hdf5/") + file).toStdString());
+    QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
+    QCOMPARE(m->format, exp.at("format").get<std::string>());
+    for (const auto& [k, v] : exp.at("metadata").items())
+        QCOMPARE(test::metaValue(*m, k), v.get<std::string>());
+    const auto& tensors = exp.at("tensors");
+    QCOMPARE(m->tensors.size(), tensors.size());
+    for (size_t i = 0; i < tensors.size(); ++i) {
+        const auto& e = tensors[i];
+        const Tensor& t = m->tensors[i];
+        QCOMPARE(t.name, e.at("name").get<std::string>());
+        QCOMPARE(t.shape, e.at("shape").get<std::vector<int64_t>>());
+        QCOMPARE(std::string(dtypeName(t.dtype)), e.at("dtype").get<std::string>());
+        QVERIFY2((t.layout == Layout::InOut) == (e.at("layout") == "inout"), t.name.c_str());
+        QCOMPARE(t.group, e.at("group").get<std::string>());
+        auto v = t.toFloat();
+        QVERIFY2(v.ok(), v.ok() ? "" : v.error().oneLine().c_str());
+        const auto want = e.at("values").get<std::vector<float>>();
+        QCOMPARE(v->size(), want.size());
+        for (size_t k = 0; k < want.size(); ++k)
+            QVERIFY2((*v)[k] == want[k], (t.name + " element " + std::to_string(k)).c_str());
+    }
+}
+
+void TestHdf5Reader::kerasLinearLayers()
+{
+    auto m = readHdf5(dataPath(QStringLiteral("hdf5/keras_like.h5")).toStdString());
+    QVERIFY(m.ok());
+    const auto layers = findLinearLayers(*m);
+    const LinearLayer* d = findLinearLayer(layers, "model_weights/dense_1/dense_1");
+    QVERIFY(d);
+    QVERIFY(d->transposed());
+    QCOMPARE(d->inFeatures, int64_t(4));
+    QCOMPARE(d->outFeatures, int64_t(3));
+    QVERIFY(d->bias);
+    // Optimizer state has the weights' shapes but is not a layer.
+    for (const LinearLayer& l : layers)
+        QVERIFY(l.weight->group.empty());
+}
+
+void TestHdf5Reader::realFiles_data()
+{
+    QTest::addColumn<QString>("file");
+    QTest::newRow("Keras 2.3 weights-only MLP, empty Dropout groups") << "hls4ml_mnist_mlp_weights.h5";
+    QTest::newRow("Keras 2.1 full LSTM model with Adam state") << "hls4ml_lstm_model.h5";
+}
+
+void TestHdf5Reader::realFiles()
+{
+    QL_REQUIRE_SHARED_MODELS();
+    QFETCH(QString, file);
+    const auto all = loadJson(dataPath(QStringLiteral("hdf5/real_expected.json")));
+    QVERIFY(all.is_object());
+    const auto& e = all.at(file.toStdString());
+    auto m = openModel(test::sharedModel(file).toStdString());
+    QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
+    QCOMPARE(m->format, e.at("format").get<std::string>());
+    for (const auto& [k, v] : e.at("metadata").items())
+        QCOMPARE(test::metaValue(*m, k), v.get<std::string>());
+    const auto& tensors = e.at("tensors");
+    QCOMPARE(m->tensors.size(), tensors.size());
+    for (size_t i = 0; i < tensors.size(); ++i) {
+        const auto& te = tensors[i];
+        const Tensor& t = m->tensors[i];
+        QCOMPARE(t.name, te.at("name").get<std::string>());
+        QCOMPARE(t.shape, te.at("shape").get<std::vector<int64_t>>());
+        QCOMPARE(std::string(dtypeName(t.dtype)), te.at("dtype").get<std::string>());
+        QVERIFY2((t.layout == Layout::InOut) == (te.at("layout") == "inout"), t.name.c_str());
+        QCOMPARE(t.group, te.at("group").get<std::string>());
+        auto v = t.toFloat();
+        QVERIFY(v.ok());
+        const auto s = test::statsOf(*v);
+        QCOMPARE(s.min, te.at("min").get<double>());
+        QCOMPARE(s.max, te.at("max").get<double>());
+        QVERIFY2(test::closeRel(s.mean, te.at("mean").get<double>()), t.name.c_str());
+        QVERIFY2(test::closeRel(s.std, te.at("std").get<double>()), t.name.c_str());
+    }
+}
+
+void TestHdf5Reader::realKerasLayers()
+{
+    QL_REQUIRE_SHARED_MODELS();
+    auto m = openModel(test::sharedModel(QStringLiteral("hls4ml_mnist_mlp_weights.h5")).toStdString());
+    QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
+    const auto layers = findLinearLayers(*m);
+    QCOMPARE(layers.size(), size_t(3));
+    const int64_t in[] = {784, 256, 256}, out[] = {256, 256, 10};
+    for (int i = 0; i < 3; ++i) {
+        const std::string prefix = "dense_" + std::to_string(i + 1) + "/dense_" + std::to_string(i + 1);
+        const LinearLayer* l = findLinearLayer(layers, prefix);
+        QVERIFY2(l, prefix.c_str());
+        QVERIFY(l->transposed());
+        QCOMPARE(l->inFeatures, in[i]);
+        QCOMPARE(l->outFeatures, out[i]);
+        QVERIFY(l->bias);
+        QCOMPARE(l->bias->name, prefix + "/bias:0");
+    }
+    QCOMPARE(m->parameterCount(), int64_t(269322));
+
+    auto lstm = openModel(test::sharedModel(QStringLiteral("hls4ml_lstm_model.h5")).toStdString());
+    QVERIFY(lstm.ok());
+    const auto ll = findLinearLayers(*lstm);
+    const LinearLayer* dense = findLinearLayer(ll, "model_weights/rnn_densef/rnn_densef");
+    QVERIFY(dense);
+    QCOMPARE(dense->inFeatures, int64_t(320));
+    QCOMPARE(dense->outFeatures, int64_t(5));
+    const Tensor* it = lstm->find("optimizer_weights/Adam/iterations:0");
+    QVERIFY(it);
+    QCOMPARE(it->rank(), int64_t(0));
+    QCOMPARE(it->group, std::string("optimizer"));
+    QCOMPARE(it->toFloat()->at(0), 7500.0f);
+}
+
+void TestHdf5Reader::malformed_data()
+{
+    QTest::addColumn<QString>("file");
+    QTest::addColumn<QString>("code");
+    const auto e = loadJson(dataPath(QStringLiteral("malformed/hdf5/expected.json")));
+    QVERIFY(e.is_object() && e.size() >= 10);
+    for (const auto& [file, code] : e.items())
+        QTest::newRow(file.c_str()) << QString::fromStdString(file) << QString::fromStdString(code.get<std::string>());
+}
+
+void TestHdf5Reader::malformed()
+{
+    QFETCH(QString, file);
+    QFETCH(QString, code);
+    const std::string path = dataPath(QStringLiteral("malformed/hdf5/") + file).toStdString();
+    auto m = openModel(path);
+    QVERIFY2(!m.ok(), "a malformed file was accepted");
+    const std::string line = m.error().oneLine();
+    QCOMPARE(QString::fromStdString(m.error().code), code);
+    QVERIFY2(line.find(path) == 0, line.c_str());
+    QVERIFY(line.find('\n') == std::string::npos);
+    qDebug("%s", line.c_str());
+}
+
+QTEST_GUILESS_MAIN(TestHdf5Reader)
+#include "tst_hdf5reader.moc"
