@@ -22,6 +22,19 @@ bool isSymmetricScheme(Scheme s);
 // Finite min and max (NaN and +-inf skipped); {0, 0} when nothing finite is there.
 Range minMaxRange(std::span<const float> x);
 
+// The individual calibrators (calibrateRange dispatches to these):
+// percentile: symmetric -> pytorch-quantization's histogram percentile of |x| (2048 bins
+// over [0, max|x|], the edge where the CDF first reaches P), returned as [-a, a];
+// otherwise numpy.percentile(x, [100-P, P]) ('linear'), exactly.
+Range percentileRange(std::span<const float> x, double percentile, bool symmetric);
+// pytorch-quantization / TensorRT entropy (KL) calibrator on |x|; affine schemes clip each side at the amax.
+Range entropyRange(std::span<const float> x, const QuantSpec& spec);
+// MSE-optimal clip: symmetric -> pytorch-quantization's histogram MSE search; affine -> our
+// shrink search on a 2048-bin histogram of x (see docs/quantization.md).
+Range mseRange(std::span<const float> x, const QuantSpec& spec);
+// torch 1.13 HistogramObserver: the [new_min, new_max] its _non_linear_param_search picks.
+Range histogramL2Range(std::span<const float> x);
+
 // The range spec.calib picks for these values. Symmetric schemes get a range that is
 // symmetric or only its magnitude matters (the scheme uses max(|lo|, |hi|)).
 Result<Range> calibrateRange(std::span<const float> x, const QuantSpec& spec);

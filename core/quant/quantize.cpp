@@ -234,6 +234,15 @@ Status checkSpec(const QuantSpec& spec)
 
 }  // namespace
 
+void scaleAndZeroPoint(const QuantSpec& spec, float lo, float hi, float& scale, int32_t& zeroPoint)
+{
+    int32_t qmin = 0, qmax = 0;
+    integerRange(spec, qmin, qmax);
+    const ScaleZp sz = paramsFromRange(spec, Range{lo, hi}, qmin, qmax);
+    scale = spec.scheme == Scheme::Q8_0 ? halfToFloat(floatToHalf(sz.scale)) : sz.scale;
+    zeroPoint = sz.zp;
+}
+
 Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
                     QuantizedTensor& out)
 {

@@ -44,6 +44,10 @@ struct QuantizedTensor {
     int64_t bytesAfter() const;  // integer payload (bits/8 packed) + scales + zero points
 };
 
+// The scheme's rule from a clip range to (scale, zero point), as quantize() applies it to
+// each slice. For q8_0 the scale is the stored (fp16-rounded) d.
+void scaleAndZeroPoint(const QuantSpec& spec, float lo, float hi, float& scale, int32_t& zeroPoint);
+
 // Quantizes `x` (row-major, `shape`), calibrating the range as `spec` says.
 // Never fails on finite data; degenerate ranges (all zero, constant) follow
 // the reference toolchain's rule.
