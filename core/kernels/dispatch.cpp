@@ -90,9 +90,9 @@ const GemmKernels& activeKernels()
 const char* activeIsa() { return activeKernels().name; }
 
 void gemmU8S8S32(const GemmKernels& kr, int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w,
-                 int32_t* c, int64_t ldc, bool aMax127)
+                 int32_t* c, int64_t ldc, bool aMax128)
 {
-    kr.gemmS32(m, a, lda, w, 0, w.panels, c, ldc, aMax127);
+    kr.gemmS32(m, a, lda, w, 0, w.panels, c, ldc, aMax128);
 }
 
 void gemmS8S8S32(const GemmKernels& kr, int64_t m, const int8_t* a, int64_t lda, const PackedWeights& w,

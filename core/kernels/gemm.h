@@ -63,12 +63,15 @@ struct GemmKernels {
     const char* name;  // "avx512vnni", "avxvnni", "avx2", "ref"
     // Computes the output columns of panels [p0, p1) only (threads split by panel); c / y
     // point at column 0 of the full [M, N] output, and columns >= N are never written.
-    // aMax127: every activation byte is <= 127 (reduce_range). Only the AVX2 path uses it:
-    // vpmaddubsw saturates int16 for 255*(-128)*2, so without it AVX2 takes an exact, slower route.
+    // aMax128: every activation byte is <= 128 (true for reduce_range activations: their
+    // range maps to 0..127 and rounding can add at most one). Only the AVX2 path uses it:
+    // vpmaddubsw saturates its int16 pair sum for a > 128 (2 * 255 * -128 = -65280), while
+    // 2 * 128 * -128 = -32768 and 2 * 128 * 127 = 32512 still fit. Without the guarantee
+    // AVX2 takes an exact, slower route.
     void (*gemmS32)(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0,
-                    int64_t p1, int32_t* c, int64_t ldc, bool aMax127);
+                    int64_t p1, int32_t* c, int64_t ldc, bool aMax128);
     void (*gemmF32)(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0,
-                    int64_t p1, const Requant& rq, float* y, int64_t ldy, bool aMax127);
+                    int64_t p1, const Requant& rq, float* y, int64_t ldy, bool aMax128);
     // min and max of n floats (n >= 1). Returns false when any element is NaN (then mn/mx
     // are meaningless); infinities come out as the min or max and the caller rejects them.
     bool (*minMax)(const float* x, int64_t n, float* mn, float* mx);
@@ -87,7 +90,7 @@ std::vector<std::string> builtIsaNames();
 
 // Convenience wrappers over a kernel table, covering all panels.
 void gemmU8S8S32(const GemmKernels& kr, int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w,
-                 int32_t* c, int64_t ldc, bool aMax127);
+                 int32_t* c, int64_t ldc, bool aMax128);
 // s8 activations: a^0x80 turns them into u8 = a+128, and 128*colSum takes the offset back out.
 void gemmS8S8S32(const GemmKernels& kr, int64_t m, const int8_t* a, int64_t lda, const PackedWeights& w,
                  int32_t* c, int64_t ldc);

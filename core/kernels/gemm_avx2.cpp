@@ -1,8 +1,8 @@
 // AVX2 without VNNI: vpmaddubsw multiplies u8 x s8 pairs into *saturating* int16, then
 // vpmaddwd sums pairs into int32. Two products of 255 * -128 = -65280 cannot fit int16, so
-// this path is exact only for activations <= 127 (127*128*2 = 32512 fits). PyTorch's x86
-// dynamic quantization uses reduce_range (0..127) for exactly this reason. Callers say
-// whether their activations fit (aMax127); when they may not, each activation byte is split
+// this path is exact only for activations <= 128 (2*128*-128 = -32768 still fits). PyTorch's
+// x86 dynamic quantization uses reduce_range (0..127) for exactly this reason. Callers say
+// whether their activations fit (aMax128); when they may not, each activation byte is split
 // into lo = a & 127 and hi = a >> 7 and both halves are multiplied separately, which is
 // exact for any u8 at about half the speed. docs/kernels.md has the arithmetic.
 #include <immintrin.h>
@@ -20,7 +20,7 @@ namespace {
 
 #include "kernels/gemm_ymm_impl.h"
 
-// Activations known to be <= 127: one vpmaddubsw can never saturate.
+// Activations known to be <= 128: one vpmaddubsw can never saturate.
 struct DotMaddubs {
     using Prep = __m256i;
     static Prep prep(__m256i a4) { return a4; }
@@ -51,18 +51,18 @@ struct DotSplit {
 };
 
 void gemmS32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
-             int32_t* c, int64_t ldc, bool aMax127)
+             int32_t* c, int64_t ldc, bool aMax128)
 {
-    if (aMax127)
+    if (aMax128)
         ymmGemmS32<DotMaddubs, 4>(m, a, lda, w, p0, p1, c, ldc);
     else
         ymmGemmS32<DotSplit, 4>(m, a, lda, w, p0, p1, c, ldc);
 }
 
 void gemmF32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
-             const Requant& rq, float* y, int64_t ldy, bool aMax127)
+             const Requant& rq, float* y, int64_t ldy, bool aMax128)
 {
-    if (aMax127)
+    if (aMax128)
         ymmGemmF32<DotMaddubs, 4>(m, a, lda, w, p0, p1, rq, y, ldy);
     else
         ymmGemmF32<DotSplit, 4>(m, a, lda, w, p0, p1, rq, y, ldy);

@@ -1,0 +1,229 @@
+#include "runner/dynamiclinear.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <thread>
+
+#include "runner/fp32linear.h"
+
+namespace quantlens {
+
+namespace {
+
+// PyTorch's SMALL_SCALE_THRESHOLD (aten/src/ATen/native/quantized/cpu/QuantUtils.h).
+constexpr float kSmallScaleThreshold = 6.1e-5f;
+
+// The int32 accumulator holds at most 255 * 128 * K, and the zero-point correction
+// doubles that bound; K up to 32768 keeps both inside int32 (as FBGEMM requires too).
+constexpr int64_t kMaxInFeatures = 32768;
+
+thread_local ActParams tLastParams;
+
+struct Scratch {
+    std::vector<uint8_t> qa;
+    std::vector<int32_t> rowZero;
+    std::vector<float> rowScale;
+};
+thread_local Scratch tScratch;
+
+// Runs panels [0, w.panels) on up to `threads` threads, the caller's included.
+template <class F>
+void splitPanels(int64_t panels, int threads, const F& run)
+{
+    const int64_t t = std::clamp<int64_t>(threads, 1, panels);
+    if (t <= 1) {
+        run(int64_t(0), panels);
+        return;
+    }
+    std::vector<std::thread> helpers;
+    helpers.reserve(size_t(t - 1));
+    for (int64_t i = 1; i < t; ++i)
+        helpers.emplace_back([&, i] { run(panels * i / t, panels * (i + 1) / t); });
+    run(0, panels / t);
+    for (auto& h : helpers)
+        h.join();
+}
+
+uint8_t quantizeOne(float x, float inv, int32_t zp)
+{
+    const float t = std::min(std::fma(x, inv, float(zp)), 2147483520.0f);
+    return uint8_t(std::clamp<long>(std::lrint(t), 0, 255));
+}
+
+}  // namespace
+
+ActParams chooseQuantizationParams(float min, float max, int32_t qmin, int32_t qmax, bool reduceRange)
+{
+    // Transcribed from PyTorch 1.13 quant_utils::ChooseQuantizationParams with
+    // preserve_sparsity = force_scale_power_of_two = false; the float/double mix is theirs.
+    if (reduceRange) {
+        qmin = qmin / 2;
+        qmax = qmax / 2;
+    }
+    min = std::min(min, 0.0f);
+    max = std::max(max, 0.0f);
+    double scale = (double(max) - min) / (qmax - qmin);
+    if (float(scale) == 0.0f || std::isinf(1.0f / float(scale)))
+        scale = 0.1;
+    if (scale < kSmallScaleThreshold) {
+        const float orgScale = float(scale);
+        scale = kSmallScaleThreshold;
+        if (min == 0.0f) {
+            max = kSmallScaleThreshold * float(qmax - qmin);
+        } else if (max == 0.0f) {
+            min = -kSmallScaleThreshold * float(qmax - qmin);
+        } else {
+            const float amplifier = kSmallScaleThreshold / orgScale;
+            min *= amplifier;
+            max *= amplifier;
+        }
+    }
+    // The zero point from whichever end adds the smaller terms (less rounding error).
+    const double zpFromMin = qmin - min / scale;
+    const double zpFromMax = qmax - max / scale;
+    const double zpFromMinError = std::abs(double(qmin)) + std::abs(min / scale);
+    const double zpFromMaxError = std::abs(double(qmax)) + std::abs(max / scale);
+    const double initialZp = zpFromMinError < zpFromMaxError ? zpFromMin : zpFromMax;
+    int32_t nudged;
+    if (initialZp < qmin)
+        nudged = qmin;
+    else if (initialZp > qmax)
+        nudged = qmax;
+    else
+        nudged = int32_t(std::nearbyint(initialZp));
+    return {float(scale), nudged};
+}
+
+Result<DynamicLinear> DynamicLinear::create(std::span<const float> weight, int64_t outFeatures, int64_t inFeatures,
+                                            Layout layout, std::span<const float> bias,
+                                            const DynamicLinearOptions& options)
+{
+    if (inFeatures > kMaxInFeatures)
+        return makeError("too-large", "int8 linear layers support at most " + std::to_string(kMaxInFeatures) +
+                                          " input features (int32 accumulators), this one has " +
+                                          std::to_string(inFeatures));
+    if (options.weightGranularity != Granularity::PerTensor && options.weightGranularity != Granularity::PerChannel)
+        return makeError("unsupported", "dynamic int8 linear layers take per-tensor or per-channel weights");
+    // Fp32Linear::create validates the shapes and does the [in, out] transpose.
+    auto f = Fp32Linear::create(weight, outFeatures, inFeatures, layout, bias);
+    if (!f)
+        return f.error();
+    for (float v : f->weight())
+        if (!std::isfinite(v))
+            return makeError("non-finite", "the weight holds NaN or infinity; it cannot be quantized");
+
+    QuantSpec spec;
+    spec.scheme = Scheme::TorchSymmetric;
+    spec.granularity = options.weightGranularity;
+    spec.axis = 0;
+    auto q = quantize(f->weight(), {outFeatures, inFeatures}, spec);
+    if (!q)
+        return q.error();
+
+    DynamicLinear d;
+    d.in_ = inFeatures;
+    d.out_ = outFeatures;
+    d.qw_ = std::move(q.value());
+    d.bias_ = f->bias();
+    d.wScale_ = d.qw_.params.scale;
+    const int64_t wantScales = options.weightGranularity == Granularity::PerChannel ? outFeatures : 1;
+    if (int64_t(d.wScale_.size()) != wantScales)
+        return makeError("internal", "weight quantization returned " + std::to_string(d.wScale_.size()) + " scales");
+    for (int32_t z : d.qw_.params.zeroPoint)
+        if (z != 0)
+            return makeError("internal", "symmetric weight quantization returned a non-zero zero point");
+    d.packed_ = kernels::packWeights(d.qw_.q.data(), outFeatures, inFeatures, inFeatures);
+    d.opt_ = options;
+    d.opt_.threads = std::max(1, options.threads);
+    d.kr_ = options.kernels ? options.kernels : &kernels::activeKernels();
+    return d;
+}
+
+Result<DynamicLinear> DynamicLinear::fromLayer(const LinearLayer& layer, const DynamicLinearOptions& options)
+{
+    std::vector<float> w, b;
+    if (auto s = loadLinearWeights(layer, w, b); !s)
+        return s.error();
+    return create(w, layer.outFeatures, layer.inFeatures, Layout::Plain, b, options);
+}
+
+int64_t DynamicLinear::bytesAfter() const { return qw_.bytesAfter() + int64_t(bias_.size() * sizeof(float)); }
+
+ActParams DynamicLinear::lastActParams() { return tLastParams; }
+
+void DynamicLinear::forward(const float* x, int64_t m, float* y) const
+{
+    if (m <= 0)
+        return;
+    const kernels::GemmKernels& kr = *kr_;
+    const int64_t k = in_, k4 = kernels::paddedK(in_);
+    Scratch& s = tScratch;
+    if (int64_t(s.qa.size()) < m * k4)
+        s.qa.assign(size_t(m * k4), 0);  // zero padding columns once; W's padding is zero anyway
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+
+    kernels::Requant rq;
+    rq.wScale = wScale_.data();
+    rq.wScaleStride = wScale_.size() > 1 ? 1 : 0;
+    rq.bias = bias_.empty() ? nullptr : bias_.data();
+    bool aMax128 = opt_.reduceRange;
+    int32_t zp = 0;
+    float scale = 1.0f;
+
+    if (opt_.act == ActQuant::PerTensor) {
+        float mn, mx;
+        if (!kr.minMax(x, m * k, &mn, &mx) || !std::isfinite(mn) || !std::isfinite(mx)) {
+            std::fill_n(y, m * out_, nan);
+            return;
+        }
+        const ActParams p = chooseQuantizationParams(mn, mx, 0, 255, opt_.reduceRange);
+        tLastParams = p;
+        zp = p.zeroPoint;
+        scale = p.scale;
+        const float inv = 1.0f / p.scale;
+        if (k == k4)
+            kr.quantizeU8(x, m * k, inv, zp, s.qa.data());
+        else
+            for (int64_t i = 0; i < m; ++i)
+                kr.quantizeU8(x + i * k, k, inv, zp, s.qa.data() + i * k4);
+        // Quantization is monotonic, so the largest byte is the one max maps to.
+        aMax128 = quantizeOne(mx, inv, zp) <= 128;
+        rq.aZero = &zp;
+        rq.aScale = &scale;
+    } else {
+        s.rowZero.resize(size_t(m));
+        s.rowScale.resize(size_t(m));
+        for (int64_t i = 0; i < m; ++i) {
+            float mn, mx;
+            const float* xi = x + i * k;
+            uint8_t* qi = s.qa.data() + i * k4;
+            if (!kr.minMax(xi, k, &mn, &mx) || !std::isfinite(mn) || !std::isfinite(mx)) {
+                // Quantize this row as zeros and poison its output below.
+                std::fill_n(qi, k, uint8_t(0));
+                s.rowZero[size_t(i)] = 0;
+                s.rowScale[size_t(i)] = nan;
+                continue;
+            }
+            const ActParams p = chooseQuantizationParams(mn, mx, 0, 255, opt_.reduceRange);
+            const float inv = 1.0f / p.scale;
+            kr.quantizeU8(xi, k, inv, p.zeroPoint, qi);
+            s.rowZero[size_t(i)] = p.zeroPoint;
+            s.rowScale[size_t(i)] = p.scale;
+            aMax128 = aMax128 && quantizeOne(mx, inv, p.zeroPoint) <= 128;
+        }
+        rq.aZero = s.rowZero.data();
+        rq.aZeroStride = 1;
+        rq.aScale = s.rowScale.data();
+        rq.aScaleStride = 1;
+    }
+
+    // Threads pay off only when each gets several microseconds of work.
+    const int threads = m * k * out_ >= (int64_t(1) << 22) ? opt_.threads : 1;
+    const uint8_t* qa = s.qa.data();
+    splitPanels(packed_.panels, threads, [&](int64_t p0, int64_t p1) {
+        kr.gemmF32(m, qa, k4, packed_, p0, p1, rq, y, out_, aMax128);
+    });
+}
+
+}  // namespace quantlens
