@@ -1,0 +1,117 @@
+// quantlens: the GUI. Thin main: command line, platform choice, screenshot mode.
+//   quantlens [MODEL]                       (no MODEL: the built-in synthetic demo)
+//   quantlens --screenshot OUT.png [MODEL]  render offscreen, save, exit 0 (1 on failure)
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QIcon>
+#include <QTimer>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "mainwindow.h"
+
+namespace {
+
+bool envSet(const char* name)
+{
+    const char* v = std::getenv(name);
+    return v && *v;
+}
+
+bool argsAskForScreenshot(int argc, char** argv)
+{
+    for (int i = 1; i < argc; ++i)
+        if (std::strcmp(argv[i], "--screenshot") == 0 || std::strncmp(argv[i], "--screenshot=", 13) == 0)
+            return true;
+    return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    // The platform must be chosen before QApplication exists. Without a display the
+    // xcb plugin would abort; offscreen renders the same widgets into memory.
+    const bool screenshotRequested = argsAskForScreenshot(argc, argv);
+    const bool haveDisplay = envSet("DISPLAY") || envSet("WAYLAND_DISPLAY");
+    bool noDisplayFallback = false;
+    if (!haveDisplay && !envSet("QT_QPA_PLATFORM")) {
+        qputenv("QT_QPA_PLATFORM", "offscreen");
+        noDisplayFallback = !screenshotRequested;
+    }
+
+    QApplication app(argc, argv);
+    QApplication::setOrganizationName(QStringLiteral("quantlens"));
+    QApplication::setApplicationName(QStringLiteral("quantlens"));
+    QApplication::setApplicationVersion(QStringLiteral("0.1.0"));
+    QApplication::setWindowIcon(QIcon(QStringLiteral(":/icons/quantlens.png")));
+
+    QCommandLineParser parser;
+    parser.setApplicationDescription(QStringLiteral("Inspect neural-network weights and quantize them to int8."));
+    parser.addHelpOption();
+    parser.addVersionOption();
+    const QCommandLineOption shotOpt(QStringLiteral("screenshot"),
+                                     QStringLiteral("Render the main window offscreen, save it as PNG and exit."),
+                                     QStringLiteral("OUT.png"));
+    parser.addOption(shotOpt);
+    parser.addPositionalArgument(QStringLiteral("MODEL"), QStringLiteral("Model file to open (default: the built-in demo)."),
+                                 QStringLiteral("[MODEL]"));
+    if (!parser.parse(QApplication::arguments())) {
+        std::fprintf(stderr, "quantlens: %s\n", qPrintable(parser.errorText()));
+        return 2;
+    }
+    if (parser.isSet(QStringLiteral("help")))
+        parser.showHelp(0);
+    if (parser.isSet(QStringLiteral("version")))
+        parser.showVersion();
+    const QStringList pos = parser.positionalArguments();
+    if (pos.size() > 1) {
+        std::fprintf(stderr, "quantlens: expected at most one MODEL argument\n");
+        return 2;
+    }
+
+    QString shot = parser.value(shotOpt);
+    if (noDisplayFallback) {
+        shot = QStringLiteral("quantlens-screenshot.png");
+        std::fprintf(stderr,
+                     "quantlens: no display (DISPLAY and WAYLAND_DISPLAY are unset); rendering offscreen and "
+                     "writing a screenshot to ./quantlens-screenshot.png instead\n");
+    }
+    const bool screenshotMode = !shot.isEmpty();
+
+    quantlens::ui::MainWindow w(nullptr, /*useSettings=*/!screenshotMode);
+    if (screenshotMode) {
+        w.setInteractive(false);
+        w.resize(1400, 900);
+        QObject::connect(&w, &quantlens::ui::MainWindow::loadFailed, &app, [](const QString& reason) {
+            std::fprintf(stderr, "quantlens: %s\n", qPrintable(reason));
+            QCoreApplication::exit(1);
+        });
+        QObject::connect(&w, &quantlens::ui::MainWindow::becameIdle, &app, [&w, shot] {
+            if (!w.model() || !w.outcome())
+                return;  // idle between steps (e.g. before the first tensor is decoded)
+            // One more turn of the event loop so queued replots have painted.
+            QTimer::singleShot(100, &w, [&w, shot] {
+                if (!w.grab().save(shot, "PNG")) {
+                    std::fprintf(stderr, "quantlens: cannot write %s\n", qPrintable(shot));
+                    QCoreApplication::exit(1);
+                    return;
+                }
+                std::fprintf(stderr, "quantlens: wrote %s\n", qPrintable(shot));
+                QCoreApplication::exit(0);
+            });
+        });
+        QTimer::singleShot(300000, &app, [] {
+            std::fprintf(stderr, "quantlens: timed out waiting for the background work\n");
+            QCoreApplication::exit(1);
+        });
+    }
+    w.show();
+    if (pos.isEmpty())
+        w.openDemo();
+    else
+        w.openFile(pos.front());
+    return app.exec();
+}

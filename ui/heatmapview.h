@@ -1,0 +1,47 @@
+#pragma once
+#include <QWidget>
+
+#include <memory>
+
+#include "tensoranalysis.h"
+
+class QLabel;
+
+namespace quantlens::ui {
+
+class HeatmapPlot;
+
+// "before", "after (dequantized)" and "error" side by side. Before and after share one
+// colour range so equal colours mean equal values; the error map has its own symmetric
+// range. Zoom and pan are synchronised; hovering shows the element under the mouse.
+class HeatmapView : public QWidget {
+    Q_OBJECT
+public:
+    explicit HeatmapView(QWidget* parent = nullptr);
+
+    void setMatrix(std::shared_ptr<const MatrixData> m);
+    void setOutcome(std::shared_ptr<const QuantOutcome> q);
+    void clear(const QString& message);
+
+    HeatmapPlot* before() const { return plots_[0]; }
+    HeatmapPlot* after() const { return plots_[1]; }
+    HeatmapPlot* error() const { return plots_[2]; }
+    QString hoverText() const;
+    QString describe(qint64 row, qint64 col) const;  // the hover line for one element
+
+signals:
+    void hoverChanged(const QString& text);
+
+private:
+    void syncRanges(int from);
+    void onHover(qint64 row, qint64 col);
+    void updateLabels();
+
+    HeatmapPlot* plots_[3] = {nullptr, nullptr, nullptr};
+    QLabel* hover_ = nullptr;
+    std::shared_ptr<const MatrixData> matrix_;
+    std::shared_ptr<const QuantOutcome> outcome_;
+    bool syncing_ = false;
+};
+
+}  // namespace quantlens::ui

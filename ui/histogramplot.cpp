@@ -1,0 +1,382 @@
+#include "histogramplot.h"
+
+#include <QMouseEvent>
+
+#include <algorithm>
+#include <cmath>
+
+#include "formatting.h"
+
+namespace quantlens::ui {
+
+namespace {
+const QColor kInside(0x4c, 0x72, 0xb0);
+const QColor kClamped(0xd6, 0x27, 0x28);
+const QColor kLine(0xc0, 0x39, 0x2b);
+}  // namespace
+
+HistogramPlot::HistogramPlot(QWidget* parent) : QCustomPlot(parent)
+{
+    setMouseTracking(true);
+    setMinimumSize(320, 220);
+    setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
+    axisRect()->setRangeDrag(Qt::Horizontal);
+    axisRect()->setRangeZoom(Qt::Horizontal);
+
+    plotLayout()->insertRow(0);
+    title_ = new QCPTextElement(this, QString(), QFont(font().family(), font().pointSize(), QFont::Bold));
+    plotLayout()->addElement(0, 0, title_);
+
+    xAxis->setLabel(tr("value"));
+    yAxis->setLabel(tr("count"));
+
+    inside_ = new QCPBars(xAxis, yAxis);
+    inside_->setName(tr("kept"));
+    inside_->setPen(Qt::NoPen);
+    inside_->setBrush(kInside);
+    inside_->setWidthType(QCPBars::wtPlotCoords);
+    clamped_ = new QCPBars(xAxis, yAxis);
+    clamped_->setName(tr("clamped by the range"));
+    clamped_->setPen(Qt::NoPen);
+    clamped_->setBrush(kClamped);
+    clamped_->setWidthType(QCPBars::wtPlotCoords);
+
+    for (int i = 0; i < 2; ++i) {
+        bands_[i] = new QCPItemRect(this);
+        bands_[i]->topLeft->setTypeY(QCPItemPosition::ptAxisRectRatio);
+        bands_[i]->bottomRight->setTypeY(QCPItemPosition::ptAxisRectRatio);
+        bands_[i]->setPen(Qt::NoPen);
+        bands_[i]->setBrush(QColor(214, 39, 40, 28));
+        bands_[i]->setSelectable(false);
+        bands_[i]->setLayer(QStringLiteral("background"));
+
+        lines_[i] = new QCPItemStraightLine(this);
+        lines_[i]->setPen(QPen(kLine, 2));
+        lines_[i]->setSelectable(false);
+
+        labels_[i] = new QCPItemText(this);
+        labels_[i]->position->setTypeY(QCPItemPosition::ptAxisRectRatio);
+        labels_[i]->setPositionAlignment(Qt::AlignTop | (i == 0 ? Qt::AlignLeft : Qt::AlignRight));
+        labels_[i]->setPadding(QMargins(4, 2, 4, 2));
+        labels_[i]->setColor(kLine);
+        labels_[i]->setBrush(QColor(255, 255, 255, 210));
+        labels_[i]->setClipToAxisRect(true);
+    }
+    message_ = new QCPItemText(this);
+    message_->position->setType(QCPItemPosition::ptAxisRectRatio);
+    message_->position->setCoords(0.5, 0.5);
+    message_->setVisible(false);
+
+    legend->setVisible(true);
+    legend->setBrush(QColor(255, 255, 255, 200));
+    axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignLeft);
+    applyTheme();
+    clearHistogram(tr("Select a tensor"));
+}
+
+void HistogramPlot::setHistogram(const Histogram& h, const TensorStats& stats, const QString& title)
+{
+    hist_ = h;
+    stats_ = stats;
+    haveData_ = !h.counts.empty();
+    title_->setText(title);
+    message_->setVisible(false);
+    const double w = hist_.binWidth();
+    inside_->setWidth(w);
+    clamped_->setWidth(w);
+    if (lo_ == hi_) {
+        lo_ = stats.min;
+        hi_ = stats.max;
+    }
+    rebuildBars();
+    placeLines();
+    rescale();
+    replot(QCustomPlot::rpQueuedReplot);
+}
+
+void HistogramPlot::clearHistogram(const QString& message)
+{
+    haveData_ = false;
+    hist_ = {};
+    inside_->data()->clear();
+    clamped_->data()->clear();
+    title_->setText(QString());
+    message_->setText(message);
+    message_->setVisible(true);
+    for (int i = 0; i < 2; ++i) {
+        lines_[i]->setVisible(false);
+        bands_[i]->setVisible(false);
+        labels_[i]->setVisible(false);
+    }
+    setMarkers({});
+    replot(QCustomPlot::rpQueuedReplot);
+}
+
+void HistogramPlot::setClampRange(double lo, double hi)
+{
+    if (!std::isfinite(lo) || !std::isfinite(hi))
+        return;
+    if (lo > hi)
+        std::swap(lo, hi);
+    if (dragging_ >= 0)
+        return;  // the user holds a line; the result of the drag will set it on release
+    if (lo == lo_ && hi == hi_ && lines_[0]->visible() == haveData_)
+        return;
+    lo_ = lo;
+    hi_ = hi;
+    rebuildBars();
+    placeLines();
+    rescale();
+    replot(QCustomPlot::rpQueuedReplot);
+}
+
+void HistogramPlot::setMarkers(const QVector<Marker>& markers)
+{
+    for (auto* l : markerLines_)
+        removeItem(l);
+    for (auto* t : markerLabels_)
+        removeItem(t);
+    markerLines_.clear();
+    markerLabels_.clear();
+    markers_ = markers;
+    if (!haveData_)
+        markers_.clear();
+    for (int i = 0; i < markers_.size(); ++i) {
+        const Marker& m = markers_[i];
+        for (double x : {m.lo, m.hi}) {
+            auto* l = new QCPItemStraightLine(this);
+            l->point1->setCoords(x, 1);
+            l->point2->setCoords(x, 2);
+            l->setPen(QPen(m.color, 1.2, Qt::DashLine));
+            l->setSelectable(false);
+            markerLines_ << l;
+        }
+        auto* t = new QCPItemText(this);
+        t->position->setTypeY(QCPItemPosition::ptAxisRectRatio);
+        t->position->setCoords(m.hi, 0.12 + 0.07 * i);
+        t->setPositionAlignment(Qt::AlignLeft | Qt::AlignVCenter);
+        t->setText(m.name);
+        t->setColor(m.color);
+        t->setPadding(QMargins(3, 0, 3, 0));
+        t->setBrush(QColor(255, 255, 255, 200));
+        t->setClipToAxisRect(true);
+        markerLabels_ << t;
+    }
+    rescale();
+    replot(QCustomPlot::rpQueuedReplot);
+}
+
+void HistogramPlot::setLogScale(bool on)
+{
+    if (log_ == on)
+        return;
+    log_ = on;
+    rebuildBars();
+    rescale();
+    replot(QCustomPlot::rpQueuedReplot);
+}
+
+void HistogramPlot::rebuildBars()
+{
+    QVector<double> kx, ky, cx, cy;
+    for (size_t i = 0; i < hist_.counts.size(); ++i) {
+        const int64_t c = hist_.counts[i];
+        if (c <= 0)
+            continue;  // empty bins would sit at log(0)
+        const double x = hist_.binCenter(i);
+        // A bin belongs to the clamped colour when its centre is outside the range; with
+        // ~256 bins over the data that is within half a bin of the exact split.
+        const bool clamped = x < lo_ || x > hi_;
+        (clamped ? cx : kx) << x;
+        (clamped ? cy : ky) << double(c);
+    }
+    inside_->setData(kx, ky, true);
+    clamped_->setData(cx, cy, true);
+    inside_->setBaseValue(log_ ? 0.7 : 0.0);
+    clamped_->setBaseValue(log_ ? 0.7 : 0.0);
+}
+
+void HistogramPlot::placeLines()
+{
+    if (!haveData_)
+        return;
+    const double vals[2] = {lo_, hi_};
+    const double span = std::max(stats_.max - stats_.min, std::abs(hi_ - lo_)) + 1e-12;
+    for (int i = 0; i < 2; ++i) {
+        lines_[i]->point1->setCoords(vals[i], 1);
+        lines_[i]->point2->setCoords(vals[i], 2);
+        lines_[i]->setVisible(true);
+        labels_[i]->position->setCoords(vals[i], 0.0);
+        labels_[i]->setText((i == 0 ? tr("lo %1") : tr("hi %1")).arg(formatNumber(vals[i], 4)));
+        labels_[i]->setVisible(true);
+        bands_[i]->setVisible(true);
+    }
+    bands_[0]->topLeft->setCoords(lo_ - 100 * span, 0);
+    bands_[0]->bottomRight->setCoords(lo_, 1);
+    bands_[1]->topLeft->setCoords(hi_, 0);
+    bands_[1]->bottomRight->setCoords(hi_ + 100 * span, 1);
+}
+
+void HistogramPlot::rescale()
+{
+    if (!haveData_) {
+        xAxis->setRange(-1, 1);
+        yAxis->setScaleType(QCPAxis::stLinear);
+        yAxis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
+        yAxis->setRange(0, 1);
+        return;
+    }
+    // Cover the data and both lines, so clamped outliers and an over-wide manual range
+    // are both on screen.
+    double lo = std::min({stats_.min, lo_, hist_.lo});
+    double hi = std::max({stats_.max, hi_, hist_.hi});
+    for (const Marker& m : markers_) {
+        lo = std::min(lo, m.lo);
+        hi = std::max(hi, m.hi);
+    }
+    const double pad = 0.04 * (hi - lo) + 1e-12;
+    xAxis->setRange(lo - pad, hi + pad);
+    int64_t maxCount = 1;
+    for (int64_t c : hist_.counts)
+        maxCount = std::max(maxCount, c);
+    if (log_) {
+        yAxis->setScaleType(QCPAxis::stLogarithmic);
+        auto t = QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog);
+        t->setLogBase(10);
+        yAxis->setTicker(t);
+        yAxis->setNumberFormat(QStringLiteral("eb"));
+        yAxis->setNumberPrecision(0);
+        yAxis->setRange(0.7, double(maxCount) * 4.0);  // headroom for the line labels
+        yAxis->setLabel(tr("count (log)"));
+    } else {
+        yAxis->setScaleType(QCPAxis::stLinear);
+        yAxis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
+        yAxis->setNumberFormat(QStringLiteral("gb"));
+        yAxis->setNumberPrecision(6);
+        yAxis->setRange(0, double(maxCount) * 1.12);
+        yAxis->setLabel(tr("count"));
+    }
+}
+
+int HistogramPlot::linePixel(int which) const
+{
+    return int(std::lround(xAxis->coordToPixel(which == 0 ? lo_ : hi_)));
+}
+
+int HistogramPlot::markerPixel(int index, bool hiSide) const
+{
+    if (index < 0 || index >= markers_.size())
+        return -1;
+    return int(std::lround(xAxis->coordToPixel(hiSide ? markers_[index].hi : markers_[index].lo)));
+}
+
+int HistogramPlot::nearestLine(double px) const
+{
+    if (!haveData_)
+        return -1;
+    const double d0 = std::abs(xAxis->coordToPixel(lo_) - px);
+    const double d1 = std::abs(xAxis->coordToPixel(hi_) - px);
+    const int best = d1 < d0 ? 1 : 0;
+    return std::min(d0, d1) <= kGrabPixels ? best : -1;
+}
+
+int HistogramPlot::nearestMarker(double px) const
+{
+    int best = -1;
+    double bestD = 6.0;
+    for (int i = 0; i < markers_.size(); ++i)
+        for (double x : {markers_[i].lo, markers_[i].hi}) {
+            const double d = std::abs(xAxis->coordToPixel(x) - px);
+            if (d <= bestD) {
+                bestD = d;
+                best = i;
+            }
+        }
+    return best;
+}
+
+void HistogramPlot::mousePressEvent(QMouseEvent* e)
+{
+    if (e->button() == Qt::LeftButton && axisRect()->rect().contains(e->pos())) {
+        const int line = nearestLine(e->position().x());
+        if (line >= 0) {
+            dragging_ = line;
+            // Otherwise the press would also start panning the axis under the line.
+            setInteraction(QCP::iRangeDrag, false);
+            e->accept();
+            return;
+        }
+        const int marker = nearestMarker(e->position().x());
+        if (marker >= 0) {
+            emit markerClicked(marker);
+            e->accept();
+            return;
+        }
+    }
+    QCustomPlot::mousePressEvent(e);
+}
+
+void HistogramPlot::mouseMoveEvent(QMouseEvent* e)
+{
+    if (dragging_ < 0) {
+        const bool near = nearestLine(e->position().x()) >= 0 || nearestMarker(e->position().x()) >= 0;
+        setCursor(near ? Qt::SplitHCursor : Qt::ArrowCursor);
+        QCustomPlot::mouseMoveEvent(e);
+        return;
+    }
+    double x = xAxis->pixelToCoord(e->position().x());
+    // Keep lo < hi by at least a pixel's worth so the range never collapses.
+    const double minGap = std::abs(xAxis->pixelToCoord(1) - xAxis->pixelToCoord(0));
+    if (dragging_ == 0)
+        x = std::min(x, hi_ - minGap);
+    else
+        x = std::max(x, lo_ + minGap);
+    if (dragging_ == 0)
+        lo_ = x;
+    else
+        hi_ = x;
+    rebuildBars();
+    placeLines();
+    replot(QCustomPlot::rpQueuedReplot);
+    emit rangeDragged(lo_, hi_);
+    e->accept();
+}
+
+void HistogramPlot::mouseReleaseEvent(QMouseEvent* e)
+{
+    if (dragging_ < 0) {
+        QCustomPlot::mouseReleaseEvent(e);
+        return;
+    }
+    dragging_ = -1;
+    setInteraction(QCP::iRangeDrag, true);
+    e->accept();
+    emit rangeDragFinished(lo_, hi_);
+}
+
+void HistogramPlot::changeEvent(QEvent* e)
+{
+    QCustomPlot::changeEvent(e);
+    if (e->type() == QEvent::PaletteChange)
+        applyTheme();
+}
+
+void HistogramPlot::applyTheme()
+{
+    const QPalette pal = palette();
+    setBackground(pal.brush(QPalette::Base));
+    const QColor fg = pal.color(QPalette::Text);
+    for (QCPAxis* a : {xAxis, yAxis}) {
+        a->setBasePen(QPen(fg));
+        a->setTickPen(QPen(fg));
+        a->setSubTickPen(QPen(fg));
+        a->setTickLabelColor(fg);
+        a->setLabelColor(fg);
+    }
+    title_->setTextColor(fg);
+    message_->setColor(fg);
+    legend->setTextColor(Qt::black);
+    replot(QCustomPlot::rpQueuedReplot);
+}
+
+}  // namespace quantlens::ui

@@ -1,0 +1,801 @@
+#include "mainwindow.h"
+
+#include <QAction>
+#include <QApplication>
+#include <QCloseEvent>
+#include <QDragEnterEvent>
+#include <QDropEvent>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QHeaderView>
+#include <QLabel>
+#include <QLineEdit>
+#include <QMenu>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QMimeData>
+#include <QPainter>
+#include <QPdfWriter>
+#include <QProgressBar>
+#include <QPromise>
+#include <QSettings>
+#include <QSortFilterProxyModel>
+#include <QSplitter>
+#include <QStatusBar>
+#include <QTabWidget>
+#include <QTreeView>
+#include <QVBoxLayout>
+#include <QtConcurrent/QtConcurrentRun>
+
+#include "qcp.h"
+
+#include <algorithm>
+
+#include "channelplot.h"
+#include "formatting.h"
+#include "heatmapplot.h"
+#include "heatmapview.h"
+#include "histogramplot.h"
+#include "io/demomodel.h"
+#include "modeloverview.h"
+#include "numberspanel.h"
+#include "quantcontrols.h"
+#include "tensortreemodel.h"
+
+namespace quantlens::ui {
+
+namespace {
+
+// Display cells per heatmap side: about the pixels a third of a wide window offers.
+constexpr int64_t kMaxCells = 384;
+constexpr int kMaxRecent = 8;
+
+struct MatrixJob {
+    std::shared_ptr<const MatrixData> matrix;
+    QString error;
+};
+struct QuantJob {
+    std::shared_ptr<const QuantOutcome> outcome;
+    QString error;
+};
+
+bool sameModelWide(const QuantSpec& a, const QuantSpec& b)
+{
+    return a.scheme == b.scheme && a.granularity == b.granularity && a.groupSize == b.groupSize && a.calib == b.calib &&
+           a.bits == b.bits && a.isUnsigned == b.isUnsigned && a.reduceRange == b.reduceRange &&
+           a.percentile == b.percentile;
+}
+
+QColor markerColor(CalibMethod m)
+{
+    switch (m) {
+    case CalibMethod::MinMax: return QColor(0x55, 0x55, 0x55);
+    case CalibMethod::Percentile: return QColor(0x94, 0x67, 0xbd);
+    case CalibMethod::Mse: return QColor(0x2c, 0xa0, 0x2c);
+    case CalibMethod::Entropy: return QColor(0xff, 0x7f, 0x0e);
+    case CalibMethod::HistogramL2: return QColor(0x17, 0xbe, 0xcf);
+    case CalibMethod::Manual: return QColor(0x8c, 0x56, 0x4b);
+    }
+    return Qt::black;
+}
+
+}  // namespace
+
+MainWindow::MainWindow(QWidget* parent, bool useSettings) : QMainWindow(parent), useSettings_(useSettings)
+{
+    setAcceptDrops(true);
+    setWindowIcon(QIcon(QStringLiteral(":/icons/quantlens.png")));
+    summaryWatcher_ = new QFutureWatcher<TensorSummary>(this);
+    connect(summaryWatcher_, &QFutureWatcher<TensorSummary>::resultReadyAt, this, [this](int k) {
+        const TensorSummary s = summaryWatcher_->resultAt(k);
+        treeModel_->setSummary(s);
+        overview_->addSummary(s);
+    });
+    connect(summaryWatcher_, &QFutureWatcher<TensorSummary>::progressValueChanged, this, [this](int v) {
+        if (!loading_ && !decoding_)
+            progress_->setValue(v);
+    });
+    connect(summaryWatcher_, &QFutureWatcher<TensorSummary>::finished, this, [this] {
+        summaryRunning_ = false;
+        tree_->resizeColumnToContents(TensorTreeModel::SqnrColumn);
+        emit summariesFinished();
+        checkIdle();
+    });
+    buildUi();
+    buildMenus();
+    if (useSettings_)
+        loadSettings();
+    updateTitle();
+    updateStatus();
+}
+
+MainWindow::~MainWindow()
+{
+    // Nothing of ours may run after the window is gone.
+    summaryWatcher_->future().cancel();
+    summaryWatcher_->waitForFinished();
+}
+
+void MainWindow::buildUi()
+{
+    mainSplit_ = new QSplitter(Qt::Horizontal, this);
+    mainSplit_->setObjectName(QStringLiteral("mainSplit"));
+
+    auto* left = new QWidget(mainSplit_);
+    auto* lv = new QVBoxLayout(left);
+    lv->setContentsMargins(4, 4, 0, 4);
+    filter_ = new QLineEdit(left);
+    filter_->setObjectName(QStringLiteral("filterEdit"));
+    filter_->setPlaceholderText(tr("Filter tensors (regular expression, e.g. attention|ffn)"));
+    filter_->setClearButtonEnabled(true);
+    lv->addWidget(filter_);
+    tree_ = new QTreeView(left);
+    tree_->setObjectName(QStringLiteral("tensorTree"));
+    treeModel_ = new TensorTreeModel(this);
+    proxy_ = new QSortFilterProxyModel(this);
+    proxy_->setSourceModel(treeModel_);
+    proxy_->setRecursiveFilteringEnabled(true);  // keep the modules above a matching tensor
+    proxy_->setFilterRole(TensorTreeModel::FullNameRole);
+    proxy_->setFilterCaseSensitivity(Qt::CaseInsensitive);
+    proxy_->setSortRole(TensorTreeModel::SortRole);
+    tree_->setModel(proxy_);
+    tree_->setUniformRowHeights(true);
+    tree_->setAlternatingRowColors(true);
+    tree_->header()->setSortIndicator(-1, Qt::AscendingOrder);  // file order until a header is clicked
+    tree_->setSortingEnabled(true);
+    lv->addWidget(tree_, 1);
+    connect(tree_->selectionModel(), &QItemSelectionModel::currentChanged, this,
+            [this](const QModelIndex& cur) { onCurrentChanged(cur); });
+    connect(filter_, &QLineEdit::textChanged, this, [this](const QString& text) {
+        const QRegularExpression re(text, QRegularExpression::CaseInsensitiveOption);
+        filter_->setStyleSheet(re.isValid() ? QString() : QStringLiteral("QLineEdit { color: #c0392b; }"));
+        filter_->setToolTip(re.isValid() ? QString() : re.errorString());
+        if (!re.isValid())
+            return;
+        proxy_->setFilterRegularExpression(re);
+        tree_->expandAll();
+    });
+
+    tabs_ = new QTabWidget(mainSplit_);
+    tabs_->setObjectName(QStringLiteral("viewTabs"));
+    auto* tensorPage = new QWidget(tabs_);
+    auto* tv = new QVBoxLayout(tensorPage);
+    tv->setContentsMargins(4, 4, 4, 4);
+    controls_ = new QuantControls(tensorPage);
+    tv->addWidget(controls_);
+    rightSplit_ = new QSplitter(Qt::Vertical, tensorPage);
+    topSplit_ = new QSplitter(Qt::Horizontal, rightSplit_);
+    histogram_ = new HistogramPlot(topSplit_);
+    histogram_->setObjectName(QStringLiteral("histogram"));
+    numbers_ = new NumbersPanel(topSplit_);
+    numbers_->setObjectName(QStringLiteral("numbers"));
+    topSplit_->addWidget(histogram_);
+    topSplit_->addWidget(numbers_);
+    topSplit_->setStretchFactor(0, 3);
+    topSplit_->setStretchFactor(1, 1);
+    heatmaps_ = new HeatmapView(rightSplit_);
+    rightSplit_->addWidget(topSplit_);
+    rightSplit_->addWidget(heatmaps_);
+    rightSplit_->setStretchFactor(0, 1);
+    rightSplit_->setStretchFactor(1, 1);
+    tv->addWidget(rightSplit_, 1);
+    tabs_->addTab(tensorPage, tr("Tensor"));
+    channels_ = new ChannelPlot(tabs_);
+    channels_->setObjectName(QStringLiteral("channelPlot"));
+    tabs_->addTab(channels_, tr("Per channel"));
+    overview_ = new ModelOverview(tabs_);
+    tabs_->addTab(overview_, tr("Model overview"));
+    connect(overview_, &ModelOverview::layerActivated, this, [this](int t) {
+        selectTensor(t);
+        tabs_->setCurrentIndex(0);
+    });
+
+    mainSplit_->addWidget(left);
+    mainSplit_->addWidget(tabs_);
+    mainSplit_->setStretchFactor(0, 0);
+    mainSplit_->setStretchFactor(1, 1);
+    mainSplit_->setSizes({440, 960});
+    topSplit_->setSizes({640, 320});
+    setCentralWidget(mainSplit_);
+
+    statusFile_ = new QLabel(this);
+    statusInfo_ = new QLabel(this);
+    progress_ = new QProgressBar(this);
+    progress_->setMaximumWidth(200);
+    progress_->setTextVisible(true);
+    progress_->hide();
+    statusBar()->addWidget(statusFile_, 1);
+    statusBar()->addPermanentWidget(statusInfo_);
+    statusBar()->addPermanentWidget(progress_);
+
+    connect(controls_, &QuantControls::specChanged, this, &MainWindow::onSpecChanged);
+    connect(controls_, &QuantControls::logScaleToggled, histogram_, &HistogramPlot::setLogScale);
+    connect(histogram_, &HistogramPlot::rangeDragged, controls_, &QuantControls::setManualRange);
+    connect(histogram_, &HistogramPlot::rangeDragFinished, this, [this](double lo, double hi) {
+        controls_->setManualRange(lo, hi);
+        // Results that arrived during the drag left the lines where the mouse was;
+        // snap them to what the scheme really applies.
+        if (outcome_ && !quantBusy_ && !quantPending_)
+            histogram_->setClampRange(outcome_->effLo, outcome_->effHi);
+    });
+    connect(histogram_, &HistogramPlot::markerClicked, this, [this](int k) {
+        if (!outcome_ || k < 0 || size_t(k) >= markerSource_.size())
+            return;
+        controls_->setManualRange(markerSource_[size_t(k)].lo, markerSource_[size_t(k)].hi);
+    });
+    connect(heatmaps_, &HeatmapView::hoverChanged, this, [this](const QString& s) { statusBar()->showMessage(s, 4000); });
+}
+
+void MainWindow::buildMenus()
+{
+    QMenu* file = menuBar()->addMenu(tr("&File"));
+    QAction* open = file->addAction(tr("&Open…"), this, &MainWindow::showOpenDialog);
+    open->setShortcut(QKeySequence::Open);
+    file->addAction(tr("Open &demo model"), this, &MainWindow::openDemo);
+    recentMenu_ = file->addMenu(tr("Open &recent"));
+    file->addSeparator();
+    QAction* saveHist = file->addAction(tr("Save &histogram as…"), this, &MainWindow::saveHistogram);
+    saveHist->setShortcut(QKeySequence::Save);
+    file->addAction(tr("Save heat&maps as…"), this, &MainWindow::saveHeatmaps);
+    file->addSeparator();
+    QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
+    quit->setShortcut(QKeySequence::Quit);
+
+    QMenu* edit = menuBar()->addMenu(tr("&Edit"));
+    QAction* copy = edit->addAction(tr("&Copy numbers"), numbers_, &NumbersPanel::copyToClipboard);
+    copy->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_C));
+    QAction* find = edit->addAction(tr("&Filter tensors"), this, [this] {
+        filter_->setFocus();
+        filter_->selectAll();
+    });
+    find->setShortcut(QKeySequence::Find);
+
+    QMenu* view = menuBar()->addMenu(tr("&View"));
+    nextAction_ = view->addAction(tr("&Next linear layer"), this, &MainWindow::nextLayer);
+    nextAction_->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_Down), QKeySequence(Qt::Key_F8)});
+    prevAction_ = view->addAction(tr("&Previous linear layer"), this, &MainWindow::previousLayer);
+    prevAction_->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_Up), QKeySequence(Qt::SHIFT | Qt::Key_F8)});
+    view->addSeparator();
+    QAction* resetZoom = view->addAction(tr("&Reset heatmap zoom"), this, [this] {
+        heatmaps_->before()->resetView();
+        heatmaps_->before()->replot(QCustomPlot::rpQueuedReplot);
+    });
+    resetZoom->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_0));
+    for (int i = 0; i < 3; ++i) {
+        QAction* a = view->addAction(tabs_->tabText(i), this, [this, i] { tabs_->setCurrentIndex(i); });
+        a->setShortcut(QKeySequence(Qt::ALT | (Qt::Key_1 + i)));
+    }
+    rebuildRecentMenu();
+}
+
+// ---------------------------------------------------------------- loading
+
+void MainWindow::showOpenDialog()
+{
+    QSettings settings;
+    const QString dir = useSettings_ ? settings.value(QStringLiteral("lastDir")).toString() : QString();
+    const QString path = QFileDialog::getOpenFileName(
+        this, tr("Open model"), dir,
+        tr("Model files (*.safetensors *.bin *.pt *.pth *.h5 *.hdf5 *.keras *.gguf *.onnx *.npz *.npy *.json);;All files (*)"));
+    if (path.isEmpty())
+        return;
+    if (useSettings_)
+        settings.setValue(QStringLiteral("lastDir"), QFileInfo(path).absolutePath());
+    openFile(path);
+}
+
+void MainWindow::openFile(const QString& path)
+{
+    const std::string p = QFile::encodeName(path).toStdString();
+    startLoad(path, [p] {
+        Loaded out;
+        auto r = openModel(p);
+        if (r)
+            out.model = std::make_shared<const Model>(std::move(*r));
+        else
+            out.error = r.error();
+        return out;
+    });
+}
+
+void MainWindow::openDemo()
+{
+    startLoad(tr("synthetic demo"), [] {
+        Loaded out;
+        out.model = std::make_shared<const Model>(makeDemoModel());
+        return out;
+    });
+}
+
+void MainWindow::startLoad(const QString& label, std::function<Loaded()> job)
+{
+    const uint64_t gen = ++loadGen_;
+    loading_ = true;
+    progress_->setRange(0, 0);
+    progress_->setFormat(tr("opening…"));
+    progress_->show();
+    statusBar()->showMessage(tr("Opening %1…").arg(label));
+    QtConcurrent::run(std::move(job)).then(this, [this, gen, label](Loaded r) {
+        if (gen != loadGen_)
+            return;  // a newer open superseded this one
+        loading_ = false;
+        statusBar()->clearMessage();
+        if (!r.model) {
+            showError(tr("Cannot open file"), tr("Could not open %1:\n%2").arg(label, qs(r.error.oneLine())),
+                      qs(r.error.oneLine()));
+            checkIdle();
+            return;
+        }
+        setModel(r.model, label);
+    });
+}
+
+void MainWindow::showError(const QString& title, const QString& text, const QString& oneLine)
+{
+    lastError_ = oneLine.isEmpty() ? QString(text).replace(QLatin1Char('\n'), QLatin1Char(' ')) : oneLine;
+    if (interactive_) {
+        // Window-modal and non-blocking: the window stays alive behind it and tests can
+        // find and close it.
+        auto* box = new QMessageBox(QMessageBox::Warning, title, text, QMessageBox::Ok, this);
+        box->setObjectName(QStringLiteral("errorBox"));
+        box->setAttribute(Qt::WA_DeleteOnClose);
+        box->open();
+    }
+    emit loadFailed(lastError_);
+}
+
+void MainWindow::setModel(std::shared_ptr<const Model> model, const QString& label)
+{
+    model_ = std::move(model);
+    sourceLabel_ = model_->synthetic ? tr("synthetic demo") : label;
+    current_ = -1;
+    ++matrixGen_;
+    ++quantGen_;
+    matrix_.reset();
+    outcome_.reset();
+    treeModel_->reset(model_);
+    tree_->expandAll();
+    for (int c = 0; c < TensorTreeModel::ColumnCount; ++c)
+        tree_->resizeColumnToContents(c);
+    tree_->setColumnWidth(0, std::min(tree_->columnWidth(0), 260));
+    histogram_->clearHistogram(tr("Select a tensor"));
+    heatmaps_->clear(tr("Select a 2-D tensor"));
+    numbers_->clear(tr("no tensor selected"));
+    channels_->clearData(tr("Select a 2-D tensor"));
+    if (!model_->synthetic)
+        addRecent(label);
+    updateTitle();
+    updateStatus();
+    restartSummaries();
+
+    // Start on the first linear layer: that is what the tool is for.
+    int first = -1;
+    if (!treeModel_->linearTensors().empty())
+        first = treeModel_->linearTensors().front();
+    for (size_t i = 0; first < 0 && i < model_->tensors.size(); ++i)
+        if (model_->tensors[i].rank() == 2 && model_->tensors[i].decodable())
+            first = int(i);
+    if (first < 0 && !model_->tensors.empty())
+        first = 0;
+    if (first >= 0)
+        selectTensor(first);
+    emit modelLoaded();
+    checkIdle();
+}
+
+// ---------------------------------------------------------------- selection
+
+bool MainWindow::selectTensor(int index)
+{
+    if (!model_ || index < 0 || size_t(index) >= model_->tensors.size())
+        return false;
+    const QModelIndex src = treeModel_->indexForTensor(index);
+    const QModelIndex idx = proxy_->mapFromSource(src);
+    if (idx.isValid()) {
+        tree_->setCurrentIndex(idx);
+        tree_->scrollTo(idx);
+    }
+    if (current_ != index)
+        onCurrentChanged(idx.isValid() ? idx : QModelIndex());
+    if (current_ != index) {
+        // Filtered out of the tree: show it anyway.
+        current_ = -2;
+        showTensorAt(index);
+    }
+    return true;
+}
+
+bool MainWindow::selectTensor(const QString& name)
+{
+    if (!model_)
+        return false;
+    for (size_t i = 0; i < model_->tensors.size(); ++i)
+        if (qs(model_->tensors[i].name) == name)
+            return selectTensor(int(i));
+    return false;
+}
+
+void MainWindow::onCurrentChanged(const QModelIndex& current)
+{
+    const int t = current.isValid() ? current.data(TensorTreeModel::TensorIndexRole).toInt() : -1;
+    if (t < 0)
+        return;  // a module node: keep showing the last tensor
+    showTensorAt(t);
+}
+
+void MainWindow::showTensorAt(int t)
+{
+    if (t == current_ || !model_)
+        return;
+    current_ = t;
+    const uint64_t gen = ++matrixGen_;
+    ++quantGen_;  // an in-flight result belongs to the previous tensor
+    matrix_.reset();
+    outcome_.reset();
+    if (controls_->spec().calib == CalibMethod::Manual) {
+        // A dragged range belongs to the tensor it was dragged on.
+        QuantSpec s = controls_->spec();
+        s.calib = CalibMethod::MinMax;
+        controls_->setSpec(s);
+    }
+    const Tensor tensor = model_->tensors[size_t(t)];  // cheap: a view plus keep-alive
+    const QString name = qs(tensor.name);
+    if (!tensor.decodable()) {
+        const QString why = tr("%1: %2 is not decoded%3")
+                                .arg(name, qs(tensor.opaqueType), tensor.note.empty() ? QString() : tr(" (%1)").arg(qs(tensor.note)));
+        histogram_->clearHistogram(why);
+        heatmaps_->clear(why);
+        numbers_->clear(why);
+        channels_->clearData(why);
+        checkIdle();
+        return;
+    }
+    decoding_ = true;
+    progress_->setRange(0, 0);
+    progress_->setFormat(tr("decoding…"));
+    progress_->show();
+    histogram_->clearHistogram(tr("decoding %1…").arg(name));
+    QtConcurrent::run([tensor] {
+        MatrixJob j;
+        auto r = loadMatrix(tensor, 256, kMaxCells);
+        if (r)
+            j.matrix = *r;
+        else
+            j.error = qs(r.error().oneLine());
+        return j;
+    }).then(this, [this, gen, name](MatrixJob j) {
+        if (gen != matrixGen_)
+            return;
+        decoding_ = false;
+        if (!j.matrix) {
+            histogram_->clearHistogram(j.error);
+            heatmaps_->clear(j.error);
+            numbers_->clear(j.error);
+            channels_->clearData(j.error);
+            checkIdle();
+            return;
+        }
+        matrix_ = j.matrix;
+        const MatrixData& m = *matrix_;
+        QString title = name + QStringLiteral("  ") + formatShape(m.storedShape);
+        if (m.transposed)
+            title += tr(" (stored [in, out])");
+        histogram_->setMarkers({});
+        markerSource_.clear();
+        histogram_->setHistogram(m.histogram, m.stats, title);
+        histogram_->setLogScale(controls_->logScale());
+        if (m.rows > 1 || m.cols > 1)
+            heatmaps_->setMatrix(matrix_);
+        numbers_->clear(tr("quantizing…"));
+        emit tensorShown(current_);
+        requestQuantize();
+    });
+}
+
+void MainWindow::nextLayer() { selectNeighbourLayer(+1); }
+void MainWindow::previousLayer() { selectNeighbourLayer(-1); }
+
+void MainWindow::selectNeighbourLayer(int step)
+{
+    const std::vector<int>& lin = treeModel_->linearTensors();
+    if (lin.empty())
+        return;
+    int target = -1;
+    if (step > 0) {
+        for (int t : lin)
+            if (t > current_) {
+                target = t;
+                break;
+            }
+    } else {
+        for (auto it = lin.rbegin(); it != lin.rend(); ++it)
+            if (*it < current_ || current_ < 0) {
+                target = *it;
+                break;
+            }
+    }
+    if (target >= 0)
+        selectTensor(target);
+}
+
+// ---------------------------------------------------------------- quantization
+
+void MainWindow::onSpecChanged()
+{
+    requestQuantize();
+    if (!haveSummarySpec_ || !sameModelWide(modelWideSpec(controls_->spec()), summarySpec_))
+        restartSummaries();
+}
+
+void MainWindow::requestQuantize()
+{
+    if (!matrix_)
+        return;
+    if (quantBusy_) {
+        // Coalesce: while one job runs, remember only that the spec moved on.
+        quantPending_ = true;
+        return;
+    }
+    quantBusy_ = true;
+    const uint64_t gen = ++quantGen_;
+    const QuantSpec spec = controls_->spec();
+    const std::shared_ptr<const MatrixData> m = matrix_;
+    const bool withSuggestions = suggestionsGen_ != matrixGen_ || suggestionsScheme_ != spec.scheme;
+    const uint64_t mgen = matrixGen_;
+    QtConcurrent::run([m, spec, withSuggestions] {
+        QuantJob j;
+        auto r = quantizeMatrix(m, spec, kMaxCells, true, withSuggestions);
+        if (r)
+            j.outcome = *r;
+        else
+            j.error = qs(r.error().oneLine());
+        return j;
+    }).then(this, [this, gen, m, mgen](QuantJob j) {
+        quantBusy_ = false;
+        if (gen == quantGen_ && m == matrix_) {
+            if (j.outcome) {
+                if (j.outcome->haveSuggestions) {
+                    suggestionsGen_ = mgen;
+                    suggestionsScheme_ = j.outcome->spec.scheme;
+                }
+                applyOutcome(j.outcome);
+            } else {
+                outcome_.reset();
+                numbers_->clear(j.error);
+                heatmaps_->setOutcome(nullptr);
+                heatmaps_->after()->clearGrid(j.error);
+                heatmaps_->error()->clearGrid(QString());
+                channels_->clearData(j.error);
+                emit quantizationUpdated();
+            }
+        }
+        if (quantPending_) {
+            quantPending_ = false;
+            requestQuantize();
+        }
+        checkIdle();
+    });
+}
+
+void MainWindow::applyOutcome(std::shared_ptr<const QuantOutcome> q)
+{
+    outcome_ = std::move(q);
+    const QuantOutcome& o = *outcome_;
+    const MatrixData& m = *matrix_;
+    if (o.haveSuggestions) {
+        markerSource_.clear();
+        QVector<HistogramPlot::Marker> markers;
+        for (const CalibSuggestion& s : o.suggestions) {
+            if (s.method == CalibMethod::MinMax || s.method == CalibMethod::Manual)
+                continue;  // min/max is the data range itself; manual is the lines
+            markers.push_back({qs(s.label), double(s.lo), double(s.hi), markerColor(s.method)});
+            markerSource_.push_back(s);
+        }
+        histogram_->setMarkers(markers);
+    }
+    histogram_->setClampRange(o.effLo, o.effHi);
+    numbers_->setResult(m, o);
+    if (m.rows > 1 || m.cols > 1)
+        heatmaps_->setOutcome(outcome_);
+    controls_->showEffectiveRange(o.effLo, o.effHi, m.stats.max - m.stats.min);
+    channels_->setData(m, o);
+    emit quantizationUpdated();
+}
+
+void MainWindow::restartSummaries()
+{
+    summaryWatcher_->future().cancel();
+    const QuantSpec spec = modelWideSpec(controls_->spec());
+    summarySpec_ = spec;
+    haveSummarySpec_ = true;
+    treeModel_->clearSummaries();
+    overview_->reset(model_, treeModel_->linearTensors(),
+                     qs(schemeName(spec.scheme)) + QStringLiteral(", ") + qs(granularityName(spec)) +
+                         QStringLiteral(", ") + qs(calibName(spec)));
+    if (!model_) {
+        summaryRunning_ = false;
+        return;
+    }
+    const std::shared_ptr<const Model> model = model_;
+    // Linear layers first: they are what the overview and the SQNR column are about.
+    std::vector<int> order = treeModel_->linearTensors();
+    for (size_t i = 0; i < model->tensors.size(); ++i)
+        if (std::find(order.begin(), order.end(), int(i)) == order.end())
+            order.push_back(int(i));
+    summaryRunning_ = true;
+    progress_->setRange(0, int(order.size()));
+    progress_->setValue(0);
+    progress_->setFormat(tr("model stats %v/%m"));
+    progress_->show();
+    QFuture<TensorSummary> f = QtConcurrent::run([model, spec, order](QPromise<TensorSummary>& promise) {
+        promise.setProgressRange(0, int(order.size()));
+        int done = 0;
+        for (int i : order) {
+            if (promise.isCanceled())
+                return;
+            promise.addResult(summarizeTensor(model->tensors[size_t(i)], i, spec));
+            promise.setProgressValue(++done);
+        }
+    });
+    summaryWatcher_->setFuture(f);
+}
+
+// ---------------------------------------------------------------- state
+
+bool MainWindow::isIdle() const
+{
+    return !loading_ && !decoding_ && !quantBusy_ && !quantPending_ && !summaryRunning_;
+}
+
+void MainWindow::checkIdle()
+{
+    if (loading_ || decoding_) {
+        progress_->setRange(0, 0);
+        progress_->show();
+    } else if (summaryRunning_) {
+        progress_->setRange(0, summaryWatcher_->progressMaximum());
+        progress_->setValue(summaryWatcher_->progressValue());
+        progress_->setFormat(tr("model stats %v/%m"));
+        progress_->show();
+    } else {
+        progress_->hide();
+    }
+    if (isIdle())
+        emit becameIdle();
+}
+
+void MainWindow::updateTitle()
+{
+    QString what = tr("no model");
+    if (model_)
+        what = model_->synthetic ? tr("synthetic demo") : QFileInfo(sourceLabel_).fileName();
+    setWindowTitle(tr("%1 — Quantlens").arg(what));
+}
+
+void MainWindow::updateStatus()
+{
+    if (!model_) {
+        statusFile_->setText(tr("No model — File ▸ Open (Ctrl+O) or drop a file here"));
+        statusInfo_->clear();
+        return;
+    }
+    statusFile_->setText(model_->synthetic ? tr("synthetic demo (generated, not a trained model)") : sourceLabel_);
+    statusInfo_->setText(tr("%1 · %2 tensors · %3 parameters · %4")
+                             .arg(qs(model_->format))
+                             .arg(model_->tensors.size())
+                             .arg(formatCount(model_->parameterCount()))
+                             .arg(formatBytes(model_->byteCount())));
+}
+
+// ---------------------------------------------------------------- files, settings
+
+void MainWindow::addRecent(const QString& path)
+{
+    const QString abs = QFileInfo(path).absoluteFilePath();
+    recent_.removeAll(abs);
+    recent_.prepend(abs);
+    while (recent_.size() > kMaxRecent)
+        recent_.removeLast();
+    rebuildRecentMenu();
+    if (useSettings_)
+        QSettings().setValue(QStringLiteral("recentFiles"), recent_);
+}
+
+void MainWindow::rebuildRecentMenu()
+{
+    recentMenu_->clear();
+    for (const QString& p : std::as_const(recent_))
+        recentMenu_->addAction(QFileInfo(p).fileName(), this, [this, p] { openFile(p); })->setToolTip(p);
+    recentMenu_->setEnabled(!recent_.isEmpty());
+}
+
+void MainWindow::saveHistogram()
+{
+    const QString path = QFileDialog::getSaveFileName(this, tr("Save histogram"), QStringLiteral("histogram.png"),
+                                                      tr("PNG image (*.png);;PDF (*.pdf)"));
+    if (path.isEmpty())
+        return;
+    const bool ok = path.endsWith(QStringLiteral(".pdf"), Qt::CaseInsensitive) ? histogram_->savePdf(path)
+                                                                                : histogram_->savePng(path);
+    if (!ok)
+        showError(tr("Cannot save"), tr("Could not write %1").arg(path));
+}
+
+void MainWindow::saveHeatmaps()
+{
+    const QString path = QFileDialog::getSaveFileName(this, tr("Save heatmaps"), QStringLiteral("heatmaps.png"),
+                                                      tr("PNG image (*.png);;PDF (*.pdf)"));
+    if (path.isEmpty())
+        return;
+    bool ok = false;
+    if (path.endsWith(QStringLiteral(".pdf"), Qt::CaseInsensitive)) {
+        QPdfWriter pdf(path);
+        pdf.setPageSize(QPageSize(QSizeF(heatmaps_->width(), heatmaps_->height()), QPageSize::Point));
+        pdf.setPageMargins({});
+        pdf.setResolution(72);
+        QPainter p(&pdf);
+        heatmaps_->render(&p);
+        ok = p.end();
+    } else {
+        ok = heatmaps_->grab().save(path);
+    }
+    if (!ok)
+        showError(tr("Cannot save"), tr("Could not write %1").arg(path));
+}
+
+void MainWindow::loadSettings()
+{
+    QSettings s;
+    restoreGeometry(s.value(QStringLiteral("geometry")).toByteArray());
+    restoreState(s.value(QStringLiteral("windowState")).toByteArray());
+    mainSplit_->restoreState(s.value(QStringLiteral("mainSplit")).toByteArray());
+    rightSplit_->restoreState(s.value(QStringLiteral("rightSplit")).toByteArray());
+    topSplit_->restoreState(s.value(QStringLiteral("topSplit")).toByteArray());
+    recent_ = s.value(QStringLiteral("recentFiles")).toStringList();
+    QuantSpec spec = controls_->spec();
+    if (auto sc = parseScheme(s.value(QStringLiteral("scheme"), QStringLiteral("seed")).toString().toStdString()))
+        spec.scheme = *sc;
+    QuantSpec g = spec;
+    if (parseGranularity(s.value(QStringLiteral("granularity"), QStringLiteral("tensor")).toString().toStdString(), g).ok())
+        spec = g;
+    controls_->setSpec(spec);
+    rebuildRecentMenu();
+}
+
+void MainWindow::saveSettings() const
+{
+    QSettings s;
+    s.setValue(QStringLiteral("geometry"), saveGeometry());
+    s.setValue(QStringLiteral("windowState"), saveState());
+    s.setValue(QStringLiteral("mainSplit"), mainSplit_->saveState());
+    s.setValue(QStringLiteral("rightSplit"), rightSplit_->saveState());
+    s.setValue(QStringLiteral("topSplit"), topSplit_->saveState());
+    s.setValue(QStringLiteral("recentFiles"), recent_);
+    s.setValue(QStringLiteral("scheme"), qs(schemeName(controls_->spec().scheme)));
+    s.setValue(QStringLiteral("granularity"), qs(granularityName(controls_->spec())));
+}
+
+void MainWindow::closeEvent(QCloseEvent* e)
+{
+    if (useSettings_)
+        saveSettings();
+    QMainWindow::closeEvent(e);
+}
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* e)
+{
+    const QMimeData* md = e->mimeData();
+    if (md->hasUrls() && !md->urls().isEmpty() && md->urls().front().isLocalFile())
+        e->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent* e)
+{
+    const QMimeData* md = e->mimeData();
+    if (!md->hasUrls() || md->urls().isEmpty() || !md->urls().front().isLocalFile())
+        return;
+    e->acceptProposedAction();
+    openFile(md->urls().front().toLocalFile());
+}
+
+}  // namespace quantlens::ui

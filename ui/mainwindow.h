@@ -1,0 +1,164 @@
+#pragma once
+#include <QFutureWatcher>
+#include <QMainWindow>
+#include <QString>
+#include <QStringList>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "model.h"
+#include "tensoranalysis.h"
+
+class QAction;
+class QLabel;
+class QLineEdit;
+class QMenu;
+class QMessageBox;
+class QProgressBar;
+class QSortFilterProxyModel;
+class QSplitter;
+class QTabWidget;
+class QTreeView;
+
+namespace quantlens::ui {
+
+class ChannelPlot;
+class HeatmapView;
+class HistogramPlot;
+class ModelOverview;
+class NumbersPanel;
+class QuantControls;
+class TensorTreeModel;
+
+// The main window. Every expensive step (opening a file, decoding a tensor, quantizing
+// it, the whole-model columns) runs in QtConcurrent; results come back as
+// shared_ptr<const T> through continuations on this object, tagged with a generation so
+// a newer request silently supersedes an older one.
+class MainWindow : public QMainWindow {
+    Q_OBJECT
+public:
+    // useSettings=false: no QSettings read or written (screenshots and tests are reproducible).
+    explicit MainWindow(QWidget* parent = nullptr, bool useSettings = true);
+    ~MainWindow() override;
+
+    void openFile(const QString& path);
+    void openDemo();
+    // Shows an already opened model (tests, embedding); `label` is its file or description.
+    void showModel(std::shared_ptr<const Model> model, const QString& label) { setModel(std::move(model), label); }
+    // Screenshot / test mode: errors go to lastError() and loadFailed() instead of a dialog.
+    void setInteractive(bool on) { interactive_ = on; }
+
+    bool selectTensor(int index);        // false if out of range
+    bool selectTensor(const QString& name);
+    int currentTensor() const { return current_; }
+    bool isIdle() const;                 // nothing loading, decoding, quantizing or summarising
+    QString lastError() const { return lastError_; }
+    QString sourceLabel() const { return sourceLabel_; }
+    std::shared_ptr<const Model> model() const { return model_; }
+    std::shared_ptr<const MatrixData> matrix() const { return matrix_; }
+    std::shared_ptr<const QuantOutcome> outcome() const { return outcome_; }
+
+    HistogramPlot* histogram() const { return histogram_; }
+    HeatmapView* heatmaps() const { return heatmaps_; }
+    NumbersPanel* numbers() const { return numbers_; }
+    QuantControls* controls() const { return controls_; }
+    QTreeView* tree() const { return tree_; }
+    TensorTreeModel* treeModel() const { return treeModel_; }
+    QSortFilterProxyModel* proxy() const { return proxy_; }
+    QLineEdit* filterEdit() const { return filter_; }
+    ModelOverview* overview() const { return overview_; }
+    ChannelPlot* channels() const { return channels_; }
+    QTabWidget* tabs() const { return tabs_; }
+
+public slots:
+    void nextLayer();
+    void previousLayer();
+    void showOpenDialog();
+
+signals:
+    void modelLoaded();
+    void loadFailed(const QString& reason);
+    void tensorShown(int index);           // decoded and drawn (before quantization)
+    void quantizationUpdated();            // numbers, lines and heatmaps show a new result
+    void summariesFinished();
+    void becameIdle();
+
+protected:
+    void dragEnterEvent(QDragEnterEvent* e) override;
+    void dropEvent(QDropEvent* e) override;
+    void closeEvent(QCloseEvent* e) override;
+
+private:
+    struct Loaded {
+        std::shared_ptr<const Model> model;
+        Error error;
+    };
+    void buildUi();
+    void buildMenus();
+    void startLoad(const QString& label, std::function<Loaded()> job);
+    void setModel(std::shared_ptr<const Model> model, const QString& label);
+    void showError(const QString& title, const QString& text, const QString& oneLine = {});
+    void onCurrentChanged(const QModelIndex& current);
+    void showTensorAt(int index);
+    void onSpecChanged();
+    void requestQuantize();
+    void applyOutcome(std::shared_ptr<const QuantOutcome> q);
+    void restartSummaries();
+    void selectNeighbourLayer(int step);
+    void checkIdle();
+    void updateStatus();
+    void updateTitle();
+    void addRecent(const QString& path);
+    void rebuildRecentMenu();
+    void saveHistogram();
+    void saveHeatmaps();
+    void loadSettings();
+    void saveSettings() const;
+
+    // Views
+    QTreeView* tree_ = nullptr;
+    TensorTreeModel* treeModel_ = nullptr;
+    QSortFilterProxyModel* proxy_ = nullptr;
+    QLineEdit* filter_ = nullptr;
+    QTabWidget* tabs_ = nullptr;
+    QuantControls* controls_ = nullptr;
+    HistogramPlot* histogram_ = nullptr;
+    NumbersPanel* numbers_ = nullptr;
+    HeatmapView* heatmaps_ = nullptr;
+    ChannelPlot* channels_ = nullptr;
+    ModelOverview* overview_ = nullptr;
+    QSplitter* mainSplit_ = nullptr;
+    QSplitter* rightSplit_ = nullptr;
+    QSplitter* topSplit_ = nullptr;
+    QLabel* statusFile_ = nullptr;
+    QLabel* statusInfo_ = nullptr;
+    QProgressBar* progress_ = nullptr;
+    QMenu* recentMenu_ = nullptr;
+    QAction* nextAction_ = nullptr;
+    QAction* prevAction_ = nullptr;
+
+    // State (GUI thread only)
+    std::shared_ptr<const Model> model_;
+    QString sourceLabel_;   // file path or "synthetic demo"
+    QString lastError_;
+    std::shared_ptr<const MatrixData> matrix_;
+    std::shared_ptr<const QuantOutcome> outcome_;
+    int current_ = -1;
+    bool interactive_ = true;
+
+    uint64_t loadGen_ = 0, matrixGen_ = 0, quantGen_ = 0;
+    bool loading_ = false, decoding_ = false, quantBusy_ = false, quantPending_ = false;
+    uint64_t suggestionsGen_ = 0;  // the matrix generation the markers were computed for
+    Scheme suggestionsScheme_ = Scheme::Seed;
+    std::vector<CalibSuggestion> markerSource_;  // the histogram's markers, same order
+    bool summaryRunning_ = false;
+    bool useSettings_ = true;
+    QuantSpec summarySpec_;
+    bool haveSummarySpec_ = false;
+    QFutureWatcher<TensorSummary>* summaryWatcher_ = nullptr;
+    QStringList recent_;
+};
+
+}  // namespace quantlens::ui

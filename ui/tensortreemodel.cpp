@@ -1,0 +1,247 @@
+#include "tensortreemodel.h"
+
+#include <QBrush>
+#include <QColor>
+#include <QFont>
+#include <QRegularExpression>
+#include <QStringList>
+
+#include <unordered_set>
+
+#include "formatting.h"
+#include "layers.h"
+
+namespace quantlens::ui {
+
+struct TensorTreeModel::Node {
+    QString name;      // one path segment
+    QString fullName;  // the full tensor name or module prefix
+    int tensor = -1;   // index into Model::tensors for leaves
+    int64_t params = 0;
+    bool linear = false;
+    Node* parent = nullptr;
+    int row = 0;
+    std::vector<std::unique_ptr<Node>> children;
+
+    Node* childGroup(const QString& segment, const QString& full)
+    {
+        for (auto& c : children)
+            if (c->tensor < 0 && c->name == segment)
+                return c.get();
+        return add(segment, full, -1);
+    }
+    Node* add(const QString& segment, const QString& full, int t)
+    {
+        auto n = std::make_unique<Node>();
+        n->name = segment;
+        n->fullName = full;
+        n->tensor = t;
+        n->parent = this;
+        n->row = int(children.size());
+        children.push_back(std::move(n));
+        return children.back().get();
+    }
+};
+
+TensorTreeModel::TensorTreeModel(QObject* parent) : QAbstractItemModel(parent), root_(std::make_unique<Node>()) {}
+
+TensorTreeModel::~TensorTreeModel() = default;
+
+void TensorTreeModel::reset(std::shared_ptr<const Model> model)
+{
+    beginResetModel();
+    model_ = std::move(model);
+    root_ = std::make_unique<Node>();
+    leafOf_.clear();
+    summary_.clear();
+    linear_.clear();
+    if (model_) {
+        const size_t n = model_->tensors.size();
+        leafOf_.assign(n, nullptr);
+        summary_.assign(n, TensorSummary{});
+        std::unordered_set<const Tensor*> linearWeights;
+        for (const LinearLayer& l : findLinearLayers(*model_))
+            linearWeights.insert(l.weight);
+        static const QRegularExpression sep(QStringLiteral("[./]"));
+        for (size_t i = 0; i < n; ++i) {
+            const Tensor& t = model_->tensors[i];
+            QString full = qs(t.name);
+            if (!t.group.empty())
+                full = qs(t.group) + QLatin1Char('/') + full;  // optimizer state etc. under its own root
+            QStringList parts = full.split(sep, Qt::SkipEmptyParts);
+            if (parts.isEmpty())
+                parts << full;
+            Node* at = root_.get();
+            QString prefix;
+            for (qsizetype k = 0; k + 1 < parts.size(); ++k) {
+                prefix += (k ? QStringLiteral(".") : QString()) + parts[k];
+                at = at->childGroup(parts[k], prefix);
+            }
+            Node* leaf = at->add(parts.back(), qs(t.name), int(i));
+            leaf->params = t.numel();
+            leaf->linear = linearWeights.count(&t) > 0;
+            if (leaf->linear)
+                linear_.push_back(int(i));
+            for (Node* p = at; p; p = p->parent)
+                p->params += t.group.empty() ? t.numel() : 0;
+            leafOf_[i] = leaf;
+        }
+    }
+    endResetModel();
+}
+
+void TensorTreeModel::setSummary(const TensorSummary& s)
+{
+    if (s.index < 0 || size_t(s.index) >= summary_.size())
+        return;
+    summary_[size_t(s.index)] = s;
+    const Node* leaf = leafOf_[size_t(s.index)];
+    emit dataChanged(indexOf(leaf, MinColumn), indexOf(leaf, ClampedColumn));
+}
+
+void TensorTreeModel::clearSummaries()
+{
+    for (TensorSummary& s : summary_)
+        s = TensorSummary{};
+    for (const Node* leaf : leafOf_)
+        emit dataChanged(indexOf(leaf, MinColumn), indexOf(leaf, ClampedColumn));
+}
+
+QModelIndex TensorTreeModel::indexForTensor(int t) const
+{
+    if (t < 0 || size_t(t) >= leafOf_.size())
+        return {};
+    return indexOf(leafOf_[size_t(t)], NameColumn);
+}
+
+TensorTreeModel::Node* TensorTreeModel::nodeFor(const QModelIndex& idx) const
+{
+    return idx.isValid() ? static_cast<Node*>(idx.internalPointer()) : root_.get();
+}
+
+QModelIndex TensorTreeModel::indexOf(const Node* n, int column) const
+{
+    if (!n || n == root_.get())
+        return {};
+    return createIndex(n->row, column, const_cast<Node*>(n));
+}
+
+QModelIndex TensorTreeModel::index(int row, int column, const QModelIndex& parent) const
+{
+    if (!hasIndex(row, column, parent))
+        return {};
+    const Node* p = nodeFor(parent);
+    return createIndex(row, column, p->children[size_t(row)].get());
+}
+
+QModelIndex TensorTreeModel::parent(const QModelIndex& child) const
+{
+    if (!child.isValid())
+        return {};
+    const Node* n = nodeFor(child);
+    return indexOf(n->parent, NameColumn);
+}
+
+int TensorTreeModel::rowCount(const QModelIndex& parent) const
+{
+    if (parent.column() > 0)
+        return 0;
+    return int(nodeFor(parent)->children.size());
+}
+
+int TensorTreeModel::columnCount(const QModelIndex&) const { return ColumnCount; }
+
+QVariant TensorTreeModel::headerData(int section, Qt::Orientation orientation, int role) const
+{
+    if (orientation != Qt::Horizontal || section < 0 || section >= ColumnCount)
+        return {};
+    if (role == Qt::DisplayRole) {
+        static const char* names[] = {"Name", "Shape", "DType", "Parameters", "Min", "Max", "SQNR", "Clamped"};
+        return QString::fromLatin1(names[section]);
+    }
+    if (role == Qt::ToolTipRole) {
+        switch (section) {
+        case SqnrColumn: return tr("Signal-to-quantization-noise ratio under the chosen scheme (computed in the background)");
+        case ClampedColumn: return tr("Share of values outside the scheme's clamp range");
+        default: return {};
+        }
+    }
+    return {};
+}
+
+QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
+{
+    if (!index.isValid() || !hasIndex(index.row(), index.column(), index.parent()))
+        return {};
+    const Node* n = nodeFor(index);
+    const Tensor* t = (n->tensor >= 0 && model_) ? &model_->tensors[size_t(n->tensor)] : nullptr;
+    const TensorSummary* s = t ? &summary_[size_t(n->tensor)] : nullptr;
+    const bool haveSummary = s && s->ok;
+    const int col = index.column();
+
+    switch (role) {
+    case TensorIndexRole: return n->tensor;
+    case FullNameRole: return n->fullName;
+    case IsLinearRole: return n->linear;
+    case Qt::TextAlignmentRole:
+        if (col >= ParamsColumn)
+            return QVariant::fromValue(Qt::AlignRight | Qt::AlignVCenter);
+        return {};
+    case Qt::FontRole:
+        if (n->linear && col == NameColumn) {
+            QFont f;
+            f.setBold(true);
+            return f;
+        }
+        return {};
+    case Qt::DecorationRole:
+        if (n->linear && col == NameColumn)
+            return QColor(0x2b, 0x7b, 0xb9);  // the "linear layer" marker; legend in the tooltip
+        return {};
+    case Qt::ToolTipRole:
+        if (col == NameColumn) {
+            QString tip = n->fullName;
+            if (n->linear)
+                tip += t && t->layout == Layout::InOut
+                           ? tr("\nlinear layer weight, stored [in, out]; shown transposed as [out, in]")
+                           : tr("\nlinear layer weight [out, in]");
+            if (t && !t->note.empty())
+                tip += QLatin1Char('\n') + qs(t->note);
+            if (s && !s->ok && !s->error.empty())
+                tip += QLatin1Char('\n') + qs(s->error);
+            return tip;
+        }
+        return {};
+    case SortRole:
+        switch (col) {
+        case NameColumn: return n->name;
+        case ShapeColumn: return t ? double(t->numel()) : 0.0;
+        case DTypeColumn: return t ? qs(std::string(dtypeName(t->dtype))) : QString();
+        case ParamsColumn: return double(n->params);
+        case MinColumn: return haveSummary ? s->min : 0.0;
+        case MaxColumn: return haveSummary ? s->max : 0.0;
+        case SqnrColumn: return haveSummary ? s->sqnrDb : 0.0;
+        case ClampedColumn: return haveSummary ? s->clampedFraction : 0.0;
+        default: return {};
+        }
+    case Qt::DisplayRole:
+        switch (col) {
+        case NameColumn: return n->name;
+        case ShapeColumn: return t ? formatShape(t->shape) : QString();
+        case DTypeColumn:
+            if (!t)
+                return QString();
+            return t->dtype == DType::Opaque ? qs(t->opaqueType) : qs(std::string(dtypeName(t->dtype)));
+        case ParamsColumn: return formatCount(n->params);
+        case MinColumn: return haveSummary ? formatNumber(s->min, 4) : QString();
+        case MaxColumn: return haveSummary ? formatNumber(s->max, 4) : QString();
+        case SqnrColumn: return haveSummary ? formatDb(s->sqnrDb) : QString();
+        case ClampedColumn:
+            return haveSummary ? QStringLiteral("%1 %").arg(s->clampedFraction * 100.0, 0, 'f', 3) : QString();
+        default: return {};
+        }
+    default: return {};
+    }
+}
+
+}  // namespace quantlens::ui

@@ -1,0 +1,57 @@
+#pragma once
+#include <QAbstractItemModel>
+#include <QString>
+
+#include <memory>
+#include <vector>
+
+#include "model.h"
+#include "tensoranalysis.h"
+
+namespace quantlens::ui {
+
+// The model's tensors as a module tree: names split on "." and "/" (HDF5/Keras), one
+// leaf per tensor. A thin adapter over core::Model; the statistics columns start empty
+// and are filled by setSummary() as the background job delivers them.
+class TensorTreeModel : public QAbstractItemModel {
+    Q_OBJECT
+public:
+    enum Column { NameColumn, ShapeColumn, DTypeColumn, ParamsColumn, MinColumn, MaxColumn, SqnrColumn, ClampedColumn, ColumnCount };
+    enum Role {
+        TensorIndexRole = Qt::UserRole + 1,  // int, -1 for module nodes
+        FullNameRole,                        // QString, the tensor's or module's full path
+        SortRole,                            // numbers as double, text as QString
+        IsLinearRole,                        // bool
+    };
+
+    explicit TensorTreeModel(QObject* parent = nullptr);
+    ~TensorTreeModel() override;
+
+    void reset(std::shared_ptr<const Model> model);
+    void setSummary(const TensorSummary& s);
+    void clearSummaries();  // the scheme changed: the SQNR/clamped columns are stale
+
+    QModelIndex indexForTensor(int tensorIndex) const;
+    static int tensorIndex(const QModelIndex& idx) { return idx.isValid() ? idx.data(TensorIndexRole).toInt() : -1; }
+    const std::vector<int>& linearTensors() const { return linear_; }  // file order
+
+    QModelIndex index(int row, int column, const QModelIndex& parent = {}) const override;
+    QModelIndex parent(const QModelIndex& child) const override;
+    int rowCount(const QModelIndex& parent = {}) const override;
+    int columnCount(const QModelIndex& parent = {}) const override;
+    QVariant data(const QModelIndex& index, int role = Qt::DisplayRole) const override;
+    QVariant headerData(int section, Qt::Orientation orientation, int role = Qt::DisplayRole) const override;
+
+private:
+    struct Node;
+    Node* nodeFor(const QModelIndex& idx) const;
+    QModelIndex indexOf(const Node* n, int column) const;
+
+    std::shared_ptr<const Model> model_;
+    std::unique_ptr<Node> root_;
+    std::vector<Node*> leafOf_;          // tensor index -> leaf
+    std::vector<TensorSummary> summary_;  // tensor index -> summary (ok=false: not yet)
+    std::vector<int> linear_;
+};
+
+}  // namespace quantlens::ui
