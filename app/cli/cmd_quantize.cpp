@@ -1,13 +1,253 @@
+// quantlens-cli quantize: quantizes chosen tensors (or every linear layer) with one spec,
+// reports the round-trip error per tensor and writes an HDF5 / safetensors / npy-folder
+// export, optionally with a dequantized float32 ("fake-quant") safetensors copy.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
 #include "commands.h"
+#include "io/exporter.h"
+#include "layers.h"
+#include "modelarg.h"
+#include "quant/quantspec.h"
 
 namespace quantlens::cli {
 
-// TEMPORARY until its issue lands: the subcommand exists and says it is not available.
+namespace {
+
+struct QuantizeOptions {
+    std::string model;
+    std::vector<std::string> tensors;
+    bool allLinear = false;
+    std::string scheme = "seed";
+    std::string granularity = "tensor";
+    std::string calib = "minmax";
+    int bits = 8;
+    std::string dtype = "int8";
+    bool reduceRange = false;
+    std::string out;
+    std::string fakeQuant;
+    bool json = false;
+};
+
+using ojson = nlohmann::ordered_json;
+
+ojson number(double v) { return std::isfinite(v) ? ojson(v) : ojson(nullptr); }
+
+ojson value(float v) { return number(double(v)); }
+ojson value(int32_t v) { return ojson(v); }
+
+// One value for per-tensor, a list otherwise (DESIGN.md's "number or [numbers]").
+template <class T>
+ojson numberOrList(const std::vector<T>& v)
+{
+    if (v.size() == 1)
+        return value(v[0]);
+    ojson a = ojson::array();
+    for (const T& x : v)
+        a.push_back(value(x));
+    return a;
+}
+
+int64_t sourceBytes(const Tensor& t)
+{
+    auto b = byteSizeFor(t.dtype, t.numel());
+    return b ? *b : int64_t(t.data.size());
+}
+
+// Everything that is wrong with the command line is found before the model is opened.
+QuantSpec specFrom(const QuantizeOptions& o)
+{
+    QuantSpec spec;
+    auto scheme = parseScheme(o.scheme);
+    if (!scheme)
+        throw CLI::ValidationError("--scheme", scheme.error().message);
+    spec.scheme = *scheme;
+    if (Status s = parseGranularity(o.granularity, spec); !s)
+        throw CLI::ValidationError("--granularity", s.error().message);
+    if (Status s = parseCalib(o.calib, spec); !s)
+        throw CLI::ValidationError("--calib", s.error().message);
+    spec.bits = o.bits;
+    spec.isUnsigned = o.dtype == "uint8";
+    spec.reduceRange = o.reduceRange;
+    if (spec.scheme == Scheme::Q8_0 && spec.isUnsigned)
+        throw CLI::ValidationError("--dtype", "q8_0 has no unsigned form");
+    if (spec.scheme == Scheme::Q8_0 && spec.bits != 8)
+        throw CLI::ValidationError("--bits", "q8_0 is 8-bit only");
+    return spec;
+}
+
+std::vector<std::string> chooseTensors(const Model& m, const QuantizeOptions& o)
+{
+    const std::vector<LinearLayer> layers = findLinearLayers(m);
+    std::vector<std::string> names;
+    std::set<std::string> seen;
+    auto add = [&](const std::string& n) {
+        if (seen.insert(n).second)
+            names.push_back(n);
+    };
+    if (o.allLinear) {
+        for (const LinearLayer& l : layers)
+            add(l.weight->name);
+        if (names.empty())
+            throw Failure{"no linear layers found in " + o.model + " (use --tensor NAME)"};
+        return names;
+    }
+    for (const std::string& n : o.tensors) {
+        if (m.find(n)) {
+            add(n);
+        } else if (const LinearLayer* l = findLinearLayer(layers, n)) {
+            add(l->weight->name);  // a layer prefix such as "...attention.q_lin"
+        } else {
+            throw Failure{"no tensor named '" + n + "' in " + o.model};
+        }
+    }
+    return names;
+}
+
+void printTable(const Model& m, const std::vector<ExportEntry>& entries, int64_t before, int64_t after)
+{
+    size_t w = 6;
+    for (const ExportEntry& e : entries)
+        w = std::max(w, e.quantized.name.size());
+    std::printf("%-*s  %-16s %-10s %-13s %-23s %8s %9s %10s %8s %12s\n", int(w), "tensor", "scheme", "gran", "scale",
+                "range", "SQNR dB", "cosine", "max err", "clamped", "bytes");
+    for (const ExportEntry& e : entries) {
+        const QuantizedTensor& qt = e.quantized;
+        char scale[32];
+        if (qt.params.scale.size() == 1)
+            std::snprintf(scale, sizeof scale, "%.6g", double(qt.params.scale[0]));
+        else
+            std::snprintf(scale, sizeof scale, "%zu scales", qt.params.scale.size());
+        char range[48];
+        std::snprintf(range, sizeof range, "[%.5g, %.5g]", double(qt.params.rangeLo), double(qt.params.rangeHi));
+        const Tensor* t = m.find(qt.name);
+        char bytes[48];
+        std::snprintf(bytes, sizeof bytes, "%lld->%lld", (long long)(t ? sourceBytes(*t) : 0), (long long)qt.bytesAfter());
+        std::printf("%-*s  %-16s %-10s %-13s %-23s %8.2f %9.6f %10.4g %7.3f%% %12s\n", int(w), qt.name.c_str(),
+                    schemeName(qt.spec.scheme).c_str(), storedGranularity(qt).c_str(), scale, range, e.metrics.sqnrDb,
+                    e.metrics.cosine, e.metrics.maxAbsError, 100.0 * e.metrics.clampedFraction, bytes);
+    }
+    std::printf("total: %lld bytes -> %lld bytes, ratio %.4f\n", (long long)before, (long long)after,
+                after > 0 ? double(before) / double(after) : 0.0);
+}
+
+void runQuantize(const QuantizeOptions& o)
+{
+    if (o.allLinear == !o.tensors.empty())
+        throw CLI::ValidationError("quantize", "give either --tensor NAME (repeatable) or --all-linear");
+    if (o.out.empty() && o.fakeQuant.empty())
+        throw CLI::ValidationError("quantize", "give --out FILE.h5|FILE.safetensors|DIR (or --fake-quant FILE.safetensors)");
+    const QuantSpec spec = specFrom(o);
+    ExportFormat format = ExportFormat::Hdf5;
+    if (!o.out.empty()) {
+        auto f = exportFormatForPath(o.out);
+        if (!f)
+            throw CLI::ValidationError("--out", f.error().message);
+        format = *f;
+    }
+    if (!o.fakeQuant.empty()) {
+        auto f = exportFormatForPath(o.fakeQuant);
+        if (!f || *f != ExportFormat::SafetensorsInt8)
+            throw CLI::ValidationError("--fake-quant", "the fake-quant copy is a .safetensors file");
+    }
+
+    const Model m = loadModelArg(o.model);
+    const std::vector<std::string> names = chooseTensors(m, o);
+
+    std::vector<ExportEntry> entries;
+    entries.reserve(names.size());
+    int64_t before = 0, after = 0;
+    for (size_t i = 0; i < names.size(); ++i) {
+        std::fprintf(stderr, "[%zu/%zu] quantizing %s\n", i + 1, names.size(), names[i].c_str());
+        auto e = quantizeForExport(m, names[i], spec);
+        if (!e)
+            throw Failure{e.error().oneLine()};
+        before += sourceBytes(*m.find(names[i]));
+        after += e->quantized.bytesAfter();
+        entries.push_back(std::move(*e));
+    }
+
+    std::vector<std::string> outputs;
+    auto write = [&](ExportFormat f, const std::string& path) {
+        ExportOptions eo;
+        eo.format = f;
+        eo.outPath = path;
+        auto r = exportModel(m, entries, eo);
+        if (!r)
+            throw Failure{r.error().oneLine()};
+        for (const std::string& w : r->warnings)
+            std::fprintf(stderr, "warning: %s\n", w.c_str());
+        std::fprintf(stderr, "wrote %s (%s, %lld bytes)\n", path.c_str(), exportFormatName(f).c_str(), (long long)r->bytesWritten);
+        outputs.push_back(path);
+    };
+    if (!o.out.empty())
+        write(format, o.out);
+    if (!o.fakeQuant.empty())
+        write(ExportFormat::SafetensorsFakeQuant, o.fakeQuant);
+
+    if (!o.json) {
+        printTable(m, entries, before, after);
+        return;
+    }
+    ojson doc;
+    ojson tensors = ojson::array();
+    for (const ExportEntry& e : entries) {
+        const QuantizedTensor& qt = e.quantized;
+        ojson j;
+        j["name"] = qt.name;
+        j["scheme"] = schemeName(qt.spec.scheme);
+        j["granularity"] = storedGranularity(qt);
+        j["bits"] = qt.spec.bits;
+        j["scale"] = numberOrList(qt.params.scale);
+        j["zero_point"] = numberOrList(qt.params.zeroPoint);
+        j["range"] = {number(qt.params.rangeLo), number(qt.params.rangeHi)};
+        j["mse"] = number(e.metrics.mse);
+        j["sqnr_db"] = number(e.metrics.sqnrDb);  // null when the round trip is exact (inf)
+        j["cosine"] = number(e.metrics.cosine);
+        j["max_abs_error"] = number(e.metrics.maxAbsError);
+        j["clamped_fraction"] = number(e.metrics.clampedFraction);
+        j["bytes_before"] = sourceBytes(*m.find(qt.name));
+        j["bytes_after"] = qt.bytesAfter();
+        j["shape"] = qt.shape;
+        j["calib"] = calibName(qt.spec);
+        tensors.push_back(std::move(j));
+    }
+    doc["tensors"] = std::move(tensors);
+    doc["total"] = {{"bytes_before", before}, {"bytes_after", after},
+                    {"ratio", number(after > 0 ? double(before) / double(after) : 0.0)}};
+    doc["outputs"] = outputs;
+    std::cout << doc.dump(2) << std::endl;
+}
+
+}  // namespace
+
 void addQuantizeCommand(CLI::App& app)
 {
-    auto* cmd = app.add_subcommand("quantize", "not available yet");
-    cmd->allow_extras();
-    cmd->callback([] { throw Failure{"'quantize' is not implemented yet"}; });
+    auto o = std::make_shared<QuantizeOptions>();
+    auto* cmd = app.add_subcommand("quantize", "quantize tensors to int8 and export them (HDF5, safetensors, npy folder)");
+    cmd->add_option("MODEL", o->model, "model file or folder; 'demo' is the built-in demo model")->required();
+    auto* tensor = cmd->add_option("--tensor", o->tensors, "tensor name or linear-layer prefix; repeat for more")
+                       ->allow_extra_args(false);
+    auto* all = cmd->add_flag("--all-linear", o->allLinear, "every linear layer's weight");
+    tensor->excludes(all);
+    cmd->add_option("--scheme", o->scheme, "seed|torch-symmetric|torch-affine|narrow-symmetric|q8_0")->capture_default_str();
+    cmd->add_option("--granularity", o->granularity, "tensor|channel|group:G")->capture_default_str();
+    cmd->add_option("--calib", o->calib, "minmax|percentile:P|mse|entropy|manual:LO,HI")->capture_default_str();
+    cmd->add_option("--bits", o->bits, "integer bits, 2..8")->check(CLI::Range(2, 8))->capture_default_str();
+    cmd->add_option("--dtype", o->dtype, "int8|uint8")->check(CLI::IsMember({"int8", "uint8"}))->capture_default_str();
+    cmd->add_flag("--reduce-range", o->reduceRange, "PyTorch reduce_range: one bit less of range");
+    cmd->add_option("--out", o->out, "FILE.h5|FILE.hdf5 (HDF5), FILE.safetensors (int8 + scales) or DIR (npy files + manifest.json)");
+    cmd->add_option("--fake-quant", o->fakeQuant, "also write FILE.safetensors: the whole model in its own dtypes with the "
+                                                  "quantized tensors replaced by their dequantized float32 values");
+    cmd->add_flag("--json", o->json, "print one JSON document on stdout");
+    cmd->callback([o] { runQuantize(*o); });
 }
 
 }  // namespace quantlens::cli
