@@ -15,24 +15,18 @@ namespace {
 constexpr int kBins = 2048;     // TensorRT / pytorch-quantization and torch's HistogramObserver
 constexpr int kStartBin = 128;  // pytorch-quantization's start_bin for entropy and mse
 
-// np.histogram(|x|, bins=2048, range=(0, amax)) exactly. numpy's edges are k*amax/2048 in
-// float64 (exact: a 24-bit mantissa times k < 2^12) and it corrects its index against
-// them, so a value lands in floor(2048*|x|/amax); in float64 that quotient is never
-// rounded across an integer for float inputs, so the division below is exact too.
+// np.histogram(|x|, bins=2048, range=(0, amax)), as pytorch-quantization's
+// calibrate_weights() builds it; computeAbsHistogram gives numpy's counts exactly.
 void absHistogram(std::span<const float> x, float amax, std::vector<double>& counts)
 {
-    counts.assign(kBins, 0.0);
-    const double k = double(kBins);
-    const double a = double(amax);
-    for (const float v : x) {
-        const double av = std::fabs(double(v));
-        if (!(av <= a))  // NaN, inf, or a value above the range the caller chose
-            continue;
-        int64_t b = int64_t((av * k) / a);
-        if (b >= kBins)
-            b = kBins - 1;
-        counts[size_t(b)] += 1.0;
-    }
+    const Histogram h = computeAbsHistogram(x, double(amax), kBins);
+    counts.assign(h.counts.begin(), h.counts.end());
+}
+
+// Round half to even for |v| < 2^22 without a libm call (see quantize.cpp).
+inline float roundHalfEven(float v)
+{
+    return (v + 12582912.0f) - 12582912.0f;
 }
 
 // pytorch-quantization _compute_amax_percentile: cdf = cumsum(hist / total) in float64,
@@ -151,8 +145,8 @@ float mseAmaxTrt(const std::vector<double>& hist, float amax, int bits)
             scale = 0.0f;
         double err = 0;
         for (size_t c = 0; c < centers.size(); ++c) {
-            float q = std::nearbyint(centers[c] * scale);
-            q = std::clamp(q, -maxBound, maxBound);
+            float q = std::clamp(centers[c] * scale, -maxBound - 1.0f, maxBound + 1.0f);
+            q = std::clamp(roundHalfEven(q), -maxBound, maxBound);
             const float d = q / scale - centers[c];
             err += double(d * d * float(counts[c]));
         }
@@ -173,7 +167,7 @@ float fakeQuant(const QuantSpec& spec, float v, float scale, int32_t zp, int32_t
     if (t != t)
         t = 0;
     t = std::clamp(t, -1.0e6f, 1.0e6f);
-    int64_t q = int64_t(std::nearbyint(t)) + zp;
+    int64_t q = int64_t(roundHalfEven(t)) + zp;
     q = std::clamp<int64_t>(q, qmin, qmax);
     return (float(q) - float(zp)) * scale;
 }
@@ -216,41 +210,50 @@ Range mseRangeAffine(std::span<const float> x, const QuantSpec& spec, Range mm)
     return bestR;
 }
 
-// The k-th smallest finite value (0-based) without sorting everything: bucket the values
-// by a monotone float index, then select inside the one bucket that holds rank k.
-double orderStatistic(std::span<const float> x, int64_t k, Range mm, std::vector<float>& scratch)
+// The k-th smallest finite value (0-based) without sorting everything: a numpy-exact
+// histogram says which bin holds rank k; only that bin's values (edge_b <= v < edge_b+1)
+// are gathered and selected from.
+double orderStatistic(std::span<const float> x, int64_t k, Range mm, const Histogram& h, std::vector<float>& scratch)
 {
-    constexpr int kBuckets = 4096;
-    const float sc = mm.hi > mm.lo ? float(double(kBuckets) / (double(mm.hi) - double(mm.lo))) : 0.0f;
-    auto bucket = [&](float v) {
-        float f = (v - mm.lo) * sc;
-        f = f < 0.0f ? 0.0f : (f > float(kBuckets - 1) ? float(kBuckets - 1) : f);
-        return int(f);
-    };
-    std::vector<int64_t> counts(kBuckets, 0);
-    for (const float v : x)
-        if (std::isfinite(v))
-            ++counts[size_t(bucket(v))];
+    const int bins = int(h.counts.size());
     int64_t before = 0;
     int b = 0;
-    for (; b < kBuckets; ++b) {
-        if (before + counts[size_t(b)] > k)
+    for (; b < bins; ++b) {
+        if (before + h.counts[size_t(b)] > k)
             break;
-        before += counts[size_t(b)];
+        before += h.counts[size_t(b)];
     }
+    if (b >= bins || mm.hi <= mm.lo)
+        return double(b >= bins ? mm.hi : mm.lo);
+    const double step = (h.hi - h.lo) / double(bins);
+    const double e0 = double(b) * step + h.lo;
+    const double e1 = b + 1 == bins ? h.hi : double(b + 1) * step + h.lo;
+    const bool lastBin = b + 1 == bins;
     scratch.clear();
-    for (const float v : x)
-        if (std::isfinite(v) && bucket(v) == b)
+    for (const float v : x) {
+        const double d = v;
+        if (d >= e0 && (d < e1 || (lastBin && d <= e1)))
             scratch.push_back(v);
+    }
     const int64_t r = k - before;
-    if (scratch.empty() || r < 0 || r >= int64_t(scratch.size()))
-        return double(mm.hi);
+    if (int64_t(scratch.size()) != h.counts[size_t(b)] || r < 0 || r >= int64_t(scratch.size())) {
+        // cannot happen with numpy-exact bins; select from everything rather than be wrong
+        scratch.clear();
+        for (const float v : x)
+            if (std::isfinite(v))
+                scratch.push_back(v);
+        if (k >= int64_t(scratch.size()))
+            return double(mm.hi);
+        std::nth_element(scratch.begin(), scratch.begin() + k, scratch.end());
+        return double(scratch[size_t(k)]);
+    }
     std::nth_element(scratch.begin(), scratch.begin() + r, scratch.end());
     return double(scratch[size_t(r)]);
 }
 
 // numpy.percentile(x, q), method 'linear' (numpy 1.24 _quantile + _lerp), on float64 values.
-double numpyPercentile(std::span<const float> x, int64_t n, double q100, Range mm, std::vector<float>& scratch)
+double numpyPercentile(std::span<const float> x, int64_t n, double q100, Range mm, const Histogram& h,
+                       std::vector<float>& scratch)
 {
     const double q = q100 / 100.0;
     const double virt = (double(n) * q + (1.0 + q * (1.0 - 1.0 - 1.0))) - 1.0;
@@ -260,8 +263,8 @@ double numpyPercentile(std::span<const float> x, int64_t n, double q100, Range m
     prev = std::clamp<int64_t>(prev, 0, n - 1);
     next = std::clamp<int64_t>(next, 0, n - 1);
     const double gamma = virt - prevD;
-    const double a = orderStatistic(x, prev, mm, scratch);
-    const double b = next == prev ? a : orderStatistic(x, next, mm, scratch);
+    const double a = orderStatistic(x, prev, mm, h, scratch);
+    const double b = next == prev ? a : orderStatistic(x, next, mm, h, scratch);
     const double diff = b - a;
     if (gamma >= 0.5)
         return b - diff * (1.0 - gamma);
@@ -285,22 +288,43 @@ bool isSymmetricScheme(Scheme s)
 
 Range minMaxRange(std::span<const float> x)
 {
-    // Written as compare-selects so GCC turns it into minps/maxps; the finiteness test
-    // keeps a stray inf from a damaged file from blowing the scale up to inf.
-    float lo = FLT_MAX, hi = -FLT_MAX;
-    const float* p = x.data();
-    const size_t n = x.size();
-    for (size_t i = 0; i < n; ++i) {
-        const float v = p[i];
-        const bool fin = std::fabs(v) <= FLT_MAX;
-        const float a = fin ? v : lo;
-        const float b = fin ? v : hi;
-        lo = a < lo ? a : lo;
-        hi = b > hi ? b : hi;
+    // 16 independent lanes over fixed blocks so GCC's -O2 vectoriser takes it (an IEEE
+    // min/max reduction into one variable is not vectorised without -ffast-math). The
+    // finiteness test keeps a stray inf from a damaged file from blowing the scale up.
+    constexpr int W = 16;
+    float lo[W], hi[W];
+    for (int j = 0; j < W; ++j) {
+        lo[j] = FLT_MAX;
+        hi[j] = -FLT_MAX;
     }
-    if (lo > hi)
+    const float* __restrict p = x.data();
+    const size_t n = x.size();
+    size_t i = 0;
+    for (; i + W <= n; i += W) {
+        for (int j = 0; j < W; ++j) {
+            const float v = p[i + j];
+            const bool fin = std::fabs(v) <= FLT_MAX;
+            const float a = fin ? v : lo[j];
+            const float b = fin ? v : hi[j];
+            lo[j] = a < lo[j] ? a : lo[j];
+            hi[j] = b > hi[j] ? b : hi[j];
+        }
+    }
+    for (; i < n; ++i) {
+        const float v = p[i];
+        if (std::fabs(v) <= FLT_MAX) {
+            lo[0] = std::min(lo[0], v);
+            hi[0] = std::max(hi[0], v);
+        }
+    }
+    float l = FLT_MAX, h = -FLT_MAX;
+    for (int j = 0; j < W; ++j) {
+        l = std::min(l, lo[j]);
+        h = std::max(h, hi[j]);
+    }
+    if (l > h)
         return {0.0f, 0.0f};
-    return {lo, hi};
+    return {l, h};
 }
 
 Range percentileRange(std::span<const float> x, double percentile, bool symmetric)
@@ -315,12 +339,13 @@ Range percentileRange(std::span<const float> x, double percentile, bool symmetri
         const float a = percentileAmaxTrt(hist, amax, percentile);
         return {-a, a};
     }
-    const int64_t n = finiteCount(x);
+    std::vector<float> scratch;
+    const Histogram h = computeHistogram(x, mm.lo, mm.hi, 4096);
+    const int64_t n = h.total();  // finite values (NaN is not counted; inf was skipped by minmax and lands in below/above)
     if (n == 0)
         return {0.0f, 0.0f};
-    std::vector<float> scratch;
-    const double lo = numpyPercentile(x, n, 100.0 - percentile, mm, scratch);
-    const double hi = numpyPercentile(x, n, percentile, mm, scratch);
+    const double lo = numpyPercentile(x, n, 100.0 - percentile, mm, h, scratch);
+    const double hi = numpyPercentile(x, n, percentile, mm, h, scratch);
     return {float(lo), float(hi)};
 }
 
@@ -415,17 +440,31 @@ struct TorchHistogramObserver {
         }
         const float Lf = float(L), Rf = float(R);
         hist.assign(size_t(bins), 0.0f);
-        std::vector<int64_t> counts(size_t(bins), 0);
+        std::vector<int64_t> counts(size_t(bins) + 1, 0);  // slot `bins` collects the skipped values
         const float nb = float(int64_t(bins));
-        for (const float e : x) {
-            if (!(e >= Lf && e <= Rf))
-                continue;
-            int64_t pos = int64_t((e - Lf) * nb / (Rf - Lf));
-            if (pos == bins)
-                pos -= 1;
-            if (pos >= 0 && pos < bins)
-                ++counts[size_t(pos)];
+        const float width = Rf - Lf;
+        // pos = int64((elt - L) * bins / (R - L)), a true float32 division as in ATen's
+        // histogramdd_cpu_contiguous; computed in fixed chunks so it vectorises.
+        constexpr int kChunk = 256;
+        int32_t idx[kChunk];
+        auto slot = [&](float e) {
+            const bool in = (e >= Lf) & (e <= Rf);
+            float f = (e - Lf) * nb / width;
+            f = in ? f : 0.0f;
+            int32_t pos = int32_t(f);
+            pos = pos >= bins ? bins - 1 : pos;
+            return in ? pos : bins;
+        };
+        size_t start = 0;
+        for (; start + kChunk <= x.size(); start += kChunk) {
+            const float* __restrict p = x.data() + start;
+            for (int i = 0; i < kChunk; ++i)
+                idx[i] = slot(p[i]);
+            for (int i = 0; i < kChunk; ++i)
+                ++counts[size_t(idx[i])];
         }
+        for (; start < x.size(); ++start)
+            ++counts[size_t(slot(x[start]))];
         for (int i = 0; i < bins; ++i)
             hist[size_t(i)] = float(counts[size_t(i)]);
     }

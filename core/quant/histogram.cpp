@@ -14,7 +14,54 @@ int64_t Histogram::total() const
     return t;
 }
 
-Histogram computeHistogram(std::span<const float> x, double lo, double hi, int bins)
+namespace {
+
+// numpy.histogram(x, bins, range=(lo, hi))'s bin for one in-range value, exactly: its
+// edges are k * ((hi - lo) / bins) + lo in float64 (the last is hi), it guesses
+// (x - lo) * (bins / (hi - lo)) and then corrects by one against those edges.
+int32_t numpyBin(double v, double lo, double hi, int32_t bins)
+{
+    const double step = (hi - lo) / double(bins);
+    auto edge = [&](int64_t k) { return k == bins ? hi : double(k) * step + lo; };
+    const double norm = double(bins) / (hi - lo);
+    int64_t b = int64_t((v - lo) * norm);
+    if (b >= bins)
+        b = bins - 1;
+    if (b < 0)
+        b = 0;
+    if (v < edge(b))
+        --b;
+    else if (b != bins - 1 && v >= edge(b + 1))
+        ++b;
+    return int32_t(std::clamp<int64_t>(b, 0, bins - 1));
+}
+
+struct SlotParams {
+    float loF, hiF, scale, tol, lastF, binsF;
+    int32_t bins;
+};
+
+// The slot of one value (see computeHistogram), branch-free so the chunk loop vectorises.
+template <bool Abs>
+inline int32_t slotOf(float v0, const SlotParams& p)
+{
+    const float v = Abs ? std::fabs(v0) : v0;
+    float f = (v - p.loF) * p.scale;
+    f = f < 0.0f ? 0.0f : f;
+    float g = f > p.binsF ? p.binsF : f;
+    const float frac = g - float(int32_t(g));
+    const bool near = (frac < p.tol) | (frac > 1.0f - p.tol);
+    f = f > p.lastF ? p.lastF : f;
+    int32_t b = int32_t(f) + 1;
+    b = near ? -2 : b;
+    b = v < p.loF ? 0 : b;
+    b = v > p.hiF ? p.bins + 1 : b;
+    b = v != v ? -1 : b;
+    return b;
+}
+
+template <bool Abs>
+Histogram histogramImpl(std::span<const float> x, double lo, double hi, int bins)
 {
     Histogram h;
     h.lo = lo;
@@ -30,66 +77,101 @@ Histogram computeHistogram(std::span<const float> x, double lo, double hi, int b
     float hiF = float(hi);
     if (double(hiF) > hi)
         hiF = std::nextafter(hiF, -FLT_MAX);
-    const float scale = hi > lo ? float(double(bins) / (hi - lo)) : 0.0f;
+    const bool degenerate = !(hi > lo);
+    const float scale = degenerate ? 0.0f : float(double(bins) / (hi - lo));
     const int32_t last = bins - 1;
+    // The float index is off from the exact one by at most a few ulps of the index plus
+    // lo's float rounding; values closer than `tol` to a bin edge take the exact (numpy)
+    // path, so the counts equal numpy.histogram's for any input.
+    const double loErr = std::fabs(double(loF) - lo) + double(std::nextafter(std::fabs(loF), FLT_MAX) - std::fabs(loF));
+    float tol = float(double(bins) * 4e-7 + loErr * double(scale) * 2.0 + 1e-6);
+    if (tol > 0.25f || degenerate)
+        tol = 0.5f;  // every value goes the exact way
 
-    // Indices are computed in a vectorisable pass into a small buffer (see the slot
-    // numbering below); the increments go to four interleaved copies of
-    // the counts so that runs of equal bins do not serialise on one memory location.
+    // Slots are shifted by one: 0 is "below", 1..bins are the bins, bins+1 is "above";
+    // -1 is NaN (skipped) and -2 "near an edge, decide exactly". Indices are computed in
+    // fixed-size chunks (vectorised by GCC at -O2); the increments go to four interleaved
+    // copies of the counts so runs of equal bins do not serialise on one memory location.
     constexpr int kChunk = 1024;
     int32_t idx[kChunk];
-    std::vector<int32_t> sub(size_t(4) * size_t(bins + 2), 0);
+    const size_t stride = size_t(bins) + 2;
+    std::vector<int32_t> sub(4 * stride, 0);
     int32_t* s0 = sub.data();
-    int32_t* s1 = s0 + bins + 2;
-    int32_t* s2 = s1 + bins + 2;
-    int32_t* s3 = s2 + bins + 2;
+    int32_t* s1 = s0 + stride;
+    int32_t* s2 = s1 + stride;
+    int32_t* s3 = s2 + stride;
     const size_t n = x.size();
     int64_t sinceFlush = 0;
     auto flush = [&] {
-        for (int b = 0; b < bins + 2; ++b) {
+        for (size_t b = 0; b < stride; ++b) {
             const int64_t c = int64_t(s0[b]) + s1[b] + s2[b] + s3[b];
             if (b == 0)
                 h.below += c;
-            else if (b <= bins)
-                h.counts[size_t(b - 1)] += c;
-            else if (b == bins + 1)
+            else if (b <= size_t(bins))
+                h.counts[b - 1] += c;
+            else
                 h.above += c;
         }
         std::fill(sub.begin(), sub.end(), 0);
         sinceFlush = 0;
     };
-    // Slots are shifted by one: 0 is "below", 1..bins are the bins, bins+1 is "above";
-    // NaN gets -1 and is skipped.
-    for (size_t start = 0; start < n; start += kChunk) {
-        const int m = int(std::min<size_t>(kChunk, n - start));
-        const float* p = x.data() + start;
-        for (int i = 0; i < m; ++i) {
-            const float v = p[i];
-            float f = (v - loF) * scale;
-            f = f < 0.0f ? 0.0f : f;
-            f = f > float(last) ? float(last) : f;
-            int32_t b = int32_t(f) + 1;
-            b = v < loF ? 0 : b;
-            b = v > hiF ? bins + 1 : b;
-            b = v != v ? -1 : b;
-            idx[i] = b;
-        }
+    const SlotParams sp{loF, hiF, scale, tol, float(last), float(bins), bins};
+    auto scatter = [&](const float* p, int m) {
         int i = 0;
         for (; i + 4 <= m; i += 4) {
-            if (idx[i] >= 0) ++s0[idx[i]];
-            if (idx[i + 1] >= 0) ++s1[idx[i + 1]];
-            if (idx[i + 2] >= 0) ++s2[idx[i + 2]];
-            if (idx[i + 3] >= 0) ++s3[idx[i + 3]];
+            int32_t b0 = idx[i], b1 = idx[i + 1], b2 = idx[i + 2], b3 = idx[i + 3];
+            if ((b0 | b1 | b2 | b3) < 0) {  // rare: NaN or near an edge
+                for (int k = 0; k < 4; ++k) {
+                    int32_t& b = idx[i + k];
+                    if (b == -2)
+                        b = numpyBin(Abs ? std::fabs(double(p[i + k])) : double(p[i + k]), lo, hi, bins) + 1;
+                }
+                b0 = idx[i], b1 = idx[i + 1], b2 = idx[i + 2], b3 = idx[i + 3];
+            }
+            if (b0 >= 0) ++s0[b0];
+            if (b1 >= 0) ++s1[b1];
+            if (b2 >= 0) ++s2[b2];
+            if (b3 >= 0) ++s3[b3];
         }
-        for (; i < m; ++i)
-            if (idx[i] >= 0)
-                ++s0[idx[i]];
-        sinceFlush += m;
-        if (sinceFlush > (int64_t(1) << 30))  // int32 sub-counts cannot overflow
+        for (; i < m; ++i) {
+            int32_t b = idx[i];
+            if (b == -2)
+                b = numpyBin(Abs ? std::fabs(double(p[i])) : double(p[i]), lo, hi, bins) + 1;
+            if (b >= 0)
+                ++s0[b];
+        }
+    };
+    size_t start = 0;
+    for (; start + kChunk <= n; start += kChunk) {
+        const float* __restrict p = x.data() + start;
+        int32_t* __restrict out = idx;
+        for (int i = 0; i < kChunk; ++i)
+            out[i] = slotOf<Abs>(p[i], sp);
+        scatter(p, kChunk);
+        sinceFlush += kChunk;
+        if (sinceFlush > (int64_t(1) << 30))  // the int32 sub-counts cannot overflow
             flush();
+    }
+    if (start < n) {
+        const int m = int(n - start);
+        for (int i = 0; i < m; ++i)
+            idx[i] = slotOf<Abs>(x[start + size_t(i)], sp);
+        scatter(x.data() + start, m);
     }
     flush();
     return h;
+}
+
+}  // namespace
+
+Histogram computeHistogram(std::span<const float> x, double lo, double hi, int bins)
+{
+    return histogramImpl<false>(x, lo, hi, bins);
+}
+
+Histogram computeAbsHistogram(std::span<const float> x, double hi, int bins)
+{
+    return histogramImpl<true>(x, 0.0, hi, bins);
 }
 
 }  // namespace quantlens

@@ -18,6 +18,10 @@ struct Histogram {
     int64_t total() const;
 };
 
+// Bin edges are numpy's (k * ((hi - lo) / bins) + lo, the last one hi, right edge
+// inclusive for the last bin) and the counts equal numpy.histogram(x, bins, (lo, hi))'s.
 Histogram computeHistogram(std::span<const float> x, double lo, double hi, int bins);
+// The same over |x| and [0, hi] (the calibrators' histogram of magnitudes).
+Histogram computeAbsHistogram(std::span<const float> x, double hi, int bins);
 
 }  // namespace quantlens

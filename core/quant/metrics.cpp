@@ -1,6 +1,7 @@
 #include "quant/metrics.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <limits>
 
@@ -105,34 +106,97 @@ std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const
 
 TensorStats computeStats(std::span<const float> x)
 {
+    // Same lane/block scheme as accumulate(): float lanes over blocks of 512, flushed into
+    // double. Non-finite values count as 0 in the sums and are skipped by min/max.
+    constexpr int W = 8;
+    constexpr int64_t kBlock = 512;
     TensorStats st;
-    double sum = 0;
-    double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-    int64_t finite = 0;
-    for (const float v : x) {
-        if (!std::isfinite(v)) {
-            ++st.nonFinite;
-            continue;
-        }
-        ++finite;
-        sum += v;
-        lo = std::min(lo, double(v));
-        hi = std::max(hi, double(v));
+    const float* __restrict p = x.data();
+    const int64_t n = int64_t(x.size());
+    float lo[W], hi[W];
+    int64_t nonFinite = 0;
+    for (int j = 0; j < W; ++j) {
+        lo[j] = FLT_MAX;
+        hi[j] = -FLT_MAX;
     }
+    double sum = 0;
+    int64_t i = 0;
+    const int64_t nBlocks = n / kBlock * kBlock;
+    while (i < nBlocks) {
+        const int64_t end = i + kBlock;
+        float s[W] = {}, bad[W] = {};  // float counts: exact, at most 512 per block
+        for (; i < end; i += W)
+            for (int j = 0; j < W; ++j) {
+                const float v = p[i + j];
+                const bool fin = std::fabs(v) <= FLT_MAX;
+                const float a = fin ? v : 0.0f;
+                s[j] += a;
+                bad[j] += fin ? 0.0f : 1.0f;
+                const float l = fin ? v : lo[j];
+                const float h = fin ? v : hi[j];
+                lo[j] = l < lo[j] ? l : lo[j];
+                hi[j] = h > hi[j] ? h : hi[j];
+            }
+        for (int j = 0; j < W; ++j) {
+            sum += s[j];
+            nonFinite += int64_t(bad[j]);
+        }
+    }
+    for (; i < n; ++i) {
+        const float v = p[i];
+        if (std::fabs(v) <= FLT_MAX) {
+            sum += v;
+            lo[0] = std::min(lo[0], v);
+            hi[0] = std::max(hi[0], v);
+        } else {
+            ++nonFinite;
+        }
+    }
+    st.nonFinite = nonFinite;
+    const int64_t finite = n - st.nonFinite;
     st.count = finite;
     if (finite == 0)
         return st;
-    st.min = lo;
-    st.max = hi;
+    float l = FLT_MAX, h = -FLT_MAX;
+    for (int j = 0; j < W; ++j) {
+        l = std::min(l, lo[j]);
+        h = std::max(h, hi[j]);
+    }
+    st.min = l;
+    st.max = h;
     st.mean = sum / double(finite);
     // Second pass around the mean: sum(x^2) - n*mean^2 cancels badly for offset data.
-    double ss = 0;
-    for (const float v : x)
-        if (std::isfinite(v)) {
-            const double d = double(v) - st.mean;
-            ss += d * d;
+    const float m = float(st.mean);
+    const double mErr = st.mean - double(m);  // the float mean's error, corrected below
+    double ss = 0, sd = 0;
+    i = 0;
+    while (i < nBlocks) {
+        const int64_t end = i + kBlock;
+        float s2[W] = {}, s1[W] = {};
+        for (; i < end; i += W)
+            for (int j = 0; j < W; ++j) {
+                const float v = p[i + j];
+                const bool fin = std::fabs(v) <= FLT_MAX;
+                const float d = fin ? v - m : 0.0f;
+                s2[j] += d * d;
+                s1[j] += d;
+            }
+        for (int j = 0; j < W; ++j) {
+            ss += s2[j];
+            sd += s1[j];
         }
-    st.std = std::sqrt(ss / double(finite));
+    }
+    for (; i < n; ++i) {
+        const float v = p[i];
+        if (std::fabs(v) <= FLT_MAX) {
+            const double d = double(v) - double(m);
+            ss += d * d;
+            sd += d;
+        }
+    }
+    // sum((x - mean)^2) = sum((x - m)^2) - 2*(mean - m)*sum(x - m) + n*(mean - m)^2
+    const double var = (ss - 2.0 * mErr * sd + double(finite) * mErr * mErr) / double(finite);
+    st.std = std::sqrt(std::max(var, 0.0));
     return st;
 }
 

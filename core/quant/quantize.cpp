@@ -24,76 +24,98 @@ enum class Kernel {
 // (std::nearbyint would be a libm call per element without SSE4.1.)
 constexpr float kRoundMagic = 12582912.0f;
 
+// GCC 12 at -O2 vectorises only loops whose trip count needs no scalar epilogue and whose
+// pointers need no run-time alias check ("very cheap" cost model); int8_t stores may alias
+// the floats unless the pointers are __restrict. Hot loops therefore run over fixed blocks
+// of kBlock values through __restrict pointers, with a scalar tail.
+constexpr int kBlock = 32;  // = the q8_0 block, so those vectorise too
+
+struct RunParams {
+    float s;         // scale (DivHalfEven) or 1/scale
+    int32_t zp, qmin, qmax;
+    float vlo, vhi;  // clamp bounds one step outside [qmin, qmax] relative to zp; |bounds| << 2^22
+};
+
+template <Kernel K>
+inline int32_t quantizeOne(float xv, const RunParams& p, int32_t& clamped)
+{
+    float v = K == Kernel::DivHalfEven ? xv / p.s : xv * p.s;
+    v = v == v ? v : 0.0f;  // NaN -> the zero point
+    v = v < p.vlo ? p.vlo : v;
+    v = v > p.vhi ? p.vhi : v;
+    int32_t r;
+    if constexpr (K == Kernel::MulInvHalfAway) {
+        // roundf: half away from zero. t = trunc(v) is exact, so is v - t.
+        const int32_t t = int32_t(v);
+        const float f = v - float(t);
+        r = t + int32_t(f >= 0.5f) - int32_t(f <= -0.5f);
+    } else {
+        v = (v + kRoundMagic) - kRoundMagic;
+        r = int32_t(v);
+    }
+    r += p.zp;
+    int32_t c = r < p.qmin ? p.qmin : r;
+    c = c > p.qmax ? p.qmax : c;
+    clamped += int32_t(c != r);
+    return c;
+}
+
+template <Kernel K>
+int64_t quantizeRunK(const float* __restrict x, int8_t* __restrict q, int64_t n, const RunParams& p)
+{
+    int64_t clamped = 0;
+    int64_t i = 0;
+    for (; i + kBlock <= n; i += kBlock) {
+        int32_t cl = 0;
+        for (int j = 0; j < kBlock; ++j)
+            q[i + j] = int8_t(quantizeOne<K>(x[i + j], p, cl));
+        clamped += cl;
+    }
+    int32_t cl = 0;
+    for (; i < n; ++i)
+        q[i] = int8_t(quantizeOne<K>(x[i], p, cl));
+    return clamped + cl;
+}
+
 // Quantizes n contiguous values with one scale/zero point. Returns how many values
 // rounded outside [qmin, qmax]. NaN maps to the zero point. No allocation: this is the
 // loop the GUI runs while the user drags a clamp line.
 int64_t quantizeRun(const float* x, int8_t* q, int64_t n, Kernel kernel, float scale, int32_t zp,
                     int32_t qmin, int32_t qmax)
 {
-    // Clamp bounds one step outside the integer range, relative to the zero point, so
-    // out-of-range values are still detected after rounding; |bounds| << 2^22.
-    const float vlo = float(qmin - zp - 1);
-    const float vhi = float(qmax - zp + 1);
-    int64_t clamped = 0;
-    if (kernel == Kernel::DivHalfEven) {
-        for (int64_t i = 0; i < n; ++i) {
-            float v = x[i] / scale;  // true division: torch's seed snippet and numpy do not use 1/scale
-            const bool isnan = v != v;
-            v = v < vlo ? vlo : v;
-            v = v > vhi ? vhi : v;
-            v = (v + kRoundMagic) - kRoundMagic;
-            int32_t r = isnan ? zp : int32_t(v) + zp;
-            clamped += (r < qmin) | (r > qmax);
-            r = r < qmin ? qmin : r;
-            r = r > qmax ? qmax : r;
-            q[i] = int8_t(r);
-        }
-    } else if (kernel == Kernel::MulInvHalfEven) {
-        const float inv = 1.0f / scale;
-        for (int64_t i = 0; i < n; ++i) {
-            float v = x[i] * inv;
-            const bool isnan = v != v;
-            v = v < vlo ? vlo : v;
-            v = v > vhi ? vhi : v;
-            v = (v + kRoundMagic) - kRoundMagic;
-            int32_t r = isnan ? zp : int32_t(v) + zp;
-            clamped += (r < qmin) | (r > qmax);
-            r = r < qmin ? qmin : r;
-            r = r > qmax ? qmax : r;
-            q[i] = int8_t(r);
-        }
-    } else {
-        // ggml: id = d ? 1/d : 0 (the caller passes scale == 0 for an all-zero block).
-        const float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
-        for (int64_t i = 0; i < n; ++i) {
-            float v = x[i] * inv;
-            const bool isnan = v != v;
-            v = v < vlo ? vlo : v;
-            v = v > vhi ? vhi : v;
-            // roundf: half away from zero. t = trunc(v) is exact, so is v - t.
-            const float t = float(int32_t(v));
-            const float f = v - t;
-            const int32_t away = int32_t(f >= 0.5f) - int32_t(f <= -0.5f);
-            int32_t r = isnan ? zp : int32_t(t) + away + zp;
-            clamped += (r < qmin) | (r > qmax);
-            r = r < qmin ? qmin : r;
-            r = r > qmax ? qmax : r;
-            q[i] = int8_t(r);
-        }
+    RunParams p{scale, zp, qmin, qmax, float(qmin - zp - 1), float(qmax - zp + 1)};
+    switch (kernel) {
+    case Kernel::DivHalfEven:
+        // true division: torch's seed snippet and numpy do not multiply by 1/scale
+        return quantizeRunK<Kernel::DivHalfEven>(x, q, n, p);
+    case Kernel::MulInvHalfEven:
+        p.s = 1.0f / scale;  // torch quantize_val: nearbyint(x * (1.0f / scale))
+        return quantizeRunK<Kernel::MulInvHalfEven>(x, q, n, p);
+    case Kernel::MulInvHalfAway:
+        p.s = scale != 0.0f ? 1.0f / scale : 0.0f;  // ggml: id = d ? 1/d : 0
+        return quantizeRunK<Kernel::MulInvHalfAway>(x, q, n, p);
     }
-    return clamped;
+    return 0;
 }
 
-void dequantizeRun(const int8_t* q, float* out, int64_t n, bool isUnsigned, float scale, int32_t zp)
+void dequantizeRun(const int8_t* __restrict q, float* __restrict out, int64_t n, bool isUnsigned, float scale,
+                   int32_t zp)
 {
     // (q - zp) * scale: one rounding, as torch's scalar dequantize_val and ONNX Runtime do.
     const float fzp = float(zp);
+    int64_t i = 0;
     if (isUnsigned) {
-        const uint8_t* u = reinterpret_cast<const uint8_t*>(q);
-        for (int64_t i = 0; i < n; ++i)
+        const uint8_t* __restrict u = reinterpret_cast<const uint8_t*>(q);
+        for (; i + kBlock <= n; i += kBlock)
+            for (int j = 0; j < kBlock; ++j)
+                out[i + j] = (float(u[i + j]) - fzp) * scale;
+        for (; i < n; ++i)
             out[i] = (float(u[i]) - fzp) * scale;
     } else {
-        for (int64_t i = 0; i < n; ++i)
+        for (; i + kBlock <= n; i += kBlock)
+            for (int j = 0; j < kBlock; ++j)
+                out[i + j] = (float(q[i + j]) - fzp) * scale;
+        for (; i < n; ++i)
             out[i] = (float(q[i]) - fzp) * scale;
     }
 }
