@@ -21,6 +21,8 @@ namespace {
 // (x - lo) * (bins / (hi - lo)) and then corrects by one against those edges.
 int32_t numpyBin(double v, double lo, double hi, int32_t bins)
 {
+    if (!(hi > lo))
+        return 0;  // lo == hi: the only in-range value is lo itself (numpy would widen by 0.5; we keep [lo, hi])
     const double step = (hi - lo) / double(bins);
     auto edge = [&](int64_t k) { return k == bins ? hi : double(k) * step + lo; };
     const double norm = double(bins) / (hi - lo);

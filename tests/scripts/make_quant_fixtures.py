@@ -392,11 +392,50 @@ for name in ("transformer", "normal", "positive", "single_row", "f16", "odd_rows
         calibs.append({"input": name, "method": "percentile", "percentile": p, "symmetric": False,
                        "lo_bits": bits(lo), "hi_bits": bits(hi)})
 
+# ---------------------------------------------------------------- histograms (numpy)
+histograms = []
+for name, bins, lo, hi in (("transformer", 2048, None, None), ("transformer", 64, -0.1, 0.1),
+                           ("normal", 100, -0.05, 0.07), ("wide", 7, -3.3, 2.9), ("ties", 255, -127.5, 127.5),
+                           ("ties", 16, 0.0, 1.0), ("f16", 33, -0.02, 0.05)):
+    x = inputs[name]["x"].reshape(-1)
+    if lo is None:
+        lo, hi = float(x.min()), float(x.max())
+    counts, _ = np.histogram(x, bins=bins, range=(lo, hi))
+    histograms.append({"input": name, "bins": bins, "lo": lo, "hi": hi, "counts": [int(c) for c in counts],
+                       "below": int((x < lo).sum()), "above": int((x > hi).sum())})
+a = np.abs(inputs["transformer"]["x"].reshape(-1))
+counts, _ = np.histogram(a, bins=2048, range=(0, a.max()))
+histograms.append({"input": "transformer", "abs": True, "bins": 2048, "lo": 0.0, "hi": float(a.max()),
+                   "counts": [int(c) for c in counts], "below": 0, "above": 0})
+
+# ---------------------------------------------------------------- metrics and stats (numpy, float64)
+metrics = []
+for name in ("transformer", "normal", "odd_rows"):
+    x = inputs[name]["x"]
+    t = torch.from_numpy(x)
+    obs = MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+    obs(t)
+    s_, z_ = obs.calculate_qparams()
+    xhat = torch.quantize_per_tensor(t, float(s_), int(z_), torch.qint8).dequantize().numpy()
+    xd, yd = x.astype(np.float64), xhat.astype(np.float64)
+    err = xd - yd
+
+    def m(xr, yr):
+        e = xr - yr
+        return {"mse": float((e ** 2).mean()), "sqnr_db": float(10 * np.log10((xr ** 2).sum() / (e ** 2).sum())),
+                "cosine": float((xr * yr).sum() / (np.sqrt((xr ** 2).sum()) * np.sqrt((yr ** 2).sum()))),
+                "max_abs_error": float(np.abs(e).max())}
+    rows = [m(xd[r], yd[r]) for r in range(x.shape[0])]
+    metrics.append({"input": name, "xhat": put(xhat.astype(f32)), "all": m(xd.reshape(-1), yd.reshape(-1)),
+                    "rows": rows, "stats": {"min": float(xd.min()), "max": float(xd.max()), "mean": float(xd.mean()),
+                                            "std": float(xd.std())}})
+
 manifest = {
     "generator": "tests/scripts/make_quant_fixtures.py",
     "torch": torch.__version__, "numpy": np.__version__,
     "inputs": {k: v["meta"] for k, v in inputs.items()},
     "results": results, "histogram_observer": hist_obs, "calibrators": calibs,
+    "histograms": histograms, "metrics": metrics,
 }
 os.makedirs(OUT, exist_ok=True)
 with open(os.path.join(OUT, "fixtures.bin"), "wb") as fh:
