@@ -140,6 +140,8 @@ Status Tensor::toFloat(std::span<float> out) const
             return makeError("truncated", "needs " + std::to_string(*n * es) + " bytes, has " + std::to_string(data.size()), {}, -1, name);
         const std::byte* p = data.data();
         if (dtype == DType::F32 && !swap) {
+            if (*n == 0)
+                return Ok{};  // out.data() may be null then, and memcpy(nullptr, ...) is UB even for 0 bytes
             std::memcpy(out.data(), p, size_t(*n) * 4);
             return Ok{};
         }
