@@ -1,0 +1,692 @@
+#include "runner/encoder.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "quant/calibrate.h"
+#include "runner/dynamiclinear.h"
+
+namespace quantlens {
+
+namespace {
+// quantize_dynamic's weights: per-tensor symmetric qint8.
+QuantSpec defaultLinearSpec()
+{
+    QuantSpec s;
+    s.scheme = Scheme::TorchSymmetric;
+    s.granularity = Granularity::PerTensor;
+    return s;
+}
+}  // namespace
+
+struct EncoderRunner::Linear {
+    std::string name;  // HF prefix, without ".weight"
+    int64_t in = 0, out = 0;
+    std::vector<float> weight;  // [out, in], the nn.Linear layout
+    std::vector<float> bias;    // [out]
+    bool quantized = false;
+    std::unique_ptr<DynamicLinear> q;
+    QuantSpec spec = defaultLinearSpec();
+};
+
+namespace {
+
+std::string joinShape(const std::vector<int64_t>& s) { return shapeString(s); }
+
+struct Fetcher {
+    const Model& m;
+
+    Result<std::vector<float>> get(const std::string& name, const std::vector<int64_t>& shape) const
+    {
+        const Tensor* t = m.find(name);
+        if (!t)
+            return makeError("missing-tensor", "encoder needs tensor '" + name + "' which the model does not have",
+                             {}, -1, name);
+        if (t->shape != shape)
+            return makeError("bad-shape", "tensor has shape " + joinShape(t->shape) + ", the encoder expects " +
+                                              joinShape(shape), {}, -1, name);
+        if (t->layout != Layout::Plain)
+            return makeError("bad-layout", "tensor is stored [in, out]; BERT-family encoders use [out, in]", {}, -1, name);
+        auto v = t->toFloat();
+        if (!v)
+            return v.error();
+        for (float x : *v)
+            if (!std::isfinite(x))
+                return makeError("non-finite", "tensor holds NaN or infinity", {}, -1, name);
+        return v;
+    }
+
+    bool has(const std::string& name) const { return m.find(name) != nullptr; }
+};
+
+bool endsWith(const std::string& s, std::string_view suffix)
+{
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The per-layer tensor names of each family, in execution order.
+struct LayerNames {
+    const char* q;
+    const char* k;
+    const char* v;
+    const char* o;
+    const char* ln1;
+    const char* fc1;
+    const char* fc2;
+    const char* ln2;
+};
+constexpr LayerNames kBertNames{"attention.self.query", "attention.self.key", "attention.self.value",
+                                "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
+                                "output.dense", "output.LayerNorm"};
+constexpr LayerNames kDistilNames{"attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin",
+                                  "sa_layer_norm", "ffn.lin1", "ffn.lin2", "output_layer_norm"};
+
+const LayerNames& namesOf(EncoderFamily f) { return f == EncoderFamily::DistilBert ? kDistilNames : kBertNames; }
+
+std::string layerPrefix(const EncoderConfig& c, int64_t l)
+{
+    return c.prefix + (c.family == EncoderFamily::DistilBert ? "transformer.layer." : "encoder.layer.") +
+           std::to_string(l) + ".";
+}
+
+void layerNorm(float* x, int64_t rows, int64_t n, const std::vector<float>& g, const std::vector<float>& b, double eps)
+{
+    for (int64_t r = 0; r < rows; ++r) {
+        float* v = x + r * n;
+        double mean = 0;
+        for (int64_t i = 0; i < n; ++i)
+            mean += v[i];
+        mean /= double(n);
+        double var = 0;
+        for (int64_t i = 0; i < n; ++i) {
+            const double d = v[i] - mean;
+            var += d * d;
+        }
+        var /= double(n);  // biased variance, as torch.nn.LayerNorm
+        const float inv = float(1.0 / std::sqrt(var + eps));
+        const float m = float(mean);
+        for (int64_t i = 0; i < n; ++i)
+            v[i] = (v[i] - m) * inv * g[size_t(i)] + b[size_t(i)];
+    }
+}
+
+// exp without a libm call so the loops that use it vectorise: softmax and GELU run
+// over 128x128 scores per head and 128x3072 activations per layer, which with std::exp
+// and std::erf costs as much as the int8 GEMMs themselves.
+inline float fastExp(float x)
+{
+    // exp(x) = 2^k * exp(r), r in [-ln2/2, ln2/2]; degree-6 Taylor is < 2e-7 relative there.
+    x = std::clamp(x, -87.0f, 88.0f);
+    const float k = std::nearbyint(x * 1.44269504088896341f);
+    const float r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits;
+    const int32_t e = int32_t(k) + 127;
+    bits = e << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+// GELU in the exact erf form (transformers' "gelu" for BERT, RoBERTa and DistilBERT), with
+// erf(z) = 1 - poly(t) exp(-z^2), t = 1/(1 + p|z|) (Abramowitz-Stegun 7.1.26, |error| <= 1.5e-7,
+// below float32's resolution of the 0.5 x (1 + erf) it feeds).
+void gelu(float* x, int64_t n)
+{
+    constexpr float kInvSqrt2 = 0.70710678118654752f;
+    for (int64_t i = 0; i < n; ++i) {
+        const float v = x[i];
+        const float z = v * kInvSqrt2;
+        const float a = std::fabs(z);
+        const float t = 1.0f / (1.0f + 0.3275911f * a);
+        const float poly =
+            t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+        float e = 1.0f - poly * fastExp(-a * a);
+        e = z < 0 ? -e : e;
+        x[i] = 0.5f * v * (1.0f + e);
+    }
+}
+
+// Row softmax over the keys `valid` says are real; masked keys get probability 0, as
+// masked_fill(finfo.min) does whenever at least one key is real. With no real key torch
+// ends up uniform over all keys, and so does this.
+void maskedSoftmax(float* s, int64_t n, const uint8_t* valid, bool anyValid)
+{
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < n; ++j)
+        if (!anyValid || valid[j])
+            mx = std::max(mx, s[j]);
+    float sum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+        const float e = (!anyValid || valid[j]) ? fastExp(s[j] - mx) : 0.0f;
+        s[j] = e;
+        sum += e;
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < n; ++j)
+        s[j] *= inv;
+}
+
+}  // namespace
+
+std::string encoderFamilyName(EncoderFamily f)
+{
+    switch (f) {
+    case EncoderFamily::Bert: return "bert";
+    case EncoderFamily::Roberta: return "roberta";
+    case EncoderFamily::DistilBert: return "distilbert";
+    }
+    return "?";
+}
+
+Result<bool> readHfConfigHints(const std::string& path, EncoderOptions& opt)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        return false;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const auto j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object())
+        return makeError("bad-json", "config.json is not a JSON object", path);
+    auto intField = [&](const char* key) -> int64_t {
+        auto it = j.find(key);
+        return (it != j.end() && it->is_number_integer()) ? it->get<int64_t>() : 0;
+    };
+    if (opt.heads <= 0) {
+        int64_t h = intField("num_attention_heads");
+        if (h <= 0)
+            h = intField("n_heads");
+        if (h > 0)
+            opt.heads = h;
+    }
+    if (opt.layerNormEps <= 0) {
+        auto it = j.find("layer_norm_eps");
+        if (it != j.end() && it->is_number() && it->get<double>() > 0)
+            opt.layerNormEps = it->get<double>();
+    }
+    return true;
+}
+
+Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& opt)
+{
+    static constexpr std::string_view kWord = "embeddings.word_embeddings.weight";
+    EncoderConfig c;
+    const Tensor* word = nullptr;
+    for (const Tensor& t : m.tensors)
+        if (t.group.empty() && endsWith(t.name, kWord)) {
+            word = &t;
+            break;
+        }
+    if (!word)
+        return makeError("not-an-encoder", "no '*embeddings.word_embeddings.weight': not a BERT-family encoder");
+    c.prefix = word->name.substr(0, word->name.size() - kWord.size());
+    if (word->rank() != 2 || word->shape[0] <= 0 || word->shape[1] <= 0)
+        return makeError("bad-shape", "word embeddings must be 2-D [vocab, hidden], got " + joinShape(word->shape),
+                         {}, -1, word->name);
+    c.vocab = word->shape[0];
+    c.hidden = word->shape[1];
+
+    auto has = [&](const std::string& n) { return m.find(n) != nullptr; };
+    if (has(c.prefix + "transformer.layer.0.attention.q_lin.weight"))
+        c.family = EncoderFamily::DistilBert;
+    else if (has(c.prefix + "encoder.layer.0.attention.self.query.weight"))
+        c.family = EncoderFamily::Bert;
+    else
+        return makeError("not-an-encoder", "found '" + word->name +
+                                               "' but neither BERT (encoder.layer.0.attention.self.query) nor "
+                                               "DistilBERT (transformer.layer.0.attention.q_lin) layers");
+
+    const Tensor* pos = m.find(c.prefix + "embeddings.position_embeddings.weight");
+    if (!pos)
+        return makeError("missing-tensor", "no position embeddings (absolute positions are required)", {}, -1,
+                         c.prefix + "embeddings.position_embeddings.weight");
+    if (pos->rank() != 2 || pos->shape[1] != c.hidden || pos->shape[0] <= 0)
+        return makeError("bad-shape", "position embeddings have shape " + joinShape(pos->shape) +
+                                          ", expected [positions, " + std::to_string(c.hidden) + "]", {}, -1, pos->name);
+    c.maxPositions = pos->shape[0];
+    if (const Tensor* type = m.find(c.prefix + "embeddings.token_type_embeddings.weight")) {
+        if (type->rank() != 2 || type->shape[1] != c.hidden || type->shape[0] <= 0)
+            return makeError("bad-shape", "token type embeddings have shape " + joinShape(type->shape), {}, -1,
+                             type->name);
+        c.typeVocab = type->shape[0];
+    } else if (c.family != EncoderFamily::DistilBert) {
+        return makeError("missing-tensor", "BERT-style encoder without token type embeddings", {}, -1,
+                         c.prefix + "embeddings.token_type_embeddings.weight");
+    }
+    // RoBERTa checkpoints keep BERT's names under "roberta." (also XLM-R, CamemBERT);
+    // bare RoBERTa names are recognised by their single token type.
+    if (c.family == EncoderFamily::Bert && (c.prefix.find("roberta") != std::string::npos || c.typeVocab == 1)) {
+        c.family = EncoderFamily::Roberta;
+        c.padId = 1;
+        c.robertaPositions = true;
+    }
+
+    const LayerNames& names = namesOf(c.family);
+    while (has(layerPrefix(c, c.layers) + names.q + ".weight"))
+        ++c.layers;
+    const Tensor* fc1 = m.find(layerPrefix(c, 0) + names.fc1 + ".weight");
+    if (!fc1 || fc1->rank() != 2 || fc1->shape[1] != c.hidden || fc1->shape[0] <= 0)
+        return makeError("bad-shape", "cannot infer the intermediate size from '" + layerPrefix(c, 0) + names.fc1 +
+                                          ".weight'", {}, -1, layerPrefix(c, 0) + names.fc1 + ".weight");
+    c.intermediate = fc1->shape[0];
+
+    if (opt.heads > 0) {
+        c.heads = opt.heads;
+    } else {
+        if (c.hidden % 64 != 0)
+            return makeError("heads-unknown", "cannot infer the number of attention heads for hidden size " +
+                                                  std::to_string(c.hidden) + " (not a multiple of 64): give --heads");
+        c.heads = c.hidden / 64;
+    }
+    if (c.hidden % c.heads != 0)
+        return makeError("bad-heads", std::to_string(c.heads) + " heads do not divide hidden size " +
+                                          std::to_string(c.hidden));
+    c.layerNormEps = opt.layerNormEps > 0 ? opt.layerNormEps : (c.family == EncoderFamily::Roberta ? 1e-5 : 1e-12);
+    return c;
+}
+
+Result<EncoderInput> makeEncoderInput(const std::vector<std::vector<int64_t>>& seqs, int64_t padId)
+{
+    EncoderInput in;
+    in.batch = int64_t(seqs.size());
+    for (const auto& s : seqs)
+        in.seqLen = std::max(in.seqLen, int64_t(s.size()));
+    if (in.batch == 0 || in.seqLen == 0)
+        return makeError("empty-input", "no tokens to run");
+    in.ids.assign(size_t(in.tokens()), padId);
+    in.mask.assign(size_t(in.tokens()), 0);
+    for (int64_t b = 0; b < in.batch; ++b)
+        for (size_t t = 0; t < seqs[size_t(b)].size(); ++t) {
+            in.ids[size_t(b * in.seqLen) + t] = seqs[size_t(b)][t];
+            in.mask[size_t(b * in.seqLen) + t] = 1;
+        }
+    return in;
+}
+
+EncoderInput randomEncoderInput(int64_t batch, int64_t len, int64_t vocab, uint64_t seed, int64_t firstId)
+{
+    EncoderInput in;
+    in.batch = std::max<int64_t>(batch, 0);
+    in.seqLen = std::max<int64_t>(len, 0);
+    if (vocab <= firstId)
+        firstId = 0;
+    const uint64_t span = uint64_t(std::max<int64_t>(vocab - firstId, 1));
+    uint64_t s = seed;
+    for (int64_t i = 0; i < in.tokens(); ++i) {
+        uint64_t z = (s += 0x9e3779b97f4a7c15ull);  // splitmix64: same ids on every platform
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        in.ids.push_back(firstId + int64_t(z % span));
+    }
+    in.mask.assign(size_t(in.tokens()), 1);
+    return in;
+}
+
+Result<std::vector<std::vector<int64_t>>> parseTokenText(const std::string& text)
+{
+    std::vector<std::vector<int64_t>> out;
+    std::istringstream lines(text);
+    std::string line;
+    int64_t lineNo = 0;
+    while (std::getline(lines, line)) {
+        ++lineNo;
+        std::vector<int64_t> seq;
+        std::istringstream words(line);
+        std::string w;
+        while (words >> w) {
+            int64_t v = 0;
+            const auto [p, ec] = std::from_chars(w.data(), w.data() + w.size(), v);
+            if (ec != std::errc() || p != w.data() + w.size())
+                return makeError("bad-token", "line " + std::to_string(lineNo) + ": '" + w + "' is not an integer token id");
+            seq.push_back(v);
+        }
+        if (!seq.empty())
+            out.push_back(std::move(seq));
+    }
+    if (out.empty())
+        return makeError("empty-input", "no token ids found");
+    return out;
+}
+
+HiddenComparison compareHidden(const std::vector<float>& ref, const std::vector<float>& x, const EncoderInput& in,
+                               int64_t hidden)
+{
+    HiddenComparison c;
+    c.tokenCosine.assign(size_t(in.tokens()), 1.0);
+    if (hidden <= 0 || ref.size() != x.size() || int64_t(ref.size()) != in.tokens() * hidden)
+        return c;
+    double dot = 0, rr = 0, xx = 0, err = 0, sumCos = 0;
+    int64_t real = 0;
+    c.minTokenCosine = 1;
+    for (int64_t t = 0; t < in.tokens(); ++t) {
+        if (!in.mask[size_t(t)])
+            continue;
+        const float* a = ref.data() + t * hidden;
+        const float* b = x.data() + t * hidden;
+        double d = 0, na = 0, nb = 0;
+        for (int64_t i = 0; i < hidden; ++i) {
+            d += double(a[i]) * b[i];
+            na += double(a[i]) * a[i];
+            nb += double(b[i]) * b[i];
+            const double e = double(a[i]) - b[i];
+            err += e * e;
+            c.maxAbsError = std::max(c.maxAbsError, std::fabs(e));
+        }
+        const double cos = (na == 0 && nb == 0) ? 1.0 : (na == 0 || nb == 0) ? 0.0 : d / std::sqrt(na * nb);
+        c.tokenCosine[size_t(t)] = cos;
+        c.minTokenCosine = std::min(c.minTokenCosine, cos);
+        sumCos += cos;
+        ++real;
+        dot += d;
+        rr += na;
+        xx += nb;
+    }
+    c.cosine = (rr == 0 && xx == 0) ? 1.0 : (rr == 0 || xx == 0) ? 0.0 : dot / std::sqrt(rr * xx);
+    c.meanTokenCosine = real ? sumCos / double(real) : 1.0;
+    c.sqnrDb = err == 0 ? std::numeric_limits<double>::infinity()
+                        : (rr == 0 ? -std::numeric_limits<double>::infinity() : 10.0 * std::log10(rr / err));
+    return c;
+}
+
+EncoderRunner::EncoderRunner(EncoderRunner&&) noexcept = default;
+EncoderRunner& EncoderRunner::operator=(EncoderRunner&&) noexcept = default;
+EncoderRunner::~EncoderRunner() = default;
+
+Result<EncoderRunner> EncoderRunner::create(const Model& m, const EncoderOptions& opt)
+{
+    auto cfg = inferEncoderConfig(m, opt);
+    if (!cfg)
+        return cfg.error();
+    EncoderRunner r;
+    r.cfg_ = *cfg;
+    const EncoderConfig& c = r.cfg_;
+    const Fetcher f{m};
+    const int64_t h = c.hidden;
+
+#define QL_TAKE(dst, expr)                 \
+    do {                                   \
+        auto _v = (expr);                  \
+        if (!_v)                           \
+            return _v.error();             \
+        dst = std::move(*_v);              \
+    } while (0)
+
+    QL_TAKE(r.word_, f.get(c.prefix + "embeddings.word_embeddings.weight", {c.vocab, h}));
+    QL_TAKE(r.pos_, f.get(c.prefix + "embeddings.position_embeddings.weight", {c.maxPositions, h}));
+    if (c.typeVocab > 0)
+        QL_TAKE(r.type_, f.get(c.prefix + "embeddings.token_type_embeddings.weight", {c.typeVocab, h}));
+    QL_TAKE(r.embLn_.gamma, f.get(c.prefix + "embeddings.LayerNorm.weight", {h}));
+    QL_TAKE(r.embLn_.beta, f.get(c.prefix + "embeddings.LayerNorm.bias", {h}));
+
+    auto addLinear = [&](const std::string& name, int64_t in, int64_t out) -> Result<int64_t> {
+        auto lin = std::make_unique<Linear>();
+        lin->name = name;
+        lin->in = in;
+        lin->out = out;
+        auto w = f.get(name + ".weight", {out, in});
+        if (!w)
+            return w.error();
+        lin->weight = std::move(*w);
+        if (f.has(name + ".bias")) {
+            auto b = f.get(name + ".bias", {out});
+            if (!b)
+                return b.error();
+            lin->bias = std::move(*b);
+        } else {
+            lin->bias.assign(size_t(out), 0.0f);  // bias=False layers
+        }
+        r.linears_.push_back(std::move(lin));
+        return int64_t(r.linears_.size() - 1);
+    };
+
+    const LayerNames& n = namesOf(c.family);
+    for (int64_t l = 0; l < c.layers; ++l) {
+        const std::string p = layerPrefix(c, l);
+        Block b;
+        QL_TAKE(b.q, addLinear(p + n.q, h, h));
+        QL_TAKE(b.k, addLinear(p + n.k, h, h));
+        QL_TAKE(b.v, addLinear(p + n.v, h, h));
+        QL_TAKE(b.o, addLinear(p + n.o, h, h));
+        QL_TAKE(b.ln1.gamma, f.get(p + n.ln1 + ".weight", {h}));
+        QL_TAKE(b.ln1.beta, f.get(p + n.ln1 + ".bias", {h}));
+        QL_TAKE(b.fc1, addLinear(p + n.fc1, h, c.intermediate));
+        QL_TAKE(b.fc2, addLinear(p + n.fc2, c.intermediate, h));
+        QL_TAKE(b.ln2.gamma, f.get(p + n.ln2 + ".weight", {h}));
+        QL_TAKE(b.ln2.beta, f.get(p + n.ln2 + ".bias", {h}));
+        r.blocks_.push_back(std::move(b));
+    }
+#undef QL_TAKE
+    return r;
+}
+
+std::vector<std::string> EncoderRunner::linearNames() const
+{
+    std::vector<std::string> out;
+    for (const auto& l : linears_)
+        out.push_back(l->name);
+    return out;
+}
+
+bool EncoderRunner::isQuantized(int64_t index) const
+{
+    return index >= 0 && index < linearCount() && linears_[size_t(index)]->quantized;
+}
+
+QuantSpec EncoderRunner::quantSpec(int64_t index) const
+{
+    return index >= 0 && index < linearCount() ? linears_[size_t(index)]->spec : defaultLinearSpec();
+}
+
+Status EncoderRunner::setQuantized(const std::string& prefix, bool on, const QuantSpec* spec)
+{
+    for (size_t i = 0; i < linears_.size(); ++i)
+        if (linears_[i]->name == prefix || linears_[i]->name + ".weight" == prefix)
+            return setQuantized(int64_t(i), on, spec);
+    return makeError("no-such-layer", "the encoder has no linear layer '" + prefix + "'", {}, -1, prefix);
+}
+
+Status EncoderRunner::setAllQuantized(bool on)
+{
+    for (int64_t i = 0; i < linearCount(); ++i)
+        if (auto s = setQuantized(i, on); !s)
+            return s;
+    return Ok{};
+}
+
+namespace {
+
+bool sameSpec(const QuantSpec& a, const QuantSpec& b)
+{
+    return a.scheme == b.scheme && a.granularity == b.granularity && a.groupSize == b.groupSize &&
+           a.bits == b.bits && a.isUnsigned == b.isUnsigned && a.calib == b.calib && a.percentile == b.percentile &&
+           a.manualLo == b.manualLo && a.manualHi == b.manualHi;
+}
+
+// DynamicLinear quantizes weights the way quantize_dynamic does (torch-symmetric, absmax of
+// the tensor or of each row). A calibrated or manual range is applied by clipping the float
+// weights to it first: with a symmetric scheme that gives the same integers and scale as
+// quantizing with that range, as long as the range does not reach beyond the weights (a
+// wider range cannot widen the scale here).
+Status clipToSpec(std::vector<float>& w, int64_t rows, int64_t cols, const QuantSpec& s, const std::string& name)
+{
+    if (s.scheme != Scheme::TorchSymmetric || s.bits != 8 || s.isUnsigned)
+        return makeError("unsupported-spec", "the int8 encoder runs torch-symmetric 8-bit signed weights (quantize_dynamic); got " +
+                                                 schemeName(s.scheme) + " with " + std::to_string(s.bits) + " bits",
+                         {}, -1, name);
+    if (s.granularity == Granularity::PerGroup)
+        return makeError("unsupported-spec", "per-group weights have no int8 GEMM here; use tensor or channel", {}, -1, name);
+    if (s.calib == CalibMethod::MinMax)
+        return Ok{};
+    const bool perRow = s.granularity == Granularity::PerChannel;
+    const int64_t n = perRow ? rows : 1, len = perRow ? cols : rows * cols;
+    for (int64_t r = 0; r < n; ++r) {
+        std::span<float> v(w.data() + r * len, size_t(len));
+        auto range = calibrateRange(v, s);
+        if (!range)
+            return makeError(range.error().code, range.error().message, {}, -1, name);
+        const float a = std::max(std::fabs(range->lo), std::fabs(range->hi));
+        if (!(a > 0) || !std::isfinite(a))
+            return makeError("bad-range", "calibrated range is empty or not finite", {}, -1, name);
+        for (float& x : v)
+            x = std::clamp(x, -a, a);
+    }
+    return Ok{};
+}
+
+}  // namespace
+
+Status EncoderRunner::setQuantized(int64_t index, bool on, const QuantSpec* spec)
+{
+    if (index < 0 || index >= linearCount())
+        return makeError("no-such-layer", "linear layer index " + std::to_string(index) + " is outside [0, " +
+                                              std::to_string(linearCount()) + ")");
+    Linear& l = *linears_[size_t(index)];
+    if (!on) {
+        l.quantized = false;
+        return Ok{};
+    }
+    const QuantSpec want = spec ? *spec : l.spec;
+    if (!l.q || !sameSpec(want, l.spec)) {
+        std::vector<float> w = l.weight;
+        if (auto s = clipToSpec(w, l.out, l.in, want, l.name); !s)
+            return s;
+        DynamicLinearOptions o = dynamicOptions_;
+        o.weightGranularity = want.granularity;
+        auto d = DynamicLinear::create(w, l.out, l.in, Layout::Plain, l.bias, o);
+        if (!d)
+            return makeError(d.error().code, d.error().message, {}, -1, l.name);
+        l.q = std::make_unique<DynamicLinear>(std::move(*d));
+        l.spec = want;
+    }
+    l.quantized = true;
+    return Ok{};
+}
+
+Status EncoderRunner::setDynamicOptions(const DynamicLinearOptions& o)
+{
+    dynamicOptions_ = o;
+    for (auto& l : linears_) {
+        if (!l->q)
+            continue;
+        const bool was = l->quantized;
+        l->q.reset();  // rebuilt with the new options on next use
+        if (was)
+            if (auto s = setQuantized(l->name, true, &l->spec); !s)
+                return s;
+    }
+    return Ok{};
+}
+
+
+void EncoderRunner::linear(int64_t index, const float* x, int64_t rows, float* y) const
+{
+    const Linear& l = *linears_[size_t(index)];
+    if (l.quantized && l.q) {
+        l.q->forward(x, rows, y);
+        return;
+    }
+    // y = x W^T + b, as nn.Linear's addmm.
+    for (int64_t r = 0; r < rows; ++r)
+        std::copy(l.bias.begin(), l.bias.end(), y + r * l.out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(rows), blasint(l.out), blasint(l.in), 1.0f, x,
+                blasint(l.in), l.weight.data(), blasint(l.in), 1.0f, y, blasint(l.out));
+}
+
+Result<std::vector<float>> EncoderRunner::forward(const EncoderInput& in) const
+{
+    const EncoderConfig& c = cfg_;
+    const int64_t B = in.batch, T = in.seqLen, H = c.hidden, N = in.tokens();
+    if (B <= 0 || T <= 0 || int64_t(in.ids.size()) != N || int64_t(in.mask.size()) != N)
+        return makeError("bad-input", "ids and mask must both hold batch x length = " + std::to_string(N) + " values");
+    const int64_t posOffset = c.robertaPositions ? c.padId + 1 : 0;
+    if (T + posOffset > c.maxPositions)
+        return makeError("too-long", "sequence length " + std::to_string(T) + " exceeds the " +
+                                         std::to_string(c.maxPositions - posOffset) + " positions the model has");
+    for (int64_t i = 0; i < N; ++i)
+        if (in.ids[size_t(i)] < 0 || in.ids[size_t(i)] >= c.vocab)
+            return makeError("bad-token", "token id " + std::to_string(in.ids[size_t(i)]) + " at position " +
+                                              std::to_string(i % T) + " of sequence " + std::to_string(i / T) +
+                                              " is outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
+
+    std::vector<float> x(size_t(N * H));
+    for (int64_t b = 0; b < B; ++b) {
+        int64_t running = 0;
+        for (int64_t t = 0; t < T; ++t) {
+            const int64_t i = b * T + t;
+            const int64_t id = in.ids[size_t(i)];
+            int64_t p = t;
+            if (c.robertaPositions) {
+                running += (id != c.padId);
+                p = id != c.padId ? running + c.padId : c.padId;
+            }
+            const float* w = word_.data() + id * H;
+            const float* pe = pos_.data() + p * H;
+            float* dst = x.data() + i * H;
+            for (int64_t j = 0; j < H; ++j)
+                dst[j] = w[j] + pe[j];
+            if (!type_.empty())  // token type 0 for every token: single-segment input
+                for (int64_t j = 0; j < H; ++j)
+                    dst[j] += type_[size_t(j)];
+        }
+    }
+    layerNorm(x.data(), N, H, embLn_.gamma, embLn_.beta, c.layerNormEps);
+
+    const int64_t heads = c.heads, d = H / heads;
+    const float alpha = float(1.0 / std::sqrt(double(d)));
+    std::vector<float> q(size_t(N * H)), k(size_t(N * H)), v(size_t(N * H)), ctx(size_t(N * H)), a(size_t(N * H));
+    std::vector<float> ff(size_t(N * c.intermediate)), scores(size_t(T * T));
+    std::vector<uint8_t> anyValid(size_t(B), 0);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < T; ++t)
+            anyValid[size_t(b)] |= in.mask[size_t(b * T + t)];
+
+    for (const Block& blk : blocks_) {
+        linear(blk.q, x.data(), N, q.data());
+        linear(blk.k, x.data(), N, k.data());
+        linear(blk.v, x.data(), N, v.data());
+        for (int64_t b = 0; b < B; ++b) {
+            const uint8_t* valid = in.mask.data() + b * T;
+            for (int64_t hd = 0; hd < heads; ++hd) {
+                const float* qb = q.data() + b * T * H + hd * d;
+                const float* kb = k.data() + b * T * H + hd * d;
+                const float* vb = v.data() + b * T * H + hd * d;
+                float* cb = ctx.data() + b * T * H + hd * d;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(T), blasint(T), blasint(d), alpha, qb,
+                            blasint(H), kb, blasint(H), 0.0f, scores.data(), blasint(T));
+                for (int64_t t = 0; t < T; ++t)
+                    maskedSoftmax(scores.data() + t * T, T, valid, anyValid[size_t(b)] != 0);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(T), blasint(d), blasint(T), 1.0f,
+                            scores.data(), blasint(T), vb, blasint(H), 0.0f, cb, blasint(H));
+            }
+        }
+        linear(blk.o, ctx.data(), N, a.data());
+        for (int64_t i = 0; i < N * H; ++i)
+            a[size_t(i)] += x[size_t(i)];
+        layerNorm(a.data(), N, H, blk.ln1.gamma, blk.ln1.beta, c.layerNormEps);
+        linear(blk.fc1, a.data(), N, ff.data());
+        gelu(ff.data(), N * c.intermediate);
+        linear(blk.fc2, ff.data(), N, x.data());
+        for (int64_t i = 0; i < N * H; ++i)
+            x[size_t(i)] += a[size_t(i)];
+        layerNorm(x.data(), N, H, blk.ln2.gamma, blk.ln2.beta, c.layerNormEps);
+    }
+    return x;
+}
+
+}  // namespace quantlens

@@ -1,0 +1,135 @@
+#pragma once
+// End-to-end BERT-family encoder (BERT, RoBERTa, DistilBERT) over a Model's tensors, as
+// Hugging Face names them, in float32 (OpenBLAS sgemm) with every linear layer
+// switchable to int8 DynamicLinear (PyTorch quantize_dynamic semantics). It computes the
+// last hidden state only: no pooler, no task heads.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model.h"
+#include "quant/quantspec.h"
+#include "result.h"
+#include "runner/dynamiclinear.h"
+
+namespace quantlens {
+
+
+enum class EncoderFamily { Bert, Roberta, DistilBert };
+std::string encoderFamilyName(EncoderFamily f);  // "bert", "roberta", "distilbert"
+
+// What the tensor shapes say, plus what they cannot (heads, eps), from EncoderOptions.
+struct EncoderConfig {
+    EncoderFamily family = EncoderFamily::Bert;
+    std::string prefix;          // "bert.", "distilbert.", "roberta." or "" for bare names
+    int64_t vocab = 0;
+    int64_t maxPositions = 0;
+    int64_t typeVocab = 0;       // 0: no token type table (DistilBERT)
+    int64_t hidden = 0;
+    int64_t layers = 0;
+    int64_t intermediate = 0;
+    int64_t heads = 0;
+    double layerNormEps = 1e-12;
+    int64_t padId = 0;           // 1 for RoBERTa
+    // RoBERTa numbers positions from padding_idx+1 = 2 and gives padding tokens position
+    // padding_idx (transformers create_position_ids_from_input_ids).
+    bool robertaPositions = false;
+};
+
+struct EncoderOptions {
+    int64_t heads = 0;          // 0: hidden/64 (BERT-base convention), an error if that does not divide
+    double layerNormEps = 0;    // 0: 1e-12 (BERT, DistilBERT) or 1e-5 (RoBERTa)
+};
+
+// Reads num_attention_heads / n_heads and layer_norm_eps from a Hugging Face config.json
+// into `opt` where `opt` leaves them unset. A missing file is not an error (returns false).
+Result<bool> readHfConfigHints(const std::string& configJsonPath, EncoderOptions& opt);
+
+Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& opt = {});
+
+// A padded batch: ids and mask are [batch, seqLen] row-major; mask 1 = real token.
+struct EncoderInput {
+    int64_t batch = 0;
+    int64_t seqLen = 0;
+    std::vector<int64_t> ids;
+    std::vector<uint8_t> mask;
+    int64_t tokens() const { return batch * seqLen; }
+};
+
+// Pads sequences of different lengths to the longest with padId and mask 0.
+Result<EncoderInput> makeEncoderInput(const std::vector<std::vector<int64_t>>& sequences, int64_t padId);
+// One or more sequences of random ids in [firstId, vocab) of length `len` (deterministic per seed).
+EncoderInput randomEncoderInput(int64_t batch, int64_t len, int64_t vocab, uint64_t seed = 1, int64_t firstId = 3);
+// Parses whitespace-separated ids, one sequence per line; blank lines are skipped.
+Result<std::vector<std::vector<int64_t>>> parseTokenText(const std::string& text);
+
+// Difference between two last hidden states [tokens, hidden], over real tokens only.
+struct HiddenComparison {
+    double cosine = 1;        // over all real tokens' values at once
+    double sqnrDb = 0;        // 10 log10(sum ref^2 / sum (ref-x)^2); +inf when identical
+    double maxAbsError = 0;
+    double minTokenCosine = 1;
+    double meanTokenCosine = 1;
+    std::vector<double> tokenCosine;  // one per token (1 for padding)
+};
+HiddenComparison compareHidden(const std::vector<float>& ref, const std::vector<float>& x,
+                               const EncoderInput& in, int64_t hidden);
+
+class EncoderRunner {
+public:
+    // Materialises every weight as float32. Errors name the missing or mis-shaped tensor.
+    static Result<EncoderRunner> create(const Model& m, const EncoderOptions& opt = {});
+
+    EncoderRunner(EncoderRunner&&) noexcept;
+    EncoderRunner& operator=(EncoderRunner&&) noexcept;
+    ~EncoderRunner();
+
+    const EncoderConfig& config() const { return cfg_; }
+
+    // The linear layers in execution order, by HF prefix ("bert.encoder.layer.0.attention.self.query").
+    std::vector<std::string> linearNames() const;
+    int64_t linearCount() const { return int64_t(linears_.size()); }
+
+    // Switches one linear layer (by index or prefix) to int8 or back to float32. The int8
+    // weights are built on first use with `spec` (default: torch-symmetric per tensor, as
+    // quantize_dynamic) and kept; passing a different spec rebuilds them, nullptr keeps the
+    // current one. Specs: torch-symmetric 8-bit, per tensor or per channel, any calibration
+    // (the weights are clipped to the calibrated range before DynamicLinear quantizes them).
+    Status setQuantized(int64_t index, bool on, const QuantSpec* spec = nullptr);
+    Status setQuantized(const std::string& prefix, bool on, const QuantSpec* spec = nullptr);
+    Status setAllQuantized(bool on);
+    bool isQuantized(int64_t index) const;
+    // Activation granularity, reduce_range, threads and kernels of every int8 layer
+    // (default: DynamicLinearOptions{}, i.e. quantize_dynamic's behaviour, one thread).
+    Status setDynamicOptions(const DynamicLinearOptions& o);
+    // The spec the layer's int8 weights were (or will by default be) built with.
+    QuantSpec quantSpec(int64_t index) const;
+
+    // Last hidden state, [batch * seqLen, hidden] row-major (padding rows included, as
+    // transformers computes them). Fails on ids outside the vocabulary or sequences longer
+    // than the position table.
+    Result<std::vector<float>> forward(const EncoderInput& in) const;
+
+private:
+    struct Linear;
+    struct Norm {
+        std::vector<float> gamma, beta;
+    };
+    struct Block {
+        int64_t q, k, v, o, fc1, fc2;  // indices into linears_
+        Norm ln1, ln2;
+    };
+
+    EncoderRunner() = default;
+    void linear(int64_t index, const float* x, int64_t rows, float* y) const;
+
+    EncoderConfig cfg_;
+    DynamicLinearOptions dynamicOptions_;
+    std::vector<float> word_, pos_, type_;
+    Norm embLn_;
+    std::vector<Block> blocks_;
+    std::vector<std::unique_ptr<Linear>> linears_;
+};
+
+}  // namespace quantlens

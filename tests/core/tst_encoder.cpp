@@ -1,0 +1,352 @@
+// Encoder runner (issue #8) against torch references from tests/scripts/make_encoder_fixtures.py:
+// the float32 last hidden state of BERT / DistilBERT / RoBERTa-named encoders, and the same
+// models after torch.ao.quantization.quantize_dynamic on the onednn engine.
+#include <QFile>
+#include <QTest>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "io/demomodel.h"
+#include "model.h"
+#include "runner/encoder.h"
+#include "testsupport.h"
+
+using namespace quantlens;
+
+namespace {
+
+struct Fixture {
+    Model model;
+    EncoderInput input;
+    std::vector<float> fp32, int8;
+    nlohmann::json ref;
+};
+
+std::vector<float> floats(const Model& m, const char* name)
+{
+    const Tensor* t = m.find(name);
+    if (!t)
+        return {};
+    auto v = t->toFloat();
+    return v ? std::move(*v) : std::vector<float>{};
+}
+
+// Loads <name>.safetensors, its reference tensors and JSON; QVERIFYs inside, so call via QVERIFY(load(...)).
+bool load(const QString& name, Fixture& f)
+{
+    const QString base = test::dataPath(QStringLiteral("encoder/") + name);
+    auto m = openModel((base + QStringLiteral(".safetensors")).toStdString());
+    if (!m) {
+        qWarning("%s", m.error().oneLine().c_str());
+        return false;
+    }
+    f.model = std::move(*m);
+    auto r = openModel((base + QStringLiteral("_ref.safetensors")).toStdString());
+    if (!r) {
+        qWarning("%s", r.error().oneLine().c_str());
+        return false;
+    }
+    const Tensor* ids = r->find("input_ids");
+    if (!ids || ids->rank() != 2)
+        return false;
+    f.input.batch = ids->shape[0];
+    f.input.seqLen = ids->shape[1];
+    for (float v : floats(*r, "input_ids"))
+        f.input.ids.push_back(int64_t(v));
+    for (float v : floats(*r, "attention_mask"))
+        f.input.mask.push_back(uint8_t(v != 0));
+    f.fp32 = floats(*r, "hidden_fp32");
+    f.int8 = floats(*r, "hidden_int8");
+    QFile j(base + QStringLiteral("_ref.json"));
+    if (!j.open(QIODevice::ReadOnly))
+        return false;
+    f.ref = nlohmann::json::parse(j.readAll().toStdString());
+    return !f.fp32.empty() && f.fp32.size() == f.int8.size() && f.input.mask.size() == f.input.ids.size();
+}
+
+EncoderOptions optionsFor(const Fixture& f)
+{
+    EncoderOptions o;
+    o.heads = f.ref["heads"].get<int64_t>();
+    return o;
+}
+
+void fixtureRows()
+{
+    QTest::addColumn<QString>("fixture");
+    QTest::addColumn<QString>("family");
+    QTest::newRow("bert-named hidden 64, 4 heads") << QStringLiteral("bert_tiny") << QStringLiteral("bert");
+    QTest::newRow("distilbert-named hidden 48, 4 heads") << QStringLiteral("distilbert_tiny") << QStringLiteral("distilbert");
+    QTest::newRow("roberta-named, positions from 2, eps 1e-5") << QStringLiteral("roberta_tiny") << QStringLiteral("roberta");
+    QTest::newRow("distilbert with an outlier layer") << QStringLiteral("distilbert_outlier") << QStringLiteral("distilbert");
+}
+
+}  // namespace
+
+class TestEncoder : public QObject {
+    Q_OBJECT
+
+private slots:
+    void infersConfigFromShapes_data() { fixtureRows(); }
+    void infersConfigFromShapes()
+    {
+        QFETCH(QString, fixture);
+        QFETCH(QString, family);
+        Fixture f;
+        QVERIFY(load(fixture, f));
+        auto c = inferEncoderConfig(f.model, optionsFor(f));
+        QVERIFY2(c.ok(), c.ok() ? "" : c.error().oneLine().c_str());
+        QCOMPARE(QString::fromStdString(encoderFamilyName(c->family)), family);
+        QCOMPARE(c->hidden, f.ref["hidden"].get<int64_t>());
+        QCOMPARE(c->layers, f.ref["layers"].get<int64_t>());
+        QCOMPARE(c->intermediate, f.ref["intermediate"].get<int64_t>());
+        QCOMPARE(c->vocab, f.ref["vocab"].get<int64_t>());
+        QCOMPARE(c->maxPositions, f.ref["max_positions"].get<int64_t>());
+        QCOMPARE(c->layerNormEps, f.ref["layer_norm_eps"].get<double>());
+    }
+
+    // transformers' float32 forward, reproduced by the torch modules of the fixture script.
+    void fp32MatchesTorch_data() { fixtureRows(); }
+    void fp32MatchesTorch()
+    {
+        QFETCH(QString, fixture);
+        Fixture f;
+        QVERIFY(load(fixture, f));
+        auto r = EncoderRunner::create(f.model, optionsFor(f));
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());
+        auto y = r->forward(f.input);
+        QVERIFY2(y.ok(), y.ok() ? "" : y.error().oneLine().c_str());
+        QCOMPARE(y->size(), f.fp32.size());
+        // 1e-4 relative to the magnitude of the value (LayerNorm outputs are O(1));
+        // padding rows are compared too, since transformers computes them the same way.
+        double worst = 0;
+        for (size_t i = 0; i < y->size(); ++i) {
+            const double rel = std::fabs((*y)[i] - f.fp32[i]) / std::max(1.0, double(std::fabs(f.fp32[i])));
+            worst = std::max(worst, rel);
+            if (rel > 1e-4)
+                QFAIL(qPrintable(QStringLiteral("element %1: ours %2, torch %3").arg(i).arg((*y)[i]).arg(f.fp32[i])));
+        }
+        qDebug("max relative difference to torch fp32: %.3g", worst);
+    }
+
+    // All linear layers int8 vs torch quantize_dynamic (onednn engine). DynamicLinear follows
+    // the x86 FBGEMM rules; on these fixtures onednn produces the same integers, so the only
+    // difference left is float rounding in the epilogue and the rest of the network: the
+    // outputs must agree to 1e-4 absolute (observed ~1e-6), and the end-to-end cosine to
+    // fp32 to +-0.001 (observed ~1e-7).
+    void int8MatchesQuantizeDynamic_data() { fixtureRows(); }
+    void int8MatchesQuantizeDynamic()
+    {
+        QFETCH(QString, fixture);
+        Fixture f;
+        QVERIFY(load(fixture, f));
+        auto r = EncoderRunner::create(f.model, optionsFor(f));
+        QVERIFY(r.ok());
+        auto s = r->setAllQuantized(true);
+        QVERIFY2(s.ok(), s.ok() ? "" : s.error().oneLine().c_str());
+        auto y = r->forward(f.input);
+        QVERIFY(y.ok());
+
+        EncoderInput all = f.input;  // compare padding rows too
+        std::fill(all.mask.begin(), all.mask.end(), uint8_t(1));
+        const HiddenComparison ours = compareHidden(f.fp32, *y, all, r->config().hidden);
+        const HiddenComparison torch = compareHidden(f.fp32, f.int8, all, r->config().hidden);
+        const HiddenComparison between = compareHidden(f.int8, *y, all, r->config().hidden);
+        qDebug("cosine to fp32: ours %.6f torch %.6f; sqnr ours %.2f dB torch %.2f dB; ours vs torch int8: max %.3g, sqnr %.2f dB",
+               ours.cosine, torch.cosine, ours.sqnrDb, torch.sqnrDb, between.maxAbsError, between.sqnrDb);
+        QVERIFY(std::fabs(ours.cosine - torch.cosine) <= 1e-3);
+        QVERIFY(std::fabs(ours.cosine - f.ref["int8_vs_fp32"]["cosine"].get<double>()) <= 1e-3);
+        QVERIFY(ours.cosine < 1.0);  // it really ran int8
+        QVERIFY(between.maxAbsError <= 1e-4);
+        QVERIFY(torch.maxAbsError > 100 * between.maxAbsError);  // the check can tell int8 from fp32
+    }
+
+    void switchingBackToFp32IsExact()
+    {
+        Fixture f;
+        QVERIFY(load(QStringLiteral("bert_tiny"), f));
+        auto r = EncoderRunner::create(f.model, optionsFor(f));
+        QVERIFY(r.ok());
+        auto before = r->forward(f.input);
+        QVERIFY(r->setQuantized(r->linearNames()[2], true).ok());
+        QVERIFY(r->isQuantized(2));
+        auto mid = r->forward(f.input);
+        QVERIFY(r->setQuantized(2, false).ok());
+        auto after = r->forward(f.input);
+        QVERIFY(before.ok() && mid.ok() && after.ok());
+        QVERIFY(*before == *after);
+        QVERIFY(*before != *mid);
+    }
+
+    void linearNamesInExecutionOrder()
+    {
+        Fixture f;
+        QVERIFY(load(QStringLiteral("distilbert_tiny"), f));
+        auto r = EncoderRunner::create(f.model, optionsFor(f));
+        QVERIFY(r.ok());
+        const auto n = r->linearNames();
+        QCOMPARE(n.size(), size_t(12));
+        QCOMPARE(QString::fromStdString(n[0]), QStringLiteral("distilbert.transformer.layer.0.attention.q_lin"));
+        QCOMPARE(QString::fromStdString(n[5]), QStringLiteral("distilbert.transformer.layer.0.ffn.lin2"));
+        QCOMPARE(QString::fromStdString(n[11]), QStringLiteral("distilbert.transformer.layer.1.ffn.lin2"));
+        QVERIFY(!r->setQuantized(std::string("distilbert.embeddings.word_embeddings"), true).ok());
+        QVERIFY(!r->setQuantized(12, true).ok());
+    }
+
+    void demoModelRuns()
+    {
+        const Model demo = makeDemoModel(2, 128);
+        auto r = EncoderRunner::create(demo);
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());
+        QCOMPARE(r->config().heads, int64_t(2));  // hidden/64
+        QCOMPARE(r->config().family, EncoderFamily::DistilBert);
+        auto y = r->forward(randomEncoderInput(2, 16, r->config().vocab));
+        QVERIFY(y.ok());
+        for (float v : *y)
+            QVERIFY(std::isfinite(v));
+    }
+
+    void rejectsBadModels_data()
+    {
+        QTest::addColumn<QString>("drop");     // tensor removed from the fixture
+        QTest::addColumn<QString>("reshape");  // tensor given a wrong shape
+        QTest::addColumn<int>("heads");
+        QTest::addColumn<QString>("code");
+        QTest::newRow("missing value weight") << QStringLiteral("bert.encoder.layer.1.attention.self.value.weight") << QString() << 4 << QStringLiteral("missing-tensor");
+        QTest::newRow("missing LayerNorm bias") << QStringLiteral("bert.encoder.layer.0.output.LayerNorm.bias") << QString() << 4 << QStringLiteral("missing-tensor");
+        QTest::newRow("no word embeddings") << QStringLiteral("bert.embeddings.word_embeddings.weight") << QString() << 4 << QStringLiteral("not-an-encoder");
+        QTest::newRow("transposed output dense") << QString() << QStringLiteral("bert.encoder.layer.0.output.dense.weight") << 4 << QStringLiteral("bad-shape");
+        QTest::newRow("heads do not divide 64") << QString() << QString() << 5 << QStringLiteral("bad-heads");
+        QTest::newRow("hidden 64 would be 1 head: ok") << QString() << QString() << 0 << QString();
+    }
+    void rejectsBadModels()
+    {
+        QFETCH(QString, drop);
+        QFETCH(QString, reshape);
+        QFETCH(int, heads);
+        QFETCH(QString, code);
+        Fixture f;
+        QVERIFY(load(QStringLiteral("bert_tiny"), f));
+        Model m = f.model;
+        std::erase_if(m.tensors, [&](const Tensor& t) { return QString::fromStdString(t.name) == drop; });
+        for (Tensor& t : m.tensors)
+            if (QString::fromStdString(t.name) == reshape)
+                std::swap(t.shape[0], t.shape[1]);
+        EncoderOptions o;
+        o.heads = heads;
+        auto r = EncoderRunner::create(m, o);
+        if (code.isEmpty()) {
+            QVERIFY(r.ok());
+            return;
+        }
+        QVERIFY(!r.ok());
+        QCOMPARE(QString::fromStdString(r.error().code), code);
+    }
+
+    void headsCannotBeInferredForHidden48()
+    {
+        Fixture f;
+        QVERIFY(load(QStringLiteral("distilbert_tiny"), f));
+        auto r = inferEncoderConfig(f.model);
+        QVERIFY(!r.ok());
+        QCOMPARE(QString::fromStdString(r.error().code), QStringLiteral("heads-unknown"));
+    }
+
+    void rejectsBadInputs_data()
+    {
+        QTest::addColumn<qint64>("id");
+        QTest::addColumn<qint64>("length");
+        QTest::addColumn<QString>("code");
+        QTest::newRow("id = vocab") << qint64(100) << qint64(8) << QStringLiteral("bad-token");
+        QTest::newRow("negative id") << qint64(-1) << qint64(8) << QStringLiteral("bad-token");
+        QTest::newRow("65 tokens, 64 positions") << qint64(5) << qint64(65) << QStringLiteral("too-long");
+        QTest::newRow("64 tokens fit") << qint64(5) << qint64(64) << QString();
+    }
+    void rejectsBadInputs()
+    {
+        QFETCH(qint64, id);
+        QFETCH(qint64, length);
+        QFETCH(QString, code);
+        Fixture f;
+        QVERIFY(load(QStringLiteral("bert_tiny"), f));
+        auto r = EncoderRunner::create(f.model, optionsFor(f));
+        QVERIFY(r.ok());
+        EncoderInput in = randomEncoderInput(1, length, 100);
+        in.ids[size_t(length / 2)] = id;
+        auto y = r->forward(in);
+        if (code.isEmpty()) {
+            QVERIFY(y.ok());
+            return;
+        }
+        QVERIFY(!y.ok());
+        QCOMPARE(QString::fromStdString(y.error().code), code);
+    }
+
+    void robertaLengthLimitCountsTheOffset()
+    {
+        Fixture f;
+        QVERIFY(load(QStringLiteral("roberta_tiny"), f));
+        auto r = EncoderRunner::create(f.model, optionsFor(f));
+        QVERIFY(r.ok());
+        QVERIFY(r->forward(randomEncoderInput(1, 64, 100)).ok());    // positions 2..65 of 66
+        QVERIFY(!r->forward(randomEncoderInput(1, 65, 100)).ok());
+    }
+
+    void tokenText_data()
+    {
+        QTest::addColumn<QString>("text");
+        QTest::addColumn<int>("sequences");
+        QTest::addColumn<bool>("ok");
+        QTest::newRow("two lines, blank skipped") << QStringLiteral("101 7 8 102\n\n101 9 102\n") << 2 << true;
+        QTest::newRow("tabs and CRLF") << QStringLiteral("1\t2 3\r\n4") << 2 << true;
+        QTest::newRow("not a number") << QStringLiteral("1 2 x\n") << 0 << false;
+        QTest::newRow("empty") << QStringLiteral("  \n") << 0 << false;
+    }
+    void tokenText()
+    {
+        QFETCH(QString, text);
+        QFETCH(int, sequences);
+        QFETCH(bool, ok);
+        auto r = parseTokenText(text.toStdString());
+        QCOMPARE(r.ok(), ok);
+        if (ok)
+            QCOMPARE(int(r->size()), sequences);
+    }
+
+    void paddingMatchesMask()
+    {
+        auto in = makeEncoderInput({{5, 6, 7}, {8}}, 1);
+        QVERIFY(in.ok());
+        QCOMPARE(in->seqLen, int64_t(3));
+        QCOMPARE(in->ids, (std::vector<int64_t>{5, 6, 7, 8, 1, 1}));
+        QCOMPARE(in->mask, (std::vector<uint8_t>{1, 1, 1, 1, 0, 0}));
+    }
+
+    void hfConfigHints()
+    {
+        const QString path = QDir::temp().filePath(QStringLiteral("ql_enc_config.json"));
+        QFile fj(path);
+        QVERIFY(fj.open(QIODevice::WriteOnly));
+        fj.write(R"({"model_type":"distilbert","n_heads":4,"dim":48})");
+        fj.close();
+        EncoderOptions o;
+        auto r = readHfConfigHints(path.toStdString(), o);
+        QVERIFY(r.ok() && *r);
+        QCOMPARE(o.heads, int64_t(4));
+        EncoderOptions given;
+        given.heads = 2;  // the user's value wins
+        QVERIFY(readHfConfigHints(path.toStdString(), given).ok());
+        QCOMPARE(given.heads, int64_t(2));
+        QVERIFY(fj.open(QIODevice::WriteOnly | QIODevice::Truncate));
+        fj.write("{not json");
+        fj.close();
+        QVERIFY(!readHfConfigHints(path.toStdString(), o).ok());
+        QFile::remove(path);
+        auto missing = readHfConfigHints(path.toStdString(), o);
+        QVERIFY(missing.ok() && !*missing);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestEncoder)
+#include "tst_encoder.moc"
