@@ -1,0 +1,133 @@
+// quantlens-cli sensitivity end to end (issue #8): exit codes, the JSON document on stdout
+// only, and the ranking on the fixture whose one layer carries weight outliers.
+#include <QFile>
+#include <QProcess>
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <nlohmann/json.hpp>
+
+#include "testsupport.h"
+
+using nlohmann::json;
+
+namespace {
+
+struct Run {
+    int code = -1;
+    QByteArray out, err;
+};
+
+Run cli(const QStringList& args)
+{
+    QProcess p;
+    p.start(QStringLiteral(QUANTLENS_CLI), QStringList{QStringLiteral("sensitivity")} + args);
+    p.waitForFinished(120000);
+    return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1, p.readAllStandardOutput(), p.readAllStandardError()};
+}
+
+QString fixture(const char* name) { return quantlens::test::dataPath(QStringLiteral("encoder/") + QLatin1String(name)); }
+
+json refJson(const char* name)
+{
+    QFile f(fixture(name));
+    if (!f.open(QIODevice::ReadOnly))
+        return {};
+    return json::parse(f.readAll().toStdString());
+}
+
+}  // namespace
+
+class TestCliSensitivity : public QObject {
+    Q_OBJECT
+
+private slots:
+    void exitCodes_data()
+    {
+        QTemporaryDir dir;
+        QTest::addColumn<QStringList>("args");
+        QTest::addColumn<int>("code");
+        const QString model = fixture("bert_tiny.safetensors");
+        QTest::newRow("no model") << QStringList{} << 2;
+        QTest::newRow("--tokens and --random together")
+            << QStringList{model, QStringLiteral("--tokens"), fixture("bert_tiny_ref.json"), QStringLiteral("--random"), QStringLiteral("8")} << 2;
+        QTest::newRow("--random 0") << QStringList{model, QStringLiteral("--random"), QStringLiteral("0")} << 2;
+        QTest::newRow("unknown view") << QStringList{model, QStringLiteral("--view"), QStringLiteral("half")} << 2;
+        QTest::newRow("token file that is not ids") << QStringList{model, QStringLiteral("--tokens"), fixture("bert_tiny_ref.json"), QStringLiteral("--heads"), QStringLiteral("4")} << 1;
+        QTest::newRow("heads 48 heads do not divide 64") << QStringList{model, QStringLiteral("--heads"), QStringLiteral("48")} << 1;
+        QTest::newRow("not an encoder") << QStringList{fixture("bert_tiny_ref.safetensors")} << 1;
+        QTest::newRow("missing file") << QStringList{QStringLiteral("/nonexistent/model.safetensors")} << 1;
+        QTest::newRow("sequence longer than the 64 positions") << QStringList{model, QStringLiteral("--random"), QStringLiteral("65")} << 1;
+    }
+    void exitCodes()
+    {
+        QFETCH(QStringList, args);
+        QFETCH(int, code);
+        const Run r = cli(args);
+        QCOMPARE(r.code, code);
+        if (code == 1) {
+            QVERIFY(r.err.startsWith("quantlens-cli: "));
+            QCOMPARE(r.err.count('\n'), 1);  // one line
+        }
+    }
+
+    void jsonRanksTheOutlierLayerFirst()
+    {
+        QTemporaryDir dir;
+        const QString tokens = dir.filePath(QStringLiteral("ids.txt"));
+        QFile t(tokens);
+        QVERIFY(t.open(QIODevice::WriteOnly));
+        t.write("5 17 42 8 99 3 61 12\n7 7 23 54\n");
+        t.close();
+        const Run r = cli({fixture("distilbert_outlier.safetensors"), QStringLiteral("--tokens"), tokens,
+                           QStringLiteral("--heads"), QStringLiteral("2"), QStringLiteral("--json")});
+        QVERIFY2(r.code == 0, r.err.constData());
+        const json doc = json::parse(r.out.toStdString());  // stdout holds exactly one document
+        QCOMPARE(doc["family"].get<std::string>(), std::string("distilbert"));
+        QCOMPARE(doc["tokens"].get<int>(), 12);
+        QCOMPARE(doc["sequences"].get<int>(), 2);
+        const auto& layers = doc["layers"];
+        QCOMPARE(layers.size(), size_t(12));
+        QCOMPARE(layers[0]["name"].get<std::string>(), refJson("distilbert_outlier_ref.json")["outlier_layer"].get<std::string>());
+        for (size_t i = 0; i < layers.size(); ++i) {
+            QCOMPARE(layers[i]["rank"].get<size_t>(), i + 1);
+            for (const char* k : {"name", "cosine", "sqnr_db", "max_abs_error"})
+                QVERIFY2(layers[i].contains(k), k);
+            if (i > 0)
+                QVERIFY(layers[i]["cosine"].get<double>() >= layers[i - 1]["cosine"].get<double>());
+        }
+    }
+
+    void demoModelAllButOne()
+    {
+        const Run r = cli({QStringLiteral("demo"), QStringLiteral("--random"), QStringLiteral("16"), QStringLiteral("--view"),
+                           QStringLiteral("all-but-one"), QStringLiteral("--rank-by"), QStringLiteral("sqnr"), QStringLiteral("--json")});
+        QVERIFY2(r.code == 0, r.err.constData());
+        const json doc = json::parse(r.out.toStdString());
+        QCOMPARE(doc["config"]["heads"].get<int>(), 12);  // hidden 768 / 64
+        const auto& layers = doc["layers"];
+        QCOMPARE(layers.size(), size_t(12));
+        // Keeping the most sensitive layer in float32 gives the best SQNR.
+        for (size_t i = 1; i < layers.size(); ++i)
+            QVERIFY(layers[i]["sqnr_db"].get<double>() <= layers[i - 1]["sqnr_db"].get<double>());
+        QVERIFY(layers[0]["sqnr_db"].get<double>() > doc["all_quantized"]["sqnr_db"].get<double>());
+    }
+
+    void configJsonBesideTheModelGivesHeads()
+    {
+        QTemporaryDir dir;
+        QVERIFY(QFile::copy(fixture("distilbert_tiny.safetensors"), dir.filePath(QStringLiteral("model.safetensors"))));
+        const Run without = cli({dir.path(), QStringLiteral("--random"), QStringLiteral("8"), QStringLiteral("--json")});
+        QCOMPARE(without.code, 1);  // hidden 48: heads cannot be inferred
+        QFile c(dir.filePath(QStringLiteral("config.json")));
+        QVERIFY(c.open(QIODevice::WriteOnly));
+        c.write(R"({"model_type": "distilbert", "n_heads": 4, "dim": 48})");
+        c.close();
+        const Run with = cli({dir.path(), QStringLiteral("--random"), QStringLiteral("8"), QStringLiteral("--json")});
+        QVERIFY2(with.code == 0, with.err.constData());
+        QCOMPARE(json::parse(with.out.toStdString())["config"]["heads"].get<int>(), 4);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestCliSensitivity)
+#include "tst_cli_sensitivity.moc"
