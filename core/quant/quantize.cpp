@@ -265,8 +265,11 @@ void scaleAndZeroPoint(const QuantSpec& spec, float lo, float hi, float& scale, 
     zeroPoint = sz.zp;
 }
 
-Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
-                    QuantizedTensor& out)
+namespace {
+
+// keepParams: quantize with out.params as they are (requantize); otherwise calibrate.
+Status quantizeImpl(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
+                    QuantizedTensor& out, bool keepParams)
 {
     if (auto st = checkSpec(spec); !st)
         return st.error();
@@ -281,11 +284,41 @@ Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape,
         return layout.error();
     const Layout& L = *layout;
 
+    const int64_t nslices = L.slices();
+    if (keepParams
+        && (int64_t(out.params.scale.size()) != nslices || int64_t(out.params.zeroPoint.size()) != nslices))
+        return makeError("bad-params", "the tensor's parameters do not fit its shape and spec");
     out.shape = shape;
     out.spec = spec;
     out.q.resize(size_t(*numel));
     out.clampedCount = 0;
     QuantParams& P = out.params;
+    const Kernel kernel = kernelFor(spec.scheme);
+    if (keepParams) {
+        std::vector<float> xs;
+        std::vector<int8_t> qs;
+        for (int64_t s = 0; s < nslices; ++s) {
+            const int64_t c = L.perTensor ? 0 : s / L.groupsPerChannel;
+            const int64_t g = L.perTensor ? 0 : s % L.groupsPerChannel;
+            const int64_t p0 = L.group > 0 ? g * L.group : 0;
+            const int64_t p1 = L.perTensor ? *numel : (L.group > 0 ? std::min(p0 + L.group, L.K) : L.K);
+            const float scale = P.scale[size_t(s)];
+            const int32_t zp = P.zeroPoint[size_t(s)];
+            if (L.perTensor || L.contiguousChannel()) {
+                const int64_t base = L.perTensor ? 0 : c * L.K + p0;
+                out.clampedCount += quantizeRun(x.data() + base, out.q.data() + base, p1 - p0, kernel, scale, zp, P.qmin, P.qmax);
+                continue;
+            }
+            xs.resize(size_t(p1 - p0));
+            qs.resize(size_t(p1 - p0));
+            for (int64_t p = p0; p < p1; ++p)
+                xs[size_t(p - p0)] = x[size_t(L.index(c, p))];
+            out.clampedCount += quantizeRun(xs.data(), qs.data(), p1 - p0, kernel, scale, zp, P.qmin, P.qmax);
+            for (int64_t p = p0; p < p1; ++p)
+                out.q[size_t(L.index(c, p))] = qs[size_t(p - p0)];
+        }
+        return Ok{};
+    }
     int32_t rangeMin = 0, rangeMax = 0;  // the range the scale is computed for
     integerRange(spec, rangeMin, rangeMax);
     P.qmin = rangeMin;
@@ -301,12 +334,10 @@ Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape,
     if (!L.perTensor && shape.size() <= 1 && L.group > 0)
         P.axis = 0;
     P.groupSize = L.group;
-    const int64_t nslices = L.slices();
     P.scale.resize(size_t(nslices));
     P.zeroPoint.resize(size_t(nslices));
     P.rangeLo = FLT_MAX;
     P.rangeHi = -FLT_MAX;
-    const Kernel kernel = kernelFor(spec.scheme);
 
     std::vector<float> xs;  // scratch for channels that are strided in memory
     std::vector<int8_t> qs;
@@ -351,6 +382,21 @@ Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape,
     if (nslices == 0 || P.rangeLo > P.rangeHi)
         P.rangeLo = P.rangeHi = 0.0f;
     return Ok{};
+}
+
+}  // namespace
+
+Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
+                    QuantizedTensor& out)
+{
+    return quantizeImpl(x, shape, spec, out, false);
+}
+
+Status requantize(std::span<const float> x, QuantizedTensor& qt)
+{
+    const std::vector<int64_t> shape = qt.shape;
+    const QuantSpec spec = qt.spec;
+    return quantizeImpl(x, shape, spec, qt, true);
 }
 
 Result<QuantizedTensor> quantize(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec)

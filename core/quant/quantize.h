@@ -61,6 +61,9 @@ Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape,
 // schemes use max(|lo|, |hi|)). Only the quantize pass runs, no calibration pass.
 Status quantizeManualInto(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
                           float lo, float hi, QuantizedTensor& out);
+// Quantizes x (same shape as qt) with qt's existing scales and zero points: no
+// calibration. For q8_0 the stored fp16 scale is the one used.
+Status requantize(std::span<const float> x, QuantizedTensor& qt);
 // out.size() must be at least the element count; (q - zero_point) * scale per slice.
 void dequantize(const QuantizedTensor& qt, std::span<float> out);
 std::vector<float> dequantize(const QuantizedTensor& qt);
