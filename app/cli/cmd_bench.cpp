@@ -1,13 +1,102 @@
+// quantlens-cli bench: times linear layers in float32 (OpenBLAS), int8 (ours, whole dynamic
+// linear and GEMM alone) and oneDNN int8 on the same operands. Times are per call, the
+// median of repeats, hot cache.
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
 #include "commands.h"
+#include "kernels/gemm.h"
+#include "modelarg.h"
+#include "runner/fp32linear.h"
+#include "runner/linearbench.h"
+#include "runner/onednnmatmul.h"
 
 namespace quantlens::cli {
 
-// TEMPORARY until its issue lands: the subcommand exists and says it is not available.
+namespace {
+
+struct BenchOptions {
+    std::string model;
+    int64_t tokens = 0;
+    int threads = 1;
+    bool json = false;
+};
+
+void runBench(const BenchOptions& o)
+{
+    const std::string isa = kernels::activeIsa();  // throws on a bad QUANTLENS_ISA before any work
+    std::vector<LinearBenchShape> shapes;
+    if (o.model.empty()) {
+        shapes = distilbertBenchShapes();
+    } else {
+        auto s = modelBenchShapes(loadModelArg(o.model));
+        if (!s)
+            throw Failure{s.error().oneLine()};
+        shapes = std::move(s.value());
+    }
+    const std::vector<int64_t> tokens = o.tokens > 0 ? std::vector<int64_t>{o.tokens} : std::vector<int64_t>{1, 8, 128};
+    LinearBenchOptions bo;
+    bo.threads = o.threads;
+    std::fprintf(stderr, "int8 kernels: %s; OpenBLAS core: %s; oneDNN: %s; threads: %d\n", isa.c_str(),
+                 blasCoreName().c_str(), OnednnInt8Matmul::available() ? "yes" : "not built", o.threads);
+
+    nlohmann::json rows = nlohmann::json::array();
+    if (!o.json)
+        std::printf("%-40s %6s %6s %6s | %10s %10s %10s %10s | %8s %8s | %7s %7s\n", "layer", "in", "out", "tokens",
+                    "fp32 us", "int8 us", "gemm us", "oneDNN us", "int8GOPs", "gemmGOPs", "x fp32", "x oneDNN");
+    for (const LinearBenchShape& s : shapes)
+        for (int64_t m : tokens) {
+            auto r = benchLinear(s, m, bo);
+            if (!r)
+                throw Failure{s.name + ": " + r.error().oneLine()};
+            nlohmann::json j;
+            j["layer"] = r->name;
+            j["in_features"] = r->in;
+            j["out_features"] = r->out;
+            j["tokens"] = r->tokens;
+            j["fp32_seconds"] = r->fp32Seconds;
+            j["int8_seconds"] = r->int8Seconds;
+            j["speedup"] = r->speedup();
+            j["int8_gops"] = r->int8Gops();
+            j["gemm_seconds"] = r->gemmSeconds;
+            j["gemm_gops"] = r->gemmGops();
+            if (r->onednnInt8Seconds >= 0)
+                j["onednn_int8_seconds"] = r->onednnInt8Seconds;
+            rows.push_back(j);
+            if (!o.json) {
+                std::printf("%-40s %6lld %6lld %6lld | %10.1f %10.1f %10.1f %10s | %8.0f %8.0f | %7.2f %7s\n",
+                            r->name.c_str(), static_cast<long long>(r->in), static_cast<long long>(r->out),
+                            static_cast<long long>(m), r->fp32Seconds * 1e6, r->int8Seconds * 1e6,
+                            r->gemmSeconds * 1e6,
+                            r->onednnInt8Seconds >= 0 ? std::to_string(int64_t(r->onednnInt8Seconds * 1e6 + 0.5)).c_str() : "-",
+                            r->int8Gops(), r->gemmGops(), r->speedup(),
+                            r->onednnInt8Seconds > 0 ? std::to_string(r->onednnInt8Seconds / r->int8Seconds).substr(0, 4).c_str() : "-");
+                std::fflush(stdout);
+            }
+        }
+    if (o.json) {
+        nlohmann::json doc;
+        doc["isa"] = isa;
+        doc["threads"] = o.threads;
+        doc["blas_core"] = blasCoreName();
+        doc["rows"] = rows;
+        std::cout << doc.dump(1) << "\n";
+    }
+}
+
+}  // namespace
+
 void addBenchCommand(CLI::App& app)
 {
-    auto* cmd = app.add_subcommand("bench", "not available yet");
-    cmd->allow_extras();
-    cmd->callback([] { throw Failure{"'bench' is not implemented yet"}; });
+    auto o = std::make_shared<BenchOptions>();
+    auto* cmd = app.add_subcommand("bench", "Time int8 vs float32 (and oneDNN) linear layers");
+    cmd->add_option("MODEL", o->model, "model whose linear shapes to time (default: DistilBERT's 768/3072 shapes)");
+    cmd->add_option("--tokens", o->tokens, "tokens per call (default: 1, 8 and 128)")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+    cmd->add_option("--threads", o->threads, "threads for every implementation (default 1)")->check(CLI::Range(1, 256));
+    cmd->add_flag("--json", o->json, "print one JSON document on stdout");
+    cmd->callback([o] { runBench(*o); });
 }
 
 }  // namespace quantlens::cli

@@ -1,13 +1,149 @@
+// quantlens-cli run: one linear layer of a model on an input from a .npy file, in float32
+// (OpenBLAS) or int8 (DynamicLinear, PyTorch quantize_dynamic semantics); writes Y.npy and
+// reports the time and the error against the float32 result.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
 #include "commands.h"
+#include "io/npy.h"
+#include "io/npywriter.h"
+#include "kernels/gemm.h"
+#include "layers.h"
+#include "modelarg.h"
+#include "quant/metrics.h"
+#include "runner/dynamiclinear.h"
+#include "runner/fp32linear.h"
 
 namespace quantlens::cli {
 
-// TEMPORARY until its issue lands: the subcommand exists and says it is not available.
+namespace {
+
+struct RunOptions {
+    std::string model, layer, input, out, mode = "int8", act = "per-tensor";
+    bool json = false;
+};
+
+nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+// The input as float32 [tokens, in]; a 1-D input of `in` values is one token.
+std::vector<float> readInput(const std::string& path, int64_t in, int64_t& tokens)
+{
+    auto m = readNpy(path);
+    if (!m)
+        throw Failure{m.error().oneLine()};
+    if (m->tensors.size() != 1)
+        throw Failure{path + ": expected one array"};
+    const Tensor& t = m->tensors.front();
+    if (!(t.rank() == 2 && t.shape[1] == in) && !(t.rank() == 1 && t.shape[0] == in))
+        throw Failure{path + ": input shape " + shapeString(t.shape) + " does not fit the layer: expected [tokens, " +
+                      std::to_string(in) + "]"};
+    tokens = t.rank() == 2 ? t.shape[0] : 1;
+    if (tokens == 0)
+        throw Failure{path + ": the input has no tokens"};
+    auto v = t.toFloat();
+    if (!v)
+        throw Failure{v.error().oneLine()};
+    for (float x : *v)
+        if (!std::isfinite(x))
+            throw Failure{path + ": the input holds NaN or infinity"};
+    return std::move(v.value());
+}
+
+template <class F>
+double timeOnce(const F& f)
+{
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void runRun(const RunOptions& o)
+{
+    const Model m = loadModelArg(o.model);
+    const std::vector<LinearLayer> layers = findLinearLayers(m);
+    const LinearLayer* l = findLinearLayer(layers, o.layer);
+    if (!l) {
+        std::string names;
+        for (size_t i = 0; i < layers.size() && i < 8; ++i)
+            names += (i ? ", " : "") + layers[i].prefix;
+        throw Failure{"no linear layer '" + o.layer + "' in " + o.model +
+                      (layers.empty() ? " (it has none)" : " (e.g. " + names + (layers.size() > 8 ? ", ..." : "") + ")")};
+    }
+    int64_t tokens = 0;
+    const std::vector<float> x = readInput(o.input, l->inFeatures, tokens);
+
+    auto fp = Fp32Linear::fromLayer(*l);
+    if (!fp)
+        throw Failure{fp.error().oneLine()};
+    std::vector<float> yRef(size_t(tokens * l->outFeatures));
+    std::vector<float> y(yRef.size());
+    double seconds = 0;
+    fp->forward(x.data(), tokens, yRef.data());  // warm-up, and the float32 reference
+    if (o.mode == "fp32") {
+        seconds = timeOnce([&] { fp->forward(x.data(), tokens, y.data()); });
+    } else {
+        DynamicLinearOptions opt;
+        opt.act = o.act == "per-row" ? ActQuant::PerRow : ActQuant::PerTensor;
+        auto dl = DynamicLinear::fromLayer(*l, opt);
+        if (!dl)
+            throw Failure{dl.error().oneLine()};
+        dl->forward(x.data(), tokens, y.data());  // warm-up: scratch buffers, caches
+        seconds = timeOnce([&] { dl->forward(x.data(), tokens, y.data()); });
+    }
+    const Metrics err = computeMetrics(yRef, y);
+
+    if (auto s = writeNpyFile(o.out, DType::F32, {tokens, l->outFeatures}, std::as_bytes(std::span<const float>(y)),
+                              {o.input, o.model});
+        !s)
+        throw Failure{s.error().oneLine()};
+
+    nlohmann::json doc;
+    doc["layer"] = l->prefix;
+    doc["mode"] = o.mode;
+    doc["tokens"] = tokens;
+    doc["in_features"] = l->inFeatures;
+    doc["out_features"] = l->outFeatures;
+    doc["seconds"] = seconds;
+    doc["max_abs_error_vs_fp32"] = err.maxAbsError;
+    doc["sqnr_db_vs_fp32"] = number(err.sqnrDb);  // exact (fp32 mode) has infinite SQNR: null
+    if (o.mode == "int8") {
+        doc["activation_quantization"] = o.act;
+        doc["isa"] = kernels::activeIsa();
+    }
+    if (o.json) {
+        std::cout << doc.dump(1) << "\n";
+        return;
+    }
+    std::printf("%s (%lld -> %lld%s), %lld tokens, %s%s: %.1f us\n", l->prefix.c_str(),
+                static_cast<long long>(l->inFeatures), static_cast<long long>(l->outFeatures),
+                l->transposed() ? ", stored [in, out]" : "", static_cast<long long>(tokens), o.mode.c_str(),
+                o.mode == "int8" ? (" (" + o.act + " activations, " + kernels::activeIsa() + ")").c_str() : "",
+                seconds * 1e6);
+    std::printf("vs fp32: max abs error %.6g, SQNR %s dB\nwrote %s [%lld, %lld] float32\n", err.maxAbsError,
+                std::isfinite(err.sqnrDb) ? std::to_string(err.sqnrDb).c_str() : "inf", o.out.c_str(),
+                static_cast<long long>(tokens), static_cast<long long>(l->outFeatures));
+}
+
+}  // namespace
+
 void addRunCommand(CLI::App& app)
 {
-    auto* cmd = app.add_subcommand("run", "not available yet");
-    cmd->allow_extras();
-    cmd->callback([] { throw Failure{"'run' is not implemented yet"}; });
+    auto o = std::make_shared<RunOptions>();
+    auto* cmd = app.add_subcommand("run", "Run one linear layer in float32 or int8 on an input .npy");
+    cmd->add_option("MODEL", o->model, "model file or folder, or 'demo'")->required();
+    cmd->add_option("--layer", o->layer, "layer prefix (or its weight's name)")->required();
+    cmd->add_option("--input", o->input, "float .npy of shape [tokens, in_features]")->required();
+    cmd->add_option("--mode", o->mode, "fp32 (OpenBLAS) or int8 (dynamic quantization)")
+        ->check(CLI::IsMember({"fp32", "int8"}));
+    cmd->add_option("--act", o->act, "int8 activation quantization: per-tensor (PyTorch) or per-row")
+        ->check(CLI::IsMember({"per-tensor", "per-row"}));
+    cmd->add_option("--out", o->out, "output .npy, float32 [tokens, out_features]")->required();
+    cmd->add_flag("--json", o->json, "print one JSON document on stdout");
+    cmd->callback([o] { runRun(*o); });
 }
 
 }  // namespace quantlens::cli

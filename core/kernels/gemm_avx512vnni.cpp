@@ -32,22 +32,24 @@ inline int32_t loadDword(const uint8_t* p)
     return v;
 }
 
-// acc[r][nb] over all of K for rows [0, MR) of `a` and one panel `b` of NB*16 columns.
+// Sums over all of K for rows [0, MR) of `a` and one panel `b` of NB*16 columns, written to
+// out[r][0 .. NB*16). The accumulators are locals that never escape, so GCC keeps them in
+// zmm registers (passing them out by reference made it spill them every iteration).
 template <int MR, int NB>
-inline void accumulate(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b, __m512i (&acc)[MR][NB])
+inline void accumulate(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b, int32_t (*out)[64])
 {
+    __m512i acc[MR][NB];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
         for (int nb = 0; nb < NB; ++nb)
             acc[r][nb] = _mm512_setzero_si512();
-    const int64_t stride = NB * 64;
+    constexpr int64_t stride = NB * 64;
     for (int64_t g = 0; g < groups; ++g) {
         __m512i bv[NB];
 #pragma GCC unroll 4
         for (int nb = 0; nb < NB; ++nb)
             bv[nb] = _mm512_load_si512(reinterpret_cast<const void*>(b + g * stride + nb * 64));
-        _mm_prefetch(reinterpret_cast<const char*>(b + (g + 8) * stride), _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
             const __m512i av = _mm512_set1_epi32(loadDword(a + r * lda + g * 4));
@@ -56,42 +58,42 @@ inline void accumulate(int64_t groups, const uint8_t* a, int64_t lda, const int8
                 acc[r][nb] = _mm512_dpbusd_epi32(acc[r][nb], av, bv[nb]);
         }
     }
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int nb = 0; nb < NB; ++nb)
+            _mm512_store_si512(reinterpret_cast<void*>(out[r] + nb * 16), acc[r][nb]);
 }
 
 template <int MR, int NB>
 void blockS32(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b, int32_t* c, int64_t ldc, int64_t cols)
 {
-    __m512i acc[MR][NB];
+    alignas(64) int32_t acc[MR][64];
     accumulate<MR, NB>(groups, a, lda, b, acc);
-#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
         for (int nb = 0; nb < NB; ++nb)
-            _mm512_mask_storeu_epi32(c + r * ldc + nb * 16, tailMask(cols - nb * 16), acc[r][nb]);
+            _mm512_mask_storeu_epi32(c + r * ldc + nb * 16, tailMask(cols - nb * 16), _mm512_load_si512(acc[r] + nb * 16));
 }
 
 template <int MR, int NB>
 void blockF32(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b, const int32_t* colSum,
               const Requant& rq, int64_t row0, int64_t col0, float* y, int64_t ldy, int64_t cols)
 {
-    __m512i acc[MR][NB];
+    alignas(64) int32_t acc[MR][64];
     accumulate<MR, NB>(groups, a, lda, b, acc);
     __m512i cs[NB];
     __m512 ws[NB], bias[NB];
-#pragma GCC unroll 4
     for (int nb = 0; nb < NB; ++nb) {
         const __mmask16 mk = tailMask(cols - nb * 16);
         cs[nb] = _mm512_loadu_si512(colSum + col0 + nb * 16);  // colSum is padded to whole panels
         ws[nb] = rq.wScaleStride ? _mm512_maskz_loadu_ps(mk, rq.wScale + col0 + nb * 16) : _mm512_set1_ps(rq.wScale[0]);
         bias[nb] = rq.bias ? _mm512_maskz_loadu_ps(mk, rq.bias + col0 + nb * 16) : _mm512_setzero_ps();
     }
-#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
         const __m512i za = _mm512_set1_epi32(rq.aZero[(row0 + r) * rq.aZeroStride]);
         const __m512 sa = _mm512_set1_ps(rq.aScale[(row0 + r) * rq.aScaleStride]);
-#pragma GCC unroll 4
         for (int nb = 0; nb < NB; ++nb) {
-            const __m512i raw = _mm512_sub_epi32(acc[r][nb], _mm512_mullo_epi32(za, cs[nb]));
+            const __m512i raw = _mm512_sub_epi32(_mm512_load_si512(acc[r] + nb * 16), _mm512_mullo_epi32(za, cs[nb]));
             __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(raw), _mm512_mul_ps(sa, ws[nb]));
             if (rq.bias)
                 v = _mm512_add_ps(v, bias[nb]);

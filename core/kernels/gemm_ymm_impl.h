@@ -14,11 +14,13 @@ inline int32_t ymmLoadDword(const uint8_t* p)
     return v;
 }
 
-// One block: MR rows x 16 columns (2 ymm) of a panel whose k-group stride is `stride` bytes.
+// One block: MR rows x 16 columns (2 ymm) of a panel whose k-group stride is `stride` bytes,
+// written to out[r][0..16). Local accumulators that never escape stay in registers.
 template <class Dot, int MR>
 inline void ymmAccumulate(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b, int64_t stride,
-                          __m256i (&acc)[MR][2])
+                          int32_t (*out)[16])
 {
+    __m256i acc[MR][2];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
         acc[r][0] = acc[r][1] = _mm256_setzero_si256();
@@ -32,25 +34,21 @@ inline void ymmAccumulate(int64_t groups, const uint8_t* a, int64_t lda, const i
             acc[r][1] = Dot::dot(acc[r][1], av, b1);
         }
     }
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(out[r]), acc[r][0]);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(out[r] + 8), acc[r][1]);
+    }
 }
 
 template <class Dot, int MR>
 void ymmBlockS32(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b, int64_t stride, int32_t* c,
                  int64_t ldc, int64_t cols)
 {
-    __m256i acc[MR][2];
+    alignas(32) int32_t acc[MR][16];
     ymmAccumulate<Dot, MR>(groups, a, lda, b, stride, acc);
-    for (int r = 0; r < MR; ++r) {
-        if (cols >= 16) {
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * ldc), acc[r][0]);
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * ldc + 8), acc[r][1]);
-        } else {
-            alignas(32) int32_t tmp[16];
-            _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), acc[r][0]);
-            _mm256_store_si256(reinterpret_cast<__m256i*>(tmp + 8), acc[r][1]);
-            std::copy_n(tmp, cols, c + r * ldc);
-        }
-    }
+    for (int r = 0; r < MR; ++r)
+        std::copy_n(acc[r], std::min<int64_t>(cols, 16), c + r * ldc);
 }
 
 template <class Dot, int MR>
@@ -58,7 +56,7 @@ void ymmBlockF32(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b,
                  const int32_t* colSum, const Requant& rq, int64_t row0, int64_t col0, float* y, int64_t ldy,
                  int64_t cols)
 {
-    __m256i acc[MR][2];
+    alignas(32) int32_t acc[MR][16];
     ymmAccumulate<Dot, MR>(groups, a, lda, b, stride, acc);
     if (cols >= 16) {
         __m256i cs[2];
@@ -68,12 +66,12 @@ void ymmBlockF32(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b,
             ws[h] = rq.wScaleStride ? _mm256_loadu_ps(rq.wScale + col0 + h * 8) : _mm256_set1_ps(rq.wScale[0]);
             bias[h] = rq.bias ? _mm256_loadu_ps(rq.bias + col0 + h * 8) : _mm256_setzero_ps();
         }
-#pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
             const __m256i za = _mm256_set1_epi32(rq.aZero[(row0 + r) * rq.aZeroStride]);
             const __m256 sa = _mm256_set1_ps(rq.aScale[(row0 + r) * rq.aScaleStride]);
             for (int h = 0; h < 2; ++h) {
-                const __m256i raw = _mm256_sub_epi32(acc[r][h], _mm256_mullo_epi32(za, cs[h]));
+                const __m256i av = _mm256_load_si256(reinterpret_cast<const __m256i*>(acc[r] + h * 8));
+                const __m256i raw = _mm256_sub_epi32(av, _mm256_mullo_epi32(za, cs[h]));
                 __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(raw), _mm256_mul_ps(sa, ws[h]));
                 if (rq.bias)
                     v = _mm256_add_ps(v, bias[h]);
@@ -84,14 +82,11 @@ void ymmBlockF32(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b,
     }
     // Ragged last block: same arithmetic, one column at a time.
     for (int r = 0; r < MR; ++r) {
-        alignas(32) int32_t tmp[16];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), acc[r][0]);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp + 8), acc[r][1]);
         const int32_t za = rq.aZero[(row0 + r) * rq.aZeroStride];
         const float sa = rq.aScale[(row0 + r) * rq.aScaleStride];
         for (int64_t c = 0; c < cols; ++c) {
             const int64_t j = col0 + c;
-            const int32_t raw = tmp[c] - za * colSum[j];
+            const int32_t raw = acc[r][c] - za * colSum[j];
             const float scaled = float(raw) * (sa * rq.wScale[j * rq.wScaleStride]);
             y[(row0 + r) * ldy + j] = rq.bias ? scaled + rq.bias[j] : scaled;
         }

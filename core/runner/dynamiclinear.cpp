@@ -226,4 +226,22 @@ void DynamicLinear::forward(const float* x, int64_t m, float* y) const
     });
 }
 
+void DynamicLinear::forwardQuantized(const uint8_t* qa, int64_t m, const ActParams& p, float* y) const
+{
+    if (m <= 0)
+        return;
+    kernels::Requant rq;
+    rq.aZero = &p.zeroPoint;
+    rq.aScale = &p.scale;
+    rq.wScale = wScale_.data();
+    rq.wScaleStride = wScale_.size() > 1 ? 1 : 0;
+    rq.bias = bias_.empty() ? nullptr : bias_.data();
+    const int64_t k4 = kernels::paddedK(in_);
+    const int threads = m * in_ * out_ >= (int64_t(1) << 22) ? opt_.threads : 1;
+    const bool aMax128 = opt_.reduceRange;  // the caller quantized with reduce_range parameters
+    splitPanels(packed_.panels, threads, [&](int64_t p0, int64_t p1) {
+        kr_->gemmF32(m, qa, k4, packed_, p0, p1, rq, y, out_, aMax128);
+    });
+}
+
 }  // namespace quantlens

@@ -51,12 +51,18 @@ public:
     // (per row in ActQuant::PerRow). Thread-safe: scratch memory is per thread.
     void forward(const float* x, int64_t m, float* y) const;
 
+    // The GEMM + epilogue stage alone, on activations already quantized with `p` (rows of
+    // kernels::paddedK(in) bytes, per-tensor): forward() minus the quantization (benchmarks).
+    void forwardQuantized(const uint8_t* qa, int64_t m, const ActParams& p, float* y) const;
+
     int64_t inFeatures() const { return in_; }
     int64_t outFeatures() const { return out_; }
     const QuantizedTensor& weight() const { return qw_; }  // [out, in], torch-symmetric
     const std::vector<float>& bias() const { return bias_; }
     const DynamicLinearOptions& options() const { return opt_; }
     const char* isa() const { return kr_->name; }
+    const kernels::GemmKernels& gemmKernels() const { return *kr_; }
+    const kernels::PackedWeights& packedWeights() const { return packed_; }
     void setThreads(int t) { opt_.threads = t < 1 ? 1 : t; }
     // int8 weights + scales + zero points + float32 bias, as a packed torch module keeps them.
     int64_t bytesAfter() const;
