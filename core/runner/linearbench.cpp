@@ -17,7 +17,7 @@ namespace quantlens {
 namespace {
 
 template <class F>
-double medianSecondsPerCall(const F& f, const LinearBenchOptions& o)
+double medianSecondsPerCall(const F& f, const LinearBenchOptions& o, double* best = nullptr)
 {
     using clock = std::chrono::steady_clock;
     f();  // warm caches, page in scratch buffers, let oneDNN/OpenBLAS set up
@@ -32,6 +32,8 @@ double medianSecondsPerCall(const F& f, const LinearBenchOptions& o)
             f();
         per.push_back(std::chrono::duration<double>(clock::now() - t0).count() / double(iters));
     }
+    if (best)
+        *best = *std::min_element(per.begin(), per.end());
     std::nth_element(per.begin(), per.begin() + ptrdiff_t(per.size() / 2), per.end());
     return per[per.size() / 2];
 }
@@ -118,8 +120,8 @@ Result<LinearBenchRow> benchLinear(const LinearBenchShape& s, int64_t tokens, co
     row.in = s.in;
     row.out = s.out;
     row.tokens = tokens;
-    row.fp32Seconds = medianSecondsPerCall([&] { fp->forward(x.data(), tokens, y.data()); }, o);
-    row.int8Seconds = medianSecondsPerCall([&] { dl->forward(x.data(), tokens, y.data()); }, o);
+    row.fp32Seconds = medianSecondsPerCall([&] { fp->forward(x.data(), tokens, y.data()); }, o, &row.fp32BestSeconds);
+    row.int8Seconds = medianSecondsPerCall([&] { dl->forward(x.data(), tokens, y.data()); }, o, &row.int8BestSeconds);
 
     // The same quantized activations for our GEMM alone and for oneDNN.
     dl->forward(x.data(), tokens, y.data());
@@ -128,13 +130,13 @@ Result<LinearBenchRow> benchLinear(const LinearBenchShape& s, int64_t tokens, co
     std::vector<uint8_t> qa(size_t(tokens * k4), 0);
     for (int64_t i = 0; i < tokens; ++i)
         dl->gemmKernels().quantizeU8(x.data() + i * s.in, s.in, 1.0f / p.scale, p.zeroPoint, qa.data() + i * k4);
-    row.gemmSeconds = medianSecondsPerCall([&] { dl->forwardQuantized(qa.data(), tokens, p, y.data()); }, o);
+    row.gemmSeconds = medianSecondsPerCall([&] { dl->forwardQuantized(qa.data(), tokens, p, y.data()); }, o, &row.gemmBestSeconds);
 
     if (OnednnInt8Matmul::available() && k4 == s.in && dl->weight().params.scale.size() == 1) {
         auto dn = OnednnInt8Matmul::create(tokens, s.out, s.in, dl->weight().q.data(), p.scale, p.zeroPoint,
                                            dl->weight().params.scale[0], s.bias.data());
         if (dn)
-            row.onednnInt8Seconds = medianSecondsPerCall([&] { dn->run(qa.data(), y.data()); }, o);
+            row.onednnInt8Seconds = medianSecondsPerCall([&] { dn->run(qa.data(), y.data()); }, o, &row.onednnBestSeconds);
     }
     return row;
 }

@@ -26,6 +26,9 @@ struct LinearBenchRow {
     double int8Seconds = 0;    // whole dynamic int8 linear, per call
     double gemmSeconds = 0;    // int8 GEMM + epilogue only
     double onednnInt8Seconds = -1;  // oneDNN u8s8->f32 matmul, same epilogue; < 0 when not built
+    // The fastest repeat of each: on a shared, loaded machine these show what the code can do
+    // when it gets the core; the medians above are the figures to report.
+    double fp32BestSeconds = 0, int8BestSeconds = 0, gemmBestSeconds = 0, onednnBestSeconds = -1;
     double speedup() const { return int8Seconds > 0 ? fp32Seconds / int8Seconds : 0; }
     double int8Gops() const { return int8Seconds > 0 ? 2e-9 * double(tokens * in * out) / int8Seconds : 0; }
     double gemmGops() const { return gemmSeconds > 0 ? 2e-9 * double(tokens * in * out) / gemmSeconds : 0; }
