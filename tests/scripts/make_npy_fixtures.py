@@ -58,6 +58,20 @@ def save(name, a, version=None):
     return path
 
 
+def fix_timestamps(path):
+    """np.savez stamps members with the current time; zero the DOS date/time fields in
+    the local and central headers so re-running the script gives identical bytes."""
+    with open(path, "rb") as f:
+        zb = bytearray(f.read())
+    for sig, at in ((b"PK\x03\x04", 10), (b"PK\x01\x02", 12)):
+        i = zb.find(sig)
+        while i >= 0:
+            struct.pack_into("<HH", zb, i + at, 0, (1 << 5) | 1)  # 00:00:00, 1980-01-01
+            i = zb.find(sig, i + 4)
+    with open(path, "wb") as f:
+        f.write(zb)
+
+
 def fixtures():
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(4321)
@@ -94,6 +108,7 @@ def fixtures():
                               ("deflated.npz", np.savez_compressed, zipfile.ZIP_DEFLATED)]:
         path = os.path.join(OUT, fname)
         fn(path, **arrays)
+        fix_timestamps(path)
         with zipfile.ZipFile(path) as z:
             names = [i.filename for i in z.infolist()]
             assert all(i.compress_type == method for i in z.infolist())
@@ -102,10 +117,12 @@ def fixtures():
     # Highly compressible: far beyond 64x its archive size, still legitimate.
     path = os.path.join(OUT, "zeros_deflated.npz")
     np.savez_compressed(path, zeros=np.zeros((512, 512), "<f4"))
+    fix_timestamps(path)
     expected["zeros_deflated.npz"] = {"format": "npz", "tensors": [entry("zeros", np.zeros((512, 512), "<f4"))]}
     # Positional names.
     path = os.path.join(OUT, "positional.npz")
     np.savez(path, np.arange(3, dtype="<f4"), np.ones((2, 2), "<f2"))
+    fix_timestamps(path)
     expected["positional.npz"] = {"format": "npz", "tensors": [entry("arr_0", np.arange(3, dtype="<f4")),
                                                                entry("arr_1", np.ones((2, 2), "<f2"))]}
 
@@ -133,7 +150,7 @@ def zip_bytes(members, method=zipfile.ZIP_STORED):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", method) as z:
         for name, data in members:
-            z.writestr(name, data)
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data, compress_type=method)
     return bytearray(buf.getvalue())
 
 
