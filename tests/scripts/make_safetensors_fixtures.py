@@ -246,9 +246,25 @@ def real_expected():
         f.write("\n")
 
 
+def seeds():
+    """Copies the fixtures into tests/fuzz/seeds/safetensors, where CI's bounded fuzz run
+    (.ci/run) looks for the seed corpus of fuzz_safetensors."""
+    import glob
+    import shutil
+    dst = os.path.normpath(os.path.join(HERE, "..", "fuzz", "seeds", "safetensors"))
+    shutil.rmtree(dst, ignore_errors=True)
+    os.makedirs(dst)
+    for pattern in [os.path.join(OUT, "*.safetensors"), os.path.join(OUT, "sharded", "*.safetensors")]:
+        for f in sorted(glob.glob(pattern)):
+            shutil.copy(f, os.path.join(dst, os.path.basename(f)))
+    for f in sorted(glob.glob(os.path.join(BAD, "*.safetensors"))):
+        shutil.copy(f, os.path.join(dst, "malformed_" + os.path.basename(f)))
+
+
 if __name__ == "__main__":
     fixtures()
     malformed()
+    seeds()
     if os.path.isdir(SHARED):
         real_expected()
     else:
