@@ -1,0 +1,239 @@
+// quantlens-cli quantize, run as a user runs it (the built binary, through QProcess):
+// the --json document of DESIGN.md, exit codes 0/1/2, and the export files it writes.
+#include <QFile>
+#include <QProcess>
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <algorithm>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "io/demomodel.h"
+#include "testsupport.h"
+
+using namespace quantlens;
+using json = nlohmann::json;
+
+namespace {
+
+struct Run {
+    int exitCode = -1;
+    bool crashed = true;
+    QByteArray out, err;
+};
+
+Run cli(const QStringList& args, const QString& cwd = {})
+{
+    QProcess p;
+    if (!cwd.isEmpty())
+        p.setWorkingDirectory(cwd);
+    p.start(QStringLiteral(QUANTLENS_CLI), args);
+    Run r;
+    if (!p.waitForStarted(10000))
+        return r;
+    p.waitForFinished(120000);
+    r.crashed = p.exitStatus() != QProcess::NormalExit;
+    r.exitCode = p.exitCode();
+    r.out = p.readAllStandardOutput();
+    r.err = p.readAllStandardError();
+    return r;
+}
+
+QByteArray fileBytes(const QString& path)
+{
+    QFile f(path);
+    return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
+}
+
+const char* const kFields[] = {"name", "scheme", "granularity", "bits", "scale", "zero_point", "range", "mse",
+                               "sqnr_db", "cosine", "max_abs_error", "clamped_fraction", "bytes_before", "bytes_after"};
+
+}  // namespace
+
+class TestCliQuantize : public QObject {
+    Q_OBJECT
+private slots:
+    void seedOnDemoJson()
+    {
+        QTemporaryDir tmp;
+        const QString out = tmp.filePath(QStringLiteral("x.h5"));
+        const Run r = cli({QStringLiteral("quantize"), QStringLiteral("demo"), QStringLiteral("--all-linear"), QStringLiteral("--scheme"),
+                           QStringLiteral("seed"), QStringLiteral("--out"), out, QStringLiteral("--json")});
+        QVERIFY(!r.crashed);
+        QVERIFY2(r.exitCode == 0, r.err.constData());
+        // stdout is exactly one JSON document; progress went to stderr.
+        const json doc = json::parse(r.out.toStdString(), nullptr, false);
+        QVERIFY2(!doc.is_discarded(), r.out.left(200).constData());
+        QVERIFY(!r.err.isEmpty());
+        QVERIFY(QFile::exists(out));
+
+        QVERIFY(doc["tensors"].is_array());
+        QCOMPARE(doc["tensors"].size(), size_t(12));  // 2 layers x (q, k, v, out_lin, lin1, lin2)
+        int64_t before = 0, after = 0;
+        for (const json& t : doc["tensors"]) {
+            for (const char* f : kFields)
+                QVERIFY2(t.contains(f), f);
+            QCOMPARE(t["scheme"].get<std::string>(), std::string("seed"));
+            QCOMPARE(t["granularity"].get<std::string>(), std::string("tensor"));
+            QCOMPARE(t["bits"].get<int>(), 8);
+            QVERIFY(t["scale"].is_number_float());
+            QVERIFY(t["zero_point"].is_number_integer());
+            QCOMPARE(t["zero_point"].get<int>(), 0);
+            QVERIFY(t["range"].is_array() && t["range"].size() == 2);
+            QVERIFY(t["range"][0].get<double>() < t["range"][1].get<double>());
+            QVERIFY(t["sqnr_db"].get<double>() > 15.0);
+            QVERIFY(t["cosine"].get<double>() > 0.98);  // the demo's outliers cost the seed ~17-25 dB
+            before += t["bytes_before"].get<int64_t>();
+            after += t["bytes_after"].get<int64_t>();
+        }
+        const json& total = doc["total"];
+        QCOMPARE(total["bytes_before"].get<int64_t>(), before);
+        QCOMPARE(total["bytes_after"].get<int64_t>(), after);
+        const double ratio = total["ratio"].get<double>();
+        QVERIFY2(ratio > 3.99 && ratio < 4.0, qPrintable(QString::number(ratio)));
+        QCOMPARE(ratio, double(before) / double(after));
+
+        // The seed's scale is (max - min) / 255 computed in float32, as in the PyTorch snippet.
+        const Model m = makeDemoModel();
+        const std::string name = "distilbert.transformer.layer.0.attention.out_lin.weight";
+        const std::vector<float> w = *m.find(name)->toFloat();
+        const auto [mn, mx] = std::minmax_element(w.begin(), w.end());
+        const float want = (*mx - *mn) / 255.0f;
+        const auto it = std::find_if(doc["tensors"].begin(), doc["tensors"].end(), [&](const json& t) { return t["name"] == name; });
+        QVERIFY(it != doc["tensors"].end());
+        QCOMPARE(float((*it)["scale"].get<double>()), want);
+        QCOMPARE(float((*it)["range"][0].get<double>()), *mn);
+        QCOMPARE(float((*it)["range"][1].get<double>()), *mx);
+        QCOMPARE((*it)["bytes_before"].get<int64_t>(), int64_t(768 * 768 * 4));
+        QCOMPARE((*it)["bytes_after"].get<int64_t>(), int64_t(768 * 768 + 4 + 4));
+    }
+
+    void perChannelListsScales()
+    {
+        QTemporaryDir tmp;
+        const Run r = cli({QStringLiteral("quantize"), QStringLiteral("demo"), QStringLiteral("--tensor"),
+                           QStringLiteral("distilbert.transformer.layer.0.attention.q_lin"),  // a layer prefix works too
+                           QStringLiteral("--scheme"), QStringLiteral("torch-symmetric"), QStringLiteral("--granularity"),
+                           QStringLiteral("channel"), QStringLiteral("--out"), tmp.filePath(QStringLiteral("q.safetensors")),
+                           QStringLiteral("--json")});
+        QVERIFY2(r.exitCode == 0, r.err.constData());
+        const json doc = json::parse(r.out.toStdString());
+        QCOMPARE(doc["tensors"].size(), size_t(1));
+        const json& t = doc["tensors"][0];
+        QCOMPARE(t["name"].get<std::string>(), std::string("distilbert.transformer.layer.0.attention.q_lin.weight"));
+        QCOMPARE(t["granularity"].get<std::string>(), std::string("channel"));
+        QVERIFY(t["scale"].is_array());
+        QCOMPARE(t["scale"].size(), size_t(768));
+        QCOMPARE(t["zero_point"].size(), size_t(768));
+        for (const json& z : t["zero_point"])
+            QCOMPARE(z.get<int>(), 0);
+        QCOMPARE(t["bytes_after"].get<int64_t>(), int64_t(768 * 768 + 768 * 8));
+        QVERIFY(QFile::exists(tmp.filePath(QStringLiteral("q.safetensors"))));
+    }
+
+    void exitCodes_data()
+    {
+        QTest::addColumn<QStringList>("args");
+        QTest::addColumn<int>("code");
+        QTest::addColumn<QString>("stderrHas");
+        const QString q = QStringLiteral("quantize"), demo = QStringLiteral("demo"), all = QStringLiteral("--all-linear");
+        const QString out = QStringLiteral("--out"), h5 = QStringLiteral("x.h5");
+        const QString lnw = QStringLiteral("distilbert.embeddings.LayerNorm.weight");
+        QTest::newRow("tensor that does not exist") << QStringList{q, demo, QStringLiteral("--tensor"), QStringLiteral("no.such.weight"), out, h5} << 1 << QStringLiteral("no.such.weight");
+        QTest::newRow("model file that does not exist") << QStringList{q, QStringLiteral("/nonexistent/m.safetensors"), all, out, h5} << 1 << QStringLiteral("/nonexistent/m.safetensors");
+        QTest::newRow("per-channel on a vector") << QStringList{q, demo, QStringLiteral("--tensor"), lnw, QStringLiteral("--granularity"), QStringLiteral("channel"), out, h5} << 1 << QStringLiteral("rank");
+        QTest::newRow("unknown flag") << QStringList{q, demo, all, QStringLiteral("--bogus"), out, h5} << 2 << QStringLiteral("--bogus");
+        QTest::newRow("unknown scheme") << QStringList{q, demo, all, QStringLiteral("--scheme"), QStringLiteral("int4-magic"), out, h5} << 2 << QStringLiteral("int4-magic");
+        QTest::newRow("bad granularity") << QStringList{q, demo, all, QStringLiteral("--granularity"), QStringLiteral("group:x"), out, h5} << 2 << QStringLiteral("granularity");
+        QTest::newRow("bad calibration") << QStringList{q, demo, all, QStringLiteral("--calib"), QStringLiteral("guess"), out, h5} << 2 << QStringLiteral("calib");
+        QTest::newRow("bits out of range") << QStringList{q, demo, all, QStringLiteral("--bits"), QStringLiteral("9"), out, h5} << 2 << QStringLiteral("bits");
+        QTest::newRow("bad dtype") << QStringList{q, demo, all, QStringLiteral("--dtype"), QStringLiteral("int16"), out, h5} << 2 << QStringLiteral("dtype");
+        QTest::newRow("unsigned q8_0") << QStringList{q, demo, all, QStringLiteral("--scheme"), QStringLiteral("q8_0"), QStringLiteral("--dtype"), QStringLiteral("uint8"), out, h5} << 2 << QStringLiteral("q8_0");
+        QTest::newRow("neither --tensor nor --all-linear") << QStringList{q, demo, out, h5} << 2 << QStringLiteral("--all-linear");
+        QTest::newRow("both --tensor and --all-linear") << QStringList{q, demo, all, QStringLiteral("--tensor"), lnw, out, h5} << 2 << QStringLiteral("exclude");
+        QTest::newRow("no output") << QStringList{q, demo, all} << 2 << QStringLiteral("--out");
+        QTest::newRow("unknown output type") << QStringList{q, demo, all, out, QStringLiteral("x.onnx")} << 2 << QStringLiteral(".onnx");
+        QTest::newRow("fake-quant not safetensors") << QStringList{q, demo, all, QStringLiteral("--fake-quant"), QStringLiteral("f.h5")} << 2 << QStringLiteral("fake-quant");
+        QTest::newRow("no model") << QStringList{q, all, out, h5} << 2 << QStringLiteral("MODEL");
+    }
+    void exitCodes()
+    {
+        QFETCH(QStringList, args);
+        QFETCH(int, code);
+        QFETCH(QString, stderrHas);
+        QTemporaryDir tmp;
+        const Run r = cli(args, tmp.path());
+        QVERIFY(!r.crashed);
+        QVERIFY2(r.exitCode == code, r.err.constData());
+        QVERIFY2(QString::fromUtf8(r.err).contains(stderrHas, Qt::CaseInsensitive), r.err.constData());
+        if (code == 1) {
+            // The reason is the last line (progress lines may come before it); nothing on stdout.
+            QVERIFY(r.err.trimmed().split('\n').last().startsWith("quantlens-cli: "));
+            QVERIFY(r.out.isEmpty());
+        }
+        // Nothing written on any failure.
+        const QStringList left = QDir(tmp.path()).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot);
+        QVERIFY2(left.isEmpty(), qPrintable(left.join(u',')));
+    }
+
+    void tableAndAllFormats()
+    {
+        QTemporaryDir tmp;
+        const Run r = cli({QStringLiteral("quantize"), QStringLiteral("demo"), QStringLiteral("--tensor"),
+                           QStringLiteral("distilbert.transformer.layer.1.ffn.lin2.weight"), QStringLiteral("--scheme"),
+                           QStringLiteral("q8_0"), QStringLiteral("--out"), QStringLiteral("npyout"), QStringLiteral("--fake-quant"),
+                           QStringLiteral("fake.safetensors")},
+                          tmp.path());
+        QVERIFY2(r.exitCode == 0, r.err.constData());
+        QVERIFY(r.out.contains("distilbert.transformer.layer.1.ffn.lin2.weight"));
+        QVERIFY(r.out.contains("group:32"));
+        QVERIFY(r.out.contains("total:"));
+        QVERIFY(QFile::exists(tmp.filePath(QStringLiteral("npyout/manifest.json"))));
+        QVERIFY(QFile::exists(tmp.filePath(QStringLiteral("fake.safetensors"))));
+        const json manifest = json::parse(fileBytes(tmp.filePath(QStringLiteral("npyout/manifest.json"))).toStdString());
+        QVERIFY(manifest["tensors"][0]["scale_shape"] == json::parse("[768, 96]"));  // 3072 inputs / 32 per block
+    }
+
+    void refusesToWriteOverItsInput()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        QTemporaryDir tmp;
+        const QString input = tmp.filePath(QStringLiteral("gpt2.safetensors"));
+        QVERIFY(QFile::copy(quantlens::test::sharedModel(QStringLiteral("gpt2_capp.safetensors")), input));
+        QFile::setPermissions(input, QFileDevice::ReadOwner | QFileDevice::WriteOwner);
+        const QByteArray original = fileBytes(input);
+        for (const QString& opt : {QStringLiteral("--out"), QStringLiteral("--fake-quant")}) {
+            const Run r = cli({QStringLiteral("quantize"), input, QStringLiteral("--all-linear"), opt, input});
+            QVERIFY(!r.crashed);
+            QVERIFY2(r.exitCode == 1, r.err.constData());
+            QVERIFY2(r.err.contains("refusing"), r.err.constData());
+        }
+        QCOMPARE(fileBytes(input), original);
+        QCOMPARE(QDir(tmp.path()).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot), QStringList{QStringLiteral("gpt2.safetensors")});
+    }
+
+    void gpt2ConvOneDPerChannel()
+    {
+        // GPT-2's Conv1D weights are [in, out]: one scale per output column.
+        QL_REQUIRE_SHARED_MODELS();
+        QTemporaryDir tmp;
+        const Run r = cli({QStringLiteral("quantize"), quantlens::test::sharedModel(QStringLiteral("gpt2_capp.safetensors")),
+                           QStringLiteral("--all-linear"), QStringLiteral("--scheme"), QStringLiteral("torch-symmetric"),
+                           QStringLiteral("--granularity"), QStringLiteral("channel"), QStringLiteral("--out"),
+                           tmp.filePath(QStringLiteral("g.h5")), QStringLiteral("--json")});
+        QVERIFY2(r.exitCode == 0, r.err.constData());
+        const json doc = json::parse(r.out.toStdString());
+        QCOMPARE(doc["tensors"].size(), size_t(16));  // 4 blocks x (c_attn, attn.c_proj, c_fc, mlp.c_proj)
+        for (const json& t : doc["tensors"]) {
+            const std::string n = t["name"];
+            const size_t want = n.find("c_attn") != std::string::npos ? 192 : n.find("c_fc") != std::string::npos ? 256 : 64;
+            QCOMPARE(t["scale"].size(), want);
+            QVERIFY(t["sqnr_db"].get<double>() > 30.0);
+        }
+    }
+};
+
+QTEST_GUILESS_MAIN(TestCliQuantize)
+#include "tst_cli_quantize.moc"
