@@ -1,5 +1,6 @@
 #include "io/pickle.h"
 
+#include <algorithm>
 #include <bit>
 #include <charconv>
 #include <cstring>
@@ -59,10 +60,26 @@ private:
         pos_ += n;
         return v;
     }
+    size_t items_ = 0;
+    bool overBudget_ = false;
+
     NodeId add(Node n)
     {
+        items_ += n.items.size();
+        if (out_.nodes.size() >= nodeBudget() || items_ > itemBudget()) {
+            // Reported by the main loop after this opcode; return a valid id meanwhile.
+            overBudget_ = true;
+            return out_.nodes.empty() ? 0 : static_cast<NodeId>(out_.nodes.size() - 1);
+        }
         out_.nodes.push_back(std::move(n));
         return static_cast<NodeId>(out_.nodes.size() - 1);
+    }
+    size_t nodeBudget() const { return std::min(opt_.maxNodes, b_.size() + 16); }
+    size_t itemBudget() const { return std::min(opt_.maxItems, 2 * b_.size() + 1024); }
+    bool addItems(size_t n)
+    {
+        items_ += n;
+        return items_ <= itemBudget();
     }
     NodeId addKind(Kind k)
     {
@@ -204,6 +221,8 @@ Status Reader::setItems(NodeId dict, const std::vector<NodeId>& kv)
         return fail("SETITEMS has an odd number of items");
     if (out_.nodes[dict].kind != Kind::Dict)
         return fail("SETITEM(S) on a value that is not a dict");
+    if (!addItems(kv.size()))
+        return fail("pickle builds more container items than its size allows");
     auto& items = out_.nodes[dict].items;
     items.insert(items.end(), kv.begin(), kv.end());
     return Ok{};
@@ -214,6 +233,8 @@ Status Reader::appendItems(NodeId list, const std::vector<NodeId>& items)
     const Kind k = out_.nodes[list].kind;
     if (k != Kind::List && k != Kind::Set)
         return fail("APPEND(S)/ADDITEMS on a value that is not a list or set");
+    if (!addItems(items.size()))
+        return fail("pickle builds more container items than its size allows");
     auto& v = out_.nodes[list].items;
     v.insert(v.end(), items.begin(), items.end());
     return Ok{};
@@ -241,6 +262,7 @@ Status Reader::call(NodeId callee, NodeId args)
             if (src.kind != Kind::List && src.kind != Kind::Tuple && !(isDict && src.kind == Kind::Dict) &&
                 !(!isDict && src.kind == Kind::Set))
                 return fail(c.text + " called with an argument that is not a list, tuple or dict");
+            // The copy is counted by add(): repeated OrderedDict(big_list) hits the budget.
             if (isDict && src.kind != Kind::Dict) {
                 for (NodeId pid : src.items) {
                     const Node& pair = out_.nodes[pid];
@@ -578,6 +600,9 @@ Result<Pickle> Reader::run()
         }
         if (!st)
             return st.error();
+        if (overBudget_)
+            return fail("pickle builds more than " + std::to_string(nodeBudget()) + " values or " +
+                        std::to_string(itemBudget()) + " container items; not a state_dict");
     }
     opStart_ = pos_;
     return fail("pickle ends without STOP", "truncated");

@@ -64,6 +64,13 @@ struct Options {
     size_t maxMarkDepth = 1000;
     // Pickle batches SETITEMS/APPENDS by 1000 pairs, so real pickles stay far below this.
     size_t maxStackDepth = 100000;
+    // Nodes cost ~100 bytes each while the opcodes that make them cost 1-3: cap them so a
+    // pickle of repeated tiny opcodes cannot turn megabytes into gigabytes. A state_dict
+    // needs about 15 nodes per tensor.
+    size_t maxNodes = size_t(1) << 22;
+    // Container items, counting copies (OrderedDict(list) copies its argument); also
+    // capped at twice the pickle's size, which honest pickles never approach.
+    size_t maxItems = size_t(1) << 26;
 };
 
 struct Pickle {

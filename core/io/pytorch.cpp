@@ -49,6 +49,12 @@ constexpr pickle::AllowedGlobal kAllowed[] = {
     {"torch", "CharStorage", pickle::GlobalKind::Opaque},
     {"torch", "ByteStorage", pickle::GlobalKind::Opaque},
     {"torch", "BoolStorage", pickle::GlobalKind::Opaque},
+    // Known but not decodable: allowed as class references so the error can say why.
+    {"torch", "ComplexFloatStorage", pickle::GlobalKind::Opaque},
+    {"torch", "ComplexDoubleStorage", pickle::GlobalKind::Opaque},
+    {"torch", "QInt8Storage", pickle::GlobalKind::Opaque},
+    {"torch", "QUInt8Storage", pickle::GlobalKind::Opaque},
+    {"torch", "QInt32Storage", pickle::GlobalKind::Opaque},
     // numpy scalars in training checkpoints (best_acc = np.float64(...)); protocol 2
     // has no bytes opcode, so their raw bytes arrive through _codecs.encode(str, 'latin1').
     {"numpy.core.multiarray", "scalar", pickle::GlobalKind::Opaque},
@@ -57,6 +63,11 @@ constexpr pickle::AllowedGlobal kAllowed[] = {
 };
 
 constexpr int kMaxNesting = 1000;
+// Names are built per leaf, so hostile keys repeated through the memo must not multiply
+// into gigabytes of names: real key paths are a few hundred characters at most.
+constexpr size_t kMaxNameLength = 1024;
+constexpr size_t kMaxKeyLength = 256;
+constexpr size_t kMaxTensors = size_t(1) << 20;
 constexpr size_t kMaxMetadata = 2000;
 constexpr size_t kMaxMetadataText = 200;
 // data.pkl holds only structure; a 1 GiB one is not a checkpoint.
@@ -350,9 +361,11 @@ public:
     {
         if (depth > kMaxNesting)
             return fail("checkpoint nests containers deeper than " + std::to_string(kMaxNesting) + " levels", name);
+        if (name.size() > kMaxNameLength)
+            return fail("key path is longer than " + std::to_string(kMaxNameLength) + " characters", name);
         const Node& n = p_.at(id);
         if (n.isScalar() || n.kind == Kind::Bytes) {
-            addMetadata(name, pickle::scalarText(n));
+            addMetadata(name, shortText(n, kMaxMetadataText));
             return Ok{};
         }
         if (n.kind == Kind::Call)
@@ -387,7 +400,7 @@ public:
             return fail("storage type is not a class", name);
         auto dt = storageDType(type.text);
         if (!dt)
-            return fail("storage type " + type.text + " is not supported", name);
+            return fail("storage type " + type.text + " is not supported (complex and quantized tensors are not decoded)", name);
         if (key.kind != Kind::String && key.kind != Kind::Int)
             return fail("storage key is neither a string nor an integer", name);
         if (numel.kind != Kind::Int || numel.integer < 0)
@@ -439,16 +452,27 @@ private:
         return k == "optimizer" || k == "optimizer_state_dict" || k == "optimizer_states" || k == "optim";
     }
 
+    // Bounded rendering: a scalar's text is cut before it is copied around.
+    static std::string shortText(const Node& n, size_t max)
+    {
+        if ((n.kind == Kind::String || n.kind == Kind::Bytes || n.kind == Kind::BigInt) && n.text.size() > max) {
+            if (n.kind == Kind::String)
+                return n.text.substr(0, max) + "...";
+            return "<" + std::to_string(n.text.size()) + "-byte " + (n.kind == Kind::Bytes ? "bytes>" : "integer>");
+        }
+        return pickle::scalarText(n);
+    }
+
     std::string keyText(NodeId id) const
     {
         const Node& k = p_.at(id);
         if (k.isScalar())
-            return pickle::scalarText(k);
+            return shortText(k, kMaxKeyLength);
         if (k.kind == Kind::Tuple && k.items.size() <= 8) {
             std::string s = "(";
             for (size_t i = 0; i < k.items.size(); ++i) {
                 const Node& e = p_.at(k.items[i]);
-                s += (i ? ", " : "") + (e.isScalar() ? pickle::scalarText(e) : std::string("?"));
+                s += (i ? ", " : "") + (e.isScalar() ? shortText(e, 32) : std::string("?"));
             }
             return s + ")";
         }
@@ -480,14 +504,17 @@ public:
     }
 
 private:
-    void addTensor(Tensor t)
+    Status addTensor(Tensor t)
     {
         if (auto it = tensorIndex_.find(t.name); it != tensorIndex_.end()) {
             model_.tensors[it->second] = std::move(t);
-            return;
+            return Ok{};
         }
+        if (model_.tensors.size() >= kMaxTensors)
+            return fail("checkpoint holds more than " + std::to_string(kMaxTensors) + " tensors", t.name);
         tensorIndex_[t.name] = model_.tensors.size();
         model_.tensors.push_back(std::move(t));
+        return Ok{};
     }
 
     Status walkContainer(const Node& n, const std::string& name, int depth, bool optimizer)
@@ -509,7 +536,8 @@ private:
             std::string s = open;
             for (size_t i = 0; i < n.items.size() && s.size() <= kMaxMetadataText; ++i) {
                 const Node& e = p_.at(n.items[i]);
-                s += (i ? ", " : "") + (e.kind == Kind::String ? "'" + e.text + "'" : pickle::scalarText(e));
+                s += (i ? ", " : "") + (e.kind == Kind::String ? "'" + shortText(e, kMaxMetadataText) + "'"
+                                                               : shortText(e, kMaxMetadataText));
             }
             addMetadata(name, s + close);
             return Ok{};
@@ -535,13 +563,12 @@ private:
             if (!t)
                 return t.error();
             t->group = optimizer ? "optimizer" : "";
-            addTensor(std::move(*t));
-            return Ok{};
+            return addTensor(std::move(*t));
         }
         if (fn == "torch.device") {
             std::string s;
             for (NodeId a : args.items)
-                s += (s.empty() ? "" : ":") + pickle::scalarText(p_.at(a));
+                s += (s.empty() ? "" : ":") + shortText(p_.at(a), 64);
             addMetadata(name, s);
             return Ok{};
         }
@@ -853,8 +880,10 @@ Result<Model> readLegacy(std::shared_ptr<const MappedFile> file)
     if (!proto)
         return proto.error();
     if (proto->at(proto->root).kind != Kind::Int || proto->at(proto->root).integer != 1001)
-        return makeError("unsupported", "legacy checkpoint protocol " + pickle::scalarText(proto->at(proto->root)) +
-                             " is not 1001" + resave, path);
+        return makeError("unsupported", "legacy checkpoint protocol " +
+                                 (proto->at(proto->root).kind == Kind::Int ? std::to_string(proto->at(proto->root).integer)
+                                                                           : std::string("(not an integer)")) +
+                                 " is not 1001" + resave, path);
     auto sys = next("sys_info");
     if (!sys)
         return sys.error();

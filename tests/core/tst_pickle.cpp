@@ -89,6 +89,8 @@ private slots:
     void memoSharesNodes();
     void consecutivePicklesReportTheirEnd();
     void cyclicListBuildsWithoutWalking();
+    void nodeBudgetStopsTinyOpcodeFloods();
+    void itemBudgetStopsRepeatedCopies();
 };
 
 void TestPickle::parses_data()
@@ -232,6 +234,37 @@ void TestPickle::cyclicListBuildsWithoutWalking()
     QCOMPARE(l.items.size(), size_t(1));
     QCOMPARE(l.items[0], p->root);
     QCOMPARE(QString::fromStdString(render(*p)), QStringLiteral("[...]"));
+}
+
+void TestPickle::nodeBudgetStopsTinyOpcodeFloods()
+{
+    // NONE, POP costs 2 bytes per node; the cap, not the input size, must stop it.
+    QByteArray pk = PK("\x80\x02");
+    for (int i = 0; i < 200; ++i)
+        pk += "N0";
+    pk += "N.";
+    Options o = options();
+    o.maxNodes = 100;
+    auto p = unpickle(bytesOf(pk), o);
+    QVERIFY(!p.ok());
+    QVERIFY2(QString::fromStdString(p.error().message).contains(QStringLiteral("more than 100 values")), p.error().message.c_str());
+    QVERIFY(unpickle(bytesOf(pk), options()).ok());
+}
+
+void TestPickle::itemBudgetStopsRepeatedCopies()
+{
+    // s = set; l = [0] * 1000; then set(l) again and again: each call copies 1000 items
+    // for 6 bytes of pickle. Python would do the same copying; we stop at 2x the input.
+    QByteArray pk = PK("\x80\x02\x63\x62uiltins\nset\nq\x00](");
+    for (int i = 0; i < 1000; ++i)
+        pk += PK("K\x00");
+    pk += PK("eq\x01");
+    for (int i = 0; i < 100; ++i)
+        pk += PK("h\x00h\x01\x85R0");
+    pk += PK("N.");
+    auto p = unpickle(bytesOf(pk), options());
+    QVERIFY(!p.ok());
+    QVERIFY2(QString::fromStdString(p.error().message).contains(QStringLiteral("container items")), p.error().message.c_str());
 }
 
 QTEST_APPLESS_MAIN(TestPickle)

@@ -216,8 +216,8 @@ def good_fixtures():
     # The same archive with deflated members: the reader decompresses into owned buffers.
     src = zipfile.ZipFile(OUT / "bert.pt")
     with zipfile.ZipFile(OUT / "deflated.pt", "w", zipfile.ZIP_DEFLATED) as z:
-        for n in src.namelist():
-            z.writestr(n, src.read(n))
+        for n in src.namelist():  # fixed dates keep the fixture byte-identical across runs
+            z.writestr(zipfile.ZipInfo(n, date_time=(1980, 1, 1, 0, 0, 0)), src.read(n), zipfile.ZIP_DEFLATED)
     check_roundtrip(OUT / "deflated.pt", bert)
     write_expected("deflated", bert, "archive/")
 
@@ -390,6 +390,9 @@ def malformed():
     # Deep nesting through the memo keeps the stack at two entries.
     deep = b"\x80\x02]q\x00" + b"]q\x01a0h\x01" * 100000 + b"0h\x00."
     ckpt("deep_nesting_memo.pt", deep, compress=True)
+    # Dicts nested 5000 deep under empty keys: names stay short, so the depth limit must act.
+    deep_dicts = b"\x80\x02}q\x00" + b"X\x00\x00\x00\x00}q\x01s0h\x01" * 5000 + b"0h\x00."
+    ckpt("deep_nesting_empty_keys.pt", deep_dicts, compress=True)
     ckpt("huge_memo_get.pt", b"\x80\x02j\xff\xff\xff\xff.")
     ckpt("huge_memo_put.pt", b"\x80\x02]r\xff\xff\xff\xff.")
     ckpt("cyclic_list.pt", state_dict_pickle([("w", tensor_ops("0", 16, 0, [4, 4], [4, 1])),
