@@ -1,5 +1,7 @@
 #include "quant/metrics.h"
 
+#include "quant/quantrun.h"
+
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -7,22 +9,17 @@
 
 namespace quantlens {
 
-namespace {
-
-struct Sums {
-    double err2 = 0, x2 = 0, y2 = 0, xy = 0;
-    float maxAbs = 0;
-};
+namespace quantrun {
 
 // GCC does not vectorise a float reduction without -ffast-math (it may not reorder the
 // additions), so the sums are kept in 8 explicit lanes that it can map onto SIMD
 // registers. Lanes are float over short blocks (error < 1e-6 relative per block) and
 // flushed into double, which keeps the total accurate for multi-million-element tensors.
-Sums accumulate(const float* x, const float* y, int64_t n)
+Sums sumsRef(const float* x, const float* y, int64_t n, Sums start)
 {
     constexpr int W = 8;
     constexpr int64_t kBlock = 512;
-    Sums s;
+    Sums s = start;
     float maxLane[W] = {};
     int64_t i = 0;
     while (i < n) {
@@ -57,6 +54,21 @@ Sums accumulate(const float* x, const float* y, int64_t n)
     for (int j = 0; j < W; ++j)
         s.maxAbs = std::max(s.maxAbs, maxLane[j]);
     return s;
+}
+
+}  // namespace quantrun
+
+namespace {
+
+using quantrun::Sums;
+
+Sums accumulate(const float* x, const float* y, int64_t n)
+{
+#ifdef QUANTLENS_HAVE_kernels_avx2
+    if (quantrun::haveAvx2())
+        return quantrun::sumsAvx2(x, y, n);
+#endif
+    return quantrun::sumsRef(x, y, n);
 }
 
 Metrics fromSums(const Sums& s, int64_t n, int64_t clampedCount)

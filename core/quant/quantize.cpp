@@ -3,21 +3,20 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "halffloat.h"
+#include "kernels/cpufeatures.h"
 #include "quant/calibrate.h"
+#include "quant/quantrun.h"
 
 namespace quantlens {
 
-namespace {
+namespace quantrun {
 
-// How the scaled value is formed and rounded; each matches one reference bit for bit.
-enum class Kernel {
-    DivHalfEven,     // seed (torch `w / scale`), ONNX Runtime (numpy `x / scale`.round())
-    MulInvHalfEven,  // torch quantize_per_tensor/channel: nearbyint(x * (1.0f / scale))
-    MulInvHalfAway,  // ggml quantize_row_q8_0_ref: roundf(x * id)
-};
+namespace {
 
 // 1.5 * 2^23: adding and subtracting it rounds to an integer, half to even, in the
 // default rounding mode, for |v| < 2^22. The caller clamps v into that range first.
@@ -77,25 +76,59 @@ int64_t quantizeRunK(const float* __restrict x, int8_t* __restrict q, int64_t n,
     return clamped + cl;
 }
 
+}  // namespace
+
+int64_t quantizeRef(const float* x, int8_t* q, int64_t n, Kernel k, float s, int32_t zp, int32_t qmin, int32_t qmax)
+{
+    const RunParams p{s, zp, qmin, qmax, float(qmin - zp - 1), float(qmax - zp + 1)};
+    switch (k) {
+    case Kernel::DivHalfEven: return quantizeRunK<Kernel::DivHalfEven>(x, q, n, p);
+    case Kernel::MulInvHalfEven: return quantizeRunK<Kernel::MulInvHalfEven>(x, q, n, p);
+    case Kernel::MulInvHalfAway: return quantizeRunK<Kernel::MulInvHalfAway>(x, q, n, p);
+    }
+    return 0;
+}
+
+bool haveAvx2()
+{
+#ifdef QUANTLENS_HAVE_kernels_avx2
+    static const bool use = [] {
+        const char* forced = std::getenv("QUANTLENS_ISA");
+        if (forced && std::string(forced) == "ref")
+            return false;
+        return kernels::cpuFeatures().avx2;
+    }();
+    return use;
+#else
+    return false;
+#endif
+}
+
+}  // namespace quantrun
+
+namespace {
+
+using quantrun::Kernel;
+constexpr int kBlock = 32;  // fixed inner trip count, see quantrun above
+
 // Quantizes n contiguous values with one scale/zero point. Returns how many values
 // rounded outside [qmin, qmax]. NaN maps to the zero point. No allocation: this is the
 // loop the GUI runs while the user drags a clamp line.
 int64_t quantizeRun(const float* x, int8_t* q, int64_t n, Kernel kernel, float scale, int32_t zp,
                     int32_t qmin, int32_t qmax)
 {
-    RunParams p{scale, zp, qmin, qmax, float(qmin - zp - 1), float(qmax - zp + 1)};
-    switch (kernel) {
-    case Kernel::DivHalfEven:
-        // true division: torch's seed snippet and numpy do not multiply by 1/scale
-        return quantizeRunK<Kernel::DivHalfEven>(x, q, n, p);
-    case Kernel::MulInvHalfEven:
-        p.s = 1.0f / scale;  // torch quantize_val: nearbyint(x * (1.0f / scale))
-        return quantizeRunK<Kernel::MulInvHalfEven>(x, q, n, p);
-    case Kernel::MulInvHalfAway:
-        p.s = scale != 0.0f ? 1.0f / scale : 0.0f;  // ggml: id = d ? 1/d : 0
-        return quantizeRunK<Kernel::MulInvHalfAway>(x, q, n, p);
-    }
-    return 0;
+    // true division for DivHalfEven: torch's seed snippet and numpy do not multiply by 1/scale;
+    // torch quantize_val: nearbyint(x * (1.0f / scale)); ggml: id = d ? 1/d : 0
+    float s = scale;
+    if (kernel == Kernel::MulInvHalfEven)
+        s = 1.0f / scale;
+    else if (kernel == Kernel::MulInvHalfAway)
+        s = scale != 0.0f ? 1.0f / scale : 0.0f;
+#ifdef QUANTLENS_HAVE_kernels_avx2
+    if (quantrun::haveAvx2())
+        return quantrun::quantizeAvx2(x, q, n, kernel, s, zp, qmin, qmax);
+#endif
+    return quantrun::quantizeRef(x, q, n, kernel, s, zp, qmin, qmax);
 }
 
 void dequantizeRun(const int8_t* __restrict q, float* __restrict out, int64_t n, bool isUnsigned, float scale,
