@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
+#include <optional>
 #include <random>
 #include <set>
 #include <utility>
@@ -16,26 +18,41 @@ namespace quantlens {
 
 namespace {
 
-template <class F>
-double medianSecondsPerCall(const F& f, const LinearBenchOptions& o, double* best = nullptr)
+// Times several implementations of the same call. Each repeat runs every implementation
+// back to back (interleaved), so on a shared machine bursts of other work hit all of them
+// alike and the ratios stay fair. Result per implementation: the median over repeats of
+// the mean time per call, and the fastest repeat.
+struct Timing {
+    double median = 0, best = 0;
+};
+std::vector<Timing> timeInterleaved(const std::vector<std::function<void()>>& fs, const LinearBenchOptions& o)
 {
     using clock = std::chrono::steady_clock;
-    f();  // warm caches, page in scratch buffers, let oneDNN/OpenBLAS set up
-    auto t0 = clock::now();
-    f();
-    const double once = std::max(1e-9, std::chrono::duration<double>(clock::now() - t0).count());
-    const int64_t iters = std::max<int64_t>(1, int64_t(std::ceil(o.minRepeatSeconds / once)));
-    std::vector<double> per;
-    for (int r = 0; r < std::max(1, o.repeats); ++r) {
-        t0 = clock::now();
-        for (int64_t i = 0; i < iters; ++i)
-            f();
-        per.push_back(std::chrono::duration<double>(clock::now() - t0).count() / double(iters));
+    std::vector<int64_t> iters;
+    for (const auto& f : fs) {
+        f();  // warm caches, page in scratch buffers, let oneDNN/OpenBLAS set up
+        const auto t0 = clock::now();
+        f();
+        const double once = std::max(1e-9, std::chrono::duration<double>(clock::now() - t0).count());
+        iters.push_back(std::max<int64_t>(1, int64_t(std::ceil(o.minRepeatSeconds / once))));
     }
-    if (best)
-        *best = *std::min_element(per.begin(), per.end());
-    std::nth_element(per.begin(), per.begin() + ptrdiff_t(per.size() / 2), per.end());
-    return per[per.size() / 2];
+    std::vector<std::vector<double>> per(fs.size());
+    for (int r = 0; r < std::max(1, o.repeats); ++r)
+        for (size_t i = 0; i < fs.size(); ++i) {
+            const auto t0 = clock::now();
+            for (int64_t n = 0; n < iters[i]; ++n)
+                fs[i]();
+            per[i].push_back(std::chrono::duration<double>(clock::now() - t0).count() / double(iters[i]));
+        }
+    std::vector<Timing> out;
+    for (auto& v : per) {
+        Timing t;
+        t.best = *std::min_element(v.begin(), v.end());
+        std::nth_element(v.begin(), v.begin() + ptrdiff_t(v.size() / 2), v.end());
+        t.median = v[v.size() / 2];
+        out.push_back(t);
+    }
+    return out;
 }
 
 // LayerNorm-output-like activations with two outlier channels, as transformer inputs have.
@@ -120,9 +137,6 @@ Result<LinearBenchRow> benchLinear(const LinearBenchShape& s, int64_t tokens, co
     row.in = s.in;
     row.out = s.out;
     row.tokens = tokens;
-    row.fp32Seconds = medianSecondsPerCall([&] { fp->forward(x.data(), tokens, y.data()); }, o, &row.fp32BestSeconds);
-    row.int8Seconds = medianSecondsPerCall([&] { dl->forward(x.data(), tokens, y.data()); }, o, &row.int8BestSeconds);
-
     // The same quantized activations for our GEMM alone and for oneDNN.
     dl->forward(x.data(), tokens, y.data());
     const ActParams p = DynamicLinear::lastActParams();
@@ -130,13 +144,37 @@ Result<LinearBenchRow> benchLinear(const LinearBenchShape& s, int64_t tokens, co
     std::vector<uint8_t> qa(size_t(tokens * k4), 0);
     for (int64_t i = 0; i < tokens; ++i)
         dl->gemmKernels().quantizeU8(x.data() + i * s.in, s.in, 1.0f / p.scale, p.zeroPoint, qa.data() + i * k4);
-    row.gemmSeconds = medianSecondsPerCall([&] { dl->forwardQuantized(qa.data(), tokens, p, y.data()); }, o, &row.gemmBestSeconds);
 
+    std::vector<std::function<void()>> fs = {
+        [&] { fp->forward(x.data(), tokens, y.data()); },
+        [&] { dl->forward(x.data(), tokens, y.data()); },
+        [&] { dl->forwardQuantized(qa.data(), tokens, p, y.data()); },
+    };
+    std::optional<OnednnInt8Matmul> dn;
     if (OnednnInt8Matmul::available() && k4 == s.in && dl->weight().params.scale.size() == 1) {
-        auto dn = OnednnInt8Matmul::create(tokens, s.out, s.in, dl->weight().q.data(), p.scale, p.zeroPoint,
-                                           dl->weight().params.scale[0], s.bias.data());
-        if (dn)
-            row.onednnInt8Seconds = medianSecondsPerCall([&] { dn->run(qa.data(), y.data()); }, o, &row.onednnBestSeconds);
+        auto made = OnednnInt8Matmul::create(tokens, s.out, s.in, dl->weight().q.data(), p.scale, p.zeroPoint,
+                                             dl->weight().params.scale[0], s.bias.data());
+        if (made) {
+            dn.emplace(std::move(made.value()));
+            fs.push_back([&] { dn->run(qa.data(), y.data()); });
+        }
+    }
+    const std::vector<Timing> t = timeInterleaved(fs, o);
+    row.fp32Seconds = t[0].median;
+    row.fp32BestSeconds = t[0].best;
+    row.int8Seconds = t[1].median;
+    row.int8BestSeconds = t[1].best;
+    row.gemmSeconds = t[2].median;
+    row.gemmBestSeconds = t[2].best;
+    if (t.size() > 3) {
+        row.onednnInt8Seconds = t[3].median;
+        row.onednnBestSeconds = t[3].best;
+        // Check oneDNN computed the same thing (else its time would mean nothing).
+        std::vector<float> ours(y.size());
+        dl->forwardQuantized(qa.data(), tokens, p, ours.data());
+        dn->run(qa.data(), y.data());
+        for (size_t i = 0; i < y.size(); ++i)
+            row.onednnMaxAbsDiff = std::max(row.onednnMaxAbsDiff, double(std::abs(y[i] - ours[i])));
     }
     return row;
 }

@@ -29,6 +29,7 @@ struct LinearBenchRow {
     // The fastest repeat of each: on a shared, loaded machine these show what the code can do
     // when it gets the core; the medians above are the figures to report.
     double fp32BestSeconds = 0, int8BestSeconds = 0, gemmBestSeconds = 0, onednnBestSeconds = -1;
+    double onednnMaxAbsDiff = 0;  // oneDNN's output vs ours on the same operands
     double speedup() const { return int8Seconds > 0 ? fp32Seconds / int8Seconds : 0; }
     double int8Gops() const { return int8Seconds > 0 ? 2e-9 * double(tokens * in * out) / int8Seconds : 0; }
     double gemmGops() const { return gemmSeconds > 0 ? 2e-9 * double(tokens * in * out) / gemmSeconds : 0; }

@@ -25,6 +25,7 @@ int main(int argc, char** argv)
     std::printf("median of repeats (fastest repeat in parentheses)\n");
     std::printf("%-10s %5s | %16s %16s %16s %16s | %8s %8s | %8s %8s\n", "shape", "M", "fp32 us", "int8 us", "gemm us",
                 "oneDNN us", "int8GOPs", "gemmGOPs", "x fp32", "x oneDNN");
+    std::printf("(oneDNN output vs ours: max |diff| printed last)\n");
     for (const LinearBenchShape& s : distilbertBenchShapes())
         for (int64_t m : tokens) {
             auto r = benchLinear(s, m, o);
@@ -32,11 +33,11 @@ int main(int argc, char** argv)
                 std::fprintf(stderr, "%s\n", r.error().oneLine().c_str());
                 return 1;
             }
-            std::printf("%-10s %5lld | %7.1f (%6.1f) %7.1f (%6.1f) %7.1f (%6.1f) %7.1f (%6.1f) | %8.0f %8.0f | %8.2f %8.2f\n",
+            std::printf("%-10s %5lld | %7.1f (%6.1f) %7.1f (%6.1f) %7.1f (%6.1f) %7.1f (%6.1f) | %8.0f %8.0f | %8.2f %8.2f  %.2g\n",
                         s.name.c_str(), static_cast<long long>(m), r->fp32Seconds * 1e6, r->fp32BestSeconds * 1e6,
                         r->int8Seconds * 1e6, r->int8BestSeconds * 1e6, r->gemmSeconds * 1e6, r->gemmBestSeconds * 1e6,
                         r->onednnInt8Seconds * 1e6, r->onednnBestSeconds * 1e6, r->int8Gops(), r->gemmGops(), r->speedup(),
-                        r->onednnInt8Seconds > 0 ? r->onednnInt8Seconds / r->int8Seconds : 0.0);
+                        r->onednnInt8Seconds > 0 ? r->onednnInt8Seconds / r->int8Seconds : 0.0, r->onednnMaxAbsDiff);
         }
     return 0;
 }
