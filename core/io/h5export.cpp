@@ -224,7 +224,12 @@ Result<ExportReport> writeHdf5Export(const Model& m, const std::vector<ExportEnt
         for (Status& s : root)
             if (!s)
                 return s.error();
-        Hid tensors(H5Gcreate2(f.get(), "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+        // Track creation order so h5py (which iterates tracked groups in that order) lists
+        // the tensors in the model's order rather than alphabetically.
+        Hid gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+        if (!gcpl.valid() || H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED) < 0)
+            return w.fail("set up group /tensors").error();
+        Hid tensors(H5Gcreate2(f.get(), "tensors", H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
         if (!tensors.valid())
             return w.fail("create group /tensors").error();
 

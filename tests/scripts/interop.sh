@@ -20,6 +20,8 @@ q --all-linear --scheme torch-affine --dtype uint8 --granularity channel --out "
 q --all-linear --scheme narrow-symmetric --granularity group:32 --out "$out/narrow-group/"
 q --all-linear --scheme q8_0 --out "$out/q8_0.h5"
 q --all-linear --scheme seed --bits 4 --out "$out/seed4/"
+q --all-linear --scheme torch-affine --calib percentile:99.9 --out "$out/pct.h5"
+q --all-linear --scheme narrow-symmetric --calib manual:-0.05,0.05 --out "$out/manual.safetensors"
 q --tensor transformer.wpe.weight --tensor transformer.ln_f.weight --scheme torch-affine --out "$out/misc.h5"
 
 echo "+ h5dump -H seed.h5"
@@ -40,5 +42,5 @@ echo "+ check_exports.py"
 "$py" tests/scripts/check_exports.py "$model" \
   "$out/seed.h5" "$out/seed.safetensors" "$out/seed-fake.safetensors" \
   "$out/sym-channel.safetensors" "$out/sym-channel.h5" "$out/sym-fake.safetensors" \
-  "$out/affine-u8.h5" "$out/narrow-group" "$out/q8_0.h5" "$out/seed4" "$out/misc.h5"
+  "$out/affine-u8.h5" "$out/narrow-group" "$out/q8_0.h5" "$out/seed4" "$out/misc.h5" "$out/pct.h5" "$out/manual.safetensors"
 echo "interop: ok"
