@@ -50,6 +50,9 @@ inline void accumulate(int64_t groups, const uint8_t* a, int64_t lda, const int8
 #pragma GCC unroll 4
         for (int nb = 0; nb < NB; ++nb)
             bv[nb] = _mm512_load_si512(reinterpret_cast<const void*>(b + g * stride + nb * 64));
+#pragma GCC unroll 4
+        for (int nb = 0; nb < NB; ++nb)
+            _mm_prefetch(reinterpret_cast<const char*>(b + (g + 16) * stride + nb * 64), _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
             const __m512i av = _mm512_set1_epi32(loadDword(a + r * lda + g * 4));

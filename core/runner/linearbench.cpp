@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <functional>
 #include <optional>
@@ -27,22 +28,31 @@ struct Timing {
 };
 std::vector<Timing> timeInterleaved(const std::vector<std::function<void()>>& fs, const LinearBenchOptions& o)
 {
-    using clock = std::chrono::steady_clock;
+    // Wall time, or this thread's CPU time (which excludes time the thread sat descheduled
+    // on a busy machine; meaningful with one thread only).
+    const auto now = [&] {
+        if (o.threadCpuTime) {
+            timespec ts{};
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+            return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+        }
+        return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    };
     std::vector<int64_t> iters;
     for (const auto& f : fs) {
         f();  // warm caches, page in scratch buffers, let oneDNN/OpenBLAS set up
-        const auto t0 = clock::now();
+        const double t0 = now();
         f();
-        const double once = std::max(1e-9, std::chrono::duration<double>(clock::now() - t0).count());
+        const double once = std::max(1e-9, now() - t0);
         iters.push_back(std::max<int64_t>(1, int64_t(std::ceil(o.minRepeatSeconds / once))));
     }
     std::vector<std::vector<double>> per(fs.size());
     for (int r = 0; r < std::max(1, o.repeats); ++r)
         for (size_t i = 0; i < fs.size(); ++i) {
-            const auto t0 = clock::now();
+            const double t0 = now();
             for (int64_t n = 0; n < iters[i]; ++n)
                 fs[i]();
-            per[i].push_back(std::chrono::duration<double>(clock::now() - t0).count() / double(iters[i]));
+            per[i].push_back((now() - t0) / double(iters[i]));
         }
     std::vector<Timing> out;
     for (auto& v : per) {

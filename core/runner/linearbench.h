@@ -39,6 +39,7 @@ struct LinearBenchOptions {
     int threads = 1;
     int repeats = 7;
     double minRepeatSeconds = 0.02;  // each repeat loops until it has run at least this long
+    bool threadCpuTime = false;      // time with CLOCK_THREAD_CPUTIME_ID (one thread only), not wall time
 };
 
 // DistilBERT's linear shapes 768->768, 768->3072, 3072->768 with trained-looking weights.

@@ -16,12 +16,15 @@ int main(int argc, char** argv)
 {
     LinearBenchOptions o;
     o.threads = argc > 1 ? std::atoi(argv[1]) : 1;
+    // QUANTLENS_BENCH_CPU_TIME=1: this thread's CPU time instead of wall time, for a loaded machine.
+    o.threadCpuTime = std::getenv("QUANTLENS_BENCH_CPU_TIME") != nullptr && o.threads == 1;
     std::vector<int64_t> tokens;
     for (int i = 2; i < argc; ++i)
         tokens.push_back(std::atoll(argv[i]));
     if (tokens.empty())
         tokens = {1, 8, 32, 128};
-    std::printf("isa %s, threads %d, OpenBLAS core %s\n", kernels::activeIsa(), o.threads, blasCoreName().c_str());
+    std::printf("isa %s, threads %d, OpenBLAS core %s, %s\n", kernels::activeIsa(), o.threads, blasCoreName().c_str(),
+                o.threadCpuTime ? "thread CPU time" : "wall time");
     std::printf("median of repeats (fastest repeat in parentheses)\n");
     std::printf("%-10s %5s | %16s %16s %16s %16s | %8s %8s | %8s %8s\n", "shape", "M", "fp32 us", "int8 us", "gemm us",
                 "oneDNN us", "int8GOPs", "gemmGOPs", "x fp32", "x oneDNN");

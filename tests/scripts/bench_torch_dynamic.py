@@ -6,6 +6,7 @@
 One thread, hot cache, median over repeats of the mean time per call, like
 `quantlens-cli bench`: fp32 nn.Linear and quantize_dynamic(nn.Linear) with the onednn
 engine (Debian's torch has no fbgemm), on DistilBERT's shapes."""
+import os
 import statistics
 import sys
 import time
@@ -14,26 +15,29 @@ import torch
 
 torch.set_num_threads(1)
 torch.backends.quantized.engine = "onednn"
+# QUANTLENS_BENCH_CPU_TIME=1: this thread's CPU time, as bench_gemm does on a loaded machine.
+clock = time.thread_time if os.environ.get("QUANTLENS_BENCH_CPU_TIME") else time.perf_counter
 
 
 def per_call(f, min_seconds=0.02, repeats=7):
     f()
-    t0 = time.perf_counter()
+    t0 = clock()
     f()
-    once = max(time.perf_counter() - t0, 1e-9)
+    once = max(clock() - t0, 1e-9)
     iters = max(1, int(min_seconds / once + 0.999))
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(iters):
             f()
-        times.append((time.perf_counter() - t0) / iters)
+        times.append((clock() - t0) / iters)
     return statistics.median(times)
 
 
 def main():
     tokens = [int(t) for t in sys.argv[1:]] or [1, 8, 128]
-    print(f"torch {torch.__version__}, engine {torch.backends.quantized.engine}, threads {torch.get_num_threads()}")
+    print(f"torch {torch.__version__}, engine {torch.backends.quantized.engine}, threads {torch.get_num_threads()}, "
+          f"{'thread CPU time' if clock is time.thread_time else 'wall time'}")
     print(f"{'shape':>10} {'M':>5} | {'fp32 us':>9} {'dyn int8 us':>11} | {'int8 GOP/s':>10}")
     for k, n in ((768, 768), (768, 3072), (3072, 768)):
         lin = torch.nn.Linear(k, n)
