@@ -388,6 +388,8 @@ Result<Model> readNpz(const std::string& path)
     Model m;
     m.format = "npz";
     std::unordered_set<std::string> names;
+    uint64_t totalBytes = 0;
+    const uint64_t totalBudget = std::min<uint64_t>(kMaxMemberBytes, uint64_t(bytes.size()) * kMaxDeflateRatio + 1024);
     m.files.push_back(path);
     const zip_int64_t n = zip_get_num_entries(z, 0);
     for (zip_int64_t i = 0; i < n; ++i) {
@@ -401,6 +403,15 @@ Result<Model> readNpz(const std::string& path)
         auto buf = readMember(z, zip_uint64_t(i), member, bytes.size(), path);
         if (!buf)
             return buf.error();
+        // Members whose entries share one compressed stream (a non-recursive zip bomb)
+        // each pass the per-member bound; the archive as a whole cannot legitimately
+        // inflate beyond deflate's ratio over all its bytes.
+        totalBytes += (*buf)->size();
+        if (totalBytes > totalBudget)
+            return makeError("member-too-large", "members inflate to more than " + std::to_string(totalBudget) +
+                                                     " bytes in a " + std::to_string(bytes.size()) +
+                                                     "-byte archive (overlapping members?)",
+                             path + ":" + member);
         std::string name = member.substr(0, member.size() - 4);
         const std::span<const std::byte> view((*buf)->data(), (*buf)->size());
         auto t = parseNpy(view, *buf, name, path + ":" + member);

@@ -201,6 +201,7 @@ private slots:
         row("npz-stored-size-mismatch", "stored_size_mismatch.npz", "stored member claims 484 bytes but occupies 384", "a.npy");
         row("npz-truncated-zip", "truncated.npz", "zip", "not a readable zip archive");
         row("npz-member-bad-npy", "member_bad_npy.npz", "bad.npy", "needs 48 data bytes, file has 43");
+        row("npz-overlapping-members-bomb", "overlapping_members.npz", "not a readable zip archive", "inconsistent");
         row("npz-member-bad-crc", "member_bad_crc.npz", "a.npy", "member_bad_crc.npz");
     }
     void malformed()

@@ -213,6 +213,13 @@ def malformed():
         "member_bad_npy.npz": bytes(zip_bytes([("ok.npy", small), ("bad.npy", good[:-5])])),
         "member_bad_crc.npz": None,
     }
+    # A non-recursive zip bomb in miniature: 200 central entries share one deflated
+    # 1 MiB member, so each passes a per-member size bound.
+    zb = bytes(zip_bytes([("00000.npy", npy_bytes(np.zeros(262144, "<f4")))], zipfile.ZIP_DEFLATED))
+    cd, eocd = zb.find(b"PK\x01\x02"), zb.find(b"PK\x05\x06")
+    entries = b"".join(zb[cd:eocd].replace(b"00000.npy", b"%05d.npy" % i) for i in range(200))
+    cases["overlapping_members.npz"] = zb[:cd] + entries + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 200, 200,
+                                                                      len(entries), cd, 0)
     z = bytearray(zip_bytes([("a.npy", small)]))
     data_at = z.find(small)
     z[data_at + len(small) - 1] ^= 0xFF  # payload corrupted, CRC now wrong
