@@ -1,5 +1,7 @@
 #include "quant/histogram.h"
 
+#include "quant/quantrun.h"
+
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -38,10 +40,7 @@ int32_t numpyBin(double v, double lo, double hi, int32_t bins)
     return int32_t(std::clamp<int64_t>(b, 0, bins - 1));
 }
 
-struct SlotParams {
-    float loF, hiF, scale, tol, lastF, binsF;
-    int32_t bins;
-};
+using quantrun::SlotParams;
 
 // The slot of one value (see computeHistogram), branch-free so the chunk loop vectorises.
 template <bool Abs>
@@ -143,12 +142,20 @@ Histogram histogramImpl(std::span<const float> x, double lo, double hi, int bins
                 ++s0[b];
         }
     };
+#ifdef QUANTLENS_HAVE_kernels_avx2
+    const bool useAvx2 = quantrun::haveAvx2();
+#endif
     size_t start = 0;
     for (; start + kChunk <= n; start += kChunk) {
         const float* __restrict p = x.data() + start;
         int32_t* __restrict out = idx;
-        for (int i = 0; i < kChunk; ++i)
-            out[i] = slotOf<Abs>(p[i], sp);
+#ifdef QUANTLENS_HAVE_kernels_avx2
+        if (useAvx2)
+            quantrun::histogramSlotsAvx2(p, out, kChunk, sp, Abs);
+        else
+#endif
+            for (int i = 0; i < kChunk; ++i)
+                out[i] = slotOf<Abs>(p[i], sp);
         scatter(p, kChunk);
         sinceFlush += kChunk;
         if (sinceFlush > (int64_t(1) << 30))  // the int32 sub-counts cannot overflow

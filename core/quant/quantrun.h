@@ -29,4 +29,13 @@ struct Sums {
 Sums sumsRef(const float* x, const float* y, int64_t n, Sums start = {});
 Sums sumsAvx2(const float* x, const float* y, int64_t n);
 
+// Histogram slots (see computeHistogram): 0 below, 1..bins the bins, bins+1 above, -1 NaN,
+// -2 "within tol of an edge: decide with numpy's float64 edges". The AVX2 version may flag
+// a different set of values as -2 (never a wrong bin): the final counts are numpy's either way.
+struct SlotParams {
+    float loF, hiF, scale, tol, lastF, binsF;
+    int32_t bins;
+};
+void histogramSlotsAvx2(const float* x, int32_t* slots, int n, const SlotParams& p, bool absolute);
+
 }  // namespace quantlens::quantrun
