@@ -3,6 +3,7 @@
 // export, optionally with a dequantized float32 ("fake-quant") safetensors copy.
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -156,6 +157,13 @@ void runQuantize(const QuantizeOptions& o)
         auto f = exportFormatForPath(o.fakeQuant);
         if (!f || *f != ExportFormat::SafetensorsInt8)
             throw CLI::ValidationError("--fake-quant", "the fake-quant copy is a .safetensors file");
+    }
+
+    if (!o.out.empty() && !o.fakeQuant.empty()) {
+        std::error_code e1, e2;
+        if (std::filesystem::weakly_canonical(std::filesystem::absolute(o.out), e1) ==
+            std::filesystem::weakly_canonical(std::filesystem::absolute(o.fakeQuant), e2))
+            throw CLI::ValidationError("--fake-quant", "must be a different file from --out");
     }
 
     const Model m = loadModelArg(o.model);

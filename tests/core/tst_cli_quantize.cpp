@@ -156,6 +156,7 @@ private slots:
         QTest::newRow("no output") << QStringList{q, demo, all} << 2 << QStringLiteral("--out");
         QTest::newRow("unknown output type") << QStringList{q, demo, all, out, QStringLiteral("x.onnx")} << 2 << QStringLiteral(".onnx");
         QTest::newRow("fake-quant not safetensors") << QStringList{q, demo, all, QStringLiteral("--fake-quant"), QStringLiteral("f.h5")} << 2 << QStringLiteral("fake-quant");
+        QTest::newRow("fake-quant onto --out") << QStringList{q, demo, all, out, QStringLiteral("a.safetensors"), QStringLiteral("--fake-quant"), QStringLiteral("./a.safetensors")} << 2 << QStringLiteral("different file");
         QTest::newRow("no model") << QStringList{q, all, out, h5} << 2 << QStringLiteral("MODEL");
     }
     void exitCodes()
