@@ -5,7 +5,13 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <cerrno>
+#include <csignal>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace quantlens {
 
@@ -41,6 +47,8 @@ constexpr int64_t kMaxBytes = int64_t(16) << 30;
 constexpr int64_t kExpansion = 64;
 // Attributes are metadata; anything larger is not worth decoding for display.
 constexpr int64_t kMaxAttrBytes = int64_t(64) << 20;
+constexpr const char* kVlenUnreadable = "(variable-length string, unreadable)";
+constexpr int kIsolatedTimeoutMs = 5000;
 
 std::string shorten(std::string s)
 {
@@ -91,6 +99,98 @@ struct Readable {
     }
 };
 
+// Variable-length strings live in HDF5's global heap, and libhdf5 1.10.8 crashes
+// (SIGSEGV in H5HG_read) or loops forever on a corrupted one: fuzzing found both. They
+// are only metadata (Keras writes keras_version and backend this way), so they are read
+// in a forked child with a time limit; if it dies or hangs, only the text is lost.
+std::optional<std::vector<std::string>> readVlenIsolated(const Readable& r, hid_t type, hid_t space, size_t shown)
+{
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0)
+        return std::nullopt;
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+        ::close(fds[0]);
+        ::close(fds[1]);
+        return std::nullopt;
+    }
+    if (pid == 0) {
+        // Child: the parent's HDF5 handles are valid here; write "len:bytes" per item, then
+        // leave without running destructors or atexit handlers that belong to the parent.
+        ::close(fds[0]);
+        // Die at once on a crash: handlers inherited from the parent (crash reporters,
+        // Qt Test's, which starts gdb) would run in this child for a bug in libhdf5.
+        for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL})
+            std::signal(sig, SIG_DFL);
+        std::string out;
+        const hssize_t n = H5Sget_simple_extent_npoints(space);
+        hid_t mem = H5Tcopy(H5T_C_S1);
+        // HDF5 converts no strings between ASCII and UTF-8: match the file's character set.
+        if (n >= 0 && mem >= 0 && H5Tset_size(mem, H5T_VARIABLE) >= 0 && H5Tset_cset(mem, H5Tget_cset(type)) >= 0) {
+            std::vector<char*> ptrs(static_cast<size_t>(n), nullptr);
+            if (r.read(mem, ptrs.data()) >= 0) {
+                for (size_t i = 0; i < shown && i < ptrs.size(); ++i) {
+                    const std::string item = ptrs[i] ? shorten(ptrs[i]) : std::string();
+                    out += std::to_string(item.size()) + ":" + item;
+                }
+                out += "ok";
+            }
+        }
+        size_t off = 0;
+        while (off < out.size()) {
+            const ssize_t w = ::write(fds[1], out.data() + off, out.size() - off);
+            if (w <= 0)
+                break;
+            off += size_t(w);
+        }
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    std::string got;
+    bool timedOut = false;
+    for (;;) {
+        pollfd p{fds[0], POLLIN, 0};
+        const int pr = ::poll(&p, 1, kIsolatedTimeoutMs);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0) {
+            timedOut = true;
+            break;
+        }
+        char buf[4096];
+        const ssize_t n = ::read(fds[0], buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got.append(buf, size_t(n));
+        if (got.size() > size_t(kMaxAttrBytes))
+            break;
+    }
+    ::close(fds[0]);
+    if (timedOut)
+        ::kill(pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (timedOut || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || got.size() < 2 || got.compare(got.size() - 2, 2, "ok") != 0)
+        return std::nullopt;
+    got.resize(got.size() - 2);
+    std::vector<std::string> items;
+    size_t pos = 0;
+    while (pos < got.size()) {
+        const size_t colon = got.find(':', pos);
+        if (colon == std::string::npos)
+            return std::nullopt;
+        const size_t len = size_t(std::strtoull(got.c_str() + pos, nullptr, 10));
+        if (len > got.size() - colon - 1)
+            return std::nullopt;
+        items.push_back(got.substr(colon + 1, len));
+        pos = colon + 1 + len;
+    }
+    return items;
+}
+
 std::optional<std::string> readForDisplay(const Readable& r, hid_t type, hid_t space)
 {
     const H5S_class_t sc = H5Sget_simple_extent_type(space);
@@ -109,21 +209,17 @@ std::optional<std::string> readForDisplay(const Readable& r, hid_t type, hid_t s
         if (vlen) {
             if (npoints > kMaxAttrBytes / int64_t(sizeof(char*)))
                 return std::nullopt;
-            Hid mem(H5Tcopy(H5T_C_S1), H5Tclose);
-            if (!mem.ok() || H5Tset_size(mem, H5T_VARIABLE) < 0)
-                return std::nullopt;
-            std::vector<char*> ptrs(static_cast<size_t>(npoints), nullptr);
-            if (r.read(mem, ptrs.data()) < 0)
-                return std::nullopt;
-            for (size_t i = 0; i < shown; ++i)
-                items.push_back(ptrs[i] ? shorten(ptrs[i]) : std::string());
-            H5Dvlen_reclaim(mem, space, H5P_DEFAULT, ptrs.data());
+            auto got = readVlenIsolated(r, type, space, shown);
+            if (!got)
+                return std::string(kVlenUnreadable);
+            items = std::move(*got);
         } else {
             const size_t sz = H5Tget_size(type);
             if (sz == 0 || int64_t(sz) > kMaxAttrBytes / std::max<int64_t>(1, npoints))
                 return std::nullopt;
             Hid mem(H5Tcopy(H5T_C_S1), H5Tclose);
-            if (!mem.ok() || H5Tset_size(mem, sz) < 0 || H5Tset_strpad(mem, H5T_STR_NULLPAD) < 0)
+            if (!mem.ok() || H5Tset_size(mem, sz) < 0 || H5Tset_strpad(mem, H5T_STR_NULLPAD) < 0 ||
+                H5Tset_cset(mem, H5Tget_cset(type)) < 0)
                 return std::nullopt;
             std::vector<char> buf(size_t(npoints) * sz);
             if (r.read(mem, buf.data()) < 0)
@@ -288,6 +384,16 @@ herr_t visitLink(hid_t root, const char* cname, const H5L_info_t* info, void* da
     if (!type.ok() || !space.ok()) {
         v->error = makeError("hdf5", "cannot read the dataset's type or shape: " + hdf5Detail(), v->path, -1, name);
         return 1;
+    }
+    {
+        // Raw data in external files (EFL) or virtual datasets would make HDF5 read files
+        // the model names, e.g. /etc/passwd as "weights": never followed, like ONNX's "..".
+        Hid dcpl(H5Dget_create_plist(obj), H5Pclose);
+        if (!dcpl.ok() || H5Pget_external_count(dcpl) != 0 || H5Pget_layout(dcpl) == H5D_VIRTUAL) {
+            H5Eclear2(H5E_DEFAULT);
+            v->skipped.push_back(shorten(name) + " (data in other files)");
+            return 0;
+        }
     }
     const H5S_class_t sc = H5Sget_simple_extent_type(space);
     if (sc != H5S_SIMPLE && sc != H5S_SCALAR) {
