@@ -282,6 +282,12 @@ Status checkSpec(const QuantSpec& spec)
         return makeError("bad-spec", "q8_0 has no unsigned form");
     if (spec.scheme == Scheme::Q8_0 && spec.reduceRange)
         return makeError("bad-spec", "q8_0 has no reduce_range form");
+    // 2048-bin histogram searches on 32-value blocks are meaningless and cost tens of
+    // seconds on one large matrix; say so instead of hanging the caller.
+    if (spec.scheme == Scheme::Q8_0
+        && (spec.calib == CalibMethod::Entropy || spec.calib == CalibMethod::Mse || spec.calib == CalibMethod::HistogramL2))
+        return makeError("bad-spec", "q8_0 blocks of 32 values are too small for the '" + calibName(spec)
+                                         + "' calibrator (use minmax, percentile or manual)");
     if (spec.granularity == Granularity::PerGroup && spec.groupSize < 1)
         return makeError("bad-spec", "group size must be at least 1");
     return Ok{};
