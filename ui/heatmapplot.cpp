@@ -74,6 +74,7 @@ void HeatmapPlot::setGrid(const HeatGrid& g, int64_t rows, int64_t cols, double 
     if (!(range > 0))
         range = 1;
     map_->setGradient(gradient);
+    scale_->setGradient(gradient);  // the scale does not always follow the map's gradient
     map_->setDataRange(QCPRange(-range, range));
     scale_->axis()->setLabel(scaleLabel);
     map_->setVisible(true);

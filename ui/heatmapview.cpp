@@ -98,14 +98,16 @@ void HeatmapView::updateLabels()
         xl += tr(" · %1 cols, max-|x| of %2 per cell").arg(m.cols).arg(g.poolCols);
         yl += tr(" · %1 rows, max-|x| of %2").arg(m.rows).arg(g.poolRows);
     }
-    const QString note = m.transposed ? tr(" (stored [in, out], shown transposed)") : QString();
+    // Short: the map is a third of the window wide. The histogram title and the numbers
+    // panel say "stored [in, out]" in full.
+    const QString note = m.transposed ? tr(", transposed") : QString();
     for (HeatmapPlot* p : plots_)
         p->setAxisLabels(xl, yl);
     const double range = g.clipAbs;
     const QString scaleLabel = tr("value, ±%1 (p99.9 of |x|)").arg(formatNumber(range, 3));
-    plots_[0]->setGrid(g, m.rows, m.cols, range, tr("before (float)") + note, scaleLabel, valueGradient());
+    plots_[0]->setGrid(g, m.rows, m.cols, range, tr("before (float%1)").arg(note), scaleLabel, valueGradient());
     if (outcome_) {
-        plots_[1]->setGrid(outcome_->after, m.rows, m.cols, range, tr("after (dequantized)"), scaleLabel, valueGradient());
+        plots_[1]->setGrid(outcome_->after, m.rows, m.cols, range, tr("after (dequantized%1)").arg(note), scaleLabel, valueGradient());
         const double er = outcome_->error.clipAbs;
         plots_[2]->setGrid(outcome_->error, m.rows, m.cols, er, tr("error (after − before)"),
                            tr("error, ±%1").arg(formatNumber(er, 3)), errorGradient());

@@ -13,6 +13,8 @@ namespace {
 const QColor kInside(0x4c, 0x72, 0xb0);
 const QColor kClamped(0xd6, 0x27, 0x28);
 const QColor kLine(0xc0, 0x39, 0x2b);
+// Bars start here on the log axis, so a count of 1 still has a visible height.
+constexpr double kLogBase = 0.4;
 }  // namespace
 
 HistogramPlot::HistogramPlot(QWidget* parent) : QCustomPlot(parent)
@@ -67,9 +69,31 @@ HistogramPlot::HistogramPlot(QWidget* parent) : QCustomPlot(parent)
     message_->position->setCoords(0.5, 0.5);
     message_->setVisible(false);
 
+    // Single clamped values are one-count bars, a sliver on a log axis: mark them too.
+    clampedDots_ = new QCPGraph(xAxis, yAxis);
+    clampedDots_->setName(tr("clamped by the range"));
+    clampedDots_->setLineStyle(QCPGraph::lsNone);
+    clampedDots_->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, kClamped, kClamped, 6));
+    clampedDots_->removeFromLegend();
+    // Legend entries for the items, which QCP legends cannot show by themselves.
+    auto* lineKey = new QCPGraph(xAxis, yAxis);
+    lineKey->setName(tr("clamp range (drag)"));
+    lineKey->setPen(QPen(kLine, 2));
+    auto* markerKey = new QCPGraph(xAxis, yAxis);
+    markerKey->setName(tr("calibrators (click)"));
+    markerKey->setPen(QPen(Qt::gray, 1.2, Qt::DashLine));
+
+    // The legend goes in its own row under the title, where it hides no data.
     legend->setVisible(true);
-    legend->setBrush(QColor(255, 255, 255, 200));
-    axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignLeft);
+    axisRect()->insetLayout()->take(legend);
+    axisRect()->insetLayout()->simplify();
+    plotLayout()->insertRow(1);
+    plotLayout()->addElement(1, 0, legend);
+    plotLayout()->setRowStretchFactor(1, 0.001);
+    legend->setFillOrder(QCPLegend::foColumnsFirst);
+    legend->setBorderPen(Qt::NoPen);
+    legend->setBrush(Qt::NoBrush);
+    legend->setMargins(QMargins(4, 0, 4, 0));
     applyTheme();
     clearHistogram(tr("Select a tensor"));
 }
@@ -100,6 +124,7 @@ void HistogramPlot::clearHistogram(const QString& message)
     hist_ = {};
     inside_->data()->clear();
     clamped_->data()->clear();
+    clampedDots_->data()->clear();
     title_->setText(QString());
     message_->setText(message);
     message_->setVisible(true);
@@ -153,7 +178,7 @@ void HistogramPlot::setMarkers(const QVector<Marker>& markers)
         }
         auto* t = new QCPItemText(this);
         t->position->setTypeY(QCPItemPosition::ptAxisRectRatio);
-        t->position->setCoords(m.hi, 0.12 + 0.07 * i);
+        t->position->setCoords(m.hi, 0.14 + 0.08 * i);
         t->setPositionAlignment(Qt::AlignLeft | Qt::AlignVCenter);
         t->setText(m.name);
         t->setColor(m.color);
@@ -178,7 +203,10 @@ void HistogramPlot::setLogScale(bool on)
 
 void HistogramPlot::rebuildBars()
 {
-    QVector<double> kx, ky, cx, cy;
+    QVector<double> kx, ky, cx, cy, dx, dy;
+    int64_t maxCount = 1;
+    for (int64_t c : hist_.counts)
+        maxCount = std::max(maxCount, c);
     for (size_t i = 0; i < hist_.counts.size(); ++i) {
         const int64_t c = hist_.counts[i];
         if (c <= 0)
@@ -189,11 +217,16 @@ void HistogramPlot::rebuildBars()
         const bool clamped = x < lo_ || x > hi_;
         (clamped ? cx : kx) << x;
         (clamped ? cy : ky) << double(c);
+        if (clamped && c * 50 < maxCount) {
+            dx << x;
+            dy << double(c);
+        }
     }
     inside_->setData(kx, ky, true);
     clamped_->setData(cx, cy, true);
-    inside_->setBaseValue(log_ ? 0.7 : 0.0);
-    clamped_->setBaseValue(log_ ? 0.7 : 0.0);
+    clampedDots_->setData(dx, dy, true);
+    inside_->setBaseValue(log_ ? kLogBase : 0.0);
+    clamped_->setBaseValue(log_ ? kLogBase : 0.0);
 }
 
 void HistogramPlot::placeLines()
@@ -236,6 +269,11 @@ void HistogramPlot::rescale()
     }
     const double pad = 0.04 * (hi - lo) + 1e-12;
     xAxis->setRange(lo - pad, hi + pad);
+    // Marker names right of their line, or left of it near the right edge.
+    for (int i = 0; i < markerLabels_.size() && i < markers_.size(); ++i) {
+        const bool nearRight = markers_[i].hi > hi - 0.2 * (hi - lo);
+        markerLabels_[i]->setPositionAlignment((nearRight ? Qt::AlignRight : Qt::AlignLeft) | Qt::AlignVCenter);
+    }
     int64_t maxCount = 1;
     for (int64_t c : hist_.counts)
         maxCount = std::max(maxCount, c);
@@ -246,7 +284,7 @@ void HistogramPlot::rescale()
         yAxis->setTicker(t);
         yAxis->setNumberFormat(QStringLiteral("eb"));
         yAxis->setNumberPrecision(0);
-        yAxis->setRange(0.7, double(maxCount) * 4.0);  // headroom for the line labels
+        yAxis->setRange(kLogBase, double(maxCount) * 4.0);  // headroom for the line labels
         yAxis->setLabel(tr("count (log)"));
     } else {
         yAxis->setScaleType(QCPAxis::stLinear);

@@ -72,6 +72,7 @@ private:
 
     QCPBars* inside_ = nullptr;
     QCPBars* clamped_ = nullptr;
+    QCPGraph* clampedDots_ = nullptr;
     QCPItemStraightLine* lines_[2] = {nullptr, nullptr};
     QCPItemRect* bands_[2] = {nullptr, nullptr};
     QCPItemText* labels_[2] = {nullptr, nullptr};

@@ -30,6 +30,7 @@
 #include "qcp.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "channelplot.h"
 #include "formatting.h"
@@ -58,6 +59,23 @@ struct QuantJob {
     std::shared_ptr<const QuantOutcome> outcome;
     QString error;
 };
+
+// Runs `job` on the thread pool and `done(result)` on ctx's thread. A QFutureWatcher
+// connected before setFuture is the documented race-free order; Qt 6.4's
+// QFuture::then(context, ...) occasionally dropped the continuation of a job that had
+// already finished (a garbage file is rejected in microseconds).
+template <class Job, class Done>
+void runThen(QObject* ctx, Job&& job, Done&& done)
+{
+    using T = std::invoke_result_t<Job>;
+    auto* watcher = new QFutureWatcher<T>(ctx);
+    QObject::connect(watcher, &QFutureWatcherBase::finished, ctx,
+                     [watcher, done = std::forward<Done>(done)]() mutable {
+                         watcher->deleteLater();
+                         done(watcher->result());
+                     });
+    watcher->setFuture(QtConcurrent::run(std::forward<Job>(job)));
+}
 
 bool sameModelWide(const QuantSpec& a, const QuantSpec& b)
 {
@@ -140,6 +158,7 @@ void MainWindow::buildUi()
     proxy_->setSortRole(TensorTreeModel::SortRole);
     tree_->setModel(proxy_);
     tree_->setUniformRowHeights(true);
+    tree_->setIndentation(12);  // module paths are deep; keep the columns on screen
     tree_->setAlternatingRowColors(true);
     tree_->header()->setSortIndicator(-1, Qt::AscendingOrder);  // file order until a header is clicked
     tree_->setSortingEnabled(true);
@@ -194,8 +213,8 @@ void MainWindow::buildUi()
     mainSplit_->addWidget(tabs_);
     mainSplit_->setStretchFactor(0, 0);
     mainSplit_->setStretchFactor(1, 1);
-    mainSplit_->setSizes({440, 960});
-    topSplit_->setSizes({640, 320});
+    mainSplit_->setSizes({470, 930});
+    topSplit_->setSizes({600, 330});
     setCentralWidget(mainSplit_);
 
     statusFile_ = new QLabel(this);
@@ -315,7 +334,7 @@ void MainWindow::startLoad(const QString& label, std::function<Loaded()> job)
     progress_->setFormat(tr("opening…"));
     progress_->show();
     statusBar()->showMessage(tr("Opening %1…").arg(label));
-    QtConcurrent::run(std::move(job)).then(this, [this, gen, label](Loaded r) {
+    runThen(this, std::move(job), [this, gen, label](Loaded r) {
         if (gen != loadGen_)
             return;  // a newer open superseded this one
         loading_ = false;
@@ -357,7 +376,7 @@ void MainWindow::setModel(std::shared_ptr<const Model> model, const QString& lab
     tree_->expandAll();
     for (int c = 0; c < TensorTreeModel::ColumnCount; ++c)
         tree_->resizeColumnToContents(c);
-    tree_->setColumnWidth(0, std::min(tree_->columnWidth(0), 260));
+    tree_->setColumnWidth(0, std::min(tree_->columnWidth(0), 230));
     histogram_->clearHistogram(tr("Select a tensor"));
     heatmaps_->clear(tr("Select a 2-D tensor"));
     numbers_->clear(tr("no tensor selected"));
@@ -455,7 +474,7 @@ void MainWindow::showTensorAt(int t)
     progress_->setFormat(tr("decoding…"));
     progress_->show();
     histogram_->clearHistogram(tr("decoding %1…").arg(name));
-    QtConcurrent::run([tensor] {
+    runThen(this, [tensor] {
         MatrixJob j;
         auto r = loadMatrix(tensor, 256, kMaxCells);
         if (r)
@@ -463,7 +482,7 @@ void MainWindow::showTensorAt(int t)
         else
             j.error = qs(r.error().oneLine());
         return j;
-    }).then(this, [this, gen, name](MatrixJob j) {
+    }, [this, gen, name](MatrixJob j) {
         if (gen != matrixGen_)
             return;
         decoding_ = false;
@@ -542,7 +561,7 @@ void MainWindow::requestQuantize()
     const std::shared_ptr<const MatrixData> m = matrix_;
     const bool withSuggestions = suggestionsGen_ != matrixGen_ || suggestionsScheme_ != spec.scheme;
     const uint64_t mgen = matrixGen_;
-    QtConcurrent::run([m, spec, withSuggestions] {
+    runThen(this, [m, spec, withSuggestions] {
         QuantJob j;
         auto r = quantizeMatrix(m, spec, kMaxCells, true, withSuggestions);
         if (r)
@@ -550,7 +569,7 @@ void MainWindow::requestQuantize()
         else
             j.error = qs(r.error().oneLine());
         return j;
-    }).then(this, [this, gen, m, mgen](QuantJob j) {
+    }, [this, gen, m, mgen](QuantJob j) {
         quantBusy_ = false;
         if (gen == quantGen_ && m == matrix_) {
             if (j.outcome) {

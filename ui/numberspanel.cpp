@@ -48,10 +48,8 @@ void NumbersPanel::addRow(const QString& name, const QString& value, const QStri
     table_->insertRow(r);
     auto* a = new QTableWidgetItem(name);
     auto* b = new QTableWidgetItem(value);
-    if (!tip.isEmpty()) {
-        a->setToolTip(tip);
-        b->setToolTip(tip);
-    }
+    a->setToolTip(tip.isEmpty() ? name : tip);
+    b->setToolTip(tip.isEmpty() ? value : value + QLatin1Char('\n') + tip);
     table_->setItem(r, 0, a);
     table_->setItem(r, 1, b);
 }

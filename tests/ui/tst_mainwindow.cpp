@@ -1,0 +1,362 @@
+// The main window driven like a user, offscreen: select, drag a clamp line, switch
+// schemes, open a corrupt file. Background results are awaited through signals.
+#include <QAbstractItemModelTester>
+#include <QComboBox>
+#include <QLineEdit>
+#include <QMessageBox>
+#include <QSignalSpy>
+#include <QSortFilterProxyModel>
+#include <QStandardPaths>
+#include <QTemporaryFile>
+#include <QTest>
+#include <QTreeView>
+
+#include <qcustomplot.h>
+
+#include <cmath>
+
+#include "heatmapplot.h"
+#include "heatmapview.h"
+#include "histogramplot.h"
+#include "io/demomodel.h"
+#include "mainwindow.h"
+#include "modeloverview.h"
+#include "numberspanel.h"
+#include "quantcontrols.h"
+#include "tensortreemodel.h"
+
+using namespace quantlens;
+using namespace quantlens::ui;
+
+namespace {
+
+constexpr int kWaitMs = 15000;
+
+bool waitIdle(MainWindow& w)
+{
+    if (w.isIdle())
+        return true;
+    QSignalSpy idle(&w, &MainWindow::becameIdle);
+    QDeadlineTimer deadline(kWaitMs);
+    while (!w.isIdle() && !deadline.hasExpired())
+        idle.wait(200);
+    return w.isIdle();
+}
+
+const char* kQLin = "distilbert.transformer.layer.0.attention.q_lin.weight";
+
+}  // namespace
+
+class TestMainWindow : public QObject {
+    Q_OBJECT
+private:
+    std::unique_ptr<MainWindow> w;
+
+    void openSmallDemo()
+    {
+        w->showModel(std::make_shared<const Model>(makeDemoModel(1, 64)), QStringLiteral("test demo"));
+        QVERIFY(waitIdle(*w));
+    }
+
+private slots:
+    void init()
+    {
+        w = std::make_unique<MainWindow>(nullptr, /*useSettings=*/false);
+        w->setInteractive(true);
+        w->resize(1400, 900);
+        w->show();
+        QVERIFY(QTest::qWaitForWindowExposed(w.get()));
+        openSmallDemo();
+    }
+    void cleanup() { w.reset(); }
+
+    void firstLinearLayerIsShown()
+    {
+        QVERIFY(w->matrix());
+        QCOMPARE(w->matrix()->name, std::string(kQLin));
+        QVERIFY(w->outcome());
+        QCOMPARE(w->numbers()->value(QStringLiteral("scheme")), QStringLiteral("seed"));
+        QVERIFY(w->heatmaps()->before()->hasGrid());
+        QVERIFY(w->heatmaps()->after()->hasGrid());
+        QVERIFY(w->heatmaps()->error()->hasGrid());
+        QAbstractItemModelTester t1(w->treeModel(), QAbstractItemModelTester::FailureReportingMode::QtTest);
+        QAbstractItemModelTester t2(w->proxy(), QAbstractItemModelTester::FailureReportingMode::QtTest);
+    }
+
+    // DistilBERT-like weights under the seed scheme: the range is [-128 s, 127 s] with
+    // s = (max - min)/255 and zero point 0, shifted against the data, so an outlier on
+    // one side lies beyond it and is clamped.
+    void seedClampsOutliers()
+    {
+        const MatrixData& m = *w->matrix();
+        const QuantOutcome& q = *w->outcome();
+        const double s = q.qt.params.scale.at(0);
+        QCOMPARE(float(s), float((m.stats.max - m.stats.min) / 255.0));
+        QVERIFY(std::abs(q.effHi - 127 * s) < 1e-6);
+        QVERIFY(std::abs(q.effLo + 128 * s) < 1e-6);
+        QVERIFY(q.effHi < m.stats.max || q.effLo > m.stats.min);
+        QVERIFY(q.qt.clampedCount > 0);
+        QVERIFY(w->histogram()->clampedBars() > 0);
+        // Both lines and the clamped data are inside the visible x range.
+        w->histogram()->replot();
+        const QCPRange xr = w->histogram()->xAxis->range();
+        QVERIFY(xr.contains(m.stats.min) && xr.contains(m.stats.max));
+        QVERIFY(xr.contains(q.effLo) && xr.contains(q.effHi));
+    }
+
+    void dragClampLineUpdatesEverything()
+    {
+        HistogramPlot* h = w->histogram();
+        h->replot();  // lay out the axes so pixel positions are current
+        const auto before = w->outcome();
+        const QString rangeBefore = w->numbers()->value(QStringLiteral("range"));
+        const double hiBefore = h->clampHi();
+        const int x0 = h->linePixel(1);
+        const int y = h->axisRect()->center().y();
+        QSignalSpy updated(w.get(), &MainWindow::quantizationUpdated);
+        QSignalSpy dragged(h, &HistogramPlot::rangeDragged);
+
+        QTest::mousePress(h, Qt::LeftButton, {}, QPoint(x0 + 3, y));  // within the grab distance
+        QVERIFY(h->isDragging());
+        QVERIFY(!h->interactions().testFlag(QCP::iRangeDrag));  // no panning while a line is held
+        for (int step = 1; step <= 4; ++step)
+            QTest::mouseMove(h, QPoint(x0 - 30 * step, y));
+        QTest::mouseRelease(h, Qt::LeftButton, {}, QPoint(x0 - 120, y));
+        QVERIFY(!h->isDragging());
+        QVERIFY(h->interactions().testFlag(QCP::iRangeDrag));
+        QVERIFY(dragged.count() >= 4);
+        QVERIFY(waitIdle(*w));
+        QVERIFY(updated.count() >= 1);
+
+        const auto after = w->outcome();
+        QVERIFY(after != before);
+        QCOMPARE(after->spec.calib, CalibMethod::Manual);
+        QVERIFY(after->spec.manualHi < hiBefore);
+        QCOMPARE(w->controls()->calibBox()->currentData().toInt(), int(CalibMethod::Manual));
+        QVERIFY(std::abs(w->controls()->hiBox()->value() - after->spec.manualHi) < 1e-5);
+        // Tighter range: smaller scale and effective upper clamp, more values clamped.
+        QVERIFY(after->qt.params.scale[0] < before->qt.params.scale[0]);
+        QVERIFY(after->effHi < before->effHi);
+        QVERIFY(after->qt.clampedCount > before->qt.clampedCount);
+        QVERIFY(after->metrics.mse != before->metrics.mse);
+        // The numbers panel, the lines and the heatmaps follow.
+        QVERIFY(w->numbers()->value(QStringLiteral("range")) != rangeBefore);
+        QVERIFY(!w->numbers()->value(QStringLiteral("requested range")).isEmpty());
+        QVERIFY(std::abs(h->clampHi() - after->effHi) < 1e-9);
+        QVERIFY(after->after.v != before->after.v);
+        QVERIFY(after->error.v != before->error.v);
+        bool errorMapChanged = false;
+        for (int64_t r = 0; r < w->matrix()->rows && !errorMapChanged; ++r)
+            for (int64_t c = 0; c < w->matrix()->cols; ++c)
+                if (w->heatmaps()->error()->cellValue(r, c) != double(before->dequantized[size_t(r * w->matrix()->cols + c)] -
+                                                                       w->matrix()->values[size_t(r * w->matrix()->cols + c)])) {
+                    errorMapChanged = true;
+                    break;
+                }
+        QVERIFY(errorMapChanged);
+    }
+
+    void pressAwayFromLinesDoesNotDrag()
+    {
+        HistogramPlot* h = w->histogram();
+        h->replot();
+        const int mid = (h->linePixel(0) + h->linePixel(1)) / 2;
+        QTest::mousePress(h, Qt::LeftButton, {}, QPoint(mid, h->axisRect()->center().y()));
+        QVERIFY(!h->isDragging());
+        QTest::mouseRelease(h, Qt::LeftButton, {}, QPoint(mid, h->axisRect()->center().y()));
+        QCOMPARE(w->controls()->spec().calib, CalibMethod::MinMax);
+    }
+
+    void clampSpinBoxSetsManualRange()
+    {
+        QSignalSpy updated(w.get(), &MainWindow::quantizationUpdated);
+        w->controls()->hiBox()->setValue(0.2);
+        QVERIFY(waitIdle(*w));
+        QCOMPARE(w->outcome()->spec.calib, CalibMethod::Manual);
+        QCOMPARE(w->outcome()->spec.manualHi, 0.2f);
+    }
+
+    void schemeSwitch_data()
+    {
+        QTest::addColumn<int>("scheme");
+        QTest::addColumn<QString>("name");
+        QTest::newRow("torch-symmetric") << int(Scheme::TorchSymmetric) << QStringLiteral("torch-symmetric");
+        QTest::newRow("narrow-symmetric") << int(Scheme::NarrowSymmetric) << QStringLiteral("narrow-symmetric");
+        QTest::newRow("torch-affine") << int(Scheme::TorchAffine) << QStringLiteral("torch-affine");
+    }
+
+    void schemeSwitch()
+    {
+        QFETCH(int, scheme);
+        QFETCH(QString, name);
+        QComboBox* box = w->controls()->schemeBox();
+        box->setCurrentIndex(box->findData(scheme));
+        QVERIFY(waitIdle(*w));
+        QCOMPARE(w->numbers()->value(QStringLiteral("scheme")), name);
+        const QuantOutcome& q = *w->outcome();
+        QCOMPARE(int(q.spec.scheme), scheme);
+        if (q.spec.scheme == Scheme::TorchSymmetric) {
+            // absmax / 127.5 over [-128, 127] with zero point 0.
+            const double absmax = std::max(std::abs(w->matrix()->stats.min), std::abs(w->matrix()->stats.max));
+            QCOMPARE(q.qt.params.scale[0], std::max(float(absmax) / 127.5f, 1.1920929e-7f));
+            QCOMPARE(q.qt.params.zeroPoint[0], 0);
+        }
+        // Whole-model columns are recomputed for the new scheme.
+        QCOMPARE(w->overview()->barCount(), int(w->treeModel()->linearTensors().size()));
+    }
+
+    // Under a symmetric scheme per-channel scales can only help. (Not under the seed: with
+    // zero point 0, a row's own asymmetric range clamps its outlier harder than the
+    // per-tensor range does.)
+    void perChannelBeatsPerTensorOnOutlierRows()
+    {
+        QComboBox* sb = w->controls()->schemeBox();
+        sb->setCurrentIndex(sb->findData(int(Scheme::TorchSymmetric)));
+        QComboBox* g = w->controls()->granularityBox();
+        g->setCurrentIndex(g->findData(-1));
+        QVERIFY(waitIdle(*w));
+        const QuantOutcome& q = *w->outcome();
+        QCOMPARE(q.spec.granularity, Granularity::PerChannel);
+        QCOMPARE(int(q.qt.params.scale.size()), int(w->matrix()->rows));
+        QVERIFY(q.haveAlt);
+        QCOMPARE(q.rowMetrics.size(), q.altRowMetrics.size());
+        double perChannel = 0, perTensor = 0;
+        for (size_t r = 0; r < q.rowMetrics.size(); ++r) {
+            perChannel += q.rowMetrics[r].mse;
+            perTensor += q.altRowMetrics[r].mse;
+        }
+        QVERIFY(perChannel < perTensor);
+    }
+
+    void summariesFillTreeAndOverview()
+    {
+        const int t = w->treeModel()->linearTensors().front();
+        const QModelIndex sq = w->treeModel()->indexForTensor(t).siblingAtColumn(TensorTreeModel::SqnrColumn);
+        QVERIFY(sq.data().toString().endsWith(QStringLiteral(" dB")));
+        QVERIFY(!sq.siblingAtColumn(TensorTreeModel::MinColumn).data().toString().isEmpty());
+        QCOMPARE(w->overview()->barCount(), int(w->treeModel()->linearTensors().size()));
+        QVERIFY(w->overview()->sizeText().contains(QStringLiteral("→")));
+    }
+
+    void calibratorMarkersSnapTheRange()
+    {
+        HistogramPlot* h = w->histogram();
+        QVERIFY(h->markerCount() > 0);
+        h->replot();
+        // Click the hi side of a marker that is not under a clamp line.
+        int k = -1;
+        for (int i = 0; i < h->markerCount() && k < 0; ++i)
+            if (std::abs(h->markerPixel(i, true) - h->linePixel(1)) > 2 * HistogramPlot::kGrabPixels &&
+                std::abs(h->markerPixel(i, true) - h->linePixel(0)) > 2 * HistogramPlot::kGrabPixels)
+                k = i;
+        if (k < 0)
+            QSKIP("every marker sits on a clamp line for this tensor");
+        QTest::mouseClick(h, Qt::LeftButton, {}, QPoint(h->markerPixel(k, true), h->axisRect()->center().y()));
+        QVERIFY(waitIdle(*w));
+        QCOMPARE(w->outcome()->spec.calib, CalibMethod::Manual);
+    }
+
+    void nextAndPreviousLayerShortcuts()
+    {
+        const std::vector<int>& lin = w->treeModel()->linearTensors();
+        QCOMPARE(w->currentTensor(), lin[0]);
+        QTest::keyClick(w.get(), Qt::Key_Down, Qt::ControlModifier);
+        QVERIFY(waitIdle(*w));
+        QCOMPARE(w->currentTensor(), lin[1]);
+        QCOMPARE(w->matrix()->name, w->model()->tensors[size_t(lin[1])].name);
+        QTest::keyClick(w.get(), Qt::Key_Up, Qt::ControlModifier);
+        QVERIFY(waitIdle(*w));
+        QCOMPARE(w->currentTensor(), lin[0]);
+    }
+
+    void filterNarrowsTheTree()
+    {
+        w->filterEdit()->setText(QStringLiteral("ffn\\.lin2"));
+        QSortFilterProxyModel* p = w->proxy();
+        int leaves = 0;
+        std::function<void(const QModelIndex&)> walk = [&](const QModelIndex& parent) {
+            for (int r = 0; r < p->rowCount(parent); ++r) {
+                const QModelIndex i = p->index(r, 0, parent);
+                if (i.data(TensorTreeModel::TensorIndexRole).toInt() >= 0)
+                    ++leaves;
+                walk(i);
+            }
+        };
+        walk({});
+        QCOMPARE(leaves, 2);  // weight and bias
+        w->filterEdit()->setText(QStringLiteral("[unclosed"));  // invalid: keeps the last filter
+        leaves = 0;
+        walk({});
+        QCOMPARE(leaves, 2);
+    }
+
+    void hoverShowsElement()
+    {
+        HeatmapPlot* b = w->heatmaps()->before();
+        b->replot();
+        QTest::mouseMove(b, b->pixelFor(5, 7));
+        const QString text = w->heatmaps()->hoverText();
+        QVERIFY2(text.startsWith(QStringLiteral("row 5, col 7: value ")), qPrintable(text));
+        QVERIFY(text.contains(QStringLiteral("quantized")));
+        QVERIFY(text.contains(QStringLiteral("error")));
+    }
+
+    void zoomIsSynchronised()
+    {
+        HeatmapView* v = w->heatmaps();
+        v->before()->xAxis->setRange(3, 20);
+        v->before()->yAxis->setRange(10, 30);
+        QCOMPARE(v->after()->xAxis->range().lower, 3.0);
+        QCOMPARE(v->error()->xAxis->range().upper, 20.0);
+        QCOMPARE(v->error()->yAxis->range().lower, 10.0);
+        v->error()->xAxis->setRange(1, 2);
+        QCOMPARE(v->before()->xAxis->range().upper, 2.0);
+    }
+
+    void corruptFileShowsErrorAndWindowStaysUsable()
+    {
+        QTemporaryFile f(QDir::tempPath() + QStringLiteral("/quantlens-garbage-XXXXXX.safetensors"));
+        QVERIFY(f.open());
+        QByteArray junk(4096, '\0');
+        for (int i = 0; i < junk.size(); ++i)
+            junk[i] = char((i * 131 + 7) & 0xff);
+        junk.replace(0, 8, QByteArray("\xff\xff\xff\xff\xff\xff\xff\x7f", 8));  // absurd header length
+        f.write(junk);
+        f.flush();
+        const auto modelBefore = w->model();
+        QSignalSpy failed(w.get(), &MainWindow::loadFailed);
+        QSignalSpy loadedSpy(w.get(), &MainWindow::modelLoaded);
+        w->openFile(f.fileName());
+        QVERIFY(failed.wait(kWaitMs));
+        QCOMPARE(loadedSpy.count(), 0);
+        QVERIFY(failed.front().front().toString().contains(QFileInfo(f.fileName()).fileName()));
+        auto* box = w->findChild<QMessageBox*>(QStringLiteral("errorBox"));
+        QVERIFY(box);
+        QVERIFY(box->isVisible());
+        QVERIFY(box->text().contains(QFileInfo(f.fileName()).fileName()));
+        box->close();
+        QCOMPARE(w->model(), modelBefore);  // the open model is untouched
+        // ...and the window still works.
+        QSignalSpy shown(w.get(), &MainWindow::tensorShown);
+        QVERIFY(w->selectTensor(QString::fromUtf8("distilbert.transformer.layer.0.ffn.lin1.weight")));
+        QVERIFY(waitIdle(*w));
+        QCOMPARE(shown.count(), 1);
+        QCOMPARE(w->matrix()->rows, 256);
+    }
+
+    void nonMatrixTensorShowsHistogram()
+    {
+        QVERIFY(w->selectTensor(QString::fromUtf8("distilbert.embeddings.LayerNorm.weight")));
+        QVERIFY(waitIdle(*w));
+        QVERIFY(w->outcome());
+        QCOMPARE(w->matrix()->rows, 1);
+        // LayerNorm weights sit around 1.0; the seed's zero point 0 puts its range around
+        // 0, so every value is clamped and drawn as such.
+        QCOMPARE(w->histogram()->keptBars(), 0);
+        QVERIFY(w->histogram()->clampedBars() > 0);
+        QCOMPARE(w->outcome()->qt.clampedCount, w->matrix()->cols);
+    }
+};
+
+QTEST_MAIN(TestMainWindow)
+#include "tst_mainwindow.moc"
