@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <limits>
 
 #include "halffloat.h"
 
@@ -34,7 +35,15 @@ T loadScalar(const std::byte* p, bool swap)
 float scalarToFloat(DType t, const std::byte* p, bool swap)
 {
     switch (t) {
-    case DType::F64: return static_cast<float>(loadScalar<double>(p, swap));
+    case DType::F64: {
+        // Out-of-range double -> float is undefined behaviour in C++; IEEE gives +-inf.
+        const double d = loadScalar<double>(p, swap);
+        if (d > double(std::numeric_limits<float>::max()))
+            return std::numeric_limits<float>::infinity();
+        if (d < -double(std::numeric_limits<float>::max()))
+            return -std::numeric_limits<float>::infinity();
+        return static_cast<float>(d);
+    }
     case DType::F32: return loadScalar<float>(p, swap);
     case DType::F16: return halfToFloat(loadScalar<uint16_t>(p, swap));
     case DType::BF16: return bf16ToFloat(loadScalar<uint16_t>(p, swap));
