@@ -100,6 +100,7 @@ void TestPytorch::matchesTorch_data()
     QTest::newRow("big_endian_byteorder_member") << "bigendian";
     QTest::newRow("assembled_with_little_byteorder") << "assembled";
     QTest::newRow("legacy_pre_1_6_format") << "legacy";
+    QTest::newRow("pickle_protocol_4") << "protocol4";
     QTest::newRow("custom_archive_prefix") << "custom_prefix";
     QTest::newRow("parameter_0d_empty_tied_numpy_device") << "misc";
 }

@@ -277,6 +277,12 @@ def good_fixtures():
     # A file-saved archive: torch 1.x names the prefix after the file ("custom_prefix/").
     save("custom_prefix", OrderedDict([("layer.weight", rnd(4, 3)), ("layer.bias", rnd(4))]), via_buffer=False)
 
+    # Protocol 4 pickles use FRAME, MEMOIZE, SHORT_BINUNICODE and STACK_GLOBAL instead.
+    save("protocol4", {"model": OrderedDict([("enc.weight", rnd(6, 5)), ("enc.bias", rnd(6))]), "step": 12},
+         metadata={"step": "12"}, pickle_protocol=4)
+    pkl = zipfile.ZipFile(OUT / "protocol4.pt").read("archive/data.pkl")
+    assert pkl[:2] == b"\x80\x04" and b"\x93" in pkl and b"\x95" in pkl
+
     # Values that are not plain tensors: a Parameter, a 0-d tensor, an empty tensor, a tied
     # weight (one tensor under two names), a numpy scalar and a device.
     tied = rnd(5, 2)
