@@ -121,6 +121,9 @@ MainWindow::MainWindow(QWidget* parent, bool useSettings) : QMainWindow(parent),
     });
     buildUi();
     buildMenus();
+    // A first start without saved geometry: big enough for the tree and three heatmaps.
+    resize(1400, 900);
+    mainSplit_->setSizes({470, 930});
     if (useSettings_)
         loadSettings();
     updateTitle();
@@ -140,6 +143,7 @@ void MainWindow::buildUi()
     mainSplit_->setObjectName(QStringLiteral("mainSplit"));
 
     auto* left = new QWidget(mainSplit_);
+    left->setMinimumWidth(240);  // the tree must stay readable in a small window
     auto* lv = new QVBoxLayout(left);
     lv->setContentsMargins(4, 4, 0, 4);
     filter_ = new QLineEdit(left);
