@@ -9,12 +9,14 @@
 #include <QStandardPaths>
 #include <QTemporaryFile>
 #include <QTest>
+#include <QTabWidget>
 #include <QTreeView>
 
 #include <qcustomplot.h>
 
 #include <cmath>
 
+#include "channelplot.h"
 #include "heatmapplot.h"
 #include "heatmapview.h"
 #include "histogramplot.h"
@@ -342,6 +344,29 @@ private slots:
         QVERIFY(waitIdle(*w));
         QCOMPARE(shown.count(), 1);
         QCOMPARE(w->matrix()->rows, 256);
+    }
+
+    void perChannelAndOverviewTabsShowData()
+    {
+        w->tabs()->setCurrentIndex(1);
+        QCOMPARE(w->channels()->channelCount(), int(w->matrix()->rows));
+        const QImage channels = w->tabs()->currentWidget()->grab().toImage();
+        w->tabs()->setCurrentIndex(2);
+        QCOMPARE(w->overview()->barCount(), int(w->treeModel()->linearTensors().size()));
+        const QImage overview = w->tabs()->currentWidget()->grab().toImage();
+        for (const QImage* img : {&channels, &overview}) {
+            QSet<QRgb> colours;
+            for (int y = 0; y < img->height(); y += 5)
+                for (int x = 0; x < img->width(); x += 5)
+                    colours.insert(img->pixel(x, y));
+            QVERIFY(colours.size() > 10);
+        }
+        // For looking at them: QUANTLENS_UI_GRABS=/some/dir
+        const QString dir = qEnvironmentVariable("QUANTLENS_UI_GRABS");
+        if (!dir.isEmpty()) {
+            channels.save(dir + QStringLiteral("/channels.png"));
+            overview.save(dir + QStringLiteral("/overview.png"));
+        }
     }
 
     void nonMatrixTensorShowsHistogram()
