@@ -118,8 +118,9 @@ std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const
 
 TensorStats computeStats(std::span<const float> x)
 {
-    // Same lane/block scheme as accumulate(): float lanes over blocks of 512, flushed into
-    // double. Non-finite values count as 0 in the sums and are skipped by min/max.
+    // Float64 lanes (the contract in metrics.h: numpy-comparable mean/std to ~1e-12, which
+    // float lanes missed by 3e-6 on near-zero means). Non-finite values count as 0 in the
+    // sums and are skipped by min/max. Not on the drag path, so double lanes are fine.
     constexpr int W = 8;
     constexpr int64_t kBlock = 512;
     TensorStats st;
@@ -136,12 +137,13 @@ TensorStats computeStats(std::span<const float> x)
     const int64_t nBlocks = n / kBlock * kBlock;
     while (i < nBlocks) {
         const int64_t end = i + kBlock;
-        float s[W] = {}, bad[W] = {};  // float counts: exact, at most 512 per block
+        double s[W] = {};
+        float bad[W] = {};  // float counts: exact, at most 512 per block
         for (; i < end; i += W)
             for (int j = 0; j < W; ++j) {
                 const float v = p[i + j];
                 const bool fin = std::fabs(v) <= FLT_MAX;
-                const float a = fin ? v : 0.0f;
+                const double a = fin ? double(v) : 0.0;
                 s[j] += a;
                 bad[j] += fin ? 0.0f : 1.0f;
                 const float l = fin ? v : lo[j];
@@ -184,12 +186,12 @@ TensorStats computeStats(std::span<const float> x)
     i = 0;
     while (i < nBlocks) {
         const int64_t end = i + kBlock;
-        float s2[W] = {}, s1[W] = {};
+        double s2[W] = {}, s1[W] = {};
         for (; i < end; i += W)
             for (int j = 0; j < W; ++j) {
                 const float v = p[i + j];
                 const bool fin = std::fabs(v) <= FLT_MAX;
-                const float d = fin ? v - m : 0.0f;
+                const double d = fin ? double(v) - double(m) : 0.0;
                 s2[j] += d * d;
                 s1[j] += d;
             }
