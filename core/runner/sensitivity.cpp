@@ -51,7 +51,8 @@ Result<SensitivityReport> computeSensitivity(EncoderRunner& r, const EncoderInpu
 {
     const int64_t L = r.linearCount();
     const std::vector<std::string> names = r.linearNames();
-    for (const auto& [n, s] : opt.specs) {
+    for (const auto& spec : opt.specs) {
+        const std::string& n = spec.first;  // named: clang 14 cannot capture a structured binding in a lambda (P1091, clang 16)
         if (std::find_if(names.begin(), names.end(), [&](const std::string& x) { return x == n || x + ".weight" == n; }) ==
             names.end())
             return makeError("no-such-layer", "a spec names '" + n + "', which is not a linear layer of the encoder", {}, -1, n);
