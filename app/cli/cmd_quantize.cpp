@@ -247,7 +247,7 @@ void addQuantizeCommand(CLI::App& app)
     tensor->excludes(all);
     cmd->add_option("--scheme", o->scheme, "seed|torch-symmetric|torch-affine|narrow-symmetric|q8_0")->capture_default_str();
     cmd->add_option("--granularity", o->granularity, "tensor|channel|group:G")->capture_default_str();
-    cmd->add_option("--calib", o->calib, "minmax|percentile:P|mse|entropy|manual:LO,HI")->capture_default_str();
+    cmd->add_option("--calib", o->calib, "minmax|percentile:P|mse|entropy|hist-l2|manual:LO,HI")->capture_default_str();
     cmd->add_option("--bits", o->bits, "integer bits, 2..8")->check(CLI::Range(2, 8))->capture_default_str();
     cmd->add_option("--dtype", o->dtype, "int8|uint8")->check(CLI::IsMember({"int8", "uint8"}))->capture_default_str();
     cmd->add_flag("--reduce-range", o->reduceRange, "PyTorch reduce_range: one bit less of range");
