@@ -41,6 +41,7 @@
 #include "modeloverview.h"
 #include "numberspanel.h"
 #include "quantcontrols.h"
+#include "runpanel.h"
 #include "tensortreemodel.h"
 
 namespace quantlens::ui {
@@ -208,6 +209,9 @@ void MainWindow::buildUi()
     tabs_->addTab(channels_, tr("Per channel"));
     overview_ = new ModelOverview(tabs_);
     tabs_->addTab(overview_, tr("Model overview"));
+    runPanel_ = new RunPanel(tabs_);
+    runPanel_->setObjectName(QStringLiteral("runPanel"));
+    tabs_->addTab(runPanel_, tr("Run"));
     connect(overview_, &ModelOverview::layerActivated, this, [this](int t) {
         selectTensor(t);
         tabs_->setCurrentIndex(0);
@@ -377,6 +381,7 @@ void MainWindow::setModel(std::shared_ptr<const Model> model, const QString& lab
     matrix_.reset();
     outcome_.reset();
     treeModel_->reset(model_);
+    runPanel_->setSelection(model_, -1);
     tree_->expandAll();
     for (int c = 0; c < TensorTreeModel::ColumnCount; ++c)
         tree_->resizeColumnToContents(c);
@@ -451,6 +456,7 @@ void MainWindow::showTensorAt(int t)
     if (t == current_ || !model_)
         return;
     current_ = t;
+    runPanel_->setSelection(model_, t);
     const uint64_t gen = ++matrixGen_;
     ++quantGen_;  // an in-flight result belongs to the previous tensor
     matrix_.reset();

@@ -30,6 +30,7 @@ class HistogramPlot;
 class ModelOverview;
 class NumbersPanel;
 class QuantControls;
+class RunPanel;
 class TensorTreeModel;
 
 // The main window. Every expensive step (opening a file, decoding a tensor, quantizing
@@ -70,6 +71,7 @@ public:
     QLineEdit* filterEdit() const { return filter_; }
     ModelOverview* overview() const { return overview_; }
     ChannelPlot* channels() const { return channels_; }
+    RunPanel* runPanel() const { return runPanel_; }
     QTabWidget* tabs() const { return tabs_; }
 
 public slots:
@@ -129,6 +131,7 @@ private:
     HeatmapView* heatmaps_ = nullptr;
     ChannelPlot* channels_ = nullptr;
     ModelOverview* overview_ = nullptr;
+    RunPanel* runPanel_ = nullptr;
     QSplitter* mainSplit_ = nullptr;
     QSplitter* rightSplit_ = nullptr;
     QSplitter* topSplit_ = nullptr;

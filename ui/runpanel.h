@@ -1,0 +1,103 @@
+#pragma once
+// The "Run" tab: the selected linear layer run in float32 (OpenBLAS) and in dynamic int8
+// (DynamicLinear, PyTorch quantize_dynamic semantics) on the same input, off the GUI thread.
+// Shows both median times, the speed-up, the kernel variant and the output error of int8
+// against float32 (SQNR, max abs error and a histogram of y_int8 - y_fp32).
+#include <QFutureWatcher>
+#include <QString>
+#include <QWidget>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "layers.h"
+#include "model.h"
+#include "quant/histogram.h"
+#include "quant/metrics.h"
+
+class QComboBox;
+class QCustomPlot;
+class QCPBars;
+class QLabel;
+class QPushButton;
+class QRadioButton;
+class QSpinBox;
+
+namespace quantlens::ui {
+
+struct RunResult {
+    QString error;  // non-empty: nothing else is valid
+    QString layer;
+    int64_t tokens = 0, in = 0, out = 0;
+    double fp32Seconds = 0, int8Seconds = 0;  // median of the repeats
+    QString isa;
+    Metrics err;      // int8 output vs float32 output
+    Histogram hist;   // of y_int8 - y_fp32
+    double speedup() const { return int8Seconds > 0 ? fp32Seconds / int8Seconds : 0; }
+};
+
+class RunPanel : public QWidget {
+    Q_OBJECT
+public:
+    explicit RunPanel(QWidget* parent = nullptr);
+    ~RunPanel() override;
+
+    // The tensor selected in the main window; the panel finds the linear layer it belongs to
+    // (weight or bias). A null model or a tensor outside every linear layer disables Run.
+    void setSelection(std::shared_ptr<const Model> model, int tensorIndex);
+    // Uses the float .npy at `path` ([M, in_features]) as the input; false (and the reason in
+    // the status line) when it cannot be read or has the wrong shape.
+    bool loadInput(const QString& path);
+    void useRandomInput();
+    void run();
+
+    bool hasLayer() const { return haveLayer_; }
+    bool isRunning() const { return running_; }
+    const RunResult* lastResult() const { return result_.get(); }
+    QPushButton* runButton() const { return runButton_; }
+    QSpinBox* tokensBox() const { return tokens_; }
+    QComboBox* activationBox() const { return act_; }
+    QLabel* label(const QString& key) const;  // "fp32", "int8", "speedup", "isa", "sqnr", "maxabs", "status", "layer"
+    QCustomPlot* plot() const { return plot_; }
+
+signals:
+    void finished();  // a run ended (result or error)
+
+private:
+    void updateLayerText();
+    void applyResult(std::shared_ptr<const RunResult> r);
+    void setStatus(const QString& s, bool error = false);
+
+    std::shared_ptr<const Model> model_;
+    std::vector<LinearLayer> layers_;  // of model_
+    LinearLayer layer_;
+    bool haveLayer_ = false;
+    bool running_ = false;
+    uint64_t gen_ = 0;
+    std::shared_ptr<const std::vector<float>> input_;  // loaded .npy, or null for random
+    int64_t inputRows_ = 0, inputCols_ = 0;
+    QString inputPath_;
+    std::shared_ptr<const RunResult> result_;
+
+    QLabel* layerLabel_ = nullptr;
+    QSpinBox* tokens_ = nullptr;
+    QComboBox* act_ = nullptr;
+    QRadioButton* randomInput_ = nullptr;
+    QRadioButton* fileInput_ = nullptr;
+    QPushButton* loadButton_ = nullptr;
+    QLabel* inputLabel_ = nullptr;
+    QPushButton* runButton_ = nullptr;
+    QLabel* fp32_ = nullptr;
+    QLabel* int8_ = nullptr;
+    QLabel* speedup_ = nullptr;
+    QLabel* isa_ = nullptr;
+    QLabel* sqnr_ = nullptr;
+    QLabel* maxAbs_ = nullptr;
+    QLabel* status_ = nullptr;
+    QCustomPlot* plot_ = nullptr;
+    QCPBars* bars_ = nullptr;
+    QFutureWatcher<std::shared_ptr<const RunResult>>* watcher_ = nullptr;
+};
+
+}  // namespace quantlens::ui
