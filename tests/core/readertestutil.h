@@ -1,5 +1,5 @@
 #pragma once
-// Shared bits of the reader tests (tst_gguf, tst_onnx, tst_hdf5reader): JSON fixtures
+// Shared bits of the reader tests (tst_gguf, tst_onnx, tst_hdf5reader, tst_npy, tst_safetensors): JSON fixtures
 // written by the tests/scripts/make_*_fixtures.py scripts, and float64 statistics that
 // follow numpy's definitions (population std, ddof = 0).
 #include <cmath>
@@ -25,6 +25,7 @@ inline nlohmann::json loadJson(const QString& path)
 
 struct Stats {
     double min = 0, max = 0, mean = 0, std = 0;
+    int64_t nonFinite = 0;
 };
 
 inline Stats statsOf(std::span<const float> v)
@@ -36,6 +37,7 @@ inline Stats statsOf(std::span<const float> v)
     s.max = -s.min;
     double sum = 0;
     for (float f : v) {
+        s.nonFinite += std::isfinite(f) ? 0 : 1;
         s.min = std::min(s.min, double(f));
         s.max = std::max(s.max, double(f));
         sum += f;

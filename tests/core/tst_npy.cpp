@@ -10,6 +10,7 @@
 
 #include "io/npy.h"
 #include "model.h"
+#include "readertestutil.h"
 #include "testsupport.h"
 
 using namespace quantlens;
@@ -19,40 +20,9 @@ namespace {
 
 std::string str(const QString& s) { return s.toStdString(); }
 
-json loadJson(const QString& rel)
-{
-    std::ifstream in(str(test::dataPath(rel)));
-    if (!in)
-        return json();
-    return json::parse(in, nullptr, false);
-}
-
-// Population statistics with float64 accumulation over the float32 values, as the
-// fixture script computes them. Not computeStats (quant/metrics.h): it now sums in float
-// lanes per 512-value block for speed, which moves near-zero means by ~3e-6 relative,
-// beyond the 1e-6 this reader test holds itself to.
-struct Stats {
-    double min = 0, max = 0, mean = 0, std = 0;
-    int64_t nonFinite = 0;
-};
-Stats statsOf(const std::vector<float>& v)
-{
-    Stats s;
-    s.min = s.max = v[0];
-    double sum = 0;
-    for (float f : v) {
-        s.nonFinite += std::isfinite(f) ? 0 : 1;
-        s.min = std::min<double>(s.min, f);
-        s.max = std::max<double>(s.max, f);
-        sum += f;
-    }
-    s.mean = sum / double(v.size());
-    double ss = 0;
-    for (float f : v)
-        ss += (f - s.mean) * (f - s.mean);
-    s.std = std::sqrt(ss / double(v.size()));
-    return s;
-}
+json loadJson(const QString& rel) { return test::loadJson(test::dataPath(rel)); }
+using test::Stats;
+using test::statsOf;
 
 bool closeRel(double a, double b) { return std::abs(a - b) <= 1e-6 * std::max(std::abs(b), 1e-9); }
 
