@@ -3,9 +3,12 @@
 // in-memory file reachable through /proc/self/fd, so nothing touches the disk.
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "model.h"
 
 namespace quantlens::fuzz {
 
@@ -24,6 +27,20 @@ void withMemFile(const uint8_t* data, size_t size, F&& fn)
     }
     fn("/proc/self/fd/" + std::to_string(fd));
     close(fd);
+}
+
+// What every target does with a reader's answer: format the error (it must be printable),
+// or decode every tensor it accepted. maxNumel bounds time only: the readers have already
+// checked every view against the bytes behind it.
+inline void decodeAll(const Result<Model>& m, int64_t maxNumel = INT64_MAX)
+{
+    if (!m.ok()) {
+        (void)m.error().oneLine();
+        return;
+    }
+    for (const Tensor& t : m->tensors)
+        if (t.decodable() && t.numel() <= maxNumel)
+            (void)t.toFloat();
 }
 
 }  // namespace quantlens::fuzz

@@ -10,6 +10,7 @@
 #include <string>
 #include <unistd.h>
 
+#include "fuzz_common.h"
 #include "io/hdf5reader.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
@@ -27,13 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
         off += size_t(w);
     }
     close(fd);
-    auto m = quantlens::readHdf5(path);
-    if (m) {
-        for (const quantlens::Tensor& t : m->tensors) {
-            auto v = t.toFloat();
-            (void)v;
-        }
-    }
+    quantlens::fuzz::decodeAll(quantlens::readHdf5(path));
     unlink(path.c_str());
     return 0;
 }

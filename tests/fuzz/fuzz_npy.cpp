@@ -10,16 +10,7 @@
 
 namespace {
 
-void exercise(const quantlens::Result<quantlens::Model>& m)
-{
-    if (!m.ok()) {
-        (void)m.error().oneLine();
-        return;
-    }
-    for (const quantlens::Tensor& t : m->tensors)
-        if (t.decodable() && t.numel() <= (1 << 20))
-            (void)t.toFloat();
-}
+void exercise(const quantlens::Result<quantlens::Model>& m) { quantlens::fuzz::decodeAll(m, 1 << 20); }
 
 }  // namespace
 

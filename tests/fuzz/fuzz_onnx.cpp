@@ -9,15 +9,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
 {
     quantlens::fuzz::withMemFile(data, size, [](const std::string& path) {
-        auto m = quantlens::readOnnx(path);
-        if (!m)
-            return;
-        for (const quantlens::Tensor& t : m->tensors) {
-            if (!t.decodable())
-                continue;
-            auto v = t.toFloat();
-            (void)v;
-        }
+        quantlens::fuzz::decodeAll(quantlens::readOnnx(path));
     });
     return 0;
 }
