@@ -1,0 +1,124 @@
+#include "io/exportplan.h"
+
+#include <algorithm>
+#include <set>
+
+#include "layers.h"
+
+namespace quantlens {
+
+namespace {
+
+// Scales a spec produces on a tensor of this shape (the number quantize() will emit).
+int64_t scaleCount(const Tensor& t, const QuantSpec& s)
+{
+    const int64_t n = t.numel();
+    if (s.scheme == Scheme::Q8_0)
+        return (n + 31) / 32;
+    if (t.rank() < 2 || s.granularity == Granularity::PerTensor)
+        return 1;
+    const bool inOut = t.layout == Layout::InOut;
+    const int64_t channels = inOut ? t.shape[1] : t.shape[0];
+    if (s.granularity == Granularity::PerChannel)
+        return channels;
+    const int64_t perChannel = channels > 0 ? n / channels : 0;
+    const int64_t g = std::max<int64_t>(1, s.groupSize);
+    return channels * ((perChannel + g - 1) / g);
+}
+
+}  // namespace
+
+int64_t storedBytes(const Tensor& t)
+{
+    auto b = byteSizeFor(t.dtype, t.numel());
+    return b ? *b : int64_t(t.data.size());
+}
+
+ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOptions& opt)
+{
+    ExportPlan plan;
+    std::vector<std::string> names;
+    if (opt.choice == ExportChoice::AllLinear) {
+        for (const LinearLayer& l : findLinearLayers(m))
+            names.push_back(l.weight->name);
+    } else {
+        // File order, not the set's alphabetical order: exports list tensors as the model does.
+        for (const Tensor& t : m.tensors)
+            if (session.exportSelection.count(t.name))
+                names.push_back(t.name);
+        for (const std::string& name : session.exportSelection)
+            if (!m.find(name))
+                plan.skipped.push_back(name);
+    }
+    for (const std::string& name : names) {
+        if (opt.honourKeepFloat && session.keepFloat.count(name)) {
+            plan.keptFloat.push_back(name);
+            continue;
+        }
+        const Tensor* t = m.find(name);
+        if (!t || !t->decodable() || t->numel() == 0) {
+            plan.skipped.push_back(name);
+            continue;
+        }
+        ExportPlanItem item;
+        item.tensor = name;
+        auto it = session.overrides.find(name);
+        item.tuned = opt.useOverrides && it != session.overrides.end();
+        item.spec = item.tuned ? it->second : session.defaultSpec;
+        plan.items.push_back(std::move(item));
+    }
+    return plan;
+}
+
+ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan)
+{
+    ExportSizes s;
+    std::set<std::string> planned;
+    for (const ExportPlanItem& it : plan.items) {
+        const Tensor* t = m.find(it.tensor);
+        if (!t)
+            continue;
+        planned.insert(it.tensor);
+        const int64_t n = t->numel();
+        const int64_t payload = (n * int64_t(it.spec.bits) + 7) / 8;
+        const int64_t scales = scaleCount(*t, it.spec);
+        // Same accounting as QuantizedTensor::bytesAfter (fp16 scales for Q8_0, else
+        // float32 scale + int32 zero point).
+        const int64_t after = payload + (it.spec.scheme == Scheme::Q8_0 ? 2 * scales : 8 * scales);
+        s.quantizedBefore += storedBytes(*t);
+        s.quantizedAfter += after;
+    }
+    for (const Tensor& t : m.tensors) {
+        const int64_t b = storedBytes(t);
+        s.modelBefore += b;
+        if (!planned.count(t.name))
+            s.modelAfter += b;
+    }
+    s.modelAfter += s.quantizedAfter;
+    return s;
+}
+
+Result<ExportReport> runExportPlan(const Model& m, const ExportPlan& plan, const ExportOptions& opts,
+                                   const ExportProgress& progress)
+{
+    if (plan.items.empty())
+        return makeError("nothing-to-export", "no tensors chosen for export");
+    std::vector<ExportEntry> entries;
+    entries.reserve(plan.items.size());
+    const double n = double(plan.items.size());
+    for (size_t i = 0; i < plan.items.size(); ++i) {
+        const ExportPlanItem& it = plan.items[i];
+        if (!exportdetail::report(progress, 0.5 * double(i) / n, "quantizing " + it.tensor))
+            return exportdetail::cancelled(opts.outPath);
+        auto e = quantizeForExport(m, it.tensor, it.spec);
+        if (!e)
+            return e.error();
+        entries.push_back(std::move(*e));
+    }
+    ExportProgress second;
+    if (progress)
+        second = [&progress](double f, const std::string& what) { return progress(0.5 + 0.5 * f, what); };
+    return exportModel(m, entries, opts, second);
+}
+
+}  // namespace quantlens

@@ -1,0 +1,60 @@
+#pragma once
+// What the GUI's export dialog writes: which tensors, each with its own spec (the
+// model-wide choice or what the user tuned on that layer), the bytes before and after,
+// and the quantize-then-write job with progress and cancel.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/exporter.h"
+#include "model.h"
+#include "quant/quantspec.h"
+#include "result.h"
+#include "session.h"
+
+namespace quantlens {
+
+enum class ExportChoice {
+    AllLinear,  // every linear layer's weight
+    Selected,   // the session's exportSelection
+};
+
+struct ExportPlanItem {
+    std::string tensor;
+    QuantSpec spec;
+    bool tuned = false;  // spec comes from the session's per-layer override
+};
+
+struct ExportPlan {
+    std::vector<ExportPlanItem> items;
+    std::vector<std::string> keptFloat;  // linear weights left in float32 on purpose
+    std::vector<std::string> skipped;    // chosen but not quantizable (not decodable, rank 0)
+};
+
+struct ExportPlanOptions {
+    ExportChoice choice = ExportChoice::AllLinear;
+    bool useOverrides = true;   // per-layer tuned specs; false: the default spec everywhere
+    bool honourKeepFloat = true;  // drop session.keepFloat from the plan
+};
+
+ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOptions& opt);
+
+// Sizes for the dialog's summary. `quantized*` cover the plan's tensors; the model totals
+// count every other tensor at its stored size.
+struct ExportSizes {
+    int64_t quantizedBefore = 0;  // the planned tensors as stored
+    int64_t quantizedAfter = 0;   // their integer payload + scales + zero points
+    int64_t modelBefore = 0;
+    int64_t modelAfter = 0;
+    double ratio() const { return quantizedAfter > 0 ? double(quantizedBefore) / double(quantizedAfter) : 0.0; }
+};
+ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan);
+
+int64_t storedBytes(const Tensor& t);  // the tensor's size in its file's dtype
+
+// Quantizes every item (first half of the progress) and writes them (second half).
+// Cancelling leaves nothing under opts.outPath.
+Result<ExportReport> runExportPlan(const Model& m, const ExportPlan& plan, const ExportOptions& opts,
+                                   const ExportProgress& progress = {});
+
+}  // namespace quantlens
