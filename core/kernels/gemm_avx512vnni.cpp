@@ -108,16 +108,23 @@ void blockF32(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b, co
 template <int NB>
 void panelS32(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, int64_t groups, int32_t* c, int64_t ldc, int64_t cols)
 {
+    // ceil(m/6) blocks of nearly equal height (32 = 6+6+5+5+5+5, 8 = 4+4) instead of 6s
+    // and a remainder: every block streams the whole panel, and a short tail block (8 = 6+2)
+    // pays that for few rows and too few independent accumulators to hide vpdpbusd latency.
+    const int64_t blocks = (m + kMR - 1) / kMR;
+    const int64_t base = m / blocks, extra = m % blocks;
     int64_t i = 0;
-    for (; i + kMR <= m; i += kMR)
-        blockS32<kMR, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols);
-    switch (m - i) {
-    case 1: blockS32<1, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
-    case 2: blockS32<2, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
-    case 3: blockS32<3, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
-    case 4: blockS32<4, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
-    case 5: blockS32<5, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
-    default: break;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t rows = base + (blk < extra ? 1 : 0);
+        switch (rows) {
+        case 6: blockS32<6, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
+        case 5: blockS32<5, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
+        case 4: blockS32<4, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
+        case 3: blockS32<3, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
+        case 2: blockS32<2, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
+        default: blockS32<1, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
+        }
+        i += rows;
     }
 }
 
@@ -125,16 +132,21 @@ template <int NB>
 void panelF32(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, int64_t groups, const int32_t* colSum,
               const Requant& rq, int64_t col0, float* y, int64_t ldy, int64_t cols)
 {
+    // Same row split as panelS32.
+    const int64_t blocks = (m + kMR - 1) / kMR;
+    const int64_t base = m / blocks, extra = m % blocks;
     int64_t i = 0;
-    for (; i + kMR <= m; i += kMR)
-        blockF32<kMR, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols);
-    switch (m - i) {
-    case 1: blockF32<1, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
-    case 2: blockF32<2, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
-    case 3: blockF32<3, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
-    case 4: blockF32<4, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
-    case 5: blockF32<5, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
-    default: break;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t rows = base + (blk < extra ? 1 : 0);
+        switch (rows) {
+        case 6: blockF32<6, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
+        case 5: blockF32<5, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
+        case 4: blockF32<4, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
+        case 3: blockF32<3, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
+        case 2: blockF32<2, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
+        default: blockF32<1, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
+        }
+        i += rows;
     }
 }
 
