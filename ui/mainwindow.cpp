@@ -23,6 +23,7 @@
 #include <QSplitter>
 #include <QStatusBar>
 #include <QTabWidget>
+#include <QToolButton>
 #include <QTreeView>
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
@@ -33,6 +34,7 @@
 #include <type_traits>
 
 #include "channelplot.h"
+#include "exportdialog.h"
 #include "formatting.h"
 #include "heatmapplot.h"
 #include "heatmapview.h"
@@ -234,6 +236,15 @@ void MainWindow::buildUi()
     statusBar()->addWidget(statusFile_, 1);
     statusBar()->addPermanentWidget(statusInfo_);
     statusBar()->addPermanentWidget(progress_);
+    cancel_ = new QToolButton(this);
+    cancel_->setObjectName(QStringLiteral("cancelButton"));
+    cancel_->setText(tr("Cancel"));
+    cancel_->setToolTip(tr("Stop opening the file / computing the model statistics (Esc)"));
+    cancel_->hide();
+    statusBar()->addPermanentWidget(cancel_);
+    connect(cancel_, &QToolButton::clicked, this, &MainWindow::cancelBackgroundWork);
+    connect(treeModel_, &TensorTreeModel::checkedChanged, this,
+            [this] { session_.exportSelection = treeModel_->checkedNames(); });
 
     connect(controls_, &QuantControls::specChanged, this, &MainWindow::onSpecChanged);
     connect(controls_, &QuantControls::logScaleToggled, histogram_, &HistogramPlot::setLogScale);
@@ -261,6 +272,11 @@ void MainWindow::buildMenus()
     file->addAction(tr("Open &demo model"), this, &MainWindow::openDemo);
     recentMenu_ = file->addMenu(tr("Open &recent"));
     file->addSeparator();
+    QAction* exportAct = file->addAction(tr("&Export quantized…"), this, [this] { openExportDialog(); });
+    exportAct->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
+    file->addAction(tr("Save &session…"), this, &MainWindow::saveSessionDialog);
+    file->addAction(tr("&Load session…"), this, &MainWindow::loadSessionDialog);
+    file->addSeparator();
     QAction* saveHist = file->addAction(tr("Save &histogram as…"), this, &MainWindow::saveHistogram);
     saveHist->setShortcut(QKeySequence::Save);
     file->addAction(tr("Save heat&maps as…"), this, &MainWindow::saveHeatmaps);
@@ -276,6 +292,21 @@ void MainWindow::buildMenus()
         filter_->selectAll();
     });
     find->setShortcut(QKeySequence::Find);
+
+    QAction* tickLinear = edit->addAction(tr("&Tick all linear layers for export"), this, [this] { treeModel_->checkAllLinear(); });
+    tickLinear->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_A));
+    edit->addAction(tr("&Untick all"), this, [this] { treeModel_->clearChecks(); });
+    edit->addAction(tr("&Forget this layer's tuning"), this, [this] {
+        if (!model_ || current_ < 0)
+            return;
+        session_.overrides.erase(model_->tensors[size_t(current_)].name);
+        applyingSpec_ = true;
+        controls_->setSpec(session_.defaultSpec);
+        applyingSpec_ = false;
+        refreshTuned();
+    });
+    QAction* cancelAct = edit->addAction(tr("&Cancel background work"), this, &MainWindow::cancelBackgroundWork);
+    cancelAct->setShortcut(QKeySequence(Qt::Key_Escape));
 
     QMenu* view = menuBar()->addMenu(tr("&View"));
     nextAction_ = view->addAction(tr("&Next linear layer"), this, &MainWindow::nextLayer);
@@ -338,6 +369,7 @@ void MainWindow::startLoad(const QString& label, std::function<Loaded()> job)
 {
     const uint64_t gen = ++loadGen_;
     loading_ = true;
+    cancel_->show();
     progress_->setRange(0, 0);
     progress_->setFormat(tr("opening…"));
     progress_->show();
@@ -375,6 +407,15 @@ void MainWindow::setModel(std::shared_ptr<const Model> model, const QString& lab
 {
     model_ = std::move(model);
     sourceLabel_ = model_->synthetic ? tr("synthetic demo") : label;
+    {
+        // Per-layer choices belong to the model they were made on; the model-wide spec stays.
+        Session fresh;
+        fresh.defaultSpec = session_.defaultSpec;
+        fresh.modelPath = model_->synthetic ? std::string() : QFile::encodeName(label).toStdString();
+        fresh.modelTensors = int64_t(model_->tensors.size());
+        fresh.modelFingerprint = modelFingerprint(*model_);
+        session_ = std::move(fresh);
+    }
     current_ = -1;
     ++matrixGen_;
     ++quantGen_;
@@ -461,11 +502,12 @@ void MainWindow::showTensorAt(int t)
     ++quantGen_;  // an in-flight result belongs to the previous tensor
     matrix_.reset();
     outcome_.reset();
-    if (controls_->spec().calib == CalibMethod::Manual) {
-        // A dragged range belongs to the tensor it was dragged on.
-        QuantSpec s = controls_->spec();
-        s.calib = CalibMethod::MinMax;
-        controls_->setSpec(s);
+    {
+        // A tuned range belongs to the tensor it was tuned on: show this tensor's own
+        // choice, or the model-wide one.
+        applyingSpec_ = true;
+        controls_->setSpec(session_.specFor(model_->tensors[size_t(t)].name));
+        applyingSpec_ = false;
     }
     const Tensor tensor = model_->tensors[size_t(t)];  // cheap: a view plus keep-alive
     const QString name = qs(tensor.name);
@@ -551,9 +593,36 @@ void MainWindow::selectNeighbourLayer(int step)
 
 void MainWindow::onSpecChanged()
 {
+    if (!applyingSpec_)
+        recordSpec();
     requestQuantize();
-    if (!haveSummarySpec_ || !sameModelWide(modelWideSpec(controls_->spec()), summarySpec_))
+    if (model_ && (!haveSummarySpec_ || !sameModelWide(modelWideSpec(session_.defaultSpec), summarySpec_)))
         restartSummaries();
+}
+
+void MainWindow::recordSpec()
+{
+    const QuantSpec s = controls_->spec();
+    const bool onTensor = model_ && current_ >= 0 && size_t(current_) < model_->tensors.size();
+    if (s.calib == CalibMethod::Manual) {
+        if (onTensor)
+            session_.overrides[model_->tensors[size_t(current_)].name] = s;
+    } else {
+        // Scheme, granularity and calibrator choices are model-wide; this tensor follows them again.
+        session_.defaultSpec = s;
+        if (onTensor)
+            session_.overrides.erase(model_->tensors[size_t(current_)].name);
+    }
+    refreshTuned();
+}
+
+void MainWindow::refreshTuned()
+{
+    std::map<std::string, QString> tuned;
+    for (const auto& [name, spec] : session_.overrides)
+        tuned[name] = qs(schemeName(spec.scheme)) + QStringLiteral(", ") + qs(granularityName(spec)) +
+                      QStringLiteral(", ") + qs(calibName(spec));
+    treeModel_->setTuned(tuned);
 }
 
 void MainWindow::requestQuantize()
@@ -634,7 +703,7 @@ void MainWindow::applyOutcome(std::shared_ptr<const QuantOutcome> q)
 void MainWindow::restartSummaries()
 {
     summaryWatcher_->future().cancel();
-    const QuantSpec spec = modelWideSpec(controls_->spec());
+    const QuantSpec spec = modelWideSpec(session_.defaultSpec);
     summarySpec_ = spec;
     haveSummarySpec_ = true;
     treeModel_->clearSummaries();
@@ -689,6 +758,7 @@ void MainWindow::checkIdle()
     } else {
         progress_->hide();
     }
+    cancel_->setVisible(loading_ || summaryRunning_);
     if (isIdle())
         emit becameIdle();
 }
@@ -742,20 +812,29 @@ void MainWindow::saveHistogram()
 {
     const QString path = QFileDialog::getSaveFileName(this, tr("Save histogram"), QStringLiteral("histogram.png"),
                                                       tr("PNG image (*.png);;PDF (*.pdf)"));
-    if (path.isEmpty())
-        return;
+    if (!path.isEmpty())
+        saveHistogramTo(path);
+}
+
+bool MainWindow::saveHistogramTo(const QString& path)
+{
     const bool ok = path.endsWith(QStringLiteral(".pdf"), Qt::CaseInsensitive) ? histogram_->savePdf(path)
                                                                                 : histogram_->savePng(path);
     if (!ok)
         showError(tr("Cannot save"), tr("Could not write %1").arg(path));
+    return ok;
 }
 
 void MainWindow::saveHeatmaps()
 {
     const QString path = QFileDialog::getSaveFileName(this, tr("Save heatmaps"), QStringLiteral("heatmaps.png"),
                                                       tr("PNG image (*.png);;PDF (*.pdf)"));
-    if (path.isEmpty())
-        return;
+    if (!path.isEmpty())
+        saveHeatmapsTo(path);
+}
+
+bool MainWindow::saveHeatmapsTo(const QString& path)
+{
     bool ok = false;
     if (path.endsWith(QStringLiteral(".pdf"), Qt::CaseInsensitive)) {
         QPdfWriter pdf(path);
@@ -770,6 +849,128 @@ void MainWindow::saveHeatmaps()
     }
     if (!ok)
         showError(tr("Cannot save"), tr("Could not write %1").arg(path));
+    return ok;
+}
+
+// ---------------------------------------------------------------- sessions, export
+
+void MainWindow::saveSessionDialog()
+{
+    if (!model_)
+        return;
+    QString suggestion = QStringLiteral("quantlens-session.json");
+    if (!model_->synthetic)
+        suggestion = QFileInfo(sourceLabel_).absolutePath() + QLatin1Char('/') + QFileInfo(sourceLabel_).completeBaseName() +
+                     QStringLiteral(".quantlens.json");
+    const QString path = QFileDialog::getSaveFileName(this, tr("Save session"), suggestion, tr("Quantlens session (*.json)"));
+    if (!path.isEmpty() && saveSessionTo(path))
+        statusBar()->showMessage(tr("Session saved to %1").arg(path), 5000);
+}
+
+void MainWindow::loadSessionDialog()
+{
+    if (!model_)
+        return;
+    const QString path = QFileDialog::getOpenFileName(this, tr("Load session"), QString(), tr("Quantlens session (*.json);;All files (*)"));
+    if (!path.isEmpty())
+        loadSessionFrom(path);
+}
+
+bool MainWindow::saveSessionTo(const QString& path)
+{
+    if (!model_) {
+        showError(tr("Cannot save session"), tr("Open a model first."));
+        return false;
+    }
+    session_.exportSelection = treeModel_->checkedNames();
+    if (Status st = saveSession(QFile::encodeName(path).toStdString(), session_); !st) {
+        showError(tr("Cannot save session"), tr("Could not save %1:\n%2").arg(path, qs(st.error().oneLine())),
+                  qs(st.error().oneLine()));
+        return false;
+    }
+    return true;
+}
+
+bool MainWindow::loadSessionFrom(const QString& path)
+{
+    if (!model_) {
+        showError(tr("Cannot load session"), tr("Open the model the session belongs to first."));
+        return false;
+    }
+    auto loaded = loadSession(QFile::encodeName(path).toStdString());
+    if (!loaded) {
+        showError(tr("Cannot load session"), tr("Could not load %1:\n%2").arg(path, qs(loaded.error().oneLine())),
+                  qs(loaded.error().oneLine()));
+        return false;
+    }
+    SessionApplied a = applySession(*loaded, *model_);
+    // The session describes choices; the identity of the open model stays.
+    a.session.modelPath = session_.modelPath;
+    a.session.modelTensors = session_.modelTensors;
+    a.session.modelFingerprint = session_.modelFingerprint;
+    session_ = a.session;
+    treeModel_->setCheckedNames(session_.exportSelection);
+    refreshTuned();
+    if (current_ >= 0) {
+        applyingSpec_ = true;
+        controls_->setSpec(session_.specFor(model_->tensors[size_t(current_)].name));
+        applyingSpec_ = false;
+        requestQuantize();
+    }
+    restartSummaries();
+    QString msg = tr("Session applied: %1 tuned layers, %2 ticked for export").arg(session_.overrides.size()).arg(session_.exportSelection.size());
+    if (!a.missing.empty())
+        msg += tr("; %1 names are not in this model").arg(a.missing.size());
+    statusBar()->showMessage(msg, 8000);
+    if (!a.sameModel || !a.missing.empty()) {
+        QStringList names;
+        for (size_t i = 0; i < a.missing.size() && i < 10; ++i)
+            names << qs(a.missing[i]);
+        if (a.missing.size() > 10)
+            names << tr("… and %1 more").arg(a.missing.size() - 10);
+        lastError_ = msg;
+        if (interactive_) {
+            auto* box = new QMessageBox(QMessageBox::Information, tr("Session made on another model"),
+                                        tr("%1 was saved for a model with different tensors (%2).\n%3%4")
+                                            .arg(QFileInfo(path).fileName(), qs(loaded->modelPath.empty() ? std::string("unknown file") : loaded->modelPath), msg,
+                                                 names.isEmpty() ? QString() : QStringLiteral(":\n") + names.join(QLatin1Char('\n'))),
+                                        QMessageBox::Ok, this);
+            box->setObjectName(QStringLiteral("sessionWarning"));
+            box->setAttribute(Qt::WA_DeleteOnClose);
+            box->open();
+        }
+    }
+    return true;
+}
+
+ExportDialog* MainWindow::openExportDialog()
+{
+    if (!model_) {
+        showError(tr("Nothing to export"), tr("Open a model first."));
+        return nullptr;
+    }
+    session_.exportSelection = treeModel_->checkedNames();
+    auto* d = new ExportDialog(model_, session_, model_->synthetic ? QString() : sourceLabel_, this);
+    d->setAttribute(Qt::WA_DeleteOnClose);
+    d->setWindowModality(Qt::WindowModal);
+    connect(d, &ExportDialog::exportFinished, this, [this, d](bool ok) {
+        if (ok && d->lastOutcome())
+            statusBar()->showMessage(tr("Exported %1").arg(d->lastOutcome()->path), 8000);
+    });
+    d->show();
+    return d;
+}
+
+void MainWindow::cancelBackgroundWork()
+{
+    if (loading_) {
+        ++loadGen_;  // the reader's result, when it comes, is dropped
+        loading_ = false;
+        statusBar()->showMessage(tr("Opening cancelled"), 5000);
+    }
+    if (summaryRunning_)
+        summaryWatcher_->future().cancel();
+    checkIdle();
 }
 
 void MainWindow::loadSettings()
@@ -800,8 +1001,8 @@ void MainWindow::saveSettings() const
     s.setValue(QStringLiteral("rightSplit"), rightSplit_->saveState());
     s.setValue(QStringLiteral("topSplit"), topSplit_->saveState());
     s.setValue(QStringLiteral("recentFiles"), recent_);
-    s.setValue(QStringLiteral("scheme"), qs(schemeName(controls_->spec().scheme)));
-    s.setValue(QStringLiteral("granularity"), qs(granularityName(controls_->spec())));
+    s.setValue(QStringLiteral("scheme"), qs(schemeName(session_.defaultSpec.scheme)));
+    s.setValue(QStringLiteral("granularity"), qs(granularityName(session_.defaultSpec)));
 }
 
 void MainWindow::closeEvent(QCloseEvent* e)

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "model.h"
+#include "session.h"
 #include "tensoranalysis.h"
 
 class QAction;
@@ -20,11 +21,13 @@ class QProgressBar;
 class QSortFilterProxyModel;
 class QSplitter;
 class QTabWidget;
+class QToolButton;
 class QTreeView;
 
 namespace quantlens::ui {
 
 class ChannelPlot;
+class ExportDialog;
 class HeatmapView;
 class HistogramPlot;
 class ModelOverview;
@@ -73,11 +76,26 @@ public:
     ChannelPlot* channels() const { return channels_; }
     RunPanel* runPanel() const { return runPanel_; }
     QTabWidget* tabs() const { return tabs_; }
+    QToolButton* cancelButton() const { return cancel_; }
+    QMenu* recentMenu() const { return recentMenu_; }
+
+    // The user's per-layer choices: the model-wide spec, what was tuned on each tensor
+    // (a manual range, with the scheme it was tuned under), the tensors ticked for export.
+    const Session& session() const { return session_; }
+    bool saveSessionTo(const QString& path);    // false: lastError() says why
+    bool loadSessionFrom(const QString& path);  // applies it to the open model
+    // File ▸ Export quantized…; the dialog is window-modal and deletes itself on close.
+    ExportDialog* openExportDialog();
+    bool saveHistogramTo(const QString& path);  // .pdf or an image format by suffix
+    bool saveHeatmapsTo(const QString& path);
 
 public slots:
     void nextLayer();
     void previousLayer();
     void showOpenDialog();
+    // Stops what the status bar's progress shows: an open in progress is abandoned (the
+    // window goes back to the previous model at once), the whole-model statistics stop.
+    void cancelBackgroundWork();
 
 signals:
     void modelLoaded();
@@ -116,6 +134,10 @@ private:
     void rebuildRecentMenu();
     void saveHistogram();
     void saveHeatmaps();
+    void saveSessionDialog();
+    void loadSessionDialog();
+    void recordSpec();
+    void refreshTuned();
     void loadSettings();
     void saveSettings() const;
 
@@ -138,6 +160,7 @@ private:
     QLabel* statusFile_ = nullptr;
     QLabel* statusInfo_ = nullptr;
     QProgressBar* progress_ = nullptr;
+    QToolButton* cancel_ = nullptr;
     QMenu* recentMenu_ = nullptr;
     QAction* nextAction_ = nullptr;
     QAction* prevAction_ = nullptr;
@@ -162,6 +185,8 @@ private:
     bool haveSummarySpec_ = false;
     QFutureWatcher<TensorSummary>* summaryWatcher_ = nullptr;
     QStringList recent_;
+    Session session_;
+    bool applyingSpec_ = false;  // controls_ shows a stored spec: not a user choice
 };
 
 }  // namespace quantlens::ui

@@ -13,11 +13,20 @@
 
 namespace quantlens::ui {
 
+namespace {
+int64_t storedSize(const Tensor& t)
+{
+    auto b = byteSizeFor(t.dtype, t.numel());
+    return b ? *b : int64_t(t.data.size());
+}
+}  // namespace
+
 struct TensorTreeModel::Node {
     QString name;      // one path segment
     QString fullName;  // the full tensor name or module prefix
     int tensor = -1;   // index into Model::tensors for leaves
     int64_t params = 0;
+    int64_t bytes = 0;  // stored bytes of the tensors below
     bool linear = false;
     Node* parent = nullptr;
     int row = 0;
@@ -55,10 +64,14 @@ void TensorTreeModel::reset(std::shared_ptr<const Model> model)
     leafOf_.clear();
     summary_.clear();
     linear_.clear();
+    checked_.clear();
+    tuned_.clear();
     if (model_) {
         const size_t n = model_->tensors.size();
         leafOf_.assign(n, nullptr);
         summary_.assign(n, TensorSummary{});
+        checked_.assign(n, 0);
+        tuned_.clear();
         std::unordered_set<const Tensor*> linearWeights;
         for (const LinearLayer& l : findLinearLayers(*model_))
             linearWeights.insert(l.weight);
@@ -82,8 +95,11 @@ void TensorTreeModel::reset(std::shared_ptr<const Model> model)
             leaf->linear = linearWeights.count(&t) > 0;
             if (leaf->linear)
                 linear_.push_back(int(i));
-            for (Node* p = at; p; p = p->parent)
+            leaf->bytes = storedSize(t);
+            for (Node* p = at; p; p = p->parent) {
                 p->params += t.group.empty() ? t.numel() : 0;
+                p->bytes += t.group.empty() ? leaf->bytes : 0;
+            }
             leafOf_[i] = leaf;
         }
     }
@@ -105,6 +121,82 @@ void TensorTreeModel::clearSummaries()
         s = TensorSummary{};
     for (const Node* leaf : leafOf_)
         emit dataChanged(indexOf(leaf, MinColumn), indexOf(leaf, ClampedColumn));
+}
+
+std::set<std::string> TensorTreeModel::checkedNames() const
+{
+    std::set<std::string> out;
+    for (size_t i = 0; i < checked_.size(); ++i)
+        if (checked_[i])
+            out.insert(model_->tensors[i].name);
+    return out;
+}
+
+void TensorTreeModel::setCheckedNames(const std::set<std::string>& names)
+{
+    for (size_t i = 0; i < checked_.size(); ++i) {
+        const uint8_t want = names.count(model_->tensors[i].name) && model_->tensors[i].decodable() ? 1 : 0;
+        if (checked_[i] != want) {
+            checked_[i] = want;
+            const QModelIndex idx = indexOf(leafOf_[i], NameColumn);
+            emit dataChanged(idx, idx, {Qt::CheckStateRole});
+        }
+    }
+    emit checkedChanged();
+}
+
+void TensorTreeModel::checkAllLinear()
+{
+    std::set<std::string> names = checkedNames();
+    for (int t : linear_)
+        names.insert(model_->tensors[size_t(t)].name);
+    setCheckedNames(names);
+}
+
+void TensorTreeModel::clearChecks() { setCheckedNames({}); }
+
+void TensorTreeModel::setTuned(const std::map<std::string, QString>& tuned)
+{
+    std::map<int, QString> next;
+    for (size_t i = 0; model_ && i < model_->tensors.size(); ++i) {
+        auto it = tuned.find(model_->tensors[i].name);
+        if (it != tuned.end())
+            next[int(i)] = it->second;
+    }
+    std::set<int> touched;
+    for (const auto& [t, d] : tuned_)
+        touched.insert(t);
+    for (const auto& [t, d] : next)
+        touched.insert(t);
+    tuned_ = std::move(next);
+    for (int t : touched) {
+        const QModelIndex idx = indexOf(leafOf_[size_t(t)], NameColumn);
+        emit dataChanged(idx, idx, {Qt::FontRole, Qt::DisplayRole, Qt::ToolTipRole, TunedRole});
+    }
+}
+
+Qt::ItemFlags TensorTreeModel::flags(const QModelIndex& index) const
+{
+    Qt::ItemFlags f = QAbstractItemModel::flags(index);
+    if (!index.isValid() || index.column() != NameColumn)
+        return f;
+    const Node* n = nodeFor(index);
+    if (n->tensor >= 0 && model_ && model_->tensors[size_t(n->tensor)].decodable())
+        f |= Qt::ItemIsUserCheckable;
+    return f;
+}
+
+bool TensorTreeModel::setData(const QModelIndex& index, const QVariant& value, int role)
+{
+    if (role != Qt::CheckStateRole || !index.isValid() || index.column() != NameColumn)
+        return false;
+    const Node* n = nodeFor(index);
+    if (n->tensor < 0 || !(flags(index) & Qt::ItemIsUserCheckable))
+        return false;
+    checked_[size_t(n->tensor)] = value.toInt() == Qt::Checked ? 1 : 0;
+    emit dataChanged(index, index, {Qt::CheckStateRole});
+    emit checkedChanged();
+    return true;
 }
 
 QModelIndex TensorTreeModel::indexForTensor(int t) const
@@ -156,11 +248,12 @@ QVariant TensorTreeModel::headerData(int section, Qt::Orientation orientation, i
     if (orientation != Qt::Horizontal || section < 0 || section >= ColumnCount)
         return {};
     if (role == Qt::DisplayRole) {
-        static const char* names[] = {"Name", "Shape", "DType", "Parameters", "Min", "Max", "SQNR", "Clamped"};
+        static const char* names[] = {"Name", "Shape", "DType", "Parameters", "Size", "Min", "Max", "SQNR", "Clamped"};
         return QString::fromLatin1(names[section]);
     }
     if (role == Qt::ToolTipRole) {
         switch (section) {
+        case SizeColumn: return tr("Bytes as stored in the file");
         case SqnrColumn: return tr("Signal-to-quantization-noise ratio under the chosen scheme (computed in the background)");
         case ClampedColumn: return tr("Share of values outside the scheme's clamp range");
         default: return {};
@@ -183,14 +276,20 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
     case TensorIndexRole: return n->tensor;
     case FullNameRole: return n->fullName;
     case IsLinearRole: return n->linear;
+    case TunedRole: return n->tensor >= 0 && tuned_.count(n->tensor) > 0;
+    case Qt::CheckStateRole:
+        if (col == NameColumn && t && t->decodable())
+            return checked_[size_t(n->tensor)] ? Qt::Checked : Qt::Unchecked;
+        return {};
     case Qt::TextAlignmentRole:
         if (col >= ParamsColumn)
             return QVariant::fromValue(Qt::AlignRight | Qt::AlignVCenter);
         return {};
     case Qt::FontRole:
-        if (n->linear && col == NameColumn) {
+        if ((n->linear || tuned_.count(n->tensor)) && col == NameColumn) {
             QFont f;
-            f.setBold(true);
+            f.setBold(n->linear);
+            f.setItalic(n->tensor >= 0 && tuned_.count(n->tensor) > 0);
             return f;
         }
         return {};
@@ -207,6 +306,8 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
                            : tr("\nlinear layer weight [out, in]");
             if (t && !t->note.empty())
                 tip += QLatin1Char('\n') + qs(t->note);
+            if (auto it = tuned_.find(n->tensor); n->tensor >= 0 && it != tuned_.end())
+                tip += tr("\ntuned on this layer: %1").arg(it->second);
             if (s && !s->ok && !s->error.empty())
                 tip += QLatin1Char('\n') + qs(s->error);
             return tip;
@@ -218,6 +319,7 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
         case ShapeColumn: return t ? double(t->numel()) : 0.0;
         case DTypeColumn: return t ? qs(std::string(dtypeName(t->dtype))) : QString();
         case ParamsColumn: return double(n->params);
+        case SizeColumn: return double(t ? storedSize(*t) : n->bytes);
         case MinColumn: return haveSummary ? s->min : 0.0;
         case MaxColumn: return haveSummary ? s->max : 0.0;
         case SqnrColumn: return haveSummary ? s->sqnrDb : 0.0;
@@ -226,13 +328,15 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
         }
     case Qt::DisplayRole:
         switch (col) {
-        case NameColumn: return n->name;
+        case NameColumn:
+            return n->tensor >= 0 && tuned_.count(n->tensor) ? n->name + QStringLiteral(" \u270E") : n->name;
         case ShapeColumn: return t ? formatShape(t->shape) : QString();
         case DTypeColumn:
             if (!t)
                 return QString();
             return t->dtype == DType::Opaque ? qs(t->opaqueType) : qs(std::string(dtypeName(t->dtype)));
         case ParamsColumn: return formatCount(n->params);
+        case SizeColumn: return formatBytes(t ? storedSize(*t) : n->bytes);
         case MinColumn: return haveSummary ? formatNumber(s->min, 4) : QString();
         case MaxColumn: return haveSummary ? formatNumber(s->max, 4) : QString();
         case SqnrColumn: return haveSummary ? formatDb(s->sqnrDb) : QString();

@@ -2,7 +2,10 @@
 #include <QAbstractItemModel>
 #include <QString>
 
+#include <map>
 #include <memory>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "model.h"
@@ -16,12 +19,13 @@ namespace quantlens::ui {
 class TensorTreeModel : public QAbstractItemModel {
     Q_OBJECT
 public:
-    enum Column { NameColumn, ShapeColumn, DTypeColumn, ParamsColumn, MinColumn, MaxColumn, SqnrColumn, ClampedColumn, ColumnCount };
+    enum Column { NameColumn, ShapeColumn, DTypeColumn, ParamsColumn, SizeColumn, MinColumn, MaxColumn, SqnrColumn, ClampedColumn, ColumnCount };
     enum Role {
         TensorIndexRole = Qt::UserRole + 1,  // int, -1 for module nodes
         FullNameRole,                        // QString, the tensor's or module's full path
         SortRole,                            // numbers as double, text as QString
         IsLinearRole,                        // bool
+        TunedRole,                           // bool: the user tuned this tensor's own spec
     };
 
     explicit TensorTreeModel(QObject* parent = nullptr);
@@ -30,6 +34,15 @@ public:
     void reset(std::shared_ptr<const Model> model);
     void setSummary(const TensorSummary& s);
     void clearSummaries();  // the scheme changed: the SQNR/clamped columns are stale
+
+    // Export selection: a check box on every decodable tensor (Name column).
+    std::set<std::string> checkedNames() const;
+    void setCheckedNames(const std::set<std::string>& names);  // emits checkedChanged once
+    void checkAllLinear();
+    void clearChecks();
+    // Tensors with their own tuned spec (name -> one-line description for the tooltip),
+    // shown in italics with a pencil.
+    void setTuned(const std::map<std::string, QString>& tuned);
 
     QModelIndex indexForTensor(int tensorIndex) const;
     static int tensorIndex(const QModelIndex& idx) { return idx.isValid() ? idx.data(TensorIndexRole).toInt() : -1; }
@@ -41,6 +54,11 @@ public:
     int columnCount(const QModelIndex& parent = {}) const override;
     QVariant data(const QModelIndex& index, int role = Qt::DisplayRole) const override;
     QVariant headerData(int section, Qt::Orientation orientation, int role = Qt::DisplayRole) const override;
+    Qt::ItemFlags flags(const QModelIndex& index) const override;
+    bool setData(const QModelIndex& index, const QVariant& value, int role = Qt::EditRole) override;
+
+signals:
+    void checkedChanged();
 
 private:
     struct Node;
@@ -52,6 +70,8 @@ private:
     std::vector<Node*> leafOf_;          // tensor index -> leaf
     std::vector<TensorSummary> summary_;  // tensor index -> summary (ok=false: not yet)
     std::vector<int> linear_;
+    std::vector<uint8_t> checked_;          // tensor index -> ticked for export
+    std::map<int, QString> tuned_;          // tensor index -> description
 };
 
 }  // namespace quantlens::ui
