@@ -1,0 +1,973 @@
+#include "sensitivitypanel.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QFormLayout>
+#include <QGridLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QMouseEvent>
+#include <QPlainTextEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QRadioButton>
+#include <QScrollArea>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QTableWidget>
+#include <QToolTip>
+#include <QVBoxLayout>
+#include <QtConcurrent/QtConcurrentRun>
+
+#include "qcp.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <set>
+
+#include "formatting.h"
+#include "runner/fp32linear.h"
+
+namespace quantlens::ui {
+
+// The float32 runner of one (model, heads) pair, built by the first job that needs it and
+// reused by every later run and kept-set comparison of that pair.
+struct SensitivityJobState {
+    std::shared_ptr<const Model> model;
+    EncoderOptions options;
+    std::mutex mutex;  // the pool has one thread; the lock documents who owns the runner
+    std::optional<EncoderRunner> runner;
+    std::atomic<bool> built{false};
+};
+
+struct LayerBytes {
+    int64_t values = 0;  // weight elements
+    int64_t rows = 0;    // output features: one scale each when per-channel
+};
+
+// What a finished run leaves for the kept-set comparisons: the same input, the float32
+// reference and the specs the int8 layers ran with.
+struct SensitivityBaseline {
+    std::shared_ptr<SensitivityJobState> state;
+    EncoderInput input;
+    std::vector<float> ref;
+    int64_t hidden = 0;
+    std::vector<std::string> names;  // linear prefixes in execution order
+    std::vector<QuantSpec> specs;    // per linear layer, what its int8 weights use
+    std::vector<LayerBytes> sizes;   // per linear layer
+    int64_t tunedApplied = 0;        // layers that ran with a tuned spec
+    SensitivityMetric rankBy = SensitivityMetric::Cosine;  // the report does not say
+};
+
+struct SensitivityRunOutcome {
+    QString error;
+    bool cancelled = false;
+    std::shared_ptr<const SensitivityReport> report;
+    std::shared_ptr<const SensitivityBaseline> baseline;
+};
+
+namespace {
+
+constexpr int kRowPixels = 22;  // per bar: room for one line of tick label
+constexpr int kWeightSuffixLen = 7;  // ".weight"
+const QColor kBarColor(0x4c, 0x72, 0xb0);
+
+QString weightName(const std::string& prefix) { return qs(prefix) + QStringLiteral(".weight"); }
+
+std::string layerPrefix(std::string n)
+{
+    if (n.size() > size_t(kWeightSuffixLen) && n.compare(n.size() - kWeightSuffixLen, kWeightSuffixLen, ".weight") == 0)
+        n.resize(n.size() - kWeightSuffixLen);
+    return n;
+}
+
+// The int8 encoder runs quantize_dynamic's weights only; a tuned spec contributes its range
+// and granularity (see setTunedSpecs in the header).
+QuantSpec asDynamicSpec(QuantSpec s)
+{
+    s.scheme = Scheme::TorchSymmetric;
+    s.bits = 8;
+    s.isUnsigned = false;
+    s.reduceRange = false;
+    s.axis = 0;
+    if (s.granularity == Granularity::PerGroup)
+        s.granularity = Granularity::PerChannel;
+    return s;
+}
+
+int64_t int8Bytes(const LayerBytes& b, const QuantSpec& s)
+{
+    const int64_t scales = s.granularity == Granularity::PerChannel ? b.rows : 1;
+    return b.values + 4 * scales;
+}
+
+// Tick labels: the prefix every name shares ("distilbert.transformer.") goes, but a
+// remainder that would start with the layer number keeps the word before it ("layer.0...").
+std::vector<QString> shortNames(const std::vector<QString>& names)
+{
+    if (names.size() < 2)
+        return names;
+    qsizetype common = names[0].size();
+    for (const QString& n : names) {
+        qsizetype k = 0;
+        while (k < common && k < n.size() && n[k] == names[0][k])
+            ++k;
+        common = k;
+    }
+    qsizetype cut = names[0].left(common).lastIndexOf(QLatin1Char('.')) + 1;
+    if (cut > 0 && cut < names[0].size() && names[0][cut].isDigit()) {
+        const qsizetype prev = names[0].left(cut - 1).lastIndexOf(QLatin1Char('.'));
+        cut = prev + 1;
+    }
+    std::vector<QString> out;
+    for (const QString& n : names) {
+        QString s = n.mid(cut);
+        if (s.endsWith(QStringLiteral(".weight")))
+            s.chop(kWeightSuffixLen);
+        out.push_back(s);
+    }
+    return out;
+}
+
+// No translator is installed, so %n would print "layer(s)".
+QString layers(int64_t n, const char* what = "layer")
+{
+    return QStringLiteral("%1 %2%3").arg(n).arg(QLatin1String(what)).arg(n == 1 ? QString() : QStringLiteral("s"));
+}
+
+QString cosineDamage(double cosine) { return QString::number(1.0 - cosine, 'e', 3); }
+
+struct RunJob {
+    std::shared_ptr<SensitivityJobState> state;
+    EncoderInput input;
+    SensitivityView view = SensitivityView::OneQuantized;
+    SensitivityMetric rankBy = SensitivityMetric::Cosine;
+    std::vector<std::pair<std::string, QuantSpec>> tuned;  // empty unless the box is ticked
+    std::shared_ptr<std::atomic<bool>> cancel;
+    std::function<void(int64_t, int64_t)> post;  // progress to the GUI thread
+};
+
+std::shared_ptr<const SensitivityRunOutcome> runJob(const RunJob& j)
+{
+    auto out = std::make_shared<SensitivityRunOutcome>();
+    auto cancelled = [&] {
+        out->cancelled = true;
+        return out;
+    };
+    auto fail = [&](const Error& e) {
+        out->error = qs(e.oneLine());
+        return out;
+    };
+    if (j.cancel->load())
+        return cancelled();
+    // One BLAS thread: OpenBLAS's own threads spin against the GUI's and the other jobs.
+    setBlasThreads(1);
+    std::lock_guard<std::mutex> lock(j.state->mutex);
+    if (!j.state->runner) {
+        auto r = EncoderRunner::create(*j.state->model, j.state->options);
+        if (!r)
+            return fail(r.error());
+        j.state->runner.emplace(std::move(*r));
+        j.state->built = true;
+    }
+    EncoderRunner& runner = *j.state->runner;
+    if (j.cancel->load())
+        return cancelled();
+
+    auto b = std::make_shared<SensitivityBaseline>();
+    b->state = j.state;
+    b->input = j.input;
+    b->hidden = runner.config().hidden;
+    b->names = runner.linearNames();
+    const int64_t L = runner.linearCount();
+
+    SensitivityOptions o;
+    o.view = j.view;
+    o.rankBy = j.rankBy;
+    b->rankBy = j.rankBy;
+    for (const auto& spec : j.tuned) {
+        const std::string p = layerPrefix(spec.first);
+        if (std::find(b->names.begin(), b->names.end(), p) != b->names.end())
+            o.specs.emplace_back(p, asDynamicSpec(spec.second));
+    }
+    b->specs.assign(size_t(L), o.defaultSpec);
+    for (const auto& spec : o.specs) {
+        const auto it = std::find(b->names.begin(), b->names.end(), spec.first);
+        b->specs[size_t(it - b->names.begin())] = spec.second;
+    }
+    b->tunedApplied = int64_t(o.specs.size());
+    for (const std::string& n : b->names) {
+        const Tensor* w = j.state->model->find(n + ".weight");
+        LayerBytes lb;
+        if (w && w->rank() == 2) {
+            lb.values = w->numel();
+            lb.rows = w->shape[0];
+        }
+        b->sizes.push_back(lb);
+    }
+
+    // computeSensitivity computes its own float32 pass but keeps it; this one is the
+    // reference every later kept-set comparison is measured against.
+    const int64_t total = L + 3;
+    if (auto s = runner.setAllQuantized(false); !s)
+        return fail(s.error());
+    auto ref = runner.forward(j.input);
+    if (!ref)
+        return fail(ref.error());
+    b->ref = std::move(*ref);
+    j.post(1, total);
+    if (j.cancel->load())
+        return cancelled();
+
+    o.progress = [&j, total](int64_t done, int64_t) {
+        j.post(done + 1, total);
+        return !j.cancel->load();
+    };
+    auto rep = computeSensitivity(runner, j.input, o);
+    // A Cancel that arrives as the last pass ends still wins: the user asked to stop.
+    if (j.cancel->load() || (!rep && rep.error().code == "cancelled"))
+        return cancelled();
+    if (!rep)
+        return fail(rep.error());
+    out->report = std::make_shared<const SensitivityReport>(std::move(*rep));
+    out->baseline = std::move(b);
+    return out;
+}
+
+std::shared_ptr<const KeptComparison> keptJob(std::shared_ptr<const SensitivityBaseline> b, std::vector<uint8_t> keep,
+                                              QStringList keptNames)
+{
+    auto k = std::make_shared<KeptComparison>();
+    k->kept = std::move(keptNames);
+    setBlasThreads(1);
+    std::lock_guard<std::mutex> lock(b->state->mutex);
+    if (!b->state->runner) {  // a baseline exists only after its runner was built
+        k->error = QStringLiteral("the encoder is not built");
+        return k;
+    }
+    EncoderRunner& runner = *b->state->runner;
+    for (int64_t i = 0; i < runner.linearCount(); ++i) {
+        const bool int8 = !keep[size_t(i)];
+        if (auto s = runner.setQuantized(i, int8, int8 ? &b->specs[size_t(i)] : nullptr); !s) {
+            k->error = qs(s.error().oneLine());
+            return k;
+        }
+    }
+    auto y = runner.forward(b->input);
+    if (!y) {
+        k->error = qs(y.error().oneLine());
+        return k;
+    }
+    k->cmp = compareHidden(b->ref, *y, b->input, b->hidden);
+    for (size_t i = 0; i < b->sizes.size(); ++i) {
+        k->bytesBefore += 4 * b->sizes[i].values;
+        k->bytesAfter += keep[i] ? 4 * b->sizes[i].values : int8Bytes(b->sizes[i], b->specs[i]);
+    }
+    return k;
+}
+
+}  // namespace
+
+SensitivityPanel::SensitivityPanel(QWidget* parent)
+    : QWidget(parent)
+{
+    pool_.setMaxThreadCount(1);
+
+    auto* v = new QVBoxLayout(this);
+    v->setContentsMargins(8, 8, 8, 8);
+    configLabel_ = new QLabel(this);
+    configLabel_->setObjectName(QStringLiteral("sensitivityConfig"));
+    configLabel_->setWordWrap(true);
+    configLabel_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    v->addWidget(configLabel_);
+
+    auto* controls = new QHBoxLayout;
+    auto* inputBox = new QGroupBox(tr("Input"), this);
+    auto* inputGrid = new QGridLayout(inputBox);
+    randomInput_ = new QRadioButton(tr("Random token ids (seed 1), length:"), inputBox);
+    randomInput_->setChecked(true);
+    length_ = new QSpinBox(inputBox);
+    length_->setObjectName(QStringLiteral("sensitivityLength"));
+    length_->setRange(1, 512);
+    length_->setValue(32);
+    length_->setSuffix(tr(" tokens"));
+    tokenInput_ = new QRadioButton(tr("Token ids, one sequence per line (padded to the longest):"), inputBox);
+    tokenEdit_ = new QPlainTextEdit(inputBox);
+    tokenEdit_->setObjectName(QStringLiteral("sensitivityTokens"));
+    tokenEdit_->setPlaceholderText(tr("101 7592 2088 102\n101 2023 2003 1037 3231 102"));
+    tokenEdit_->setFixedHeight(tokenEdit_->fontMetrics().lineSpacing() * 3 + 12);
+    inputGrid->addWidget(randomInput_, 0, 0);
+    inputGrid->addWidget(length_, 0, 1);
+    inputGrid->addWidget(tokenInput_, 1, 0, 1, 2);
+    inputGrid->addWidget(tokenEdit_, 2, 0, 1, 2);
+    inputGrid->setColumnStretch(0, 1);
+    controls->addWidget(inputBox, 3);
+
+    auto* analysisBox = new QGroupBox(tr("Analysis"), this);
+    auto* form = new QFormLayout(analysisBox);
+    view_ = new QComboBox(analysisBox);
+    view_->setObjectName(QStringLiteral("sensitivityView"));
+    view_->addItem(tr("only this layer int8"));
+    view_->addItem(tr("all but this layer int8"));
+    form->addRow(tr("View:"), view_);
+    rankBy_ = new QComboBox(analysisBox);
+    rankBy_->setObjectName(QStringLiteral("sensitivityRankBy"));
+    rankBy_->addItem(tr("1 − cosine of the last hidden state"));
+    rankBy_->addItem(tr("SQNR (dB) of the last hidden state"));
+    form->addRow(tr("Rank by:"), rankBy_);
+    heads_ = new QSpinBox(analysisBox);
+    heads_->setObjectName(QStringLiteral("sensitivityHeads"));
+    heads_->setRange(0, 4096);
+    heads_->setSpecialValueText(tr("infer"));
+    heads_->setToolTip(tr("Attention heads; \"infer\" reads config.json beside the weights, else hidden / 64"));
+    form->addRow(tr("Heads:"), heads_);
+    tuned_ = new QCheckBox(tr("Use my tuned ranges"), analysisBox);
+    tuned_->setObjectName(QStringLiteral("sensitivityTuned"));
+    form->addRow(QString(), tuned_);
+    controls->addWidget(analysisBox, 2);
+    v->addLayout(controls);
+
+    auto* runRow = new QHBoxLayout;
+    runButton_ = new QPushButton(tr("Run"), this);
+    runButton_->setObjectName(QStringLiteral("sensitivityRun"));
+    cancelButton_ = new QPushButton(tr("Cancel"), this);
+    cancelButton_->setObjectName(QStringLiteral("sensitivityCancel"));
+    progress_ = new QProgressBar(this);
+    progress_->setObjectName(QStringLiteral("sensitivityProgress"));
+    progress_->setRange(0, 1);
+    progress_->setValue(0);
+    progress_->setFormat(tr("%v / %m passes"));
+    progress_->setTextVisible(false);
+    progress_->setMaximumWidth(260);
+    status_ = new QLabel(this);
+    status_->setObjectName(QStringLiteral("sensitivityStatus"));
+    status_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    runRow->addWidget(runButton_);
+    runRow->addWidget(cancelButton_);
+    runRow->addWidget(progress_);
+    runRow->addWidget(status_, 1);
+    v->addLayout(runRow);
+
+    summary_ = new QLabel(this);
+    summary_->setObjectName(QStringLiteral("sensitivitySummary"));
+    summary_->setWordWrap(true);
+    summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    v->addWidget(summary_);
+
+    split_ = new QSplitter(Qt::Vertical, this);
+    auto* split = split_;
+    plotScroll_ = new QScrollArea(split);
+    plotScroll_->setWidgetResizable(true);
+    plotScroll_->setFrameShape(QFrame::NoFrame);
+    plot_ = new QCustomPlot;
+    plot_->setObjectName(QStringLiteral("sensitivityPlot"));
+    plot_->setMouseTracking(true);
+    bars_ = new QCPBars(plot_->yAxis, plot_->xAxis);  // horizontal: one row per layer
+    bars_->setBrush(kBarColor);
+    bars_->setPen(Qt::NoPen);
+    bars_->setWidth(0.7);
+    plot_->yAxis->setRangeReversed(true);  // rank 1 at the top
+    plot_->yAxis->setSubTicks(false);
+    plot_->yAxis->setTickLength(0, 4);
+    plot_->yAxis->grid()->setVisible(false);
+    plot_->xAxis->setNumberFormat(QStringLiteral("gb"));
+    allLine_ = new QCPItemStraightLine(plot_);
+    allLine_->setPen(QPen(QColor(0xc0, 0x39, 0x2b), 1.5, Qt::DashLine));
+    allLine_->setVisible(false);
+    allText_ = new QCPItemText(plot_);
+    allText_->position->setTypeX(QCPItemPosition::ptPlotCoords);
+    allText_->position->setTypeY(QCPItemPosition::ptAxisRectRatio);
+    // Above the chart, in a margin kept for it, so it never hides a bar.
+    allText_->setPositionAlignment(Qt::AlignHCenter | Qt::AlignBottom);
+    allText_->setClipToAxisRect(false);
+    plot_->axisRect()->setMinimumMargins(QMargins(0, allText_->font().pointSize() * 2 + 10, 0, 0));
+    allText_->setColor(QColor(0xc0, 0x39, 0x2b));
+    allText_->setPadding(QMargins(4, 0, 4, 2));
+    allText_->setVisible(false);
+    plotScroll_->setWidget(plot_);
+    split->addWidget(plotScroll_);
+
+    auto* lower = new QWidget(split);
+    auto* lv = new QVBoxLayout(lower);
+    lv->setContentsMargins(0, 4, 0, 0);
+    keptLabel_ = new QLabel(lower);
+    keptLabel_->setObjectName(QStringLiteral("sensitivityKept"));
+    keptLabel_->setWordWrap(true);
+    keptLabel_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    lv->addWidget(keptLabel_);
+    table_ = new QTableWidget(0, 6, lower);
+    table_->setObjectName(QStringLiteral("sensitivityTable"));
+    table_->setHorizontalHeaderLabels({tr("Rank"), tr("Layer"), tr("1 − cosine"), tr("SQNR (dB)"), tr("Max abs err"),
+                                       tr("Keep float32")});
+    table_->verticalHeader()->setVisible(false);
+    table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+    table_->setSelectionMode(QAbstractItemView::SingleSelection);
+    table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+    table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+    table_->horizontalHeader()->setSectionResizeMode(1, QHeaderView::Stretch);
+    lv->addWidget(table_, 1);
+    split->addWidget(lower);
+    split->setStretchFactor(0, 3);
+    split->setStretchFactor(1, 2);
+    split->setChildrenCollapsible(false);
+    table_->verticalHeader()->setDefaultSectionSize(table_->fontMetrics().height() + 8);
+    v->addWidget(split, 1);
+
+    runWatcher_ = new QFutureWatcher<std::shared_ptr<const SensitivityRunOutcome>>(this);
+    keptWatcher_ = new QFutureWatcher<std::shared_ptr<const KeptComparison>>(this);
+    // Connected once, before any setFuture (QFuture::then was unreliable with Qt 6.4 here).
+    connect(runWatcher_, &QFutureWatcherBase::finished, this, [this] {
+        const auto o = runWatcher_->result();
+        running_ = false;
+        progress_->setRange(0, 1);
+        progress_->setValue(0);
+        progress_->setTextVisible(false);
+        if (runWatcher_->property("gen").toULongLong() == runGen_)
+            applyOutcome(*o);
+        updateButtons();
+        emit finished();
+    });
+    connect(keptWatcher_, &QFutureWatcherBase::finished, this, [this] {
+        const auto k = keptWatcher_->result();
+        keptRunning_ = false;
+        if (keptWatcher_->property("gen").toULongLong() == keptGen_)
+            applyKept(k);
+        if (keptPending_)
+            startKeptComparison();
+    });
+    connect(runButton_, &QPushButton::clicked, this, &SensitivityPanel::run);
+    connect(cancelButton_, &QPushButton::clicked, this, &SensitivityPanel::cancel);
+    connect(heads_, &QSpinBox::valueChanged, this, [this] { inferConfig(); });
+    connect(tokenEdit_, &QPlainTextEdit::textChanged, this, [this] {
+        if (!tokenEdit_->toPlainText().trimmed().isEmpty())
+            tokenInput_->setChecked(true);
+    });
+    // A click anywhere on a layer's row counts, not only on its bar: the axis claims clicks
+    // within a few pixels of it, which is all a short bar has, and the tick label is the
+    // natural thing to click too.
+    connect(plot_, &QCustomPlot::mousePress, this, [this](QMouseEvent* e) { pressPos_ = e->position().toPoint(); });
+    connect(plot_, &QCustomPlot::mouseRelease, this, [this](QMouseEvent* e) {
+        const QPoint pos = e->position().toPoint();
+        if (e->button() != Qt::LeftButton || (pos - pressPos_).manhattanLength() > 4)
+            return;
+        const int row = rowAt(pos);
+        if (row < 0)
+            return;
+        table_->selectRow(row);
+        setStatus(tr("%1 (rank %2)").arg(barNames_[size_t(row)]).arg(row + 1));
+        emit layerActivated(barNames_[size_t(row)]);
+    });
+    connect(plot_, &QCustomPlot::mouseMove, this, [this](QMouseEvent* e) {
+        showBarTip(rowAt(e->position().toPoint()), e->globalPosition().toPoint());
+    });
+    connect(table_, &QTableWidget::itemChanged, this, [this](QTableWidgetItem* item) {
+        if (item->column() == kKeepColumn)
+            onKeepToggled();
+    });
+    connect(table_, &QTableWidget::cellDoubleClicked, this, [this](int row, int) {
+        if (row >= 0 && size_t(row) < barNames_.size())
+            emit layerActivated(barNames_[size_t(row)]);
+    });
+
+    updateTunedBox();
+    setModel(nullptr);
+}
+
+SensitivityPanel::~SensitivityPanel()
+{
+    // The jobs hold their own state; stop the analysis early and let them end before the
+    // Qt objects they post to go away.
+    if (cancel_)
+        *cancel_ = true;
+    pool_.waitForDone();
+}
+
+void SensitivityPanel::setStatus(const QString& s, bool error)
+{
+    status_->setText(s);
+    status_->setStyleSheet(error ? QStringLiteral("color: #c0392b;") : QString());
+}
+
+QString SensitivityPanel::statusText() const { return status_->text(); }
+QString SensitivityPanel::configText() const { return configLabel_->text(); }
+bool SensitivityPanel::canRun() const { return configOk_; }
+bool SensitivityPanel::isComparingKept() const { return keptRunning_ || keptPending_; }
+const SensitivityReport* SensitivityPanel::lastReport() const { return report_.get(); }
+
+QStringList SensitivityPanel::barLayers() const
+{
+    QStringList out;
+    for (const QString& n : barNames_)
+        out << n;
+    return out;
+}
+
+void SensitivityPanel::updateButtons()
+{
+    runButton_->setEnabled(configOk_ && !running_);
+    cancelButton_->setEnabled(running_);
+}
+
+void SensitivityPanel::updateTunedBox()
+{
+    tuned_->setEnabled(!tunedSpecs_.empty());
+    if (tunedSpecs_.empty()) {
+        tuned_->setChecked(false);
+        tuned_->setText(tr("Use my tuned ranges (none tuned)"));
+        tuned_->setToolTip(tr("Tune a layer's range in the inspector to compare it here"));
+    } else {
+        tuned_->setText(tr("Use my tuned ranges (%1)").arg(layers(int64_t(tunedSpecs_.size()))));
+        QStringList names;
+        for (const auto& s : tunedSpecs_)
+            names << qs(s.first);
+        tuned_->setToolTip(tr("Range and granularity of each tuned spec, with quantize_dynamic's torch-symmetric "
+                              "int8 weights:\n%1")
+                               .arg(names.join(QLatin1Char('\n'))));
+    }
+}
+
+void SensitivityPanel::setTunedSpecs(std::vector<std::pair<std::string, QuantSpec>> specs)
+{
+    tunedSpecs_ = std::move(specs);
+    updateTunedBox();
+}
+
+void SensitivityPanel::useRandomInput(int length)
+{
+    length_->setValue(length);
+    randomInput_->setChecked(true);
+}
+
+void SensitivityPanel::setTokenText(const QString& text)
+{
+    tokenEdit_->setPlainText(text);
+    tokenInput_->setChecked(true);
+}
+
+void SensitivityPanel::setModel(std::shared_ptr<const Model> model)
+{
+    if (model && model == model_)
+        return;
+    const bool hadKept = !keptFloatLayers().isEmpty();
+    model_ = std::move(model);
+    // A run or comparison still out belongs to the previous model: stop it and drop it.
+    if (cancel_)
+        *cancel_ = true;
+    ++runGen_;
+    ++keptGen_;
+    keptPending_ = false;
+    report_.reset();
+    baseline_.reset();
+    kept_.reset();
+    showReport();
+    summary_->clear();
+    keptLabel_->clear();
+    setStatus(QString());
+    {
+        // A head count given for the previous model says nothing about this one.
+        const QSignalBlocker block(heads_);
+        heads_->setValue(0);
+    }
+    inferConfig();
+    if (hadKept)
+        emit keptFloatChanged();
+}
+
+void SensitivityPanel::inferConfig()
+{
+    configOk_ = false;
+    state_.reset();
+    if (!model_) {
+        configLabel_->setText(tr("No model"));
+        configLabel_->setStyleSheet(QString());
+        updateButtons();
+        return;
+    }
+    EncoderOptions opt;
+    opt.heads = heads_->value();
+    QString headsFrom = opt.heads > 0 ? tr("set here") : tr("hidden / 64");
+    // A Hugging Face config.json beside the weights knows the head count the shapes cannot tell.
+    if (!model_->synthetic && !model_->files.empty()) {
+        std::error_code ec;
+        std::filesystem::path p(model_->files.front());
+        const auto dir = std::filesystem::is_directory(p, ec) ? p : p.parent_path();
+        const bool hadHeads = opt.heads > 0;
+        auto r = readHfConfigHints(((dir.empty() ? std::filesystem::path(".") : dir) / "config.json").string(), opt);
+        if (r && *r && !hadHeads && opt.heads > 0)
+            headsFrom = tr("config.json");
+    }
+    auto c = inferEncoderConfig(*model_, opt);
+    if (!c) {
+        const Error& e = c.error();
+        QString why = qs(e.oneLine());
+        if (e.code == "not-an-encoder")
+            why = tr("Not an encoder: %1").arg(why);
+        else if (e.code == "heads-unknown")
+            why.replace(QStringLiteral("give --heads"), tr("set Heads"));
+        configLabel_->setText(why);
+        configLabel_->setStyleSheet(QStringLiteral("color: #c0392b;"));
+        updateButtons();
+        return;
+    }
+    config_ = *c;
+    encoderOptions_ = opt;
+    configOk_ = true;
+    state_ = std::make_shared<SensitivityJobState>();
+    state_->model = model_;
+    state_->options = opt;
+    length_->setMaximum(int(std::min<int64_t>(config_.maxPositions, 1 << 20)));
+    configLabel_->setStyleSheet(QString());
+    configLabel_->setText(tr("<b>%1 encoder</b>: %2 layers, hidden %3, %4 heads (%5), intermediate %6, vocabulary %7, "
+                             "up to %8 positions")
+                              .arg(qs(encoderFamilyName(config_.family)))
+                              .arg(config_.layers)
+                              .arg(config_.hidden)
+                              .arg(config_.heads)
+                              .arg(headsFrom)
+                              .arg(config_.intermediate)
+                              .arg(formatCount(config_.vocab))
+                              .arg(config_.maxPositions));
+    updateButtons();
+}
+
+void SensitivityPanel::run()
+{
+    if (!configOk_ || running_)
+        return;
+    RunJob j;
+    j.state = state_;
+    if (tokenInput_->isChecked()) {
+        auto seqs = parseTokenText(tokenEdit_->toPlainText().toStdString());
+        if (!seqs) {
+            setStatus(tr("Token ids: %1").arg(qs(seqs.error().message)), true);
+            return;
+        }
+        auto in = makeEncoderInput(*seqs, config_.padId);
+        if (!in) {
+            setStatus(tr("Token ids: %1").arg(qs(in.error().message)), true);
+            return;
+        }
+        j.input = std::move(*in);
+    } else {
+        j.input = randomEncoderInput(1, length_->value(), config_.vocab);
+    }
+    j.view = view_->currentIndex() == 1 ? SensitivityView::AllButOne : SensitivityView::OneQuantized;
+    j.rankBy = rankBy_->currentIndex() == 1 ? SensitivityMetric::Sqnr : SensitivityMetric::Cosine;
+    if (tuned_->isChecked())
+        j.tuned = tunedSpecs_;
+    cancel_ = std::make_shared<std::atomic<bool>>(false);
+    j.cancel = cancel_;
+    const uint64_t gen = ++runGen_;
+    j.post = [this, gen](int64_t done, int64_t total) {
+        // Queued to the panel: if it is gone by then, Qt drops the call with it.
+        QMetaObject::invokeMethod(this, [this, gen, done, total] { onProgress(gen, done, total); }, Qt::QueuedConnection);
+    };
+    running_ = true;
+    updateButtons();
+    progress_->setRange(0, 0);  // busy until the first forward pass reports
+    setStatus(state_->built ? tr("Running %1 sequence(s), %2 tokens…").arg(j.input.batch).arg(j.input.seqLen)
+                            : tr("Building the float32 encoder…"));
+    runWatcher_->setProperty("gen", QVariant::fromValue<qulonglong>(gen));
+    runWatcher_->setFuture(QtConcurrent::run(&pool_, [j] { return runJob(j); }));
+}
+
+void SensitivityPanel::cancel()
+{
+    if (!running_ || !cancel_)
+        return;
+    *cancel_ = true;
+    cancelButton_->setEnabled(false);
+    setStatus(tr("Cancelling…"));
+}
+
+void SensitivityPanel::onProgress(uint64_t gen, int64_t done, int64_t total)
+{
+    if (gen != runGen_ || !running_ || (cancel_ && *cancel_) || total <= 0)
+        return;
+    progress_->setRange(0, int(total));
+    progress_->setValue(int(std::min(done, total)));
+    progress_->setTextVisible(true);
+    setStatus(tr("Forward pass %1 of %2").arg(done).arg(total));
+}
+
+void SensitivityPanel::applyOutcome(const SensitivityRunOutcome& o)
+{
+    if (o.cancelled) {
+        setStatus(tr("cancelled"));
+        return;
+    }
+    if (!o.error.isEmpty()) {
+        setStatus(o.error, true);
+        return;
+    }
+    // Layers kept in float32 stay kept across runs of the same encoder.
+    const QStringList keptBefore = keptFloatLayers();
+    report_ = o.report;
+    baseline_ = o.baseline;
+    showReport();
+    checkKept(keptBefore);
+    if (keptFloatLayers() != keptBefore)
+        emit keptFloatChanged();
+    const SensitivityReport& r = *report_;
+    const bool one = r.view == SensitivityView::OneQuantized;
+    QString tuned;
+    if (baseline_->tunedApplied > 0)
+        tuned = tr("; tuned ranges on %1").arg(layers(baseline_->tunedApplied));
+    summary_->setText(tr("<b>All %1 linear layers int8</b>: cosine %2 (1 − cosine %3), SQNR %4, max abs error %5 "
+                         "&nbsp;·&nbsp; %6 sequence(s), %7 real tokens &nbsp;·&nbsp; bars: %8%9")
+                          .arg(r.layers.size())
+                          .arg(r.allQuantized.cosine, 0, 'f', 6)
+                          .arg(cosineDamage(r.allQuantized.cosine))
+                          .arg(formatDb(r.allQuantized.sqnrDb))
+                          .arg(formatNumber(r.allQuantized.maxAbsError, 4))
+                          .arg(baseline_->input.batch)
+                          .arg(r.tokens)
+                          .arg(one ? tr("only this layer int8") : tr("every layer int8 except this one"))
+                          .arg(tuned));
+    setStatus(tr("Done: %1 ranked, most sensitive first").arg(layers(int64_t(r.layers.size()), "linear layer")));
+    startKeptComparison();
+}
+
+void SensitivityPanel::showReport()
+{
+    barNames_.clear();
+    {
+        const QSignalBlocker block(table_);
+        table_->setRowCount(0);
+    }
+    const SensitivityReport* r = report_.get();
+    const bool bySqnr = baseline_ && baseline_->rankBy == SensitivityMetric::Sqnr;
+    const bool one = !r || r->view == SensitivityView::OneQuantized;
+    std::vector<QString> prefixes;
+    std::vector<double> raw;
+    if (r)
+        for (const LayerSensitivity& l : r->layers) {
+            barNames_.push_back(weightName(l.name));
+            prefixes.push_back(qs(l.name));
+            raw.push_back(bySqnr ? l.sqnrDb : std::max(0.0, 1.0 - l.cosine));
+        }
+    const double allValue = !r ? 0.0 : bySqnr ? r->allQuantized.sqnrDb : std::max(0.0, 1.0 - r->allQuantized.cosine);
+
+    double lo = INFINITY, hi = -INFINITY;
+    for (double x : raw)
+        if (std::isfinite(x)) {
+            lo = std::min(lo, x);
+            hi = std::max(hi, x);
+        }
+    // The all-int8 reference line only where it does not squash the bars: with one layer
+    // int8 at a time, 1 - cosine of all of them is several times the largest bar (the
+    // figure is in the summary above).
+    const bool line = r && std::isfinite(allValue) && (bySqnr || !std::isfinite(hi) || allValue <= 1.5 * hi);
+    if (line) {
+        lo = std::min(lo, allValue);
+        hi = std::max(hi, allValue);
+    }
+    if (!std::isfinite(lo) || !std::isfinite(hi)) {  // no finite value at all
+        lo = 0;
+        hi = bySqnr ? 10.0 : 1e-6;
+    }
+    double axisLo = 0, axisHi = 0, cap = 0;
+    if (bySqnr) {
+        // Decibels have no natural zero; the spread between layers is what ranks them, so
+        // the axis frames it (bars start at the left edge).
+        const double span = std::max(hi - lo, 1.0);
+        axisLo = lo - 0.15 * span;
+        axisHi = hi + 0.12 * span;
+        cap = hi + 0.06 * span;  // an exact output (+inf dB) runs past the largest finite bar
+    } else {
+        axisHi = (hi > 0 ? hi : 1e-6) * 1.12;
+        cap = axisHi;
+    }
+    QVector<double> keys, values;
+    for (size_t i = 0; i < raw.size(); ++i) {
+        keys << double(i);
+        values << (std::isfinite(raw[i]) ? raw[i] : (raw[i] > 0 ? cap : axisLo));
+    }
+    bars_->setData(keys, values, true);
+
+    const std::vector<QString> labels = shortNames(prefixes);
+    auto ticker = QSharedPointer<QCPAxisTickerText>(new QCPAxisTickerText);
+    for (size_t i = 0; i < labels.size(); ++i)
+        ticker->addTick(double(i), labels[i]);
+    plot_->yAxis->setTicker(ticker);
+    plot_->yAxis->setRange(-0.6, std::max<double>(double(labels.size()) - 0.4, 1.0));
+    plot_->xAxis->setRange(axisLo, axisHi);
+    plot_->xAxis->setLabel((bySqnr ? tr("SQNR (dB) of the last hidden state vs float32")
+                                   : tr("1 − cosine of the last hidden state vs float32")) +
+                           (one ? tr("  ·  only this layer int8") : tr("  ·  every layer int8 except this one")));
+    allLine_->setVisible(line);
+    allText_->setVisible(line);
+    if (line) {
+        allLine_->point1->setCoords(allValue, 0);
+        allLine_->point2->setCoords(allValue, 1);
+        allText_->position->setCoords(allValue, 0.0);
+        allText_->setText(bySqnr ? tr("all layers int8: %1").arg(formatDb(allValue))
+                                 : tr("all layers int8: %1").arg(QString::number(allValue, 'e', 2)));
+    }
+    // One readable row per layer; the scroll area takes what the tab cannot show.
+    const int plotHeight = std::max(220, int(labels.size()) * kRowPixels + 90);
+    plot_->setMinimumHeight(plotHeight);
+    if (int(labels.size()) != splitRows_) {
+        // A new layer count: give the chart what it needs, up to 60% of the splitter.
+        splitRows_ = int(labels.size());
+        const int total = split_->height();
+        if (total > 0) {
+            const int top = std::min(plotHeight + 4, total * 6 / 10);
+            split_->setSizes({top, total - top});
+        }
+    }
+    plot_->replot();
+
+    if (!r)
+        return;
+    const QSignalBlocker block(table_);
+    table_->setRowCount(int(r->layers.size()));
+    auto number = [](const QString& text) {
+        auto* it = new QTableWidgetItem(text);
+        it->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
+        return it;
+    };
+    for (size_t i = 0; i < r->layers.size(); ++i) {
+        const LayerSensitivity& l = r->layers[i];
+        const int row = int(i);
+        auto* rank = number(QString::number(l.rank));
+        rank->setData(Qt::UserRole, qlonglong(l.index));
+        table_->setItem(row, 0, rank);
+        auto* name = new QTableWidgetItem(prefixes[i]);
+        name->setToolTip(barNames_[i]);
+        table_->setItem(row, 1, name);
+        table_->setItem(row, 2, number(cosineDamage(l.cosine)));
+        table_->setItem(row, 3, number(std::isfinite(l.sqnrDb) ? QString::number(l.sqnrDb, 'f', 2) : formatDb(l.sqnrDb)));
+        table_->setItem(row, 4, number(formatNumber(l.maxAbsError, 4)));
+        auto* keep = new QTableWidgetItem(tr("keep"));
+        keep->setFlags(Qt::ItemIsEnabled | Qt::ItemIsSelectable | Qt::ItemIsUserCheckable);
+        keep->setCheckState(Qt::Unchecked);
+        keep->setToolTip(tr("Keep %1 in float32 for export").arg(prefixes[i]));
+        table_->setItem(row, kKeepColumn, keep);
+    }
+}
+
+int SensitivityPanel::rowAt(const QPoint& pos) const
+{
+    const QRect area = plot_->axisRect()->rect();
+    if (barNames_.empty() || pos.y() < area.top() || pos.y() > area.bottom() || pos.x() > area.right())
+        return -1;
+    const double key = plot_->yAxis->pixelToCoord(pos.y());
+    const long row = std::lround(key);
+    if (row < 0 || size_t(row) >= barNames_.size() || std::abs(key - double(row)) > 0.5)
+        return -1;
+    return int(row);
+}
+
+void SensitivityPanel::showBarTip(int row, const QPoint& globalPos)
+{
+    const SensitivityReport* r = report_.get();
+    if (!r || row < 0 || size_t(row) >= r->layers.size()) {
+        QToolTip::hideText();
+        return;
+    }
+    const LayerSensitivity& l = r->layers[size_t(row)];
+    QToolTip::showText(globalPos,
+                       tr("%1\nrank %2: 1 − cosine %3, SQNR %4, max abs error %5\nclick to select it")
+                           .arg(barNames_[size_t(row)])
+                           .arg(l.rank)
+                           .arg(cosineDamage(l.cosine))
+                           .arg(formatDb(l.sqnrDb))
+                           .arg(formatNumber(l.maxAbsError, 4)),
+                       plot_);
+}
+
+QStringList SensitivityPanel::keptFloatLayers() const
+{
+    std::vector<std::pair<qlonglong, QString>> kept;
+    for (int row = 0; row < table_->rowCount() && size_t(row) < barNames_.size(); ++row) {
+        const QTableWidgetItem* keep = table_->item(row, kKeepColumn);
+        const QTableWidgetItem* rank = table_->item(row, 0);
+        if (keep && rank && keep->checkState() == Qt::Checked)
+            kept.emplace_back(rank->data(Qt::UserRole).toLongLong(), barNames_[size_t(row)]);
+    }
+    std::sort(kept.begin(), kept.end());  // execution order, as the encoder runs them
+    QStringList out;
+    for (const auto& k : kept)
+        out << k.second;
+    return out;
+}
+
+bool SensitivityPanel::checkKept(const QStringList& weightNames)
+{
+    const QStringList before = keptFloatLayers();
+    {
+        const QSignalBlocker block(table_);
+        for (int row = 0; row < table_->rowCount() && size_t(row) < barNames_.size(); ++row)
+            if (QTableWidgetItem* keep = table_->item(row, kKeepColumn))
+                keep->setCheckState(weightNames.contains(barNames_[size_t(row)]) ? Qt::Checked : Qt::Unchecked);
+    }
+    return keptFloatLayers() != before;
+}
+
+void SensitivityPanel::setKeptFloatLayers(const QStringList& weightNames)
+{
+    if (checkKept(weightNames))
+        onKeepToggled();
+}
+
+void SensitivityPanel::onKeepToggled()
+{
+    emit keptFloatChanged();
+    startKeptComparison();
+}
+
+void SensitivityPanel::startKeptComparison()
+{
+    if (!baseline_ || !report_)
+        return;
+    ++keptGen_;
+    const QStringList names = keptFloatLayers();
+    keptLabel_->setStyleSheet(QString());
+    keptLabel_->setText(tr("Computing every linear layer int8 except %1…").arg(layers(names.size(), "kept layer")));
+    if (keptRunning_) {
+        keptPending_ = true;  // started when the one out returns; its result is stale
+        return;
+    }
+    keptPending_ = false;
+    std::vector<uint8_t> keep(baseline_->names.size(), 0);
+    for (const QString& n : names) {
+        const auto it = std::find(baseline_->names.begin(), baseline_->names.end(), layerPrefix(n.toStdString()));
+        if (it != baseline_->names.end())
+            keep[size_t(it - baseline_->names.begin())] = 1;
+    }
+    keptRunning_ = true;
+    keptWatcher_->setProperty("gen", QVariant::fromValue<qulonglong>(keptGen_));
+    auto b = baseline_;
+    keptWatcher_->setFuture(QtConcurrent::run(&pool_, [b, keep, names] { return keptJob(b, keep, names); }));
+}
+
+void SensitivityPanel::applyKept(std::shared_ptr<const KeptComparison> k)
+{
+    kept_ = std::move(k);
+    if (!kept_->error.isEmpty()) {
+        keptLabel_->setStyleSheet(QStringLiteral("color: #c0392b;"));
+        keptLabel_->setText(kept_->error);
+    } else {
+        keptLabel_->setStyleSheet(QString());
+        keptLabel_->setText(
+            tr("<b>int8 except %1</b>: cosine %2 (1 − cosine %3), SQNR %4, max abs error %5; "
+               "linear weights %6 → %7 (%8× smaller)")
+                .arg(layers(kept_->kept.size(), "kept layer"))
+                .arg(kept_->cmp.cosine, 0, 'f', 6)
+                .arg(cosineDamage(kept_->cmp.cosine))
+                .arg(formatDb(kept_->cmp.sqnrDb))
+                .arg(formatNumber(kept_->cmp.maxAbsError, 4))
+                .arg(formatBytes(kept_->bytesBefore), formatBytes(kept_->bytesAfter))
+                .arg(double(kept_->bytesBefore) / double(std::max<int64_t>(1, kept_->bytesAfter)), 0, 'f', 2));
+    }
+    emit keptComparisonFinished();
+}
+
+}  // namespace quantlens::ui
