@@ -29,7 +29,6 @@
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <set>
 
 #include "formatting.h"
 #include "runner/fp32linear.h"
@@ -616,12 +615,13 @@ void SensitivityPanel::inferConfig()
         return;
     }
     config_ = *c;
-    encoderOptions_ = opt;
     configOk_ = true;
     state_ = std::make_shared<SensitivityJobState>();
     state_->model = model_;
     state_->options = opt;
-    length_->setMaximum(int(std::min<int64_t>(config_.maxPositions, 1 << 20)));
+    // RoBERTa numbers positions from padding_idx + 1: its table holds that many fewer tokens.
+    const int64_t longest = config_.maxPositions - (config_.robertaPositions ? config_.padId + 1 : 0);
+    length_->setMaximum(int(std::clamp<int64_t>(longest, 1, 1 << 20)));
     configLabel_->setStyleSheet(QString());
     configLabel_->setText(tr("<b>%1 encoder</b>: %2 layers, hidden %3, %4 heads (%5), intermediate %6, vocabulary %7, "
                              "up to %8 positions")
@@ -671,7 +671,7 @@ void SensitivityPanel::run()
     running_ = true;
     updateButtons();
     progress_->setRange(0, 0);  // busy until the first forward pass reports
-    setStatus(state_->built ? tr("Running %1 sequence(s), %2 tokens…").arg(j.input.batch).arg(j.input.seqLen)
+    setStatus(state_->built ? tr("Running %1 of %2 tokens…").arg(layers(j.input.batch, "sequence")).arg(j.input.seqLen)
                             : tr("Building the float32 encoder…"));
     runWatcher_->setProperty("gen", QVariant::fromValue<qulonglong>(gen));
     runWatcher_->setFuture(QtConcurrent::run(&pool_, [j] { return runJob(j); }));
@@ -720,13 +720,13 @@ void SensitivityPanel::applyOutcome(const SensitivityRunOutcome& o)
     if (baseline_->tunedApplied > 0)
         tuned = tr("; tuned ranges on %1").arg(layers(baseline_->tunedApplied));
     summary_->setText(tr("<b>All %1 linear layers int8</b>: cosine %2 (1 − cosine %3), SQNR %4, max abs error %5 "
-                         "&nbsp;·&nbsp; %6 sequence(s), %7 real tokens &nbsp;·&nbsp; bars: %8%9")
+                         "&nbsp;·&nbsp; %6, %7 real tokens &nbsp;·&nbsp; bars: %8%9")
                           .arg(r.layers.size())
                           .arg(r.allQuantized.cosine, 0, 'f', 6)
                           .arg(cosineDamage(r.allQuantized.cosine))
                           .arg(formatDb(r.allQuantized.sqnrDb))
                           .arg(formatNumber(r.allQuantized.maxAbsError, 4))
-                          .arg(baseline_->input.batch)
+                          .arg(layers(baseline_->input.batch, "sequence"))
                           .arg(r.tokens)
                           .arg(one ? tr("only this layer int8") : tr("every layer int8 except this one"))
                           .arg(tuned));
@@ -791,11 +791,9 @@ void SensitivityPanel::showReport()
     }
     bars_->setData(keys, values, true);
 
-    const std::vector<QString> labels = shortNames(prefixes);
-    auto ticker = QSharedPointer<QCPAxisTickerText>(new QCPAxisTickerText);
-    for (size_t i = 0; i < labels.size(); ++i)
-        ticker->addTick(double(i), labels[i]);
-    plot_->yAxis->setTicker(ticker);
+    shortLabels_ = shortNames(prefixes);
+    const std::vector<QString>& labels = shortLabels_;
+    refreshTicks();
     plot_->yAxis->setRange(-0.6, std::max<double>(double(labels.size()) - 0.4, 1.0));
     plot_->xAxis->setRange(axisLo, axisHi);
     plot_->xAxis->setLabel((bySqnr ? tr("SQNR (dB) of the last hidden state vs float32")
@@ -853,6 +851,18 @@ void SensitivityPanel::showReport()
     }
 }
 
+void SensitivityPanel::refreshTicks()
+{
+    auto ticker = QSharedPointer<QCPAxisTickerText>(new QCPAxisTickerText);
+    for (size_t i = 0; i < shortLabels_.size(); ++i) {
+        const QTableWidgetItem* keep = table_->item(int(i), kKeepColumn);
+        const bool kept = keep && keep->checkState() == Qt::Checked;
+        ticker->addTick(double(i), kept ? shortLabels_[i] + tr("  [float32]") : shortLabels_[i]);
+    }
+    plot_->yAxis->setTicker(ticker);
+    plot_->replot(QCustomPlot::rpQueuedReplot);
+}
+
 int SensitivityPanel::rowAt(const QPoint& pos) const
 {
     const QRect area = plot_->axisRect()->rect();
@@ -908,6 +918,7 @@ bool SensitivityPanel::checkKept(const QStringList& weightNames)
             if (QTableWidgetItem* keep = table_->item(row, kKeepColumn))
                 keep->setCheckState(weightNames.contains(barNames_[size_t(row)]) ? Qt::Checked : Qt::Unchecked);
     }
+    refreshTicks();
     return keptFloatLayers() != before;
 }
 
@@ -919,6 +930,7 @@ void SensitivityPanel::setKeptFloatLayers(const QStringList& weightNames)
 
 void SensitivityPanel::onKeepToggled()
 {
+    refreshTicks();
     emit keptFloatChanged();
     startKeptComparison();
 }

@@ -138,13 +138,13 @@ private:
     void onKeepToggled();
     void updateTunedBox();
     void showBarTip(int row, const QPoint& globalPos);
+    void refreshTicks();  // short names, kept layers marked
     int rowAt(const QPoint& pos) const;  // the layer row under a plot position, or -1
     bool checkKept(const QStringList& weightNames);  // true when the set changed; no signal
 
     std::shared_ptr<const Model> model_;
     bool configOk_ = false;
     EncoderConfig config_;
-    EncoderOptions encoderOptions_;
     std::shared_ptr<SensitivityJobState> state_;       // runner for (model_, heads)
     std::vector<std::pair<std::string, QuantSpec>> tunedSpecs_;
 
@@ -154,6 +154,7 @@ private:
     std::shared_ptr<const SensitivityReport> report_;
     std::shared_ptr<const SensitivityBaseline> baseline_;  // the run report_ came from
     std::vector<QString> barNames_;                        // weight names, bar order
+    std::vector<QString> shortLabels_;                     // their tick labels
     QPoint pressPos_;
 
     uint64_t keptGen_ = 0;

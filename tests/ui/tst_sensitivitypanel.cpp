@@ -356,6 +356,9 @@ private slots:
         QCOMPARE(changed.count(), 1);
         const QString top = p->barLayers().front();
         QCOMPARE(p->keptFloatLayers(), QStringList{top});
+        auto ticker = qSharedPointerDynamicCast<QCPAxisTickerText>(p->plot()->yAxis->ticker());
+        QVERIFY(ticker && ticker->ticks().value(0).endsWith(QStringLiteral("[float32]")));
+        QVERIFY(!ticker->ticks().value(1).contains(QStringLiteral("float32")));
         waitKept();
         const KeptComparison one = *p->keptResult();
         qDebug("all int8: cosine %.6f, %lld bytes; keeping %s: cosine %.6f, %lld bytes", none.cmp.cosine,
