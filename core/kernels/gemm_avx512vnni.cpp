@@ -1,7 +1,8 @@
 // AVX-512 VNNI: vpdpbusd multiplies u8 x s8 and accumulates four products straight into
 // int32, so there is no int16 intermediate to saturate and any u8 activation is exact.
 // Micro-kernel: 6 rows x one packed panel (up to 4 zmm = 64 output channels); the
-// activation dword is broadcast from memory by the instruction itself.
+// activation dword is broadcast with vpbroadcastd from memory (vpdpbusd's u8 operand
+// cannot take an embedded broadcast).
 // GCC 12.2 warns inside its own AVX-512 headers (the self-initialised _mm512_undefined_*
 // values, GCC PR 105593, fixed in 12.3); the warnings point at no code of ours.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -32,18 +33,59 @@ inline int32_t loadDword(const uint8_t* p)
     return v;
 }
 
-// Sums over all of K for rows [0, MR) of `a` and one panel `b` of NB*16 columns, written to
-// out[r][0 .. NB*16). The accumulators are locals that never escape, so GCC keeps them in
-// zmm registers (passing them out by reference made it spill them every iteration).
-template <int MR, int NB>
-inline void accumulate(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b, int32_t (*out)[64])
+// GCC's tree-PRE pass hoists and duplicates loads in `block` until the register allocator
+// spills accumulators inside the k loop (every F32 instance with 5-6 rows did); without it
+// all MR*NB accumulators stay in zmm registers through the epilogue.
+#if defined(__GNUC__) && !defined(__clang__)
+#define QL_KEEP_ACCUMULATORS_IN_REGISTERS __attribute__((optimize("no-tree-pre")))
+#else
+#define QL_KEEP_ACCUMULATORS_IN_REGISTERS
+#endif
+
+// What the float epilogue of one block needs, already offset to its first row and column.
+struct Epi {
+    const int32_t* colSum = nullptr;
+    const int32_t* aZero = nullptr;
+    int64_t aZeroStride = 0;
+    const float* aScale = nullptr;
+    int64_t aScaleStride = 0;
+    const float* wScale = nullptr;  // one per column (a per-tensor scale arrives replicated)
+    const float* bias = nullptr;    // used only when Bias
+};
+
+// One block: rows [0, MR) of `a` times one panel `b` of NB*16 columns over all of K, then
+// its epilogue, writing straight from the accumulators to the output. The accumulators are
+// locals indexed only by fully unrolled loops, so GCC keeps them in zmm registers. Writing
+// them to a stack array and reading them back for the epilogue (as this code did) cost
+// about 200 cycles per block on Zen 5 - ~8% at K = 768 - presumably because 512-bit
+// store-to-load forwarding is slow there.
+// F32: the accumulators start at -aZero*colSum (int32 arithmetic, the same value as the
+// reference's `acc - aZero*colSum`), so the epilogue is convert, scale, add bias, store.
+// Full: all NB*16 columns are real (every panel but a partial last one), so no masks.
+template <int MR, int NB, bool F32, bool Full, bool Bias>
+QL_KEEP_ACCUMULATORS_IN_REGISTERS void block(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b,
+                                             const Epi& e, void* out, int64_t ldo, int64_t cols)
 {
     __m512i acc[MR][NB];
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r)
+    if constexpr (F32) {
+        __m512i cs[NB];
 #pragma GCC unroll 4
         for (int nb = 0; nb < NB; ++nb)
-            acc[r][nb] = _mm512_setzero_si512();
+            cs[nb] = _mm512_loadu_si512(e.colSum + nb * 16);  // colSum is padded to whole panels
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+            const __m512i z = _mm512_set1_epi32(e.aZero[r * e.aZeroStride]);
+#pragma GCC unroll 4
+            for (int nb = 0; nb < NB; ++nb)
+                acc[r][nb] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_mullo_epi32(z, cs[nb]));
+        }
+    } else {
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+            for (int nb = 0; nb < NB; ++nb)
+                acc[r][nb] = _mm512_setzero_si512();
+    }
     constexpr int64_t stride = NB * 64;
     for (int64_t g = 0; g < groups; ++g) {
         __m512i bv[NB];
@@ -61,126 +103,129 @@ inline void accumulate(int64_t groups, const uint8_t* a, int64_t lda, const int8
                 acc[r][nb] = _mm512_dpbusd_epi32(acc[r][nb], av, bv[nb]);
         }
     }
+    if constexpr (F32) {
+        // Scales and bias are loaded again for every vector rather than held: with all
+        // accumulators live there are no registers left for them.
+        const float* const wScale = e.wScale;
+        const float* const bias = e.bias;
+        const float* const aScale = e.aScale;
+        const int64_t aScaleStride = e.aScaleStride;
+        float* const y = static_cast<float*>(out);
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r)
+        for (int r = 0; r < MR; ++r) {
+            const __m512 sa = _mm512_set1_ps(aScale[r * aScaleStride]);
 #pragma GCC unroll 4
-        for (int nb = 0; nb < NB; ++nb)
-            _mm512_store_si512(reinterpret_cast<void*>(out[r] + nb * 16), acc[r][nb]);
-}
-
-template <int MR, int NB>
-void blockS32(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b, int32_t* c, int64_t ldc, int64_t cols)
-{
-    alignas(64) int32_t acc[MR][64];
-    accumulate<MR, NB>(groups, a, lda, b, acc);
-    for (int r = 0; r < MR; ++r)
-        for (int nb = 0; nb < NB; ++nb)
-            _mm512_mask_storeu_epi32(c + r * ldc + nb * 16, tailMask(cols - nb * 16), _mm512_load_si512(acc[r] + nb * 16));
-}
-
-template <int MR, int NB>
-void blockF32(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b, const int32_t* colSum,
-              const Requant& rq, int64_t row0, int64_t col0, float* y, int64_t ldy, int64_t cols)
-{
-    alignas(64) int32_t acc[MR][64];
-    accumulate<MR, NB>(groups, a, lda, b, acc);
-    __m512i cs[NB];
-    __m512 ws[NB], bias[NB];
-    for (int nb = 0; nb < NB; ++nb) {
-        const __mmask16 mk = tailMask(cols - nb * 16);
-        cs[nb] = _mm512_loadu_si512(colSum + col0 + nb * 16);  // colSum is padded to whole panels
-        ws[nb] = rq.wScaleStride ? _mm512_maskz_loadu_ps(mk, rq.wScale + col0 + nb * 16) : _mm512_set1_ps(rq.wScale[0]);
-        bias[nb] = rq.bias ? _mm512_maskz_loadu_ps(mk, rq.bias + col0 + nb * 16) : _mm512_setzero_ps();
-    }
-    for (int r = 0; r < MR; ++r) {
-        const __m512i za = _mm512_set1_epi32(rq.aZero[(row0 + r) * rq.aZeroStride]);
-        const __m512 sa = _mm512_set1_ps(rq.aScale[(row0 + r) * rq.aScaleStride]);
-        for (int nb = 0; nb < NB; ++nb) {
-            const __m512i raw = _mm512_sub_epi32(_mm512_load_si512(acc[r] + nb * 16), _mm512_mullo_epi32(za, cs[nb]));
-            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(raw), _mm512_mul_ps(sa, ws[nb]));
-            if (rq.bias)
-                v = _mm512_add_ps(v, bias[nb]);
-            _mm512_mask_storeu_ps(y + (row0 + r) * ldy + col0 + nb * 16, tailMask(cols - nb * 16), v);
+            for (int nb = 0; nb < NB; ++nb) {
+                const __mmask16 mk = Full ? __mmask16(0xFFFF) : tailMask(cols - nb * 16);
+                const __m512 ws = _mm512_maskz_loadu_ps(mk, wScale + nb * 16);
+                __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][nb]), _mm512_mul_ps(sa, ws));
+                if constexpr (Bias)
+                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, bias + nb * 16));
+                if constexpr (Full)
+                    _mm512_storeu_ps(y + r * ldo + nb * 16, v);
+                else
+                    _mm512_mask_storeu_ps(y + r * ldo + nb * 16, mk, v);
+            }
         }
+    } else {
+        int32_t* const c = static_cast<int32_t*>(out);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+            for (int nb = 0; nb < NB; ++nb) {
+                if constexpr (Full)
+                    _mm512_storeu_si512(c + r * ldo + nb * 16, acc[r][nb]);
+                else
+                    _mm512_mask_storeu_epi32(c + r * ldo + nb * 16, tailMask(cols - nb * 16), acc[r][nb]);
+            }
     }
 }
 
-template <int NB>
-void panelS32(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, int64_t groups, int32_t* c, int64_t ldc, int64_t cols)
+// ceil(m/6) blocks of nearly equal height (32 = 6+6+5+5+5+5, 8 = 4+4) instead of 6s and a
+// remainder: every block streams the whole panel, and a short tail block (8 = 6+2) pays
+// that for few rows and too few independent accumulators to hide vpdpbusd latency.
+// wScale points at the panel's first column.
+template <int NB, bool F32, bool Full, bool Bias>
+void panel(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, int64_t groups, const Requant* rq,
+           const float* wScale, const int32_t* colSum, int64_t col0, void* out, int64_t ldo, int64_t cols)
 {
-    // ceil(m/6) blocks of nearly equal height (32 = 6+6+5+5+5+5, 8 = 4+4) instead of 6s
-    // and a remainder: every block streams the whole panel, and a short tail block (8 = 6+2)
-    // pays that for few rows and too few independent accumulators to hide vpdpbusd latency.
     const int64_t blocks = (m + kMR - 1) / kMR;
     const int64_t base = m / blocks, extra = m % blocks;
     int64_t i = 0;
     for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t rows = base + (blk < extra ? 1 : 0);
+        Epi e;
+        void* o;
+        if constexpr (F32) {
+            e.colSum = colSum + col0;
+            e.aZero = rq->aZero + i * rq->aZeroStride;
+            e.aZeroStride = rq->aZeroStride;
+            e.aScale = rq->aScale + i * rq->aScaleStride;
+            e.aScaleStride = rq->aScaleStride;
+            e.wScale = wScale;
+            e.bias = Bias ? rq->bias + col0 : nullptr;
+            o = static_cast<float*>(out) + i * ldo + col0;
+        } else {
+            o = static_cast<int32_t*>(out) + i * ldo + col0;
+        }
+        const uint8_t* ab = a + i * lda;
         switch (rows) {
-        case 6: blockS32<6, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
-        case 5: blockS32<5, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
-        case 4: blockS32<4, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
-        case 3: blockS32<3, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
-        case 2: blockS32<2, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
-        default: blockS32<1, NB>(groups, a + i * lda, lda, b, c + i * ldc, ldc, cols); break;
+        case 6: block<6, NB, F32, Full, Bias>(groups, ab, lda, b, e, o, ldo, cols); break;
+        case 5: block<5, NB, F32, Full, Bias>(groups, ab, lda, b, e, o, ldo, cols); break;
+        case 4: block<4, NB, F32, Full, Bias>(groups, ab, lda, b, e, o, ldo, cols); break;
+        case 3: block<3, NB, F32, Full, Bias>(groups, ab, lda, b, e, o, ldo, cols); break;
+        case 2: block<2, NB, F32, Full, Bias>(groups, ab, lda, b, e, o, ldo, cols); break;
+        default: block<1, NB, F32, Full, Bias>(groups, ab, lda, b, e, o, ldo, cols); break;
         }
         i += rows;
     }
 }
 
-template <int NB>
-void panelF32(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, int64_t groups, const int32_t* colSum,
-              const Requant& rq, int64_t col0, float* y, int64_t ldy, int64_t cols)
+template <bool F32, bool Bias>
+void panels(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
+            const Requant* rq, void* out, int64_t ldo)
 {
-    // Same row split as panelS32.
-    const int64_t blocks = (m + kMR - 1) / kMR;
-    const int64_t base = m / blocks, extra = m % blocks;
-    int64_t i = 0;
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-        const int64_t rows = base + (blk < extra ? 1 : 0);
-        switch (rows) {
-        case 6: blockF32<6, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
-        case 5: blockF32<5, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
-        case 4: blockF32<4, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
-        case 3: blockF32<3, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
-        case 2: blockF32<2, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
-        default: blockF32<1, NB>(groups, a + i * lda, lda, b, colSum, rq, i, col0, y, ldy, cols); break;
+    const int64_t groups = w.k4 / 4;
+    const int32_t* cs = w.colSum.data();
+    // A per-tensor weight scale is replicated over one panel's columns, so the epilogue loads
+    // scales the same way for both granularities (the same float either way: bit-identical).
+    alignas(64) float wRep[PackedWeights::kPanel];
+    const bool perChannel = F32 && rq->wScaleStride != 0;
+    if (F32 && !perChannel)
+        std::fill_n(wRep, PackedWeights::kPanel, rq->wScale[0]);
+    for (int64_t p = p0; p < p1; ++p) {
+        const int64_t col0 = p * PackedWeights::kPanel;
+        const int64_t cols = std::min(w.n - col0, PackedWeights::kPanel);
+        const int8_t* b = w.panel(p);
+        const float* ws = perChannel ? rq->wScale + col0 : wRep;
+        // Only the last panel can be partial; its width is cols rounded up to 16.
+        switch (w.panelWidth(p) / 16) {
+        case 4:
+            if (cols == 64)
+                panel<4, F32, true, Bias>(m, a, lda, b, groups, rq, ws, cs, col0, out, ldo, cols);
+            else
+                panel<4, F32, false, Bias>(m, a, lda, b, groups, rq, ws, cs, col0, out, ldo, cols);
+            break;
+        case 3: panel<3, F32, false, Bias>(m, a, lda, b, groups, rq, ws, cs, col0, out, ldo, cols); break;
+        case 2: panel<2, F32, false, Bias>(m, a, lda, b, groups, rq, ws, cs, col0, out, ldo, cols); break;
+        default: panel<1, F32, false, Bias>(m, a, lda, b, groups, rq, ws, cs, col0, out, ldo, cols); break;
         }
-        i += rows;
     }
 }
 
 void gemmS32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
              int32_t* c, int64_t ldc, bool)
 {
-    const int64_t groups = w.k4 / 4;
-    for (int64_t p = p0; p < p1; ++p) {
-        const int64_t col0 = p * PackedWeights::kPanel;
-        const int64_t cols = std::min(w.n - col0, PackedWeights::kPanel);
-        switch (w.panelWidth(p) / 16) {
-        case 4: panelS32<4>(m, a, lda, w.panel(p), groups, c + col0, ldc, cols); break;
-        case 3: panelS32<3>(m, a, lda, w.panel(p), groups, c + col0, ldc, cols); break;
-        case 2: panelS32<2>(m, a, lda, w.panel(p), groups, c + col0, ldc, cols); break;
-        default: panelS32<1>(m, a, lda, w.panel(p), groups, c + col0, ldc, cols); break;
-        }
-    }
+    panels<false, false>(m, a, lda, w, p0, p1, nullptr, c, ldc);
 }
 
 void gemmF32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
              const Requant& rq, float* y, int64_t ldy, bool)
 {
-    const int64_t groups = w.k4 / 4;
-    for (int64_t p = p0; p < p1; ++p) {
-        const int64_t col0 = p * PackedWeights::kPanel;
-        const int64_t cols = std::min(w.n - col0, PackedWeights::kPanel);
-        const int32_t* cs = w.colSum.data();
-        switch (w.panelWidth(p) / 16) {
-        case 4: panelF32<4>(m, a, lda, w.panel(p), groups, cs, rq, col0, y, ldy, cols); break;
-        case 3: panelF32<3>(m, a, lda, w.panel(p), groups, cs, rq, col0, y, ldy, cols); break;
-        case 2: panelF32<2>(m, a, lda, w.panel(p), groups, cs, rq, col0, y, ldy, cols); break;
-        default: panelF32<1>(m, a, lda, w.panel(p), groups, cs, rq, col0, y, ldy, cols); break;
-        }
-    }
+    if (rq.bias)
+        panels<true, true>(m, a, lda, w, p0, p1, &rq, y, ldy);
+    else
+        panels<true, false>(m, a, lda, w, p0, p1, &rq, y, ldy);
 }
 
 bool minMax(const float* x, int64_t n, float* mn, float* mx)
