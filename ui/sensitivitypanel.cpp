@@ -379,16 +379,14 @@ SensitivityPanel::SensitivityPanel(QWidget* parent)
     allLine_ = new QCPItemStraightLine(plot_);
     allLine_->setPen(QPen(QColor(0xc0, 0x39, 0x2b), 1.5, Qt::DashLine));
     allLine_->setVisible(false);
-    allText_ = new QCPItemText(plot_);
-    allText_->position->setTypeX(QCPItemPosition::ptPlotCoords);
-    allText_->position->setTypeY(QCPItemPosition::ptAxisRectRatio);
-    // Above the chart, in a margin kept for it, so it never hides a bar.
-    allText_->setPositionAlignment(Qt::AlignHCenter | Qt::AlignBottom);
-    allText_->setClipToAxisRect(false);
-    plot_->axisRect()->setMinimumMargins(QMargins(0, allText_->font().pointSize() * 2 + 10, 0, 0));
-    allText_->setColor(QColor(0xc0, 0x39, 0x2b));
-    allText_->setPadding(QMargins(4, 0, 4, 2));
-    allText_->setVisible(false);
+    // The scale on top as well: with many layers the bottom axis is scrolled out of view.
+    // Its label explains the dashed line, so no text item covers a bar.
+    plot_->xAxis2->setVisible(true);
+    plot_->xAxis2->setTickLabels(true);
+    plot_->xAxis2->setNumberFormat(QStringLiteral("gb"));
+    plot_->xAxis2->setLabelColor(QColor(0xc0, 0x39, 0x2b));
+    connect(plot_->xAxis, qOverload<const QCPRange&>(&QCPAxis::rangeChanged), plot_->xAxis2,
+            qOverload<const QCPRange&>(&QCPAxis::setRange));
     plotScroll_->setWidget(plot_);
     split->addWidget(plotScroll_);
 
@@ -800,13 +798,12 @@ void SensitivityPanel::showReport()
                                    : tr("1 − cosine of the last hidden state vs float32")) +
                            (one ? tr("  ·  only this layer int8") : tr("  ·  every layer int8 except this one")));
     allLine_->setVisible(line);
-    allText_->setVisible(line);
+    plot_->xAxis2->setLabel(QString());
     if (line) {
         allLine_->point1->setCoords(allValue, 0);
         allLine_->point2->setCoords(allValue, 1);
-        allText_->position->setCoords(allValue, 0.0);
-        allText_->setText(bySqnr ? tr("all layers int8: %1").arg(formatDb(allValue))
-                                 : tr("all layers int8: %1").arg(QString::number(allValue, 'e', 2)));
+        plot_->xAxis2->setLabel(tr("dashed line: all layers int8, %1")
+                                    .arg(bySqnr ? formatDb(allValue) : QString::number(allValue, 'e', 2)));
     }
     // One readable row per layer; the scroll area takes what the tab cannot show.
     const int plotHeight = std::max(220, int(labels.size()) * kRowPixels + 90);

@@ -29,7 +29,6 @@ class QCheckBox;
 class QComboBox;
 class QCPBars;
 class QCPItemStraightLine;
-class QCPItemText;
 class QCustomPlot;
 class QLabel;
 class QPlainTextEdit;
@@ -122,7 +121,7 @@ public:
 
 signals:
     void finished();                                     // a run ended (result, error or cancelled)
-    void layerActivated(const QString& weightTensorName);  // a bar (or table row) was clicked
+    void layerActivated(const QString& weightTensorName);  // a bar or its label clicked, a row double-clicked
     void keptFloatChanged();                             // the "keep float32" set changed
     void keptComparisonFinished();                       // keptResult() is up to date
 
@@ -186,7 +185,6 @@ private:
     QCustomPlot* plot_ = nullptr;
     QCPBars* bars_ = nullptr;
     QCPItemStraightLine* allLine_ = nullptr;  // the all-layers-int8 figure
-    QCPItemText* allText_ = nullptr;
     QTableWidget* table_ = nullptr;
     QLabel* keptLabel_ = nullptr;
 };
