@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "allocatortuning.h"
 #include "mainwindow.h"
 
 namespace {
@@ -32,6 +33,7 @@ bool argsAskForScreenshot(int argc, char** argv)
 
 int main(int argc, char** argv)
 {
+    quantlens::ui::tuneAllocatorForLiveUpdates();
     // The platform must be chosen before QApplication exists. Without a display the
     // xcb plugin would abort; offscreen renders the same widgets into memory.
     const bool screenshotRequested = argsAskForScreenshot(argc, argv);

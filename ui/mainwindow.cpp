@@ -640,9 +640,10 @@ void MainWindow::requestQuantize()
     const std::shared_ptr<const MatrixData> m = matrix_;
     const bool withSuggestions = suggestionsGen_ != matrixGen_ || suggestionsScheme_ != spec.scheme;
     const uint64_t mgen = matrixGen_;
-    runThen(this, [m, spec, withSuggestions] {
+    const std::shared_ptr<const QuantOutcome> previous = outcome_;  // of matrix_: reset with it
+    runThen(this, [m, spec, withSuggestions, previous] {
         QuantJob j;
-        auto r = quantizeMatrix(m, spec, kMaxCells, true, withSuggestions);
+        auto r = quantizeMatrix(m, spec, kMaxCells, true, withSuggestions, previous);
         if (r)
             j.outcome = *r;
         else

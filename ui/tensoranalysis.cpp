@@ -81,7 +81,14 @@ Result<std::shared_ptr<const MatrixData>> loadMatrix(const Tensor& t, int histog
     return std::shared_ptr<const MatrixData>(std::move(m));
 }
 
-HeatGrid poolMaxAbs(const float* data, int64_t rows, int64_t cols, int64_t maxCells)
+namespace {
+
+// Max-abs pooling over rows supplied one at a time by rowAt(r, scratch) (a pointer to
+// `cols` floats, possibly into scratch), so an error map needs no full-size temporary.
+// Runs on every clamp-drag update: blocks are walked column range by column range (no
+// per-element division) in float, with NaN/inf skipped by the magnitude test.
+template <class RowAt>
+HeatGrid poolRows(int64_t rows, int64_t cols, int64_t maxCells, RowAt&& rowAt)
 {
     HeatGrid g;
     if (rows <= 0 || cols <= 0 || maxCells <= 0)
@@ -91,28 +98,36 @@ HeatGrid poolMaxAbs(const float* data, int64_t rows, int64_t cols, int64_t maxCe
     g.rows = (rows + g.poolRows - 1) / g.poolRows;
     g.cols = (cols + g.poolCols - 1) / g.poolCols;
     g.v.assign(size_t(g.rows * g.cols), 0.0);
-    std::vector<double> best(size_t(g.rows * g.cols), -1.0);
+    std::vector<float> best(size_t(g.rows * g.cols), -1.0f), val(size_t(g.rows * g.cols), 0.0f);
+    std::vector<float> scratch(static_cast<size_t>(cols));
+    const float inf = std::numeric_limits<float>::infinity();
     for (int64_t r = 0; r < rows; ++r) {
-        const int64_t gr = r / g.poolRows;
-        const float* row = data + r * cols;
-        for (int64_t c = 0; c < cols; ++c) {
-            const double x = row[c];
-            if (!std::isfinite(x))
-                continue;
-            const size_t k = size_t(gr * g.cols + c / g.poolCols);
-            if (std::abs(x) > best[k]) {
-                best[k] = std::abs(x);
-                g.v[k] = x;
+        const float* row = rowAt(r, scratch.data());
+        float* b = best.data() + (r / g.poolRows) * g.cols;
+        float* v = val.data() + (r / g.poolRows) * g.cols;
+        for (int64_t gc = 0, c0 = 0; gc < g.cols; ++gc, c0 += g.poolCols) {
+            const int64_t c1 = std::min(cols, c0 + g.poolCols);
+            float bm = b[gc], bv = v[gc];
+            for (int64_t c = c0; c < c1; ++c) {
+                const float a = std::fabs(row[c]);
+                if (a > bm && a < inf) {  // false for NaN and inf
+                    bm = a;
+                    bv = row[c];
+                }
             }
+            b[gc] = bm;
+            v[gc] = bv;
         }
     }
-    for (double b : best)
-        g.absMax = std::max(g.absMax, b);
+    for (size_t k = 0; k < best.size(); ++k) {
+        g.v[k] = double(val[k]);
+        g.absMax = std::max(g.absMax, double(best[k]));
+    }
     std::vector<double> mags;
     mags.reserve(best.size());
-    for (double b : best)
+    for (float b : best)
         if (b >= 0)
-            mags.push_back(b);
+            mags.push_back(double(b));
     if (!mags.empty()) {
         const size_t k = std::min(mags.size() - 1, size_t(double(mags.size()) * 0.999));
         std::nth_element(mags.begin(), mags.begin() + std::ptrdiff_t(k), mags.end());
@@ -121,6 +136,31 @@ HeatGrid poolMaxAbs(const float* data, int64_t rows, int64_t cols, int64_t maxCe
     if (!(g.clipAbs > 0))
         g.clipAbs = g.absMax > 0 ? g.absMax : 1.0;
     return g;
+}
+
+}  // namespace
+
+static bool sameSpec(const QuantSpec& a, const QuantSpec& b)
+{
+    return a.scheme == b.scheme && a.granularity == b.granularity && a.groupSize == b.groupSize && a.bits == b.bits &&
+           a.isUnsigned == b.isUnsigned && a.reduceRange == b.reduceRange && a.calib == b.calib &&
+           a.percentile == b.percentile && a.manualLo == b.manualLo && a.manualHi == b.manualHi && a.axis == b.axis;
+}
+
+HeatGrid poolMaxAbs(const float* data, int64_t rows, int64_t cols, int64_t maxCells)
+{
+    return poolRows(rows, cols, maxCells, [data, cols](int64_t r, float*) { return data + r * cols; });
+}
+
+HeatGrid poolMaxAbsDiff(const float* a, const float* b, int64_t rows, int64_t cols, int64_t maxCells)
+{
+    return poolRows(rows, cols, maxCells, [a, b, cols](int64_t r, float* scratch) {
+        const float* x = a + r * cols;
+        const float* y = b + r * cols;
+        for (int64_t c = 0; c < cols; ++c)
+            scratch[c] = x[c] - y[c];
+        return static_cast<const float*>(scratch);
+    });
 }
 
 void effectiveRange(const QuantParams& p, double& lo, double& hi)
@@ -141,7 +181,8 @@ void effectiveRange(const QuantParams& p, double& lo, double& hi)
 
 Result<std::shared_ptr<const QuantOutcome>> quantizeMatrix(const std::shared_ptr<const MatrixData>& m,
                                                            const QuantSpec& specIn, int64_t maxCells,
-                                                           bool withAlternative, bool withSuggestions)
+                                                           bool withAlternative, bool withSuggestions,
+                                                           const std::shared_ptr<const QuantOutcome>& previous)
 {
     QuantSpec spec = specIn;
     spec.axis = 0;  // MatrixData rows are output channels whatever the stored layout
@@ -158,11 +199,8 @@ Result<std::shared_ptr<const QuantOutcome>> quantizeMatrix(const std::shared_ptr
     out->bytesBefore = storedBytes(m->dtype, int64_t(m->values.size()));
     out->bytesAfter = out->qt.bytesAfter();
 
-    std::vector<float> err(m->values.size());
-    for (size_t i = 0; i < err.size(); ++i)
-        err[i] = out->dequantized[i] - m->values[i];
     out->after = poolMaxAbs(out->dequantized.data(), m->rows, m->cols, maxCells);
-    out->error = poolMaxAbs(err.data(), m->rows, m->cols, maxCells);
+    out->error = poolMaxAbsDiff(out->dequantized.data(), m->values.data(), m->rows, m->cols, maxCells);
 
     if (m->rows > 1) {
         out->rowMetrics = computeRowMetrics(m->values, out->dequantized, m->rows, m->cols);
@@ -171,7 +209,12 @@ Result<std::shared_ptr<const QuantOutcome>> quantizeMatrix(const std::shared_ptr
             alt.granularity = spec.granularity == Granularity::PerTensor ? Granularity::PerChannel
                                                                           : Granularity::PerTensor;
             alt.groupSize = 0;
-            if (auto aq = quantize(m->values, shape, alt)) {
+            if (previous && previous->haveAlt && sameSpec(previous->altSpec, alt) &&
+                previous->altRowMetrics.size() == size_t(m->rows)) {
+                out->altRowMetrics = previous->altRowMetrics;
+                out->altSpec = alt;
+                out->haveAlt = true;
+            } else if (auto aq = quantize(m->values, shape, alt)) {
                 const std::vector<float> adq = dequantize(*aq);
                 out->altRowMetrics = computeRowMetrics(m->values, adq, m->rows, m->cols);
                 out->altSpec = alt;

@@ -30,6 +30,8 @@ struct HeatGrid {
     bool pooled() const { return poolRows > 1 || poolCols > 1; }
 };
 HeatGrid poolMaxAbs(const float* data, int64_t rows, int64_t cols, int64_t maxCells);
+// The same grid for a - b, without materialising the difference.
+HeatGrid poolMaxAbsDiff(const float* a, const float* b, int64_t rows, int64_t cols, int64_t maxCells);
 
 // A tensor's values as a matrix in the PyTorch [out, in] orientation. Kernels stored
 // [in, out] (Layout::InOut) are transposed once here, so views, per-channel statistics
@@ -79,7 +81,11 @@ struct QuantOutcome {
 
 Result<std::shared_ptr<const QuantOutcome>> quantizeMatrix(const std::shared_ptr<const MatrixData>& m,
                                                            const QuantSpec& spec, int64_t maxCells,
-                                                           bool withAlternative, bool withSuggestions = false);
+                                                           bool withAlternative, bool withSuggestions = false,
+                                                           const std::shared_ptr<const QuantOutcome>& previous = nullptr);
+// `previous`: an earlier outcome on the same matrix. Its per-row metrics under the
+// alternative granularity are reused when that spec is unchanged (a dragged range does
+// not change it), which keeps a second full quantization out of every drag update.
 
 // One line of the tree's background columns.
 struct TensorSummary {
