@@ -93,7 +93,35 @@ void ymmBlockF32(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b,
     }
 }
 
-// Rows in blocks of MR (tails dispatched to smaller MR), 16-column blocks of every panel.
+// Rows in ceil(m/MR) blocks of nearly equal height (m = 8, MR = 6: 4+4, not 6+1+1): every
+// block streams its 16 columns of the panel for all of K, so a short tail block costs nearly
+// as much as a full one. run(YmmRows<rows>{}, firstRow) does one block.
+template <int R>
+struct YmmRows {
+    static constexpr int value = R;
+};
+template <int MR, class Run>
+inline void ymmRowBlocks(int64_t m, const Run& run)
+{
+    static_assert(MR >= 1 && MR <= 6);
+    const int64_t blocks = (m + MR - 1) / MR;
+    const int64_t base = m / blocks, extra = m % blocks;  // base + 1 <= MR whenever extra > 0
+    int64_t i = 0;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t rows = base + (blk < extra ? 1 : 0);
+        switch (rows) {
+        case 6: if constexpr (MR >= 6) run(YmmRows<6>{}, i); break;
+        case 5: if constexpr (MR >= 5) run(YmmRows<5>{}, i); break;
+        case 4: if constexpr (MR >= 4) run(YmmRows<4>{}, i); break;
+        case 3: if constexpr (MR >= 3) run(YmmRows<3>{}, i); break;
+        case 2: if constexpr (MR >= 2) run(YmmRows<2>{}, i); break;
+        default: run(YmmRows<1>{}, i); break;
+        }
+        i += rows;
+    }
+}
+
+// Row blocks (ymmRowBlocks) x 16-column blocks of every panel.
 template <class Dot, int MR>
 void ymmGemmS32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
                 int32_t* c, int64_t ldc)
@@ -107,11 +135,9 @@ void ymmGemmS32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w
             if (cols <= 0)
                 break;
             const int8_t* b = w.panel(p) + s * 64;
-            int64_t i = 0;
-            for (; i + MR <= m; i += MR)
-                ymmBlockS32<Dot, MR>(groups, a + i * lda, lda, b, stride, c + i * ldc + col0, ldc, cols);
-            for (; i < m; ++i)
-                ymmBlockS32<Dot, 1>(groups, a + i * lda, lda, b, stride, c + i * ldc + col0, ldc, cols);
+            ymmRowBlocks<MR>(m, [&](auto rows, int64_t i) {
+                ymmBlockS32<Dot, decltype(rows)::value>(groups, a + i * lda, lda, b, stride, c + i * ldc + col0, ldc, cols);
+            });
         }
     }
 }
@@ -129,11 +155,10 @@ void ymmGemmF32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w
             if (cols <= 0)
                 break;
             const int8_t* b = w.panel(p) + s * 64;
-            int64_t i = 0;
-            for (; i + MR <= m; i += MR)
-                ymmBlockF32<Dot, MR>(groups, a + i * lda, lda, b, stride, w.colSum.data(), rq, i, col0, y, ldy, cols);
-            for (; i < m; ++i)
-                ymmBlockF32<Dot, 1>(groups, a + i * lda, lda, b, stride, w.colSum.data(), rq, i, col0, y, ldy, cols);
+            ymmRowBlocks<MR>(m, [&](auto rows, int64_t i) {
+                ymmBlockF32<Dot, decltype(rows)::value>(groups, a + i * lda, lda, b, stride, w.colSum.data(), rq, i, col0,
+                                                        y, ldy, cols);
+            });
         }
     }
 }
