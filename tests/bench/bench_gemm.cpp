@@ -87,13 +87,16 @@ int main(int argc, char** argv)
                 std::fprintf(stderr, "%s\n", r.error().oneLine().c_str());
                 return 1;
             }
+            char peakText[32] = "     -      -";
+            if (peakGops > 0)
+                std::snprintf(peakText, sizeof peakText, "%6.0f %5.0f%%", peakGops, 100.0 * r->gemmGops() / peakGops);
             std::printf("%-10s %5lld | %7.1f (%6.1f) %7.1f (%6.1f) %7.1f (%6.1f) %7.1f (%6.1f) | %8.0f %8.0f | %8.2f %8.2f | "
-                        "%6.0f %5.0f%%  %.2g\n",
+                        "%s  %.2g\n",
                         s.name.c_str(), static_cast<long long>(m), r->fp32Seconds * 1e6, r->fp32BestSeconds * 1e6,
                         r->int8Seconds * 1e6, r->int8BestSeconds * 1e6, r->gemmSeconds * 1e6, r->gemmBestSeconds * 1e6,
                         r->onednnInt8Seconds * 1e6, r->onednnBestSeconds * 1e6, r->int8Gops(), r->gemmGops(), r->speedup(),
-                        r->onednnInt8Seconds > 0 ? r->onednnInt8Seconds / r->int8Seconds : 0.0, peakGops,
-                        peakGops > 0 ? 100.0 * r->gemmGops() / peakGops : 0.0, r->onednnMaxAbsDiff);
+                        r->onednnInt8Seconds > 0 ? r->onednnInt8Seconds / r->int8Seconds : 0.0, peakText,
+                        r->onednnMaxAbsDiff);
         }
     return 0;
 }
