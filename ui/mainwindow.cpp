@@ -44,6 +44,7 @@
 #include "numberspanel.h"
 #include "quantcontrols.h"
 #include "runpanel.h"
+#include "sensitivitypanel.h"
 #include "tensortreemodel.h"
 
 namespace quantlens::ui {
@@ -214,6 +215,27 @@ void MainWindow::buildUi()
     runPanel_ = new RunPanel(tabs_);
     runPanel_->setObjectName(QStringLiteral("runPanel"));
     tabs_->addTab(runPanel_, tr("Run"));
+    sensitivity_ = new SensitivityPanel(tabs_);
+    sensitivity_->setObjectName(QStringLiteral("sensitivityPanel"));
+    tabs_->addTab(sensitivity_, tr("Sensitivity"));
+    connect(sensitivity_, &SensitivityPanel::layerActivated, this, [this](const QString& name) {
+        selectTensor(name);
+        tabs_->setCurrentIndex(0);
+    });
+    connect(sensitivity_, &SensitivityPanel::finished, this, [this] {
+        // Layers a loaded session keeps in float32 get their ticks once there is a ranking.
+        if (session_.keepFloat.empty() || !sensitivity_->keptFloatLayers().isEmpty())
+            return;
+        QStringList kept;
+        for (const std::string& n : session_.keepFloat)
+            kept << qs(n);
+        sensitivity_->setKeptFloatLayers(kept);
+    });
+    connect(sensitivity_, &SensitivityPanel::keptFloatChanged, this, [this] {
+        session_.keepFloat.clear();
+        for (const QString& n : sensitivity_->keptFloatLayers())
+            session_.keepFloat.insert(n.toStdString());
+    });
     connect(overview_, &ModelOverview::layerActivated, this, [this](int t) {
         selectTensor(t);
         tabs_->setCurrentIndex(0);
@@ -319,7 +341,7 @@ void MainWindow::buildMenus()
         heatmaps_->before()->replot(QCustomPlot::rpQueuedReplot);
     });
     resetZoom->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_0));
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < tabs_->count(); ++i) {
         QAction* a = view->addAction(tabs_->tabText(i), this, [this, i] { tabs_->setCurrentIndex(i); });
         a->setShortcut(QKeySequence(Qt::ALT | (Qt::Key_1 + i)));
     }
@@ -423,6 +445,7 @@ void MainWindow::setModel(std::shared_ptr<const Model> model, const QString& lab
     outcome_.reset();
     treeModel_->reset(model_);
     runPanel_->setSelection(model_, -1);
+    sensitivity_->setModel(model_);
     tree_->expandAll();
     for (int c = 0; c < TensorTreeModel::ColumnCount; ++c)
         tree_->resizeColumnToContents(c);
@@ -623,6 +646,13 @@ void MainWindow::refreshTuned()
         tuned[name] = qs(schemeName(spec.scheme)) + QStringLiteral(", ") + qs(granularityName(spec)) +
                       QStringLiteral(", ") + qs(calibName(spec));
     treeModel_->setTuned(tuned);
+    // The sensitivity runner takes layer prefixes ("...q_lin"), the weight's name without ".weight".
+    std::vector<std::pair<std::string, QuantSpec>> specs;
+    static const std::string kWeight = ".weight";
+    for (const auto& [name, spec] : session_.overrides)
+        if (name.size() > kWeight.size() && name.compare(name.size() - kWeight.size(), kWeight.size(), kWeight) == 0)
+            specs.emplace_back(name.substr(0, name.size() - kWeight.size()), spec);
+    sensitivity_->setTunedSpecs(std::move(specs));
 }
 
 void MainWindow::requestQuantize()
@@ -911,6 +941,12 @@ bool MainWindow::loadSessionFrom(const QString& path)
     a.session.modelFingerprint = session_.modelFingerprint;
     session_ = a.session;
     treeModel_->setCheckedNames(session_.exportSelection);
+    {
+        QStringList kept;
+        for (const std::string& n : session_.keepFloat)
+            kept << qs(n);
+        sensitivity_->setKeptFloatLayers(kept);
+    }
     refreshTuned();
     if (current_ >= 0) {
         applyingSpec_ = true;

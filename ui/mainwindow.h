@@ -34,6 +34,7 @@ class ModelOverview;
 class NumbersPanel;
 class QuantControls;
 class RunPanel;
+class SensitivityPanel;
 class TensorTreeModel;
 
 // The main window. Every expensive step (opening a file, decoding a tensor, quantizing
@@ -75,6 +76,7 @@ public:
     ModelOverview* overview() const { return overview_; }
     ChannelPlot* channels() const { return channels_; }
     RunPanel* runPanel() const { return runPanel_; }
+    SensitivityPanel* sensitivityPanel() const { return sensitivity_; }
     QTabWidget* tabs() const { return tabs_; }
     QToolButton* cancelButton() const { return cancel_; }
     QMenu* recentMenu() const { return recentMenu_; }
@@ -154,6 +156,7 @@ private:
     ChannelPlot* channels_ = nullptr;
     ModelOverview* overview_ = nullptr;
     RunPanel* runPanel_ = nullptr;
+    SensitivityPanel* sensitivity_ = nullptr;
     QSplitter* mainSplit_ = nullptr;
     QSplitter* rightSplit_ = nullptr;
     QSplitter* topSplit_ = nullptr;

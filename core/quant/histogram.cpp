@@ -48,7 +48,7 @@ inline int32_t slotOf(float v0, const SlotParams& p)
 {
     const float v = Abs ? std::fabs(v0) : v0;
     float f = (v - p.loF) * p.scale;
-    f = f < 0.0f ? 0.0f : f;
+    f = f >= 0.0f ? f : 0.0f;  // NaN -> 0 as well: converting NaN to int below would be UB
     float g = f > p.binsF ? p.binsF : f;
     const float frac = g - float(int32_t(g));
     const bool near = (frac < p.tol) | (frac > 1.0f - p.tol);

@@ -15,6 +15,7 @@
 #include <QMimeData>
 #include <QPushButton>
 #include <QRadioButton>
+#include <QTabWidget>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QSortFilterProxyModel>
@@ -34,6 +35,7 @@
 #include "io/safetensors.h"
 #include "mainwindow.h"
 #include "quantcontrols.h"
+#include "sensitivitypanel.h"
 #include "tensortreemodel.h"
 #include "testsupport.h"
 
@@ -273,6 +275,44 @@ private slots:
         QVERIFY(!QFile::exists(out));
         QVERIFY(d->statusLabel()->text().contains(QStringLiteral("Cancelled")));
         d->close();
+    }
+
+    void sensitivityTabDrivesSelectionAndExport()
+    {
+        SensitivityPanel* p = w->sensitivityPanel();
+        QVERIFY(p);
+        QSignalSpy done(p, &SensitivityPanel::finished);
+        p->useRandomInput(16);
+        p->run();
+        QVERIFY(done.wait(kWaitMs));
+        const QStringList bars = p->barLayers();
+        QCOMPARE(bars.size(), 6);
+        // A bar clicked selects its layer in the tree and shows the tensor tab.
+        emit p->layerActivated(bars.front());
+        QVERIFY(waitIdle(*w));
+        QCOMPARE(QString::fromStdString(w->model()->tensors[size_t(w->currentTensor())].name), bars.front());
+        QCOMPARE(w->tabs()->currentIndex(), 0);
+        // Keeping it in float32 reaches the session and the export plan.
+        p->setKeptFloatLayers({bars.front()});
+        QCOMPARE(w->session().keepFloat, std::set<std::string>{bars.front().toStdString()});
+        ExportDialog* d = w->openExportDialog();
+        QVERIFY(d->keepFloatBox()->isEnabled() && d->keepFloatBox()->isChecked());
+        const ExportPlan plan = d->plan();
+        QCOMPARE(plan.items.size(), size_t(5));
+        QCOMPARE(plan.keptFloat, std::vector<std::string>{bars.front().toStdString()});
+        d->close();
+        // ...and survives a session round trip.
+        const QString path = tmp.filePath(QStringLiteral("kept.json"));
+        QVERIFY(w->saveSessionTo(path));
+        auto w2 = newWindow();
+        openDemo(*w2);
+        QVERIFY(w2->loadSessionFrom(path));
+        QCOMPARE(w2->session().keepFloat, std::set<std::string>{bars.front().toStdString()});
+        QSignalSpy done2(w2->sensitivityPanel(), &SensitivityPanel::finished);
+        w2->sensitivityPanel()->useRandomInput(16);
+        w2->sensitivityPanel()->run();
+        QVERIFY(done2.wait(kWaitMs));
+        QCOMPARE(w2->sensitivityPanel()->keptFloatLayers(), QStringList{bars.front()});
     }
 
     void droppedFileOpens()
