@@ -57,6 +57,7 @@ private slots:
         QTest::newRow("run-without-layer") << QStringList{QStringLiteral("run"), QStringLiteral("demo"), QStringLiteral("--input"), QStringLiteral("x.npy"), QStringLiteral("--out"), QStringLiteral("y.npy")};
         QTest::newRow("run-bad-mode") << QStringList{QStringLiteral("run"), QStringLiteral("demo"), QStringLiteral("--layer"), QStringLiteral("a"), QStringLiteral("--input"), QStringLiteral("x.npy"), QStringLiteral("--out"), QStringLiteral("y.npy"), QStringLiteral("--mode"), QStringLiteral("int4")};
         QTest::newRow("bench-zero-tokens") << QStringList{QStringLiteral("bench"), QStringLiteral("--tokens"), QStringLiteral("0")};
+        QTest::newRow("bench-cpu-time-threads") << QStringList{QStringLiteral("bench"), QStringLiteral("--cpu-time"), QStringLiteral("--threads"), QStringLiteral("2")};
     }
     void usageErrorsExitWith2()
     {
@@ -100,6 +101,10 @@ private slots:
             QVERIFY(r.contains("onednn_int8_seconds"));
 #endif
         }
+        QCOMPARE(doc["clock"].get<std::string>(), std::string("wall"));
+        const Run cpu = cli({QStringLiteral("bench"), QStringLiteral("--tokens"), QStringLiteral("1"), QStringLiteral("--cpu-time"), QStringLiteral("--json")}, QStringLiteral("ref"));
+        QCOMPARE(cpu.code, 0);
+        QCOMPARE(json::parse(cpu.out.toStdString())["clock"].get<std::string>(), std::string("thread-cpu"));
         const Run bad = cli({QStringLiteral("bench"), QStringLiteral("--tokens"), QStringLiteral("1")}, QStringLiteral("avx1024"));
         QCOMPARE(bad.code, 1);
         QVERIFY2(bad.err.contains("QUANTLENS_ISA=avx1024") && bad.err.contains("ref"), bad.err.constData());
