@@ -344,6 +344,7 @@ SensitivityPanel::SensitivityPanel(QWidget* parent)
     progress_->setFormat(tr("%v / %m passes"));
     progress_->setTextVisible(false);
     progress_->setMaximumWidth(260);
+    progress_->hide();  // an empty bar beside the buttons reads as a text field
     status_ = new QLabel(this);
     status_->setObjectName(QStringLiteral("sensitivityStatus"));
     status_->setTextInteractionFlags(Qt::TextSelectableByMouse);
@@ -415,6 +416,13 @@ SensitivityPanel::SensitivityPanel(QWidget* parent)
     split->setChildrenCollapsible(false);
     table_->verticalHeader()->setDefaultSectionSize(table_->fontMetrics().height() + 8);
     v->addWidget(split, 1);
+    placeholder_ = new QLabel(tr("Run ranks every linear layer by how much quantizing it alone moves the "
+                                 "encoder's output; the bar chart and the table appear here."),
+                              this);
+    placeholder_->setAlignment(Qt::AlignCenter);
+    placeholder_->setWordWrap(true);
+    placeholder_->setStyleSheet(QStringLiteral("color: palette(mid);"));
+    v->addWidget(placeholder_, 1);
 
     runWatcher_ = new QFutureWatcher<std::shared_ptr<const SensitivityRunOutcome>>(this);
     keptWatcher_ = new QFutureWatcher<std::shared_ptr<const KeptComparison>>(this);
@@ -425,6 +433,7 @@ SensitivityPanel::SensitivityPanel(QWidget* parent)
         progress_->setRange(0, 1);
         progress_->setValue(0);
         progress_->setTextVisible(false);
+        progress_->hide();
         if (runWatcher_->property("gen").toULongLong() == runGen_)
             applyOutcome(*o);
         updateButtons();
@@ -669,6 +678,7 @@ void SensitivityPanel::run()
     running_ = true;
     updateButtons();
     progress_->setRange(0, 0);  // busy until the first forward pass reports
+    progress_->show();
     setStatus(state_->built ? tr("Running %1 of %2 tokens…").arg(layers(j.input.batch, "sequence")).arg(j.input.seqLen)
                             : tr("Building the float32 encoder…"));
     runWatcher_->setProperty("gen", QVariant::fromValue<qulonglong>(gen));
@@ -740,6 +750,9 @@ void SensitivityPanel::showReport()
         table_->setRowCount(0);
     }
     const SensitivityReport* r = report_.get();
+    // No ranking yet (or not an encoder): no empty axes, the status line says what to do.
+    split_->setVisible(r != nullptr);
+    placeholder_->setVisible(r == nullptr);
     const bool bySqnr = baseline_ && baseline_->rankBy == SensitivityMetric::Sqnr;
     const bool one = !r || r->view == SensitivityView::OneQuantized;
     std::vector<QString> prefixes;

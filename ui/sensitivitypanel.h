@@ -180,6 +180,7 @@ private:
     QLabel* status_ = nullptr;
     QLabel* summary_ = nullptr;
     QSplitter* split_ = nullptr;
+    QLabel* placeholder_ = nullptr;  // stands in for the chart and table until a ranking exists
     int splitRows_ = -1;  // bar count the splitter was last sized for
     QScrollArea* plotScroll_ = nullptr;
     QCustomPlot* plot_ = nullptr;
