@@ -106,24 +106,41 @@ std::string layerPrefix(const EncoderConfig& c, int64_t l)
 // These helpers are internal to this file and inlined, so the AVX-without-AVX ABI note
 // GCC gives for passing 32-byte vectors by value concerns no real call.
 #pragma GCC diagnostic ignored "-Wpsabi"
+// always_inline, not just inline: at -O0 GCC would call them out of line, and a 32-byte
+// vector passed between the AVX2 clone and a baseline helper has no agreed ABI (SEGV in
+// a Debug build).
+#define QL_VEC_INLINE inline __attribute__((always_inline))
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 
-inline v8f splat(float x) { return v8f{x, x, x, x, x, x, x, x}; }
-inline v8f load8(const float* p)
+// Not std::bit_cast: at -O0 it is an out-of-line baseline function returning a 32-byte vector.
+QL_VEC_INLINE v8f asF(v8i v)
+{
+    v8f r;
+    std::memcpy(&r, &v, sizeof r);
+    return r;
+}
+QL_VEC_INLINE v8i asI(v8f v)
+{
+    v8i r;
+    std::memcpy(&r, &v, sizeof r);
+    return r;
+}
+QL_VEC_INLINE v8f splat(float x) { return v8f{x, x, x, x, x, x, x, x}; }
+QL_VEC_INLINE v8f load8(const float* p)
 {
     v8f v;
     std::memcpy(&v, p, sizeof v);
     return v;
 }
-inline void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
-inline v8f vmin(v8f a, v8f b) { return a < b ? a : b; }
-inline v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
-inline float hsum(v8f v) { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
+QL_VEC_INLINE void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
+QL_VEC_INLINE v8f vmin(v8f a, v8f b) { return a < b ? a : b; }
+QL_VEC_INLINE v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
+QL_VEC_INLINE float hsum(v8f v) { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
 
 // exp as 2^k * exp(r), r in [-ln2/2, ln2/2], degree-6 Taylor (< 2e-7 relative); k is
 // rounded with the 1.5*2^23 trick. Inputs are clamped to [-87, 88], so it never overflows.
-inline v8f vexp(v8f x)
+QL_VEC_INLINE v8f vexp(v8f x)
 {
     x = vmax(vmin(x, splat(88.0f)), splat(-87.0f));
     const v8f k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -136,27 +153,27 @@ inline v8f vexp(v8f x)
     p = p * r + 1.0f;
     p = p * r + 1.0f;
     const v8i e = (__builtin_convertvector(k, v8i) + 127) << 23;
-    return p * std::bit_cast<v8f>(e);
+    return p * asF(e);
 }
 
 // GELU in the exact erf form (transformers' "gelu" for BERT, RoBERTa and DistilBERT), with
 // erf(z) = 1 - poly(t) exp(-z^2), t = 1/(1 + p|z|) (Abramowitz-Stegun 7.1.26, |error| <= 1.5e-7,
 // below float32's resolution of the 0.5 x (1 + erf) it feeds).
-inline v8f vgelu(v8f v)
+QL_VEC_INLINE v8f vgelu(v8f v)
 {
     const v8f z = v * 0.70710678118654752f;
-    const v8i zi = std::bit_cast<v8i>(z);
-    const v8f a = std::bit_cast<v8f>(zi & 0x7fffffff);
+    const v8i zi = asI(z);
+    const v8f a = asF(zi & 0x7fffffff);
     const v8f t = 1.0f / (1.0f + 0.3275911f * a);
     const v8f poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
     const v8f m = 1.0f - poly * vexp(-a * a);  // erf(|z|) >= 0
-    const v8f e = std::bit_cast<v8f>(std::bit_cast<v8i>(m) | (zi & int32_t(0x80000000u)));  // copysign
+    const v8f e = asF(asI(m) | (zi & int32_t(0x80000000u)));  // copysign
     return 0.5f * v * (1.0f + e);
 }
 
 // Applies f to n floats 8 at a time; the last partial block goes through a zero-padded copy.
 template <class F>
-inline void map8(float* x, int64_t n, F f)
+QL_VEC_INLINE void map8(float* x, int64_t n, F f)
 {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -172,7 +189,7 @@ inline void map8(float* x, int64_t n, F f)
 
 __attribute__((target_clones("avx2", "default"))) void gelu(float* x, int64_t n)
 {
-    map8(x, n, [](v8f v, int64_t) { return vgelu(v); });
+    map8(x, n, [](v8f v, int64_t) __attribute__((always_inline)) { return vgelu(v); });
 }
 
 // x += y
@@ -208,7 +225,7 @@ __attribute__((target_clones("avx2", "default"))) void maskedSoftmax(float* s, i
         sum += e;
     }
     const float inv = 1.0f / sum;
-    map8(s, n, [inv](v8f v, int64_t) { return v * inv; });
+    map8(s, n, [inv](v8f v, int64_t) __attribute__((always_inline)) { return v * inv; });
 }
 
 // torch.nn.LayerNorm over the last dimension (biased variance), with float partial sums in
