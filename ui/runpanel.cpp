@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <atomic>
 #include <random>
 
 #include "formatting.h"
@@ -36,8 +37,9 @@ constexpr uint32_t kSeed = 12345;  // the random input is the same on every run 
 
 // Median over kRepeats of the mean time per call; each repeat loops until it has run long
 // enough for the clock to resolve it.
+// Returns -1 once `cancel` is set (checked after every call).
 template <class F>
-double medianSeconds(const F& f)
+double medianSeconds(const F& f, const std::atomic<bool>& cancel)
 {
     using clock = std::chrono::steady_clock;
     std::vector<double> t;
@@ -48,6 +50,8 @@ double medianSeconds(const F& f)
         do {
             f();
             ++calls;
+            if (cancel.load())
+                return -1;
             elapsed = std::chrono::duration<double>(clock::now() - t0).count();
         } while (elapsed < kMinRepeatSeconds);
         t.push_back(elapsed / double(calls));
@@ -62,6 +66,7 @@ struct RunJob {
     int64_t tokens = 0;
     ActQuant act = ActQuant::PerTensor;
     std::shared_ptr<const std::vector<float>> input;  // null: random
+    std::shared_ptr<std::atomic<bool>> cancel;
 };
 
 std::shared_ptr<const RunResult> runJob(const RunJob& j)
@@ -99,8 +104,14 @@ std::shared_ptr<const RunResult> runJob(const RunJob& j)
     std::vector<float> yRef(size_t(j.tokens * j.layer.outFeatures)), y(yRef.size());
     fp->forward(x.data(), j.tokens, yRef.data());  // warm-up and the reference
     dl->forward(x.data(), j.tokens, y.data());
-    r->fp32Seconds = medianSeconds([&] { fp->forward(x.data(), j.tokens, yRef.data()); });
-    r->int8Seconds = medianSeconds([&] { dl->forward(x.data(), j.tokens, y.data()); });
+    r->fp32Seconds = medianSeconds([&] { fp->forward(x.data(), j.tokens, yRef.data()); }, *j.cancel);
+    if (r->fp32Seconds >= 0)
+        r->int8Seconds = medianSeconds([&] { dl->forward(x.data(), j.tokens, y.data()); }, *j.cancel);
+    if (r->fp32Seconds < 0 || r->int8Seconds < 0) {
+        r->error = QStringLiteral("cancelled");
+        r->cancelled = true;
+        return r;
+    }
     r->isa = QString::fromLatin1(dl->isa());
     r->err = computeMetrics(yRef, y);
     std::vector<float> diff(y.size());
@@ -163,6 +174,10 @@ RunPanel::RunPanel(QWidget* parent)
     runButton_->setEnabled(false);
     auto* runRow = new QHBoxLayout;
     runRow->addWidget(runButton_);
+    cancelButton_ = new QPushButton(tr("Cancel"), this);
+    cancelButton_->setObjectName(QStringLiteral("runCancel"));
+    cancelButton_->setEnabled(false);
+    runRow->addWidget(cancelButton_);
     status_ = valueLabel(this, "runStatus");
     status_->setText(QString());
     runRow->addWidget(status_, 1);
@@ -208,12 +223,18 @@ RunPanel::RunPanel(QWidget* parent)
     connect(watcher_, &QFutureWatcherBase::finished, this, [this] {
         const auto r = watcher_->result();
         running_ = false;
-        if (watcher_->property("gen").toULongLong() == gen_)
-            applyResult(r);
+        if (watcher_->property("gen").toULongLong() == gen_) {
+            if (r->cancelled)
+                setStatus(tr("cancelled"));  // the previous figures stay
+            else
+                applyResult(r);
+        }
         runButton_->setEnabled(haveLayer_);
+        cancelButton_->setEnabled(false);
         emit finished();
     });
     connect(runButton_, &QPushButton::clicked, this, &RunPanel::run);
+    connect(cancelButton_, &QPushButton::clicked, this, &RunPanel::cancel);
     connect(randomInput_, &QRadioButton::toggled, this, [this](bool on) {
         if (on)
             useRandomInput();
@@ -375,9 +396,18 @@ void RunPanel::run()
     }
     running_ = true;
     runButton_->setEnabled(false);
+    cancel_ = std::make_shared<std::atomic<bool>>(false);
+    j.cancel = cancel_;
+    cancelButton_->setEnabled(true);
     setStatus(tr("Running %1 tokens…").arg(j.tokens));
     watcher_->setProperty("gen", QVariant::fromValue<qulonglong>(gen_));
     watcher_->setFuture(QtConcurrent::run([j] { return runJob(j); }));
+}
+
+void RunPanel::cancel()
+{
+    if (running_ && cancel_)
+        cancel_->store(true);
 }
 
 void RunPanel::applyResult(std::shared_ptr<const RunResult> r)

@@ -7,6 +7,7 @@
 #include <QString>
 #include <QWidget>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -34,6 +35,7 @@ struct RunResult {
     QString isa;
     Metrics err;      // int8 output vs float32 output
     Histogram hist;   // of y_int8 - y_fp32
+    bool cancelled = false;
     double speedup() const { return int8Seconds > 0 ? fp32Seconds / int8Seconds : 0; }
 };
 
@@ -51,11 +53,13 @@ public:
     bool loadInput(const QString& path);
     void useRandomInput();
     void run();
+    void cancel();  // the run stops after the current call; the previous figures stay
 
     bool hasLayer() const { return haveLayer_; }
     bool isRunning() const { return running_; }
     const RunResult* lastResult() const { return result_.get(); }
     QPushButton* runButton() const { return runButton_; }
+    QPushButton* cancelButton() const { return cancelButton_; }
     QSpinBox* tokensBox() const { return tokens_; }
     QComboBox* activationBox() const { return act_; }
     QLabel* label(const QString& key) const;  // "fp32", "int8", "speedup", "isa", "sqnr", "maxabs", "status", "layer"
@@ -88,6 +92,8 @@ private:
     QPushButton* loadButton_ = nullptr;
     QLabel* inputLabel_ = nullptr;
     QPushButton* runButton_ = nullptr;
+    QPushButton* cancelButton_ = nullptr;
+    std::shared_ptr<std::atomic<bool>> cancel_;
     QLabel* fp32_ = nullptr;
     QLabel* int8_ = nullptr;
     QLabel* speedup_ = nullptr;

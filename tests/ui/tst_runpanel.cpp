@@ -82,6 +82,31 @@ private slots:
     }
     void cleanup() { w.reset(); }
 
+    void cancelStopsALongRun()
+    {
+        // 768 -> 3072 at 16384 tokens: one float32 call alone takes tens of milliseconds,
+        // the whole timed run several seconds.
+        w->showModel(std::make_shared<const Model>(makeDemoModel(1, 768)), QStringLiteral("big demo"));
+        QVERIFY(waitIdle(*w));
+        QVERIFY(w->selectTensor(QStringLiteral("distilbert.transformer.layer.0.ffn.lin1.weight")));
+        QVERIFY(waitIdle(*w));
+        panel()->tokensBox()->setValue(16384);
+        QSignalSpy done(panel(), &RunPanel::finished);
+        panel()->run();
+        QVERIFY(panel()->isRunning());
+        QVERIFY(panel()->cancelButton()->isEnabled());
+        QElapsedTimer t;
+        t.start();
+        QTest::mouseClick(panel()->cancelButton(), Qt::LeftButton);
+        QVERIFY(done.wait(kWaitMs));
+        QVERIFY2(t.elapsed() < 10000, qPrintable(QString::number(t.elapsed())));
+        QVERIFY(!panel()->isRunning());
+        QVERIFY(!panel()->cancelButton()->isEnabled());
+        QVERIFY(panel()->runButton()->isEnabled());
+        QCOMPARE(panel()->label(QStringLiteral("status"))->text(), QStringLiteral("cancelled"));
+        QVERIFY(!panel()->lastResult());  // nothing half-measured is shown
+    }
+
     void linearLayerRuns_data()
     {
         QTest::addColumn<int>("activationMode");
