@@ -2,7 +2,10 @@
 // the demo model and on ../shared/models/gpt2_capp.safetensors, for people to look at:
 // written to $QUANTLENS_SHOT_DIR, or to ./viewshots (build/tests/viewshots under ctest).
 // The test checks each one is a picture, not a blank widget.
+#include <QApplication>
 #include <QDir>
+#include <QPalette>
+#include <QStyleFactory>
 #include <QImage>
 #include <QSet>
 #include <QSignalSpy>
@@ -10,6 +13,7 @@
 #include <QTest>
 
 #include "exportdialog.h"
+#include "histogramplot.h"
 #include "io/demomodel.h"
 #include "io/safetensors.h"
 #include "mainwindow.h"
@@ -106,6 +110,44 @@ private slots:
     {
         shootAll(std::make_shared<const Model>(makeDemoModel()), QStringLiteral("demo"), QStringLiteral("demo"),
                  QStringLiteral("distilbert.transformer.layer.0.ffn.lin1.weight"), true);
+    }
+
+    // The same window under a dark palette (as a dark desktop theme gives it): the plots
+    // follow the palette instead of staying white.
+    void darkPaletteViews()
+    {
+        const QPalette before = QApplication::palette();
+        QStyle* fusion = QStyleFactory::create(QStringLiteral("Fusion"));
+        QVERIFY(fusion);
+        QApplication::setStyle(fusion);
+        QPalette dark;
+        dark.setColor(QPalette::Window, QColor(45, 45, 48));
+        dark.setColor(QPalette::WindowText, QColor(220, 220, 220));
+        dark.setColor(QPalette::Base, QColor(30, 30, 30));
+        dark.setColor(QPalette::AlternateBase, QColor(45, 45, 48));
+        dark.setColor(QPalette::Text, QColor(220, 220, 220));
+        dark.setColor(QPalette::Button, QColor(55, 55, 58));
+        dark.setColor(QPalette::ButtonText, QColor(220, 220, 220));
+        dark.setColor(QPalette::Highlight, QColor(42, 130, 218));
+        dark.setColor(QPalette::HighlightedText, Qt::white);
+        QApplication::setPalette(dark);
+        MainWindow w(nullptr, /*useSettings=*/false);
+        w.setInteractive(false);
+        w.resize(1400, 900);
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        w.showModel(std::make_shared<const Model>(makeDemoModel()), QStringLiteral("demo"));
+        QVERIFY(waitIdle(w));
+        QVERIFY(w.selectTensor(QStringLiteral("distilbert.transformer.layer.0.ffn.lin1.weight")));
+        QVERIFY(waitIdle(w));
+        QTest::qWait(100);
+        const QImage img = w.grab().toImage();
+        const QString path = QDir(shotDir()).filePath(QStringLiteral("dark-tensor.png"));
+        QVERIFY(img.save(path));
+        // The histogram's background is the dark base colour, not a white box.
+        const QPoint inPlot = w.histogram()->mapTo(&w, w.histogram()->rect().topLeft() + QPoint(4, 4));
+        QVERIFY2(qGray(img.pixel(inPlot)) < 100, qPrintable(path));
+        QApplication::setPalette(before);
     }
 
     void gpt2Views()
