@@ -49,4 +49,30 @@ QString formatDb(double db)
     return QStringLiteral("%1 dB").arg(db, 0, 'f', 2);
 }
 
+std::vector<QString> shortLayerNames(const std::vector<QString>& names)
+{
+    std::vector<QString> out;
+    qsizetype cut = 0;
+    if (names.size() >= 2) {
+        qsizetype common = names[0].size();
+        for (const QString& n : names) {
+            qsizetype k = 0;
+            while (k < common && k < n.size() && n[k] == names[0][k])
+                ++k;
+            common = k;
+        }
+        cut = names[0].left(common).lastIndexOf(QLatin1Char('.')) + 1;
+        if (cut > 0 && cut < names[0].size() && names[0][cut].isDigit())
+            cut = names[0].left(cut - 1).lastIndexOf(QLatin1Char('.')) + 1;
+    }
+    static const QString kWeight = QStringLiteral(".weight");
+    for (const QString& n : names) {
+        QString s = n.mid(cut);
+        if (s.endsWith(kWeight) && s.size() > kWeight.size())
+            s.chop(kWeight.size());
+        out.push_back(s);
+    }
+    return out;
+}
+
 }  // namespace quantlens::ui

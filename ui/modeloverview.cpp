@@ -14,28 +14,6 @@ namespace quantlens::ui {
 
 namespace {
 
-// Drops the prefix all names share ("distilbert.transformer.") so the tick labels fit.
-std::vector<QString> shortNames(const std::vector<QString>& names)
-{
-    if (names.size() < 2)
-        return names;
-    qsizetype common = names[0].size();
-    for (const QString& n : names) {
-        qsizetype k = 0;
-        while (k < common && k < n.size() && n[k] == names[0][k])
-            ++k;
-        common = k;
-    }
-    common = names[0].left(common).lastIndexOf(QLatin1Char('.')) + 1;
-    std::vector<QString> out;
-    for (const QString& n : names) {
-        QString s = n.mid(common);
-        if (s.endsWith(QStringLiteral(".weight")))
-            s.chop(7);
-        out.push_back(s);
-    }
-    return out;
-}
 
 }  // namespace
 
@@ -76,7 +54,7 @@ void ModelOverview::reset(std::shared_ptr<const Model> model, const std::vector<
     if (model_)
         for (int i : linear_)
             names.push_back(qs(model_->tensors[size_t(i)].name));
-    names = shortNames(names);
+    names = shortLayerNames(names);
     auto ticker = QSharedPointer<QCPAxisTickerText>(new QCPAxisTickerText);
     for (size_t i = 0; i < names.size(); ++i)
         ticker->addTick(double(i), names[i]);

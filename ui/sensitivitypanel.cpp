@@ -106,33 +106,6 @@ int64_t int8Bytes(const LayerBytes& b, const QuantSpec& s)
     return b.values + 4 * scales;
 }
 
-// Tick labels: the prefix every name shares ("distilbert.transformer.") goes, but a
-// remainder that would start with the layer number keeps the word before it ("layer.0...").
-std::vector<QString> shortNames(const std::vector<QString>& names)
-{
-    if (names.size() < 2)
-        return names;
-    qsizetype common = names[0].size();
-    for (const QString& n : names) {
-        qsizetype k = 0;
-        while (k < common && k < n.size() && n[k] == names[0][k])
-            ++k;
-        common = k;
-    }
-    qsizetype cut = names[0].left(common).lastIndexOf(QLatin1Char('.')) + 1;
-    if (cut > 0 && cut < names[0].size() && names[0][cut].isDigit()) {
-        const qsizetype prev = names[0].left(cut - 1).lastIndexOf(QLatin1Char('.'));
-        cut = prev + 1;
-    }
-    std::vector<QString> out;
-    for (const QString& n : names) {
-        QString s = n.mid(cut);
-        if (s.endsWith(QStringLiteral(".weight")))
-            s.chop(kWeightSuffixLen);
-        out.push_back(s);
-    }
-    return out;
-}
 
 // No translator is installed, so %n would print "layer(s)".
 QString layers(int64_t n, const char* what = "layer")
@@ -802,7 +775,7 @@ void SensitivityPanel::showReport()
     }
     bars_->setData(keys, values, true);
 
-    shortLabels_ = shortNames(prefixes);
+    shortLabels_ = shortLayerNames(prefixes);
     const std::vector<QString>& labels = shortLabels_;
     refreshTicks();
     plot_->yAxis->setRange(-0.6, std::max<double>(double(labels.size()) - 0.4, 1.0));
