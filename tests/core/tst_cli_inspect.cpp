@@ -6,23 +6,13 @@
 #include <QProcess>
 #include <QTest>
 
+#include "clirunner.h"
 #include "testsupport.h"
 
 namespace {
 
-struct Run {
-    int code = -1;
-    QByteArray out, err;
-};
-
-Run cli(const QStringList& args)
-{
-    QProcess p;
-    p.start(QStringLiteral(QUANTLENS_CLI), args);
-    p.waitForFinished(120000);
-    return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1, p.readAllStandardOutput(),
-            p.readAllStandardError()};
-}
+using Run = quantlens::test::CliRun;
+Run cli(const QStringList& args) { return quantlens::test::runCli(args); }
 
 QJsonObject tensorByName(const QJsonObject& doc, const QString& name)
 {

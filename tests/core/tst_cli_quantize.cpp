@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/demomodel.h"
+#include "clirunner.h"
 #include "testsupport.h"
 
 using namespace quantlens;
@@ -18,27 +19,12 @@ using json = nlohmann::json;
 
 namespace {
 
-struct Run {
-    int exitCode = -1;
-    bool crashed = true;
-    QByteArray out, err;
-};
-
+using Run = quantlens::test::CliRun;
 Run cli(const QStringList& args, const QString& cwd = {})
 {
-    QProcess p;
-    if (!cwd.isEmpty())
-        p.setWorkingDirectory(cwd);
-    p.start(QStringLiteral(QUANTLENS_CLI), args);
-    Run r;
-    if (!p.waitForStarted(10000))
-        return r;
-    p.waitForFinished(120000);
-    r.crashed = p.exitStatus() != QProcess::NormalExit;
-    r.exitCode = p.exitCode();
-    r.out = p.readAllStandardOutput();
-    r.err = p.readAllStandardError();
-    return r;
+    quantlens::test::CliOptions o;
+    o.cwd = cwd;
+    return quantlens::test::runCli(args, o);
 }
 
 QByteArray fileBytes(const QString& path)
@@ -62,7 +48,7 @@ private slots:
         const Run r = cli({QStringLiteral("quantize"), QStringLiteral("demo"), QStringLiteral("--all-linear"), QStringLiteral("--scheme"),
                            QStringLiteral("seed"), QStringLiteral("--out"), out, QStringLiteral("--json")});
         QVERIFY(!r.crashed);
-        QVERIFY2(r.exitCode == 0, r.err.constData());
+        QVERIFY2(r.code == 0, r.err.constData());
         // stdout is exactly one JSON document; progress went to stderr.
         const json doc = json::parse(r.out.toStdString(), nullptr, false);
         QVERIFY2(!doc.is_discarded(), r.out.left(200).constData());
@@ -118,7 +104,7 @@ private slots:
                            QStringLiteral("--scheme"), QStringLiteral("torch-symmetric"), QStringLiteral("--granularity"),
                            QStringLiteral("channel"), QStringLiteral("--out"), tmp.filePath(QStringLiteral("q.safetensors")),
                            QStringLiteral("--json")});
-        QVERIFY2(r.exitCode == 0, r.err.constData());
+        QVERIFY2(r.code == 0, r.err.constData());
         const json doc = json::parse(r.out.toStdString());
         QCOMPARE(doc["tensors"].size(), size_t(1));
         const json& t = doc["tensors"][0];
@@ -167,7 +153,7 @@ private slots:
         QTemporaryDir tmp;
         const Run r = cli(args, tmp.path());
         QVERIFY(!r.crashed);
-        QVERIFY2(r.exitCode == code, r.err.constData());
+        QVERIFY2(r.code == code, r.err.constData());
         QVERIFY2(QString::fromUtf8(r.err).contains(stderrHas, Qt::CaseInsensitive), r.err.constData());
         if (code == 1) {
             // The reason is the last line (progress lines may come before it); nothing on stdout.
@@ -187,7 +173,7 @@ private slots:
                            QStringLiteral("q8_0"), QStringLiteral("--out"), QStringLiteral("npyout"), QStringLiteral("--fake-quant"),
                            QStringLiteral("fake.safetensors")},
                           tmp.path());
-        QVERIFY2(r.exitCode == 0, r.err.constData());
+        QVERIFY2(r.code == 0, r.err.constData());
         QVERIFY(r.out.contains("distilbert.transformer.layer.1.ffn.lin2.weight"));
         QVERIFY(r.out.contains("group:32"));
         QVERIFY(r.out.contains("total:"));
@@ -208,7 +194,7 @@ private slots:
         for (const QString& opt : {QStringLiteral("--out"), QStringLiteral("--fake-quant")}) {
             const Run r = cli({QStringLiteral("quantize"), input, QStringLiteral("--all-linear"), opt, input});
             QVERIFY(!r.crashed);
-            QVERIFY2(r.exitCode == 1, r.err.constData());
+            QVERIFY2(r.code == 1, r.err.constData());
             QVERIFY2(r.err.contains("refusing"), r.err.constData());
         }
         QCOMPARE(fileBytes(input), original);
@@ -224,7 +210,7 @@ private slots:
                            QStringLiteral("--all-linear"), QStringLiteral("--scheme"), QStringLiteral("torch-symmetric"),
                            QStringLiteral("--granularity"), QStringLiteral("channel"), QStringLiteral("--out"),
                            tmp.filePath(QStringLiteral("g.h5")), QStringLiteral("--json")});
-        QVERIFY2(r.exitCode == 0, r.err.constData());
+        QVERIFY2(r.code == 0, r.err.constData());
         const json doc = json::parse(r.out.toStdString());
         QCOMPARE(doc["tensors"].size(), size_t(16));  // 4 blocks x (c_attn, attn.c_proj, c_fc, mlp.c_proj)
         for (const json& t : doc["tensors"]) {

@@ -10,28 +10,19 @@
 
 #include "kernels/gemm.h"
 #include "runner/npyio.h"
+#include "clirunner.h"
 #include "testsupport.h"
 
 using nlohmann::json;
 
 namespace {
 
-struct Run {
-    int code = -1;
-    QByteArray out, err;
-};
-
+using Run = quantlens::test::CliRun;
 Run cli(const QStringList& args, const QString& isa = {})
 {
-    QProcess p;
-    if (!isa.isEmpty()) {
-        QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
-        env.insert(QStringLiteral("QUANTLENS_ISA"), isa);
-        p.setProcessEnvironment(env);
-    }
-    p.start(QStringLiteral(QUANTLENS_CLI), args);
-    p.waitForFinished(120000);
-    return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1, p.readAllStandardOutput(), p.readAllStandardError()};
+    quantlens::test::CliOptions o;
+    o.isa = isa;
+    return quantlens::test::runCli(args, o);
 }
 
 std::vector<float> npy(const QString& path, std::vector<int64_t>* shape = nullptr)

@@ -7,24 +7,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "clirunner.h"
 #include "testsupport.h"
 
 using nlohmann::json;
 
 namespace {
 
-struct Run {
-    int code = -1;
-    QByteArray out, err;
-};
-
-Run cli(const QStringList& args)
-{
-    QProcess p;
-    p.start(QStringLiteral(QUANTLENS_CLI), QStringList{QStringLiteral("sensitivity")} + args);
-    p.waitForFinished(120000);
-    return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1, p.readAllStandardOutput(), p.readAllStandardError()};
-}
+using Run = quantlens::test::CliRun;
+Run cli(const QStringList& args) { return quantlens::test::runCli(QStringList{QStringLiteral("sensitivity")} + args); }
 
 QString fixture(const char* name) { return quantlens::test::dataPath(QStringLiteral("encoder/") + QLatin1String(name)); }
 
