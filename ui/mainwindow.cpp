@@ -110,6 +110,9 @@ MainWindow::MainWindow(QWidget* parent, bool useSettings) : QMainWindow(parent),
     summaryWatcher_ = new QFutureWatcher<TensorSummary>(this);
     connect(summaryWatcher_, &QFutureWatcher<TensorSummary>::resultReadyAt, this, [this](int k) {
         const TensorSummary s = summaryWatcher_->resultAt(k);
+        auto it = summaryTuned_.find(s.index);
+        if ((it == summaryTuned_.end() ? std::string() : it->second) != tunedSpecText(s.index))
+            return;  // tuned differently since the job started; applyOutcome has the fresh figures
         treeModel_->setSummary(s);
         overview_->addSummary(s);
     });
@@ -639,6 +642,40 @@ void MainWindow::recordSpec()
     refreshTuned();
 }
 
+std::string MainWindow::tunedSpecText(int tensor) const
+{
+    if (!model_ || tensor < 0 || size_t(tensor) >= model_->tensors.size())
+        return {};
+    auto it = session_.overrides.find(model_->tensors[size_t(tensor)].name);
+    return it == session_.overrides.end() ? std::string() : specToJsonText(it->second);
+}
+
+// The shown tensor's tree row and overview bar from the result just computed, when that
+// result used the spec the summary column stands for (its tuning, or the model-wide spec):
+// a range tuned by dragging shows up in the SQNR column without another pass over the data.
+void MainWindow::summaryFromOutcome()
+{
+    if (!outcome_ || !matrix_ || current_ < 0 || matrix_->rows <= 1)
+        return;
+    QuantSpec expected = session_.overrides.count(model_->tensors[size_t(current_)].name)
+                             ? session_.specFor(model_->tensors[size_t(current_)].name)
+                             : modelWideSpec(session_.defaultSpec);
+    expected.axis = outcome_->spec.axis;
+    if (specToJsonText(expected) != specToJsonText(outcome_->spec))
+        return;
+    TensorSummary s;
+    s.index = current_;
+    s.ok = true;
+    s.min = matrix_->stats.min;
+    s.max = matrix_->stats.max;
+    s.sqnrDb = outcome_->metrics.sqnrDb;
+    s.clampedFraction = outcome_->metrics.clampedFraction;
+    s.bytesBefore = outcome_->bytesBefore;
+    s.bytesAfter = outcome_->bytesAfter;
+    treeModel_->setSummary(s);
+    overview_->addSummary(s);
+}
+
 void MainWindow::refreshTuned()
 {
     std::map<std::string, QString> tuned;
@@ -728,6 +765,7 @@ void MainWindow::applyOutcome(std::shared_ptr<const QuantOutcome> q)
         heatmaps_->setOutcome(outcome_);
     controls_->showEffectiveRange(o.effLo, o.effHi, m.stats.max - m.stats.min);
     channels_->setData(m, o);
+    summaryFromOutcome();
     emit quantizationUpdated();
 }
 
@@ -746,6 +784,16 @@ void MainWindow::restartSummaries()
         return;
     }
     const std::shared_ptr<const Model> model = model_;
+    // Tensors with their own tuning are summarised with it, so sorting the tree by SQNR
+    // finds the layers that are worst as the user has set them up.
+    std::map<int, QuantSpec> tuned;
+    summaryTuned_.clear();
+    for (const auto& [name, s] : session_.overrides)
+        if (const Tensor* t = model->find(name)) {
+            const int idx = int(t - model->tensors.data());
+            tuned[idx] = s;
+            summaryTuned_[idx] = specToJsonText(s);
+        }
     // Linear layers first: they are what the overview and the SQNR column are about.
     std::vector<int> order = treeModel_->linearTensors();
     for (size_t i = 0; i < model->tensors.size(); ++i)
@@ -756,13 +804,14 @@ void MainWindow::restartSummaries()
     progress_->setValue(0);
     progress_->setFormat(tr("model stats %v/%m"));
     progress_->show();
-    QFuture<TensorSummary> f = QtConcurrent::run([model, spec, order](QPromise<TensorSummary>& promise) {
+    QFuture<TensorSummary> f = QtConcurrent::run([model, spec, order, tuned](QPromise<TensorSummary>& promise) {
         promise.setProgressRange(0, int(order.size()));
         int done = 0;
         for (int i : order) {
             if (promise.isCanceled())
                 return;
-            promise.addResult(summarizeTensor(model->tensors[size_t(i)], i, spec));
+            auto it = tuned.find(i);
+            promise.addResult(summarizeTensor(model->tensors[size_t(i)], i, it == tuned.end() ? spec : it->second));
             promise.setProgressValue(++done);
         }
     });

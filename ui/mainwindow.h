@@ -140,6 +140,8 @@ private:
     void loadSessionDialog();
     void recordSpec();
     void refreshTuned();
+    std::string tunedSpecText(int tensor) const;  // "" when the tensor follows the model-wide spec
+    void summaryFromOutcome();
     void loadSettings();
     void saveSettings() const;
 
@@ -189,6 +191,9 @@ private:
     QFutureWatcher<TensorSummary>* summaryWatcher_ = nullptr;
     QStringList recent_;
     Session session_;
+    // Tuned tensors' specs (specToJsonText) when the running summary job started: a result
+    // computed with a tuning the user has since changed is dropped.
+    std::map<int, std::string> summaryTuned_;
     bool applyingSpec_ = false;  // controls_ shows a stored spec: not a user choice
 };
 

@@ -248,7 +248,7 @@ TensorSummary summarizeTensor(const Tensor& t, int index, const QuantSpec& specI
     const MatrixData& md = **m;
     s.min = md.stats.min;
     s.max = md.stats.max;
-    QuantSpec spec = modelWideSpec(specIn);
+    QuantSpec spec = specIn;  // a tuned manual range included: the caller chose it
     spec.axis = 0;
     if (md.rows <= 1 && spec.granularity == Granularity::PerChannel)
         spec.granularity = Granularity::PerTensor;  // a vector has one channel

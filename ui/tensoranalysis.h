@@ -96,6 +96,8 @@ struct TensorSummary {
     double sqnrDb = 0, clampedFraction = 0;
     int64_t bytesBefore = 0, bytesAfter = 0;
 };
+// `spec` is used as given: the model-wide choice (modelWideSpec) for most tensors, the
+// user's tuned spec, manual range included, for a tensor that has one.
 TensorSummary summarizeTensor(const Tensor& t, int index, const QuantSpec& spec);
 
 // Spec for the whole-model columns: the chooser's scheme and granularity, but a manual

@@ -152,6 +152,34 @@ private slots:
         QVERIFY(!w->treeModel()->indexForTensor(w->currentTensor()).data(TensorTreeModel::TunedRole).toBool());
     }
 
+    void treeColumnsFollowTheTuning()
+    {
+        auto sqnrCell = [this](const char* name) {
+            const int t = int(w->model()->find(name) - w->model()->tensors.data());
+            return w->treeModel()->indexForTensor(t).siblingAtColumn(TensorTreeModel::SqnrColumn).data(TensorTreeModel::SortRole).toDouble();
+        };
+        const double plain = sqnrCell(kQLin);
+        QVERIFY(plain > 0);
+        tuneQLin(-0.02f, 0.02f);  // clips hard: much worse than min/max
+        const double tuned = w->outcome()->metrics.sqnrDb;
+        QCOMPARE(sqnrCell(kQLin), tuned);
+        QVERIFY(tuned < plain - 1.0);
+        // A model-wide change recomputes every row; q_lin keeps its tuning's figure.
+        QVERIFY(w->selectTensor(QString::fromLatin1(kKLin)));
+        QVERIFY(waitIdle(*w));
+        w->controls()->schemeBox()->setCurrentIndex(w->controls()->schemeBox()->findData(int(Scheme::TorchSymmetric)));
+        QVERIFY(waitIdle(*w));
+        QCOMPARE(sqnrCell(kQLin), tuned);
+        QVERIFY(sqnrCell(kKLin) != 0);
+        // Forgetting the tuning brings back the model-wide figure.
+        QVERIFY(w->selectTensor(QString::fromLatin1(kQLin)));
+        QVERIFY(waitIdle(*w));
+        w->controls()->setSpec(w->session().defaultSpec);
+        QVERIFY(waitIdle(*w));
+        QCOMPARE(sqnrCell(kQLin), w->outcome()->metrics.sqnrDb);
+        QVERIFY(sqnrCell(kQLin) > tuned + 1.0);
+    }
+
     void treeCheckboxesAreTheExportSelection()
     {
         TensorTreeModel* tm = w->treeModel();
