@@ -21,6 +21,7 @@
 
 #include "formatting.h"
 #include "layers.h"
+#include "workpool.h"
 
 namespace quantlens::ui {
 
@@ -329,7 +330,7 @@ void ExportDialog::startExport()
     const std::shared_ptr<const Model> model = model_;
     const std::shared_ptr<std::atomic<bool>> cancel = cancel_;
     QPointer<QProgressBar> bar = progress_;
-    watcher_->setFuture(QtConcurrent::run([model, p, opts, cancel, bar, path] {
+    watcher_->setFuture(QtConcurrent::run(workPool(), [model, p, opts, cancel, bar, path] {
         auto out = std::make_shared<ExportOutcome>();
         out->path = path;
         auto r = runExportPlan(*model, p, opts, [cancel, bar](double f, const std::string& what) {

@@ -46,6 +46,7 @@
 #include "runpanel.h"
 #include "sensitivitypanel.h"
 #include "tensortreemodel.h"
+#include "workpool.h"
 
 namespace quantlens::ui {
 
@@ -78,7 +79,7 @@ void runThen(QObject* ctx, Job&& job, Done&& done)
                          watcher->deleteLater();
                          done(watcher->result());
                      });
-    watcher->setFuture(QtConcurrent::run(std::forward<Job>(job)));
+    watcher->setFuture(QtConcurrent::run(workPool(), std::forward<Job>(job)));
 }
 
 bool sameModelWide(const QuantSpec& a, const QuantSpec& b)
@@ -804,7 +805,7 @@ void MainWindow::restartSummaries()
     progress_->setValue(0);
     progress_->setFormat(tr("model stats %v/%m"));
     progress_->show();
-    QFuture<TensorSummary> f = QtConcurrent::run([model, spec, order, tuned](QPromise<TensorSummary>& promise) {
+    QFuture<TensorSummary> f = QtConcurrent::run(workPool(), [model, spec, order, tuned](QPromise<TensorSummary>& promise) {
         promise.setProgressRange(0, int(order.size()));
         int done = 0;
         for (int i : order) {

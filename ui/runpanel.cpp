@@ -25,6 +25,7 @@
 #include "kernels/gemm.h"
 #include "runner/dynamiclinear.h"
 #include "runner/fp32linear.h"
+#include "workpool.h"
 
 namespace quantlens::ui {
 
@@ -401,7 +402,7 @@ void RunPanel::run()
     cancelButton_->setEnabled(true);
     setStatus(tr("Running %1 tokens…").arg(j.tokens));
     watcher_->setProperty("gen", QVariant::fromValue<qulonglong>(gen_));
-    watcher_->setFuture(QtConcurrent::run([j] { return runJob(j); }));
+    watcher_->setFuture(QtConcurrent::run(workPool(), [j] { return runJob(j); }));
 }
 
 void RunPanel::cancel()
