@@ -228,12 +228,8 @@ void MainWindow::buildUi()
     });
     connect(sensitivity_, &SensitivityPanel::finished, this, [this] {
         // Layers a loaded session keeps in float32 get their ticks once there is a ranking.
-        if (session_.keepFloat.empty() || !sensitivity_->keptFloatLayers().isEmpty())
-            return;
-        QStringList kept;
-        for (const std::string& n : session_.keepFloat)
-            kept << qs(n);
-        sensitivity_->setKeptFloatLayers(kept);
+        if (!session_.keepFloat.empty() && sensitivity_->keptFloatLayers().isEmpty())
+            pushKeptToSensitivity();
     });
     connect(sensitivity_, &SensitivityPanel::keptFloatChanged, this, [this] {
         session_.keepFloat.clear();
@@ -326,9 +322,7 @@ void MainWindow::buildMenus()
         if (!model_ || current_ < 0)
             return;
         session_.overrides.erase(model_->tensors[size_t(current_)].name);
-        applyingSpec_ = true;
-        controls_->setSpec(session_.defaultSpec);
-        applyingSpec_ = false;
+        showStoredSpec(current_);
         refreshTuned();
     });
     QAction* cancelAct = edit->addAction(tr("&Cancel background work"), this, &MainWindow::cancelBackgroundWork);
@@ -529,13 +523,7 @@ void MainWindow::showTensorAt(int t)
     ++quantGen_;  // an in-flight result belongs to the previous tensor
     matrix_.reset();
     outcome_.reset();
-    {
-        // A tuned range belongs to the tensor it was tuned on: show this tensor's own
-        // choice, or the model-wide one.
-        applyingSpec_ = true;
-        controls_->setSpec(session_.specFor(model_->tensors[size_t(t)].name));
-        applyingSpec_ = false;
-    }
+    showStoredSpec(t);  // a tuned range belongs to the tensor it was tuned on
     const Tensor tensor = model_->tensors[size_t(t)];  // cheap: a view plus keep-alive
     const QString name = qs(tensor.name);
     if (!tensor.decodable()) {
@@ -641,6 +629,23 @@ void MainWindow::recordSpec()
             session_.overrides.erase(model_->tensors[size_t(current_)].name);
     }
     refreshTuned();
+}
+
+void MainWindow::showStoredSpec(int tensor)
+{
+    // The controls show what the session holds for this tensor (its tuning or the
+    // model-wide spec); that is not a new user choice, so recordSpec() must not see it.
+    applyingSpec_ = true;
+    controls_->setSpec(session_.specFor(model_->tensors[size_t(tensor)].name));
+    applyingSpec_ = false;
+}
+
+void MainWindow::pushKeptToSensitivity()
+{
+    QStringList kept;
+    for (const std::string& n : session_.keepFloat)
+        kept << qs(n);
+    sensitivity_->setKeptFloatLayers(kept);
 }
 
 std::string MainWindow::tunedSpecText(int tensor) const
@@ -991,17 +996,10 @@ bool MainWindow::loadSessionFrom(const QString& path)
     a.session.modelFingerprint = session_.modelFingerprint;
     session_ = a.session;
     treeModel_->setCheckedNames(session_.exportSelection);
-    {
-        QStringList kept;
-        for (const std::string& n : session_.keepFloat)
-            kept << qs(n);
-        sensitivity_->setKeptFloatLayers(kept);
-    }
+    pushKeptToSensitivity();
     refreshTuned();
     if (current_ >= 0) {
-        applyingSpec_ = true;
-        controls_->setSpec(session_.specFor(model_->tensors[size_t(current_)].name));
-        applyingSpec_ = false;
+        showStoredSpec(current_);
         requestQuantize();
     }
     restartSummaries();

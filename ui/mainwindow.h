@@ -140,6 +140,8 @@ private:
     void loadSessionDialog();
     void recordSpec();
     void refreshTuned();
+    void showStoredSpec(int tensor);
+    void pushKeptToSensitivity();
     std::string tunedSpecText(int tensor) const;  // "" when the tensor follows the model-wide spec
     void summaryFromOutcome();
     void loadSettings();
