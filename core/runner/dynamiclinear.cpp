@@ -182,11 +182,18 @@ void DynamicLinear::forward(const float* x, int64_t m, float* y) const
         zp = p.zeroPoint;
         scale = p.scale;
         const float inv = 1.0f / p.scale;
-        if (k == k4)
-            kr.quantizeU8(x, m * k, inv, zp, s.qa.data());
-        else
-            for (int64_t i = 0; i < m; ++i)
+        // Back to front: minMax has just read x front to back, so its tail is the part still
+        // in L2 when x is larger than L2 (3072x128 floats: ~6 us less than front to back).
+        if (k == k4) {
+            constexpr int64_t kChunk = 4096;
+            for (int64_t end = m * k; end > 0; end -= kChunk) {
+                const int64_t begin = std::max<int64_t>(0, end - kChunk);
+                kr.quantizeU8(x + begin, end - begin, inv, zp, s.qa.data() + begin);
+            }
+        } else {
+            for (int64_t i = m - 1; i >= 0; --i)
                 kr.quantizeU8(x + i * k, k, inv, zp, s.qa.data() + i * k4);
+        }
         // Quantization is monotonic, so the largest byte is the one max maps to.
         aMax128 = quantizeOne(mx, inv, zp) <= 128;
         rq.aZero = &zp;
