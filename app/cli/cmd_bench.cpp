@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "kernels/gemm.h"
+#include "kernels/peak.h"
 #include "modelarg.h"
 #include "runner/fp32linear.h"
 #include "runner/linearbench.h"
@@ -49,10 +50,13 @@ void runBench(const BenchOptions& o)
 
     nlohmann::json rows = nlohmann::json::array();
     if (!o.json)
-        std::printf("%-40s %6s %6s %6s | %10s %10s %10s %10s | %8s %8s | %7s %7s\n", "layer", "in", "out", "tokens",
-                    "fp32 us", "int8 us", "gemm us", "oneDNN us", "int8GOPs", "gemmGOPs", "x fp32", "x oneDNN");
+        std::printf("%-40s %6s %6s %6s | %10s %10s %10s %10s | %8s %8s | %7s %7s | %6s %6s\n", "layer", "in", "out",
+                    "tokens", "fp32 us", "int8 us", "gemm us", "oneDNN us", "int8GOPs", "gemmGOPs", "x fp32", "x oneDNN",
+                    "peak", "%peak");
     for (const LinearBenchShape& s : shapes)
         for (int64_t m : tokens) {
+            // Timed just before the row, so %peak is against the clock of the same moment.
+            const double peak = o.threads == 1 ? kernels::vnniPeakGops() : 0;
             auto r = benchLinear(s, m, bo);
             if (!r)
                 throw Failure{s.name + ": " + r.error().oneLine()};
@@ -72,15 +76,23 @@ void runBench(const BenchOptions& o)
                 j["onednn_int8_gops"] = 2.0 * double(r->tokens) * double(r->in) * double(r->out) / r->onednnInt8Seconds * 1e-9;
                 j["int8_vs_onednn"] = r->onednnInt8Seconds / r->int8Seconds;
             }
+            if (peak > 0) {
+                j["vnni_peak_gops"] = peak;
+                j["gemm_fraction_of_peak"] = r->gemmGops() / peak;
+                j["int8_fraction_of_peak"] = r->int8Gops() / peak;
+            }
             rows.push_back(j);
             if (!o.json) {
-                std::printf("%-40s %6lld %6lld %6lld | %10.1f %10.1f %10.1f %10s | %8.0f %8.0f | %7.2f %7s\n",
+                const std::string peakText = peak > 0 ? std::to_string(int64_t(peak + 0.5)) : "-";
+                const std::string pctText = peak > 0 ? std::to_string(int64_t(100 * r->gemmGops() / peak + 0.5)) + "%" : "-";
+                std::printf("%-40s %6lld %6lld %6lld | %10.1f %10.1f %10.1f %10s | %8.0f %8.0f | %7.2f %7s | %6s %6s\n",
                             r->name.c_str(), static_cast<long long>(r->in), static_cast<long long>(r->out),
                             static_cast<long long>(m), r->fp32Seconds * 1e6, r->int8Seconds * 1e6,
                             r->gemmSeconds * 1e6,
                             r->onednnInt8Seconds >= 0 ? std::to_string(int64_t(r->onednnInt8Seconds * 1e6 + 0.5)).c_str() : "-",
                             r->int8Gops(), r->gemmGops(), r->speedup(),
-                            r->onednnInt8Seconds > 0 ? std::to_string(r->onednnInt8Seconds / r->int8Seconds).substr(0, 4).c_str() : "-");
+                            r->onednnInt8Seconds > 0 ? std::to_string(r->onednnInt8Seconds / r->int8Seconds).substr(0, 4).c_str() : "-",
+                            peakText.c_str(), pctText.c_str());
                 std::fflush(stdout);
             }
         }
