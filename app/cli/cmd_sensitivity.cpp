@@ -132,8 +132,8 @@ void addSensitivityCommand(CLI::App& app)
 {
     auto a = std::make_shared<SensitivityArgs>();
     auto* cmd = app.add_subcommand(
-        "sensitivity", "Rank an encoder's linear layers by how much int8 quantization of each moves the output");
-    cmd->add_option("MODEL", a->model, "BERT/RoBERTa/DistilBERT weights (file or folder), or 'demo'")->required();
+        "sensitivity", "Rank a transformer's linear layers by how much int8 quantization of each moves the output");
+    cmd->add_option("MODEL", a->model, "BERT/RoBERTa/DistilBERT or GPT-2 weights (file or folder), or 'demo'")->required();
     auto* tokens = cmd->add_option("--tokens", a->tokens, "token ids: whitespace-separated, one sequence per line")
                        ->check(CLI::ExistingFile);
     auto* random = cmd->add_option("--random", a->random, "one sequence of N random token ids (default 128)")

@@ -65,6 +65,30 @@ struct Fetcher {
         return v;
     }
 
+    // A linear weight as [out, in]: stored that way (nn.Linear) or as [in, out] (GPT-2's
+    // Conv1D, which the readers mark Layout::InOut), then transposed here.
+    Result<std::vector<float>> linearWeight(const std::string& name, int64_t out, int64_t in) const
+    {
+        const Tensor* t = m.find(name);
+        if (!t || t->layout != Layout::InOut)
+            return get(name, {out, in});
+        if (t->shape != std::vector<int64_t>{in, out})
+            return makeError("bad-shape", "tensor has shape " + joinShape(t->shape) + " ([in, out]), the model expects " +
+                                              joinShape({in, out}), {}, -1, name);
+        auto v = t->toFloat();
+        if (!v)
+            return v.error();
+        std::vector<float> w(v->size());
+        for (int64_t i = 0; i < in; ++i)
+            for (int64_t o = 0; o < out; ++o) {
+                const float x = (*v)[size_t(i * out + o)];
+                if (!std::isfinite(x))
+                    return makeError("non-finite", "tensor holds NaN or infinity", {}, -1, name);
+                w[size_t(o * in + i)] = x;
+            }
+        return w;
+    }
+
     bool has(const std::string& name) const { return m.find(name) != nullptr; }
 };
 
@@ -192,6 +216,16 @@ __attribute__((target_clones("avx2", "default"))) void gelu(float* x, int64_t n)
     map8(x, n, [](v8f v, int64_t) __attribute__((always_inline)) { return vgelu(v); });
 }
 
+// GPT-2's gelu_new, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), computed as
+// x / (1 + exp(-2u)): the same function, and no cancellation in 1 + tanh for u << 0.
+__attribute__((target_clones("avx2", "default"))) void geluTanh(float* x, int64_t n)
+{
+    map8(x, n, [](v8f v, int64_t) __attribute__((always_inline)) {
+        const v8f u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+        return v / (1.0f + vexp(-2.0f * u));
+    });
+}
+
 // x += y
 __attribute__((target_clones("avx2", "default"))) void addInPlace(float* x, const float* y, int64_t n)
 {
@@ -270,6 +304,7 @@ std::string encoderFamilyName(EncoderFamily f)
     case EncoderFamily::Bert: return "bert";
     case EncoderFamily::Roberta: return "roberta";
     case EncoderFamily::DistilBert: return "distilbert";
+    case EncoderFamily::Gpt2: return "gpt2";
     }
     return "?";
 }
@@ -292,19 +327,88 @@ Result<bool> readHfConfigHints(const std::string& path, EncoderOptions& opt)
         int64_t h = intField("num_attention_heads");
         if (h <= 0)
             h = intField("n_heads");
+        if (h <= 0)
+            h = intField("n_head");  // GPT-2
         if (h > 0)
             opt.heads = h;
     }
     if (opt.layerNormEps <= 0) {
-        auto it = j.find("layer_norm_eps");
-        if (it != j.end() && it->is_number() && it->get<double>() > 0)
-            opt.layerNormEps = it->get<double>();
+        for (const char* key : {"layer_norm_eps", "layer_norm_epsilon"}) {
+            auto it = j.find(key);
+            if (opt.layerNormEps <= 0 && it != j.end() && it->is_number() && it->get<double>() > 0)
+                opt.layerNormEps = it->get<double>();
+        }
     }
     return true;
 }
 
+namespace {
+
+Status chooseHeads(EncoderConfig& c, const EncoderOptions& opt)
+{
+    if (opt.heads > 0) {
+        c.heads = opt.heads;
+    } else {
+        if (c.hidden % 64 != 0)
+            return makeError("heads-unknown", "cannot infer the number of attention heads for hidden size " +
+                                                  std::to_string(c.hidden) + " (not a multiple of 64): give --heads");
+        c.heads = c.hidden / 64;
+    }
+    if (c.hidden % c.heads != 0)
+        return makeError("bad-heads", std::to_string(c.heads) + " heads do not divide hidden size " +
+                                          std::to_string(c.hidden));
+    return Ok{};
+}
+
+std::string gpt2Layer(const EncoderConfig& c, int64_t l) { return c.prefix + "h." + std::to_string(l) + "."; }
+
+// The [in, out] extent of a GPT-2 Conv1D weight (or [out, in] if someone stored it as a Linear).
+int64_t conv1dOut(const Tensor& t) { return t.layout == Layout::InOut ? t.shape[1] : t.shape[0]; }
+
+Result<EncoderConfig> inferGpt2Config(const Model& m, const Tensor& wte, const std::string& prefix,
+                                      const EncoderOptions& opt)
+{
+    EncoderConfig c;
+    c.family = EncoderFamily::Gpt2;
+    c.prefix = prefix;
+    if (wte.rank() != 2 || wte.shape[0] <= 0 || wte.shape[1] <= 0)
+        return makeError("bad-shape", "token embeddings must be 2-D [vocab, hidden], got " + joinShape(wte.shape), {},
+                         -1, wte.name);
+    c.vocab = wte.shape[0];
+    c.hidden = wte.shape[1];
+    const Tensor* wpe = m.find(prefix + "wpe.weight");
+    if (!wpe)
+        return makeError("missing-tensor", "no position embeddings", {}, -1, prefix + "wpe.weight");
+    if (wpe->rank() != 2 || wpe->shape[1] != c.hidden || wpe->shape[0] <= 0)
+        return makeError("bad-shape", "position embeddings have shape " + joinShape(wpe->shape) +
+                                          ", expected [positions, " + std::to_string(c.hidden) + "]", {}, -1, wpe->name);
+    c.maxPositions = wpe->shape[0];
+    while (m.find(gpt2Layer(c, c.layers) + "attn.c_attn.weight"))
+        ++c.layers;
+    const std::string fcName = gpt2Layer(c, 0) + "mlp.c_fc.weight";
+    const Tensor* fc = m.find(fcName);
+    if (!fc || fc->rank() != 2 || conv1dOut(*fc) <= 0)
+        return makeError("bad-shape", "cannot infer the MLP size from '" + fcName + "'", {}, -1, fcName);
+    c.intermediate = conv1dOut(*fc);
+    if (auto h = chooseHeads(c, opt); !h)
+        return h.error();
+    c.layerNormEps = opt.layerNormEps > 0 ? opt.layerNormEps : 1e-5;
+    return c;
+}
+
+}  // namespace
+
 Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& opt)
 {
+    static constexpr std::string_view kWte = "wte.weight";
+    for (const Tensor& t : m.tensors)
+        if (t.group.empty() && endsWith(t.name, kWte)) {
+            const std::string prefix = t.name.substr(0, t.name.size() - kWte.size());
+            if (prefix.empty() || prefix.back() == '.')
+                if (m.find(prefix + "h.0.attn.c_attn.weight"))
+                    return inferGpt2Config(m, t, prefix, opt);
+        }
+
     static constexpr std::string_view kWord = "embeddings.word_embeddings.weight";
     EncoderConfig c;
     const Tensor* word = nullptr;
@@ -314,7 +418,8 @@ Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& o
             break;
         }
     if (!word)
-        return makeError("not-an-encoder", "no '*embeddings.word_embeddings.weight': not a BERT-family encoder");
+        return makeError("not-an-encoder",
+                         "no '*embeddings.word_embeddings.weight' or '*wte.weight': neither a BERT-family encoder nor GPT-2");
     c.prefix = word->name.substr(0, word->name.size() - kWord.size());
     if (word->rank() != 2 || word->shape[0] <= 0 || word->shape[1] <= 0)
         return makeError("bad-shape", "word embeddings must be 2-D [vocab, hidden], got " + joinShape(word->shape),
@@ -366,17 +471,8 @@ Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& o
                                           ".weight'", {}, -1, layerPrefix(c, 0) + names.fc1 + ".weight");
     c.intermediate = fc1->shape[0];
 
-    if (opt.heads > 0) {
-        c.heads = opt.heads;
-    } else {
-        if (c.hidden % 64 != 0)
-            return makeError("heads-unknown", "cannot infer the number of attention heads for hidden size " +
-                                                  std::to_string(c.hidden) + " (not a multiple of 64): give --heads");
-        c.heads = c.hidden / 64;
-    }
-    if (c.hidden % c.heads != 0)
-        return makeError("bad-heads", std::to_string(c.heads) + " heads do not divide hidden size " +
-                                          std::to_string(c.hidden));
+    if (auto h = chooseHeads(c, opt); !h)
+        return h.error();
     c.layerNormEps = opt.layerNormEps > 0 ? opt.layerNormEps : (c.family == EncoderFamily::Roberta ? 1e-5 : 1e-12);
     return c;
 }
@@ -508,19 +604,12 @@ Result<EncoderRunner> EncoderRunner::create(const Model& m, const EncoderOptions
         dst = std::move(*_v);              \
     } while (0)
 
-    QL_TAKE(r.word_, f.get(c.prefix + "embeddings.word_embeddings.weight", {c.vocab, h}));
-    QL_TAKE(r.pos_, f.get(c.prefix + "embeddings.position_embeddings.weight", {c.maxPositions, h}));
-    if (c.typeVocab > 0)
-        QL_TAKE(r.type_, f.get(c.prefix + "embeddings.token_type_embeddings.weight", {c.typeVocab, h}));
-    QL_TAKE(r.embLn_.gamma, f.get(c.prefix + "embeddings.LayerNorm.weight", {h}));
-    QL_TAKE(r.embLn_.beta, f.get(c.prefix + "embeddings.LayerNorm.bias", {h}));
-
     auto addLinear = [&](const std::string& name, int64_t in, int64_t out) -> Result<int64_t> {
         auto lin = std::make_unique<Linear>();
         lin->name = name;
         lin->in = in;
         lin->out = out;
-        auto w = f.get(name + ".weight", {out, in});
+        auto w = f.linearWeight(name + ".weight", out, in);
         if (!w)
             return w.error();
         lin->weight = std::move(*w);
@@ -536,6 +625,46 @@ Result<EncoderRunner> EncoderRunner::create(const Model& m, const EncoderOptions
         return int64_t(r.linears_.size() - 1);
     };
 
+    auto takeNorm = [&](const std::string& name, Norm& n) -> Status {
+        auto g = f.get(name + ".weight", {h});
+        if (!g)
+            return g.error();
+        auto b = f.get(name + ".bias", {h});
+        if (!b)
+            return b.error();
+        n.gamma = std::move(*g);
+        n.beta = std::move(*b);
+        return Ok{};
+    };
+
+    if (c.family == EncoderFamily::Gpt2) {
+        QL_TAKE(r.word_, f.get(c.prefix + "wte.weight", {c.vocab, h}));
+        QL_TAKE(r.pos_, f.get(c.prefix + "wpe.weight", {c.maxPositions, h}));
+        for (int64_t l = 0; l < c.layers; ++l) {
+            const std::string p = gpt2Layer(c, l);
+            Block b;
+            b.k = b.v = -1;
+            if (auto st = takeNorm(p + "ln_1", b.ln1); !st)
+                return st.error();
+            QL_TAKE(b.q, addLinear(p + "attn.c_attn", h, 3 * h));
+            QL_TAKE(b.o, addLinear(p + "attn.c_proj", h, h));
+            if (auto st = takeNorm(p + "ln_2", b.ln2); !st)
+                return st.error();
+            QL_TAKE(b.fc1, addLinear(p + "mlp.c_fc", h, c.intermediate));
+            QL_TAKE(b.fc2, addLinear(p + "mlp.c_proj", c.intermediate, h));
+            r.blocks_.push_back(std::move(b));
+        }
+        if (auto st = takeNorm(c.prefix + "ln_f", r.finalLn_); !st)
+            return st.error();
+        return r;
+    }
+
+    QL_TAKE(r.word_, f.get(c.prefix + "embeddings.word_embeddings.weight", {c.vocab, h}));
+    QL_TAKE(r.pos_, f.get(c.prefix + "embeddings.position_embeddings.weight", {c.maxPositions, h}));
+    if (c.typeVocab > 0)
+        QL_TAKE(r.type_, f.get(c.prefix + "embeddings.token_type_embeddings.weight", {c.typeVocab, h}));
+    if (auto st = takeNorm(c.prefix + "embeddings.LayerNorm", r.embLn_); !st)
+        return st.error();
     const LayerNames& n = namesOf(c.family);
     for (int64_t l = 0; l < c.layers; ++l) {
         const std::string p = layerPrefix(c, l);
@@ -704,6 +833,8 @@ Result<std::vector<float>> EncoderRunner::forward(const EncoderInput& in) const
             return makeError("bad-token", "token id " + std::to_string(in.ids[size_t(i)]) + " at position " +
                                               std::to_string(i % T) + " of sequence " + std::to_string(i / T) +
                                               " is outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
+    if (c.family == EncoderFamily::Gpt2)
+        return forwardGpt2(in);
 
     std::vector<float> x(size_t(N * H));
     for (int64_t b = 0; b < B; ++b) {
@@ -777,6 +908,74 @@ Result<std::vector<float>> EncoderRunner::forward(const EncoderInput& in) const
         addInPlace(x.data(), a, nh);
         layerNorm(x.data(), N, H, blk.ln2.gamma, blk.ln2.beta, c.layerNormEps);
     }
+    return x;
+}
+
+// transformers' modeling_gpt2 (eager attention), inputs already checked by forward():
+// x = wte[id] + wpe[t]; per block x += c_proj(attn(ln_1(x))), x += mlp.c_proj(gelu_new(c_fc(ln_2(x))));
+// then ln_f. Query t sees keys j <= t that the mask marks real.
+Result<std::vector<float>> EncoderRunner::forwardGpt2(const EncoderInput& in) const
+{
+    const EncoderConfig& c = cfg_;
+    const int64_t B = in.batch, T = in.seqLen, H = c.hidden, N = in.tokens();
+    std::vector<float> x(size_t(N * H));
+    for (int64_t i = 0; i < N; ++i) {
+        const float* w = word_.data() + in.ids[size_t(i)] * H;
+        const float* pe = pos_.data() + (i % T) * H;
+        float* dst = x.data() + i * H;
+        for (int64_t j = 0; j < H; ++j)
+            dst[j] = w[j] + pe[j];
+    }
+
+    const int64_t heads = c.heads, d = H / heads, nh = N * H, ldq = 3 * H;
+    const float alpha = float(1.0 / std::sqrt(double(d)));
+    std::unique_ptr<float[]> arena(new float[size_t(5 * nh + N * c.intermediate + T * T + T)]);
+    float* qkv = arena.get();   // [N, 3H]: q | k | v per token, as c_attn writes them
+    float* ctx = qkv + 3 * nh;
+    float* a = ctx + nh;
+    float* ff = a + nh;
+    float* scores = ff + N * c.intermediate;
+    float* keep = scores + T * T;
+
+    for (const Block& blk : blocks_) {
+        std::copy(x.begin(), x.end(), a);
+        layerNorm(a, N, H, blk.ln1.gamma, blk.ln1.beta, c.layerNormEps);
+        linear(blk.q, a, N, qkv);
+        for (int64_t b = 0; b < B; ++b) {
+            for (int64_t hd = 0; hd < heads; ++hd) {
+                const float* qb = qkv + b * T * ldq + hd * d;
+                const float* kb = qb + H;
+                const float* vb = qb + 2 * H;
+                float* cb = ctx + b * T * H + hd * d;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(T), blasint(T), blasint(d), alpha, qb,
+                            blasint(ldq), kb, blasint(ldq), 0.0f, scores, blasint(T));
+                for (int64_t t = 0; t < T; ++t) {
+                    const int64_t n = t + 1;  // causal: keys 0..t
+                    bool any = false;
+                    for (int64_t j = 0; j < n; ++j) {
+                        keep[j] = in.mask[size_t(b * T + j)] ? 1.0f : 0.0f;
+                        any |= keep[j] != 0.0f;
+                    }
+                    if (!any)
+                        std::fill_n(keep, n, 1.0f);
+                    float* row = scores + t * T;
+                    maskedSoftmax(row, n, keep);
+                    std::fill(row + n, row + T, 0.0f);
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(T), blasint(d), blasint(T), 1.0f,
+                            scores, blasint(T), vb, blasint(ldq), 0.0f, cb, blasint(H));
+            }
+        }
+        linear(blk.o, ctx, N, a);
+        addInPlace(x.data(), a, nh);
+        std::copy(x.begin(), x.end(), a);
+        layerNorm(a, N, H, blk.ln2.gamma, blk.ln2.beta, c.layerNormEps);
+        linear(blk.fc1, a, N, ff);
+        geluTanh(ff, N * c.intermediate);
+        linear(blk.fc2, ff, N, a);
+        addInPlace(x.data(), a, nh);
+    }
+    layerNorm(x.data(), N, H, finalLn_.gamma, finalLn_.beta, c.layerNormEps);
     return x;
 }
 

@@ -1,8 +1,10 @@
 #pragma once
-// End-to-end BERT-family encoder (BERT, RoBERTa, DistilBERT) over a Model's tensors, as
-// Hugging Face names them, in float32 (OpenBLAS sgemm) with every linear layer
+// End-to-end BERT-family encoder (BERT, RoBERTa, DistilBERT) or GPT-2 over a Model's
+// tensors, as Hugging Face names them, in float32 (OpenBLAS sgemm) with every linear layer
 // switchable to int8 DynamicLinear (PyTorch quantize_dynamic semantics). It computes the
-// last hidden state only: no pooler, no task heads.
+// last hidden state only: no pooler, no task or LM heads. GPT-2 runs with its causal mask,
+// pre-LayerNorm blocks, ln_f and gelu_new; its Conv1D weights ([in, out]) are transposed on
+// load, and c_attn stays one fused q|k|v layer, as the checkpoint has it.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,13 +18,13 @@
 namespace quantlens {
 
 
-enum class EncoderFamily { Bert, Roberta, DistilBert };
-std::string encoderFamilyName(EncoderFamily f);  // "bert", "roberta", "distilbert"
+enum class EncoderFamily { Bert, Roberta, DistilBert, Gpt2 };
+std::string encoderFamilyName(EncoderFamily f);  // "bert", "roberta", "distilbert", "gpt2"
 
 // What the tensor shapes say, plus what they cannot (heads, eps), from EncoderOptions.
 struct EncoderConfig {
     EncoderFamily family = EncoderFamily::Bert;
-    std::string prefix;          // "bert.", "distilbert.", "roberta." or "" for bare names
+    std::string prefix;          // "bert.", "distilbert.", "roberta.", "transformer." (GPT-2) or "" for bare names
     int64_t vocab = 0;
     int64_t maxPositions = 0;
     int64_t typeVocab = 0;       // 0: no token type table (DistilBERT)
@@ -30,19 +32,19 @@ struct EncoderConfig {
     int64_t layers = 0;
     int64_t intermediate = 0;
     int64_t heads = 0;
-    double layerNormEps = 1e-12;
-    int64_t padId = 0;           // 1 for RoBERTa
+    double layerNormEps = 1e-12;  // 1e-5 for RoBERTa and GPT-2
+    int64_t padId = 0;           // 1 for RoBERTa; GPT-2 has no padding token, any id works under the mask
     // RoBERTa numbers positions from padding_idx+1 = 2 and gives padding tokens position
     // padding_idx (transformers create_position_ids_from_input_ids).
     bool robertaPositions = false;
 };
 
 struct EncoderOptions {
-    int64_t heads = 0;          // 0: hidden/64 (BERT-base convention), an error if that does not divide
-    double layerNormEps = 0;    // 0: 1e-12 (BERT, DistilBERT) or 1e-5 (RoBERTa)
+    int64_t heads = 0;          // 0: hidden/64 (BERT-base and GPT-2 convention), an error if that does not divide
+    double layerNormEps = 0;    // 0: 1e-12 (BERT, DistilBERT) or 1e-5 (RoBERTa, GPT-2)
 };
 
-// Reads num_attention_heads / n_heads and layer_norm_eps from a Hugging Face config.json
+// Reads num_attention_heads / n_heads / n_head and layer_norm_eps / layer_norm_epsilon from a Hugging Face config.json
 // into `opt` where `opt` leaves them unset. A missing file is not an error (returns false).
 Result<bool> readHfConfigHints(const std::string& configJsonPath, EncoderOptions& opt);
 
@@ -87,7 +89,8 @@ public:
 
     const EncoderConfig& config() const { return cfg_; }
 
-    // The linear layers in execution order, by HF prefix ("bert.encoder.layer.0.attention.self.query").
+    // The linear layers in execution order, by HF prefix ("bert.encoder.layer.0.attention.self.query",
+    // "transformer.h.0.attn.c_attn").
     std::vector<std::string> linearNames() const;
     int64_t linearCount() const { return int64_t(linears_.size()); }
 
@@ -107,8 +110,9 @@ public:
     QuantSpec quantSpec(int64_t index) const;
 
     // Last hidden state, [batch * seqLen, hidden] row-major (padding rows included, as
-    // transformers computes them). Fails on ids outside the vocabulary or sequences longer
-    // than the position table.
+    // transformers computes them; for GPT-2 after ln_f). Fails on ids outside the vocabulary
+    // or sequences longer than the position table. GPT-2 expects right padding: a row that
+    // sees no real token (left padding) attends uniformly to what the causal mask allows.
     Result<std::vector<float>> forward(const EncoderInput& in) const;
 
 private:
@@ -117,17 +121,19 @@ private:
         std::vector<float> gamma, beta;
     };
     struct Block {
-        int64_t q, k, v, o, fc1, fc2;  // indices into linears_
+        int64_t q, k, v, o, fc1, fc2;  // indices into linears_; GPT-2: q is c_attn (q|k|v), k = v = -1
         Norm ln1, ln2;
     };
 
     EncoderRunner() = default;
     void linear(int64_t index, const float* x, int64_t rows, float* y) const;
+    Result<std::vector<float>> forwardGpt2(const EncoderInput& in) const;
 
     EncoderConfig cfg_;
     DynamicLinearOptions dynamicOptions_;
     std::vector<float> word_, pos_, type_;
-    Norm embLn_;
+    Norm embLn_;    // BERT family: after the embeddings
+    Norm finalLn_;  // GPT-2: ln_f after the last block
     std::vector<Block> blocks_;
     std::vector<std::unique_ptr<Linear>> linears_;
 };

@@ -5,6 +5,8 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "clirunner.h"
@@ -117,6 +119,36 @@ private slots:
         const Run with = cli({dir.path(), QStringLiteral("--random"), QStringLiteral("8"), QStringLiteral("--json")});
         QVERIFY2(with.code == 0, with.err.constData());
         QCOMPARE(json::parse(with.out.toStdString())["config"]["heads"].get<int>(), 4);
+    }
+
+    // GPT-2 (issue #8's optional naming) on the trained ../shared/models/gpt2_capp: a config.json
+    // beside it in GPT-2's own keys (n_head, layer_norm_epsilon) gives the heads, and the
+    // ranking covers the 16 Conv1D layers by their checkpoint names.
+    void gpt2WithItsConfigJson()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        QTemporaryDir dir;
+        QVERIFY(QFile::copy(quantlens::test::sharedModel(QStringLiteral("gpt2_capp.safetensors")),
+                            dir.filePath(QStringLiteral("model.safetensors"))));
+        QFile c(dir.filePath(QStringLiteral("config.json")));
+        QVERIFY(c.open(QIODevice::WriteOnly));
+        c.write(R"({"model_type": "gpt2", "n_embd": 64, "n_head": 4, "n_layer": 4, "layer_norm_epsilon": 1e-05})");
+        c.close();
+        const Run r = cli({dir.path(), QStringLiteral("--random"), QStringLiteral("24"), QStringLiteral("--json")});
+        QVERIFY2(r.code == 0, r.err.constData());
+        const json doc = json::parse(r.out.toStdString());
+        QCOMPARE(doc["family"].get<std::string>(), std::string("gpt2"));
+        QCOMPARE(doc["config"]["heads"].get<int>(), 4);
+        const auto& layers = doc["layers"];
+        QCOMPARE(layers.size(), size_t(16));
+        std::set<std::string> names;
+        for (const auto& l : layers) {
+            names.insert(l["name"].get<std::string>());
+            QVERIFY(l["cosine"].get<double>() < 1.0);  // every layer really ran int8
+        }
+        for (const char* n : {"transformer.h.0.attn.c_attn", "transformer.h.3.mlp.c_proj"})
+            QVERIFY2(names.count(n), n);
+        QVERIFY(doc["all_quantized"]["cosine"].get<double>() > 0.99);
     }
 };
 

@@ -1,6 +1,7 @@
-// Encoder runner (issue #8) against torch references from tests/scripts/make_encoder_fixtures.py:
-// the float32 last hidden state of BERT / DistilBERT / RoBERTa-named encoders, and the same
-// models after torch.ao.quantization.quantize_dynamic on the onednn engine.
+// Encoder runner (issue #8) against torch references from tests/scripts/make_encoder_fixtures.py
+// and make_gpt2_fixtures.py: the float32 last hidden state of BERT / DistilBERT / RoBERTa-named
+// encoders and of GPT-2 (a random one, and the trained ../shared/models/gpt2_capp), and the
+// same models after torch.ao.quantization.quantize_dynamic on the onednn engine.
 #include <QFile>
 #include <QTest>
 
@@ -32,26 +33,20 @@ std::vector<float> floats(const Model& m, const char* name)
     return v ? std::move(*v) : std::vector<float>{};
 }
 
-// Loads <name>.safetensors, its reference tensors and JSON; QVERIFYs inside, so call via QVERIFY(load(...)).
-bool load(const QString& name, Fixture& f)
+// <name>_ref.safetensors and <name>_ref.json: the input and torch's outputs (the model is loaded apart).
+bool loadRefs(const QString& name, Fixture& f)
 {
     const QString base = test::dataPath(QStringLiteral("encoder/") + name);
-    auto m = openModel((base + QStringLiteral(".safetensors")).toStdString());
-    if (!m) {
-        qWarning("%s", m.error().oneLine().c_str());
-        return false;
-    }
-    f.model = std::move(*m);
     auto r = openModel((base + QStringLiteral("_ref.safetensors")).toStdString());
-    if (!r) {
-        qWarning("%s", r.error().oneLine().c_str());
+    if (!r)
         return false;
-    }
     const Tensor* ids = r->find("input_ids");
     if (!ids || ids->rank() != 2)
         return false;
     f.input.batch = ids->shape[0];
     f.input.seqLen = ids->shape[1];
+    f.input.ids.clear();
+    f.input.mask.clear();
     for (float v : floats(*r, "input_ids"))
         f.input.ids.push_back(int64_t(v));
     for (float v : floats(*r, "attention_mask"))
@@ -63,6 +58,18 @@ bool load(const QString& name, Fixture& f)
         return false;
     f.ref = nlohmann::json::parse(j.readAll().toStdString());
     return !f.fp32.empty() && f.fp32.size() == f.int8.size() && f.input.mask.size() == f.input.ids.size();
+}
+
+// Loads <name>.safetensors, its reference tensors and JSON; QVERIFYs inside, so call via QVERIFY(load(...)).
+bool load(const QString& name, Fixture& f)
+{
+    auto m = openModel(test::dataPath(QStringLiteral("encoder/") + name + QStringLiteral(".safetensors")).toStdString());
+    if (!m) {
+        qWarning("%s", m.error().oneLine().c_str());
+        return false;
+    }
+    f.model = std::move(*m);
+    return loadRefs(name, f);
 }
 
 EncoderOptions optionsFor(const Fixture& f)
@@ -80,6 +87,7 @@ void fixtureRows()
     QTest::newRow("distilbert-named hidden 48, 4 heads") << QStringLiteral("distilbert_tiny") << QStringLiteral("distilbert");
     QTest::newRow("roberta-named, positions from 2, eps 1e-5") << QStringLiteral("roberta_tiny") << QStringLiteral("roberta");
     QTest::newRow("distilbert with an outlier layer") << QStringLiteral("distilbert_outlier") << QStringLiteral("distilbert");
+    QTest::newRow("gpt2-named hidden 32, 2 heads, Conv1D [in, out]") << QStringLiteral("gpt2_tiny") << QStringLiteral("gpt2");
 }
 
 }  // namespace
@@ -192,6 +200,110 @@ private slots:
         QCOMPARE(QString::fromStdString(n[11]), QStringLiteral("distilbert.transformer.layer.1.ffn.lin2"));
         QVERIFY(!r->setQuantized(std::string("distilbert.embeddings.word_embeddings"), true).ok());
         QVERIFY(!r->setQuantized(12, true).ok());
+    }
+
+    void gpt2NamesAndLayout()
+    {
+        Fixture f;
+        QVERIFY(load(QStringLiteral("gpt2_tiny"), f));
+        // The reader marks GPT-2's Conv1D weights [in, out]; the runner transposes them.
+        QCOMPARE(f.model.find("transformer.h.0.attn.c_attn.weight")->layout, Layout::InOut);
+        auto r = EncoderRunner::create(f.model, optionsFor(f));
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());
+        const auto n = r->linearNames();
+        QCOMPARE(n.size(), size_t(8));  // c_attn (fused q|k|v), c_proj, c_fc, mlp.c_proj per block
+        QCOMPARE(QString::fromStdString(n[0]), QStringLiteral("transformer.h.0.attn.c_attn"));
+        QCOMPARE(QString::fromStdString(n[1]), QStringLiteral("transformer.h.0.attn.c_proj"));
+        QCOMPARE(QString::fromStdString(n[2]), QStringLiteral("transformer.h.0.mlp.c_fc"));
+        QCOMPARE(QString::fromStdString(n[7]), QStringLiteral("transformer.h.1.mlp.c_proj"));
+        QCOMPARE(r->config().prefix, std::string("transformer."));
+    }
+
+    // Causality: a token's state cannot depend on later tokens, so appending tokens leaves
+    // the earlier rows as they were (bit for bit: the same operations run on them).
+    void gpt2IsCausal()
+    {
+        Fixture f;
+        QVERIFY(load(QStringLiteral("gpt2_tiny"), f));
+        auto r = EncoderRunner::create(f.model, optionsFor(f));
+        QVERIFY(r.ok());
+        const EncoderInput longer = randomEncoderInput(1, 10, r->config().vocab, 3);
+        EncoderInput shorter = longer;
+        shorter.seqLen = 6;
+        shorter.ids.resize(6);
+        shorter.mask.resize(6);
+        auto a = r->forward(longer);
+        auto b = r->forward(shorter);
+        QVERIFY(a.ok() && b.ok());
+        const int64_t h = r->config().hidden;
+        double worst = 0;
+        for (int64_t i = 0; i < 6 * h; ++i)
+            worst = std::max(worst, double(std::fabs((*a)[size_t(i)] - (*b)[size_t(i)])));
+        QVERIFY2(worst < 1e-5, qPrintable(QStringLiteral("earlier rows moved by %1").arg(worst)));
+        // ...while a later token does change (the check can fail).
+        EncoderInput changed = longer;
+        changed.ids[2] = (changed.ids[2] + 1) % r->config().vocab;
+        auto c = r->forward(changed);
+        QVERIFY(c.ok());
+        QVERIFY(std::fabs((*c)[size_t(9 * h)] - (*a)[size_t(9 * h)]) > 1e-6);
+    }
+
+    void gpt2RejectsBadModels_data()
+    {
+        QTest::addColumn<QString>("drop");
+        QTest::addColumn<QString>("code");
+        QTest::newRow("no ln_f") << QStringLiteral("transformer.ln_f.bias") << QStringLiteral("missing-tensor");
+        QTest::newRow("no position table") << QStringLiteral("transformer.wpe.weight") << QStringLiteral("missing-tensor");
+        QTest::newRow("no MLP projection") << QStringLiteral("transformer.h.1.mlp.c_proj.weight") << QStringLiteral("missing-tensor");
+        QTest::newRow("no c_fc: MLP size unknown") << QStringLiteral("transformer.h.0.mlp.c_fc.weight") << QStringLiteral("bad-shape");
+    }
+    void gpt2RejectsBadModels()
+    {
+        QFETCH(QString, drop);
+        QFETCH(QString, code);
+        Fixture f;
+        QVERIFY(load(QStringLiteral("gpt2_tiny"), f));
+        Model m = f.model;
+        std::erase_if(m.tensors, [&](const Tensor& t) { return QString::fromStdString(t.name) == drop; });
+        auto r = EncoderRunner::create(m, optionsFor(f));
+        QVERIFY(!r.ok());
+        QCOMPARE(QString::fromStdString(r.error().code), code);
+        QVERIFY(!r.error().message.empty());
+    }
+
+    // The trained GPT-2 from ../shared/models (n_embd 64, 4 layers, 4 heads), against the
+    // same forward in torch: float32 to 1e-4 relative, all-int8 to quantize_dynamic.
+    void gpt2CappMatchesTorch()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        Fixture f;
+        QVERIFY(loadRefs(QStringLiteral("gpt2_capp"), f));
+        auto m = openModel(test::sharedModel(QStringLiteral("gpt2_capp.safetensors")).toStdString());
+        QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
+        auto r = EncoderRunner::create(*m, optionsFor(f));
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());
+        QCOMPARE(r->config().family, EncoderFamily::Gpt2);
+        QCOMPARE(r->config().layers, int64_t(4));
+        QCOMPARE(r->config().intermediate, int64_t(256));
+        QCOMPARE(r->config().maxPositions, int64_t(512));
+        auto y = r->forward(f.input);
+        QVERIFY(y.ok());
+        double worst = 0;
+        for (size_t i = 0; i < y->size(); ++i)
+            worst = std::max(worst, std::fabs((*y)[i] - f.fp32[i]) / std::max(1.0, double(std::fabs(f.fp32[i]))));
+        qDebug("gpt2_capp fp32: max relative difference to torch %.3g", worst);
+        QVERIFY(worst <= 1e-4);
+
+        QVERIFY(r->setAllQuantized(true).ok());
+        auto q = r->forward(f.input);
+        QVERIFY(q.ok());
+        const HiddenComparison ours = compareHidden(f.fp32, *q, f.input, r->config().hidden);
+        const HiddenComparison between = compareHidden(f.int8, *q, f.input, r->config().hidden);
+        qDebug("gpt2_capp int8: cosine to fp32 ours %.6f torch %.6f; ours vs torch int8 max %.3g",
+               ours.cosine, f.ref["int8_vs_fp32"]["cosine"].get<double>(), between.maxAbsError);
+        QVERIFY(std::fabs(ours.cosine - f.ref["int8_vs_fp32"]["cosine"].get<double>()) <= 1e-3);
+        QVERIFY(between.maxAbsError <= 1e-4);
+        QVERIFY(ours.cosine < 1.0);
     }
 
     void demoModelRuns()

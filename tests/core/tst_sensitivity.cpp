@@ -116,6 +116,7 @@ private slots:
         QTest::newRow("distilbert") << QStringLiteral("distilbert_tiny");
         QTest::newRow("roberta") << QStringLiteral("roberta_tiny");
         QTest::newRow("distilbert with outlier") << QStringLiteral("distilbert_outlier");
+        QTest::newRow("gpt2 (fused c_attn, Conv1D)") << QStringLiteral("gpt2_tiny");
     }
     void matchesTorchPerLayer()
     {
