@@ -390,7 +390,7 @@ SensitivityPanel::SensitivityPanel(QWidget* parent)
     table_->verticalHeader()->setDefaultSectionSize(table_->fontMetrics().height() + 8);
     v->addWidget(split, 1);
     placeholder_ = new QLabel(tr("Run ranks every linear layer by how much quantizing it alone moves the "
-                                 "encoder's output; the bar chart and the table appear here."),
+                                 "model's last hidden state; the bar chart and the table appear here."),
                               this);
     placeholder_->setAlignment(Qt::AlignCenter);
     placeholder_->setWordWrap(true);
@@ -586,7 +586,7 @@ void SensitivityPanel::inferConfig()
         const Error& e = c.error();
         QString why = qs(e.oneLine());
         if (e.code == "not-an-encoder")
-            why = tr("Not an encoder: %1").arg(why);
+            why = tr("Not a supported transformer: %1").arg(why);
         else if (e.code == "heads-unknown")
             why.replace(QStringLiteral("give --heads"), tr("set Heads"));
         configLabel_->setText(why);
@@ -603,12 +603,14 @@ void SensitivityPanel::inferConfig()
     const int64_t longest = config_.maxPositions - (config_.robertaPositions ? config_.padId + 1 : 0);
     length_->setMaximum(int(std::clamp<int64_t>(longest, 1, 1 << 20)));
     configLabel_->setStyleSheet(QString());
-    configLabel_->setText(tr("<b>%1 encoder</b>: %2 layers, hidden %3, %4 heads (%5), intermediate %6, vocabulary %7, "
+    const QString kind = config_.family == EncoderFamily::Gpt2 ? tr("GPT-2 (causal)")
+                                                               : tr("%1 encoder").arg(qs(encoderFamilyName(config_.family)));
+    configLabel_->setText(tr("<b>%1</b>: %2 layers, hidden %3, %4 (%5), intermediate %6, vocabulary %7, "
                              "up to %8 positions")
-                              .arg(qs(encoderFamilyName(config_.family)))
+                              .arg(kind)
                               .arg(config_.layers)
                               .arg(config_.hidden)
-                              .arg(config_.heads)
+                              .arg(config_.heads == 1 ? tr("1 head") : tr("%1 heads").arg(config_.heads))
                               .arg(headsFrom)
                               .arg(config_.intermediate)
                               .arg(formatCount(config_.vocab))

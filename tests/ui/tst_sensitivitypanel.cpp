@@ -288,8 +288,8 @@ private slots:
         QTest::addColumn<QString>("kind");
         QTest::addColumn<QString>("reason");
         QTest::newRow("no model") << QStringLiteral("none") << QStringLiteral("No model");
-        QTest::newRow("one 2-D tensor") << QStringLiteral("matrix") << QStringLiteral("Not an encoder");
-        QTest::newRow("burn_mnist.onnx (a CNN)") << QStringLiteral("burn_mnist.onnx") << QStringLiteral("Not an encoder");
+        QTest::newRow("one 2-D tensor") << QStringLiteral("matrix") << QStringLiteral("Not a supported transformer");
+        QTest::newRow("burn_mnist.onnx (a CNN)") << QStringLiteral("burn_mnist.onnx") << QStringLiteral("Not a supported transformer");
     }
     void notAnEncoderDisablesRun()
     {
@@ -333,6 +333,28 @@ private slots:
         QVERIFY(p->configText().contains(QStringLiteral("4 heads (set here)")));
         runAndWait();
         QCOMPARE(p->lastReport()->layers.size(), size_t(6));
+    }
+
+    // The trained GPT-2 from ../shared/models: recognised as a causal GPT-2, ranked by its
+    // Conv1D layer names (the tree's names), and a click on a bar names a real tensor.
+    void gpt2Capp()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        auto opened = openModel(test::sharedModel(QStringLiteral("gpt2_capp.safetensors")).toStdString());
+        QVERIFY(opened.ok());
+        auto m = std::make_shared<const Model>(std::move(*opened));
+        p->setModel(m);
+        QVERIFY2(p->configText().contains(QStringLiteral("GPT-2 (causal)")), qPrintable(p->configText()));
+        QVERIFY2(p->configText().contains(QStringLiteral("1 head (hidden / 64)")), qPrintable(p->configText()));
+        p->headsBox()->setValue(4);  // its config.json says n_head 4; hidden/64 would be 1
+        QVERIFY(p->configText().contains(QStringLiteral("4 heads (set here)")));
+        p->useRandomInput(24);
+        runAndWait();
+        QCOMPARE(p->lastReport()->layers.size(), size_t(16));
+        for (const auto& l : p->lastReport()->layers) {
+            QVERIFY2(m->find(l.name + ".weight"), l.name.c_str());
+            QVERIFY(l.cosine < 1.0);
+        }
     }
 
     void keepFloat32()

@@ -60,7 +60,7 @@ class TestViewShots : public QObject {
     Q_OBJECT
 private:
     void shootAll(const std::shared_ptr<const Model>& model, const QString& label, const QString& prefix,
-                  const QString& tensor, bool encoder)
+                  const QString& tensor, bool encoder, int heads = 0)
     {
         MainWindow w(nullptr, /*useSettings=*/false);
         w.setInteractive(false);
@@ -78,6 +78,8 @@ private:
         w.runPanel()->run();
         QVERIFY(ran.wait(kWaitMs));
         if (encoder) {
+            if (heads > 0)
+                w.sensitivityPanel()->headsBox()->setValue(heads);
             QSignalSpy ranked(w.sensitivityPanel(), &SensitivityPanel::finished);
             w.sensitivityPanel()->useRandomInput(32);
             w.sensitivityPanel()->run();
@@ -157,7 +159,7 @@ private slots:
         QVERIFY2(m, m ? "" : m.error().oneLine().c_str());
         shootAll(std::make_shared<const Model>(std::move(*m)),
                  quantlens::test::sharedModel(QStringLiteral("gpt2_capp.safetensors")), QStringLiteral("gpt2"),
-                 QStringLiteral("transformer.h.0.mlp.c_fc.weight"), false);
+                 QStringLiteral("transformer.h.0.mlp.c_fc.weight"), true, /*heads=*/4);
     }
 };
 
