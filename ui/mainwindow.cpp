@@ -28,6 +28,7 @@
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
 
+#include "contraststyle.h"
 #include "qcp.h"
 
 #include <algorithm>
@@ -161,6 +162,7 @@ void MainWindow::buildUi()
     lv->addWidget(filter_);
     tree_ = new QTreeView(left);
     tree_->setObjectName(QStringLiteral("tensorTree"));
+    useContrastingIndicators(tree_);
     treeModel_ = new TensorTreeModel(this);
     proxy_ = new QSortFilterProxyModel(this);
     proxy_->setSourceModel(treeModel_);

@@ -21,6 +21,7 @@
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
 
+#include "contraststyle.h"
 #include "qcp.h"
 
 #include <algorithm>
@@ -373,6 +374,7 @@ SensitivityPanel::SensitivityPanel(QWidget* parent)
     keptLabel_->setTextInteractionFlags(Qt::TextSelectableByMouse);
     lv->addWidget(keptLabel_);
     table_ = new QTableWidget(0, 6, lower);
+    useContrastingIndicators(table_);
     table_->setObjectName(QStringLiteral("sensitivityTable"));
     table_->setHorizontalHeaderLabels({tr("Rank"), tr("Layer"), tr("1 − cosine"), tr("SQNR (dB)"), tr("Max abs err"),
                                        tr("Keep float32")});
