@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "quant/calibrate.h"
+#include "vec8.h"
 #include "runner/dynamiclinear.h"
 
 namespace quantlens {
@@ -123,44 +124,9 @@ std::string layerPrefix(const EncoderConfig& c, int64_t l)
 }
 
 // The element-wise work (GELU over 128x3072 values per layer, softmax over 128x128 scores
-// per head, LayerNorm, residual adds) would cost as much as the int8 GEMMs if left scalar,
-// and GCC's -O2 cost model does not vectorise loops that need a remainder. So it is written
-// on GCC vector types of 8 floats: SSE pairs in the baseline build and one AVX register in
-// the AVX2 clone (target_clones picks at load time).
-// These helpers are internal to this file and inlined, so the AVX-without-AVX ABI note
-// GCC gives for passing 32-byte vectors by value concerns no real call.
-#pragma GCC diagnostic ignored "-Wpsabi"
-// always_inline, not just inline: at -O0 GCC would call them out of line, and a 32-byte
-// vector passed between the AVX2 clone and a baseline helper has no agreed ABI (SEGV in
-// a Debug build).
-#define QL_VEC_INLINE inline __attribute__((always_inline))
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-// Not std::bit_cast: at -O0 it is an out-of-line baseline function returning a 32-byte vector.
-QL_VEC_INLINE v8f asF(v8i v)
-{
-    v8f r;
-    std::memcpy(&r, &v, sizeof r);
-    return r;
-}
-QL_VEC_INLINE v8i asI(v8f v)
-{
-    v8i r;
-    std::memcpy(&r, &v, sizeof r);
-    return r;
-}
-QL_VEC_INLINE v8f splat(float x) { return v8f{x, x, x, x, x, x, x, x}; }
-QL_VEC_INLINE v8f load8(const float* p)
-{
-    v8f v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
-QL_VEC_INLINE void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
-QL_VEC_INLINE v8f vmin(v8f a, v8f b) { return a < b ? a : b; }
-QL_VEC_INLINE v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
-QL_VEC_INLINE float hsum(v8f v) { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
+// per head, LayerNorm, residual adds) would cost as much as the int8 GEMMs if left scalar:
+// it is written on the 8-float vectors of vec8.h, in functions cloned for AVX2.
+using namespace vec8;
 
 // exp as 2^k * exp(r), r in [-ln2/2, ln2/2], degree-6 Taylor (< 2e-7 relative); k is
 // rounded with the 1.5*2^23 trick. Inputs are clamped to [-87, 88], so it never overflows.

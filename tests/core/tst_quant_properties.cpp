@@ -399,7 +399,10 @@ private slots:
                         QCOMPARE(cb, ca);
                     }
                 }
-        for (const int64_t n : {int64_t(7), int64_t(512), int64_t(513), int64_t(1100)}) {
+        // Whole blocks, a last block of whole 8-lane chunks (768 = 512 + 256), chunks plus a
+        // tail (1100, 1031), a tail only (7, 513), and 8 / 9 around one chunk.
+        for (const int64_t n : {int64_t(1), int64_t(7), int64_t(8), int64_t(9), int64_t(511), int64_t(512), int64_t(513),
+                                int64_t(768), int64_t(1031), int64_t(1100)}) {
             const auto a = quantrun::sumsRef(xf.data(), y.data(), n);
             const auto b = quantrun::sumsAvx2(xf.data(), y.data(), n);
             QCOMPARE(b.err2, a.err2);

@@ -11,6 +11,8 @@
 #include <QMouseEvent>
 #include <QThread>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -105,6 +107,8 @@ int main(int argc, char** argv)
     }
 
     std::vector<double> lines, full;
+    rusage before{};
+    getrusage(RUSAGE_SELF, &before);
     QElapsedTimer t;
     for (int i = 0; i < moves; ++i) {
         // Inwards and back out over ~60 px, as a user probing the range would.
@@ -123,14 +127,18 @@ int main(int argc, char** argv)
         full.push_back(double(t.nsecsElapsed()) / 1e6);
     }
     sendMouse(h, QEvent::MouseButtonRelease, QPoint(x0 - 10, y), Qt::NoButton);
+    rusage after{};
+    getrusage(RUSAGE_SELF, &after);
+    const double faultsPerMove = double(after.ru_minflt - before.ru_minflt) / moves;
 
     const Stats l = stats(lines), f = stats(full);
     const char* isa = quantrun::haveAvx2() ? "avx2" : "portable";
     if (json) {
         std::printf("{\"matrix\": [%lld, %lld], \"moves\": %d, \"quantize_path\": \"%s\", "
                     "\"lines_ms\": {\"median\": %.3f, \"p90\": %.3f, \"max\": %.3f}, "
-                    "\"full_ms\": {\"median\": %.3f, \"p90\": %.3f, \"max\": %.3f}}\n",
-                    (long long)rows, (long long)cols, moves, isa, l.median, l.p90, l.max, f.median, f.p90, f.max);
+                    "\"full_ms\": {\"median\": %.3f, \"p90\": %.3f, \"max\": %.3f}, \"page_faults_per_move\": %.1f}\n",
+                    (long long)rows, (long long)cols, moves, isa, l.median, l.p90, l.max, f.median, f.p90, f.max,
+                    faultsPerMove);
     } else {
         std::printf("clamp-line drag on %s (%lld x %lld), %d mouse moves, quantize path %s, offscreen 1400x900\n",
                     qPrintable(name), (long long)rows, (long long)cols, moves, isa);
@@ -138,6 +146,7 @@ int main(int argc, char** argv)
         std::printf("%-58s %6.2f ms %5.2f ms %5.2f ms\n", "move -> lines + histogram repainted", l.median, l.p90, l.max);
         std::printf("%-58s %6.2f ms %5.2f ms %5.2f ms\n", "move -> requantized, numbers + 3 heatmaps repainted", f.median,
                     f.p90, f.max);
+        std::printf("page faults per move: %.1f (fresh pages the allocator had to map)\n", faultsPerMove);
         std::printf("target: < 16 ms from mouse move to repainted plots\n");
     }
     return 0;

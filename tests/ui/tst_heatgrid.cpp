@@ -1,0 +1,142 @@
+// The heatmap pooling (poolMaxAbs / poolMaxAbsDiff) against a plain per-cell reference: every
+// cell shows a value of the largest finite magnitude in its block, sign kept; NaN and inf
+// never show; the colour range is the 99.9th percentile of the cell magnitudes as
+// nth_element finds it. The fast version folds rows first and cells second, so on an exact
+// magnitude tie it may keep a different (equally large) element than row-major order.
+#include <QTest>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "tensoranalysis.h"
+
+using namespace quantlens::ui;
+
+namespace {
+
+struct Ref {
+    std::vector<float> mag;  // -1: nothing finite
+    std::vector<std::vector<float>> candidates;  // values with that magnitude
+};
+
+Ref reference(const std::vector<float>& x, int64_t rows, int64_t cols, const HeatGrid& g)
+{
+    Ref r;
+    r.mag.assign(size_t(g.rows * g.cols), -1.0f);
+    r.candidates.resize(r.mag.size());
+    for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < cols; ++j) {
+            const float v = x[size_t(i * cols + j)];
+            if (!std::isfinite(v))
+                continue;
+            const size_t cell = size_t((i / g.poolRows) * g.cols + j / g.poolCols);
+            const float m = std::fabs(v);
+            if (m > r.mag[cell]) {
+                r.mag[cell] = m;
+                r.candidates[cell] = {v};
+            } else if (m == r.mag[cell]) {
+                r.candidates[cell].push_back(v);
+            }
+        }
+    return r;
+}
+
+double referenceClip(const Ref& r)
+{
+    std::vector<double> mags;
+    for (float m : r.mag)
+        if (m >= 0)
+            mags.push_back(m);
+    if (mags.empty())
+        return 0;
+    const size_t k = std::min(mags.size() - 1, size_t(double(mags.size()) * 0.999));
+    std::nth_element(mags.begin(), mags.begin() + std::ptrdiff_t(k), mags.end());
+    return mags[k];
+}
+
+bool sameGrid(const HeatGrid& g, const Ref& r, QString& why)
+{
+    for (size_t c = 0; c < r.mag.size(); ++c) {
+        const double v = g.v[c];
+        if (r.mag[c] < 0) {
+            if (v != 0) {
+                why = QStringLiteral("cell %1 has no finite value but shows %2").arg(c).arg(v);
+                return false;
+            }
+            continue;
+        }
+        if (std::find(r.candidates[c].begin(), r.candidates[c].end(), float(v)) == r.candidates[c].end()) {
+            why = QStringLiteral("cell %1 shows %2, largest magnitude is %3").arg(c).arg(v).arg(r.mag[c]);
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+class TestHeatGrid : public QObject {
+    Q_OBJECT
+private slots:
+    void matchesReference()
+    {
+        std::mt19937 rng(7);
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+        for (int64_t rows : {1, 2, 7, 9, 16, 33, 64})
+            for (int64_t cols : {1, 3, 8, 15, 17, 40, 100})
+                for (int64_t maxCells : {1, 2, 3, 5, 8, 384}) {
+                    std::vector<float> x(size_t(rows * cols)), y(x.size());
+                    for (size_t i = 0; i < x.size(); ++i) {
+                        // Quantized-looking values give exact magnitude ties, with both signs.
+                        x[i] = (i % 4 == 0) ? std::round(nd(rng) * 4) / 4 : nd(rng);
+                        y[i] = x[i] + 0.01f * nd(rng);
+                    }
+                    x[size_t(rng() % x.size())] = nan;
+                    x[size_t(rng() % x.size())] = inf;
+                    x[size_t(rng() % x.size())] = -inf;
+                    const HeatGrid g = poolMaxAbs(x.data(), rows, cols, maxCells);
+                    QVERIFY(g.rows <= maxCells && g.cols <= maxCells);
+                    QCOMPARE(g.v.size(), size_t(g.rows * g.cols));
+                    const Ref r = reference(x, rows, cols, g);
+                    QString why;
+                    QVERIFY2(sameGrid(g, r, why), qPrintable(QStringLiteral("%1x%2 into %3: ").arg(rows).arg(cols).arg(maxCells) + why));
+                    const double clip = referenceClip(r);
+                    QCOMPARE(g.clipAbs, clip > 0 ? clip : (g.absMax > 0 ? g.absMax : 1.0));
+                    QCOMPARE(g.absMax, std::max(0.0, double(*std::max_element(r.mag.begin(), r.mag.end()))));
+
+                    std::vector<float> d(x.size());
+                    for (size_t i = 0; i < d.size(); ++i)
+                        d[i] = x[i] - y[i];
+                    const HeatGrid gd = poolMaxAbsDiff(x.data(), y.data(), rows, cols, maxCells);
+                    const Ref rd = reference(d, rows, cols, gd);
+                    QVERIFY2(sameGrid(gd, rd, why), qPrintable(QStringLiteral("diff %1x%2: ").arg(rows).arg(cols) + why));
+                }
+    }
+
+    void allNonFiniteCells()
+    {
+        const float nan = std::numeric_limits<float>::quiet_NaN();
+        std::vector<float> x(4 * 4, nan);
+        x[0] = -3.0f;
+        const HeatGrid g = poolMaxAbs(x.data(), 4, 4, 2);  // 2x2 cells of 2x2
+        QCOMPARE(g.v[0], -3.0);
+        QCOMPARE(g.v[1], 0.0);
+        QCOMPARE(g.v[3], 0.0);
+        QCOMPARE(g.absMax, 3.0);
+        QCOMPARE(g.clipAbs, 3.0);
+    }
+
+    void emptyInput()
+    {
+        const HeatGrid g = poolMaxAbs(nullptr, 0, 5, 8);
+        QCOMPARE(g.rows, int64_t(0));
+        QVERIFY(g.v.empty());
+    }
+};
+
+QTEST_GUILESS_MAIN(TestHeatGrid)
+#include "tst_heatgrid.moc"
