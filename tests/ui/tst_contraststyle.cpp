@@ -7,21 +7,11 @@
 #include <QTest>
 
 #include "contraststyle.h"
+#include "darkpalette.h"
 
 using namespace quantlens::ui;
 
 namespace {
-
-QPalette darkPalette()
-{
-    QPalette p;
-    p.setColor(QPalette::Window, QColor(45, 45, 45));
-    p.setColor(QPalette::Base, QColor(30, 30, 30));
-    p.setColor(QPalette::Text, QColor(220, 220, 220));
-    p.setColor(QPalette::WindowText, QColor(220, 220, 220));
-    p.setColor(QPalette::Button, QColor(53, 53, 53));
-    return p;
-}
 
 QImage drawCheck(const QStyle& style, const QPalette& pal, QColor background)
 {
@@ -53,7 +43,7 @@ private slots:
     void darkPaletteGetsAVisibleOutline()
     {
         IndicatorContrastStyle s;
-        const QPalette dark = darkPalette();
+        const QPalette dark = quantlens::test::darkPalette();
         const QImage plain = drawCheck(*QApplication::style(), dark, dark.color(QPalette::Base));
         const QImage ours = drawCheck(s, dark, dark.color(QPalette::Base));
         qDebug("brightest pixel: application style %d, with the outline %d", brightestGray(plain), brightestGray(ours));

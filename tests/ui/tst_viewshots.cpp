@@ -19,6 +19,7 @@
 #include "mainwindow.h"
 #include "runpanel.h"
 #include "sensitivitypanel.h"
+#include "darkpalette.h"
 #include "testsupport.h"
 
 using namespace quantlens;
@@ -122,16 +123,7 @@ private slots:
         QStyle* fusion = QStyleFactory::create(QStringLiteral("Fusion"));
         QVERIFY(fusion);
         QApplication::setStyle(fusion);
-        QPalette dark;
-        dark.setColor(QPalette::Window, QColor(45, 45, 48));
-        dark.setColor(QPalette::WindowText, QColor(220, 220, 220));
-        dark.setColor(QPalette::Base, QColor(30, 30, 30));
-        dark.setColor(QPalette::AlternateBase, QColor(45, 45, 48));
-        dark.setColor(QPalette::Text, QColor(220, 220, 220));
-        dark.setColor(QPalette::Button, QColor(55, 55, 58));
-        dark.setColor(QPalette::ButtonText, QColor(220, 220, 220));
-        dark.setColor(QPalette::Highlight, QColor(42, 130, 218));
-        dark.setColor(QPalette::HighlightedText, Qt::white);
+        const QPalette dark = quantlens::test::darkPalette();
         QApplication::setPalette(dark);
         MainWindow w(nullptr, /*useSettings=*/false);
         w.setInteractive(false);
