@@ -604,6 +604,11 @@ void SensitivityPanel::inferConfig()
     // RoBERTa numbers positions from padding_idx + 1: its table holds that many fewer tokens.
     const int64_t longest = config_.maxPositions - (config_.robertaPositions ? config_.padId + 1 : 0);
     length_->setMaximum(int(std::clamp<int64_t>(longest, 1, 1 << 20)));
+    // An example the model can run: BERT's "[CLS] hello world [SEP]" ids where the
+    // vocabulary has them, otherwise small ids (GPT-2 checkpoints can have 53 words).
+    tokenEdit_->setPlaceholderText(config_.family != EncoderFamily::Gpt2 && config_.vocab > 7592
+                                       ? tr("101 7592 2088 102\n101 2023 2003 1037 3231 102")
+                                       : tr("5 17 42 8 3\n7 7 23"));
     configLabel_->setStyleSheet(QString());
     const QString kind = config_.family == EncoderFamily::Gpt2 ? tr("GPT-2 (causal)")
                                                                : tr("%1 encoder").arg(qs(encoderFamilyName(config_.family)));

@@ -13,6 +13,7 @@
 #include <QSignalSpy>
 #include <QSpinBox>
 #include <QTableWidget>
+#include <QPlainTextEdit>
 #include <QTest>
 
 #include <qcustomplot.h>
@@ -348,6 +349,14 @@ private slots:
         QVERIFY2(p->configText().contains(QStringLiteral("1 head (hidden / 64)")), qPrintable(p->configText()));
         p->headsBox()->setValue(4);  // its config.json says n_head 4; hidden/64 would be 1
         QVERIFY(p->configText().contains(QStringLiteral("4 heads (set here)")));
+        // The example ids in the empty token box are ones this 53-word vocabulary has.
+        const auto* tokens = p->findChild<QPlainTextEdit*>(QStringLiteral("sensitivityTokens"));
+        QVERIFY(tokens);
+        auto example = parseTokenText(tokens->placeholderText().toStdString());
+        QVERIFY(example.ok());
+        for (const auto& seq : *example)
+            for (int64_t id : seq)
+                QVERIFY(id < 53);
         p->useRandomInput(24);
         runAndWait();
         QCOMPARE(p->lastReport()->layers.size(), size_t(16));
