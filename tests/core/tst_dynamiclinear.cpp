@@ -284,6 +284,29 @@ private slots:
         }
     }
 
+    // With two threads each scans half the rows for min/max: a NaN in either half, or an
+    // infinity, must still poison the output (per-tensor activations).
+    void twoThreadsStillRefuseNonFinite()
+    {
+        const Layer l = loadLayer(manifest(), "large");
+        std::vector<int64_t> shape;
+        const std::vector<float> x0 = loadF32("large_m33_x.npy", &shape);
+        DynamicLinearOptions o;
+        o.threads = 2;
+        auto d = DynamicLinear::create(l.w, l.out, l.in, Layout::Plain, l.b, o);
+        QVERIFY(d.ok());
+        for (const size_t at : {size_t(3), size_t(20 * l.in + 5), x0.size() - 1}) {
+            for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+                std::vector<float> x = x0;
+                x[at] = bad;
+                std::vector<float> y(size_t(33 * l.out), 0.0f);
+                d->forward(x.data(), 33, y.data());
+                QVERIFY2(std::all_of(y.begin(), y.end(), [](float v) { return std::isnan(v); }),
+                         qPrintable(QStringLiteral("bad value at %1 not refused").arg(at)));
+            }
+        }
+    }
+
     void perRowComposesTheStages()
     {
         // Per-row mode = per-row ChooseQuantizationParams + quantize + reference GEMM + reference epilogue.
