@@ -228,6 +228,21 @@ __attribute__((target_clones("avx2", "default"))) void maskedSoftmax(float* s, i
     map8(s, n, [inv](v8f v, int64_t) __attribute__((always_inline)) { return v * inv; });
 }
 
+// One attention head of one sequence: scores = alpha q k^T over its T tokens, row t then
+// normalised in place by softmaxRow(t, row), ctx = scores v. q, k and v rows are `ld`
+// floats apart (H for separate projections, 3H for GPT-2's fused c_attn), ctx rows ldc.
+template <class SoftmaxRow>
+void attendHead(const float* q, const float* k, const float* v, int64_t ld, int64_t T, int64_t d, float alpha,
+                float* scores, float* ctx, int64_t ldc, const SoftmaxRow& softmaxRow)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(T), blasint(T), blasint(d), alpha, q, blasint(ld), k,
+                blasint(ld), 0.0f, scores, blasint(T));
+    for (int64_t t = 0; t < T; ++t)
+        softmaxRow(t, scores + t * T);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(T), blasint(d), blasint(T), 1.0f, scores, blasint(T),
+                v, blasint(ld), 0.0f, ctx, blasint(ldc));
+}
+
 // torch.nn.LayerNorm over the last dimension (biased variance), with float partial sums in
 // 8 lanes: for n = 768 they lose nothing that matters against the 1e-4 tolerance.
 __attribute__((target_clones("avx2", "default"))) void layerNormRow(float* v, int64_t n, const float* g,
@@ -857,12 +872,8 @@ Result<std::vector<float>> EncoderRunner::forward(const EncoderInput& in) const
                 const float* kb = k + b * T * H + hd * d;
                 const float* vb = v + b * T * H + hd * d;
                 float* cb = ctx + b * T * H + hd * d;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(T), blasint(T), blasint(d), alpha, qb,
-                            blasint(H), kb, blasint(H), 0.0f, scores, blasint(T));
-                for (int64_t t = 0; t < T; ++t)
-                    maskedSoftmax(scores + t * T, T, keep + b * T);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(T), blasint(d), blasint(T), 1.0f,
-                            scores, blasint(T), vb, blasint(H), 0.0f, cb, blasint(H));
+                attendHead(qb, kb, vb, H, T, d, alpha, scores, cb, H,
+                           [&](int64_t, float* row) { maskedSoftmax(row, T, keep + b * T); });
             }
         }
         linear(blk.o, ctx, N, a);
@@ -895,41 +906,37 @@ Result<std::vector<float>> EncoderRunner::forwardGpt2(const EncoderInput& in) co
 
     const int64_t heads = c.heads, d = H / heads, nh = N * H, ldq = 3 * H;
     const float alpha = float(1.0 / std::sqrt(double(d)));
-    std::unique_ptr<float[]> arena(new float[size_t(5 * nh + N * c.intermediate + T * T + T)]);
+    std::unique_ptr<float[]> arena(new float[size_t(5 * nh + N * c.intermediate + T * T + 2 * T)]);
     float* qkv = arena.get();   // [N, 3H]: q | k | v per token, as c_attn writes them
     float* ctx = qkv + 3 * nh;
     float* a = ctx + nh;
     float* ff = a + nh;
     float* scores = ff + N * c.intermediate;
     float* keep = scores + T * T;
+    float* ones = keep + T;
+    std::fill_n(ones, T, 1.0f);
 
     for (const Block& blk : blocks_) {
         std::copy(x.begin(), x.end(), a);
         layerNorm(a, N, H, blk.ln1.gamma, blk.ln1.beta, c.layerNormEps);
         linear(blk.q, a, N, qkv);
         for (int64_t b = 0; b < B; ++b) {
+            // Query t sees keys 0..t that are real; a query before the first real token sees
+            // none and falls back to all of 0..t.
+            int64_t firstReal = T;
+            for (int64_t j = 0; j < T; ++j) {
+                keep[j] = in.mask[size_t(b * T + j)] ? 1.0f : 0.0f;
+                if (keep[j] != 0.0f && firstReal == T)
+                    firstReal = j;
+            }
             for (int64_t hd = 0; hd < heads; ++hd) {
                 const float* qb = qkv + b * T * ldq + hd * d;
-                const float* kb = qb + H;
-                const float* vb = qb + 2 * H;
                 float* cb = ctx + b * T * H + hd * d;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(T), blasint(T), blasint(d), alpha, qb,
-                            blasint(ldq), kb, blasint(ldq), 0.0f, scores, blasint(T));
-                for (int64_t t = 0; t < T; ++t) {
-                    const int64_t n = t + 1;  // causal: keys 0..t
-                    bool any = false;
-                    for (int64_t j = 0; j < n; ++j) {
-                        keep[j] = in.mask[size_t(b * T + j)] ? 1.0f : 0.0f;
-                        any |= keep[j] != 0.0f;
-                    }
-                    if (!any)
-                        std::fill_n(keep, n, 1.0f);
-                    float* row = scores + t * T;
-                    maskedSoftmax(row, n, keep);
+                attendHead(qb, qb + H, qb + 2 * H, ldq, T, d, alpha, scores, cb, H, [&](int64_t t, float* row) {
+                    const int64_t n = t + 1;
+                    maskedSoftmax(row, n, t < firstReal ? ones : keep);
                     std::fill(row + n, row + T, 0.0f);
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(T), blasint(d), blasint(T), 1.0f,
-                            scores, blasint(T), vb, blasint(ldq), 0.0f, cb, blasint(H));
+                });
             }
         }
         linear(blk.o, ctx, N, a);
