@@ -24,6 +24,8 @@ struct Scratch {
     std::vector<uint8_t> qa;
     std::vector<int32_t> rowZero;
     std::vector<float> rowScale;
+    std::vector<float> partMin, partMax;  // per-thread min/max of the activation rows
+    std::vector<uint8_t> partOk;
 };
 thread_local Scratch tScratch;
 
@@ -188,14 +190,16 @@ void DynamicLinear::forward(const float* x, int64_t m, float* y) const
 
     if (opt_.act == ActQuant::PerTensor) {
         const int parts = partsFor(m, threads);
-        std::vector<float> los(static_cast<size_t>(parts)), his(static_cast<size_t>(parts));
-        std::vector<uint8_t> oks(static_cast<size_t>(parts));
+        // Reused per thread: no allocation on this per-call path once the sizes are reached.
+        s.partMin.resize(size_t(parts));
+        s.partMax.resize(size_t(parts));
+        s.partOk.resize(size_t(parts));
         splitWork(m, parts, [&](int part, int64_t r0, int64_t r1) {
-            oks[size_t(part)] = kr.minMax(x + r0 * k, (r1 - r0) * k, &los[size_t(part)], &his[size_t(part)]);
+            s.partOk[size_t(part)] = kr.minMax(x + r0 * k, (r1 - r0) * k, &s.partMin[size_t(part)], &s.partMax[size_t(part)]);
         });
-        const float mn = *std::min_element(los.begin(), los.end());
-        const float mx = *std::max_element(his.begin(), his.end());
-        if (std::count(oks.begin(), oks.end(), uint8_t(0)) > 0 || !std::isfinite(mn) || !std::isfinite(mx)) {
+        const float mn = *std::min_element(s.partMin.begin(), s.partMin.end());
+        const float mx = *std::max_element(s.partMax.begin(), s.partMax.end());
+        if (std::count(s.partOk.begin(), s.partOk.end(), uint8_t(0)) > 0 || !std::isfinite(mn) || !std::isfinite(mx)) {
             std::fill_n(y, m * out_, nan);
             return;
         }
