@@ -267,43 +267,53 @@ private slots:
         const GemmKernels* ref = kernelsNamed(QStringLiteral("ref"));
         std::mt19937 rng(11);
         std::normal_distribution<float> nd(0.0f, 2.0f);
-        for (int64_t n = 1; n <= 200; n += (n < 40 ? 1 : 17)) {
-            std::vector<float> x(static_cast<size_t>(n));
-            for (auto& v : x) v = nd(rng);
-            x[size_t(n / 2)] = 1.5f * 0.25f;  // lands exactly on .5 with scale 0.25: tie to even
-            float mn, mx, rmn, rmx;
-            QVERIFY(kr->minMax(x.data(), n, &mn, &mx));
-            QVERIFY(ref->minMax(x.data(), n, &rmn, &rmx));
-            QCOMPARE(mn, rmn);
-            QCOMPARE(mx, rmx);
-            for (float inv : {4.0f, 31.7f, 1e9f}) {
-                std::vector<uint8_t> q(static_cast<size_t>(n)), rq(static_cast<size_t>(n));
-                kr->quantizeU8(x.data(), n, inv, 61, q.data());
-                ref->quantizeU8(x.data(), n, inv, 61, rq.data());
+        // The kernels start their vector loops at x's first 64-byte boundary: every start
+        // offset within a line, so that the head before it takes every length from 0 to 15.
+        alignas(64) static float buf[16 + 200];
+        for (int64_t off = 0; off < 16; ++off)
+            for (int64_t n = 1; n <= 200; n += (n < 40 ? 1 : 17)) {
+                float* const x = buf + off;
                 for (int64_t i = 0; i < n; ++i)
-                    if (q[size_t(i)] != rq[size_t(i)])
-                        QFAIL(qPrintable(QStringLiteral("n=%1 inv=%2 x[%3]=%4: got %5, reference %6").arg(n).arg(double(inv))
-                                             .arg(i).arg(double(x[size_t(i)])).arg(q[size_t(i)]).arg(rq[size_t(i)])));
-            }
-            // The scan may split x into parts walked side by side: an extreme or a NaN must be
-            // found wherever it sits (each part's start and end, the tail).
-            for (int64_t p : {int64_t(0), int64_t(1), n / 4, n / 2 - 1, n / 2, n / 2 + 1, n - 17, n - 16, n - 2, n - 1}) {
-                if (p < 0 || p >= n)
-                    continue;
-                const float keep = x[size_t(p)];
-                for (float extreme : {1e30f, -1e30f}) {
-                    x[size_t(p)] = extreme;
-                    QVERIFY(kr->minMax(x.data(), n, &mn, &mx));
-                    QVERIFY(ref->minMax(x.data(), n, &rmn, &rmx));
-                    QCOMPARE(mn, rmn);
-                    QCOMPARE(mx, rmx);
+                    x[i] = nd(rng);
+                x[n / 2] = 1.5f * 0.25f;  // lands exactly on .5 with scale 0.25: tie to even
+                const QString where = QStringLiteral("offset %1 floats, n=%2").arg(off).arg(n);
+                float mn, mx, rmn, rmx;
+                QVERIFY(kr->minMax(x, n, &mn, &mx));
+                QVERIFY(ref->minMax(x, n, &rmn, &rmx));
+                QCOMPARE(mn, rmn);
+                QCOMPARE(mx, rmx);
+                for (float inv : {4.0f, 31.7f, 1e9f}) {
+                    std::vector<uint8_t> q(static_cast<size_t>(n) + 1, 0xAB), rq(static_cast<size_t>(n));
+                    kr->quantizeU8(x, n, inv, 61, q.data());
+                    ref->quantizeU8(x, n, inv, 61, rq.data());
+                    for (int64_t i = 0; i < n; ++i)
+                        if (q[size_t(i)] != rq[size_t(i)])
+                            QFAIL(qPrintable(QStringLiteral("%1 inv=%2 x[%3]=%4: got %5, reference %6")
+                                                 .arg(where).arg(double(inv)).arg(i).arg(double(x[i]))
+                                                 .arg(q[size_t(i)]).arg(rq[size_t(i)])));
+                    QVERIFY2(q[size_t(n)] == 0xAB, qPrintable(where + QStringLiteral(": wrote past the end")));
                 }
-                x[size_t(p)] = std::nanf("");
-                if (kr->minMax(x.data(), n, &mn, &mx))
-                    QFAIL(qPrintable(QStringLiteral("n=%1: NaN at %2 not reported").arg(n).arg(p)));
-                x[size_t(p)] = keep;
+                // The scan splits x into a head up to the line boundary and parts walked side
+                // by side: an extreme or a NaN must be found wherever it sits (the head, each
+                // part's start and end, the tail).
+                for (int64_t p : {int64_t(0), int64_t(1), int64_t(7), int64_t(14), int64_t(15), int64_t(16), n / 4,
+                                  n / 2 - 1, n / 2, n / 2 + 1, n - 17, n - 16, n - 2, n - 1}) {
+                    if (p < 0 || p >= n)
+                        continue;
+                    const float keep = x[p];
+                    for (float extreme : {1e30f, -1e30f}) {
+                        x[p] = extreme;
+                        QVERIFY(kr->minMax(x, n, &mn, &mx));
+                        QVERIFY(ref->minMax(x, n, &rmn, &rmx));
+                        QCOMPARE(mn, rmn);
+                        QCOMPARE(mx, rmx);
+                    }
+                    x[p] = std::nanf("");
+                    if (kr->minMax(x, n, &mn, &mx))
+                        QFAIL(qPrintable(QStringLiteral("%1: NaN at %2 not reported").arg(where).arg(p)));
+                    x[p] = keep;
+                }
             }
-        }
         // Ties round half to even after the FMA with the zero point: 0.5+61 -> 62, 1.5+61 -> 62.
         const float ties[2] = {0.5f / 4.0f, 1.5f / 4.0f};
         uint8_t q[2];
