@@ -53,6 +53,48 @@ struct Epi {
     const float* bias = nullptr;    // used only when Bias
 };
 
+// The accumulator start of a float block: -aZero[r] * colSum[j] (int32 arithmetic, the same
+// value as the reference's `acc - aZero*colSum`). colSum is padded to whole panels.
+template <int MR, int NB>
+inline __attribute__((always_inline)) void startAccumulators(__m512i (&acc)[MR][NB], const Epi& e)
+{
+    __m512i cs[NB];
+#pragma GCC unroll 4
+    for (int nb = 0; nb < NB; ++nb)
+        cs[nb] = _mm512_loadu_si512(e.colSum + nb * 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+        const __m512i z = _mm512_set1_epi32(e.aZero[r * e.aZeroStride]);
+#pragma GCC unroll 4
+        for (int nb = 0; nb < NB; ++nb)
+            acc[r][nb] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_mullo_epi32(z, cs[nb]));
+    }
+}
+
+// k step g (four k) of a block: one panel group of NB vectors times MR broadcast activation
+// dwords. Inlined into loops whose accumulators GCC keeps in registers (checked in the
+// disassembly: no stack access in any instance).
+template <int MR, int NB>
+inline __attribute__((always_inline)) void kStep(__m512i (&acc)[MR][NB], const uint8_t* a, int64_t lda,
+                                                 const int8_t* b, int64_t g)
+{
+    constexpr int64_t stride = NB * 64;
+    __m512i bv[NB];
+#pragma GCC unroll 4
+    for (int nb = 0; nb < NB; ++nb)
+        bv[nb] = _mm512_load_si512(reinterpret_cast<const void*>(b + g * stride + nb * 64));
+#pragma GCC unroll 4
+    for (int nb = 0; nb < NB; ++nb)
+        _mm_prefetch(reinterpret_cast<const char*>(b + (g + 16) * stride + nb * 64), _MM_HINT_T0);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+        const __m512i av = _mm512_set1_epi32(loadDword(a + r * lda + g * 4));
+#pragma GCC unroll 4
+        for (int nb = 0; nb < NB; ++nb)
+            acc[r][nb] = _mm512_dpbusd_epi32(acc[r][nb], av, bv[nb]);
+    }
+}
+
 // One block: rows [0, MR) of `a` times one panel `b` of NB*16 columns over all of K, then
 // its epilogue, writing straight from the accumulators to the output. The accumulators are
 // locals indexed only by fully unrolled loops, so GCC keeps them in zmm registers. Writing
@@ -68,17 +110,7 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void block(int64_t groups, const uint8_t* a, i
 {
     __m512i acc[MR][NB];
     if constexpr (F32) {
-        __m512i cs[NB];
-#pragma GCC unroll 4
-        for (int nb = 0; nb < NB; ++nb)
-            cs[nb] = _mm512_loadu_si512(e.colSum + nb * 16);  // colSum is padded to whole panels
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-            const __m512i z = _mm512_set1_epi32(e.aZero[r * e.aZeroStride]);
-#pragma GCC unroll 4
-            for (int nb = 0; nb < NB; ++nb)
-                acc[r][nb] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_mullo_epi32(z, cs[nb]));
-        }
+        startAccumulators<MR, NB>(acc, e);
     } else {
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r)
@@ -86,23 +118,8 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void block(int64_t groups, const uint8_t* a, i
             for (int nb = 0; nb < NB; ++nb)
                 acc[r][nb] = _mm512_setzero_si512();
     }
-    constexpr int64_t stride = NB * 64;
-    for (int64_t g = 0; g < groups; ++g) {
-        __m512i bv[NB];
-#pragma GCC unroll 4
-        for (int nb = 0; nb < NB; ++nb)
-            bv[nb] = _mm512_load_si512(reinterpret_cast<const void*>(b + g * stride + nb * 64));
-#pragma GCC unroll 4
-        for (int nb = 0; nb < NB; ++nb)
-            _mm_prefetch(reinterpret_cast<const char*>(b + (g + 16) * stride + nb * 64), _MM_HINT_T0);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-            const __m512i av = _mm512_set1_epi32(loadDword(a + r * lda + g * 4));
-#pragma GCC unroll 4
-            for (int nb = 0; nb < NB; ++nb)
-                acc[r][nb] = _mm512_dpbusd_epi32(acc[r][nb], av, bv[nb]);
-        }
-    }
+    for (int64_t g = 0; g < groups; ++g)
+        kStep<MR, NB>(acc, a, lda, b, g);
     if constexpr (F32) {
         // Scales and bias are loaded again for every vector rather than held: with all
         // accumulators live there are no registers left for them.
@@ -226,49 +243,19 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void blockDeferred(int64_t groups, const uint8
                                                      const Epi& e, int64_t ldo, const Pending& prev, int32_t* park)
 {
     __m512i acc[MR][4];
-    {
-        __m512i cs[4];
-#pragma GCC unroll 4
-        for (int nb = 0; nb < 4; ++nb)
-            cs[nb] = _mm512_loadu_si512(e.colSum + nb * 16);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-            const __m512i z = _mm512_set1_epi32(e.aZero[r * e.aZeroStride]);
-#pragma GCC unroll 4
-            for (int nb = 0; nb < 4; ++nb)
-                acc[r][nb] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_mullo_epi32(z, cs[nb]));
-        }
-    }
-    // block()'s k step, as a lambda because it runs from two loops; GCC inlines it and keeps
-    // every accumulator in a register (checked in the disassembly).
-    const auto kstep = [&](int64_t g) __attribute__((always_inline)) {
-        __m512i bv[4];
-#pragma GCC unroll 4
-        for (int nb = 0; nb < 4; ++nb)
-            bv[nb] = _mm512_load_si512(reinterpret_cast<const void*>(b + g * 256 + nb * 64));
-#pragma GCC unroll 4
-        for (int nb = 0; nb < 4; ++nb)
-            _mm_prefetch(reinterpret_cast<const char*>(b + (g + 16) * 256 + nb * 64), _MM_HINT_T0);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-            const __m512i av = _mm512_set1_epi32(loadDword(a + r * lda + g * 4));
-#pragma GCC unroll 4
-            for (int nb = 0; nb < 4; ++nb)
-                acc[r][nb] = _mm512_dpbusd_epi32(acc[r][nb], av, bv[nb]);
-        }
-    };
+    startAccumulators<MR, 4>(acc, e);
     int64_t g = 0;
     const int items = prev.rows * 4;
     if (items > 0) {
         const int64_t step = groups / items;  // >= 1: the caller sends only groups >= 24
         for (int t = 0; t < items; ++t) {
             for (int64_t s = 0; s < step; ++s, ++g)
-                kstep(g);
+                kStep<MR, 4>(acc, a, lda, b, g);
             finishVector<Bias>(prev, t, ldo);
         }
     }
     for (; g < groups; ++g)
-        kstep(g);
+        kStep<MR, 4>(acc, a, lda, b, g);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
