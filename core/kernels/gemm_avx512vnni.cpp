@@ -158,19 +158,28 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void block(int64_t groups, const uint8_t* a, i
     }
 }
 
-// ceil(m/6) blocks of nearly equal height (32 = 6+6+5+5+5+5, 8 = 4+4) instead of 6s and a
-// remainder: every block streams the whole panel, and a short tail block (8 = 6+2) pays
-// that for few rows and too few independent accumulators to hide vpdpbusd latency.
+// Calls f(first row, rows) for ceil(m/6) blocks of nearly equal height (32 = 6+6+5+5+5+5,
+// 8 = 4+4) instead of 6s and a remainder: every block streams the whole panel, and a short
+// tail block (8 = 6+2) pays that for few rows and too few independent accumulators to hide
+// vpdpbusd latency.
+template <class F>
+inline void forEachRowBlock(int64_t m, F&& f)
+{
+    const int64_t blocks = (m + kMR - 1) / kMR;
+    const int64_t base = m / blocks, extra = m % blocks;
+    for (int64_t blk = 0, i = 0; blk < blocks; ++blk) {
+        const int64_t rows = base + (blk < extra ? 1 : 0);
+        f(i, rows);
+        i += rows;
+    }
+}
+
 // wScale points at the panel's first column.
 template <int NB, bool F32, bool Full, bool Bias>
 void panel(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, int64_t groups, const Requant* rq,
            const float* wScale, const int32_t* colSum, int64_t col0, void* out, int64_t ldo, int64_t cols)
 {
-    const int64_t blocks = (m + kMR - 1) / kMR;
-    const int64_t base = m / blocks, extra = m % blocks;
-    int64_t i = 0;
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-        const int64_t rows = base + (blk < extra ? 1 : 0);
+    forEachRowBlock(m, [&](int64_t i, int64_t rows) {
         Epi e;
         void* o;
         if constexpr (F32) {
@@ -194,8 +203,7 @@ void panel(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, int64_t gr
         case 2: block<2, NB, F32, Full, Bias>(groups, ab, lda, b, e, o, ldo, cols); break;
         default: block<1, NB, F32, Full, Bias>(groups, ab, lda, b, e, o, ldo, cols); break;
         }
-        i += rows;
-    }
+    });
 }
 
 // A block whose float epilogue has not run yet: its raw accumulators wait in an L1-resident
@@ -270,11 +278,7 @@ void panelDeferred(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, in
                    const float* wScale, const int32_t* colSum, int64_t col0, float* out, int64_t ldo, Pending& pend,
                    int32_t* park)
 {
-    const int64_t blocks = (m + kMR - 1) / kMR;
-    const int64_t base = m / blocks, extra = m % blocks;
-    int64_t i = 0;
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-        const int64_t rows = base + (blk < extra ? 1 : 0);
+    forEachRowBlock(m, [&](int64_t i, int64_t rows) {
         Epi e;
         e.colSum = colSum + col0;
         e.aZero = rq.aZero + i * rq.aZeroStride;
@@ -295,8 +299,7 @@ void panelDeferred(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, in
         pend.wScale = wScale;
         pend.bias = Bias ? rq.bias + col0 : nullptr;
         pend.rows = int(rows);
-        i += rows;
-    }
+    });
 }
 
 template <bool F32, bool Bias>
