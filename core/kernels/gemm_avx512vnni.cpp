@@ -244,8 +244,8 @@ void finishPending(Pending& p, int64_t ldo)
 // (the same stores from registers a few cycles earlier, or no stores, cost almost nothing);
 // here the accumulators go to `park` and the previous block's vectors are finished one every
 // `step` k steps, where the load/store ports and the non-multiply FP pipes are idle. Measured
-// in one process against block(): 128x3072x768 1.01-1.025x, 128x768x768 1.01-1.016x,
-// 128x768x3072 1.00-1.006x, M = 8 and 32 unchanged.
+// in one process against block(): 128x3072x768 1.016-1.028x, 128x768x768 1.016-1.022x,
+// 128x768x3072 1.004x, M = 32 1.01x; M = 1 and 8 lost ~1%, so panels() uses it from M = 16.
 template <int MR, bool Bias>
 QL_KEEP_ACCUMULATORS_IN_REGISTERS void blockDeferred(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b,
                                                      const Epi& e, int64_t ldo, const Pending& prev, int32_t* park)
@@ -395,8 +395,8 @@ bool minMax(const float* x, int64_t n, float* mn, float* mx)
     const float* x1 = x0 + half;
     for (int64_t i = 0; i < half; i += 16) {
         // The hardware prefetchers alone leave this loop waiting on L2 or L3: 2 KB ahead
-        // takes 768x128 floats in L2 from 9.8 to 7.4 us and 3072x128 from L3 from 34 to
-        // 28 us. A prefetch never faults past the end.
+        // takes 768x128 floats in L2 from 7.1 to 3.9 us and 3072x128 from L3 from 36 to
+        // 22 us (line-aligned, in isolation). A prefetch never faults past the end.
         _mm_prefetch(reinterpret_cast<const char*>(x0 + i + 512), _MM_HINT_T0);
         _mm_prefetch(reinterpret_cast<const char*>(x1 + i + 512), _MM_HINT_T0);
         // Each vector is compared with itself so that it is used twice and GCC keeps it in a
