@@ -58,6 +58,9 @@ void splitWork(int64_t count, int parts, const F& run)
 
 int partsFor(int64_t count, int threads) { return int(std::clamp<int64_t>(threads, 1, count)); }
 
+// Threads pay off only when each gets several microseconds of work.
+int threadsFor(int64_t m, int64_t in, int64_t out, int threads) { return m * in * out >= (int64_t(1) << 22) ? threads : 1; }
+
 uint8_t quantizeOne(float x, float inv, int32_t zp)
 {
     const float t = std::min(std::fma(x, inv, float(zp)), 2147483520.0f);
@@ -184,9 +187,8 @@ void DynamicLinear::forward(const float* x, int64_t m, float* y) const
     int32_t zp = 0;
     float scale = 1.0f;
 
-    // Threads pay off only when each gets several microseconds of work. They share the
-    // activation scan and quantization by rows as well as the GEMM by panels.
-    const int threads = m * k * out_ >= (int64_t(1) << 22) ? opt_.threads : 1;
+    // Threads share the activation scan and quantization by rows as well as the GEMM by panels.
+    const int threads = threadsFor(m, k, out_, opt_.threads);
 
     if (opt_.act == ActQuant::PerTensor) {
         const int parts = partsFor(m, threads);
@@ -270,7 +272,7 @@ void DynamicLinear::forwardQuantized(const uint8_t* qa, int64_t m, const ActPara
     rq.wScaleStride = wScale_.size() > 1 ? 1 : 0;
     rq.bias = bias_.empty() ? nullptr : bias_.data();
     const int64_t k4 = kernels::paddedK(in_);
-    const int threads = m * in_ * out_ >= (int64_t(1) << 22) ? opt_.threads : 1;
+    const int threads = threadsFor(m, in_, out_, opt_.threads);
     const bool aMax128 = opt_.reduceRange;  // the caller quantized with reduce_range parameters
     splitWork(packed_.panels, partsFor(packed_.panels, threads), [&](int, int64_t p0, int64_t p1) {
         kr_->gemmF32(m, qa, k4, packed_, p0, p1, rq, y, out_, aMax128);
