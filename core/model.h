@@ -1,4 +1,5 @@
 #pragma once
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -22,8 +23,14 @@ struct Model {
     int64_t byteCount() const;         // stored bytes over model weights
 };
 
+// Called while a reader copies data out of the file (only HDF5 does: every other format's
+// tensors are views of the mapped file, which opens in milliseconds) with the share of the
+// file read so far, in [0, 1]. Returning false stops the open, which then fails with code
+// "cancelled". It runs on the opening thread.
+using OpenProgress = std::function<bool(double fraction)>;
+
 // Opens any supported file, picking the reader by magic bytes (extension only as a
 // tie-breaker). Never writes to the file. Errors name the file and what was wrong.
-Result<Model> openModel(const std::string& path);
+Result<Model> openModel(const std::string& path, const OpenProgress& progress = {});
 
 }  // namespace quantlens

@@ -5,6 +5,6 @@
 
 namespace quantlens {
 
-Result<Model> readHdf5(const std::string& path);
+Result<Model> readHdf5(const std::string& path, const OpenProgress& progress = {});
 
 }  // namespace quantlens

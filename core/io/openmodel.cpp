@@ -23,7 +23,7 @@ bool endsWith(const std::string& s, std::string_view suffix)
 
 }  // namespace
 
-Result<Model> openModel(const std::string& path)
+Result<Model> openModel(const std::string& path, const OpenProgress& progress)
 {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec)) {
@@ -31,7 +31,7 @@ Result<Model> openModel(const std::string& path)
         for (const char* n : {"model.safetensors.index.json", "model.safetensors"}) {
             auto p = (std::filesystem::path(path) / n).string();
             if (std::filesystem::exists(p, ec))
-                return openModel(p);
+                return openModel(p, progress);
         }
         return makeError("unknown-format", "folder holds no model.safetensors or model.safetensors.index.json", path);
     }
@@ -52,7 +52,7 @@ Result<Model> openModel(const std::string& path)
     if (magic("GGUF", 4))
         return readGguf(path);
     if (magic("\x89HDF\r\n\x1a\n", 8))
-        return readHdf5(path);
+        return readHdf5(path, progress);
     if (magic("\x93NUMPY", 6))
         return readNpy(path);
     if (magic("PK\x03\x04", 4) || magic("PK\x05\x06", 4)) {
@@ -72,7 +72,7 @@ Result<Model> openModel(const std::string& path)
         return readOnnx(path);  // protobuf has no magic: field 1 (ir_version) comes first
     // HDF5 allows a user block of 512, 1024, ... bytes before the signature.
     if (endsWith(path, ".h5") || endsWith(path, ".hdf5") || endsWith(path, ".keras"))
-        return readHdf5(path);
+        return readHdf5(path, progress);
     return makeError("unknown-format", "not a recognised model file (no known magic bytes)", path, 0);
 }
 

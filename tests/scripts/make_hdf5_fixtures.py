@@ -177,6 +177,20 @@ def make_malformed():
     with open(p, "wb") as f:
         f.write(bytes(b))
     cases["dims_overflow.h5"] = "bad-shape"
+
+    # A contiguous dataset's raw-data address patched to lie past the end of the file: the
+    # reader uses contiguous data in place, so it must check the address against the file.
+    p = os.path.join(BAD, "data_past_eof.h5")
+    with h5py.File(p, "w") as f:
+        offset = f.create_dataset("w", data=np.arange(1024, dtype="<f4")).id.get_offset()
+    b = bytearray(open(p, "rb").read())
+    # Layout message v3, class 1 (contiguous): address, then size.
+    msg = bytes([3, 1]) + offset.to_bytes(8, "little") + (4096).to_bytes(8, "little")
+    assert b.count(msg) == 1, offset
+    b = b.replace(msg, bytes([3, 1]) + (len(b) + 4096).to_bytes(8, "little") + (4096).to_bytes(8, "little"))
+    with open(p, "wb") as f:
+        f.write(bytes(b))
+    cases["data_past_eof.h5"] = "truncated"
     with open(os.path.join(BAD, "expected.json"), "w") as f:
         json.dump(cases, f, indent=1, sort_keys=True)
 
