@@ -23,6 +23,7 @@
 #include <QSplitter>
 #include <QStatusBar>
 #include <QTabWidget>
+#include <QTimer>
 #include <QToolButton>
 #include <QTreeView>
 #include <QVBoxLayout>
@@ -267,6 +268,16 @@ void MainWindow::buildUi()
     cancel_->hide();
     statusBar()->addPermanentWidget(cancel_);
     connect(cancel_, &QToolButton::clicked, this, &MainWindow::cancelBackgroundWork);
+    loadPoll_ = new QTimer(this);
+    loadPoll_->setInterval(100);
+    connect(loadPoll_, &QTimer::timeout, this, [this] {
+        const int permille = loadControl_ && loading_ ? loadControl_->permille.load() : -1;
+        if (permille < 0)
+            return;  // nothing reported: the busy indicator stays
+        progress_->setRange(0, 1000);
+        progress_->setValue(permille);
+        progress_->setFormat(tr("opening… %p%"));
+    });
     connect(treeModel_, &TensorTreeModel::checkedChanged, this,
             [this] { session_.exportSelection = treeModel_->checkedNames(); });
 
@@ -367,9 +378,9 @@ void MainWindow::showOpenDialog()
 void MainWindow::openFile(const QString& path)
 {
     const std::string p = QFile::encodeName(path).toStdString();
-    startLoad(path, [p] {
+    startLoad(path, [p](const OpenProgress& progress) {
         Loaded out;
-        auto r = openModel(p);
+        auto r = openModel(p, progress);
         if (r)
             out.model = std::make_shared<const Model>(std::move(*r));
         else
@@ -380,26 +391,38 @@ void MainWindow::openFile(const QString& path)
 
 void MainWindow::openDemo()
 {
-    startLoad(tr("synthetic demo"), [] {
+    startLoad(tr("synthetic demo"), [](const OpenProgress&) {
         Loaded out;
         out.model = std::make_shared<const Model>(makeDemoModel());
         return out;
     });
 }
 
-void MainWindow::startLoad(const QString& label, std::function<Loaded()> job)
+void MainWindow::startLoad(const QString& label, std::function<Loaded(const OpenProgress&)> job)
 {
     const uint64_t gen = ++loadGen_;
+    if (loadControl_)
+        loadControl_->cancel = true;  // a superseded open stops reading
+    auto control = std::make_shared<LoadControl>();
+    loadControl_ = control;
+    OpenProgress progress = [control](double f) {
+        control->permille = int(std::clamp(f, 0.0, 1.0) * 1000);
+        return !control->cancel.load();
+    };
+    loadPoll_->start();
     loading_ = true;
     cancel_->show();
     progress_->setRange(0, 0);
     progress_->setFormat(tr("opening…"));
     progress_->show();
     statusBar()->showMessage(tr("Opening %1…").arg(label));
-    runThen(this, std::move(job), [this, gen, label](Loaded r) {
+    runThen(this, [job = std::move(job), progress = std::move(progress)] { return job(progress); },
+            [this, gen, label](Loaded r) {
         if (gen != loadGen_)
-            return;  // a newer open superseded this one
+            return;  // a newer open superseded this one, or it was cancelled
         loading_ = false;
+        loadControl_.reset();
+        loadPoll_->stop();
         statusBar()->clearMessage();
         if (!r.model) {
             showError(tr("Cannot open file"), tr("Could not open %1:\n%2").arg(label, qs(r.error.oneLine())),
@@ -1052,6 +1075,10 @@ void MainWindow::cancelBackgroundWork()
 {
     if (loading_) {
         ++loadGen_;  // the reader's result, when it comes, is dropped
+        if (loadControl_)
+            loadControl_->cancel = true;  // and an HDF5 reader stops at its next dataset
+        loadControl_.reset();
+        loadPoll_->stop();
         loading_ = false;
         statusBar()->showMessage(tr("Opening cancelled"), 5000);
     }

@@ -4,6 +4,7 @@
 #include <QString>
 #include <QStringList>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,6 +22,7 @@ class QProgressBar;
 class QSortFilterProxyModel;
 class QSplitter;
 class QTabWidget;
+class QTimer;
 class QToolButton;
 class QTreeView;
 
@@ -79,6 +81,7 @@ public:
     SensitivityPanel* sensitivityPanel() const { return sensitivity_; }
     QTabWidget* tabs() const { return tabs_; }
     QToolButton* cancelButton() const { return cancel_; }
+    QProgressBar* progressBar() const { return progress_; }
     QMenu* recentMenu() const { return recentMenu_; }
 
     // The user's per-layer choices: the model-wide spec, what was tuned on each tensor
@@ -119,7 +122,7 @@ private:
     };
     void buildUi();
     void buildMenus();
-    void startLoad(const QString& label, std::function<Loaded()> job);
+    void startLoad(const QString& label, std::function<Loaded(const OpenProgress&)> job);
     void setModel(std::shared_ptr<const Model> model, const QString& label);
     void showError(const QString& title, const QString& text, const QString& oneLine = {});
     void onCurrentChanged(const QModelIndex& current);
@@ -180,6 +183,16 @@ private:
     std::shared_ptr<const QuantOutcome> outcome_;
     int current_ = -1;
     bool interactive_ = true;
+
+    // Shared with the opening thread, which publishes how far it got (HDF5 copies its data
+    // out; the other formats map theirs and open at once) and stops between datasets when
+    // asked. The GUI reads it on a timer rather than receiving calls from that thread.
+    struct LoadControl {
+        std::atomic<int> permille{-1};
+        std::atomic<bool> cancel{false};
+    };
+    std::shared_ptr<LoadControl> loadControl_;
+    QTimer* loadPoll_ = nullptr;
 
     uint64_t loadGen_ = 0, matrixGen_ = 0, quantGen_ = 0;
     bool loading_ = false, decoding_ = false, quantBusy_ = false, quantPending_ = false;
