@@ -372,6 +372,58 @@ bool isKerasKernel(const std::string& name)
     return leaf == "kernel" || leaf == "recurrent_kernel";
 }
 
+// Asks the progress callback, if any, whether to go on, with `done` file bytes taken so far;
+// on a refusal v.error says the open was cancelled.
+bool keepGoing(Visit& v, double done)
+{
+    if (!v.progress || !*v.progress || (*v.progress)(v.fileSize > 0 ? std::min(1.0, done / double(v.fileSize)) : 0.0))
+        return true;
+    v.error = makeError("cancelled", "opening cancelled", v.path);
+    return false;
+}
+
+// One dataset to read through HDF5, and where it stands in the file's progress.
+struct RowRead {
+    hid_t dset;
+    hid_t memType;
+    hid_t fileSpace;
+    const std::vector<hsize_t>* dims;
+    hsize_t chunkRows;      // 0 unless chunked
+    int64_t bytes;          // in memory
+    uint64_t storedBefore;  // file bytes of the datasets before this one
+    uint64_t storage;       // this one's
+};
+
+// H5Dread of the whole dataset; a large one is read in slabs of whole rows (first dimension,
+// whole chunks where chunked) with progress and the cancel check between slabs, so that a
+// compressed tensor of gigabytes, one H5Dread otherwise, can be stopped part-way. False on
+// an HDF5 error (v.error unset) or a cancel (v.error set).
+bool readRows(Visit& v, const RowRead& r, std::byte* out)
+{
+    constexpr int64_t kSlabBytes = int64_t(16) << 20;
+    const std::vector<hsize_t>& dims = *r.dims;
+    if (r.bytes <= 2 * kSlabBytes || dims.empty() || dims[0] < 2)
+        return H5Dread(r.dset, r.memType, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0;
+    const int64_t rowBytes = r.bytes / int64_t(dims[0]);  // exact: bytes = dims[0] * the rest
+    hsize_t rows = hsize_t(std::max<int64_t>(1, kSlabBytes / std::max<int64_t>(rowBytes, 1)));
+    if (r.chunkRows > 0)
+        rows = (rows + r.chunkRows - 1) / r.chunkRows * r.chunkRows;
+    std::vector<hsize_t> start(dims.size(), 0), count = dims;
+    for (hsize_t r0 = 0; r0 < dims[0]; r0 += rows) {
+        start[0] = r0;
+        count[0] = std::min(rows, dims[0] - r0);
+        Hid file(H5Scopy(r.fileSpace), H5Sclose);
+        Hid mem(H5Screate_simple(int(dims.size()), count.data(), nullptr), H5Sclose);
+        if (!file.ok() || !mem.ok() ||
+            H5Sselect_hyperslab(file, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0 ||
+            H5Dread(r.dset, r.memType, mem, file, H5P_DEFAULT, out + int64_t(r0) * rowBytes) < 0)
+            return false;
+        if (!keepGoing(v, double(r.storedBefore) + double(r.storage) * double(r0 + count[0]) / double(dims[0])))
+            return false;
+    }
+    return true;
+}
+
 // A contiguous dataset whose file type is its memory type is used where it lies in the file,
 // like every other format's tensors: reading a 200 MB Keras file took ~1 s, half of it
 // zero-filling buffers and the rest copying. Returns nullopt (and leaves v.error unset) when
@@ -449,11 +501,15 @@ herr_t visitLink(hid_t root, const char* cname, const H5L_info_t* info, void* da
         return 1;
     }
     H5D_layout_t layout = H5D_LAYOUT_ERROR;
+    hsize_t chunkRows = 0;
     {
         // Raw data in external files (EFL) or virtual datasets would make HDF5 read files
         // the model names, e.g. /etc/passwd as "weights": never followed, like ONNX's "..".
         Hid dcpl(H5Dget_create_plist(obj), H5Pclose);
         layout = dcpl.ok() ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+        hsize_t chunk[H5S_MAX_RANK] = {};
+        if (layout == H5D_CHUNKED && H5Pget_chunk(dcpl, H5S_MAX_RANK, chunk) > 0)
+            chunkRows = chunk[0];
         if (!dcpl.ok() || H5Pget_external_count(dcpl) != 0 || layout == H5D_VIRTUAL) {
             H5Eclear2(H5E_DEFAULT);
             v->skipped.push_back(shorten(name) + " (data in other files)");
@@ -513,12 +569,10 @@ herr_t visitLink(hid_t root, const char* cname, const H5L_info_t* info, void* da
     }
     // Checked per dataset: a Keras file has one per weight, and a single H5Dread cannot be
     // interrupted.
-    if (v->progress && *v->progress &&
-        !(*v->progress)(v->fileSize > 0 ? std::min(1.0, double(v->stored) / double(v->fileSize)) : 0.0)) {
-        v->error = makeError("cancelled", "opening cancelled", v->path);
+    if (!keepGoing(*v, double(v->stored)))
         return 1;
-    }
-    v->stored += H5Dget_storage_size(obj);
+    const uint64_t storedBefore = v->stored, storage = H5Dget_storage_size(obj);
+    v->stored += storage;
     if (layout == H5D_CONTIGUOUS && *bytes > 0 && H5Tequal(type, mt->first) > 0) {
         auto in = inPlace(*v, obj, *bytes, name);
         if (v->error)
@@ -534,9 +588,13 @@ herr_t visitLink(hid_t root, const char* cname, const H5L_info_t* info, void* da
     // Not zero-filled first: H5Dread writes every byte or fails (zero-filling 200 MB took
     // as long as reading it).
     std::shared_ptr<std::byte[]> buf(new std::byte[static_cast<size_t>(std::max<int64_t>(*bytes, 1))]);
-    if (*bytes > 0 && H5Dread(obj, mt->first, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.get()) < 0) {
-        v->error = makeError("hdf5", "cannot read the data: " + hdf5Detail(), v->path, -1, name);
-        return 1;
+    if (*bytes > 0) {
+        const RowRead rr{obj, mt->first, space, &dims, chunkRows, *bytes, storedBefore, storage};
+        if (!readRows(*v, rr, buf.get())) {
+            if (!v->error)
+                v->error = makeError("hdf5", "cannot read the data: " + hdf5Detail(), v->path, -1, name);
+            return 1;
+        }
     }
     v->total += *bytes;
     Tensor t;

@@ -2,7 +2,10 @@
 // hls4ml Keras files, and the malformed corpus in tests/data/malformed/hdf5.
 #include <QFile>
 #include <QFileInfo>
+#include <QTemporaryDir>
 #include <QTest>
+
+#include <hdf5.h>
 
 #include <algorithm>
 #include <set>
@@ -24,6 +27,7 @@ private slots:
     void kerasLinearLayers();
     void contiguousDataInPlace();
     void progressAndCancel();
+    void largeCompressedDatasetInSlabs();
     void realFiles_data();
     void realFiles();
     void realKerasLayers();
@@ -149,6 +153,60 @@ void TestHdf5Reader::progressAndCancel()
     QCOMPARE(c.error().code, std::string("cancelled"));
     const std::string line = c.error().oneLine();
     QVERIFY2(line.find(path) == 0 && line.find("cancelled") != std::string::npos, line.c_str());
+}
+
+// A compressed dataset over 32 MiB is read in slabs of whole chunk rows, with progress and
+// the cancel check between them: one 48 MiB gzip tensor here, 256-row chunks.
+void TestHdf5Reader::largeCompressedDatasetInSlabs()
+{
+    constexpr hsize_t kRows = 6144, kCols = 2048;
+    std::vector<float> want(kRows * kCols);
+    uint32_t s = 7;
+    for (float& x : want) {
+        s = s * 1664525u + 1013904223u;
+        x = float(s >> 16) - 32768.0f;  // 16 random bits: compresses ~2x, within the 64x limit
+    }
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    const std::string path = dir.filePath(QStringLiteral("slabs.h5")).toStdString();
+    {
+        const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        const hsize_t dims[2] = {kRows, kCols}, chunk[2] = {256, kCols};
+        const hid_t space = H5Screate_simple(2, dims, nullptr);
+        const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        QVERIFY(file >= 0 && space >= 0 && dcpl >= 0);
+        QVERIFY(H5Pset_chunk(dcpl, 2, chunk) >= 0 && H5Pset_deflate(dcpl, 1) >= 0);
+        const hid_t ds = H5Dcreate2(file, "embedding", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        QVERIFY(ds >= 0);
+        QVERIFY(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, want.data()) >= 0);
+        H5Dclose(ds);
+        H5Pclose(dcpl);
+        H5Sclose(space);
+        QVERIFY(H5Fclose(file) >= 0);
+    }
+    std::vector<double> seen;
+    auto m = openModel(path, [&](double f) {
+        seen.push_back(f);
+        return true;
+    });
+    QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
+    QCOMPARE(m->tensors.size(), size_t(1));
+    const Tensor& t = m->tensors[0];
+    QCOMPARE(t.shape, (std::vector<int64_t>{int64_t(kRows), int64_t(kCols)}));
+    auto got = t.toFloat();
+    QVERIFY(got.ok());
+    QVERIFY2(*got == want, "the slabs landed in the wrong rows");
+    // Once before the dataset, then after each of its slabs (16 MiB = 2048 rows, 8 chunks).
+    QCOMPARE(seen.size(), size_t(1 + 3));
+    QVERIFY(std::is_sorted(seen.begin(), seen.end()));
+    QVERIFY(seen[1] > 0.2 && seen[1] < 0.45);
+    QVERIFY(seen.back() > 0.9 && seen.back() <= 1.0);
+
+    int calls = 0;
+    auto c = openModel(path, [&](double) { return ++calls < 3; });  // refuses after the 2nd of 3 slabs
+    QVERIFY(!c.ok());
+    QCOMPARE(c.error().code, std::string("cancelled"));
+    QCOMPARE(calls, 3);
 }
 
 void TestHdf5Reader::realFiles_data()
