@@ -406,8 +406,10 @@ bool readRows(Visit& v, const RowRead& r, std::byte* out)
         return H5Dread(r.dset, r.memType, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0;
     const int64_t rowBytes = r.bytes / int64_t(dims[0]);  // exact: bytes = dims[0] * the rest
     hsize_t rows = hsize_t(std::max<int64_t>(1, kSlabBytes / std::max<int64_t>(rowBytes, 1)));
-    if (r.chunkRows > 0)
-        rows = (rows + r.chunkRows - 1) / r.chunkRows * r.chunkRows;
+    // The chunk size comes from the file: only a sane one (below the row count, which the
+    // byte cap bounds) is rounded to, so the step can neither wrap nor reach zero.
+    if (r.chunkRows > 0 && r.chunkRows < dims[0])
+        rows = std::min(dims[0], (rows + r.chunkRows - 1) / r.chunkRows * r.chunkRows);
     std::vector<hsize_t> start(dims.size(), 0), count = dims;
     for (hsize_t r0 = 0; r0 < dims[0]; r0 += rows) {
         start[0] = r0;
