@@ -431,12 +431,12 @@ bool readRows(Visit& v, const RowRead& r, std::byte* out)
 // zero-filling buffers and the rest copying. Returns nullopt (and leaves v.error unset) when
 // HDF5 should read the dataset instead: space not allocated (fill values) or stored size
 // different from the shape's. Sets v.error when the recorded address lies outside the file.
-std::optional<Tensor> inPlace(Visit& v, hid_t dset, int64_t bytes, const std::string& name)
+std::optional<Tensor> inPlace(Visit& v, hid_t dset, int64_t bytes, uint64_t storage, const std::string& name)
 {
     H5D_space_status_t status{};
     const haddr_t offset = H5Dget_offset(dset);
     if (H5Dget_space_status(dset, &status) < 0 || status != H5D_SPACE_STATUS_ALLOCATED || offset == HADDR_UNDEF ||
-        H5Dget_storage_size(dset) != hsize_t(bytes)) {
+        storage != uint64_t(bytes)) {
         H5Eclear2(H5E_DEFAULT);
         return std::nullopt;
     }
@@ -576,7 +576,7 @@ herr_t visitLink(hid_t root, const char* cname, const H5L_info_t* info, void* da
     const uint64_t storedBefore = v->stored, storage = H5Dget_storage_size(obj);
     v->stored += storage;
     if (layout == H5D_CONTIGUOUS && *bytes > 0 && H5Tequal(type, mt->first) > 0) {
-        auto in = inPlace(*v, obj, *bytes, name);
+        auto in = inPlace(*v, obj, *bytes, storage, name);
         if (v->error)
             return 1;
         if (in) {
