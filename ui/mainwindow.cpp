@@ -401,8 +401,7 @@ void MainWindow::openDemo()
 void MainWindow::startLoad(const QString& label, std::function<Loaded(const OpenProgress&)> job)
 {
     const uint64_t gen = ++loadGen_;
-    if (loadControl_)
-        loadControl_->cancel = true;  // a superseded open stops reading
+    endLoadControl(true);  // a superseded open stops reading
     auto control = std::make_shared<LoadControl>();
     loadControl_ = control;
     OpenProgress progress = [control](double f) {
@@ -421,8 +420,7 @@ void MainWindow::startLoad(const QString& label, std::function<Loaded(const Open
         if (gen != loadGen_)
             return;  // a newer open superseded this one, or it was cancelled
         loading_ = false;
-        loadControl_.reset();
-        loadPoll_->stop();
+        endLoadControl(false);
         statusBar()->clearMessage();
         if (!r.model) {
             showError(tr("Cannot open file"), tr("Could not open %1:\n%2").arg(label, qs(r.error.oneLine())),
@@ -432,6 +430,14 @@ void MainWindow::startLoad(const QString& label, std::function<Loaded(const Open
         }
         setModel(r.model, label);
     });
+}
+
+void MainWindow::endLoadControl(bool stopReader)
+{
+    if (loadControl_ && stopReader)
+        loadControl_->cancel = true;
+    loadControl_.reset();
+    loadPoll_->stop();
 }
 
 void MainWindow::showError(const QString& title, const QString& text, const QString& oneLine)
@@ -1075,10 +1081,7 @@ void MainWindow::cancelBackgroundWork()
 {
     if (loading_) {
         ++loadGen_;  // the reader's result, when it comes, is dropped
-        if (loadControl_)
-            loadControl_->cancel = true;  // and an HDF5 reader stops at its next dataset
-        loadControl_.reset();
-        loadPoll_->stop();
+        endLoadControl(true);  // and an HDF5 reader stops at its next dataset
         loading_ = false;
         statusBar()->showMessage(tr("Opening cancelled"), 5000);
     }

@@ -123,6 +123,8 @@ private:
     void buildUi();
     void buildMenus();
     void startLoad(const QString& label, std::function<Loaded(const OpenProgress&)> job);
+    // Drops the current open's progress state; stopReader also tells its reader to stop.
+    void endLoadControl(bool stopReader);
     void setModel(std::shared_ptr<const Model> model, const QString& label);
     void showError(const QString& title, const QString& text, const QString& oneLine = {});
     void onCurrentChanged(const QModelIndex& current);
