@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "io/atomicfile.h"
+#include "io/hdf5lock.h"
 
 namespace quantlens {
 
@@ -206,6 +207,9 @@ Result<ExportReport> writeHdf5Export(const Model& m, const std::vector<ExportEnt
         if (e.quantized.name.empty())
             return makeError("bad-name", "a tensor without a name cannot be exported to HDF5", opts.outPath);
 
+    // Declared first, released last: after every handle is closed and the error printer
+    // is restored.
+    std::lock_guard lock(hdf5Mutex());
     auto file = AtomicFile::create(opts.outPath, m.files);
     if (!file)
         return file.error();

@@ -1,5 +1,6 @@
 #include "io/hdf5reader.h"
 
+#include "io/hdf5lock.h"
 #include "io/mappedfile.h"
 
 #include <hdf5.h>
@@ -18,13 +19,6 @@
 namespace quantlens {
 
 namespace {
-
-// Debian's libhdf5 is built without thread safety: one reader at a time.
-std::mutex& hdf5Mutex()
-{
-    static std::mutex m;
-    return m;
-}
 
 // Closes an HDF5 handle on scope exit.
 struct Hid {
@@ -297,6 +291,7 @@ struct Visit {
     Model* model = nullptr;
     std::shared_ptr<const MappedFile> mapped;  // opened at the first dataset used in place
     const OpenProgress* progress = nullptr;
+    const Hdf5Buffer* buffer = nullptr;
     uint64_t links = 0;
     uint64_t stored = 0;  // file bytes of the datasets taken so far (compressed size if compressed)
     std::vector<std::string> skipped;
@@ -589,10 +584,22 @@ herr_t visitLink(hid_t root, const char* cname, const H5L_info_t* info, void* da
     }
     // Not zero-filled first: H5Dread writes every byte or fails (zero-filling 200 MB took
     // as long as reading it).
-    std::shared_ptr<std::byte[]> buf(new std::byte[static_cast<size_t>(std::max<int64_t>(*bytes, 1))]);
+    std::shared_ptr<const void> keep;
+    std::byte* out = nullptr;
+    if (v->buffer && *v->buffer) {
+        out = (*v->buffer)(*bytes, keep);
+    } else {
+        std::shared_ptr<std::byte[]> heap(new std::byte[static_cast<size_t>(std::max<int64_t>(*bytes, 1))]);
+        out = heap.get();
+        keep = std::move(heap);
+    }
+    if (!out) {
+        v->error = makeError("out-of-memory", "no memory for " + std::to_string(*bytes) + " bytes of data", v->path, -1, name);
+        return 1;
+    }
     if (*bytes > 0) {
         const RowRead rr{obj, mt->first, space, &dims, chunkRows, *bytes, storedBefore, storage};
-        if (!readRows(*v, rr, buf.get())) {
+        if (!readRows(*v, rr, out)) {
             if (!v->error)
                 v->error = makeError("hdf5", "cannot read the data: " + hdf5Detail(), v->path, -1, name);
             return 1;
@@ -603,15 +610,15 @@ herr_t visitLink(hid_t root, const char* cname, const H5L_info_t* info, void* da
     t.name = name;
     t.dtype = mt->second;
     t.shape = std::move(shape);
-    t.data = std::span<const std::byte>(buf.get(), static_cast<size_t>(*bytes));
-    t.keepAlive = std::move(buf);
+    t.data = std::span<const std::byte>(out, static_cast<size_t>(*bytes));
+    t.keepAlive = std::move(keep);
     v->model->tensors.push_back(std::move(t));
     return 0;
 }
 
 }  // namespace
 
-Result<Model> readHdf5(const std::string& path, const OpenProgress& progress)
+Result<Model> readHdf5InProcess(const std::string& path, const OpenProgress& progress, const Hdf5Buffer& buffer)
 {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0)
@@ -658,6 +665,7 @@ Result<Model> readHdf5(const std::string& path, const OpenProgress& progress)
     v.path = path;
     v.fileSize = fileSize;
     v.progress = &progress;
+    v.buffer = &buffer;
     v.cap = std::min(kMaxBytes, fileSize > kMaxBytes / kExpansion ? kMaxBytes : fileSize * kExpansion);
     v.model = &model;
     if (H5Lvisit(root, H5_INDEX_NAME, H5_ITER_INC, visitLink, &v) < 0 && !v.error)

@@ -7,7 +7,10 @@
 
 #include <hdf5.h>
 
+#include <malloc.h>
+
 #include <algorithm>
+#include <chrono>
 #include <set>
 
 #include "io/hdf5reader.h"
@@ -28,6 +31,8 @@ private slots:
     void contiguousDataInPlace();
     void progressAndCancel();
     void largeCompressedDatasetInSlabs();
+    void cancelInsideOneRead();
+    void libhdf5CrashStaysInTheChild();
     void realFiles_data();
     void realFiles();
     void realKerasLayers();
@@ -132,81 +137,167 @@ void TestHdf5Reader::contiguousDataInPlace()
 }
 
 // The GUI shows an HDF5 open's progress and can stop it between datasets.
+// The reader's own progress points (readHdf5InProcess), and what readHdf5 passes on from
+// its child process.
 void TestHdf5Reader::progressAndCancel()
 {
     const std::string path = dataPath(QStringLiteral("hdf5/types.h5")).toStdString();
     std::vector<double> seen;
-    auto m = openModel(path, [&](double f) {
+    const auto record = [&](double f) {
         seen.push_back(f);
         return true;
-    });
+    };
+    auto m = readHdf5InProcess(path, record);
     QVERIFY(m.ok());
     QCOMPARE(seen.size(), m->tensors.size());  // once before each dataset it takes
     QVERIFY(std::is_sorted(seen.begin(), seen.end()));
     QCOMPARE(seen.front(), 0.0);
     QVERIFY(seen.back() > 0.0 && seen.back() < 1.0);
 
-    int calls = 0;
-    auto c = openModel(path, [&](double) { return ++calls < 3; });
-    QVERIFY(!c.ok());
-    QCOMPARE(calls, 3);  // nothing read after the refusal
-    QCOMPARE(c.error().code, std::string("cancelled"));
-    const std::string line = c.error().oneLine();
-    QVERIFY2(line.find(path) == 0 && line.find("cancelled") != std::string::npos, line.c_str());
+    // Through the child: the same points, and the last one repeated whenever the child is
+    // quiet for 100 ms (so that a Cancel is seen).
+    const std::vector<double> own = seen;
+    seen.clear();
+    QVERIFY(openModel(path, record).ok());
+    QVERIFY(std::is_sorted(seen.begin(), seen.end()));
+    QVERIFY(std::includes(seen.begin(), seen.end(), own.begin(), own.end()));
+
+    for (bool isolated : {false, true}) {
+        int calls = 0;
+        const auto refuseThird = [&](double) { return ++calls < 3; };
+        auto c = isolated ? openModel(path, refuseThird) : readHdf5InProcess(path, refuseThird);
+        QVERIFY(!c.ok());
+        QCOMPARE(calls, 3);  // nothing read after the refusal
+        QCOMPARE(c.error().code, std::string("cancelled"));
+        const std::string line = c.error().oneLine();
+        QVERIFY2(line.find(path) == 0 && line.find("cancelled") != std::string::npos, line.c_str());
+    }
 }
 
-// A compressed dataset over 32 MiB is read in slabs of whole chunk rows, with progress and
-// the cancel check between them: one 48 MiB gzip tensor here, 256-row chunks.
-void TestHdf5Reader::largeCompressedDatasetInSlabs()
+namespace {
+
+// One float32 dataset "embedding" of rows x cols, gzip level 1 in chunks of chunkRows rows,
+// holding 16 random bits per value (compresses ~2x, within the reader's 64x limit).
+std::vector<float> writeGzipEmbedding(const std::string& path, hsize_t rows, hsize_t cols, hsize_t chunkRows)
 {
-    constexpr hsize_t kRows = 6144, kCols = 2048;
-    std::vector<float> want(kRows * kCols);
+    std::vector<float> want(rows * cols);
     uint32_t s = 7;
     for (float& x : want) {
         s = s * 1664525u + 1013904223u;
-        x = float(s >> 16) - 32768.0f;  // 16 random bits: compresses ~2x, within the 64x limit
+        x = float(s >> 16) - 32768.0f;
     }
+    const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const hsize_t dims[2] = {rows, cols}, chunk[2] = {chunkRows, cols};
+    const hid_t space = H5Screate_simple(2, dims, nullptr);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 2, chunk);
+    H5Pset_deflate(dcpl, 1);
+    const hid_t ds = H5Dcreate2(file, "embedding", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    const bool ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, want.data()) >= 0;
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    if (H5Fclose(file) < 0 || !ok)
+        return {};
+    return want;
+}
+
+}  // namespace
+
+// A compressed dataset over 32 MiB is read in slabs of whole chunk rows, with progress and
+// the cancel check between them: one 48 MiB gzip tensor here, 256-row chunks. Through the
+// child, its values arrive in the shared memory file intact.
+void TestHdf5Reader::largeCompressedDatasetInSlabs()
+{
+    constexpr hsize_t kRows = 6144, kCols = 2048;
     QTemporaryDir dir;
     QVERIFY(dir.isValid());
     const std::string path = dir.filePath(QStringLiteral("slabs.h5")).toStdString();
-    {
-        const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-        const hsize_t dims[2] = {kRows, kCols}, chunk[2] = {256, kCols};
-        const hid_t space = H5Screate_simple(2, dims, nullptr);
-        const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-        QVERIFY(file >= 0 && space >= 0 && dcpl >= 0);
-        QVERIFY(H5Pset_chunk(dcpl, 2, chunk) >= 0 && H5Pset_deflate(dcpl, 1) >= 0);
-        const hid_t ds = H5Dcreate2(file, "embedding", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-        QVERIFY(ds >= 0);
-        QVERIFY(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, want.data()) >= 0);
-        H5Dclose(ds);
-        H5Pclose(dcpl);
-        H5Sclose(space);
-        QVERIFY(H5Fclose(file) >= 0);
-    }
+    const std::vector<float> want = writeGzipEmbedding(path, kRows, kCols, 256);
+    QVERIFY(!want.empty());
+
     std::vector<double> seen;
-    auto m = openModel(path, [&](double f) {
+    const auto record = [&](double f) {
         seen.push_back(f);
         return true;
-    });
-    QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
-    QCOMPARE(m->tensors.size(), size_t(1));
-    const Tensor& t = m->tensors[0];
-    QCOMPARE(t.shape, (std::vector<int64_t>{int64_t(kRows), int64_t(kCols)}));
-    auto got = t.toFloat();
-    QVERIFY(got.ok());
-    QVERIFY2(*got == want, "the slabs landed in the wrong rows");
+    };
+    for (bool isolated : {true, false}) {
+        seen.clear();
+        auto m = isolated ? openModel(path, record) : readHdf5InProcess(path, record);
+        QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
+        QCOMPARE(m->tensors.size(), size_t(1));
+        const Tensor& t = m->tensors[0];
+        QCOMPARE(t.shape, (std::vector<int64_t>{int64_t(kRows), int64_t(kCols)}));
+        auto got = t.toFloat();
+        QVERIFY(got.ok());
+        QVERIFY2(*got == want, isolated ? "the child's data arrived wrong" : "the slabs landed in the wrong rows");
+        QVERIFY(std::is_sorted(seen.begin(), seen.end()));
+        QVERIFY(seen.back() > 0.9 && seen.back() <= 1.0);
+    }
     // Once before the dataset, then after each of its slabs (16 MiB = 2048 rows, 8 chunks).
     QCOMPARE(seen.size(), size_t(1 + 3));
-    QVERIFY(std::is_sorted(seen.begin(), seen.end()));
     QVERIFY(seen[1] > 0.2 && seen[1] < 0.45);
-    QVERIFY(seen.back() > 0.9 && seen.back() <= 1.0);
 
     int calls = 0;
-    auto c = openModel(path, [&](double) { return ++calls < 3; });  // refuses after the 2nd of 3 slabs
+    auto c = readHdf5InProcess(path, [&](double) { return ++calls < 3; });  // refuses after the 2nd of 3 slabs
     QVERIFY(!c.ok());
     QCOMPARE(c.error().code, std::string("cancelled"));
     QCOMPARE(calls, 3);
+}
+
+// One H5Dread (a 32 MiB gzip dataset is not split into slabs) cannot be interrupted in
+// this process; readHdf5 asks again every 100 ms while its child is quiet and ends the
+// child on a refusal, so a Cancel lands in the middle of the read.
+void TestHdf5Reader::cancelInsideOneRead()
+{
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    const std::string path = dir.filePath(QStringLiteral("one_read.h5")).toStdString();
+    QVERIFY(!writeGzipEmbedding(path, 4096, 2048, 64).empty());  // 32 MiB in 64-row chunks
+
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
+    QVERIFY(openModel(path).ok());
+    const double fullMs = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (fullMs < 200)
+        QSKIP(qPrintable(QStringLiteral("inflating 32 MiB took only %1 ms here: too quick to cancel in the middle").arg(fullMs)));
+
+    std::vector<double> seen;
+    Clock::time_point refused;
+    const auto t1 = Clock::now();
+    auto c = openModel(path, [&](double f) {
+        seen.push_back(f);
+        if (seen.size() < 2)
+            return true;  // the child's own call, before the dataset
+        refused = Clock::now();
+        return false;  // the first call while libhdf5 inflates
+    });
+    const auto t2 = Clock::now();
+    QVERIFY(!c.ok());
+    QCOMPARE(c.error().code, std::string("cancelled"));
+    QCOMPARE(seen.size(), size_t(2));
+    QCOMPARE(seen[1], 0.0);  // no dataset finished yet: the refusal came mid-read
+    const double afterRefusalMs = std::chrono::duration<double, std::milli>(t2 - refused).count();
+    const double totalMs = std::chrono::duration<double, std::milli>(t2 - t1).count();
+    qInfo("full open %.0f ms; cancelled open %.0f ms, %.1f ms after the refusal", fullMs, totalMs, afterRefusalMs);
+    QVERIFY2(afterRefusalMs < 100, qPrintable(QString::number(afterRefusalMs)));
+}
+
+// libhdf5 frees an uninitialised pointer on this file (libhdf5_bugs/README). With freed
+// memory filled with a pattern (M_PERTURB, as MALLOC_PERTURB_ does) the plain build's read
+// crashed with SIGSEGV in this process; now the child dies and the caller gets an error.
+void TestHdf5Reader::libhdf5CrashStaysInTheChild()
+{
+    const std::string path = dataPath(QStringLiteral("malformed/hdf5/libhdf5_bugs/invalid_free_in_link_table.h5")).toStdString();
+    QVERIFY(QFileInfo::exists(QString::fromStdString(path)));
+    mallopt(M_PERTURB, 0x11);
+    auto m = openModel(path);
+    mallopt(M_PERTURB, 0);
+    QVERIFY(!m.ok());
+    QCOMPARE(m.error().code, std::string("bad-hdf5"));
+    const std::string line = m.error().oneLine();
+    qInfo("%s", line.c_str());
+    QVERIFY2(line.find(path) == 0, line.c_str());
 }
 
 void TestHdf5Reader::realFiles_data()
