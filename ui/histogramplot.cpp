@@ -43,6 +43,9 @@ HistogramPlot::HistogramPlot(QWidget* parent) : QCustomPlot(parent)
     clamped_->setBrush(kClamped);
     clamped_->setWidthType(QCPBars::wtPlotCoords);
 
+    // The clamp labels sit above everything on "main": the calibrator markers, added later,
+    // were drawn across the "lo" label when a calibrator's value lay next to the range.
+    addLayer(QStringLiteral("clampLabels"), layer(QStringLiteral("main")), QCustomPlot::limAbove);
     for (int i = 0; i < 2; ++i) {
         bands_[i] = new QCPItemRect(this);
         bands_[i]->topLeft->setTypeY(QCPItemPosition::ptAxisRectRatio);
@@ -63,6 +66,7 @@ HistogramPlot::HistogramPlot(QWidget* parent) : QCustomPlot(parent)
         labels_[i]->setColor(kLine);
         labels_[i]->setBrush(QColor(255, 255, 255, 210));
         labels_[i]->setClipToAxisRect(true);
+        labels_[i]->setLayer(QStringLiteral("clampLabels"));
     }
     message_ = new QCPItemText(this);
     message_->position->setType(QCPItemPosition::ptAxisRectRatio);
