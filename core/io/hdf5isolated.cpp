@@ -3,13 +3,12 @@
 //
 // The child reads with readHdf5InProcess. Datasets it has to convert or inflate go into a
 // memfd both processes share (so nothing is copied back); contiguous ones stay views of
-// the file. Over a pipe it sends frames of [kind u8][length u32][payload]: 'P' progress
-// (f64) and, last, 'R' the result (an Error, or the Model with each tensor's source, offset
-// and size). The parent trusts none of it: every string, count, shape and range is checked
-// again before a Tensor points anywhere.
+// the file. It reports progress and the result over a pipe (hdf5wire.h), and the parent
+// checks everything it receives before a Tensor points anywhere.
 #include "io/hdf5reader.h"
 
 #include "io/hdf5lock.h"
+#include "io/hdf5wire.h"
 #include "io/mappedfile.h"
 
 #include <algorithm>
@@ -33,134 +32,6 @@ constexpr int kPollMs = 100;
 // A read that sends nothing for this long is stuck inside libhdf5 (fuzzing found loops);
 // the slowest step, one 16 MiB slab of gzip, takes well under a second.
 constexpr int kIdleLimitMs = 60000;
-constexpr uint32_t kMaxFrame = uint32_t(256) << 20;
-constexpr uint32_t kMaxItems = uint32_t(1) << 22;
-
-enum Source : uint8_t { kEmpty = 0, kFile = 1, kShared = 2 };
-
-// ---- wire format -------------------------------------------------------------------
-
-struct Writer {
-    std::string out;
-    void u8(uint8_t v) { out.push_back(char(v)); }
-    void u32(uint32_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); }
-    void i64(int64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); }
-    void f64(double v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); }
-    void str(const std::string& s)
-    {
-        u32(uint32_t(s.size()));
-        out += s;
-    }
-};
-
-// Reads what Writer wrote; any read past the end sets bad and yields zeros.
-struct Reader {
-    const std::string& in;
-    size_t pos = 0;
-    bool bad = false;
-    template <class T>
-    T pod()
-    {
-        T v{};
-        if (in.size() - pos < sizeof v) {
-            bad = true;
-            return v;
-        }
-        std::memcpy(&v, in.data() + pos, sizeof v);
-        pos += sizeof v;
-        return v;
-    }
-    std::string str()
-    {
-        const auto n = pod<uint32_t>();
-        if (bad || in.size() - pos < n) {
-            bad = true;
-            return {};
-        }
-        std::string s = in.substr(pos, n);
-        pos += n;
-        return s;
-    }
-    // A count of items, each at least `minBytes` long in what is left.
-    uint32_t count(size_t minBytes)
-    {
-        const auto n = pod<uint32_t>();
-        if (bad || n > kMaxItems || uint64_t(n) * minBytes > in.size() - pos) {
-            bad = true;
-            return 0;
-        }
-        return n;
-    }
-};
-
-void putError(Writer& w, const Error& e)
-{
-    w.str(e.code);
-    w.str(e.message);
-    w.str(e.path);
-    w.i64(e.offset);
-    w.str(e.tensor);
-}
-
-Error getError(Reader& r)
-{
-    Error e;
-    e.code = r.str();
-    e.message = r.str();
-    e.path = r.str();
-    e.offset = r.pod<int64_t>();
-    e.tensor = r.str();
-    return e;
-}
-
-// A region of the shared memfd, as the child mapped it.
-struct Region {
-    const std::byte* base;
-    int64_t offset;
-    int64_t bytes;
-};
-
-void putModel(Writer& w, const Model& m, const std::vector<Region>& regions)
-{
-    w.str(m.format);
-    w.u32(uint32_t(m.metadata.size()));
-    for (const auto& [k, v] : m.metadata) {
-        w.str(k);
-        w.str(v);
-    }
-    w.u32(uint32_t(m.tensors.size()));
-    for (const Tensor& t : m.tensors) {
-        w.str(t.name);
-        w.u8(uint8_t(t.dtype));
-        w.u32(uint32_t(t.shape.size()));
-        for (int64_t d : t.shape)
-            w.i64(d);
-        w.u8(uint8_t(t.layout));
-        w.str(t.group);
-        w.str(t.note);
-        // Converted data lies in a region of the memfd; anything else the reader hands out
-        // is a view of its MappedFile of the file (inPlace).
-        const std::byte* p = t.data.data();
-        const int64_t n = int64_t(t.data.size());
-        uint8_t source = kEmpty;
-        int64_t offset = 0;
-        if (n > 0) {
-            auto in = std::find_if(regions.begin(), regions.end(),
-                                   [&](const Region& g) { return p >= g.base && p + n <= g.base + g.bytes; });
-            if (in != regions.end()) {
-                source = kShared;
-                offset = in->offset + (p - in->base);
-            } else {
-                const auto* f = static_cast<const MappedFile*>(t.keepAlive.get());
-                source = kFile;
-                offset = p - f->bytes().data();
-            }
-        }
-        w.u8(source);
-        w.i64(offset);
-        w.i64(n);
-    }
-}
 
 // ---- the child ---------------------------------------------------------------------------
 
@@ -178,50 +49,32 @@ bool writeAll(int fd, const std::string& s)
     return true;
 }
 
-bool sendFrame(int fd, char kind, const std::string& payload)
-{
-    Writer w;
-    w.u8(uint8_t(kind));
-    w.u32(uint32_t(payload.size()));
-    return writeAll(fd, w.out + payload);
-}
-
 [[noreturn]] void runChild(const std::string& path, int out, int mem)
 {
     // Die at once on a crash: handlers inherited from the parent (crash reporters, Qt
     // Test's, which starts gdb) would run here for a bug in libhdf5.
     for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL})
         std::signal(sig, SIG_DFL);
-    std::vector<Region> regions;
-    int64_t used = 0;
-    const Hdf5Buffer buffer = [&](int64_t bytes, std::shared_ptr<const void>& keep) -> std::byte* {
-        const int64_t page = ::sysconf(_SC_PAGESIZE);
-        const int64_t offset = (used + page - 1) / page * page;
-        const int64_t len = std::max<int64_t>(bytes, 1);
-        if (::ftruncate(mem, offset + len) != 0)
-            return nullptr;
-        void* p = ::mmap(nullptr, size_t(len), PROT_READ | PROT_WRITE, MAP_SHARED, mem, offset);
-        if (p == MAP_FAILED)
-            return nullptr;
-        used = offset + len;
-        regions.push_back({static_cast<const std::byte*>(p), offset, len});
-        keep = std::shared_ptr<const void>(p, [](const void*) {});  // the child exits instead
-        return static_cast<std::byte*>(p);
-    };
-    const OpenProgress progress = [&](double f) {
-        Writer w;
-        w.f64(f);
-        return sendFrame(out, 'P', w.out);
-    };
     try {
-        auto r = readHdf5InProcess(path, progress, buffer);
-        Writer w;
-        w.u8(r.ok() ? 1 : 0);
-        if (r.ok())
-            putModel(w, *r, regions);
-        else
-            putError(w, r.error());
-        sendFrame(out, 'R', w.out);
+        std::vector<hdf5wire::Region> regions;
+        int64_t used = 0;
+        const Hdf5Buffer buffer = [&](int64_t bytes, std::shared_ptr<const void>& keep) -> std::byte* {
+            const int64_t page = ::sysconf(_SC_PAGESIZE);
+            const int64_t offset = (used + page - 1) / page * page;
+            const int64_t len = std::max<int64_t>(bytes, 1);
+            if (::ftruncate(mem, offset + len) != 0)
+                return nullptr;
+            void* p = ::mmap(nullptr, size_t(len), PROT_READ | PROT_WRITE, MAP_SHARED, mem, offset);
+            if (p == MAP_FAILED)
+                return nullptr;
+            used = offset + len;
+            regions.push_back({static_cast<const std::byte*>(p), offset, len});
+            keep = std::shared_ptr<const void>(p, [](const void*) {});  // the child exits instead
+            return static_cast<std::byte*>(p);
+        };
+        // A failed write means the parent is gone or cancelled: stop reading.
+        const OpenProgress progress = [&](double f) { return writeAll(out, hdf5wire::progressFrame(f)); };
+        writeAll(out, hdf5wire::resultFrame(readHdf5InProcess(path, progress, buffer), regions));
     } catch (...) {
         // Never unwind into the parent's frames, which this process has copies of.
         ::_exit(2);
@@ -289,86 +142,6 @@ std::string describeExit(int status)
            ") without a result: the file is damaged, or made to attack the reader";
 }
 
-// Turns the child's 'R' payload into a Model whose tensors all point inside the file or
-// the shared data, or into the error the child reported.
-Result<Model> decodeResult(const std::string& payload, const std::string& path, int mem)
-{
-    Reader r{payload};
-    const bool ok = r.pod<uint8_t>() == 1;
-    if (!ok) {
-        Error e = getError(r);
-        if (r.bad)
-            return makeError("bad-hdf5", "the reading process sent a malformed error", path);
-        e.path = path;
-        return e;
-    }
-    Model m;
-    m.files.push_back(path);
-    m.format = r.str();
-    for (uint32_t i = 0, n = r.count(8); i < n && !r.bad; ++i) {
-        std::string k = r.str();
-        m.metadata.emplace_back(std::move(k), r.str());
-    }
-    std::shared_ptr<SharedData> shared;
-    std::shared_ptr<const MappedFile> file;
-    const auto bad = [&](const std::string& why) { return makeError("bad-hdf5", "the reading process sent " + why, path); };
-    for (uint32_t i = 0, n = r.count(30); i < n && !r.bad; ++i) {
-        Tensor t;
-        t.name = r.str();
-        const auto dtype = r.pod<uint8_t>();
-        for (uint32_t d = 0, rank = r.count(8); d < rank && !r.bad; ++d)
-            t.shape.push_back(r.pod<int64_t>());
-        const auto layout = r.pod<uint8_t>();
-        t.group = r.str();
-        t.note = r.str();
-        const auto source = r.pod<uint8_t>();
-        const auto offset = r.pod<int64_t>();
-        const auto bytes = r.pod<int64_t>();
-        if (r.bad)
-            break;
-        if (dtype >= uint8_t(DType::Opaque) || layout > uint8_t(Layout::InOut) || source > kShared)
-            return bad("an unknown type, layout or source for tensor '" + t.name + "'");
-        t.dtype = DType(dtype);
-        t.layout = Layout(layout);
-        const auto numel = checkedNumel(t.shape.data(), t.shape.size());
-        const auto want = numel ? byteSizeFor(t.dtype, *numel) : std::nullopt;
-        if (!want || *want != bytes || (bytes > 0) != (source != kEmpty) || offset < 0)
-            return bad("a size that does not match the shape of tensor '" + t.name + "'");
-        std::span<const std::byte> all;
-        if (source == kFile) {
-            if (!file) {
-                auto f = MappedFile::open(path);
-                if (!f)
-                    return f.error();
-                file = *f;
-            }
-            all = file->bytes();
-            t.keepAlive = file;
-        } else if (source == kShared) {
-            if (!shared) {
-                struct stat st {};
-                if (::fstat(mem, &st) != 0 || st.st_size <= 0)
-                    return bad("data it did not write");
-                shared = std::make_shared<SharedData>();
-                void* p = ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_SHARED, mem, 0);
-                if (p == MAP_FAILED)
-                    return makeError("out-of-memory", std::string("cannot map the data read: ") + std::strerror(errno), path);
-                shared->data = static_cast<const std::byte*>(p);
-                shared->size = size_t(st.st_size);
-            }
-            all = {shared->data, shared->size};
-            t.keepAlive = shared;
-        }
-        if (uint64_t(offset) > all.size() || uint64_t(bytes) > all.size() - uint64_t(offset))
-            return bad("a range outside the data for tensor '" + t.name + "'");
-        t.data = all.subspan(size_t(offset), size_t(bytes));
-        m.tensors.push_back(std::move(t));
-    }
-    if (r.bad || r.pos != payload.size())
-        return bad("a malformed result");
-    return m;
-}
-
 }  // namespace
 
 Result<Model> readHdf5(const std::string& path, const OpenProgress& progress)
@@ -400,9 +173,20 @@ Result<Model> readHdf5(const std::string& path, const OpenProgress& progress)
         return makeError("open", std::string("cannot start the reading process: ") + std::strerror(errno), path);
     out.reset();
 
-    std::string buf, result;
+    std::string result;
     bool gotResult = false;
     double fraction = 0;
+    hdf5wire::FrameReader frames;
+    const hdf5wire::FrameReader::Events events{
+        [&](double f) {
+            fraction = f;
+            // Passed on one for one: the caller sees the reader's own progress points.
+            return !progress || progress(f);
+        },
+        [&](std::string r) {
+            result = std::move(r);
+            gotResult = true;
+        }};
     auto lastNews = std::chrono::steady_clock::now();
     for (;;) {
         pollfd p{in.fd, POLLIN, 0};
@@ -426,36 +210,32 @@ Result<Model> readHdf5(const std::string& path, const OpenProgress& progress)
         if (n <= 0)
             break;
         lastNews = std::chrono::steady_clock::now();
-        buf.append(chunk, size_t(n));
-        // Whole frames only; a partial one waits for the next read.
-        size_t pos = 0;
-        while (buf.size() - pos >= 5) {
-            const char kind = buf[pos];
-            uint32_t len = 0;
-            std::memcpy(&len, buf.data() + pos + 1, sizeof len);
-            if (len > kMaxFrame || (kind != 'P' && kind != 'R') || (kind == 'P' && len != sizeof(double)))
-                return makeError("bad-hdf5", "the reading process sent a malformed message", path);
-            if (buf.size() - pos - 5 < len)
-                break;
-            if (kind == 'P') {
-                double f = 0;
-                std::memcpy(&f, buf.data() + pos + 5, sizeof f);
-                fraction = f >= 0.0 ? std::min(f, 1.0) : 0.0;  // a NaN becomes 0
-                // Passed on one for one: the caller sees the reader's own progress points.
-                if (progress && !progress(fraction))
-                    return makeError("cancelled", "opening cancelled", path);
-            } else {
-                result.assign(buf, pos + 5, len);
-                gotResult = true;
-            }
-            pos += 5 + len;
-        }
-        buf.erase(0, pos);
+        if (!frames.feed(chunk, size_t(n), events))
+            return frames.cancelled() ? makeError("cancelled", "opening cancelled", path)
+                                      : makeError("bad-hdf5", frames.error(), path);
     }
     child.reap();
     if (!gotResult)
         return makeError("bad-hdf5", describeExit(child.status), path);
-    return decodeResult(result, path, mem.fd);
+    const auto mapFile = [&]() -> Result<hdf5wire::Backing> {
+        auto f = MappedFile::open(path);
+        if (!f)
+            return f.error();
+        return hdf5wire::Backing{(*f)->bytes(), *f};
+    };
+    const auto mapShared = [&]() -> Result<hdf5wire::Backing> {
+        struct stat ms {};
+        if (::fstat(mem.fd, &ms) != 0 || ms.st_size <= 0)
+            return makeError("bad-hdf5", "the reading process sent data it did not write", path);
+        void* p = ::mmap(nullptr, size_t(ms.st_size), PROT_READ, MAP_SHARED, mem.fd, 0);
+        if (p == MAP_FAILED)
+            return makeError("out-of-memory", std::string("cannot map the data read: ") + std::strerror(errno), path);
+        auto shared = std::make_shared<SharedData>();
+        shared->data = static_cast<const std::byte*>(p);
+        shared->size = size_t(ms.st_size);
+        return hdf5wire::Backing{{shared->data, shared->size}, shared};
+    };
+    return hdf5wire::decodeResult(result, path, mapFile, mapShared);
 }
 
 }  // namespace quantlens
