@@ -152,10 +152,21 @@ Result<Model> readHdf5(const std::string& path, const OpenProgress& progress)
     if (!S_ISREG(st.st_mode))
         return makeError("open", "not a regular file", path);
 
+    // Without a child (no memfd in a sandbox, or fork refused under strict overcommit) the
+    // file is still opened, in this process as before, and the metadata says so.
+    const auto inProcess = [&](const char* what) {
+        const std::string why = std::string(what) + ": " + std::strerror(errno);
+        auto r = readHdf5InProcess(path, progress);
+        if (r)
+            r->metadata.emplace_back("hdf5 reader", "ran in this process (" + why + ")");
+        return r;
+    };
     Fd mem(::memfd_create("quantlens-hdf5", MFD_CLOEXEC));
+    if (mem.fd < 0)
+        return inProcess("no shared memory file");
     int fds[2];
-    if (mem.fd < 0 || ::pipe2(fds, O_CLOEXEC) != 0)
-        return makeError("open", std::string("cannot set up the reading process: ") + std::strerror(errno), path);
+    if (::pipe2(fds, O_CLOEXEC) != 0)
+        return inProcess("no pipe");
     Fd in(fds[0]), out(fds[1]);
     Child child;
     {
@@ -170,7 +181,7 @@ Result<Model> readHdf5(const std::string& path, const OpenProgress& progress)
         }
     }
     if (child.pid < 0)
-        return makeError("open", std::string("cannot start the reading process: ") + std::strerror(errno), path);
+        return inProcess("fork failed");
     out.reset();
 
     std::string result;
