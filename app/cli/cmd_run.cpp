@@ -67,11 +67,23 @@ void runRun(const RunOptions& o)
     const std::vector<LinearLayer> layers = findLinearLayers(m);
     const LinearLayer* l = findLinearLayer(layers, o.layer);
     if (!l) {
+        // Names that contain what was typed first ("h.0.mlp.c_fc" for GPT-2's
+        // "transformer.h.0.mlp.c_fc"), else the first few.
+        std::vector<const LinearLayer*> near;
+        for (const LinearLayer& c : layers)
+            if (c.prefix.find(o.layer) != std::string::npos)
+                near.push_back(&c);
+        const bool similar = !near.empty() && !o.layer.empty();
+        if (!similar)
+            for (const LinearLayer& c : layers)
+                near.push_back(&c);
         std::string names;
-        for (size_t i = 0; i < layers.size() && i < 8; ++i)
-            names += (i ? ", " : "") + layers[i].prefix;
+        for (size_t i = 0; i < near.size() && i < 8; ++i)
+            names += (i ? ", " : "") + near[i]->prefix;
         throw Failure{"no linear layer '" + o.layer + "' in " + o.model +
-                      (layers.empty() ? " (it has none)" : " (e.g. " + names + (layers.size() > 8 ? ", ..." : "") + ")")};
+                      (layers.empty() ? " (it has none)"
+                                      : (similar ? " (did you mean " : " (e.g. ") + names + (near.size() > 8 ? ", ..." : "") +
+                                            (similar ? "?)" : ")"))};
     }
     int64_t tokens = 0;
     const std::vector<float> x = readInput(o.input, l->inFeatures, tokens);

@@ -62,6 +62,7 @@ private slots:
         QTest::addColumn<QString>("mentions");
         const QString x = quantlens::test::dataPath(QStringLiteral("runner/small_m8_x.npy"));
         QTest::newRow("unknown-layer") << QStringList{QStringLiteral("run"), QStringLiteral("demo"), QStringLiteral("--layer"), QStringLiteral("no.such"), QStringLiteral("--input"), x, QStringLiteral("--out"), QStringLiteral("/tmp/ql_never.npy")} << QStringLiteral("no linear layer");
+        QTest::newRow("layer-name-without-its-start") << QStringList{QStringLiteral("run"), QStringLiteral("demo"), QStringLiteral("--layer"), QStringLiteral("layer.0.ffn.lin1"), QStringLiteral("--input"), x, QStringLiteral("--out"), QStringLiteral("/tmp/ql_never.npy")} << QStringLiteral("(did you mean distilbert.transformer.layer.0.ffn.lin1?)");
         QTest::newRow("input-width-mismatch") << QStringList{QStringLiteral("run"), QStringLiteral("demo"), QStringLiteral("--layer"), QStringLiteral("distilbert.transformer.layer.0.ffn.lin1"), QStringLiteral("--input"), x, QStringLiteral("--out"), QStringLiteral("/tmp/ql_never.npy")} << QStringLiteral("does not fit");
         QTest::newRow("missing-input") << QStringList{QStringLiteral("run"), QStringLiteral("demo"), QStringLiteral("--layer"), QStringLiteral("distilbert.transformer.layer.0.ffn.lin1"), QStringLiteral("--input"), QStringLiteral("/nonexistent.npy"), QStringLiteral("--out"), QStringLiteral("/tmp/ql_never.npy")} << QStringLiteral("nonexistent");
     }
