@@ -69,6 +69,9 @@ void runSensitivity(const SensitivityArgs& a)
     EncoderOptions eo;
     eo.heads = a.heads;
     applyConfigJson(a.model, eo);
+    // The weights' shapes do not tell the head count, and a wrong one changes every
+    // attention: say where it came from, and when it is only a guess.
+    const std::string headsFrom = a.heads > 0 ? "--heads" : eo.heads > 0 ? "config.json" : "hidden/64";
     auto runner = EncoderRunner::create(m, eo);
     if (!runner)
         throw Failure{runner.error().oneLine()};
@@ -93,7 +96,8 @@ void runSensitivity(const SensitivityArgs& a)
     doc["model"] = a.model;
     doc["family"] = encoderFamilyName(c.family);
     doc["config"] = {{"hidden", c.hidden}, {"layers", c.layers}, {"intermediate", c.intermediate},
-                     {"heads", c.heads}, {"vocab", c.vocab}, {"layer_norm_eps", c.layerNormEps}};
+                     {"heads", c.heads}, {"heads_from", headsFrom}, {"vocab", c.vocab},
+                     {"layer_norm_eps", c.layerNormEps}};
     doc["view"] = a.view;
     doc["rank_by"] = a.rankBy;
     doc["sequences"] = in.batch;
@@ -114,9 +118,12 @@ void runSensitivity(const SensitivityArgs& a)
         std::cout << doc.dump(1) << "\n";
         return;
     }
-    std::printf("%s: %s, %lld layers, hidden %lld, %lld heads; %lld sequence(s), %lld tokens\n", a.model.c_str(),
+    const std::string headsNote = headsFrom == "hidden/64" && a.model != "demo"
+                                      ? " (hidden / 64, a guess: give --heads or put config.json beside the model)"
+                                      : " (" + (headsFrom == "hidden/64" ? std::string("hidden / 64") : headsFrom) + ")";
+    std::printf("%s: %s, %lld layers, hidden %lld, %lld head%s%s; %lld sequence(s), %lld tokens\n", a.model.c_str(),
                 encoderFamilyName(c.family).c_str(), (long long)c.layers, (long long)c.hidden, (long long)c.heads,
-                (long long)in.batch, (long long)rep->tokens);
+                c.heads == 1 ? "" : "s", headsNote.c_str(), (long long)in.batch, (long long)rep->tokens);
     std::printf("all layers int8: cosine %.6f, SQNR %.2f dB, max abs error %.4g\n", rep->allQuantized.cosine,
                 rep->allQuantized.sqnrDb, rep->allQuantized.maxAbsError);
     std::printf("%s, most sensitive first:\n", a.view == "all-but-one" ? "every layer int8 except" : "only this layer int8");

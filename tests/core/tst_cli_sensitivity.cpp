@@ -77,6 +77,7 @@ private slots:
         QVERIFY2(r.code == 0, r.err.constData());
         const json doc = json::parse(r.out.toStdString());  // stdout holds exactly one document
         QCOMPARE(doc["family"].get<std::string>(), std::string("distilbert"));
+        QCOMPARE(doc["config"]["heads_from"].get<std::string>(), std::string("--heads"));
         QCOMPARE(doc["tokens"].get<int>(), 12);
         QCOMPARE(doc["sequences"].get<int>(), 2);
         const auto& layers = doc["layers"];
@@ -98,6 +99,7 @@ private slots:
         QVERIFY2(r.code == 0, r.err.constData());
         const json doc = json::parse(r.out.toStdString());
         QCOMPARE(doc["config"]["heads"].get<int>(), 12);  // hidden 768 / 64
+        QCOMPARE(doc["config"]["heads_from"].get<std::string>(), std::string("hidden/64"));
         const auto& layers = doc["layers"];
         QCOMPARE(layers.size(), size_t(12));
         // Keeping the most sensitive layer in float32 gives the best SQNR.
@@ -119,6 +121,7 @@ private slots:
         const Run with = cli({dir.path(), QStringLiteral("--random"), QStringLiteral("8"), QStringLiteral("--json")});
         QVERIFY2(with.code == 0, with.err.constData());
         QCOMPARE(json::parse(with.out.toStdString())["config"]["heads"].get<int>(), 4);
+        QCOMPARE(json::parse(with.out.toStdString())["config"]["heads_from"].get<std::string>(), std::string("config.json"));
     }
 
     // GPT-2 (issue #8's optional naming) on the trained ../shared/models/gpt2_capp: a config.json
