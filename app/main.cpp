@@ -1,9 +1,11 @@
 // quantlens: the GUI. Thin main: command line, platform choice, screenshot mode.
 //   quantlens [MODEL]                       (no MODEL: the built-in synthetic demo)
 //   quantlens --screenshot OUT.png [MODEL]  render offscreen, save, exit 0 (1 on failure)
+//   quantlens --tab NAME ...                 start on that tab (also for screenshots)
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QIcon>
+#include <QTabWidget>
 #include <QTimer>
 
 #include <cstdio>
@@ -58,6 +60,11 @@ int main(int argc, char** argv)
                                      QStringLiteral("Render the main window offscreen, save it as PNG and exit."),
                                      QStringLiteral("OUT.png"));
     parser.addOption(shotOpt);
+    const QCommandLineOption tabOpt(QStringLiteral("tab"),
+                                    QStringLiteral("Show this tab first: tensor, channel, overview, run or sensitivity "
+                                                   "(any start of its title)."),
+                                    QStringLiteral("NAME"));
+    parser.addOption(tabOpt);
     parser.addPositionalArgument(QStringLiteral("MODEL"), QStringLiteral("Model file to open (default: the built-in demo)."),
                                  QStringLiteral("[MODEL]"));
     if (!parser.parse(QApplication::arguments())) {
@@ -84,6 +91,25 @@ int main(int argc, char** argv)
     const bool screenshotMode = !shot.isEmpty();
 
     quantlens::ui::MainWindow w(nullptr, /*useSettings=*/!screenshotMode);
+    if (parser.isSet(tabOpt)) {
+        const QString want = parser.value(tabOpt).trimmed();
+        QTabWidget* tabs = w.tabs();
+        int found = -1;
+        for (int i = 0; i < tabs->count() && found < 0; ++i) {
+            const QString title = tabs->tabText(i).remove(QLatin1Char('&'));
+            if (!want.isEmpty() && (title.startsWith(want, Qt::CaseInsensitive) ||
+                                    title.section(QLatin1Char(' '), -1).startsWith(want, Qt::CaseInsensitive)))
+                found = i;
+        }
+        if (found < 0) {
+            QStringList names;
+            for (int i = 0; i < tabs->count(); ++i)
+                names << tabs->tabText(i).remove(QLatin1Char('&'));
+            std::fprintf(stderr, "quantlens: no tab '%s' (tabs: %s)\n", qPrintable(want), qPrintable(names.join(QStringLiteral(", "))));
+            return 2;
+        }
+        tabs->setCurrentIndex(found);
+    }
     if (screenshotMode) {
         w.setInteractive(false);
         w.resize(1400, 900);

@@ -231,6 +231,15 @@ RunPanel::RunPanel(QWidget* parent)
     bars_->setWidthType(QCPBars::wtPlotCoords);
     bars_->setPen(QPen(QColor(0x2c, 0x6f, 0xbb)));
     bars_->setBrush(QColor(0x2c, 0x6f, 0xbb, 150));
+    // Before the first run the axes alone read like a broken plot: say what will be there.
+    hint_ = new QCPItemText(plot_);
+    hint_->position->setType(QCPItemPosition::ptAxisRectRatio);
+    hint_->position->setCoords(0.5, 0.5);
+    hint_->setText(tr("Run times this layer in float32 and in int8 on the same input;\n"
+                      "the histogram of the int8 output's error appears here."));
+    hint_->setColor(palette().color(QPalette::Disabled, QPalette::WindowText));
+    hint_->setBrush(Qt::white);
+    hint_->setPadding(QMargins(6, 4, 6, 4));
     v->addWidget(plot_, 1);
 
     watcher_ = new QFutureWatcher<std::shared_ptr<const RunResult>>(this);
@@ -445,6 +454,7 @@ void RunPanel::applyResult(std::shared_ptr<const RunResult> r)
         keys.push_back(r->hist.binCenter(i));
         values.push_back(double(r->hist.counts[i]));
     }
+    hint_->setVisible(false);
     bars_->setWidth(r->hist.binWidth());
     bars_->setData(keys, values, true);
     plot_->xAxis->setRange(r->hist.lo, r->hist.hi);

@@ -20,6 +20,7 @@
 class QComboBox;
 class QCustomPlot;
 class QCPBars;
+class QCPItemText;
 class QLabel;
 class QPushButton;
 class QRadioButton;
@@ -103,6 +104,7 @@ private:
     QLabel* status_ = nullptr;
     QCustomPlot* plot_ = nullptr;
     QCPBars* bars_ = nullptr;
+    QCPItemText* hint_ = nullptr;  // shown until the first result
     QFutureWatcher<std::shared_ptr<const RunResult>>* watcher_ = nullptr;
 };
 

@@ -123,7 +123,11 @@ private slots:
         QCOMPARE(panel()->tokensBox()->value(), 128);  // the default
         panel()->tokensBox()->setValue(tokens);
         panel()->activationBox()->setCurrentIndex(activationMode);
+        // Until the first result the plot says what will appear in it.
+        QCOMPARE(panel()->plot()->itemCount(), 1);
+        QVERIFY(panel()->plot()->item(0)->visible());
         runAndWait();
+        QVERIFY(!panel()->plot()->item(0)->visible());
         const RunResult& r = *panel()->lastResult();
         QCOMPARE(r.tokens, int64_t(tokens));
         QCOMPARE(r.in, int64_t(64));
