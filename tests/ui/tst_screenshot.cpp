@@ -40,6 +40,34 @@ private slots:
         QVERIFY2(colours.size() > 50, qPrintable(QString::number(colours.size())));
     }
 
+    void tabOptionPicksTheTab()
+    {
+        QTemporaryDir dir;
+        QVERIFY(dir.isValid());
+        const auto shoot = [&](const QStringList& extra, const QString& name) {
+            QProcess p;
+            p.setProcessEnvironment(offscreenEnv());
+            p.start(QStringLiteral(QUANTLENS_GUI), extra + QStringList{QStringLiteral("--screenshot"), dir.filePath(name)});
+            p.waitForFinished(60000);
+            return std::make_pair(p.exitCode(), p.readAllStandardError());
+        };
+        QCOMPARE(shoot({}, QStringLiteral("tensor.png")).first, 0);
+        QCOMPARE(shoot({QStringLiteral("--tab"), QStringLiteral("overview")}, QStringLiteral("overview.png")).first, 0);
+        // The right-hand side differs (the tab bar and the tree on the left do not).
+        const QImage a(dir.filePath(QStringLiteral("tensor.png"))), b(dir.filePath(QStringLiteral("overview.png")));
+        QCOMPARE(a.size(), b.size());
+        int differ = 0;
+        for (int y = 100; y < a.height(); y += 9)
+            for (int x = a.width() / 2; x < a.width(); x += 9)
+                differ += a.pixel(x, y) != b.pixel(x, y);
+        QVERIFY2(differ > 500, qPrintable(QString::number(differ)));
+
+        const auto [code, err] = shoot({QStringLiteral("--tab"), QStringLiteral("histogramz")}, QStringLiteral("no.png"));
+        QCOMPARE(code, 2);
+        QVERIFY2(err.contains("no tab 'histogramz'") && err.contains("Sensitivity"), err.constData());
+        QVERIFY(!QFileInfo::exists(dir.filePath(QStringLiteral("no.png"))));
+    }
+
     void unreadableModelExitsWithOneLineReason()
     {
         QTemporaryDir dir;
