@@ -421,6 +421,18 @@ bool readRows(Visit& v, const RowRead& r, std::byte* out)
     return true;
 }
 
+// True when the file stores `mem` (a native little-endian number type) big-endian, byte for
+// byte otherwise the same: such a dataset can be a view too, marked big-endian.
+bool storedBigEndian(hid_t file, hid_t mem)
+{
+    if (H5Tget_order(file) != H5T_ORDER_BE || H5Tget_size(mem) < 2)
+        return false;
+    Hid swapped(H5Tcopy(mem), H5Tclose);
+    const bool same = swapped.ok() && H5Tset_order(swapped, H5T_ORDER_BE) >= 0 && H5Tequal(file, swapped) > 0;
+    H5Eclear2(H5E_DEFAULT);
+    return same;
+}
+
 // A contiguous dataset whose file type is its memory type is used where it lies in the file,
 // like every other format's tensors: reading a 200 MB Keras file took ~1 s, half of it
 // zero-filling buffers and the rest copying. Returns nullopt (and leaves v.error unset) when
@@ -570,15 +582,19 @@ herr_t visitLink(hid_t root, const char* cname, const H5L_info_t* info, void* da
         return 1;
     const uint64_t storedBefore = v->stored, storage = H5Dget_storage_size(obj);
     v->stored += storage;
-    if (layout == H5D_CONTIGUOUS && *bytes > 0 && H5Tequal(type, mt->first) > 0) {
+    const bool asInMemory = H5Tequal(type, mt->first) > 0;
+    const bool bigEndian = !asInMemory && storedBigEndian(type, mt->first);
+    if (layout == H5D_CONTIGUOUS && *bytes > 0 && (asInMemory || bigEndian)) {
         auto in = inPlace(*v, obj, *bytes, storage, name);
         if (v->error)
             return 1;
         if (in) {
             v->total += *bytes;
             v->model->tensors.push_back(std::move(*in));
-            v->model->tensors.back().dtype = mt->second;
-            v->model->tensors.back().shape = std::move(shape);
+            Tensor& t = v->model->tensors.back();
+            t.dtype = mt->second;
+            t.shape = std::move(shape);
+            t.bigEndian = bigEndian;  // Tensor swaps on conversion, as for a big-endian .npy
             return 0;
         }
     }

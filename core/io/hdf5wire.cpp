@@ -80,7 +80,7 @@ std::string frame(char kind, const std::string& payload)
 }
 
 // Bytes per tensor record before its strings' and dims' contents.
-constexpr size_t kMinTensorRecord = 4 + 1 + 4 + 1 + 4 + 4 + 1 + 8 + 8;
+constexpr size_t kMinTensorRecord = 4 + 1 + 4 + 1 + 1 + 4 + 4 + 1 + 8 + 8;
 
 }  // namespace
 
@@ -120,6 +120,7 @@ std::string resultFrame(const Result<Model>& r, const std::vector<Region>& regio
         for (int64_t d : t.shape)
             w.pod(d);
         w.u8(uint8_t(t.layout));
+        w.u8(t.bigEndian ? 1 : 0);
         w.str(t.group);
         w.str(t.note);
         const std::byte* p = t.data.data();
@@ -210,6 +211,7 @@ Result<Model> decodeResult(const std::string& payload, const std::string& path, 
         for (uint32_t d = 0, rank = r.count(8); d < rank && !r.bad; ++d)
             t.shape.push_back(r.pod<int64_t>());
         const auto layout = r.pod<uint8_t>();
+        const auto bigEndian = r.pod<uint8_t>();
         t.group = r.str();
         t.note = r.str();
         const auto source = r.pod<uint8_t>();
@@ -217,8 +219,9 @@ Result<Model> decodeResult(const std::string& payload, const std::string& path, 
         const auto bytes = r.pod<int64_t>();
         if (r.bad)
             break;
-        if (dtype >= uint8_t(DType::Opaque) || layout > uint8_t(Layout::InOut) || source > kShared)
-            return bad("an unknown type, layout or source for tensor '" + t.name + "'");
+        if (dtype >= uint8_t(DType::Opaque) || layout > uint8_t(Layout::InOut) || source > kShared || bigEndian > 1)
+            return bad("an unknown type, layout, byte order or source for tensor '" + t.name + "'");
+        t.bigEndian = bigEndian == 1;
         t.dtype = DType(dtype);
         t.layout = Layout(layout);
         const auto numel = checkedNumel(t.shape.data(), t.shape.size());

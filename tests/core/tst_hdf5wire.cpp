@@ -58,6 +58,7 @@ struct Fixture {
         inFile.dtype = DType::F32;
         inFile.shape = {16, 8};
         inFile.layout = Layout::InOut;
+        inFile.bigEndian = true;
         inFile.data = file->bytes().subspan(512, 16 * 8 * 4);
         inFile.keepAlive = file;
         Tensor inShared;
@@ -116,6 +117,7 @@ void TestHdf5Wire::modelRoundTrip()
         QVERIFY(b.dtype == a.dtype);
         QCOMPARE(b.shape, a.shape);
         QVERIFY(b.layout == a.layout);
+        QCOMPARE(b.bigEndian, a.bigEndian);
         QCOMPARE(b.group, a.group);
         QCOMPARE(b.note, a.note);
         QCOMPARE(b.data.size(), a.data.size());
