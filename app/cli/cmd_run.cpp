@@ -23,7 +23,7 @@ namespace quantlens::cli {
 namespace {
 
 struct RunOptions {
-    std::string model, layer, input, out, mode = "int8", act = "per-tensor";
+    std::string model, layer, input, out, mode = "int8", act = "per-tensor", weights = "per-tensor";
     bool json = false;
 };
 
@@ -100,6 +100,7 @@ void runRun(const RunOptions& o)
     } else {
         DynamicLinearOptions opt;
         opt.act = o.act == "per-row" ? ActQuant::PerRow : ActQuant::PerTensor;
+        opt.weightGranularity = o.weights == "per-channel" ? Granularity::PerChannel : Granularity::PerTensor;
         auto dl = DynamicLinear::fromLayer(*l, opt);
         if (!dl)
             throw Failure{dl.error().oneLine()};
@@ -124,6 +125,7 @@ void runRun(const RunOptions& o)
     doc["sqnr_db_vs_fp32"] = number(err.sqnrDb);  // exact (fp32 mode) has infinite SQNR: null
     if (o.mode == "int8") {
         doc["activation_quantization"] = o.act;
+        doc["weight_quantization"] = o.weights;
         doc["isa"] = kernels::activeIsa();
     }
     if (o.json) {
@@ -133,7 +135,8 @@ void runRun(const RunOptions& o)
     std::printf("%s (%lld -> %lld%s), %lld tokens, %s%s: %.1f us\n", l->prefix.c_str(),
                 static_cast<long long>(l->inFeatures), static_cast<long long>(l->outFeatures),
                 l->transposed() ? ", stored [in, out]" : "", static_cast<long long>(tokens), o.mode.c_str(),
-                o.mode == "int8" ? (" (" + o.act + " activations, " + kernels::activeIsa() + ")").c_str() : "",
+                o.mode == "int8" ? (" (" + o.act + " activations, " + o.weights + " weights, " + kernels::activeIsa() + ")").c_str()
+                                 : "",
                 seconds * 1e6);
     std::printf("vs fp32: max abs error %.6g, SQNR %s dB\nwrote %s [%lld, %lld] float32\n", err.maxAbsError,
                 std::isfinite(err.sqnrDb) ? std::to_string(err.sqnrDb).c_str() : "inf", o.out.c_str(),
@@ -153,6 +156,10 @@ void addRunCommand(CLI::App& app)
         ->check(CLI::IsMember({"fp32", "int8"}));
     cmd->add_option("--act", o->act, "int8 activation quantization: per-tensor (PyTorch) or per-row")
         ->check(CLI::IsMember({"per-tensor", "per-row"}));
+    cmd->add_option("--weights", o->weights,
+                    "int8 weight scales: per-tensor (quantize_dynamic's default) or per-channel "
+                    "(its per_channel_dynamic_qconfig)")
+        ->check(CLI::IsMember({"per-tensor", "per-channel"}));
     cmd->add_option("--out", o->out, "output .npy, float32 [tokens, out_features]")->required();
     cmd->add_flag("--json", o->json, "print one JSON document on stdout");
     cmd->callback([o] { runRun(*o); });

@@ -96,6 +96,43 @@ double sqnrDb(const std::vector<float>& ref, const std::vector<float>& y)
     return computeMetrics(ref, y).sqnrDb;
 }
 
+// Runs `d` on x and checks every output against torch's within the bound derived in
+// outputsMatchTorch, with each output channel's own weight scale; then, given the float32
+// output, that our SQNR is no worse than torch's by more than 0.1 dB.
+void checkAgainstTorch(const QString& caseName, const DynamicLinear& d, const Layer& l, const std::vector<float>& x,
+                       int64_t m, const std::vector<std::byte>& tq, const std::vector<float>& yt,
+                       const std::vector<float>* yf)
+{
+    std::vector<float> y(size_t(m * l.out));
+    d.forward(x.data(), m, y.data());
+    const ActParams p = DynamicLinear::lastActParams();
+    std::vector<uint8_t> q(x.size());
+    kernels::activeKernels().quantizeU8(x.data(), int64_t(x.size()), 1.0f / p.scale, p.zeroPoint, q.data());
+    const auto& ws = d.weight().params.scale;
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < l.out; ++j) {
+            const float step = p.scale * ws[ws.size() > 1 ? size_t(j) : 0];
+            double tieTerm = 0, magnitude = 0;
+            for (int64_t k = 0; k < l.in; ++k) {
+                const int qw = std::abs(int(d.weight().q[size_t(j * l.in + k)]));
+                const size_t ik = size_t(i * l.in + k);
+                if (int(tq[ik]) != q[ik])
+                    tieTerm += qw;
+                magnitude += double(std::abs(int(q[ik]) - p.zeroPoint)) * qw;
+            }
+            const double yij = y[size_t(i * l.out + j)], tij = yt[size_t(i * l.out + j)];
+            const double bound = step * tieTerm + 4 * FLT_EPSILON * (step * magnitude + std::abs(l.b[size_t(j)]) + std::abs(tij));
+            if (!(std::abs(yij - tij) <= bound))
+                QFAIL(qPrintable(QStringLiteral("%1 (%2,%3): ours %4, torch %5, bound %6")
+                                     .arg(caseName).arg(i).arg(j).arg(yij, 0, 'g', 9).arg(tij, 0, 'g', 9).arg(bound)));
+        }
+    if (yf) {
+        const double ours = sqnrDb(*yf, y), theirs = sqnrDb(*yf, yt);
+        qInfo("%s: SQNR vs fp32: ours %.3f dB, torch %.3f dB", qPrintable(caseName), ours, theirs);
+        QVERIFY2(ours >= theirs - 0.1, qPrintable(QStringLiteral("ours %1 dB, torch %2 dB").arg(ours).arg(theirs)));
+    }
+}
+
 }  // namespace
 
 class TestDynamicLinear : public QObject {
@@ -215,38 +252,36 @@ private slots:
         const std::vector<float> x = loadF32(name + "_x.npy", &shape);
         const std::vector<float> yt = loadF32(name + "_y_int8_torch.npy");
         const std::vector<float> yf = loadF32(name + "_y_fp32.npy");
-        const int64_t m = shape[0];
         auto d = DynamicLinear::create(l.w, l.out, l.in, Layout::Plain, l.b);
         QVERIFY(d.ok());
-        std::vector<float> y(size_t(m * l.out));
-        d->forward(x.data(), m, y.data());
+        checkAgainstTorch(caseName, *d, l, x, shape[0], loadBytes(name + "_qa.npy"), yt, name == "small_zeros" ? nullptr : &yf);
+    }
 
-        const ActParams p = DynamicLinear::lastActParams();
-        const std::vector<std::byte> tq = loadBytes(name + "_qa.npy");
-        std::vector<uint8_t> q(x.size());
-        kernels::activeKernels().quantizeU8(x.data(), int64_t(x.size()), 1.0f / p.scale, p.zeroPoint, q.data());
-        const float step = p.scale * d->weight().params.scale[0];
-        for (int64_t i = 0; i < m; ++i)
-            for (int64_t j = 0; j < l.out; ++j) {
-                double tieTerm = 0, magnitude = 0;
-                for (int64_t k = 0; k < l.in; ++k) {
-                    const int qw = std::abs(int(d->weight().q[size_t(j * l.in + k)]));
-                    const size_t ik = size_t(i * l.in + k);
-                    if (int(tq[ik]) != q[ik])
-                        tieTerm += qw;
-                    magnitude += double(std::abs(int(q[ik]) - p.zeroPoint)) * qw;
-                }
-                const double yij = y[size_t(i * l.out + j)], tij = yt[size_t(i * l.out + j)];
-                const double bound = step * tieTerm + 4 * FLT_EPSILON * (step * magnitude + std::abs(l.b[size_t(j)]) + std::abs(tij));
-                if (!(std::abs(yij - tij) <= bound))
-                    QFAIL(qPrintable(QStringLiteral("%1 (%2,%3): ours %4, torch %5, bound %6")
-                                         .arg(caseName).arg(i).arg(j).arg(yij, 0, 'g', 9).arg(tij, 0, 'g', 9).arg(bound)));
-            }
-        if (name != "small_zeros") {
-            const double ours = sqnrDb(yf, y), theirs = sqnrDb(yf, yt);
-            qInfo("SQNR vs fp32: ours %.3f dB, torch %.3f dB", ours, theirs);
-            QVERIFY2(ours >= theirs - 0.1, qPrintable(QStringLiteral("ours %1 dB, torch %2 dB").arg(ours).arg(theirs)));
-        }
+    // quantize_dynamic with per_channel_dynamic_qconfig: one symmetric scale per output
+    // channel. The same bound with each channel's own step.
+    void perChannelOutputsMatchTorch()
+    {
+        const json man = manifest();
+        const json& pc = man["per_channel"];
+        const std::string name = pc["case"];
+        const Layer l = loadLayer(man, pc["layer"]);
+        DynamicLinearOptions o;
+        o.weightGranularity = Granularity::PerChannel;
+        auto d = DynamicLinear::create(l.w, l.out, l.in, Layout::Plain, l.b, o);
+        QVERIFY(d.ok());
+        const auto& scales = d->weight().params.scale;
+        QCOMPARE(int64_t(scales.size()), l.out);
+        for (int64_t j = 0; j < l.out; ++j)
+            QCOMPARE(scales[size_t(j)], pc["w_scales"][size_t(j)].get<float>());
+        const std::vector<std::byte> tq = loadBytes("small_pc_wq.npy");
+        QCOMPARE(tq.size(), d->weight().q.size());
+        for (size_t i = 0; i < tq.size(); ++i)
+            QCOMPARE(int(int8_t(tq[i])), int(d->weight().q[i]));
+        std::vector<int64_t> shape;
+        const std::vector<float> x = loadF32(name + "_x.npy", &shape);
+        const std::vector<float> yf = loadF32(name + "_y_fp32.npy");
+        checkAgainstTorch(QString::fromStdString(name + " per-channel"), *d, l, x, shape[0], loadBytes(name + "_qa.npy"),
+                          loadF32(name + "_y_int8_torch_per_channel.npy"), &yf);
     }
 
     void everyIsaGivesIdenticalOutputs_data()

@@ -95,6 +95,22 @@ def main():
     run_case(manifest, "small", lin, qm, (rng.standard_normal((2, 64)) * 1e-6).astype(np.float32), "small_tiny")
     run_case(manifest, "small", lin, qm, np.abs(rng.standard_normal((4, 64))).astype(np.float32) + 0.5, "small_positive")
 
+    # Per-channel weights (torch's per_channel_dynamic_qconfig: symmetric per output channel,
+    # max|w_j| / 127.5) on the same layer and its 33-token input. Appended here without
+    # drawing from rng, so every fixture above and below stays as it was.
+    qc = torch.ao.quantization.per_channel_dynamic_qconfig
+    qpc = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear: qc}, dtype=torch.qint8)
+    wpc, _ = qpc[0]._packed_params._weight_bias()
+    assert wpc.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)
+    assert int((wpc.q_per_channel_zero_points() != 0).sum()) == 0
+    x33 = np.load(os.path.join(OUT, "small_m33_x.npy"))
+    with torch.no_grad():
+        y_pc = qpc(torch.from_numpy(x33)).numpy()
+    save("small_pc_wq.npy", wpc.int_repr().numpy().astype(np.int8))
+    save("small_m33_y_int8_torch_per_channel.npy", y_pc)
+    manifest["per_channel"] = {"layer": "small", "case": "small_m33",
+                               "w_scales": [float(v) for v in wpc.q_per_channel_scales().tolist()]}
+
     # 768 -> 768 (DistilBERT-sized): weights regenerated from formula_weight in the test.
     w, b = formula_weight(768, 768)
     lin, qm = quantized_linear(w, b)
