@@ -66,6 +66,7 @@ struct RunJob {
     LinearLayer layer;
     int64_t tokens = 0;
     ActQuant act = ActQuant::PerTensor;
+    Granularity weights = Granularity::PerTensor;
     std::shared_ptr<const std::vector<float>> input;  // null: random
     std::shared_ptr<std::atomic<bool>> cancel;
 };
@@ -108,6 +109,7 @@ std::shared_ptr<const RunResult> runJob(const RunJob& j)
     }
     DynamicLinearOptions opt;
     opt.act = j.act;
+    opt.weightGranularity = j.weights;
     auto dl = DynamicLinear::fromLayer(j.layer, opt);
     if (!dl) {
         r->error = qs(dl.error().oneLine());
@@ -168,6 +170,11 @@ RunPanel::RunPanel(QWidget* parent)
     act_->addItem(tr("per-tensor (PyTorch quantize_dynamic)"));
     act_->addItem(tr("per-row (one scale per token)"));
     form->addRow(tr("Activations:"), act_);
+    weights_ = new QComboBox(this);
+    weights_->setObjectName(QStringLiteral("runWeights"));
+    weights_->addItem(tr("per-tensor (PyTorch quantize_dynamic)"));
+    weights_->addItem(tr("per-channel (per_channel_dynamic_qconfig)"));
+    form->addRow(tr("Weights:"), weights_);
     auto* inputRow = new QHBoxLayout;
     randomInput_ = new QRadioButton(tr("Random (N(0,1), seed %1)").arg(kSeed), this);
     randomInput_->setChecked(true);
@@ -408,6 +415,7 @@ void RunPanel::run()
     j.model = model_;
     j.layer = layer_;
     j.act = act_->currentIndex() == 1 ? ActQuant::PerRow : ActQuant::PerTensor;
+    j.weights = weights_->currentIndex() == 1 ? Granularity::PerChannel : Granularity::PerTensor;
     if (input_) {
         if (inputCols_ != layer_.inFeatures) {
             setStatus(tr("The loaded input has %1 columns; this layer takes %2").arg(inputCols_).arg(layer_.inFeatures), true);

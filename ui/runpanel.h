@@ -63,6 +63,7 @@ public:
     QPushButton* cancelButton() const { return cancelButton_; }
     QSpinBox* tokensBox() const { return tokens_; }
     QComboBox* activationBox() const { return act_; }
+    QComboBox* weightsBox() const { return weights_; }
     QLabel* label(const QString& key) const;  // "fp32", "int8", "speedup", "isa", "sqnr", "maxabs", "status", "layer"
     QCustomPlot* plot() const { return plot_; }
 
@@ -88,6 +89,7 @@ private:
     QLabel* layerLabel_ = nullptr;
     QSpinBox* tokens_ = nullptr;
     QComboBox* act_ = nullptr;
+    QComboBox* weights_ = nullptr;
     QRadioButton* randomInput_ = nullptr;
     QRadioButton* fileInput_ = nullptr;
     QPushButton* loadButton_ = nullptr;

@@ -167,6 +167,21 @@ private slots:
         QVERIFY2(perRow >= perTensor - 0.5, qPrintable(QStringLiteral("%1 vs %2").arg(perRow).arg(perTensor)));
     }
 
+    void perChannelWeightsAreUsed()
+    {
+        panel()->weightsBox()->setCurrentIndex(0);
+        runAndWait();
+        const double perTensor = panel()->lastResult()->err.sqnrDb;
+        panel()->weightsBox()->setCurrentIndex(1);
+        runAndWait();
+        const double perChannel = panel()->lastResult()->err.sqnrDb;
+        qInfo("output SQNR: per-tensor weights %.3f dB, per-channel %.3f dB", perTensor, perChannel);
+        // Same input, same activations: only the weight scales changed, and one per row can
+        // only fit each row's range better.
+        QVERIFY2(perChannel != perTensor && perChannel >= perTensor - 0.1,
+                 qPrintable(QStringLiteral("%1 vs %2").arg(perChannel).arg(perTensor)));
+    }
+
     void nonLinearTensorDisablesRun()
     {
         const Model& m = *w->model();
