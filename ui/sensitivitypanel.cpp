@@ -582,6 +582,10 @@ void SensitivityPanel::inferConfig()
         auto r = readHfConfigHints(((dir.empty() ? std::filesystem::path(".") : dir) / "config.json").string(), opt);
         if (r && *r && !hadHeads && opt.heads > 0)
             headsFrom = tr("config.json");
+        // The shapes cannot tell the head count, and a wrong one changes every attention
+        // (gpt2_capp has 4, not hidden / 64 = 1): say so where the guess is shown.
+        if (opt.heads <= 0)
+            headsFrom = tr("hidden / 64, a guess: set Heads or put config.json beside the model");
     }
     auto c = inferEncoderConfig(*model_, opt);
     if (!c) {

@@ -346,7 +346,7 @@ private slots:
         auto m = std::make_shared<const Model>(std::move(*opened));
         p->setModel(m);
         QVERIFY2(p->configText().contains(QStringLiteral("GPT-2 (causal)")), qPrintable(p->configText()));
-        QVERIFY2(p->configText().contains(QStringLiteral("1 head (hidden / 64)")), qPrintable(p->configText()));
+        QVERIFY2(p->configText().contains(QStringLiteral("1 head (hidden / 64, a guess: set Heads")), qPrintable(p->configText()));
         p->headsBox()->setValue(4);  // its config.json says n_head 4; hidden/64 would be 1
         QVERIFY(p->configText().contains(QStringLiteral("4 heads (set here)")));
         // The example ids in the empty token box are ones this 53-word vocabulary has.
