@@ -1,5 +1,6 @@
 // The messages of the HDF5 reading child (io/hdf5wire.h): a Model survives the trip, and
 // nothing a corrupted child could send makes the parent accept a tensor outside the data.
+#include <QFile>
 #include <QTemporaryDir>
 #include <QTest>
 
@@ -10,6 +11,7 @@
 
 #include "io/hdf5wire.h"
 #include "io/mappedfile.h"
+#include "testsupport.h"
 
 using namespace quantlens;
 using namespace quantlens::hdf5wire;
@@ -98,6 +100,7 @@ private slots:
     void malformedFrames();
     void everyTruncationRejected();
     void corruptionStaysInsideTheData();
+    void fuzzSeedsStillDecode();
 };
 
 void TestHdf5Wire::modelRoundTrip()
@@ -233,6 +236,43 @@ void TestHdf5Wire::corruptionStaysInsideTheData()
     }
     qInfo("accepted %d, rejected %d of 20000 corrupted results", accepted, rejected);
     QVERIFY(rejected > 1000);  // most byte changes hit a length, count, type or range
+}
+
+// The fuzzer's seeds are written by hand (see tests/fuzz/fuzz_hdf5wire.cpp): if the format
+// changes without them, the fuzzer would start from garbage.
+void TestHdf5Wire::fuzzSeedsStillDecode()
+{
+    const auto read = [](const char* name) {
+        QFile f(quantlens::test::dataPath(QStringLiteral("../fuzz/seeds/hdf5wire/") + QLatin1String(name)));
+        return f.open(QIODevice::ReadOnly) ? f.readAll().toStdString() : std::string();
+    };
+    std::vector<std::byte> file(4096), shared(8192);
+    const BackingSource fileSrc = [&]() -> Result<Backing> { return Backing{file, nullptr}; };
+    const BackingSource sharedSrc = [&]() -> Result<Backing> { return Backing{shared, nullptr}; };
+    for (const char* name : {"progress_and_model.bin", "error.bin"}) {
+        const std::string bytes = read(name);
+        QVERIFY2(bytes.size() > 1, name);
+        std::vector<double> seen;
+        std::string result;
+        FrameReader reader;
+        QVERIFY(reader.feed(bytes.data() + 1, bytes.size() - 1,  // byte 0 is the fuzzer's read size
+                            {[&](double f) {
+                                 seen.push_back(f);
+                                 return true;
+                             },
+                             [&](std::string r) { result = std::move(r); }}));
+        auto m = decodeResult(result, kPath, fileSrc, sharedSrc);
+        if (std::string(name) == "error.bin") {
+            QVERIFY(!m.ok());
+            QCOMPARE(m.error().code, std::string("truncated"));
+            continue;
+        }
+        QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
+        QCOMPARE(seen, std::vector<double>{0.25});
+        QCOMPARE(m->tensors.size(), size_t(3));
+        QVERIFY(m->tensors[1].bigEndian && m->tensors[1].dtype == DType::I16);
+        QCOMPARE(m->tensors[1].data.data(), shared.data() + 128);
+    }
 }
 
 QTEST_GUILESS_MAIN(TestHdf5Wire)
