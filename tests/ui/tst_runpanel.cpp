@@ -64,6 +64,18 @@ private:
         QVERIFY2(panel()->lastResult()->error.isEmpty(), qPrintable(panel()->lastResult()->error));
     }
 
+    // The output SQNR of a run with the box's first choice, then with its second.
+    std::pair<double, double> sqnrOfBothChoices(QComboBox* box)
+    {
+        double sqnr[2] = {0, 0};
+        for (int i = 0; i < 2; ++i) {
+            box->setCurrentIndex(i);
+            runAndWait();
+            sqnr[i] = panel()->lastResult() ? panel()->lastResult()->err.sqnrDb : 0.0;
+        }
+        return {sqnr[0], sqnr[1]};
+    }
+
 private slots:
     void init()
     {
@@ -158,23 +170,13 @@ private slots:
 
     void perRowIsMoreAccurate()
     {
-        panel()->activationBox()->setCurrentIndex(0);
-        runAndWait();
-        const double perTensor = panel()->lastResult()->err.sqnrDb;
-        panel()->activationBox()->setCurrentIndex(1);
-        runAndWait();
-        const double perRow = panel()->lastResult()->err.sqnrDb;
+        const auto [perTensor, perRow] = sqnrOfBothChoices(panel()->activationBox());
         QVERIFY2(perRow >= perTensor - 0.5, qPrintable(QStringLiteral("%1 vs %2").arg(perRow).arg(perTensor)));
     }
 
     void perChannelWeightsAreUsed()
     {
-        panel()->weightsBox()->setCurrentIndex(0);
-        runAndWait();
-        const double perTensor = panel()->lastResult()->err.sqnrDb;
-        panel()->weightsBox()->setCurrentIndex(1);
-        runAndWait();
-        const double perChannel = panel()->lastResult()->err.sqnrDb;
+        const auto [perTensor, perChannel] = sqnrOfBothChoices(panel()->weightsBox());
         qInfo("output SQNR: per-tensor weights %.3f dB, per-channel %.3f dB", perTensor, perChannel);
         // Same input, same activations: only the weight scales changed, and one per row can
         // only fit each row's range better.
