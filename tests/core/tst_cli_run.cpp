@@ -1,6 +1,5 @@
 // quantlens-cli run and bench, end to end: exit codes, JSON fields, and the GPT-2 Conv1D
 // layer (stored [in, out]) against PyTorch (fixtures from make_runner_fixtures.py).
-#include <QFile>
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QTest>
@@ -10,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/gemm.h"
+#include "io/safetensorswriter.h"
 #include "runner/npyio.h"
 #include "clirunner.h"
 #include "testsupport.h"
@@ -159,20 +159,12 @@ private slots:
         QCOMPARE(w.size(), size_t(96 * 64));
         QTemporaryDir tmp;
         const QString model = tmp.filePath(QStringLiteral("small.safetensors"));
-        {
-            const size_t wb = w.size() * 4, bb = b.size() * 4;
-            std::string header = json{{"lin.weight", {{"dtype", "F32"}, {"shape", {96, 64}}, {"data_offsets", {0, wb}}}},
-                                      {"lin.bias", {{"dtype", "F32"}, {"shape", {96}}, {"data_offsets", {wb, wb + bb}}}}}
-                                     .dump();
-            header.resize((header.size() + 7) / 8 * 8, ' ');
-            QFile f(model);
-            QVERIFY(f.open(QIODevice::WriteOnly));
-            const uint64_t n = header.size();
-            f.write(reinterpret_cast<const char*>(&n), 8);
-            f.write(header.data(), qint64(header.size()));
-            f.write(reinterpret_cast<const char*>(w.data()), qint64(wb));
-            f.write(reinterpret_cast<const char*>(b.data()), qint64(bb));
-        }
+        const auto item = [](const char* name, std::vector<int64_t> shape, const std::vector<float>& v) {
+            return quantlens::SafetensorsItem{name, quantlens::DType::F32, std::move(shape),
+                                              [&v](quantlens::AtomicFile& f) { return f.write(v.data(), v.size() * sizeof(float)); }};
+        };
+        QVERIFY(quantlens::writeSafetensors(model.toStdString(), {item("lin.weight", {96, 64}, w), item("lin.bias", {96}, b)}, {}, {})
+                    .ok());
         const QString out = tmp.filePath(QStringLiteral("y.npy"));
         const Run r = cli({QStringLiteral("run"), model, QStringLiteral("--layer"), QStringLiteral("lin"), QStringLiteral("--input"),
                            quantlens::test::dataPath(QStringLiteral("runner/small_m33_x.npy")), QStringLiteral("--weights"),
