@@ -10,6 +10,7 @@
 #include "io/hdf5lock.h"
 #include "io/hdf5wire.h"
 #include "io/mappedfile.h"
+#include "io/writeall.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -35,20 +36,6 @@ constexpr int kIdleLimitMs = 60000;
 
 // ---- the child ---------------------------------------------------------------------------
 
-bool writeAll(int fd, const std::string& s)
-{
-    size_t off = 0;
-    while (off < s.size()) {
-        const ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        off += size_t(n);
-    }
-    return true;
-}
-
 [[noreturn]] void runChild(const std::string& path, int out, int mem)
 {
     // Die at once on a crash: handlers inherited from the parent (crash reporters, Qt
@@ -73,8 +60,9 @@ bool writeAll(int fd, const std::string& s)
             return static_cast<std::byte*>(p);
         };
         // A failed write means the parent is gone or cancelled: stop reading.
-        const OpenProgress progress = [&](double f) { return writeAll(out, hdf5wire::progressFrame(f)); };
-        writeAll(out, hdf5wire::resultFrame(readHdf5InProcess(path, progress, buffer), regions));
+        const auto send = [out](const std::string& frame) { return writeAll(out, frame.data(), frame.size()); };
+        const OpenProgress progress = [&](double f) { return send(hdf5wire::progressFrame(f)); };
+        send(hdf5wire::resultFrame(readHdf5InProcess(path, progress, buffer), regions));
     } catch (...) {
         // Never unwind into the parent's frames, which this process has copies of.
         ::_exit(2);

@@ -2,6 +2,7 @@
 
 #include "io/hdf5lock.h"
 #include "io/mappedfile.h"
+#include "io/writeall.h"
 
 #include <hdf5.h>
 
@@ -135,13 +136,7 @@ std::optional<std::vector<std::string>> readVlenIsolated(const Readable& r, hid_
                 out += "ok";
             }
         }
-        size_t off = 0;
-        while (off < out.size()) {
-            const ssize_t w = ::write(fds[1], out.data() + off, out.size() - off);
-            if (w <= 0)
-                break;
-            off += size_t(w);
-        }
+        writeAll(fds[1], out.data(), out.size());
         ::_exit(0);
     }
     ::close(fds[1]);
