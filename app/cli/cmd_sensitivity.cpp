@@ -118,10 +118,10 @@ void runSensitivity(const SensitivityArgs& a)
         std::cout << doc.dump(1) << "\n";
         return;
     }
-    const std::string headsNote = headsFrom == "hidden/64" && a.model != "demo"
-                                      ? " (hidden / 64, a guess: give --heads or put config.json beside the model)"
-                                      : " (" + (headsFrom == "hidden/64" ? std::string("hidden / 64") : headsFrom) + ")";
-    std::printf("%s: %s, %lld layers, hidden %lld, %lld head%s%s; %lld sequence(s), %lld tokens\n", a.model.c_str(),
+    const std::string headsNote = headsFrom != "hidden/64" ? headsFrom
+                                  : a.model == "demo"        ? "hidden / 64"
+                                                             : "hidden / 64, a guess: give --heads or put config.json beside the model";
+    std::printf("%s: %s, %lld layers, hidden %lld, %lld head%s (%s); %lld sequence(s), %lld tokens\n", a.model.c_str(),
                 encoderFamilyName(c.family).c_str(), (long long)c.layers, (long long)c.hidden, (long long)c.heads,
                 c.heads == 1 ? "" : "s", headsNote.c_str(), (long long)in.batch, (long long)rep->tokens);
     std::printf("all layers int8: cosine %.6f, SQNR %.2f dB, max abs error %.4g\n", rep->allQuantized.cosine,
