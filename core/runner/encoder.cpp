@@ -13,10 +13,13 @@
 #include <sstream>
 
 #include "quant/calibrate.h"
-#include "vec8.h"
 #include "runner/dynamiclinear.h"
+#include "runner/encoderops.h"
+#include "runner/weightfetcher.h"
 
 namespace quantlens {
+
+using namespace encoderops;
 
 namespace {
 // quantize_dynamic's weights: per-tensor symmetric qint8.
@@ -42,56 +45,6 @@ struct EncoderRunner::Linear {
 namespace {
 
 std::string joinShape(const std::vector<int64_t>& s) { return shapeString(s); }
-
-struct Fetcher {
-    const Model& m;
-
-    Result<std::vector<float>> get(const std::string& name, const std::vector<int64_t>& shape) const
-    {
-        const Tensor* t = m.find(name);
-        if (!t)
-            return makeError("missing-tensor", "encoder needs tensor '" + name + "' which the model does not have",
-                             {}, -1, name);
-        if (t->shape != shape)
-            return makeError("bad-shape", "tensor has shape " + joinShape(t->shape) + ", the encoder expects " +
-                                              joinShape(shape), {}, -1, name);
-        if (t->layout != Layout::Plain)
-            return makeError("bad-layout", "tensor is stored [in, out]; BERT-family encoders use [out, in]", {}, -1, name);
-        auto v = t->toFloat();
-        if (!v)
-            return v.error();
-        for (float x : *v)
-            if (!std::isfinite(x))
-                return makeError("non-finite", "tensor holds NaN or infinity", {}, -1, name);
-        return v;
-    }
-
-    // A linear weight as [out, in]: stored that way (nn.Linear) or as [in, out] (GPT-2's
-    // Conv1D, which the readers mark Layout::InOut), then transposed here.
-    Result<std::vector<float>> linearWeight(const std::string& name, int64_t out, int64_t in) const
-    {
-        const Tensor* t = m.find(name);
-        if (!t || t->layout != Layout::InOut)
-            return get(name, {out, in});
-        if (t->shape != std::vector<int64_t>{in, out})
-            return makeError("bad-shape", "tensor has shape " + joinShape(t->shape) + " ([in, out]), the model expects " +
-                                              joinShape({in, out}), {}, -1, name);
-        auto v = t->toFloat();
-        if (!v)
-            return v.error();
-        std::vector<float> w(v->size());
-        for (int64_t i = 0; i < in; ++i)
-            for (int64_t o = 0; o < out; ++o) {
-                const float x = (*v)[size_t(i * out + o)];
-                if (!std::isfinite(x))
-                    return makeError("non-finite", "tensor holds NaN or infinity", {}, -1, name);
-                w[size_t(o * in + i)] = x;
-            }
-        return w;
-    }
-
-    bool has(const std::string& name) const { return m.find(name) != nullptr; }
-};
 
 bool endsWith(const std::string& s, std::string_view suffix)
 {
@@ -121,160 +74,6 @@ std::string layerPrefix(const EncoderConfig& c, int64_t l)
 {
     return c.prefix + (c.family == EncoderFamily::DistilBert ? "transformer.layer." : "encoder.layer.") +
            std::to_string(l) + ".";
-}
-
-// The element-wise work (GELU over 128x3072 values per layer, softmax over 128x128 scores
-// per head, LayerNorm, residual adds) would cost as much as the int8 GEMMs if left scalar:
-// it is written on the 8-float vectors of vec8.h, in functions cloned for AVX2.
-using namespace vec8;
-
-// exp as 2^k * exp(r), r in [-ln2/2, ln2/2], degree-6 Taylor (< 2e-7 relative); k is
-// rounded with the 1.5*2^23 trick. Inputs are clamped to [-87, 88], so it never overflows.
-QL_VEC_INLINE v8f vexp(v8f x)
-{
-    x = vmax(vmin(x, splat(88.0f)), splat(-87.0f));
-    const v8f k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    const v8f r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
-    v8f p = splat(1.0f / 720.0f);
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    const v8i e = (__builtin_convertvector(k, v8i) + 127) << 23;
-    return p * asF(e);
-}
-
-// GELU in the exact erf form (transformers' "gelu" for BERT, RoBERTa and DistilBERT), with
-// erf(z) = 1 - poly(t) exp(-z^2), t = 1/(1 + p|z|) (Abramowitz-Stegun 7.1.26, |error| <= 1.5e-7,
-// below float32's resolution of the 0.5 x (1 + erf) it feeds).
-QL_VEC_INLINE v8f vgelu(v8f v)
-{
-    const v8f z = v * 0.70710678118654752f;
-    const v8i zi = asI(z);
-    const v8f a = asF(zi & 0x7fffffff);
-    const v8f t = 1.0f / (1.0f + 0.3275911f * a);
-    const v8f poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-    const v8f m = 1.0f - poly * vexp(-a * a);  // erf(|z|) >= 0
-    const v8f e = asF(asI(m) | (zi & int32_t(0x80000000u)));  // copysign
-    return 0.5f * v * (1.0f + e);
-}
-
-// Applies f to n floats 8 at a time; the last partial block goes through a zero-padded copy.
-template <class F>
-QL_VEC_INLINE void map8(float* x, int64_t n, F f)
-{
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        store8(x + i, f(load8(x + i), i));
-    if (i < n) {
-        float buf[8] = {};
-        std::memcpy(buf, x + i, size_t(n - i) * sizeof(float));
-        const v8f r = f(load8(buf), i);
-        store8(buf, r);
-        std::memcpy(x + i, buf, size_t(n - i) * sizeof(float));
-    }
-}
-
-__attribute__((target_clones("avx2", "default"))) void gelu(float* x, int64_t n)
-{
-    map8(x, n, [](v8f v, int64_t) __attribute__((always_inline)) { return vgelu(v); });
-}
-
-// GPT-2's gelu_new, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), computed as
-// x / (1 + exp(-2u)): the same function, and no cancellation in 1 + tanh for u << 0.
-__attribute__((target_clones("avx2", "default"))) void geluTanh(float* x, int64_t n)
-{
-    map8(x, n, [](v8f v, int64_t) __attribute__((always_inline)) {
-        const v8f u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
-        return v / (1.0f + vexp(-2.0f * u));
-    });
-}
-
-// x += y
-__attribute__((target_clones("avx2", "default"))) void addInPlace(float* x, const float* y, int64_t n)
-{
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        store8(x + i, load8(x + i) + load8(y + i));
-    for (; i < n; ++i)
-        x[i] += y[i];
-}
-
-// Row softmax where keep[j] is 1 for a real key and 0 for padding: masked keys get
-// probability 0, as masked_fill(finfo.min) does whenever at least one key is real (the
-// caller passes all ones when none is, where torch ends up uniform over all keys).
-__attribute__((target_clones("avx2", "default"))) void maskedSoftmax(float* s, int64_t n, const float* keep)
-{
-    float mx = -3.4e38f;
-    for (int64_t j = 0; j < n; ++j)
-        mx = keep[j] != 0.0f && s[j] > mx ? s[j] : mx;
-    // Masked scores may exceed mx; vexp clamps, so their product with 0 stays 0, never NaN.
-    int64_t j = 0;
-    v8f acc = splat(0.0f);
-    for (; j + 8 <= n; j += 8) {
-        const v8f e = vexp(load8(s + j) - mx) * load8(keep + j);
-        store8(s + j, e);
-        acc += e;
-    }
-    float sum = hsum(acc);
-    for (; j < n; ++j) {
-        const float e = vexp(splat(s[j] - mx))[0] * keep[j];
-        s[j] = e;
-        sum += e;
-    }
-    const float inv = 1.0f / sum;
-    map8(s, n, [inv](v8f v, int64_t) __attribute__((always_inline)) { return v * inv; });
-}
-
-// One attention head of one sequence: scores = alpha q k^T over its T tokens, row t then
-// normalised in place by softmaxRow(t, row), ctx = scores v. q, k and v rows are `ld`
-// floats apart (H for separate projections, 3H for GPT-2's fused c_attn), ctx rows ldc.
-template <class SoftmaxRow>
-void attendHead(const float* q, const float* k, const float* v, int64_t ld, int64_t T, int64_t d, float alpha,
-                float* scores, float* ctx, int64_t ldc, const SoftmaxRow& softmaxRow)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(T), blasint(T), blasint(d), alpha, q, blasint(ld), k,
-                blasint(ld), 0.0f, scores, blasint(T));
-    for (int64_t t = 0; t < T; ++t)
-        softmaxRow(t, scores + t * T);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(T), blasint(d), blasint(T), 1.0f, scores, blasint(T),
-                v, blasint(ld), 0.0f, ctx, blasint(ldc));
-}
-
-// torch.nn.LayerNorm over the last dimension (biased variance), with float partial sums in
-// 8 lanes: for n = 768 they lose nothing that matters against the 1e-4 tolerance.
-__attribute__((target_clones("avx2", "default"))) void layerNormRow(float* v, int64_t n, const float* g,
-                                                                    const float* b, float eps)
-{
-    v8f acc = splat(0.0f);
-    float sum = 0;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        acc += load8(v + i);
-    for (; i < n; ++i)
-        sum += v[i];
-    const float mean = (sum + hsum(acc)) / float(n);
-    v8f accSq = splat(0.0f);
-    float sq = 0;
-    for (i = 0; i + 8 <= n; i += 8) {
-        const v8f d = load8(v + i) - mean;
-        accSq += d * d;
-    }
-    for (; i < n; ++i)
-        sq += (v[i] - mean) * (v[i] - mean);
-    const float inv = 1.0f / std::sqrt((sq + hsum(accSq)) / float(n) + eps);
-    for (i = 0; i + 8 <= n; i += 8)
-        store8(v + i, (load8(v + i) - mean) * inv * load8(g + i) + load8(b + i));
-    for (; i < n; ++i)
-        v[i] = (v[i] - mean) * inv * g[i] + b[i];
-}
-
-void layerNorm(float* x, int64_t rows, int64_t n, const std::vector<float>& g, const std::vector<float>& b, double eps)
-{
-    for (int64_t r = 0; r < rows; ++r)
-        layerNormRow(x + r * n, n, g.data(), b.data(), float(eps));
 }
 
 }  // namespace
@@ -574,7 +373,7 @@ Result<EncoderRunner> EncoderRunner::create(const Model& m, const EncoderOptions
     EncoderRunner r;
     r.cfg_ = *cfg;
     const EncoderConfig& c = r.cfg_;
-    const Fetcher f{m};
+    const WeightFetcher f{m};
     const int64_t h = c.hidden;
 
 #define QL_TAKE(dst, expr)                 \
@@ -872,7 +671,7 @@ Result<std::vector<float>> EncoderRunner::forward(const EncoderInput& in) const
                 const float* kb = k + b * T * H + hd * d;
                 const float* vb = v + b * T * H + hd * d;
                 float* cb = ctx + b * T * H + hd * d;
-                attendHead(qb, kb, vb, H, T, d, alpha, scores, cb, H,
+                attendHead(qb, H, kb, vb, H, T, d, alpha, scores, cb, H,
                            [&](int64_t, float* row) { maskedSoftmax(row, T, keep + b * T); });
             }
         }
@@ -932,7 +731,7 @@ Result<std::vector<float>> EncoderRunner::forwardGpt2(const EncoderInput& in) co
             for (int64_t hd = 0; hd < heads; ++hd) {
                 const float* qb = qkv + b * T * ldq + hd * d;
                 float* cb = ctx + b * T * H + hd * d;
-                attendHead(qb, qb + H, qb + 2 * H, ldq, T, d, alpha, scores, cb, H, [&](int64_t t, float* row) {
+                attendHead(qb, ldq, qb + H, qb + 2 * H, ldq, T, d, alpha, scores, cb, H, [&](int64_t t, float* row) {
                     const int64_t n = t + 1;
                     maskedSoftmax(row, n, t < firstReal ? ones : keep);
                     std::fill(row + n, row + T, 0.0f);
