@@ -582,12 +582,15 @@ void SensitivityPanel::inferConfig()
         auto r = readHfConfigHints(((dir.empty() ? std::filesystem::path(".") : dir) / "config.json").string(), opt);
         if (r && *r && !hadHeads && opt.heads > 0)
             headsFrom = tr("config.json");
-        // The shapes cannot tell the head count, and a wrong one changes every attention
-        // (gpt2_capp has 4, not hidden / 64 = 1): say so where the guess is shown.
-        if (opt.heads <= 0)
-            headsFrom = tr("hidden / 64, a guess: set Heads or put config.json beside the model");
     }
     auto c = inferEncoderConfig(*model_, opt);
+    // The shapes cannot tell the head count, and a wrong one changes every attention
+    // (gpt2_capp has 4, not hidden / 64 = 1): say so where the guess is shown. A GGUF file
+    // states it in its metadata.
+    if (c && !c->headsFrom.empty() && opt.heads <= 0)
+        headsFrom = tr("from the GGUF metadata");
+    else if (opt.heads <= 0 && !model_->synthetic)
+        headsFrom = tr("hidden / 64, a guess: set Heads or put config.json beside the model");
     if (!c) {
         const Error& e = c.error();
         QString why = qs(e.oneLine());
@@ -614,8 +617,13 @@ void SensitivityPanel::inferConfig()
                                        ? tr("101 7592 2088 102\n101 2023 2003 1037 3231 102")
                                        : tr("5 17 42 8 3\n7 7 23"));
     configLabel_->setStyleSheet(QString());
-    const QString kind = config_.family == EncoderFamily::Gpt2 ? tr("GPT-2 (causal)")
-                                                               : tr("%1 encoder").arg(qs(encoderFamilyName(config_.family)));
+    QString kind = tr("%1 encoder").arg(qs(encoderFamilyName(config_.family)));
+    if (config_.family == EncoderFamily::Gpt2)
+        kind = tr("GPT-2 (causal)");
+    else if (config_.family == EncoderFamily::Llama)
+        kind = config_.kvHeads == config_.heads
+                   ? tr("Llama (causal)")
+                   : tr("Llama (causal, grouped-query: %1 key/value heads)").arg(config_.kvHeads);
     configLabel_->setText(tr("<b>%1</b>: %2 layers, hidden %3, %4 (%5), intermediate %6, vocabulary %7, "
                              "up to %8 positions")
                               .arg(kind)

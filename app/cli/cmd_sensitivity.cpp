@@ -69,13 +69,16 @@ void runSensitivity(const SensitivityArgs& a)
     EncoderOptions eo;
     eo.heads = a.heads;
     applyConfigJson(a.model, eo);
-    // The weights' shapes do not tell the head count, and a wrong one changes every
-    // attention: say where it came from, and when it is only a guess.
-    const std::string headsFrom = a.heads > 0 ? "--heads" : eo.heads > 0 ? "config.json" : "hidden/64";
     auto runner = EncoderRunner::create(m, eo);
     if (!runner)
         throw Failure{runner.error().oneLine()};
     const EncoderConfig& c = runner->config();
+    // The weights' shapes do not tell the head count, and a wrong one changes every
+    // attention: say where it came from, and when it is only a guess.
+    const std::string headsFrom = a.heads > 0          ? "--heads"
+                                  : eo.heads > 0       ? "config.json"
+                                  : !c.headsFrom.empty() ? c.headsFrom
+                                                       : "hidden/64";
     const EncoderInput in = loadInput(a, c);
 
     SensitivityOptions so;
@@ -98,6 +101,12 @@ void runSensitivity(const SensitivityArgs& a)
     doc["config"] = {{"hidden", c.hidden}, {"layers", c.layers}, {"intermediate", c.intermediate},
                      {"heads", c.heads}, {"heads_from", headsFrom}, {"vocab", c.vocab},
                      {"layer_norm_eps", c.layerNormEps}};
+    if (c.family == EncoderFamily::Llama) {
+        doc["config"]["kv_heads"] = c.kvHeads;
+        doc["config"]["head_dim"] = c.headDim;
+        doc["config"]["rope_theta"] = c.ropeTheta;
+        doc["config"]["rope_layout"] = c.ropeAdjacentPairs ? "adjacent pairs (gguf)" : "halves (hugging face)";
+    }
     doc["view"] = a.view;
     doc["rank_by"] = a.rankBy;
     doc["sequences"] = in.batch;
@@ -121,9 +130,12 @@ void runSensitivity(const SensitivityArgs& a)
     const std::string headsNote = headsFrom != "hidden/64" ? headsFrom
                                   : a.model == "demo"        ? "hidden / 64"
                                                              : "hidden / 64, a guess: give --heads or put config.json beside the model";
-    std::printf("%s: %s, %lld layers, hidden %lld, %lld head%s (%s); %lld sequence(s), %lld tokens\n", a.model.c_str(),
+    const std::string kv = c.family == EncoderFamily::Llama && c.kvHeads != c.heads
+                               ? " over " + std::to_string(c.kvHeads) + " key/value heads"
+                               : "";
+    std::printf("%s: %s, %lld layers, hidden %lld, %lld head%s%s (%s); %lld sequence(s), %lld tokens\n", a.model.c_str(),
                 encoderFamilyName(c.family).c_str(), (long long)c.layers, (long long)c.hidden, (long long)c.heads,
-                c.heads == 1 ? "" : "s", headsNote.c_str(), (long long)in.batch, (long long)rep->tokens);
+                c.heads == 1 ? "" : "s", kv.c_str(), headsNote.c_str(), (long long)in.batch, (long long)rep->tokens);
     std::printf("all layers int8: cosine %.6f, SQNR %.2f dB, max abs error %.4g\n", rep->allQuantized.cosine,
                 rep->allQuantized.sqnrDb, rep->allQuantized.maxAbsError);
     std::printf("%s, most sensitive first:\n", a.view == "all-but-one" ? "every layer int8 except" : "only this layer int8");
@@ -140,7 +152,7 @@ void addSensitivityCommand(CLI::App& app)
     auto a = std::make_shared<SensitivityArgs>();
     auto* cmd = app.add_subcommand(
         "sensitivity", "Rank a transformer's linear layers by how much int8 quantization of each moves the output");
-    cmd->add_option("MODEL", a->model, "BERT/RoBERTa/DistilBERT or GPT-2 weights (file or folder), or 'demo'")->required();
+    cmd->add_option("MODEL", a->model, "BERT/RoBERTa/DistilBERT, GPT-2 or Llama-family weights (file or folder), or 'demo'")->required();
     auto* tokens = cmd->add_option("--tokens", a->tokens, "token ids: whitespace-separated, one sequence per line")
                        ->check(CLI::ExistingFile);
     auto* random = cmd->add_option("--random", a->random, "one sequence of N random token ids (default 128)")

@@ -15,6 +15,7 @@
 #include "quant/calibrate.h"
 #include "runner/dynamiclinear.h"
 #include "runner/encoderops.h"
+#include "runner/llamaconfig.h"
 #include "runner/weightfetcher.h"
 
 namespace quantlens {
@@ -85,6 +86,7 @@ std::string encoderFamilyName(EncoderFamily f)
     case EncoderFamily::Roberta: return "roberta";
     case EncoderFamily::DistilBert: return "distilbert";
     case EncoderFamily::Gpt2: return "gpt2";
+    case EncoderFamily::Llama: return "llama";
     }
     return "?";
 }
@@ -113,12 +115,16 @@ Result<bool> readHfConfigHints(const std::string& path, EncoderOptions& opt)
             opt.heads = h;
     }
     if (opt.layerNormEps <= 0) {
-        for (const char* key : {"layer_norm_eps", "layer_norm_epsilon"}) {
+        for (const char* key : {"layer_norm_eps", "layer_norm_epsilon", "rms_norm_eps"}) {
             auto it = j.find(key);
             if (opt.layerNormEps <= 0 && it != j.end() && it->is_number() && it->get<double>() > 0)
                 opt.layerNormEps = it->get<double>();
         }
     }
+    if (auto it = j.find("rope_theta"); opt.ropeTheta <= 0 && it != j.end() && it->is_number() && it->get<double>() > 0)
+        opt.ropeTheta = it->get<double>();
+    if (opt.maxPositions <= 0)
+        opt.maxPositions = intField("max_position_embeddings");
     return true;
 }
 
@@ -180,6 +186,8 @@ Result<EncoderConfig> inferGpt2Config(const Model& m, const Tensor& wte, const s
 
 Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& opt)
 {
+    if (auto llama = inferLlamaConfig(m, opt))
+        return *llama;
     static constexpr std::string_view kWte = "wte.weight";
     for (const Tensor& t : m.tensors)
         if (t.group.empty() && endsWith(t.name, kWte)) {
@@ -199,7 +207,8 @@ Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& o
         }
     if (!word)
         return makeError("not-an-encoder",
-                         "no '*embeddings.word_embeddings.weight' or '*wte.weight': neither a BERT-family encoder nor GPT-2");
+                         "no '*embeddings.word_embeddings.weight', '*wte.weight', '*embed_tokens.weight' or "
+                         "'token_embd.weight': not a BERT-family encoder, GPT-2 or Llama");
     c.prefix = word->name.substr(0, word->name.size() - kWord.size());
     if (word->rank() != 2 || word->shape[0] <= 0 || word->shape[1] <= 0)
         return makeError("bad-shape", "word embeddings must be 2-D [vocab, hidden], got " + joinShape(word->shape),
@@ -384,27 +393,6 @@ Result<EncoderRunner> EncoderRunner::create(const Model& m, const EncoderOptions
         dst = std::move(*_v);              \
     } while (0)
 
-    auto addLinear = [&](const std::string& name, int64_t in, int64_t out) -> Result<int64_t> {
-        auto lin = std::make_unique<Linear>();
-        lin->name = name;
-        lin->in = in;
-        lin->out = out;
-        auto w = f.linearWeight(name + ".weight", out, in);
-        if (!w)
-            return w.error();
-        lin->weight = std::move(*w);
-        if (f.has(name + ".bias")) {
-            auto b = f.get(name + ".bias", {out});
-            if (!b)
-                return b.error();
-            lin->bias = std::move(*b);
-        } else {
-            lin->bias.assign(size_t(out), 0.0f);  // bias=False layers
-        }
-        r.linears_.push_back(std::move(lin));
-        return int64_t(r.linears_.size() - 1);
-    };
-
     auto takeNorm = [&](const std::string& name, Norm& n) -> Status {
         auto g = f.get(name + ".weight", {h});
         if (!g)
@@ -417,6 +405,11 @@ Result<EncoderRunner> EncoderRunner::create(const Model& m, const EncoderOptions
         return Ok{};
     };
 
+    if (c.family == EncoderFamily::Llama) {
+        if (auto st = r.loadLlama(f); !st)
+            return st.error();
+        return r;
+    }
     if (c.family == EncoderFamily::Gpt2) {
         QL_TAKE(r.word_, f.get(c.prefix + "wte.weight", {c.vocab, h}));
         QL_TAKE(r.pos_, f.get(c.prefix + "wpe.weight", {c.maxPositions, h}));
@@ -426,12 +419,12 @@ Result<EncoderRunner> EncoderRunner::create(const Model& m, const EncoderOptions
             b.k = b.v = -1;
             if (auto st = takeNorm(p + "ln_1", b.ln1); !st)
                 return st.error();
-            QL_TAKE(b.q, addLinear(p + "attn.c_attn", h, 3 * h));
-            QL_TAKE(b.o, addLinear(p + "attn.c_proj", h, h));
+            QL_TAKE(b.q, r.addLinear(f, p + "attn.c_attn", h, 3 * h));
+            QL_TAKE(b.o, r.addLinear(f, p + "attn.c_proj", h, h));
             if (auto st = takeNorm(p + "ln_2", b.ln2); !st)
                 return st.error();
-            QL_TAKE(b.fc1, addLinear(p + "mlp.c_fc", h, c.intermediate));
-            QL_TAKE(b.fc2, addLinear(p + "mlp.c_proj", c.intermediate, h));
+            QL_TAKE(b.fc1, r.addLinear(f, p + "mlp.c_fc", h, c.intermediate));
+            QL_TAKE(b.fc2, r.addLinear(f, p + "mlp.c_proj", c.intermediate, h));
             r.blocks_.push_back(std::move(b));
         }
         if (auto st = takeNorm(c.prefix + "ln_f", r.finalLn_); !st)
@@ -449,20 +442,42 @@ Result<EncoderRunner> EncoderRunner::create(const Model& m, const EncoderOptions
     for (int64_t l = 0; l < c.layers; ++l) {
         const std::string p = layerPrefix(c, l);
         Block b;
-        QL_TAKE(b.q, addLinear(p + n.q, h, h));
-        QL_TAKE(b.k, addLinear(p + n.k, h, h));
-        QL_TAKE(b.v, addLinear(p + n.v, h, h));
-        QL_TAKE(b.o, addLinear(p + n.o, h, h));
+        QL_TAKE(b.q, r.addLinear(f, p + n.q, h, h));
+        QL_TAKE(b.k, r.addLinear(f, p + n.k, h, h));
+        QL_TAKE(b.v, r.addLinear(f, p + n.v, h, h));
+        QL_TAKE(b.o, r.addLinear(f, p + n.o, h, h));
         QL_TAKE(b.ln1.gamma, f.get(p + n.ln1 + ".weight", {h}));
         QL_TAKE(b.ln1.beta, f.get(p + n.ln1 + ".bias", {h}));
-        QL_TAKE(b.fc1, addLinear(p + n.fc1, h, c.intermediate));
-        QL_TAKE(b.fc2, addLinear(p + n.fc2, c.intermediate, h));
+        QL_TAKE(b.fc1, r.addLinear(f, p + n.fc1, h, c.intermediate));
+        QL_TAKE(b.fc2, r.addLinear(f, p + n.fc2, c.intermediate, h));
         QL_TAKE(b.ln2.gamma, f.get(p + n.ln2 + ".weight", {h}));
         QL_TAKE(b.ln2.beta, f.get(p + n.ln2 + ".bias", {h}));
         r.blocks_.push_back(std::move(b));
     }
 #undef QL_TAKE
     return r;
+}
+
+Result<int64_t> EncoderRunner::addLinear(const WeightFetcher& f, const std::string& name, int64_t in, int64_t out)
+{
+    auto lin = std::make_unique<Linear>();
+    lin->name = name;
+    lin->in = in;
+    lin->out = out;
+    auto w = f.linearWeight(name + ".weight", out, in);
+    if (!w)
+        return w.error();
+    lin->weight = std::move(*w);
+    if (f.has(name + ".bias")) {
+        auto b = f.get(name + ".bias", {out});
+        if (!b)
+            return b.error();
+        lin->bias = std::move(*b);
+    } else {
+        lin->bias.assign(size_t(out), 0.0f);  // bias=False layers
+    }
+    linears_.push_back(std::move(lin));
+    return int64_t(linears_.size() - 1);
 }
 
 std::vector<std::string> EncoderRunner::linearNames() const
@@ -615,6 +630,8 @@ Result<std::vector<float>> EncoderRunner::forward(const EncoderInput& in) const
                                               " is outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
     if (c.family == EncoderFamily::Gpt2)
         return forwardGpt2(in);
+    if (c.family == EncoderFamily::Llama)
+        return forwardLlama(in);
 
     std::vector<float> x(size_t(N * H));
     for (int64_t b = 0; b < B; ++b) {
@@ -705,37 +722,24 @@ Result<std::vector<float>> EncoderRunner::forwardGpt2(const EncoderInput& in) co
 
     const int64_t heads = c.heads, d = H / heads, nh = N * H, ldq = 3 * H;
     const float alpha = float(1.0 / std::sqrt(double(d)));
-    std::unique_ptr<float[]> arena(new float[size_t(5 * nh + N * c.intermediate + T * T + 2 * T)]);
+    std::unique_ptr<float[]> arena(new float[size_t(5 * nh + N * c.intermediate + T * T)]);
     float* qkv = arena.get();   // [N, 3H]: q | k | v per token, as c_attn writes them
     float* ctx = qkv + 3 * nh;
     float* a = ctx + nh;
     float* ff = a + nh;
     float* scores = ff + N * c.intermediate;
-    float* keep = scores + T * T;
-    float* ones = keep + T;
-    std::fill_n(ones, T, 1.0f);
+    CausalKeys keys(T);
 
     for (const Block& blk : blocks_) {
         std::copy(x.begin(), x.end(), a);
         layerNorm(a, N, H, blk.ln1.gamma, blk.ln1.beta, c.layerNormEps);
         linear(blk.q, a, N, qkv);
         for (int64_t b = 0; b < B; ++b) {
-            // Query t sees keys 0..t that are real; a query before the first real token sees
-            // none and falls back to all of 0..t.
-            int64_t firstReal = T;
-            for (int64_t j = 0; j < T; ++j) {
-                keep[j] = in.mask[size_t(b * T + j)] ? 1.0f : 0.0f;
-                if (keep[j] != 0.0f && firstReal == T)
-                    firstReal = j;
-            }
+            keys.setSequence(in.mask.data() + b * T);
             for (int64_t hd = 0; hd < heads; ++hd) {
                 const float* qb = qkv + b * T * ldq + hd * d;
-                float* cb = ctx + b * T * H + hd * d;
-                attendHead(qb, ldq, qb + H, qb + 2 * H, ldq, T, d, alpha, scores, cb, H, [&](int64_t t, float* row) {
-                    const int64_t n = t + 1;
-                    maskedSoftmax(row, n, t < firstReal ? ones : keep);
-                    std::fill(row + n, row + T, 0.0f);
-                });
+                attendHead(qb, ldq, qb + H, qb + 2 * H, ldq, T, d, alpha, scores, ctx + b * T * H + hd * d, H,
+                           [&](int64_t t, float* row) { keys.softmaxRow(t, row); });
             }
         }
         linear(blk.o, ctx, N, a);

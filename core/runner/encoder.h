@@ -1,10 +1,12 @@
 #pragma once
-// End-to-end BERT-family encoder (BERT, RoBERTa, DistilBERT) or GPT-2 over a Model's
-// tensors, as Hugging Face names them, in float32 (OpenBLAS sgemm) with every linear layer
-// switchable to int8 DynamicLinear (PyTorch quantize_dynamic semantics). It computes the
-// last hidden state only: no pooler, no task or LM heads. GPT-2 runs with its causal mask,
-// pre-LayerNorm blocks, ln_f and gelu_new; its Conv1D weights ([in, out]) are transposed on
-// load, and c_attn stays one fused q|k|v layer, as the checkpoint has it.
+// End-to-end BERT-family encoder (BERT, RoBERTa, DistilBERT), GPT-2 or Llama-family decoder
+// over a Model's tensors, as Hugging Face (or, for Llama, llama.cpp's GGUF) names them, in
+// float32 (OpenBLAS sgemm) with every linear layer switchable to int8 DynamicLinear (PyTorch
+// quantize_dynamic semantics). It computes the last hidden state only: no pooler, no task or
+// LM heads. GPT-2 runs with its causal mask, pre-LayerNorm blocks, ln_f and gelu_new; its
+// Conv1D weights ([in, out]) are transposed on load, and c_attn stays one fused q|k|v layer,
+// as the checkpoint has it. Llama (also Mistral, Qwen2 and others with its names): RMSNorm,
+// rotary positions, grouped-query attention, SiLU-gated MLP, causal mask, final norm.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -17,14 +19,15 @@
 
 namespace quantlens {
 
+struct WeightFetcher;
 
-enum class EncoderFamily { Bert, Roberta, DistilBert, Gpt2 };
-std::string encoderFamilyName(EncoderFamily f);  // "bert", "roberta", "distilbert", "gpt2"
+enum class EncoderFamily { Bert, Roberta, DistilBert, Gpt2, Llama };
+std::string encoderFamilyName(EncoderFamily f);  // "bert", "roberta", "distilbert", "gpt2", "llama"
 
 // What the tensor shapes say, plus what they cannot (heads, eps), from EncoderOptions.
 struct EncoderConfig {
     EncoderFamily family = EncoderFamily::Bert;
-    std::string prefix;          // "bert.", "distilbert.", "roberta.", "transformer." (GPT-2) or "" for bare names
+    std::string prefix;          // "bert.", "distilbert.", "roberta.", "transformer." (GPT-2), "model." (Llama) or ""
     int64_t vocab = 0;
     int64_t maxPositions = 0;
     int64_t typeVocab = 0;       // 0: no token type table (DistilBERT)
@@ -32,7 +35,15 @@ struct EncoderConfig {
     int64_t layers = 0;
     int64_t intermediate = 0;
     int64_t heads = 0;
-    double layerNormEps = 1e-12;  // 1e-5 for RoBERTa and GPT-2
+    double layerNormEps = 1e-12;  // 1e-5 for RoBERTa and GPT-2; Llama: RMSNorm's eps
+    // Llama only: the model tells what the shapes cannot.
+    int64_t kvHeads = 0;          // key/value heads (grouped-query attention); 0 elsewhere
+    int64_t headDim = 0;          // q_proj's outputs / heads
+    double ropeTheta = 10000;     // rotary base
+    // Rotary layout: dimension 2i pairs with 2i+1 (llama.cpp's GGUF, Meta's original) or i
+    // with i + d/2 (Hugging Face's rotate_half; its converters permute q and k between them).
+    bool ropeAdjacentPairs = false;
+    std::string headsFrom;        // "gguf metadata" when the file itself gave the head count
     int64_t padId = 0;           // 1 for RoBERTa; GPT-2 has no padding token, any id works under the mask
     // RoBERTa numbers positions from padding_idx+1 = 2 and gives padding tokens position
     // padding_idx (transformers create_position_ids_from_input_ids).
@@ -40,12 +51,15 @@ struct EncoderConfig {
 };
 
 struct EncoderOptions {
-    int64_t heads = 0;          // 0: hidden/64 (BERT-base and GPT-2 convention), an error if that does not divide
-    double layerNormEps = 0;    // 0: 1e-12 (BERT, DistilBERT) or 1e-5 (RoBERTa, GPT-2)
+    int64_t heads = 0;          // 0: GGUF metadata, else hidden/64 (BERT-base, GPT-2 convention), an error if that does not divide
+    double layerNormEps = 0;    // 0: 1e-12 (BERT, DistilBERT), 1e-5 (RoBERTa, GPT-2, Llama unless GGUF metadata says)
+    double ropeTheta = 0;       // Llama; 0: GGUF metadata, else 10000
+    int64_t maxPositions = 0;   // Llama (no position table); 0: GGUF context_length, else 2048
 };
 
-// Reads num_attention_heads / n_heads / n_head and layer_norm_eps / layer_norm_epsilon from a Hugging Face config.json
-// into `opt` where `opt` leaves them unset. A missing file is not an error (returns false).
+// Reads num_attention_heads / n_heads / n_head, layer_norm_eps / layer_norm_epsilon / rms_norm_eps, rope_theta
+// and max_position_embeddings from a Hugging Face config.json into `opt` where `opt` leaves them unset. A missing
+// file is not an error (returns false).
 Result<bool> readHfConfigHints(const std::string& configJsonPath, EncoderOptions& opt);
 
 Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& opt = {});
@@ -110,30 +124,36 @@ public:
     QuantSpec quantSpec(int64_t index) const;
 
     // Last hidden state, [batch * seqLen, hidden] row-major (padding rows included, as
-    // transformers computes them; for GPT-2 after ln_f). Fails on ids outside the vocabulary
-    // or sequences longer than the position table. GPT-2 expects right padding: a row that
-    // sees no real token (left padding) attends uniformly to what the causal mask allows.
+    // transformers computes them; for GPT-2 after ln_f, for Llama after the final norm). Fails
+    // on ids outside the vocabulary or sequences longer than the position table (Llama: the
+    // context length). GPT-2 and Llama expect right padding: a row that sees no real token
+    // (left padding) attends uniformly to what the causal mask allows.
     Result<std::vector<float>> forward(const EncoderInput& in) const;
 
 private:
     struct Linear;
     struct Norm {
-        std::vector<float> gamma, beta;
+        std::vector<float> gamma, beta;  // RMSNorm: beta empty
     };
     struct Block {
-        int64_t q, k, v, o, fc1, fc2;  // indices into linears_; GPT-2: q is c_attn (q|k|v), k = v = -1
+        // Indices into linears_. GPT-2: q is c_attn (q|k|v), k = v = -1. Llama: fc1 is
+        // gate_proj, up is up_proj, fc2 is down_proj; ln1/ln2 the norms before attention/MLP.
+        int64_t q, k, v, o, fc1, fc2, up = -1;
         Norm ln1, ln2;
     };
 
     EncoderRunner() = default;
+    Result<int64_t> addLinear(const WeightFetcher& f, const std::string& name, int64_t in, int64_t out);
+    Status loadLlama(const WeightFetcher& f);  // llama.cpp
     void linear(int64_t index, const float* x, int64_t rows, float* y) const;
     Result<std::vector<float>> forwardGpt2(const EncoderInput& in) const;
+    Result<std::vector<float>> forwardLlama(const EncoderInput& in) const;  // llama.cpp
 
     EncoderConfig cfg_;
     DynamicLinearOptions dynamicOptions_;
     std::vector<float> word_, pos_, type_;
     Norm embLn_;    // BERT family: after the embeddings
-    Norm finalLn_;  // GPT-2: ln_f after the last block
+    Norm finalLn_;  // GPT-2: ln_f after the last block; Llama: the final RMSNorm
     std::vector<Block> blocks_;
     std::vector<std::unique_ptr<Linear>> linears_;
 };

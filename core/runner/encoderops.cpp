@@ -1,5 +1,6 @@
 #include "runner/encoderops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -171,6 +172,23 @@ __attribute__((target_clones("avx2", "default"))) void maskedSoftmax(float* s, i
     }
     const float inv = 1.0f / sum;
     map8(s, n, [inv](v8f v, int64_t) __attribute__((always_inline)) { return v * inv; });
+}
+
+void CausalKeys::setSequence(const uint8_t* mask)
+{
+    firstReal_ = T_;
+    for (int64_t j = 0; j < T_; ++j) {
+        keep_[size_t(j)] = mask[j] ? 1.0f : 0.0f;
+        if (mask[j] && firstReal_ == T_)
+            firstReal_ = j;
+    }
+}
+
+void CausalKeys::softmaxRow(int64_t t, float* row) const
+{
+    const int64_t n = t + 1;
+    maskedSoftmax(row, n, t < firstReal_ ? ones_.data() : keep_.data());
+    std::fill(row + n, row + T_, 0.0f);
 }
 
 void layerNorm(float* x, int64_t rows, int64_t n, const std::vector<float>& g, const std::vector<float>& b, double eps)

@@ -21,6 +21,22 @@ void addInPlace(float* x, const float* y, int64_t n);  // x += y
 // caller passes all ones when none is, where torch ends up uniform over all keys).
 void maskedSoftmax(float* s, int64_t n, const float* keep);
 
+// The keys each query of one causal sequence attends to (GPT-2, Llama): query t sees keys
+// 0..t that the padding mask marks real; a query before the first real token sees none and
+// falls back to all of 0..t, where torch's softmax over all-masked scores is uniform.
+class CausalKeys {
+public:
+    explicit CausalKeys(int64_t T) : T_(T), keep_(size_t(T)), ones_(size_t(T), 1.0f) {}
+    void setSequence(const uint8_t* mask);  // T entries, nonzero = real token
+    // Softmax of row t's first t+1 scores under the mask; the rest of the row becomes 0.
+    void softmaxRow(int64_t t, float* row) const;
+
+private:
+    int64_t T_;
+    int64_t firstReal_ = 0;
+    std::vector<float> keep_, ones_;
+};
+
 // torch.nn.LayerNorm over the last dimension of rows x n values (biased variance).
 void layerNorm(float* x, int64_t rows, int64_t n, const std::vector<float>& g, const std::vector<float>& b, double eps);
 // Llama's RMSNorm: x * rsqrt(mean(x^2) + eps) * g, row by row; writes y (which may be x).

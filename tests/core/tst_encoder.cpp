@@ -1,7 +1,9 @@
-// Encoder runner (issue #8) against torch references from tests/scripts/make_encoder_fixtures.py
-// and make_gpt2_fixtures.py: the float32 last hidden state of BERT / DistilBERT / RoBERTa-named
-// encoders and of GPT-2 (a random one, and the trained ../shared/models/gpt2_capp), and the
-// same models after torch.ao.quantization.quantize_dynamic on the onednn engine.
+// Encoder runner (issue #8) against torch references from tests/scripts/make_encoder_fixtures.py,
+// make_gpt2_fixtures.py and make_llama_fixtures.py: the float32 last hidden state of BERT /
+// DistilBERT / RoBERTa-named encoders, of GPT-2 (a random one, and the trained
+// ../shared/models/gpt2_capp) and of Llama (random ones with Hugging Face and GGUF names, and
+// the trained ../shared/models/stories260K.gguf), and the same models after
+// torch.ao.quantization.quantize_dynamic on the onednn engine.
 #include <QFile>
 #include <QTest>
 
@@ -60,10 +62,13 @@ bool loadRefs(const QString& name, Fixture& f)
     return !f.fp32.empty() && f.fp32.size() == f.int8.size() && f.input.mask.size() == f.input.ids.size();
 }
 
-// Loads <name>.safetensors, its reference tensors and JSON; QVERIFYs inside, so call via QVERIFY(load(...)).
+// Loads <name>.safetensors (or .gguf), its reference tensors and JSON; call via QVERIFY(load(...)).
 bool load(const QString& name, Fixture& f)
 {
-    auto m = openModel(test::dataPath(QStringLiteral("encoder/") + name + QStringLiteral(".safetensors")).toStdString());
+    QString path = test::dataPath(QStringLiteral("encoder/") + name + QStringLiteral(".safetensors"));
+    if (!QFile::exists(path))
+        path = test::dataPath(QStringLiteral("encoder/") + name + QStringLiteral(".gguf"));
+    auto m = openModel(path.toStdString());
     if (!m) {
         qWarning("%s", m.error().oneLine().c_str());
         return false;
@@ -72,11 +77,23 @@ bool load(const QString& name, Fixture& f)
     return loadRefs(name, f);
 }
 
+// The head count the fixture was made with; a GGUF file says it in its metadata, which is
+// what its rows check.
 EncoderOptions optionsFor(const Fixture& f)
 {
     EncoderOptions o;
-    o.heads = f.ref["heads"].get<int64_t>();
+    if (f.model.format != "gguf")
+        o.heads = f.ref["heads"].get<int64_t>();
     return o;
+}
+
+// max |y - ref| / max(1, |ref|): relative for the O(1) values of a normalised hidden state.
+double maxRelativeDifference(const std::vector<float>& y, const std::vector<float>& ref)
+{
+    double worst = y.size() == ref.size() ? 0 : INFINITY;
+    for (size_t i = 0; i < y.size() && i < ref.size(); ++i)
+        worst = std::max(worst, std::fabs(y[i] - ref[i]) / std::max(1.0, double(std::fabs(ref[i]))));
+    return worst;
 }
 
 void fixtureRows()
@@ -88,6 +105,8 @@ void fixtureRows()
     QTest::newRow("roberta-named, positions from 2, eps 1e-5") << QStringLiteral("roberta_tiny") << QStringLiteral("roberta");
     QTest::newRow("distilbert with an outlier layer") << QStringLiteral("distilbert_outlier") << QStringLiteral("distilbert");
     QTest::newRow("gpt2-named hidden 32, 2 heads, Conv1D [in, out]") << QStringLiteral("gpt2_tiny") << QStringLiteral("gpt2");
+    QTest::newRow("llama, HF names, 4 heads over 2 kv heads") << QStringLiteral("llama_tiny") << QStringLiteral("llama");
+    QTest::newRow("llama, GGUF names and metadata, theta 5e5") << QStringLiteral("llama_gguf_tiny") << QStringLiteral("llama");
 }
 
 }  // namespace
@@ -112,6 +131,14 @@ private slots:
         QCOMPARE(c->vocab, f.ref["vocab"].get<int64_t>());
         QCOMPARE(c->maxPositions, f.ref["max_positions"].get<int64_t>());
         QCOMPARE(c->layerNormEps, f.ref["layer_norm_eps"].get<double>());
+        QCOMPARE(c->heads, f.ref["heads"].get<int64_t>());
+        if (family == QStringLiteral("llama")) {
+            QCOMPARE(c->kvHeads, f.ref["kv_heads"].get<int64_t>());
+            QCOMPARE(c->ropeTheta, f.ref["rope_theta"].get<double>());
+            QCOMPARE(c->ropeAdjacentPairs, f.model.format == "gguf");
+            QCOMPARE(QString::fromStdString(c->headsFrom),
+                     f.model.format == "gguf" ? QStringLiteral("gguf metadata") : QString());
+        }
     }
 
     // transformers' float32 forward, reproduced by the torch modules of the fixture script.
@@ -221,10 +248,18 @@ private slots:
 
     // Causality: a token's state cannot depend on later tokens, so appending tokens leaves
     // the earlier rows as they were (bit for bit: the same operations run on them).
-    void gpt2IsCausal()
+    void decoderIsCausal_data()
     {
+        QTest::addColumn<QString>("fixture");
+        QTest::newRow("gpt2") << QStringLiteral("gpt2_tiny");
+        QTest::newRow("llama") << QStringLiteral("llama_tiny");
+        QTest::newRow("llama gguf") << QStringLiteral("llama_gguf_tiny");
+    }
+    void decoderIsCausal()
+    {
+        QFETCH(QString, fixture);
         Fixture f;
-        QVERIFY(load(QStringLiteral("gpt2_tiny"), f));
+        QVERIFY(load(fixture, f));
         auto r = EncoderRunner::create(f.model, optionsFor(f));
         QVERIFY(r.ok());
         const EncoderInput longer = randomEncoderInput(1, 10, r->config().vocab, 3);
@@ -288,9 +323,7 @@ private slots:
         QCOMPARE(r->config().maxPositions, int64_t(512));
         auto y = r->forward(f.input);
         QVERIFY(y.ok());
-        double worst = 0;
-        for (size_t i = 0; i < y->size(); ++i)
-            worst = std::max(worst, std::fabs((*y)[i] - f.fp32[i]) / std::max(1.0, double(std::fabs(f.fp32[i]))));
+        const double worst = maxRelativeDifference(*y, f.fp32);
         qDebug("gpt2_capp fp32: max relative difference to torch %.3g", worst);
         QVERIFY(worst <= 1e-4);
 
@@ -303,6 +336,155 @@ private slots:
                ours.cosine, f.ref["int8_vs_fp32"]["cosine"].get<double>(), between.maxAbsError);
         QVERIFY(std::fabs(ours.cosine - f.ref["int8_vs_fp32"]["cosine"].get<double>()) <= 1e-3);
         QVERIFY(between.maxAbsError <= 1e-4);
+        QVERIFY(ours.cosine < 1.0);
+    }
+
+    // Execution order q, k, v, o, gate, up, down per layer, under each naming; grouped-query
+    // attention gives k and v fewer outputs than q.
+    void llamaNamesAndShapes_data()
+    {
+        QTest::addColumn<QString>("fixture");
+        QTest::addColumn<QString>("first");
+        QTest::addColumn<QString>("last");
+        QTest::newRow("hf") << QStringLiteral("llama_tiny") << QStringLiteral("model.layers.0.self_attn.q_proj")
+                            << QStringLiteral("model.layers.1.mlp.down_proj");
+        QTest::newRow("gguf") << QStringLiteral("llama_gguf_tiny") << QStringLiteral("blk.0.attn_q")
+                              << QStringLiteral("blk.1.ffn_down");
+    }
+    void llamaNamesAndShapes()
+    {
+        QFETCH(QString, fixture);
+        QFETCH(QString, first);
+        QFETCH(QString, last);
+        Fixture f;
+        QVERIFY(load(fixture, f));
+        auto r = EncoderRunner::create(f.model, optionsFor(f));
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());
+        const auto n = r->linearNames();
+        QCOMPARE(n.size(), size_t(14));
+        QCOMPARE(QString::fromStdString(n[0]), first);
+        QCOMPARE(QString::fromStdString(n[13]), last);
+        QVERIFY(QString::fromStdString(n[5]).contains(QStringLiteral("up")));
+        QCOMPARE(r->config().headDim, int64_t(8));
+        QCOMPARE(r->config().kvHeads, int64_t(2));
+        // The rotary layout goes with the names (fp32MatchesTorch checks each against torch).
+        QCOMPARE(r->config().ropeAdjacentPairs, fixture.contains(QStringLiteral("gguf")));
+    }
+
+    void llamaRejectsBadModels_data()
+    {
+        QTest::addColumn<QString>("fixture");
+        QTest::addColumn<QString>("drop");      // tensor removed
+        QTest::addColumn<QString>("metaKey");   // metadata entry changed
+        QTest::addColumn<QString>("metaValue");
+        QTest::addColumn<int>("heads");
+        QTest::addColumn<QString>("code");
+        QTest::newRow("no final norm") << QStringLiteral("llama_tiny") << QStringLiteral("model.norm.weight") << QString()
+                                       << QString() << 4 << QStringLiteral("missing-tensor");
+        QTest::newRow("no up_proj") << QStringLiteral("llama_tiny") << QStringLiteral("model.layers.1.mlp.up_proj.weight")
+                                    << QString() << QString() << 4 << QStringLiteral("missing-tensor");
+        QTest::newRow("no gate: MLP size unknown") << QStringLiteral("llama_tiny")
+                                                   << QStringLiteral("model.layers.0.mlp.gate_proj.weight") << QString()
+                                                   << QString() << 4 << QStringLiteral("missing-tensor");
+        QTest::newRow("3 heads do not split 32") << QStringLiteral("llama_tiny") << QString() << QString() << QString()
+                                                 << 3 << QStringLiteral("bad-heads");
+        QTest::newRow("8 heads of 4: k's 16 outputs are 4 kv heads, ok") << QStringLiteral("llama_tiny") << QString()
+                                                                        << QString() << QString() << 8 << QString();
+        QTest::newRow("hidden 32 is no multiple of 64: heads unknown") << QStringLiteral("llama_tiny") << QString()
+                                                                       << QString() << QString() << 0
+                                                                       << QStringLiteral("heads-unknown");
+        QTest::newRow("gguf qwen2: other rotary layout") << QStringLiteral("llama_gguf_tiny") << QString()
+                                                         << QStringLiteral("general.architecture")
+                                                         << QStringLiteral("qwen2") << 0
+                                                         << QStringLiteral("unsupported-model");
+        QTest::newRow("gguf kv heads disagree with k") << QStringLiteral("llama_gguf_tiny") << QString()
+                                                       << QStringLiteral("llama.attention.head_count_kv")
+                                                       << QStringLiteral("1") << 0 << QStringLiteral("bad-heads");
+        QTest::newRow("gguf partial rotary") << QStringLiteral("llama_gguf_tiny") << QString()
+                                             << QStringLiteral("llama.rope.dimension_count") << QStringLiteral("4") << 0
+                                             << QStringLiteral("unsupported-model");
+        QTest::newRow("gguf no head count: hidden/64 unknown") << QStringLiteral("llama_gguf_tiny") << QString()
+                                                               << QStringLiteral("llama.attention.head_count")
+                                                               << QStringLiteral("[2 int32s: 4, 4]") << 0
+                                                               << QStringLiteral("heads-unknown");
+    }
+    void llamaRejectsBadModels()
+    {
+        QFETCH(QString, fixture);
+        QFETCH(QString, drop);
+        QFETCH(QString, metaKey);
+        QFETCH(QString, metaValue);
+        QFETCH(int, heads);
+        QFETCH(QString, code);
+        Fixture f;
+        QVERIFY(load(fixture, f));
+        Model m = f.model;
+        std::erase_if(m.tensors, [&](const Tensor& t) { return QString::fromStdString(t.name) == drop; });
+        bool changed = metaKey.isEmpty();
+        for (auto& [k, v] : m.metadata)
+            if (QString::fromStdString(k) == metaKey) {
+                v = metaValue.toStdString();
+                changed = true;
+            }
+        QVERIFY(changed);
+        EncoderOptions o;
+        o.heads = heads;
+        auto r = EncoderRunner::create(m, o);
+        if (code.isEmpty()) {
+            QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());
+            QVERIFY(r->forward(f.input).ok());
+            return;
+        }
+        QVERIFY(!r.ok());
+        QCOMPARE(QString::fromStdString(r.error().code), code);
+        QVERIFY(!r.error().message.empty());
+    }
+
+    // The trained stories260K (llama2.c's TinyStories model, GGUF: 5 layers, 8 heads over 4
+    // kv heads, hidden 64), against the same forward in torch, whose greedy continuation of
+    // "Once upon a time" reads as a story (make_llama_fixtures.py prints it).
+    void storiesMatchesTorch()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        Fixture f;
+        QVERIFY(loadRefs(QStringLiteral("stories260K"), f));
+        auto m = openModel(test::sharedModel(QStringLiteral("stories260K.gguf")).toStdString());
+        QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
+        auto r = EncoderRunner::create(*m);
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());
+        QCOMPARE(r->config().family, EncoderFamily::Llama);
+        QCOMPARE(r->config().layers, int64_t(5));
+        QCOMPARE(r->config().heads, int64_t(8));
+        QCOMPARE(r->config().kvHeads, int64_t(4));
+        QCOMPARE(r->config().intermediate, int64_t(172));
+        QCOMPARE(r->config().maxPositions, int64_t(2048));
+        QCOMPARE(r->config().layerNormEps, f.ref["layer_norm_eps"].get<double>());
+        auto y = r->forward(f.input);
+        QVERIFY(y.ok());
+        const double worst = maxRelativeDifference(*y, f.fp32);
+        qDebug("stories260K fp32: max relative difference to torch %.3g", worst);
+        QVERIFY(worst <= 1e-4);
+
+        QVERIFY(r->setAllQuantized(true).ok());
+        auto q = r->forward(f.input);
+        QVERIFY(q.ok());
+        const HiddenComparison ours = compareHidden(f.fp32, *q, f.input, r->config().hidden);
+        const HiddenComparison between = compareHidden(f.int8, *q, f.input, r->config().hidden);
+        // Unlike gpt2_capp, this model's int8 output cannot match torch's to 1e-4: the float32
+        // parts of the two forwards differ by ulps (5e-6 here), and wherever that moves an
+        // activation across a rounding boundary its int8 byte changes by one step, which the
+        // attention then spreads over later tokens. Torch against itself shows the same: with
+        // every attn_norm weight scaled by (1 + 2^-23) (float32 output moved by 1e-5), its
+        // int8 output moves by max 0.316 and the two agree to 32.0 dB (measured with the
+        // fixture script's model). Every layer alone on torch's own inputs agrees to < 2e-6
+        // (`quantlens-cli run`). So: the same int8 quality as torch, and agreement at that level.
+        const HiddenComparison torch = compareHidden(f.fp32, f.int8, f.input, r->config().hidden);
+        qDebug("stories260K int8 vs fp32: cosine ours %.6f torch %.6f, SQNR ours %.2f dB torch %.2f dB; "
+               "ours vs torch int8: SQNR %.2f dB, max %.3g",
+               ours.cosine, torch.cosine, ours.sqnrDb, torch.sqnrDb, between.sqnrDb, between.maxAbsError);
+        QVERIFY(std::fabs(ours.cosine - torch.cosine) <= 1e-3);
+        QVERIFY(std::fabs(ours.sqnrDb - torch.sqnrDb) <= 0.3);
+        QVERIFY(between.sqnrDb >= 28);
         QVERIFY(ours.cosine < 1.0);
     }
 

@@ -1,4 +1,5 @@
-// Per-layer sensitivity (issue #8) against torch: make_encoder_fixtures.py quantizes one
+// Per-layer sensitivity (issue #8) against torch: make_encoder_fixtures.py (and the GPT-2 and
+// Llama scripts beside it) quantize one
 // nn.Linear at a time with quantize_dynamic and records the end-to-end cosine / SQNR.
 #include <QFile>
 #include <QTest>
@@ -26,7 +27,8 @@ struct Fixture {
 bool load(const QString& name, Fixture& f)
 {
     const QString base = test::dataPath(QStringLiteral("encoder/") + name);
-    auto m = openModel((base + QStringLiteral(".safetensors")).toStdString());
+    const QString weights = base + (QFile::exists(base + QStringLiteral(".gguf")) ? QStringLiteral(".gguf") : QStringLiteral(".safetensors"));
+    auto m = openModel(weights.toStdString());
     auto r = openModel((base + QStringLiteral("_ref.safetensors")).toStdString());
     if (!m || !r)
         return false;
@@ -117,6 +119,8 @@ private slots:
         QTest::newRow("roberta") << QStringLiteral("roberta_tiny");
         QTest::newRow("distilbert with outlier") << QStringLiteral("distilbert_outlier");
         QTest::newRow("gpt2 (fused c_attn, Conv1D)") << QStringLiteral("gpt2_tiny");
+        QTest::newRow("llama (grouped-query, gated MLP)") << QStringLiteral("llama_tiny");
+        QTest::newRow("llama gguf (adjacent-pair rotary)") << QStringLiteral("llama_gguf_tiny");
     }
     void matchesTorchPerLayer()
     {

@@ -131,12 +131,12 @@ def references(model, ids, mask):
     return fp32, int8, sens
 
 
-def write_refs(name, model, cfg, ids, mask, fp32, int8, sens):
+def write_refs(name, model, cfg, ids, mask, fp32, int8, sens, family="gpt2", **extra):
     cos, sqnr, maxerr = metrics(fp32, int8)
     write_safetensors(os.path.join(OUT, name + "_ref.safetensors"),
                       [("input_ids", ids.numpy()), ("attention_mask", mask.numpy()),
                        ("hidden_fp32", fp32.numpy()), ("hidden_int8", int8.numpy())])
-    ref = dict(cfg, family="gpt2", layer_norm_eps=model.eps, engine=torch.backends.quantized.engine,
+    ref = dict(cfg, family=family, layer_norm_eps=model.eps, **extra, engine=torch.backends.quantized.engine,
                torch=torch.__version__,
                int8_vs_fp32={"cosine": cos, "sqnr_db": sqnr, "max_abs_error": maxerr,
                              "min_token_cosine": float(token_cosines(fp32, int8).min())},

@@ -366,6 +366,28 @@ private slots:
         }
     }
 
+    // The trained Llama from ../shared/models (GGUF): the head counts come from its metadata,
+    // and the ranking uses the file's own tensor names.
+    void storiesGguf()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        auto opened = openModel(test::sharedModel(QStringLiteral("stories260K.gguf")).toStdString());
+        QVERIFY(opened.ok());
+        auto m = std::make_shared<const Model>(std::move(*opened));
+        p->setModel(m);
+        QVERIFY2(p->configText().contains(QStringLiteral("Llama (causal, grouped-query: 4 key/value heads)")),
+                 qPrintable(p->configText()));
+        QVERIFY2(p->configText().contains(QStringLiteral("8 heads (from the GGUF metadata)")), qPrintable(p->configText()));
+        p->useRandomInput(24);
+        runAndWait();
+        QCOMPARE(p->lastReport()->layers.size(), size_t(35));  // 5 blocks x q, k, v, o, gate, up, down
+        for (const auto& l : p->lastReport()->layers) {
+            QVERIFY2(m->find(l.name + ".weight"), l.name.c_str());
+            QVERIFY(l.cosine < 1.0);
+        }
+        QVERIFY(p->grab().save(QDir::temp().filePath(QStringLiteral("quantlens_sensitivitypanel_stories.png"))));
+    }
+
     void keepFloat32()
     {
         runAndWait();
