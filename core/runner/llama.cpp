@@ -72,6 +72,16 @@ std::optional<double> metadataNumber(const Model& m, const std::string& key)
     return x;
 }
 
+// A count from the metadata: a whole number in [1, 2^31), else nullopt (a hostile file's
+// 1e30 must not reach an int64 conversion, which would be undefined).
+std::optional<int64_t> metadataCount(const Model& m, const std::string& key)
+{
+    const auto x = metadataNumber(m, key);
+    if (!x || *x < 1 || *x >= 2147483648.0 || *x != std::floor(*x))
+        return std::nullopt;
+    return int64_t(*x);
+}
+
 Error configError(const char* code, const std::string& message, const std::string& tensor = {})
 {
     return makeError(code, message, {}, -1, tensor);
@@ -140,6 +150,9 @@ std::optional<Result<EncoderConfig>> inferLlamaConfig(const Model& m, const Enco
     auto gguf = [&](const char* key) -> std::optional<double> {
         return c.ropeAdjacentPairs ? metadataNumber(m, arch + "." + key) : std::nullopt;
     };
+    auto ggufCount = [&](const char* key) -> std::optional<int64_t> {
+        return c.ropeAdjacentPairs ? metadataCount(m, arch + "." + key) : std::nullopt;
+    };
 
     if (embed->rank() != 2 || embed->shape[0] <= 0 || embed->shape[1] <= 0)
         return configError("bad-shape", "token embeddings must be 2-D [vocab, hidden], got " + shapeString(embed->shape),
@@ -173,8 +186,8 @@ std::optional<Result<EncoderConfig>> inferLlamaConfig(const Model& m, const Enco
 
     if (opt.heads > 0) {
         c.heads = opt.heads;
-    } else if (auto h = gguf("attention.head_count"); h && *h >= 1) {
-        c.heads = int64_t(*h);
+    } else if (auto h = ggufCount("attention.head_count")) {
+        c.heads = *h;
         c.headsFrom = "gguf metadata";
     } else if (*qDim % 64 == 0) {
         c.heads = *qDim / 64;
@@ -190,12 +203,12 @@ std::optional<Result<EncoderConfig>> inferLlamaConfig(const Model& m, const Enco
         return configError("bad-heads", "key projection has " + std::to_string(*kvDim) + " outputs: not a divisor of " +
                                             std::to_string(c.heads) + " heads of size " + std::to_string(c.headDim));
     c.kvHeads = *kvDim / c.headDim;
-    if (auto kv = gguf("attention.head_count_kv"); kv && int64_t(*kv) != c.kvHeads)
-        return configError("bad-heads", "GGUF metadata says " + std::to_string(int64_t(*kv)) + " key/value heads; with " +
+    if (auto kv = ggufCount("attention.head_count_kv"); kv && *kv != c.kvHeads)
+        return configError("bad-heads", "GGUF metadata says " + std::to_string(*kv) + " key/value heads; with " +
                                             std::to_string(c.heads) + " heads the key projection holds " +
                                             std::to_string(c.kvHeads));
-    if (auto rd = gguf("rope.dimension_count"); rd && int64_t(*rd) != c.headDim)
-        return configError("unsupported-model", "rotary embedding over " + std::to_string(int64_t(*rd)) +
+    if (auto rd = ggufCount("rope.dimension_count"); rd && *rd != c.headDim)
+        return configError("unsupported-model", "rotary embedding over " + std::to_string(*rd) +
                                                     " of each head's " + std::to_string(c.headDim) +
                                                     " dimensions (partial rotary) is not run here");
 
@@ -215,8 +228,8 @@ std::optional<Result<EncoderConfig>> inferLlamaConfig(const Model& m, const Enco
         c.ropeTheta = 10000;
     if (opt.maxPositions > 0)
         c.maxPositions = opt.maxPositions;
-    else if (auto p = gguf("context_length"); p && *p >= 1)
-        c.maxPositions = int64_t(*p);
+    else if (auto p = ggufCount("context_length"))
+        c.maxPositions = *p;
     else
         c.maxPositions = 2048;
     return c;

@@ -407,6 +407,13 @@ private slots:
                                                                << QStringLiteral("llama.attention.head_count")
                                                                << QStringLiteral("[2 int32s: 4, 4]") << 0
                                                                << QStringLiteral("heads-unknown");
+        QTest::newRow("gguf head count 1e30: not a count") << QStringLiteral("llama_gguf_tiny") << QString()
+                                                           << QStringLiteral("llama.attention.head_count")
+                                                           << QStringLiteral("1e30") << 0
+                                                           << QStringLiteral("heads-unknown");
+        QTest::newRow("gguf context 1e30: the default 2048") << QStringLiteral("llama_gguf_tiny") << QString()
+                                                             << QStringLiteral("llama.context_length")
+                                                             << QStringLiteral("1e30") << 0 << QString();
     }
     void llamaRejectsBadModels()
     {
