@@ -624,6 +624,8 @@ void SensitivityPanel::inferConfig()
         kind = config_.kvHeads == config_.heads
                    ? tr("Llama (causal)")
                    : tr("Llama (causal, grouped-query: %1 key/value heads)").arg(config_.kvHeads);
+    if (!config_.ropeScaling.empty())
+        kind += tr(", rope scaling %1").arg(qs(config_.ropeScaling));
     configLabel_->setText(tr("<b>%1</b>: %2 layers, hidden %3, %4 (%5), intermediate %6, vocabulary %7, "
                              "up to %8 positions")
                               .arg(kind)

@@ -106,6 +106,7 @@ void runSensitivity(const SensitivityArgs& a)
         doc["config"]["head_dim"] = c.headDim;
         doc["config"]["rope_theta"] = c.ropeTheta;
         doc["config"]["rope_layout"] = c.ropeAdjacentPairs ? "adjacent pairs (gguf)" : "halves (hugging face)";
+        doc["config"]["rope_scaling"] = c.ropeScaling.empty() ? "none" : c.ropeScaling;
     }
     doc["view"] = a.view;
     doc["rank_by"] = a.rankBy;

@@ -125,6 +125,22 @@ Result<bool> readHfConfigHints(const std::string& path, EncoderOptions& opt)
         opt.ropeTheta = it->get<double>();
     if (opt.maxPositions <= 0)
         opt.maxPositions = intField("max_position_embeddings");
+    if (auto it = j.find("rope_scaling"); opt.ropeScaling.type.empty() && it != j.end() && it->is_object()) {
+        RopeScaling& r = opt.ropeScaling;
+        for (const char* key : {"rope_type", "type"})  // "type" in configs before transformers 4.45
+            if (auto t = it->find(key); r.type.empty() && t != it->end() && t->is_string())
+                r.type = t->get<std::string>();
+        if (r.type.empty())
+            r.type = "unnamed";  // refused by the runner, which cannot tell what it means
+        auto number = [&](const char* key, double& dst) {
+            if (auto v = it->find(key); v != it->end() && v->is_number())
+                dst = v->get<double>();
+        };
+        number("factor", r.factor);
+        number("low_freq_factor", r.lowFreqFactor);
+        number("high_freq_factor", r.highFreqFactor);
+        number("original_max_position_embeddings", r.originalMaxPositions);
+    }
     return true;
 }
 

@@ -43,6 +43,9 @@ struct EncoderConfig {
     // Rotary layout: dimension 2i pairs with 2i+1 (llama.cpp's GGUF, Meta's original) or i
     // with i + d/2 (Hugging Face's rotate_half; its converters permute q and k between them).
     bool ropeAdjacentPairs = false;
+    // rope_scaling: rotary pair i turns at theta^(-2i/d) / ropeFreqDivisors[i] (empty: 1).
+    std::vector<double> ropeFreqDivisors;
+    std::string ropeScaling;      // "", "linear", "llama3" or "gguf rope_freqs": where the divisors came from
     std::string headsFrom;        // "gguf metadata" when the file itself gave the head count
     int64_t padId = 0;           // 1 for RoBERTa; GPT-2 has no padding token, any id works under the mask
     // RoBERTa numbers positions from padding_idx+1 = 2 and gives padding tokens position
@@ -50,16 +53,26 @@ struct EncoderConfig {
     bool robertaPositions = false;
 };
 
+// Hugging Face config.json's rope_scaling (transformers' modeling_rope_utils).
+struct RopeScaling {
+    std::string type;             // "" or "default": none; "linear", "llama3"; anything else is refused
+    double factor = 1;
+    double lowFreqFactor = 1;     // llama3
+    double highFreqFactor = 4;    // llama3
+    double originalMaxPositions = 8192;  // llama3
+};
+
 struct EncoderOptions {
     int64_t heads = 0;          // 0: GGUF metadata, else hidden/64 (BERT-base, GPT-2 convention), an error if that does not divide
     double layerNormEps = 0;    // 0: 1e-12 (BERT, DistilBERT), 1e-5 (RoBERTa, GPT-2, Llama unless GGUF metadata says)
     double ropeTheta = 0;       // Llama; 0: GGUF metadata, else 10000
     int64_t maxPositions = 0;   // Llama (no position table); 0: GGUF context_length, else 2048
+    RopeScaling ropeScaling;    // Llama with Hugging Face names (GGUF files carry their own)
 };
 
-// Reads num_attention_heads / n_heads / n_head, layer_norm_eps / layer_norm_epsilon / rms_norm_eps, rope_theta
-// and max_position_embeddings from a Hugging Face config.json into `opt` where `opt` leaves them unset. A missing
-// file is not an error (returns false).
+// Reads num_attention_heads / n_heads / n_head, layer_norm_eps / layer_norm_epsilon / rms_norm_eps, rope_theta,
+// max_position_embeddings and rope_scaling from a Hugging Face config.json into `opt` where `opt` leaves them
+// unset. A missing file is not an error (returns false).
 Result<bool> readHfConfigHints(const std::string& configJsonPath, EncoderOptions& opt);
 
 Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& opt = {});

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <numbers>
 
 #include "runner/encoder.h"
 #include "runner/encoderops.h"
@@ -85,6 +86,78 @@ std::optional<int64_t> metadataCount(const Model& m, const std::string& key)
 Error configError(const char* code, const std::string& message, const std::string& tensor = {})
 {
     return makeError(code, message, {}, -1, tensor);
+}
+
+// The rotary frequency divisors rope_scaling asks for (c.ropeFreqDivisors, one per pair).
+// Hugging Face: config.json's rope_scaling, "linear" (every frequency / factor) or "llama3"
+// (transformers' _compute_llama3_parameters: wavelengths above original / low_freq_factor
+// are divided by factor, below original / high_freq_factor kept, and blended between).
+// GGUF: llama.cpp's converter stores the llama3 divisors as rope_freqs.weight; "linear"
+// scaling is rope.scaling.type with rope.scaling.factor. Anything else changes the model in
+// ways not reproduced here, so it is refused rather than run wrong.
+Status chooseRopeScaling(const Model& m, const EncoderOptions& opt, const std::string& arch, EncoderConfig& c)
+{
+    const int64_t half = c.headDim / 2;
+    if (c.ropeAdjacentPairs) {
+        if (const Tensor* t = m.find("rope_freqs.weight")) {
+            if (t->shape != std::vector<int64_t>{half})
+                return configError("bad-shape", "has shape " + shapeString(t->shape) + ", expected [" +
+                                                    std::to_string(half) + "] (one divisor per rotary pair)", t->name);
+            auto v = t->toFloat();
+            if (!v)
+                return v.error();
+            for (float x : *v)
+                if (!(x > 0) || !std::isfinite(x))
+                    return configError("bad-value", "rotary frequency divisors must be positive and finite", t->name);
+            c.ropeFreqDivisors.assign(v->begin(), v->end());
+            c.ropeScaling = "gguf rope_freqs";
+        }
+        const std::string* type = metadata(m, arch + ".rope.scaling.type");
+        if (!type || type->empty() || *type == "none")
+            return Ok{};
+        if (*type != "linear")
+            return configError("unsupported-model", "GGUF rope scaling '" + *type +
+                                                        "' is not run here (none, linear and rope_freqs are)");
+        const auto factor = metadataNumber(m, arch + ".rope.scaling.factor");
+        if (!factor || !(*factor > 0))
+            return configError("bad-value", "linear rope scaling without a positive " + arch + ".rope.scaling.factor");
+        if (c.ropeFreqDivisors.empty())
+            c.ropeFreqDivisors.assign(size_t(half), 1.0);
+        for (double& d : c.ropeFreqDivisors)
+            d *= *factor;  // llama.cpp multiplies its freq_scale (1 / factor) into every angle
+        c.ropeScaling = c.ropeScaling.empty() ? "linear" : c.ropeScaling + " and linear";
+        return Ok{};
+    }
+    const RopeScaling& r = opt.ropeScaling;
+    if (r.type.empty() || r.type == "default")
+        return Ok{};
+    if (r.type != "linear" && r.type != "llama3")
+        return configError("unsupported-model", "rope_scaling '" + r.type +
+                                                    "' (config.json) is not run here: only linear and llama3");
+    if (!(r.factor > 0) || !std::isfinite(r.factor))
+        return configError("bad-value", "rope_scaling factor must be positive");
+    c.ropeScaling = r.type;
+    c.ropeFreqDivisors.assign(size_t(half), r.factor);
+    if (r.type == "linear")
+        return Ok{};
+    if (!(r.lowFreqFactor > 0) || !(r.highFreqFactor > r.lowFreqFactor) || !(r.originalMaxPositions > 0) ||
+        !std::isfinite(r.highFreqFactor) || !std::isfinite(r.originalMaxPositions))
+        return configError("bad-value", "llama3 rope_scaling needs 0 < low_freq_factor < high_freq_factor and a "
+                                        "positive original_max_position_embeddings");
+    const double lowWavelen = r.originalMaxPositions / r.lowFreqFactor;
+    const double highWavelen = r.originalMaxPositions / r.highFreqFactor;
+    for (int64_t i = 0; i < half; ++i) {
+        const double wavelen = 2 * std::numbers::pi * std::pow(c.ropeTheta, double(2 * i) / double(c.headDim));
+        double& div = c.ropeFreqDivisors[size_t(i)];
+        if (wavelen < highWavelen) {
+            div = 1;
+        } else if (wavelen <= lowWavelen) {
+            const double smooth = (r.originalMaxPositions / wavelen - r.lowFreqFactor) /
+                                  (r.highFreqFactor - r.lowFreqFactor);
+            div = 1 / ((1 - smooth) / r.factor + smooth);
+        }
+    }
+    return Ok{};
 }
 
 // Rotates each head's d values in every row by the angles of the row's position (row % T).
@@ -226,6 +299,8 @@ std::optional<Result<EncoderConfig>> inferLlamaConfig(const Model& m, const Enco
         c.ropeTheta = f32(*t);
     else
         c.ropeTheta = 10000;
+    if (auto st = chooseRopeScaling(m, opt, arch, c); !st)
+        return st.error();
     if (opt.maxPositions > 0)
         c.maxPositions = opt.maxPositions;
     else if (auto p = ggufCount("context_length"))
@@ -283,7 +358,8 @@ Result<std::vector<float>> EncoderRunner::forwardLlama(const EncoderInput& in) c
     const int64_t half = d / 2;
     std::vector<float> cosT(size_t(T * half)), sinT(size_t(T * half));
     for (int64_t i = 0; i < half; ++i) {
-        const float inv = float(1.0 / std::pow(c.ropeTheta, double(2 * i) / double(d)));
+        const double div = c.ropeFreqDivisors.empty() ? 1.0 : c.ropeFreqDivisors[size_t(i)];
+        const float inv = float(1.0 / std::pow(c.ropeTheta, double(2 * i) / double(d)) / div);
         for (int64_t t = 0; t < T; ++t) {
             const float angle = float(t) * inv;
             cosT[size_t(t * half + i)] = float(std::cos(double(angle)));

@@ -5,6 +5,7 @@
 // the trained ../shared/models/stories260K.gguf), and the same models after
 // torch.ao.quantization.quantize_dynamic on the onednn engine.
 #include <QFile>
+#include <QFileInfo>
 #include <QTest>
 
 #include <cmath>
@@ -78,12 +79,17 @@ bool load(const QString& name, Fixture& f)
 }
 
 // The head count the fixture was made with; a GGUF file says it in its metadata, which is
-// what its rows check.
+// what its rows check. A config.json beside the weights (llama3_tiny/) adds what it says.
 EncoderOptions optionsFor(const Fixture& f)
 {
     EncoderOptions o;
     if (f.model.format != "gguf")
         o.heads = f.ref["heads"].get<int64_t>();
+    if (!f.model.files.empty()) {
+        const QString dir = QFileInfo(QString::fromStdString(f.model.files.front())).absolutePath();
+        if (!readHfConfigHints((dir + QStringLiteral("/config.json")).toStdString(), o).ok())
+            qWarning("unreadable config.json in %s", qPrintable(dir));
+    }
     return o;
 }
 
@@ -107,6 +113,8 @@ void fixtureRows()
     QTest::newRow("gpt2-named hidden 32, 2 heads, Conv1D [in, out]") << QStringLiteral("gpt2_tiny") << QStringLiteral("gpt2");
     QTest::newRow("llama, HF names, 4 heads over 2 kv heads") << QStringLiteral("llama_tiny") << QStringLiteral("llama");
     QTest::newRow("llama, GGUF names and metadata, theta 5e5") << QStringLiteral("llama_gguf_tiny") << QStringLiteral("llama");
+    QTest::newRow("llama, HF names, llama3 rope_scaling in config.json") << QStringLiteral("llama3_tiny/model") << QStringLiteral("llama");
+    QTest::newRow("llama, GGUF names, llama3 scaling as rope_freqs") << QStringLiteral("llama3_gguf_tiny") << QStringLiteral("llama");
 }
 
 }  // namespace
@@ -138,6 +146,10 @@ private slots:
             QCOMPARE(c->ropeAdjacentPairs, f.model.format == "gguf");
             QCOMPARE(QString::fromStdString(c->headsFrom),
                      f.model.format == "gguf" ? QStringLiteral("gguf metadata") : QString());
+            const bool scaled = f.ref.contains("rope_scaling");
+            QCOMPARE(QString::fromStdString(c->ropeScaling),
+                     !scaled ? QString() : f.model.format == "gguf" ? QStringLiteral("gguf rope_freqs") : QStringLiteral("llama3"));
+            QCOMPARE(c->ropeFreqDivisors.size(), scaled ? size_t(c->headDim / 2) : size_t(0));
         }
     }
 
@@ -371,6 +383,37 @@ private slots:
         QCOMPARE(r->config().ropeAdjacentPairs, fixture.contains(QStringLiteral("gguf")));
     }
 
+    // Without its rope_scaling the llama3 fixture is a different model: the check above can
+    // fail. Linear scaling divides every frequency by the factor.
+    void llamaRopeScaling()
+    {
+        Fixture f;
+        QVERIFY(load(QStringLiteral("llama3_tiny/model"), f));
+        EncoderOptions o = optionsFor(f);
+        QCOMPARE(QString::fromStdString(o.ropeScaling.type), QStringLiteral("llama3"));
+        QCOMPARE(o.ropeScaling.originalMaxPositions, 64.0);
+        auto c = inferEncoderConfig(f.model, o);
+        QVERIFY(c.ok());
+        // d = 8, theta 1e4: wavelengths 6.3 (kept), 63 (blended), 628 and 6283 (divided by 8).
+        QCOMPARE(c->ropeFreqDivisors[0], 1.0);
+        QVERIFY(c->ropeFreqDivisors[1] > 1.0 && c->ropeFreqDivisors[1] < 8.0);
+        QCOMPARE(c->ropeFreqDivisors[2], 8.0);
+        QCOMPARE(c->ropeFreqDivisors[3], 8.0);
+        QCOMPARE(c->maxPositions, int64_t(256));  // max_position_embeddings
+        o.ropeScaling = RopeScaling{};
+        auto r = EncoderRunner::create(f.model, o);
+        QVERIFY(r.ok());
+        auto y = r->forward(f.input);
+        QVERIFY(y.ok());
+        QVERIFY2(maxRelativeDifference(*y, f.fp32) > 1e-3, "rope_scaling made no difference");
+
+        o.ropeScaling.type = "linear";
+        o.ropeScaling.factor = 4;
+        auto lin = inferEncoderConfig(f.model, o);
+        QVERIFY(lin.ok());
+        QCOMPARE(lin->ropeFreqDivisors, std::vector<double>(4, 4.0));
+    }
+
     void llamaRejectsBadModels_data()
     {
         QTest::addColumn<QString>("fixture");
@@ -411,6 +454,17 @@ private slots:
                                                            << QStringLiteral("llama.attention.head_count")
                                                            << QStringLiteral("1e30") << 0
                                                            << QStringLiteral("heads-unknown");
+        QTest::newRow("config.json rope_scaling yarn") << QStringLiteral("llama_tiny") << QString()
+                                                       << QStringLiteral("config.json rope_scaling")
+                                                       << QStringLiteral("yarn") << 4
+                                                       << QStringLiteral("unsupported-model");
+        QTest::newRow("gguf rope scaling yarn") << QStringLiteral("llama3_gguf_tiny") << QString()
+                                                << QStringLiteral("llama.rope.scaling.type") << QStringLiteral("yarn")
+                                                << 0 << QStringLiteral("unsupported-model");
+        QTest::newRow("gguf linear scaling without a factor") << QStringLiteral("llama3_gguf_tiny") << QString()
+                                                              << QStringLiteral("llama.rope.scaling.type")
+                                                              << QStringLiteral("linear") << 0
+                                                              << QStringLiteral("bad-value");
         QTest::newRow("gguf context 1e30: the default 2048") << QStringLiteral("llama_gguf_tiny") << QString()
                                                              << QStringLiteral("llama.context_length")
                                                              << QStringLiteral("1e30") << 0 << QString();
@@ -433,9 +487,12 @@ private slots:
                 v = metaValue.toStdString();
                 changed = true;
             }
-        QVERIFY(changed);
+        if (!changed)
+            m.metadata.emplace_back(metaKey.toStdString(), metaValue.toStdString());
         EncoderOptions o;
         o.heads = heads;
+        if (metaKey == QStringLiteral("config.json rope_scaling"))
+            o.ropeScaling.type = metaValue.toStdString();
         auto r = EncoderRunner::create(m, o);
         if (code.isEmpty()) {
             QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());

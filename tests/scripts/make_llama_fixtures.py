@@ -19,6 +19,9 @@ Two rotary layouts exist and both are covered:
 Writes into tests/data/encoder/:
   llama_tiny.safetensors (+ _ref.*)      random, HF names, hidden 32, 4 heads, 2 kv heads
   llama_gguf_tiny.gguf (+ _ref.*)        other random weights, GGUF names and metadata
+  llama3_tiny/ (model.safetensors, config.json, model_ref.*)
+                                         HF names with Llama 3.1's rope_scaling in config.json
+  llama3_gguf_tiny.gguf (+ _ref.*)       the same scaling as llama.cpp stores it (rope_freqs.weight)
   stories260K_ref.safetensors, _ref.json references for ../shared/models/stories260K.gguf
       (not copied; the C++ test reads it from ../shared and skips without it). The script
       also greedy-decodes a few tokens with that model's output head and prints the text,
@@ -26,6 +29,8 @@ Writes into tests/data/encoder/:
 
 Run: /usr/bin/python3 tests/scripts/make_llama_fixtures.py
 """
+import json
+import math
 import os
 import sys
 
@@ -51,10 +56,30 @@ class RMSNorm(nn.Module):
         return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
 
-def rope(x, theta, pairs):
-    """x: [b, heads, t, d]; rotary embedding at positions 0..t-1."""
-    b, n, t, d = x.shape
+def inv_freq(theta, d, scaling=None):
+    """Rotary frequencies theta^(-2i/d), after rope_scaling as transformers 4.x applies it
+    (modeling_rope_utils: 'linear' divides by factor; 'llama3' is _compute_llama3_parameters)."""
     inv = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+    if not scaling:
+        return inv
+    factor = scaling["factor"]
+    if scaling["rope_type"] == "linear":
+        return inv / factor
+    assert scaling["rope_type"] == "llama3"
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old = scaling["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old / low, old / high
+    wavelen = 2 * math.pi / inv
+    out = torch.where(wavelen > low_wavelen, inv / factor, inv)
+    smooth = (old / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * out / factor + smooth * out
+    medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+    return torch.where(medium, smoothed, out)
+
+
+def rope(x, inv, pairs):
+    """x: [b, heads, t, d]; rotary embedding at positions 0..t-1 with frequencies inv."""
+    b, n, t, d = x.shape
     ang = torch.outer(torch.arange(t, dtype=torch.float32), inv)  # [t, d/2]
     cos, sin = ang.cos(), ang.sin()
     if pairs:
@@ -65,9 +90,9 @@ def rope(x, theta, pairs):
 
 
 class Block(nn.Module):
-    def __init__(self, h, heads, kv_heads, inter, eps, theta, pairs, bias=False):
+    def __init__(self, h, heads, kv_heads, inter, eps, inv, pairs, bias=False):
         super().__init__()
-        self.heads, self.kv_heads, self.d, self.theta, self.pairs = heads, kv_heads, h // heads, theta, pairs
+        self.heads, self.kv_heads, self.d, self.inv, self.pairs = heads, kv_heads, h // heads, inv, pairs
         self.attn_norm = RMSNorm(h, eps)
         self.q = nn.Linear(h, heads * self.d, bias=bias)
         self.k = nn.Linear(h, kv_heads * self.d, bias=bias)
@@ -84,7 +109,7 @@ class Block(nn.Module):
         q = self.q(a).view(b, t, self.heads, self.d).transpose(1, 2)
         k = self.k(a).view(b, t, self.kv_heads, self.d).transpose(1, 2)
         v = self.v(a).view(b, t, self.kv_heads, self.d).transpose(1, 2)
-        q, k = rope(q, self.theta, self.pairs), rope(k, self.theta, self.pairs)
+        q, k = rope(q, self.inv, self.pairs), rope(k, self.inv, self.pairs)
         rep = self.heads // self.kv_heads
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         w = torch.matmul(q, k.transpose(-1, -2)) / (self.d ** 0.5)
@@ -98,11 +123,14 @@ class Block(nn.Module):
 
 
 class Llama(nn.Module):
-    def __init__(self, vocab, h, heads, kv_heads, inter, layers, eps=1e-5, theta=10000.0, pairs=False, bias=False):
+    def __init__(self, vocab, h, heads, kv_heads, inter, layers, eps=1e-5, theta=10000.0, pairs=False, bias=False,
+                 scaling=None):
         super().__init__()
         self.eps, self.theta, self.gguf = eps, theta, pairs  # GGUF names go with the adjacent-pair rotary
+        self.inv = inv_freq(theta, h // heads, scaling)
         self.embed = nn.Embedding(vocab, h)
-        self.blocks = nn.ModuleList([Block(h, heads, kv_heads, inter, eps, theta, pairs, bias) for _ in range(layers)])
+        self.blocks = nn.ModuleList([Block(h, heads, kv_heads, inter, eps, self.inv, pairs, bias)
+                                     for _ in range(layers)])
         self.norm = RMSNorm(h, eps)
 
     def forward(self, ids, mask):
@@ -150,7 +178,7 @@ def gguf_tensor(name, t):
     return (name, list(reversed(a.shape)), gg.T_F32, a.astype("<f4").tobytes())
 
 
-def write_gguf(path, model, cfg):
+def write_gguf(path, model, cfg, rope_freqs=None):
     kvs = [("general.architecture", gg.STRING, "llama"),
            ("general.name", gg.STRING, "quantlens llama fixture"),
            ("llama.context_length", gg.U32, cfg["max_positions"]),
@@ -162,7 +190,10 @@ def write_gguf(path, model, cfg):
            ("llama.attention.layer_norm_rms_epsilon", gg.F32V, model.eps),
            ("llama.rope.freq_base", gg.F32V, model.theta),
            ("llama.rope.dimension_count", gg.U32, cfg["hidden"] // cfg["heads"])]
-    gg.write(path, gg.gguf_bytes(kvs, [gguf_tensor(n, t) for n, t, _ in model.tensors(gguf=True)]))
+    tensors = [gguf_tensor(n, t) for n, t, _ in model.tensors(gguf=True)]
+    if rope_freqs is not None:  # llama.cpp's form of llama3 rope scaling: inv_freq / rope_freqs
+        tensors.append(gguf_tensor("rope_freqs.weight", rope_freqs))
+    gg.write(path, gg.gguf_bytes(kvs, tensors))
 
 
 def load_stories(path):
@@ -200,6 +231,37 @@ def main():
                               [(n, t.detach().contiguous().numpy().astype(np.float32)) for n, t, _ in
                                model.tensors(gguf=False)], {"format": "pt"})
         write_refs(name, model, cfg, ids, mask, fp32, int8, sens, family="llama", rope_theta=model.theta)
+
+    # Llama 3.1-style rope_scaling, shrunk so that it reaches these tiny heads (d = 8: the
+    # wavelengths 6.3, 63, 628 and 6283 are one high, one medium and two low frequencies
+    # against an original context of 64).
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 64}
+    for name, gguf, seed in (("llama3_tiny/model", False, 10), ("llama3_gguf_tiny", True, 11)):
+        rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        eps = float(np.float32(1e-5))
+        model = Llama(cfg["vocab"], cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["intermediate"], cfg["layers"],
+                      eps=eps, pairs=gguf, scaling=scaling).eval()
+        init_weights(model, rng)
+        ids, mask = right_padded(rng, cfg["vocab"], [12, 7])
+        fp32, int8, sens = references(model, ids, mask)
+        os.makedirs(os.path.dirname(os.path.join(OUT, name)), exist_ok=True)
+        if gguf:
+            write_gguf(os.path.join(OUT, name + ".gguf"), model, cfg,
+                       rope_freqs=inv_freq(model.theta, model.blocks[0].d) / model.inv)
+        else:
+            write_safetensors(os.path.join(OUT, name + ".safetensors"),
+                              [(n, t.detach().contiguous().numpy().astype(np.float32)) for n, t, _ in
+                               model.tensors()], {"format": "pt"})
+            with open(os.path.join(OUT, os.path.dirname(name), "config.json"), "w") as f:
+                json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": cfg["hidden"],
+                           "num_attention_heads": cfg["heads"], "num_key_value_heads": cfg["kv_heads"],
+                           "rms_norm_eps": eps, "rope_theta": model.theta, "max_position_embeddings": 256,
+                           "rope_scaling": scaling}, f, indent=1)
+                f.write("\n")
+        write_refs(name, model, dict(cfg, max_positions=256 if not gguf else cfg["max_positions"]), ids, mask, fp32,
+                   int8, sens, family="llama", rope_theta=model.theta, rope_scaling=scaling)
 
     path = os.path.join(SHARED, "stories260K.gguf")
     if not os.path.exists(path):
