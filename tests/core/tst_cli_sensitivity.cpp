@@ -1,5 +1,5 @@
 // quantlens-cli sensitivity end to end (issue #8): exit codes, the JSON document on stdout
-// only, and the ranking on the fixture whose one layer carries weight outliers.
+// only, the ranking on the fixture whose one layer carries weight outliers, GPT-2 and Llama.
 #include <QFile>
 #include <QProcess>
 #include <QTemporaryDir>
@@ -152,6 +152,33 @@ private slots:
         for (const char* n : {"transformer.h.0.attn.c_attn", "transformer.h.3.mlp.c_proj"})
             QVERIFY2(names.count(n), n);
         QVERIFY(doc["all_quantized"]["cosine"].get<double>() > 0.99);
+    }
+
+    // Llama with Hugging Face names and a config.json (the llama3_tiny fixture folder): heads,
+    // rope_theta and Llama 3.1's rope_scaling come from it, and the 14 layers are ranked.
+    void llamaFolderWithConfigJson()
+    {
+        const Run r = cli({fixture("llama3_tiny"), QStringLiteral("--random"), QStringLiteral("16"), QStringLiteral("--json")});
+        QVERIFY2(r.code == 0, r.err.constData());
+        const json doc = json::parse(r.out.toStdString());
+        QCOMPARE(doc["family"].get<std::string>(), std::string("llama"));
+        QCOMPARE(doc["config"]["heads_from"].get<std::string>(), std::string("config.json"));
+        QCOMPARE(doc["config"]["kv_heads"].get<int>(), 2);
+        QCOMPARE(doc["config"]["rope_scaling"].get<std::string>(), std::string("llama3"));
+        QCOMPARE(doc["layers"].size(), size_t(14));
+        QCOMPARE(doc["tokens"].get<int>(), 16);
+    }
+
+    // The trained GGUF Llama: the text names the head counts and where they came from.
+    void storiesGgufText()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        const Run r = cli({quantlens::test::sharedModel(QStringLiteral("stories260K.gguf")), QStringLiteral("--random"),
+                           QStringLiteral("24")});
+        QVERIFY2(r.code == 0, r.err.constData());
+        QVERIFY2(r.out.contains("llama, 5 layers, hidden 64, 8 heads over 4 key/value heads (gguf metadata)"),
+                 r.out.constData());
+        QVERIFY2(r.out.contains("blk.4.ffn_down"), r.out.constData());
     }
 };
 
