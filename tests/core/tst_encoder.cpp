@@ -102,6 +102,33 @@ double maxRelativeDifference(const std::vector<float>& y, const std::vector<floa
     return worst;
 }
 
+// A trained model from ../shared/models against its torch references (<refs>_ref.*): the
+// config, float32 to 1e-4 relative, then every layer int8. Fills `config` and `int8` for the
+// caller's own int8 criteria; QVERIFYs inside, so check QTest::currentTestFailed() after.
+void runSharedModel(const QString& refs, const QString& file, const EncoderOptions& opt, Fixture& f,
+                    EncoderConfig& config, std::vector<float>& int8)
+{
+    QVERIFY(loadRefs(refs, f));
+    auto m = openModel(test::sharedModel(file).toStdString());
+    QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
+    auto r = EncoderRunner::create(*m, opt);
+    QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());
+    config = r->config();
+    QCOMPARE(config.layers, f.ref["layers"].get<int64_t>());
+    QCOMPARE(config.intermediate, f.ref["intermediate"].get<int64_t>());
+    QCOMPARE(config.maxPositions, f.ref["max_positions"].get<int64_t>());
+    QCOMPARE(config.heads, f.ref["heads"].get<int64_t>());
+    auto y = r->forward(f.input);
+    QVERIFY(y.ok());
+    const double worst = maxRelativeDifference(*y, f.fp32);
+    qDebug("%s fp32: max relative difference to torch %.3g", qPrintable(refs), worst);
+    QVERIFY(worst <= 1e-4);
+    QVERIFY(r->setAllQuantized(true).ok());
+    auto q = r->forward(f.input);
+    QVERIFY(q.ok());
+    int8 = std::move(*q);
+}
+
 void fixtureRows()
 {
     QTest::addColumn<QString>("fixture");
@@ -324,26 +351,16 @@ private slots:
     {
         QL_REQUIRE_SHARED_MODELS();
         Fixture f;
-        QVERIFY(loadRefs(QStringLiteral("gpt2_capp"), f));
-        auto m = openModel(test::sharedModel(QStringLiteral("gpt2_capp.safetensors")).toStdString());
-        QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
-        auto r = EncoderRunner::create(*m, optionsFor(f));
-        QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());
-        QCOMPARE(r->config().family, EncoderFamily::Gpt2);
-        QCOMPARE(r->config().layers, int64_t(4));
-        QCOMPARE(r->config().intermediate, int64_t(256));
-        QCOMPARE(r->config().maxPositions, int64_t(512));
-        auto y = r->forward(f.input);
-        QVERIFY(y.ok());
-        const double worst = maxRelativeDifference(*y, f.fp32);
-        qDebug("gpt2_capp fp32: max relative difference to torch %.3g", worst);
-        QVERIFY(worst <= 1e-4);
-
-        QVERIFY(r->setAllQuantized(true).ok());
-        auto q = r->forward(f.input);
-        QVERIFY(q.ok());
-        const HiddenComparison ours = compareHidden(f.fp32, *q, f.input, r->config().hidden);
-        const HiddenComparison between = compareHidden(f.int8, *q, f.input, r->config().hidden);
+        EncoderConfig c;
+        std::vector<float> q;
+        EncoderOptions o;
+        o.heads = 4;  // its config.json's n_head
+        runSharedModel(QStringLiteral("gpt2_capp"), QStringLiteral("gpt2_capp.safetensors"), o, f, c, q);
+        if (QTest::currentTestFailed())
+            return;
+        QCOMPARE(c.family, EncoderFamily::Gpt2);
+        const HiddenComparison ours = compareHidden(f.fp32, q, f.input, c.hidden);
+        const HiddenComparison between = compareHidden(f.int8, q, f.input, c.hidden);
         qDebug("gpt2_capp int8: cosine to fp32 ours %.6f torch %.6f; ours vs torch int8 max %.3g",
                ours.cosine, f.ref["int8_vs_fp32"]["cosine"].get<double>(), between.maxAbsError);
         QVERIFY(std::fabs(ours.cosine - f.ref["int8_vs_fp32"]["cosine"].get<double>()) <= 1e-3);
@@ -511,29 +528,16 @@ private slots:
     {
         QL_REQUIRE_SHARED_MODELS();
         Fixture f;
-        QVERIFY(loadRefs(QStringLiteral("stories260K"), f));
-        auto m = openModel(test::sharedModel(QStringLiteral("stories260K.gguf")).toStdString());
-        QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
-        auto r = EncoderRunner::create(*m);
-        QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());
-        QCOMPARE(r->config().family, EncoderFamily::Llama);
-        QCOMPARE(r->config().layers, int64_t(5));
-        QCOMPARE(r->config().heads, int64_t(8));
-        QCOMPARE(r->config().kvHeads, int64_t(4));
-        QCOMPARE(r->config().intermediate, int64_t(172));
-        QCOMPARE(r->config().maxPositions, int64_t(2048));
-        QCOMPARE(r->config().layerNormEps, f.ref["layer_norm_eps"].get<double>());
-        auto y = r->forward(f.input);
-        QVERIFY(y.ok());
-        const double worst = maxRelativeDifference(*y, f.fp32);
-        qDebug("stories260K fp32: max relative difference to torch %.3g", worst);
-        QVERIFY(worst <= 1e-4);
-
-        QVERIFY(r->setAllQuantized(true).ok());
-        auto q = r->forward(f.input);
-        QVERIFY(q.ok());
-        const HiddenComparison ours = compareHidden(f.fp32, *q, f.input, r->config().hidden);
-        const HiddenComparison between = compareHidden(f.int8, *q, f.input, r->config().hidden);
+        EncoderConfig c;
+        std::vector<float> q;
+        runSharedModel(QStringLiteral("stories260K"), QStringLiteral("stories260K.gguf"), {}, f, c, q);
+        if (QTest::currentTestFailed())
+            return;
+        QCOMPARE(c.family, EncoderFamily::Llama);
+        QCOMPARE(c.kvHeads, int64_t(4));
+        QCOMPARE(c.layerNormEps, f.ref["layer_norm_eps"].get<double>());
+        const HiddenComparison ours = compareHidden(f.fp32, q, f.input, c.hidden);
+        const HiddenComparison between = compareHidden(f.int8, q, f.input, c.hidden);
         // Unlike gpt2_capp, this model's int8 output cannot match torch's to 1e-4: the float32
         // parts of the two forwards differ by ulps (5e-6 here), and wherever that moves an
         // activation across a rounding boundary its int8 byte changes by one step, which the
@@ -542,7 +546,7 @@ private slots:
         // int8 output moves by max 0.316 and the two agree to 32.0 dB (measured with the
         // fixture script's model). Every layer alone on torch's own inputs agrees to < 2e-6
         // (`quantlens-cli run`). So: the same int8 quality as torch, and agreement at that level.
-        const HiddenComparison torch = compareHidden(f.fp32, f.int8, f.input, r->config().hidden);
+        const HiddenComparison torch = compareHidden(f.fp32, f.int8, f.input, c.hidden);
         qDebug("stories260K int8 vs fp32: cosine ours %.6f torch %.6f, SQNR ours %.2f dB torch %.2f dB; "
                "ours vs torch int8: SQNR %.2f dB, max %.3g",
                ours.cosine, torch.cosine, ours.sqnrDb, torch.sqnrDb, between.sqnrDb, between.maxAbsError);
