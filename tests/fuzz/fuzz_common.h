@@ -3,6 +3,7 @@
 // in-memory file reachable through /proc/self/fd, so nothing touches the disk.
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
 #include <string>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "model.h"
+#include "runner/encoder.h"
 
 namespace quantlens::fuzz {
 
@@ -63,6 +65,32 @@ inline void decodeAll(const Result<Model>& m, int64_t maxNumel = INT64_MAX)
     for (const Tensor& t : m->tensors)
         if (t.decodable() && t.numel() <= maxNumel)
             (void)t.toFloat();
+}
+
+// A model whose names make it a transformer (BERT, GPT-2, Llama) goes on to the runner: its
+// configuration comes from shapes and (GGUF) metadata the file controls. Small ones are
+// built and run on four tokens, in float32 and in int8.
+inline void runTransformerIfSmall(const Model& m)
+{
+    auto c = inferEncoderConfig(m);
+    if (!c.ok()) {
+        (void)c.error().oneLine();
+        return;
+    }
+    int64_t total = 0;
+    for (const Tensor& t : m.tensors)
+        total += t.numel();
+    if (total > (int64_t(1) << 20))
+        return;
+    auto r = EncoderRunner::create(m);
+    if (!r.ok()) {
+        (void)r.error().oneLine();
+        return;
+    }
+    const EncoderInput in = randomEncoderInput(1, std::min<int64_t>(4, c->maxPositions), c->vocab, 1, 0);
+    (void)r->forward(in);
+    if (r->setAllQuantized(true).ok())
+        (void)r->forward(in);
 }
 
 }  // namespace quantlens::fuzz

@@ -1,6 +1,7 @@
 // libFuzzer target for the safetensors reader: any byte string must give a Model or
 // an Error, never a crash, and every tensor of a Model must convert without reading
-// outside its view. Seed with tests/data/safetensors and tests/data/malformed/safetensors.
+// outside its view; a small model with transformer names is then run. Seed with
+// tests/data/safetensors, tests/data/malformed/safetensors and tests/fuzz/seeds/safetensors.
 #include <cstddef>
 #include <cstdint>
 
@@ -9,7 +10,12 @@
 
 namespace {
 
-void exercise(const quantlens::Result<quantlens::Model>& m) { quantlens::fuzz::decodeAll(m, 1 << 20); }
+void exercise(const quantlens::Result<quantlens::Model>& m)
+{
+    quantlens::fuzz::decodeAll(m, 1 << 20);
+    if (m.ok())
+        quantlens::fuzz::runTransformerIfSmall(*m);
+}
 
 }  // namespace
 
