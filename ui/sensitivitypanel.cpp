@@ -622,8 +622,10 @@ void SensitivityPanel::inferConfig()
         kind = tr("GPT-2 (causal)");
     else if (config_.family == EncoderFamily::Llama)
         kind = config_.kvHeads == config_.heads
-                   ? tr("Llama (causal)")
-                   : tr("Llama (causal, grouped-query: %1 key/value heads)").arg(config_.kvHeads);
+                   ? tr("Llama family (causal)")
+                   : tr("Llama family (causal, grouped-query: %1 key/value heads)").arg(config_.kvHeads);
+    if (config_.slidingWindow > 0)
+        kind += tr(", sliding window %1").arg(config_.slidingWindow);
     if (!config_.ropeScaling.empty())
         kind += tr(", rope scaling %1").arg(qs(config_.ropeScaling));
     configLabel_->setText(tr("<b>%1</b>: %2 layers, hidden %3, %4 (%5), intermediate %6, vocabulary %7, "

@@ -105,7 +105,7 @@ void runSensitivity(const SensitivityArgs& a)
         doc["config"]["kv_heads"] = c.kvHeads;
         doc["config"]["head_dim"] = c.headDim;
         doc["config"]["rope_theta"] = c.ropeTheta;
-        doc["config"]["rope_layout"] = c.ropeAdjacentPairs ? "adjacent pairs (gguf)" : "halves (hugging face)";
+        doc["config"]["rope_layout"] = c.ropeAdjacentPairs ? "adjacent pairs" : "halves";
         doc["config"]["rope_scaling"] = c.ropeScaling.empty() ? "none" : c.ropeScaling;
     }
     doc["view"] = a.view;

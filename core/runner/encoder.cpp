@@ -125,6 +125,15 @@ Result<bool> readHfConfigHints(const std::string& path, EncoderOptions& opt)
         opt.ropeTheta = it->get<double>();
     if (opt.maxPositions <= 0)
         opt.maxPositions = intField("max_position_embeddings");
+    // Mistral windows every layer; Qwen2 names a window too but applies it only when
+    // use_sliding_window is true, and then to some layers.
+    if (const int64_t w = intField("sliding_window"); opt.slidingWindow == 0 && w > 0) {
+        const auto use = j.find("use_sliding_window");
+        if (use == j.end())
+            opt.slidingWindow = w;
+        else if (use->is_boolean() && use->get<bool>())
+            opt.slidingWindow = -1;
+    }
     if (auto it = j.find("rope_scaling"); opt.ropeScaling.type.empty() && it != j.end() && it->is_object()) {
         RopeScaling& r = opt.ropeScaling;
         for (const char* key : {"rope_type", "type"})  // "type" in configs before transformers 4.45

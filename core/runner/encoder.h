@@ -40,12 +40,15 @@ struct EncoderConfig {
     int64_t kvHeads = 0;          // key/value heads (grouped-query attention); 0 elsewhere
     int64_t headDim = 0;          // q_proj's outputs / heads
     double ropeTheta = 10000;     // rotary base
-    // Rotary layout: dimension 2i pairs with 2i+1 (llama.cpp's GGUF, Meta's original) or i
-    // with i + d/2 (Hugging Face's rotate_half; its converters permute q and k between them).
+    // Rotary layout: dimension 2i pairs with 2i+1 (GGUF of architecture llama, Meta's original)
+    // or i with i + d/2 (Hugging Face's rotate_half, GGUF qwen2; llama.cpp's converter permutes
+    // a llama's q and k between them).
     bool ropeAdjacentPairs = false;
+    bool ggufNames = false;       // llama.cpp's blk.N.attn_q names (and GGUF metadata) rather than Hugging Face's
     // rope_scaling: rotary pair i turns at theta^(-2i/d) / ropeFreqDivisors[i] (empty: 1).
     std::vector<double> ropeFreqDivisors;
     std::string ropeScaling;      // "", "linear", "llama3" or "gguf rope_freqs": where the divisors came from
+    int64_t slidingWindow = 0;    // Mistral: a query sees the last this many positions; 0: all
     std::string headsFrom;        // "gguf metadata" when the file itself gave the head count
     int64_t padId = 0;           // 1 for RoBERTa; GPT-2 has no padding token, any id works under the mask
     // RoBERTa numbers positions from padding_idx+1 = 2 and gives padding tokens position
@@ -68,10 +71,13 @@ struct EncoderOptions {
     double ropeTheta = 0;       // Llama; 0: GGUF metadata, else 10000
     int64_t maxPositions = 0;   // Llama (no position table); 0: GGUF context_length, else 2048
     RopeScaling ropeScaling;    // Llama with Hugging Face names (GGUF files carry their own)
+    // Llama family: config.json's sliding_window (Mistral); -1: a window on some layers only
+    // (Qwen2's use_sliding_window), which is refused.
+    int64_t slidingWindow = 0;
 };
 
 // Reads num_attention_heads / n_heads / n_head, layer_norm_eps / layer_norm_epsilon / rms_norm_eps, rope_theta,
-// max_position_embeddings and rope_scaling from a Hugging Face config.json into `opt` where `opt` leaves them
+// max_position_embeddings, rope_scaling and sliding_window from a Hugging Face config.json into `opt` where `opt` leaves them
 // unset. A missing file is not an error (returns false).
 Result<bool> readHfConfigHints(const std::string& configJsonPath, EncoderOptions& opt);
 

@@ -176,19 +176,19 @@ __attribute__((target_clones("avx2", "default"))) void maskedSoftmax(float* s, i
 
 void CausalKeys::setSequence(const uint8_t* mask)
 {
-    firstReal_ = T_;
     for (int64_t j = 0; j < T_; ++j) {
         keep_[size_t(j)] = mask[j] ? 1.0f : 0.0f;
-        if (mask[j] && firstReal_ == T_)
-            firstReal_ = j;
+        realBefore_[size_t(j) + 1] = realBefore_[size_t(j)] + (mask[j] ? 1 : 0);
     }
 }
 
 void CausalKeys::softmaxRow(int64_t t, float* row) const
 {
-    const int64_t n = t + 1;
-    maskedSoftmax(row, n, t < firstReal_ ? ones_.data() : keep_.data());
-    std::fill(row + n, row + T_, 0.0f);
+    const int64_t lo = window_ > 0 && t + 1 > window_ ? t + 1 - window_ : 0;
+    const bool anyReal = realBefore_[size_t(t) + 1] > realBefore_[size_t(lo)];
+    std::fill(row, row + lo, 0.0f);
+    maskedSoftmax(row + lo, t + 1 - lo, anyReal ? keep_.data() + lo : ones_.data());
+    std::fill(row + t + 1, row + T_, 0.0f);
 }
 
 void layerNorm(float* x, int64_t rows, int64_t n, const std::vector<float>& g, const std::vector<float>& b, double eps)

@@ -22,19 +22,24 @@ void addInPlace(float* x, const float* y, int64_t n);  // x += y
 void maskedSoftmax(float* s, int64_t n, const float* keep);
 
 // The keys each query of one causal sequence attends to (GPT-2, Llama): query t sees keys
-// 0..t that the padding mask marks real; a query before the first real token sees none and
-// falls back to all of 0..t, where torch's softmax over all-masked scores is uniform.
+// j <= t that the padding mask marks real, and with a sliding window W (Mistral) only those
+// with j > t - W (transformers >= 4.45's mask; older releases and the flash-attention path
+// differ by one key). A query that sees no real key falls back to all keys of its range,
+// where torch's softmax over all-masked scores is uniform.
 class CausalKeys {
 public:
-    explicit CausalKeys(int64_t T) : T_(T), keep_(size_t(T)), ones_(size_t(T), 1.0f) {}
+    explicit CausalKeys(int64_t T, int64_t window = 0)
+        : T_(T), window_(window), keep_(size_t(T)), ones_(size_t(T), 1.0f), realBefore_(size_t(T) + 1)
+    {
+    }
     void setSequence(const uint8_t* mask);  // T entries, nonzero = real token
-    // Softmax of row t's first t+1 scores under the mask; the rest of the row becomes 0.
+    // Softmax of row t's scores over its key range under the mask; the rest of the row becomes 0.
     void softmaxRow(int64_t t, float* row) const;
 
 private:
-    int64_t T_;
-    int64_t firstReal_ = 0;
+    int64_t T_, window_;
     std::vector<float> keep_, ones_;
+    std::vector<int64_t> realBefore_;  // real tokens among keys 0..j-1
 };
 
 // torch.nn.LayerNorm over the last dimension of rows x n values (biased variance).

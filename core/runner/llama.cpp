@@ -43,8 +43,7 @@ constexpr LlamaNames kHfNames{"embed_tokens.weight", "layers.", "input_layernorm
 constexpr LlamaNames kGgufNames{"token_embd.weight", "blk.", "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
                                 "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "output_norm"};
 
-// GGUF names are recognised by the file's own spelling; the rotary layout goes with them.
-const LlamaNames& namesOf(const EncoderConfig& c) { return c.ropeAdjacentPairs ? kGgufNames : kHfNames; }
+const LlamaNames& namesOf(const EncoderConfig& c) { return c.ggufNames ? kGgufNames : kHfNames; }
 
 std::string layer(const EncoderConfig& c, int64_t l)
 {
@@ -98,7 +97,7 @@ Error configError(const char* code, const std::string& message, const std::strin
 Status chooseRopeScaling(const Model& m, const EncoderOptions& opt, const std::string& arch, EncoderConfig& c)
 {
     const int64_t half = c.headDim / 2;
-    if (c.ropeAdjacentPairs) {
+    if (c.ggufNames) {
         if (const Tensor* t = m.find("rope_freqs.weight")) {
             if (t->shape != std::vector<int64_t>{half})
                 return configError("bad-shape", "has shape " + shapeString(t->shape) + ", expected [" +
@@ -190,7 +189,7 @@ std::optional<Result<EncoderConfig>> inferLlamaConfig(const Model& m, const Enco
     const Tensor* embed = nullptr;
     if (m.find(kGgufNames.embed) && m.find(std::string(kGgufNames.layers) + "0." + kGgufNames.q + ".weight")) {
         embed = m.find(kGgufNames.embed);
-        c.ropeAdjacentPairs = true;
+        c.ggufNames = true;
     } else {
         static constexpr std::string_view kEmbed = kHfNames.embed;
         for (const Tensor& t : m.tensors) {
@@ -210,21 +209,25 @@ std::optional<Result<EncoderConfig>> inferLlamaConfig(const Model& m, const Enco
         return std::nullopt;
     const LlamaNames& n = namesOf(c);
 
-    // llama.cpp's rotary layout is a property of the architecture: "llama" rotates adjacent
-    // pairs, others with these tensor names (qwen2, phi3, ...) the halves.
+    // In llama.cpp the rotary layout is a property of the architecture: "llama" (also
+    // Mistral's and llama2.c's files) rotates adjacent pairs, as its converter permutes q and
+    // k; "qwen2" keeps Hugging Face's order and rotates the halves (LLAMA_ROPE_TYPE_NEOX).
+    // Others with these tensor names (phi3's fused qkv, gemma's norms, ...) are different
+    // models.
     std::string arch = "llama";
-    if (c.ropeAdjacentPairs) {
+    if (c.ggufNames) {
         if (const std::string* a = metadata(m, "general.architecture"))
             arch = *a;
-        if (arch != "llama")
+        if (arch != "llama" && arch != "qwen2")
             return configError("unsupported-model", "GGUF architecture '" + arch +
-                                                        "' is not run here: only 'llama' (its rotary layout is known)");
+                                                        "' is not run here: only 'llama' and 'qwen2'");
+        c.ropeAdjacentPairs = arch == "llama";
     }
     auto gguf = [&](const char* key) -> std::optional<double> {
-        return c.ropeAdjacentPairs ? metadataNumber(m, arch + "." + key) : std::nullopt;
+        return c.ggufNames ? metadataNumber(m, arch + "." + key) : std::nullopt;
     };
     auto ggufCount = [&](const char* key) -> std::optional<int64_t> {
-        return c.ropeAdjacentPairs ? metadataCount(m, arch + "." + key) : std::nullopt;
+        return c.ggufNames ? metadataCount(m, arch + "." + key) : std::nullopt;
     };
 
     if (embed->rank() != 2 || embed->shape[0] <= 0 || embed->shape[1] <= 0)
@@ -301,6 +304,9 @@ std::optional<Result<EncoderConfig>> inferLlamaConfig(const Model& m, const Enco
         c.ropeTheta = 10000;
     if (auto st = chooseRopeScaling(m, opt, arch, c); !st)
         return st.error();
+    if (opt.slidingWindow < 0)
+        return configError("unsupported-model", "use_sliding_window (config.json) windows some layers only; not run here");
+    c.slidingWindow = opt.slidingWindow;
     if (opt.maxPositions > 0)
         c.maxPositions = opt.maxPositions;
     else if (auto p = ggufCount("context_length"))
@@ -377,7 +383,7 @@ Result<std::vector<float>> EncoderRunner::forwardLlama(const EncoderInput& in) c
     float* gate = v + N * kvd;
     float* up = gate + N * I;
     float* scores = up + N * I;
-    CausalKeys keys(T);
+    CausalKeys keys(T, c.slidingWindow);
 
     for (const Block& blk : blocks_) {
         rmsNorm(x.data(), a, N, H, blk.ln1.gamma, c.layerNormEps);

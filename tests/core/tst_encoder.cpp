@@ -142,6 +142,9 @@ void fixtureRows()
     QTest::newRow("llama, GGUF names and metadata, theta 5e5") << QStringLiteral("llama_gguf_tiny") << QStringLiteral("llama");
     QTest::newRow("llama, HF names, llama3 rope_scaling in config.json") << QStringLiteral("llama3_tiny/model") << QStringLiteral("llama");
     QTest::newRow("llama, GGUF names, llama3 scaling as rope_freqs") << QStringLiteral("llama3_gguf_tiny") << QStringLiteral("llama");
+    QTest::newRow("mistral: sliding window 6") << QStringLiteral("mistral_tiny/model") << QStringLiteral("llama");
+    QTest::newRow("qwen2: q/k/v biases, its window switched off") << QStringLiteral("qwen2_tiny/model") << QStringLiteral("llama");
+    QTest::newRow("qwen2 gguf: biases, rotary halves, qwen2.* metadata") << QStringLiteral("qwen2_gguf_tiny") << QStringLiteral("llama");
 }
 
 }  // namespace
@@ -170,13 +173,16 @@ private slots:
         if (family == QStringLiteral("llama")) {
             QCOMPARE(c->kvHeads, f.ref["kv_heads"].get<int64_t>());
             QCOMPARE(c->ropeTheta, f.ref["rope_theta"].get<double>());
-            QCOMPARE(c->ropeAdjacentPairs, f.model.format == "gguf");
+            const bool qwen2 = fixture.startsWith(QStringLiteral("qwen2"));
+            QCOMPARE(c->ropeAdjacentPairs, f.model.format == "gguf" && !qwen2);
+            QCOMPARE(c->ggufNames, f.model.format == "gguf");
             QCOMPARE(QString::fromStdString(c->headsFrom),
                      f.model.format == "gguf" ? QStringLiteral("gguf metadata") : QString());
             const bool scaled = f.ref.contains("rope_scaling");
             QCOMPARE(QString::fromStdString(c->ropeScaling),
                      !scaled ? QString() : f.model.format == "gguf" ? QStringLiteral("gguf rope_freqs") : QStringLiteral("llama3"));
             QCOMPARE(c->ropeFreqDivisors.size(), scaled ? size_t(c->headDim / 2) : size_t(0));
+            QCOMPARE(c->slidingWindow, f.ref.value("sliding_window", int64_t(0)));
         }
     }
 
@@ -431,6 +437,34 @@ private slots:
         QCOMPARE(lin->ropeFreqDivisors, std::vector<double>(4, 4.0));
     }
 
+    // Mistral's window changes what rows past it see (the fixture can fail without it);
+    // Qwen2's use_sliding_window = true windows some layers only and is refused.
+    void llamaSlidingWindow()
+    {
+        Fixture f;
+        QVERIFY(load(QStringLiteral("mistral_tiny/model"), f));
+        EncoderOptions o = optionsFor(f);
+        QCOMPARE(o.slidingWindow, int64_t(6));
+        o.slidingWindow = 0;
+        auto r = EncoderRunner::create(f.model, o);
+        QVERIFY(r.ok());
+        auto y = r->forward(f.input);
+        QVERIFY(y.ok());
+        QVERIFY2(maxRelativeDifference(*y, f.fp32) > 1e-3, "the window made no difference");
+        // The first 6 rows of the 12-token sequence see the same keys either way.
+        std::vector<float> head(y->begin(), y->begin() + 6 * r->config().hidden);
+        QVERIFY(maxRelativeDifference(head, {f.fp32.begin(), f.fp32.begin() + 6 * r->config().hidden}) < 1e-4);
+
+        Fixture q;
+        QVERIFY(load(QStringLiteral("qwen2_tiny/model"), q));
+        EncoderOptions qo = optionsFor(q);
+        QCOMPARE(qo.slidingWindow, int64_t(0));  // use_sliding_window: false
+        qo.slidingWindow = -1;                    // what use_sliding_window: true reads as
+        auto refused = inferEncoderConfig(q.model, qo);
+        QVERIFY(!refused.ok());
+        QCOMPARE(QString::fromStdString(refused.error().code), QStringLiteral("unsupported-model"));
+    }
+
     void llamaRejectsBadModels_data()
     {
         QTest::addColumn<QString>("fixture");
@@ -453,10 +487,14 @@ private slots:
         QTest::newRow("hidden 32 is no multiple of 64: heads unknown") << QStringLiteral("llama_tiny") << QString()
                                                                        << QString() << QString() << 0
                                                                        << QStringLiteral("heads-unknown");
-        QTest::newRow("gguf qwen2: other rotary layout") << QStringLiteral("llama_gguf_tiny") << QString()
-                                                         << QStringLiteral("general.architecture")
-                                                         << QStringLiteral("qwen2") << 0
-                                                         << QStringLiteral("unsupported-model");
+        QTest::newRow("gguf phi3: another model") << QStringLiteral("llama_gguf_tiny") << QString()
+                                                  << QStringLiteral("general.architecture")
+                                                  << QStringLiteral("phi3") << 0
+                                                  << QStringLiteral("unsupported-model");
+        QTest::newRow("gguf relabelled qwen2: no qwen2.* head count") << QStringLiteral("llama_gguf_tiny") << QString()
+                                                                      << QStringLiteral("general.architecture")
+                                                                      << QStringLiteral("qwen2") << 0
+                                                                      << QStringLiteral("heads-unknown");
         QTest::newRow("gguf kv heads disagree with k") << QStringLiteral("llama_gguf_tiny") << QString()
                                                        << QStringLiteral("llama.attention.head_count_kv")
                                                        << QStringLiteral("1") << 0 << QStringLiteral("bad-heads");

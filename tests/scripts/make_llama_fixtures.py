@@ -22,6 +22,8 @@ Writes into tests/data/encoder/:
   llama3_tiny/ (model.safetensors, config.json, model_ref.*)
                                          HF names with Llama 3.1's rope_scaling in config.json
   llama3_gguf_tiny.gguf (+ _ref.*)       the same scaling as llama.cpp stores it (rope_freqs.weight)
+  mistral_tiny/, qwen2_tiny/             Mistral's sliding window; Qwen2's q/k/v biases (both HF names)
+  qwen2_gguf_tiny.gguf (+ _ref.*)        Qwen2 in GGUF: blk.N names, biases, the rotary halves
   stories260K_ref.safetensors, _ref.json references for ../shared/models/stories260K.gguf
       (not copied; the C++ test reads it from ../shared and skips without it). The script
       also greedy-decodes a few tokens with that model's output head and prints the text,
@@ -90,8 +92,9 @@ def rope(x, inv, pairs):
 
 
 class Block(nn.Module):
-    def __init__(self, h, heads, kv_heads, inter, eps, inv, pairs, bias=False):
+    def __init__(self, h, heads, kv_heads, inter, eps, inv, pairs, bias=False, window=0):
         super().__init__()
+        self.window = window
         self.heads, self.kv_heads, self.d, self.inv, self.pairs = heads, kv_heads, h // heads, inv, pairs
         self.attn_norm = RMSNorm(h, eps)
         self.q = nn.Linear(h, heads * self.d, bias=bias)
@@ -113,7 +116,10 @@ class Block(nn.Module):
         rep = self.heads // self.kv_heads
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         w = torch.matmul(q, k.transpose(-1, -2)) / (self.d ** 0.5)
-        causal = torch.tril(torch.ones(t, t, dtype=torch.bool)).view(1, 1, t, t)
+        causal = torch.tril(torch.ones(t, t, dtype=torch.bool))
+        if self.window:  # Mistral's sliding window: query i sees keys j with i - window < j <= i
+            causal &= torch.triu(torch.ones(t, t, dtype=torch.bool), diagonal=1 - self.window)
+        causal = causal.view(1, 1, t, t)
         w = torch.where(causal, w, torch.full_like(w, torch.finfo(w.dtype).min))
         w = w + (1.0 - mask.view(b, 1, 1, t).to(w.dtype)) * torch.finfo(w.dtype).min
         p = torch.softmax(w, dim=-1)
@@ -124,12 +130,13 @@ class Block(nn.Module):
 
 class Llama(nn.Module):
     def __init__(self, vocab, h, heads, kv_heads, inter, layers, eps=1e-5, theta=10000.0, pairs=False, bias=False,
-                 scaling=None):
+                 scaling=None, window=0, gguf_names=None):
         super().__init__()
-        self.eps, self.theta, self.gguf = eps, theta, pairs  # GGUF names go with the adjacent-pair rotary
+        # GGUF names go with the adjacent-pair rotary, except in architecture qwen2
+        self.eps, self.theta, self.gguf = eps, theta, pairs if gguf_names is None else gguf_names
         self.inv = inv_freq(theta, h // heads, scaling)
         self.embed = nn.Embedding(vocab, h)
-        self.blocks = nn.ModuleList([Block(h, heads, kv_heads, inter, eps, self.inv, pairs, bias)
+        self.blocks = nn.ModuleList([Block(h, heads, kv_heads, inter, eps, self.inv, pairs, bias, window)
                                      for _ in range(layers)])
         self.norm = RMSNorm(h, eps)
 
@@ -178,18 +185,18 @@ def gguf_tensor(name, t):
     return (name, list(reversed(a.shape)), gg.T_F32, a.astype("<f4").tobytes())
 
 
-def write_gguf(path, model, cfg, rope_freqs=None):
-    kvs = [("general.architecture", gg.STRING, "llama"),
-           ("general.name", gg.STRING, "quantlens llama fixture"),
-           ("llama.context_length", gg.U32, cfg["max_positions"]),
-           ("llama.embedding_length", gg.U32, cfg["hidden"]),
-           ("llama.block_count", gg.U32, cfg["layers"]),
-           ("llama.feed_forward_length", gg.U32, cfg["intermediate"]),
-           ("llama.attention.head_count", gg.U32, cfg["heads"]),
-           ("llama.attention.head_count_kv", gg.U32, cfg["kv_heads"]),
-           ("llama.attention.layer_norm_rms_epsilon", gg.F32V, model.eps),
-           ("llama.rope.freq_base", gg.F32V, model.theta),
-           ("llama.rope.dimension_count", gg.U32, cfg["hidden"] // cfg["heads"])]
+def write_gguf(path, model, cfg, rope_freqs=None, arch="llama"):
+    kvs = [("general.architecture", gg.STRING, arch),
+           ("general.name", gg.STRING, f"quantlens {arch} fixture"),
+           (arch + ".context_length", gg.U32, cfg["max_positions"]),
+           (arch + ".embedding_length", gg.U32, cfg["hidden"]),
+           (arch + ".block_count", gg.U32, cfg["layers"]),
+           (arch + ".feed_forward_length", gg.U32, cfg["intermediate"]),
+           (arch + ".attention.head_count", gg.U32, cfg["heads"]),
+           (arch + ".attention.head_count_kv", gg.U32, cfg["kv_heads"]),
+           (arch + ".attention.layer_norm_rms_epsilon", gg.F32V, model.eps),
+           (arch + ".rope.freq_base", gg.F32V, model.theta),
+           (arch + ".rope.dimension_count", gg.U32, cfg["hidden"] // cfg["heads"])]
     tensors = [gguf_tensor(n, t) for n, t, _ in model.tensors(gguf=True)]
     if rope_freqs is not None:  # llama.cpp's form of llama3 rope scaling: inv_freq / rope_freqs
         tensors.append(gguf_tensor("rope_freqs.weight", rope_freqs))
@@ -262,6 +269,46 @@ def main():
                 f.write("\n")
         write_refs(name, model, dict(cfg, max_positions=256 if not gguf else cfg["max_positions"]), ids, mask, fp32,
                    int8, sens, family="llama", rope_theta=model.theta, rope_scaling=scaling)
+
+    # Mistral (sliding window 6: 12-token rows past 5 lose their first keys, and every padding
+    # row of the 7-token sequence still sees a real token) and Qwen2 (q/k/v biases, theta 1e6,
+    # eps 1e-6, and a sliding_window its use_sliding_window switches off).
+    for name, seed, extra, hf in (
+            ("mistral_tiny/model", 12, {"window": 6},
+             {"model_type": "mistral", "sliding_window": 6, "rope_theta": 10000.0, "rms_norm_eps": 1e-5}),
+            ("qwen2_tiny/model", 13, {"bias": True, "theta": 1e6, "eps": 1e-6},
+             {"model_type": "qwen2", "sliding_window": 6, "use_sliding_window": False, "max_window_layers": 1,
+              "rope_theta": 1e6, "rms_norm_eps": 1e-6})):
+        rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        model = Llama(cfg["vocab"], cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["intermediate"], cfg["layers"],
+                      **extra).eval()
+        init_weights(model, rng)
+        ids, mask = right_padded(rng, cfg["vocab"], [12, 7])
+        fp32, int8, sens = references(model, ids, mask)
+        os.makedirs(os.path.dirname(os.path.join(OUT, name)), exist_ok=True)
+        write_safetensors(os.path.join(OUT, name + ".safetensors"),
+                          [(n, t.detach().contiguous().numpy().astype(np.float32)) for n, t, _ in model.tensors()],
+                          {"format": "pt"})
+        with open(os.path.join(OUT, os.path.dirname(name), "config.json"), "w") as f:
+            json.dump(dict(hf, hidden_size=cfg["hidden"], num_attention_heads=cfg["heads"],
+                           num_key_value_heads=cfg["kv_heads"], max_position_embeddings=256), f, indent=1)
+            f.write("\n")
+        write_refs(name, model, dict(cfg, max_positions=256), ids, mask, fp32, int8, sens, family="llama",
+                   rope_theta=model.theta, sliding_window=extra.get("window", 0))
+
+    # Qwen2 as llama.cpp stores it: GGUF names and metadata under "qwen2.", q/k/v biases, and
+    # the rotary halves (its converter does not permute q and k; LLAMA_ROPE_TYPE_NEOX).
+    rng = np.random.default_rng(14)
+    torch.manual_seed(14)
+    eps = float(np.float32(1e-6))
+    model = Llama(cfg["vocab"], cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["intermediate"], cfg["layers"],
+                  eps=eps, theta=1e6, pairs=False, bias=True, gguf_names=True).eval()
+    init_weights(model, rng)
+    ids, mask = right_padded(rng, cfg["vocab"], [12, 7])
+    fp32, int8, sens = references(model, ids, mask)
+    write_gguf(os.path.join(OUT, "qwen2_gguf_tiny.gguf"), model, cfg, arch="qwen2")
+    write_refs("qwen2_gguf_tiny", model, cfg, ids, mask, fp32, int8, sens, family="llama", rope_theta=model.theta)
 
     path = os.path.join(SHARED, "stories260K.gguf")
     if not os.path.exists(path):

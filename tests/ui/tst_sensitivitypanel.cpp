@@ -375,7 +375,7 @@ private slots:
         QVERIFY(opened.ok());
         auto m = std::make_shared<const Model>(std::move(*opened));
         p->setModel(m);
-        QVERIFY2(p->configText().contains(QStringLiteral("Llama (causal, grouped-query: 4 key/value heads)")),
+        QVERIFY2(p->configText().contains(QStringLiteral("Llama family (causal, grouped-query: 4 key/value heads)")),
                  qPrintable(p->configText()));
         QVERIFY2(p->configText().contains(QStringLiteral("8 heads (from the GGUF metadata)")), qPrintable(p->configText()));
         p->useRandomInput(24);
