@@ -2,9 +2,10 @@
 // weights and the forward pass of transformers' modeling_llama (eager attention):
 //   x = embed[id]; per block x += o_proj(attn(rms_norm(x))), then with h = rms_norm(x)
 //   x += down_proj(silu(gate_proj(h)) * up_proj(h)); finally rms_norm(x).
-// Hugging Face names (also Mistral's, Qwen2's, whose q/k/v carry biases) rotate dimension i
-// with i + d/2; GGUF files of architecture "llama" rotate 2i with 2i+1 (llama.cpp's
-// converter permutes q and k rows so that both give the same model).
+// Hugging Face names (also Mistral's, with its sliding window, and Qwen2's, whose q/k/v carry
+// biases) rotate dimension i with i + d/2, as do GGUF files of architecture "qwen2"; GGUF
+// files of architecture "llama" rotate 2i with 2i+1 (llama.cpp's converter permutes q and k
+// rows so that both give the same model).
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -339,6 +340,9 @@ Status EncoderRunner::loadLlama(const WeightFetcher& f)
     for (int64_t l = 0; l < c.layers; ++l) {
         const std::string p = layer(c, l);
         Block b;
+        // A braced list evaluates in order, so the linear layers are added in execution order
+        // (q, k, v, o, gate, up, down); after a failure the rest still load, and the first
+        // error is the one returned.
         for (Status s : {take(b.ln1.gamma, f.get(p + n.attnNorm + ".weight", {h})),
                          linearTo(b.q, p + n.q, h, qd), linearTo(b.k, p + n.k, h, kvd), linearTo(b.v, p + n.v, h, kvd),
                          linearTo(b.o, p + n.o, qd, h), take(b.ln2.gamma, f.get(p + n.ffnNorm + ".weight", {h})),
