@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "alignedarray.h"
 #include "quant/calibrate.h"
 #include "runner/dynamiclinear.h"
 #include "runner/encoderops.h"
@@ -686,7 +687,7 @@ Result<std::vector<float>> EncoderRunner::forward(const EncoderInput& in) const
     // One uninitialised arena per call: every buffer is fully written before it is read, and
     // zero-filling 10 MB per forward pass shows up next to the int8 GEMMs.
     const int64_t nh = N * H;
-    std::unique_ptr<float[]> arena(new float[size_t(5 * nh + N * c.intermediate + T * T + B * T)]);
+    const auto arena = makeAlignedArray<float>(size_t(5 * nh + N * c.intermediate + T * T + B * T));
     float* q = arena.get();
     float* k = q + nh;
     float* v = k + nh;
@@ -747,7 +748,7 @@ Result<std::vector<float>> EncoderRunner::forwardGpt2(const EncoderInput& in) co
 
     const int64_t heads = c.heads, d = H / heads, nh = N * H, ldq = 3 * H;
     const float alpha = float(1.0 / std::sqrt(double(d)));
-    std::unique_ptr<float[]> arena(new float[size_t(5 * nh + N * c.intermediate + T * T)]);
+    const auto arena = makeAlignedArray<float>(size_t(5 * nh + N * c.intermediate + T * T));
     float* qkv = arena.get();   // [N, 3H]: q | k | v per token, as c_attn writes them
     float* ctx = qkv + 3 * nh;
     float* a = ctx + nh;

@@ -8,8 +8,10 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <span>
 #include <utility>
 
+#include "alignedarray.h"
 #include "layers.h"
 #include "runner/dynamiclinear.h"
 #include "runner/fp32linear.h"
@@ -140,7 +142,9 @@ Result<LinearBenchRow> benchLinear(const LinearBenchShape& s, int64_t tokens, co
     if (!dl)
         return dl.error();
     const std::vector<float> x = benchInput(tokens, s.in);
-    std::vector<float> y(size_t(tokens * s.out));
+    // On a line boundary, as PyTorch's output tensors are (alignedarray.h).
+    const auto yBuffer = makeAlignedArray<float>(size_t(tokens * s.out));
+    const std::span<float> y(yBuffer.get(), size_t(tokens * s.out));
 
     LinearBenchRow row;
     row.name = s.name;

@@ -12,6 +12,7 @@
 #include <memory>
 #include <numbers>
 
+#include "alignedarray.h"
 #include "runner/encoder.h"
 #include "runner/encoderops.h"
 #include "runner/llamaconfig.h"
@@ -378,7 +379,7 @@ Result<std::vector<float>> EncoderRunner::forwardLlama(const EncoderInput& in) c
     }
 
     const float alpha = float(1.0 / std::sqrt(double(d)));
-    std::unique_ptr<float[]> arena(new float[size_t(N * H + 2 * N * qd + 2 * N * kvd + 2 * N * I + T * T)]);
+    const auto arena = makeAlignedArray<float>(size_t(N * H + 2 * N * qd + 2 * N * kvd + 2 * N * I + T * T));
     float* a = arena.get();
     float* q = a + N * H;
     float* ctx = q + N * qd;
