@@ -613,7 +613,8 @@ void SensitivityPanel::inferConfig()
     length_->setMaximum(int(std::clamp<int64_t>(longest, 1, 1 << 20)));
     // An example the model can run: BERT's "[CLS] hello world [SEP]" ids where the
     // vocabulary has them, otherwise small ids (GPT-2 checkpoints can have 53 words).
-    tokenEdit_->setPlaceholderText(config_.family != EncoderFamily::Gpt2 && config_.vocab > 7592
+    const bool bertFamily = config_.family != EncoderFamily::Gpt2 && config_.family != EncoderFamily::Llama;
+    tokenEdit_->setPlaceholderText(bertFamily && config_.vocab > 7592
                                        ? tr("101 7592 2088 102\n101 2023 2003 1037 3231 102")
                                        : tr("5 17 42 8 3\n7 7 23"));
     configLabel_->setStyleSheet(QString());

@@ -76,9 +76,9 @@ struct EncoderOptions {
     int64_t slidingWindow = 0;
 };
 
-// Reads num_attention_heads / n_heads / n_head, layer_norm_eps / layer_norm_epsilon / rms_norm_eps, rope_theta,
-// max_position_embeddings, rope_scaling and sliding_window from a Hugging Face config.json into `opt` where `opt` leaves them
-// unset. A missing file is not an error (returns false).
+// Reads num_attention_heads / n_heads / n_head, layer_norm_eps / layer_norm_epsilon / rms_norm_eps,
+// rope_theta, max_position_embeddings, rope_scaling and sliding_window from a Hugging Face config.json
+// into `opt` where `opt` leaves them unset. A missing file is not an error (returns false).
 Result<bool> readHfConfigHints(const std::string& configJsonPath, EncoderOptions& opt);
 
 Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& opt = {});
@@ -163,10 +163,10 @@ private:
 
     EncoderRunner() = default;
     Result<int64_t> addLinear(const WeightFetcher& f, const std::string& name, int64_t in, int64_t out);
-    Status loadLlama(const WeightFetcher& f);  // llama.cpp
+    Status loadLlama(const WeightFetcher& f);  // defined in runner/llama.cpp
     void linear(int64_t index, const float* x, int64_t rows, float* y) const;
     Result<std::vector<float>> forwardGpt2(const EncoderInput& in) const;
-    Result<std::vector<float>> forwardLlama(const EncoderInput& in) const;  // llama.cpp
+    Result<std::vector<float>> forwardLlama(const EncoderInput& in) const;  // defined in runner/llama.cpp
 
     EncoderConfig cfg_;
     DynamicLinearOptions dynamicOptions_;

@@ -213,6 +213,29 @@ def load_stories(path):
     return kv, w
 
 
+def random_model(cfg, seed, **kw):
+    """A Llama of cfg's sizes with heavy-tailed random weights, and two right-padded sequences."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    model = Llama(cfg["vocab"], cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["intermediate"], cfg["layers"],
+                  **kw).eval()
+    init_weights(model, rng)
+    ids, mask = right_padded(rng, cfg["vocab"], [12, 7])
+    return model, ids, mask
+
+
+def write_hf(name, model, config=None):
+    """<name>.safetensors with Hugging Face names, and config.json beside it when given."""
+    os.makedirs(os.path.dirname(os.path.join(OUT, name)), exist_ok=True)
+    write_safetensors(os.path.join(OUT, name + ".safetensors"),
+                      [(n, t.detach().contiguous().numpy().astype(np.float32)) for n, t, _ in model.tensors(gguf=False)],
+                      {"format": "pt"})
+    if config is not None:
+        with open(os.path.join(OUT, os.path.dirname(name), "config.json"), "w") as f:
+            json.dump(config, f, indent=1)
+            f.write("\n")
+
+
 def main():
     torch.backends.quantized.engine = "onednn"
     torch.set_num_threads(1)
@@ -221,22 +244,14 @@ def main():
     cfg = {"hidden": 32, "heads": 4, "kv_heads": 2, "intermediate": 88, "layers": 2, "vocab": 60,
            "max_positions": 2048}
     for name, gguf, seed in (("llama_tiny", False, 7), ("llama_gguf_tiny", True, 8)):
-        rng = np.random.default_rng(seed)
-        torch.manual_seed(seed)
         # The GGUF one says its own base and eps in the metadata, where eps is a float32.
-        theta = 500000.0 if gguf else 10000.0
-        eps = float(np.float32(1e-5)) if gguf else 1e-5
-        model = Llama(cfg["vocab"], cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["intermediate"], cfg["layers"],
-                      eps=eps, theta=theta, pairs=gguf).eval()
-        init_weights(model, rng)
-        ids, mask = right_padded(rng, cfg["vocab"], [12, 7])
+        model, ids, mask = random_model(cfg, seed, eps=float(np.float32(1e-5)) if gguf else 1e-5,
+                                        theta=500000.0 if gguf else 10000.0, pairs=gguf)
         fp32, int8, sens = references(model, ids, mask)
         if gguf:
             write_gguf(os.path.join(OUT, name + ".gguf"), model, cfg)
         else:
-            write_safetensors(os.path.join(OUT, name + ".safetensors"),
-                              [(n, t.detach().contiguous().numpy().astype(np.float32)) for n, t, _ in
-                               model.tensors(gguf=False)], {"format": "pt"})
+            write_hf(name, model)
         write_refs(name, model, cfg, ids, mask, fp32, int8, sens, family="llama", rope_theta=model.theta)
 
     # Llama 3.1-style rope_scaling, shrunk so that it reaches these tiny heads (d = 8: the
@@ -245,28 +260,18 @@ def main():
     scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                "original_max_position_embeddings": 64}
     for name, gguf, seed in (("llama3_tiny/model", False, 10), ("llama3_gguf_tiny", True, 11)):
-        rng = np.random.default_rng(seed)
-        torch.manual_seed(seed)
         eps = float(np.float32(1e-5))
-        model = Llama(cfg["vocab"], cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["intermediate"], cfg["layers"],
-                      eps=eps, pairs=gguf, scaling=scaling).eval()
-        init_weights(model, rng)
-        ids, mask = right_padded(rng, cfg["vocab"], [12, 7])
+        model, ids, mask = random_model(cfg, seed, eps=eps, pairs=gguf, scaling=scaling)
         fp32, int8, sens = references(model, ids, mask)
-        os.makedirs(os.path.dirname(os.path.join(OUT, name)), exist_ok=True)
         if gguf:
             write_gguf(os.path.join(OUT, name + ".gguf"), model, cfg,
                        rope_freqs=inv_freq(model.theta, model.blocks[0].d) / model.inv)
         else:
-            write_safetensors(os.path.join(OUT, name + ".safetensors"),
-                              [(n, t.detach().contiguous().numpy().astype(np.float32)) for n, t, _ in
-                               model.tensors()], {"format": "pt"})
-            with open(os.path.join(OUT, os.path.dirname(name), "config.json"), "w") as f:
-                json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": cfg["hidden"],
-                           "num_attention_heads": cfg["heads"], "num_key_value_heads": cfg["kv_heads"],
-                           "rms_norm_eps": eps, "rope_theta": model.theta, "max_position_embeddings": 256,
-                           "rope_scaling": scaling}, f, indent=1)
-                f.write("\n")
+            write_hf(name, model, {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+                                   "hidden_size": cfg["hidden"], "num_attention_heads": cfg["heads"],
+                                   "num_key_value_heads": cfg["kv_heads"], "rms_norm_eps": eps,
+                                   "rope_theta": model.theta, "max_position_embeddings": 256,
+                                   "rope_scaling": scaling})
         write_refs(name, model, dict(cfg, max_positions=256 if not gguf else cfg["max_positions"]), ids, mask, fp32,
                    int8, sens, family="llama", rope_theta=model.theta, rope_scaling=scaling)
 
@@ -279,33 +284,17 @@ def main():
             ("qwen2_tiny/model", 13, {"bias": True, "theta": 1e6, "eps": 1e-6},
              {"model_type": "qwen2", "sliding_window": 6, "use_sliding_window": False, "max_window_layers": 1,
               "rope_theta": 1e6, "rms_norm_eps": 1e-6})):
-        rng = np.random.default_rng(seed)
-        torch.manual_seed(seed)
-        model = Llama(cfg["vocab"], cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["intermediate"], cfg["layers"],
-                      **extra).eval()
-        init_weights(model, rng)
-        ids, mask = right_padded(rng, cfg["vocab"], [12, 7])
+        model, ids, mask = random_model(cfg, seed, **extra)
         fp32, int8, sens = references(model, ids, mask)
-        os.makedirs(os.path.dirname(os.path.join(OUT, name)), exist_ok=True)
-        write_safetensors(os.path.join(OUT, name + ".safetensors"),
-                          [(n, t.detach().contiguous().numpy().astype(np.float32)) for n, t, _ in model.tensors()],
-                          {"format": "pt"})
-        with open(os.path.join(OUT, os.path.dirname(name), "config.json"), "w") as f:
-            json.dump(dict(hf, hidden_size=cfg["hidden"], num_attention_heads=cfg["heads"],
-                           num_key_value_heads=cfg["kv_heads"], max_position_embeddings=256), f, indent=1)
-            f.write("\n")
+        write_hf(name, model, dict(hf, hidden_size=cfg["hidden"], num_attention_heads=cfg["heads"],
+                                   num_key_value_heads=cfg["kv_heads"], max_position_embeddings=256))
         write_refs(name, model, dict(cfg, max_positions=256), ids, mask, fp32, int8, sens, family="llama",
                    rope_theta=model.theta, sliding_window=extra.get("window", 0))
 
     # Qwen2 as llama.cpp stores it: GGUF names and metadata under "qwen2.", q/k/v biases, and
     # the rotary halves (its converter does not permute q and k; LLAMA_ROPE_TYPE_NEOX).
-    rng = np.random.default_rng(14)
-    torch.manual_seed(14)
-    eps = float(np.float32(1e-6))
-    model = Llama(cfg["vocab"], cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["intermediate"], cfg["layers"],
-                  eps=eps, theta=1e6, pairs=False, bias=True, gguf_names=True).eval()
-    init_weights(model, rng)
-    ids, mask = right_padded(rng, cfg["vocab"], [12, 7])
+    model, ids, mask = random_model(cfg, 14, eps=float(np.float32(1e-6)), theta=1e6, pairs=False, bias=True,
+                                    gguf_names=True)
     fp32, int8, sens = references(model, ids, mask)
     write_gguf(os.path.join(OUT, "qwen2_gguf_tiny.gguf"), model, cfg, arch="qwen2")
     write_refs("qwen2_gguf_tiny", model, cfg, ids, mask, fp32, int8, sens, family="llama", rope_theta=model.theta)
