@@ -8,6 +8,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "alignedarray.h"
 #include "commands.h"
 #include "io/npy.h"
 #include "io/npywriter.h"
@@ -91,8 +92,8 @@ void runRun(const RunOptions& o)
     auto fp = Fp32Linear::fromLayer(*l);
     if (!fp)
         throw Failure{fp.error().oneLine()};
-    std::vector<float> yRef(size_t(tokens * l->outFeatures));
-    std::vector<float> y(yRef.size());
+    AlignedVector<float> yRef(size_t(tokens * l->outFeatures));  // as PyTorch's outputs (alignedarray.h)
+    AlignedVector<float> y(yRef.size());
     double seconds = 0;
     fp->forward(x.data(), tokens, yRef.data());  // warm-up, and the float32 reference
     if (o.mode == "fp32") {
