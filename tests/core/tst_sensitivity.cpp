@@ -61,12 +61,13 @@ Result<EncoderRunner> runnerFor(const Fixture& f)
     return EncoderRunner::create(f.model, o);
 }
 
-// torch's rows, most sensitive (lowest cosine) first.
+// torch's rows, most sensitive (lowest cosine over the real tokens) first.
 std::vector<nlohmann::json> torchRanking(const Fixture& f)
 {
     std::vector<nlohmann::json> rows(f.ref["sensitivity"].begin(), f.ref["sensitivity"].end());
-    std::stable_sort(rows.begin(), rows.end(),
-                     [](const auto& a, const auto& b) { return a["cosine"].template get<double>() < b["cosine"].template get<double>(); });
+    std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+        return a["real_tokens"]["cosine"].template get<double>() < b["real_tokens"]["cosine"].template get<double>();
+    });
     return rows;
 }
 
@@ -107,10 +108,13 @@ private slots:
         QVERIFY(rep->allQuantized.cosine < 1.0);
     }
 
-    // Our one-layer-at-a-time numbers against torch's quantize_dynamic of that one module.
-    // The int8 activation rounding differs between onednn and the FBGEMM rule, so layers
-    // are compared where quantization matters (1 - cosine >= 1e-7): within a factor of 2,
-    // and the most sensitive layer must be the same.
+    // Our one-layer-at-a-time numbers against torch's quantize_dynamic of that one module,
+    // both over the real tokens of the same masked batch ("real_tokens" in the fixture).
+    // The int8 outputs agree with torch's to ~1e-6 on these fixtures (tst_encoder), so layers
+    // where quantization matters (1 - cosine >= 1e-7) must agree to 1% in 1 - cosine (observed
+    // within 0.01%) and 0.05 dB in SQNR, and the ranking must start with the same layer.
+    // (This compared against torch's figures over every row, padding included, with a factor
+    // of 2 allowed, until both sides scored the same tokens.)
     void matchesTorchPerLayer_data()
     {
         QTest::addColumn<QString>("fixture");
@@ -134,27 +138,24 @@ private slots:
         std::map<std::string, LayerSensitivity> ours;
         for (const auto& l : rep->layers)
             ours[l.name] = l;
-        // torch's metrics include padding rows; ours by design do not. Re-derive ours on all
-        // rows for this comparison.
-        EncoderInput all = f.input;
-        std::fill(all.mask.begin(), all.mask.end(), uint8_t(1));
-        auto repAll = computeSensitivity(*r, all);
-        QVERIFY(repAll.ok());
-        for (const auto& l : repAll->layers)
-            ours[l.name] = l;
         const auto torch = torchRanking(f);
         QCOMPARE(ours.size(), torch.size());
+        double worst = 1;
         for (const auto& row : torch) {
             const std::string name = row["name"].get<std::string>();
             QVERIFY2(ours.count(name), name.c_str());
-            const double t = 1.0 - row["cosine"].get<double>();
+            const double t = 1.0 - row["real_tokens"]["cosine"].get<double>();
             const double o = 1.0 - ours[name].cosine;
             if (t < 1e-7 && o < 1e-7)
                 continue;
-            qDebug("%-55s 1-cos ours %.3e torch %.3e", name.c_str(), o, t);
-            QVERIFY2(o <= 2 * t && t <= 2 * o, name.c_str());
+            worst = std::max({worst, o / t, t / o});
+            QVERIFY2(o <= 1.01 * t && t <= 1.01 * o, qPrintable(QStringLiteral("%1: 1-cos ours %2 torch %3")
+                                                                 .arg(QString::fromStdString(name)).arg(o).arg(t)));
+            const double sqnrT = row["real_tokens"]["sqnr_db"].get<double>();
+            QVERIFY2(std::fabs(ours[name].sqnrDb - sqnrT) <= 0.05, name.c_str());
         }
-        QCOMPARE(QString::fromStdString(repAll->layers.front().name),
+        qDebug("largest ratio of 1 - cosine, ours to torch's either way: %.6f", worst);
+        QCOMPARE(QString::fromStdString(rep->layers.front().name),
                  QString::fromStdString(torch.front()["name"].get<std::string>()));
     }
 

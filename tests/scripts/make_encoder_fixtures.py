@@ -8,6 +8,7 @@ is not installed here), with Hugging Face tensor names, and writes for each:
   tests/data/encoder/<name>_ref.safetensors  input_ids, attention_mask (int64, [B, T]),
                                              hidden_fp32 and hidden_int8 (float32, [B, T, H])
   tests/data/encoder/<name>_ref.json         config, per-layer sensitivity computed by torch
+                                             (over every row, and over the real tokens only)
 
 hidden_int8 is the same model after torch.ao.quantization.quantize_dynamic(model,
 {nn.Linear}, dtype=torch.qint8) on the onednn engine (Debian's torch 1.13 has no fbgemm).
@@ -198,6 +199,14 @@ def metrics(ref, y):
     return cos, sqnr, float((r - q).abs().max())
 
 
+def real_metrics(ref, y, mask):
+    """metrics() over the real tokens only (mask 1), as Quantlens scores sensitivity."""
+    keep = mask.reshape(-1).bool()
+    h = ref.shape[-1]
+    c, s, e = metrics(ref.reshape(-1, h)[keep], y.reshape(-1, h)[keep])
+    return {"cosine": c, "sqnr_db": s, "max_abs_error": e}
+
+
 def token_cosines(ref, y):
     r, q = ref.double().reshape(-1, ref.shape[-1]), y.double().reshape(-1, y.shape[-1])
     return (r * q).sum(1) / (r.norm(dim=1) * q.norm(dim=1))
@@ -228,8 +237,10 @@ def build(name, family, h, heads, inter, layers, vocab=100, maxpos=64, seed=0, o
         sens = []
         for hf, path in model.linear_names():
             one = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {path}, dtype=torch.qint8)
-            c, s, e = metrics(fp32, one(ids, mask))
-            sens.append({"name": hf, "cosine": c, "sqnr_db": s, "max_abs_error": e})
+            y = one(ids, mask)
+            c, s, e = metrics(fp32, y)
+            sens.append({"name": hf, "cosine": c, "sqnr_db": s, "max_abs_error": e,
+                         "real_tokens": real_metrics(fp32, y, mask)})
 
     cos, sqnr, maxerr = metrics(fp32, int8)
     write_safetensors(os.path.join(OUT, name + ".safetensors"),

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_encoder_fixtures import OUT, heavy, metrics, token_cosines, write_safetensors  # noqa: E402
+from make_encoder_fixtures import OUT, heavy, metrics, real_metrics, token_cosines, write_safetensors  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "models")
 
@@ -126,8 +126,10 @@ def references(model, ids, mask):
         sens = []
         for hf, path in model.linear_names():
             one = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {path}, dtype=torch.qint8)
-            c, s, e = metrics(fp32, one(ids, mask))
-            sens.append({"name": hf, "cosine": c, "sqnr_db": s, "max_abs_error": e})
+            y = one(ids, mask)
+            c, s, e = metrics(fp32, y)
+            sens.append({"name": hf, "cosine": c, "sqnr_db": s, "max_abs_error": e,
+                         "real_tokens": real_metrics(fp32, y, mask)})
     return fp32, int8, sens
 
 
