@@ -6,7 +6,7 @@
 namespace quantlens {
 
 namespace {
-constexpr std::array<DTypeInfo, 19> kInfo{{
+constexpr std::array<DTypeInfo, 24> kInfo{{
     {"F64", 1, 8, true, false},   {"F32", 1, 4, true, false},  {"F16", 1, 2, true, false},
     {"BF16", 1, 2, true, false},  {"I64", 1, 8, false, false}, {"I32", 1, 4, false, false},
     {"I16", 1, 2, false, false},  {"I8", 1, 1, false, false},  {"U64", 1, 8, false, false},
@@ -15,6 +15,9 @@ constexpr std::array<DTypeInfo, 19> kInfo{{
     // ggml blocks: fp16 scale (+ fp16 min for _1) + packed quants (+ 32 high bits for Q5).
     {"Q8_0", 32, 34, false, true}, {"Q4_0", 32, 18, false, true}, {"Q4_1", 32, 20, false, true},
     {"Q5_0", 32, 22, false, true}, {"Q5_1", 32, 24, false, true},
+    // ggml k-quants (ggml-common.h block_q2_K ... block_q6_K): 256 values per super-block.
+    {"Q2_K", 256, 84, false, true}, {"Q3_K", 256, 110, false, true}, {"Q4_K", 256, 144, false, true},
+    {"Q5_K", 256, 176, false, true}, {"Q6_K", 256, 210, false, true},
     {"OPAQUE", 1, 0, false, true},
 }};
 }  // namespace

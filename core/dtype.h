@@ -12,7 +12,8 @@ enum class DType : uint8_t {
     U64, U32, U16, U8,
     BOOL,
     Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
-    Opaque,  // a type we list but cannot decode (e.g. GGUF Q4_K); see Tensor::opaqueType
+    Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,  // ggml k-quants: super-blocks of 256
+    Opaque,  // a type we list but cannot decode (e.g. GGUF IQ2_XXS); see Tensor::opaqueType
 };
 
 struct DTypeInfo {

@@ -63,9 +63,116 @@ float scalarToFloat(DType t, const std::byte* p, bool swap)
 uint16_t le16(const std::byte* p) { return loadScalar<uint16_t>(p, std::endian::native != std::endian::little); }
 uint32_t le32(const std::byte* p) { return loadScalar<uint32_t>(p, std::endian::native != std::endian::little); }
 
+inline uint8_t u8(const std::byte* p) { return std::to_integer<uint8_t>(*p); }
+
+// The 6-bit scale and min of sub-block j of a Q4_K / Q5_K super-block, packed into 12 bytes:
+// sub-blocks 0-3 in the low 6 bits of bytes j and j+4, sub-blocks 4-7 in the nibbles of
+// byte j+4 with their top two bits in the spare bits of bytes j-4 and j.
+void scaleMinK4(int j, const std::byte* q, int& sc, int& m)
+{
+    if (j < 4) {
+        sc = u8(q + j) & 63;
+        m = u8(q + j + 4) & 63;
+    } else {
+        sc = (u8(q + j + 4) & 0xF) | ((u8(q + j - 4) >> 6) << 4);
+        m = (u8(q + j + 4) >> 4) | ((u8(q + j) >> 6) << 4);
+    }
+}
+
+// ggml k-quant super-blocks (ggml-common.h block_q2_K ... block_q6_K), 256 values, decoded
+// with the arithmetic of ggml's dequantize_row_q*_K in the same order, so the floats match.
+void decodeKBlock(DType t, const std::byte* b, float* y)
+{
+    switch (t) {
+    case DType::Q2_K: {  // scales[16] (4-bit scale | 4-bit min), qs[64], d, dmin
+        const std::byte* sc = b;
+        const std::byte* q = b + 16;
+        const float d = halfToFloat(le16(b + 80)), dmin = halfToFloat(le16(b + 82));
+        int is = 0;
+        for (int n = 0; n < 256; n += 128, q += 32)
+            for (int shift = 0; shift < 8; shift += 2)
+                for (int half = 0; half < 2; ++half) {
+                    const uint8_t s = u8(sc + is++);
+                    const float dl = d * float(s & 0xF), ml = dmin * float(s >> 4);
+                    for (int l = 0; l < 16; ++l)
+                        *y++ = dl * float((u8(q + l + 16 * half) >> shift) & 3) - ml;
+                }
+        break;
+    }
+    case DType::Q3_K: {  // hmask[32], qs[64], scales[12] (6-bit, packed), d
+        const std::byte* hm = b;
+        const std::byte* q = b + 32;
+        const std::byte* s = b + 96;
+        const float d = halfToFloat(le16(b + 108));
+        int8_t scales[16];
+        for (int i = 0; i < 16; ++i) {
+            const int lo = i < 8 ? u8(s + i) & 0xF : u8(s + i - 8) >> 4;
+            const int hi = (u8(s + 8 + (i & 3)) >> (2 * (i >> 2))) & 3;
+            scales[i] = int8_t((lo | (hi << 4)) - 32);
+        }
+        int is = 0;
+        uint8_t m = 1;
+        for (int n = 0; n < 256; n += 128, q += 32)
+            for (int shift = 0; shift < 8; shift += 2, m = uint8_t(m << 1))
+                for (int half = 0; half < 2; ++half) {
+                    const float dl = d * float(scales[is++]);
+                    for (int l = 16 * half; l < 16 * half + 16; ++l)
+                        *y++ = dl * float(int((u8(q + l) >> shift) & 3) - ((u8(hm + l) & m) ? 0 : 4));
+                }
+        break;
+    }
+    case DType::Q4_K:    // d, dmin, scales[12], qs[128]
+    case DType::Q5_K: {  // d, dmin, scales[12], qh[32], qs[128]
+        const bool five = t == DType::Q5_K;
+        const float d = halfToFloat(le16(b)), dmin = halfToFloat(le16(b + 2));
+        const std::byte* scales = b + 4;
+        const std::byte* qh = b + 16;
+        const std::byte* q = b + (five ? 48 : 16);
+        for (int j = 0; j < 8; j += 2, q += 32) {
+            int sc, m;
+            scaleMinK4(j, scales, sc, m);
+            const float d1 = d * float(sc), m1 = dmin * float(m);
+            scaleMinK4(j + 1, scales, sc, m);
+            const float d2 = d * float(sc), m2 = dmin * float(m);
+            for (int l = 0; l < 32; ++l)
+                *y++ = d1 * float((u8(q + l) & 0xF) + (five && ((u8(qh + l) >> j) & 1) ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; ++l)
+                *y++ = d2 * float((u8(q + l) >> 4) + (five && ((u8(qh + l) >> (j + 1)) & 1) ? 16 : 0)) - m2;
+        }
+        break;
+    }
+    case DType::Q6_K: {  // ql[128], qh[64], scales[16] (int8), d
+        const std::byte* ql = b;
+        const std::byte* qh = b + 128;
+        const std::byte* sc = b + 192;
+        const float d = halfToFloat(le16(b + 208));
+        for (int n = 0; n < 256; n += 128, ql += 64, qh += 32, sc += 8, y += 128)
+            for (int l = 0; l < 32; ++l) {
+                const int is = l / 16;
+                const uint8_t h = u8(qh + l);
+                const int q1 = int((u8(ql + l) & 0xF) | ((h & 3) << 4)) - 32;
+                const int q2 = int((u8(ql + l + 32) & 0xF) | (((h >> 2) & 3) << 4)) - 32;
+                const int q3 = int((u8(ql + l) >> 4) | (((h >> 4) & 3) << 4)) - 32;
+                const int q4 = int((u8(ql + l + 32) >> 4) | (((h >> 6) & 3) << 4)) - 32;
+                const auto s = [&](int k) { return float(static_cast<int8_t>(u8(sc + is + k))); };
+                y[l] = d * s(0) * float(q1);
+                y[l + 32] = d * s(2) * float(q2);
+                y[l + 64] = d * s(4) * float(q3);
+                y[l + 96] = d * s(6) * float(q4);
+            }
+        break;
+    }
+    default: break;
+    }
+}
+
 // ggml block decoders: the layouts of ggml-common.h (block_q8_0 etc.), per 32 values.
 void decodeBlock(DType t, const std::byte* b, float* out)
 {
+    if (dtypeInfo(t).blockElems == 256) {
+        decodeKBlock(t, b, out);
+        return;
+    }
     const float d = halfToFloat(le16(b));
     switch (t) {
     case DType::Q8_0:

@@ -72,7 +72,7 @@ void TestGguf::typedFile()
         QCOMPARE(t.shape, e.at("shape").get<std::vector<int64_t>>());
         QCOMPARE(typeOf(t), e.at("dtype").get<std::string>());
         QVERIFY2(fileOffset(t) >= 0 && fileOffset(t) % align == 0, t.name.c_str());
-        if (e.contains("bytes")) {  // an opaque k-quant: listed, sized, not decoded
+        if (e.contains("bytes")) {  // an opaque i-quant: listed, sized, not decoded
             QVERIFY(!t.decodable());
             QCOMPARE(t.note, std::string("not decoded"));
             QCOMPARE(int64_t(t.data.size()), e.at("bytes").get<int64_t>());
@@ -117,6 +117,11 @@ void TestGguf::blockTypes_data()
     QTest::newRow("Q4_1 (scale and min)") << "q4_1.weight";
     QTest::newRow("Q5_0 (high bits in qh)") << "q5_0.weight";
     QTest::newRow("Q5_1 (qh and min)") << "q5_1.weight";
+    QTest::newRow("Q2_K (4-bit scale and min per 16)") << "q2_k.weight";
+    QTest::newRow("Q3_K (hmask, packed 6-bit scales)") << "q3_k.weight";
+    QTest::newRow("Q4_K (6-bit scales and mins per 32)") << "q4_k.weight";
+    QTest::newRow("Q5_K (as Q4_K plus qh)") << "q5_k.weight";
+    QTest::newRow("Q6_K (ql, qh, int8 scales)") << "q6_k.weight";
 }
 
 void TestGguf::blockTypes()

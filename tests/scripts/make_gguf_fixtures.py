@@ -28,9 +28,11 @@ SCALAR_FMT = {U8: "<B", I8: "<b", U16: "<H", I16: "<h", U32: "<I", I32: "<i", F3
               BOOL: "<B", U64: "<Q", I64: "<q", F64V: "<d"}
 # ggml types
 T_F32, T_F16, T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1, T_Q8_0 = 0, 1, 2, 3, 6, 7, 8
-T_Q4_K, T_I8, T_I16, T_I32, T_I64, T_F64, T_BF16 = 12, 24, 25, 26, 27, 28, 30
-TYPE_NAME = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 12: "Q4_K",
-             24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 30: "BF16"}
+T_Q2_K, T_Q3_K, T_Q4_K, T_Q5_K, T_Q6_K, T_IQ2_XXS = 10, 11, 12, 13, 14, 16
+T_I8, T_I16, T_I32, T_I64, T_F64, T_BF16 = 24, 25, 26, 27, 28, 30
+TYPE_NAME = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 10: "Q2_K", 11: "Q3_K",
+             12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 16: "IQ2_XXS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64",
+             30: "BF16"}
 QK = 32
 
 
@@ -259,6 +261,93 @@ def dequantize_q5_1(raw, n):
     return out
 
 
+# ---------------------------------------------------------------- ggml k-quants (QK_K = 256)
+# Dequantization of ggml's dequantize_row_q{2,3,4,5,6}_K, vectorised over super-blocks with
+# numpy float32 in ggml's order of operations (scale products first, then the quant, then
+# the min), from the block layouts of ggml-common.h.
+K_BYTES = {T_Q2_K: 84, T_Q3_K: 110, T_Q4_K: 144, T_Q5_K: 176, T_Q6_K: 210}
+
+
+def _halves(raw, off):
+    return raw[:, off:off + 2].copy().view("<f2").astype(f32).reshape(-1, 1)
+
+
+def _scale_min_k4(sc):
+    """The 8 six-bit (scale, min) pairs of Q4_K / Q5_K from their 12 bytes, [blocks, 8] each."""
+    sc = sc.astype(np.int32)
+    d = np.empty((sc.shape[0], 8), np.int32)
+    m = np.empty_like(d)
+    d[:, :4] = sc[:, 0:4] & 63
+    m[:, :4] = sc[:, 4:8] & 63
+    d[:, 4:] = (sc[:, 8:12] & 0xF) | ((sc[:, 0:4] >> 6) << 4)
+    m[:, 4:] = (sc[:, 8:12] >> 4) | ((sc[:, 4:8] >> 6) << 4)
+    return d, m
+
+
+def dequantize_k(ttype, data, n):
+    raw = np.frombuffer(data, np.uint8).reshape(-1, K_BYTES[ttype])
+    nb = raw.shape[0]
+    out = np.empty((nb, 256), f32)
+    if ttype in (T_Q4_K, T_Q5_K):
+        d, dmin = _halves(raw, 0), _halves(raw, 2)
+        sc, mn = _scale_min_k4(raw[:, 4:16])
+        qs = raw[:, 48:176] if ttype == T_Q5_K else raw[:, 16:144]
+        qh = raw[:, 16:48].astype(np.int32)
+        for sub in range(8):  # sub-block of 32: low nibbles of chunk sub//2 for even, high for odd
+            chunk = qs[:, 32 * (sub // 2):32 * (sub // 2) + 32].astype(np.int32)
+            q = (chunk & 0xF) if sub % 2 == 0 else (chunk >> 4)
+            if ttype == T_Q5_K:
+                q = q + ((qh >> sub) & 1) * 16
+            out[:, 32 * sub:32 * sub + 32] = (d * sc[:, sub:sub + 1].astype(f32)) * q.astype(f32) - \
+                (dmin * mn[:, sub:sub + 1].astype(f32))
+    elif ttype == T_Q6_K:
+        ql, qh = raw[:, 0:128].astype(np.int32), raw[:, 128:192].astype(np.int32)
+        sc = raw[:, 192:208].view(np.int8).astype(f32)
+        d = _halves(raw, 208)
+        for half in range(2):
+            for part in range(4):  # 32 values each: low/high nibble of ql[0:32]/ql[32:64], qh bits 2*part
+                lo = ql[:, 64 * half + 32 * (part % 2):64 * half + 32 * (part % 2) + 32]
+                lo = (lo & 0xF) if part < 2 else (lo >> 4)
+                q = (lo | (((qh[:, 32 * half:32 * half + 32] >> (2 * part)) & 3) << 4)) - 32
+                for l16 in range(2):
+                    s = sc[:, 8 * half + 2 * part + l16:8 * half + 2 * part + l16 + 1]
+                    cols = slice(128 * half + 32 * part + 16 * l16, 128 * half + 32 * part + 16 * l16 + 16)
+                    out[:, cols] = (d * s) * q[:, 16 * l16:16 * l16 + 16].astype(f32)
+    elif ttype == T_Q2_K:
+        sc = raw[:, 0:16].astype(np.int32)
+        qs = raw[:, 16:80].astype(np.int32)
+        d, dmin = _halves(raw, 80), _halves(raw, 82)
+        for i in range(16):  # 16 values each; chunk i//8 of 128, shift 2*((i%8)//2), half i%2
+            chunk, shift, half = i // 8, 2 * ((i % 8) // 2), i % 2
+            q = (qs[:, 32 * chunk + 16 * half:32 * chunk + 16 * half + 16] >> shift) & 3
+            out[:, 16 * i:16 * i + 16] = (d * (sc[:, i:i + 1] & 0xF).astype(f32)) * q.astype(f32) - \
+                (dmin * (sc[:, i:i + 1] >> 4).astype(f32))
+    elif ttype == T_Q3_K:
+        hm = raw[:, 0:32].astype(np.int32)
+        qs = raw[:, 32:96].astype(np.int32)
+        s = raw[:, 96:108].astype(np.int32)
+        d = _halves(raw, 108)
+        for i in range(16):
+            lo = (s[:, i] & 0xF) if i < 8 else (s[:, i - 8] >> 4)
+            hi = (s[:, 8 + i % 4] >> (2 * (i // 4))) & 3
+            scale = ((lo | (hi << 4)) - 32).astype(f32).reshape(-1, 1)
+            chunk, j, half = i // 8, (i % 8) // 2, i % 2
+            l = np.arange(16 * half, 16 * half + 16)
+            q = (qs[:, 32 * chunk + l] >> (2 * j)) & 3
+            high = (hm[:, l] >> (4 * chunk + j)) & 1
+            out[:, 16 * i:16 * i + 16] = (d * scale) * (q - 4 * (1 - high)).astype(f32)
+    return out.reshape(-1)[:n]
+
+
+def random_k_blocks(rng, ttype, nblocks):
+    """Random quant and scale bytes with small positive fp16 super-block scales."""
+    raw = rng.integers(0, 256, (nblocks, K_BYTES[ttype]), dtype=np.uint8)
+    scale_offsets = {T_Q2_K: (80, 82), T_Q3_K: (108,), T_Q4_K: (0, 2), T_Q5_K: (0, 2), T_Q6_K: (208,)}[ttype]
+    for off in scale_offsets:
+        raw[:, off:off + 2] = rng.uniform(1e-3, 5e-2, nblocks).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    return raw.tobytes()
+
+
 def bf16_bits(x):
     # Round to nearest even, as ggml's GGML_FP32_TO_BF16 does for finite values.
     u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
@@ -316,10 +405,10 @@ def make_types(version, alignment):
     add("conv.weight3d", (2, 3, 4), T_F32, c3.tobytes(), c3)
     c4 = rng.standard_normal((2, 1, 2, 3)).astype(np.float32)
     add("conv.weight4d", (2, 1, 2, 3), T_F32, c4.tobytes(), c4)
-    # A k-quant stays opaque: listed with its size, not decoded.
-    qk = rng.integers(0, 256, 2 * 144, dtype=np.uint8).tobytes()
-    tensors.append(("blk.0.attn_k.weight", [256, 2], T_Q4_K, qk))
-    expected.append({"name": "blk.0.attn_k.weight", "shape": [2, 256], "dtype": "Q4_K", "bytes": len(qk)})
+    # An i-quant stays opaque: listed with its size, not decoded.
+    qk = rng.integers(0, 256, 2 * 66, dtype=np.uint8).tobytes()
+    tensors.append(("blk.0.attn_k.weight", [256, 2], T_IQ2_XXS, qk))
+    expected.append({"name": "blk.0.attn_k.weight", "shape": [2, 256], "dtype": "IQ2_XXS", "bytes": len(qk)})
     data = gguf_bytes(kvs, tensors, version=version, alignment=alignment)
     return data, expected, kvs
 
@@ -352,6 +441,15 @@ def main():
         raw = q(x)
         blocks.append((name, [64, 4], ttype, raw))
         exp_blocks[name] = {"shape": [4, 64], "dtype": TYPE_NAME[ttype], "bytes": len(raw), "values": floats(dq(raw, x.size))}
+    # k-quants: random bytes (every bit pattern of the packed scales and quants is a valid
+    # block), two super-blocks per row. A generator of their own leaves the fixtures below as they were.
+    krng = np.random.default_rng(43)
+    for name, ttype in [("q2_k.weight", T_Q2_K), ("q3_k.weight", T_Q3_K), ("q4_k.weight", T_Q4_K),
+                        ("q5_k.weight", T_Q5_K), ("q6_k.weight", T_Q6_K)]:
+        raw = random_k_blocks(krng, ttype, 6)
+        blocks.append((name, [512, 3], ttype, raw))
+        exp_blocks[name] = {"shape": [3, 512], "dtype": TYPE_NAME[ttype], "bytes": len(raw),
+                            "values": floats(dequantize_k(ttype, raw, 3 * 512))}
     write(os.path.join(OUT, "blocks.gguf"), gguf_bytes([("general.architecture", STRING, "test")], blocks))
     with open(os.path.join(OUT, "blocks_expected.json"), "w") as f:
         json.dump(exp_blocks, f, indent=1)
