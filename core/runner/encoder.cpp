@@ -46,13 +46,6 @@ struct EncoderRunner::Linear {
 
 namespace {
 
-std::string joinShape(const std::vector<int64_t>& s) { return shapeString(s); }
-
-bool endsWith(const std::string& s, std::string_view suffix)
-{
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // The per-layer tensor names of each family, in execution order.
 struct LayerNames {
     const char* q;
@@ -184,7 +177,7 @@ Result<EncoderConfig> inferGpt2Config(const Model& m, const Tensor& wte, const s
     c.family = EncoderFamily::Gpt2;
     c.prefix = prefix;
     if (wte.rank() != 2 || wte.shape[0] <= 0 || wte.shape[1] <= 0)
-        return makeError("bad-shape", "token embeddings must be 2-D [vocab, hidden], got " + joinShape(wte.shape), {},
+        return makeError("bad-shape", "token embeddings must be 2-D [vocab, hidden], got " + shapeString(wte.shape), {},
                          -1, wte.name);
     c.vocab = wte.shape[0];
     c.hidden = wte.shape[1];
@@ -192,7 +185,7 @@ Result<EncoderConfig> inferGpt2Config(const Model& m, const Tensor& wte, const s
     if (!wpe)
         return makeError("missing-tensor", "no position embeddings", {}, -1, prefix + "wpe.weight");
     if (wpe->rank() != 2 || wpe->shape[1] != c.hidden || wpe->shape[0] <= 0)
-        return makeError("bad-shape", "position embeddings have shape " + joinShape(wpe->shape) +
+        return makeError("bad-shape", "position embeddings have shape " + shapeString(wpe->shape) +
                                           ", expected [positions, " + std::to_string(c.hidden) + "]", {}, -1, wpe->name);
     c.maxPositions = wpe->shape[0];
     while (m.find(gpt2Layer(c, c.layers) + "attn.c_attn.weight"))
@@ -216,7 +209,7 @@ Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& o
         return *llama;
     static constexpr std::string_view kWte = "wte.weight";
     for (const Tensor& t : m.tensors)
-        if (t.group.empty() && endsWith(t.name, kWte)) {
+        if (t.group.empty() && t.name.ends_with(kWte)) {
             const std::string prefix = t.name.substr(0, t.name.size() - kWte.size());
             if (prefix.empty() || prefix.back() == '.')
                 if (m.find(prefix + "h.0.attn.c_attn.weight"))
@@ -227,7 +220,7 @@ Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& o
     EncoderConfig c;
     const Tensor* word = nullptr;
     for (const Tensor& t : m.tensors)
-        if (t.group.empty() && endsWith(t.name, kWord)) {
+        if (t.group.empty() && t.name.ends_with(kWord)) {
             word = &t;
             break;
         }
@@ -237,7 +230,7 @@ Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& o
                          "'token_embd.weight': not a BERT-family encoder, GPT-2 or Llama");
     c.prefix = word->name.substr(0, word->name.size() - kWord.size());
     if (word->rank() != 2 || word->shape[0] <= 0 || word->shape[1] <= 0)
-        return makeError("bad-shape", "word embeddings must be 2-D [vocab, hidden], got " + joinShape(word->shape),
+        return makeError("bad-shape", "word embeddings must be 2-D [vocab, hidden], got " + shapeString(word->shape),
                          {}, -1, word->name);
     c.vocab = word->shape[0];
     c.hidden = word->shape[1];
@@ -257,12 +250,12 @@ Result<EncoderConfig> inferEncoderConfig(const Model& m, const EncoderOptions& o
         return makeError("missing-tensor", "no position embeddings (absolute positions are required)", {}, -1,
                          c.prefix + "embeddings.position_embeddings.weight");
     if (pos->rank() != 2 || pos->shape[1] != c.hidden || pos->shape[0] <= 0)
-        return makeError("bad-shape", "position embeddings have shape " + joinShape(pos->shape) +
+        return makeError("bad-shape", "position embeddings have shape " + shapeString(pos->shape) +
                                           ", expected [positions, " + std::to_string(c.hidden) + "]", {}, -1, pos->name);
     c.maxPositions = pos->shape[0];
     if (const Tensor* type = m.find(c.prefix + "embeddings.token_type_embeddings.weight")) {
         if (type->rank() != 2 || type->shape[1] != c.hidden || type->shape[0] <= 0)
-            return makeError("bad-shape", "token type embeddings have shape " + joinShape(type->shape), {}, -1,
+            return makeError("bad-shape", "token type embeddings have shape " + shapeString(type->shape), {}, -1,
                              type->name);
         c.typeVocab = type->shape[0];
     } else if (c.family != EncoderFamily::DistilBert) {

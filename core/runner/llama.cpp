@@ -195,8 +195,7 @@ std::optional<Result<EncoderConfig>> inferLlamaConfig(const Model& m, const Enco
     } else {
         static constexpr std::string_view kEmbed = kHfNames.embed;
         for (const Tensor& t : m.tensors) {
-            if (!t.group.empty() || t.name.size() < kEmbed.size() ||
-                t.name.compare(t.name.size() - kEmbed.size(), kEmbed.size(), kEmbed) != 0)
+            if (!t.group.empty() || !t.name.ends_with(kEmbed))
                 continue;
             const std::string prefix = t.name.substr(0, t.name.size() - kEmbed.size());
             if ((prefix.empty() || prefix.back() == '.') &&
