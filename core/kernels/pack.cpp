@@ -1,7 +1,7 @@
 #include <cstdlib>
 #include <cstring>
-#include <new>
 
+#include "alignedarray.h"
 #include "kernels/gemm.h"
 
 namespace quantlens::kernels {
@@ -24,14 +24,14 @@ PackedWeights packWeights(const int8_t* w, int64_t n, int64_t k, int64_t ldw)
     // Every panel gets a full kPanel*k4 slot so panel(p) is a multiply; the unused tail of the
     // last slot stays zero. 64-byte alignment lets the kernels use aligned zmm loads.
     const size_t bytes = size_t(std::max<int64_t>(pw.bytes(), 64));
-    auto* raw = static_cast<int8_t*>(::operator new[](bytes, std::align_val_t(64)));
-    std::memset(raw, 0, bytes);
-    pw.data = std::shared_ptr<int8_t[]>(raw, [](int8_t* q) { ::operator delete[](q, std::align_val_t(64)); });
+    AlignedArray<int8_t> raw = makeAlignedArray<int8_t>(bytes);
+    std::memset(raw.get(), 0, bytes);
+    pw.data = std::move(raw);
     pw.colSum.assign(size_t(pw.panels * PackedWeights::kPanel), 0);
 
     for (int64_t p = 0; p < pw.panels; ++p) {
         const int64_t width = pw.panelWidth(p);
-        int8_t* dst = raw + p * PackedWeights::kPanel * pw.k4;
+        int8_t* dst = pw.data.get() + p * PackedWeights::kPanel * pw.k4;
         for (int64_t c = 0; c < width; ++c) {
             const int64_t j = p * PackedWeights::kPanel + c;
             if (j >= n)
