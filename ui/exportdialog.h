@@ -13,7 +13,7 @@
 
 #include "io/exportplan.h"
 #include "model.h"
-#include "session.h"
+#include "plan/session.h"
 
 class QCheckBox;
 class QComboBox;

@@ -10,7 +10,7 @@
 #include "model.h"
 #include "quant/quantspec.h"
 #include "result.h"
-#include "session.h"
+#include "plan/session.h"
 
 namespace quantlens {
 
