@@ -11,7 +11,7 @@
 #include <atomic>
 #include <memory>
 
-#include "io/exportplan.h"
+#include "tasks/exportplan.h"
 #include "model.h"
 #include "plan/session.h"
 
