@@ -79,4 +79,14 @@ void markConv1DLayouts(Model& m)
             t.layout = Layout::InOut;
 }
 
+std::string layerPrefix(const std::string& weightName)
+{
+    constexpr std::string_view kSuffix = ".weight";
+    if (weightName.size() > kSuffix.size() && weightName.ends_with(kSuffix))
+        return weightName.substr(0, weightName.size() - kSuffix.size());
+    return weightName;
+}
+
+bool namesLayer(const std::string& name, const std::string& prefix) { return layerPrefix(name) == prefix || name == prefix; }
+
 }  // namespace quantlens

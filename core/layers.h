@@ -23,6 +23,11 @@ struct LinearLayer {
 std::vector<LinearLayer> findLinearLayers(const Model& m);
 const LinearLayer* findLinearLayer(const std::vector<LinearLayer>& layers, const std::string& prefix);
 
+// The layer a weight belongs to: "a.b.weight" -> "a.b"; any other name is returned as is.
+std::string layerPrefix(const std::string& weightName);
+// Whether `name` names the layer `prefix` or its weight.
+bool namesLayer(const std::string& name, const std::string& prefix);
+
 // Marks GPT-2 style Conv1D weights (…attn.c_attn/c_proj, mlp.c_fc/c_proj) as [in, out].
 // Called by readers of formats that carry no layout information.
 void markConv1DLayouts(Model& m);

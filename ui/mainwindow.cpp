@@ -238,6 +238,17 @@ void MainWindow::buildUi()
         session_.keepFloat.clear();
         for (const QString& n : sensitivity_->keptFloatLayers())
             session_.keepFloat.insert(n.toStdString());
+        pushPlan();
+    });
+    connect(runPanel_, &RunPanel::planEdited, this, [this](const QuantPlan& p) {
+        session_.activations = p.activations;
+        if (!(p.defaultSpec == session_.defaultSpec)) {
+            session_.defaultSpec = p.defaultSpec;
+            if (model_ && current_ >= 0 && !session_.isTuned(model_->tensors[size_t(current_)].name))
+                showStoredSpec(current_);  // the controls show the model-wide spec it now follows
+            restartSummaries();
+        }
+        pushPlan();
     });
     connect(overview_, &ModelOverview::layerActivated, this, [this](int t) {
         selectTensor(t);
@@ -720,13 +731,14 @@ void MainWindow::refreshTuned()
         tuned[name] = qs(schemeName(spec.scheme)) + QStringLiteral(", ") + qs(granularityName(spec)) +
                       QStringLiteral(", ") + qs(calibName(spec));
     treeModel_->setTuned(tuned);
-    // The sensitivity runner takes layer prefixes ("...q_lin"), the weight's name without ".weight".
-    std::vector<std::pair<std::string, QuantSpec>> specs;
-    static const std::string kWeight = ".weight";
-    for (const auto& [name, spec] : session_.overrides)
-        if (name.size() > kWeight.size() && name.compare(name.size() - kWeight.size(), kWeight.size(), kWeight) == 0)
-            specs.emplace_back(name.substr(0, name.size() - kWeight.size()), spec);
-    sensitivity_->setTunedSpecs(std::move(specs));
+    pushPlan();
+}
+
+void MainWindow::pushPlan()
+{
+    // One plan for every view that runs the model: results under an older one turn stale.
+    runPanel_->setPlan(session_.plan());
+    sensitivity_->setPlan(session_.plan());
 }
 
 void MainWindow::requestQuantize()

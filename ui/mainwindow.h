@@ -147,6 +147,7 @@ private:
     void refreshTuned();
     void showStoredSpec(int tensor);
     void pushKeptToSensitivity();
+    void pushPlan();
     std::string tunedSpecText(int tensor) const;  // "" when the tensor follows the model-wide spec
     void summaryFromOutcome();
     void loadSettings();

@@ -8,6 +8,7 @@
 #include <QLabel>
 #include <QPushButton>
 #include <QRadioButton>
+#include <QSignalBlocker>
 #include <QSpinBox>
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
@@ -26,6 +27,7 @@
 #include "kernels/gemm.h"
 #include "runner/dynamiclinear.h"
 #include "runner/fp32linear.h"
+#include "tasks/layerrun.h"
 #include "workpool.h"
 
 namespace quantlens::ui {
@@ -35,42 +37,27 @@ namespace {
 constexpr int kRepeats = 5;
 constexpr double kMinRepeatSeconds = 0.005;  // tiny layers run in microseconds: loop each repeat
 constexpr int kBins = 61;
-constexpr uint32_t kSeed = 12345;  // the random input is the same on every run and machine
-
-// Median over kRepeats of the mean time per call; each repeat loops until it has run long
-// enough for the clock to resolve it.
-// Returns -1 once `cancel` is set (checked after every call).
-template <class F>
-double medianSeconds(const F& f, const std::atomic<bool>& cancel)
-{
-    using clock = std::chrono::steady_clock;
-    std::vector<double> t;
-    for (int r = 0; r < kRepeats; ++r) {
-        int64_t calls = 0;
-        const auto t0 = clock::now();
-        double elapsed = 0;
-        do {
-            f();
-            ++calls;
-            if (cancel.load())
-                return -1;
-            elapsed = std::chrono::duration<double>(clock::now() - t0).count();
-        } while (elapsed < kMinRepeatSeconds);
-        t.push_back(elapsed / double(calls));
-    }
-    std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-    return t[t.size() / 2];
-}
+constexpr uint32_t kSeed = kLayerRunSeed;
 
 struct RunJob {
     std::shared_ptr<const Model> model;  // keeps the layer's tensors alive
     LinearLayer layer;
+    PlanDecision decision;
+    ActivationSpec act;
     int64_t tokens = 0;
-    ActQuant act = ActQuant::PerTensor;
-    Granularity weights = Granularity::PerTensor;
     std::shared_ptr<const std::vector<float>> input;  // null: random
     std::shared_ptr<std::atomic<bool>> cancel;
 };
+
+QString planText(const QuantSpec& s, const ActivationSpec& a)
+{
+    const QString acts = a.mode == ActivationMode::None ? QStringLiteral("float activations (weight-only)")
+                                                        : QStringLiteral("%1 activations").arg(qs(activationModeName(a.mode)));
+    return QStringLiteral("%1, %2, %3-bit%4; %5")
+        .arg(qs(schemeName(s.scheme)), qs(granularityName(s)))
+        .arg(s.bits)
+        .arg(s.isUnsigned ? QStringLiteral(" unsigned") : QString(), acts);
+}
 
 std::shared_ptr<const RunResult> runJob(const RunJob& j)
 {
@@ -79,63 +66,37 @@ std::shared_ptr<const RunResult> runJob(const RunJob& j)
     r->tokens = j.tokens;
     r->in = j.layer.inFeatures;
     r->out = j.layer.outFeatures;
-    // Checked between the set-up steps too: at 16384 tokens on a 768x3072 layer, drawing the
-    // input and the two warm-up calls take over a second before the first timed call.
-    const auto stop = [&] {
-        if (!j.cancel->load())
-            return false;
-        r->error = QStringLiteral("cancelled");
-        r->cancelled = true;
-        return true;
-    };
-    std::vector<float> x;
-    if (j.input) {
-        x = *j.input;
-    } else {
-        x.resize(size_t(j.tokens * j.layer.inFeatures));
-        std::mt19937 rng(kSeed);
-        std::normal_distribution<float> dist(0.0f, 1.0f);
-        for (float& v : x)
-            v = dist(rng);
-    }
-    if (stop())
-        return r;
+    r->weightSpec = j.decision.spec;
+    r->act = j.act;
     // One BLAS thread, like the int8 kernel: OpenBLAS's own threads spin against the GUI's
     // and the other core, and made a 64x64 sgemm look 1000x slower than it is.
     setBlasThreads(1);
-    auto fp = Fp32Linear::fromLayer(j.layer);
-    if (!fp) {
-        r->error = qs(fp.error().oneLine());
+    LayerRunRequest req;
+    req.tokens = j.tokens;
+    if (j.input)
+        req.input = *j.input;
+    req.repeats = kRepeats;
+    req.minRepeatSeconds = kMinRepeatSeconds;
+    req.cancel = j.cancel.get();
+    auto run = runLayerUnderPlan(j.layer, j.decision, j.act, req);
+    if (!run) {
+        r->error = qs(run.error().oneLine());
         return r;
     }
-    DynamicLinearOptions opt;
-    opt.act = j.act;
-    opt.weightGranularity = j.weights;
-    auto dl = DynamicLinear::fromLayer(j.layer, opt);
-    if (!dl) {
-        r->error = qs(dl.error().oneLine());
+    if (run->cancelled) {
+        r->error = QStringLiteral("cancelled");
+        r->cancelled = true;
         return r;
     }
-    // On a line boundary, as PyTorch's outputs: split stores cost 3% at 768 outputs (alignedarray.h).
-    AlignedVector<float> yRef(size_t(j.tokens * j.layer.outFeatures)), y(yRef.size());
-    if (stop())
-        return r;
-    fp->forward(x.data(), j.tokens, yRef.data());  // warm-up and the reference
-    if (stop())
-        return r;
-    dl->forward(x.data(), j.tokens, y.data());
-    r->fp32Seconds = medianSeconds([&] { fp->forward(x.data(), j.tokens, yRef.data()); }, *j.cancel);
-    if (r->fp32Seconds >= 0)
-        r->int8Seconds = medianSeconds([&] { dl->forward(x.data(), j.tokens, y.data()); }, *j.cancel);
-    if (r->fp32Seconds < 0 || r->int8Seconds < 0) {
-        stop();
-        return r;
-    }
-    r->isa = QString::fromLatin1(dl->isa());
-    r->err = computeMetrics(yRef, y);
-    std::vector<float> diff(y.size());
-    for (size_t i = 0; i < y.size(); ++i)
-        diff[i] = y[i] - yRef[i];
+    r->fp32Seconds = run->fp32Seconds;
+    r->int8Seconds = run->quantSeconds;
+    r->isa = qs(run->isa);
+    r->simulated = run->simulated;
+    r->spec = planText(run->spec, j.act);
+    r->err = run->err;
+    std::vector<float> diff(run->y.size());
+    for (size_t i = 0; i < diff.size(); ++i)
+        diff[i] = run->y[i] - run->yRef[i];
     const double lim = r->err.maxAbsError > 0 && std::isfinite(r->err.maxAbsError) ? r->err.maxAbsError : 1e-6;
     r->hist = computeHistogram(diff, -lim, lim, kBins);
     return r;
@@ -169,14 +130,23 @@ RunPanel::RunPanel(QWidget* parent)
     form->addRow(tr("Tokens (M):"), tokens_);
     act_ = new QComboBox(this);
     act_->setObjectName(QStringLiteral("runActivation"));
-    act_->addItem(tr("per-tensor (PyTorch quantize_dynamic)"));
-    act_->addItem(tr("per-row (one scale per token)"));
-    form->addRow(tr("Activations:"), act_);
+    act_->addItem(tr("dynamic per-tensor (PyTorch quantize_dynamic)"));
+    act_->addItem(tr("dynamic per-token (one scale per row)"));
+    act_->addItem(tr("none: weight-only (llama.cpp, W4A16)"));
+    act_->setToolTip(tr("The plan's activations, for every layer (model-wide)"));
+    form->addRow(tr("Activations (all layers):"), act_);
     weights_ = new QComboBox(this);
     weights_->setObjectName(QStringLiteral("runWeights"));
     weights_->addItem(tr("per-tensor (PyTorch quantize_dynamic)"));
     weights_->addItem(tr("per-channel (per_channel_dynamic_qconfig)"));
-    form->addRow(tr("Weights:"), weights_);
+    weights_->setToolTip(tr("The plan's model-wide weight granularity; a layer tuned in the Tensor tab keeps its own"));
+    form->addRow(tr("Weights (default):"), weights_);
+    planLabel_ = new QLabel(this);
+    planLabel_->setObjectName(QStringLiteral("runPlan"));
+    planLabel_->setWordWrap(true);
+    form->addRow(tr("This layer runs:"), planLabel_);
+    connect(act_, qOverload<int>(&QComboBox::currentIndexChanged), this, &RunPanel::onBoxesChanged);
+    connect(weights_, qOverload<int>(&QComboBox::currentIndexChanged), this, &RunPanel::onBoxesChanged);
     auto* inputRow = new QHBoxLayout;
     randomInput_ = new QRadioButton(tr("Random (N(0,1), seed %1)").arg(kSeed), this);
     randomInput_->setChecked(true);
@@ -331,7 +301,64 @@ void RunPanel::setSelection(std::shared_ptr<const Model> model, int tensorIndex)
     }
     ++gen_;  // a result still running belongs to the previous selection
     updateLayerText();
+    showPlanForLayer();
     runButton_->setEnabled(haveLayer_ && !running_);
+}
+
+void RunPanel::setPlan(const QuantPlan& plan)
+{
+    const bool wasStale = isStale();
+    plan_ = plan;
+    {
+        const QSignalBlocker a(act_), w(weights_);
+        act_->setCurrentIndex(plan_.activations.mode == ActivationMode::DynamicPerToken ? 1
+                              : plan_.activations.mode == ActivationMode::None          ? 2
+                                                                                          : 0);
+        weights_->setCurrentIndex(plan_.defaultSpec.granularity == Granularity::PerChannel ? 1 : 0);
+    }
+    showPlanForLayer();
+    if (!wasStale && isStale())
+        setStatus(tr("Stale: the plan changed since this run (%1). Run again to see the current plan.").arg(result_->spec),
+                  true);
+}
+
+bool RunPanel::isStale() const
+{
+    if (!result_ || !result_->error.isEmpty() || !haveLayer_ || qs(layer_.prefix) != result_->layer)
+        return false;
+    const PlanDecision d = plan_.decide(*layer_.weight);
+    return !d.quantize || d.spec != result_->weightSpec || !(plan_.activations == result_->act);
+}
+
+void RunPanel::onBoxesChanged()
+{
+    plan_.activations.mode = act_->currentIndex() == 1   ? ActivationMode::DynamicPerToken
+                             : act_->currentIndex() == 2 ? ActivationMode::None
+                                                         : ActivationMode::DynamicPerTensor;
+    plan_.defaultSpec.granularity = weights_->currentIndex() == 1 ? Granularity::PerChannel : Granularity::PerTensor;
+    if (plan_.defaultSpec.granularity != Granularity::PerGroup)
+        plan_.defaultSpec.groupSize = 0;
+    showPlanForLayer();
+    emit planEdited(plan_);
+}
+
+void RunPanel::showPlanForLayer()
+{
+    if (!haveLayer_ || !layer_.weight) {
+        planLabel_->setText(QStringLiteral("–"));
+        return;
+    }
+    const PlanDecision d = plan_.decide(*layer_.weight);
+    if (!d.quantize) {
+        planLabel_->setText(tr("float32 (%1)").arg(qs(d.reason)));
+        return;
+    }
+    planLabel_->setText(tr("%1%2 — %3")
+                            .arg(planText(d.spec, plan_.activations))
+                            .arg(d.tuned ? tr(" (tuned on this layer)") : tr(" (model-wide default)"))
+                            .arg(runsOnInt8Kernels(d.spec, plan_.activations)
+                                     ? tr("int8 kernels")
+                                     : tr("simulated: dequantized weights through the float GEMM")));
 }
 
 void RunPanel::updateLayerText()
@@ -416,8 +443,12 @@ void RunPanel::run()
     RunJob j;
     j.model = model_;
     j.layer = layer_;
-    j.act = act_->currentIndex() == 1 ? ActQuant::PerRow : ActQuant::PerTensor;
-    j.weights = weights_->currentIndex() == 1 ? Granularity::PerChannel : Granularity::PerTensor;
+    j.decision = plan_.decide(*layer_.weight);
+    j.act = plan_.activations;
+    if (!j.decision.quantize) {
+        setStatus(tr("The plan leaves this layer in float32 (%1): nothing to compare").arg(qs(j.decision.reason)), true);
+        return;
+    }
     if (input_) {
         if (inputCols_ != layer_.inFeatures) {
             setStatus(tr("The loaded input has %1 columns; this layer takes %2").arg(inputCols_).arg(layer_.inFeatures), true);
@@ -451,7 +482,13 @@ void RunPanel::applyResult(std::shared_ptr<const RunResult> r)
         setStatus(r->error, true);
         return;
     }
-    setStatus(tr("%1, %2 tokens, %3 → %4").arg(r->layer).arg(r->tokens).arg(r->in).arg(r->out));
+    setStatus(tr("%1, %2 tokens, %3 → %4: %5%6")
+                  .arg(r->layer)
+                  .arg(r->tokens)
+                  .arg(r->in)
+                  .arg(r->out)
+                  .arg(r->spec)
+                  .arg(r->simulated ? tr(" (simulated: no int8 kernel for this plan)") : QString()));
     fp32_->setText(tr("%1 µs").arg(r->fp32Seconds * 1e6, 0, 'f', 1));
     int8_->setText(tr("%1 µs").arg(r->int8Seconds * 1e6, 0, 'f', 1));
     speedup_->setText(tr("%1×").arg(r->speedup(), 0, 'f', 2));

@@ -1,8 +1,10 @@
 #pragma once
-// The "Run" tab: the selected linear layer run in float32 (OpenBLAS) and in dynamic int8
-// (DynamicLinear, PyTorch quantize_dynamic semantics) on the same input, off the GUI thread.
-// Shows both median times, the speed-up, the kernel variant and the output error of int8
-// against float32 (SQNR, max abs error and a histogram of y_int8 - y_fp32).
+// The "Run" tab: the selected linear layer run in float32 (OpenBLAS) and as the quantization
+// plan has it (the int8 kernels where its spec allows, else simulated) on the same input,
+// off the GUI thread (tasks/layerrun.h, as `quantlens-cli run`). Shows both median times,
+// the speed-up, the kernel variant and the output error against float32 (SQNR, max abs
+// error and a histogram of y_quantized - y_fp32). A result made under an older plan is
+// marked stale.
 #include <QFutureWatcher>
 #include <QString>
 #include <QWidget>
@@ -14,6 +16,7 @@
 
 #include "layers.h"
 #include "model.h"
+#include "plan/quantplan.h"
 #include "quant/histogram.h"
 #include "quant/metrics.h"
 
@@ -37,6 +40,10 @@ struct RunResult {
     Metrics err;      // int8 output vs float32 output
     Histogram hist;   // of y_int8 - y_fp32
     bool cancelled = false;
+    bool simulated = false;
+    QString spec;     // the layer's plan, as run ("torch-symmetric, channel, 8-bit; per-tensor activations")
+    QuantSpec weightSpec;
+    ActivationSpec act;
     double speedup() const { return int8Seconds > 0 ? fp32Seconds / int8Seconds : 0; }
 };
 
@@ -49,6 +56,12 @@ public:
     // The tensor selected in the main window; the panel finds the linear layer it belongs to
     // (weight or bias). A null model or a tensor outside every linear layer disables Run.
     void setSelection(std::shared_ptr<const Model> model, int tensorIndex);
+    // The plan every run executes (the window's; until one is set, quantize_dynamic's). The
+    // activation and weight boxes show it and edit its activations and its model-wide
+    // granularity (planEdited). A finished result made under another plan becomes stale.
+    void setPlan(const QuantPlan& plan);
+    const QuantPlan& plan() const { return plan_; }
+    bool isStale() const;
     // Uses the float .npy at `path` ([M, in_features]) as the input; false (and the reason in
     // the status line) when it cannot be read or has the wrong shape.
     bool loadInput(const QString& path);
@@ -69,11 +82,14 @@ public:
 
 signals:
     void finished();  // a run ended (result or error)
+    void planEdited(const quantlens::QuantPlan& plan);  // the user changed the activations or the default granularity
 
 private:
     void updateLayerText();
     void applyResult(std::shared_ptr<const RunResult> r);
     void setStatus(const QString& s, bool error = false);
+    void showPlanForLayer();
+    void onBoxesChanged();
 
     std::shared_ptr<const Model> model_;
     std::vector<LinearLayer> layers_;  // of model_
@@ -85,6 +101,8 @@ private:
     int64_t inputRows_ = 0, inputCols_ = 0;
     QString inputPath_;
     std::shared_ptr<const RunResult> result_;
+    QuantPlan plan_ = QuantPlan::quantizeDynamicPreset();
+    QLabel* planLabel_ = nullptr;
 
     QLabel* layerLabel_ = nullptr;
     QSpinBox* tokens_ = nullptr;

@@ -33,6 +33,8 @@
 
 #include "formatting.h"
 #include "runner/fp32linear.h"
+#include "tasks/modelhints.h"
+#include "tasks/modelrun.h"
 
 namespace quantlens::ui {
 
@@ -62,6 +64,7 @@ struct SensitivityBaseline {
     std::vector<QuantSpec> specs;    // per linear layer, what its int8 weights use
     std::vector<LayerBytes> sizes;   // per linear layer
     int64_t tunedApplied = 0;        // layers that ran with a tuned spec
+    int64_t simulated = 0;           // layers whose spec has no int8 kernel (simulated)
     SensitivityMetric rankBy = SensitivityMetric::Cosine;  // the report does not say
 };
 
@@ -75,31 +78,9 @@ struct SensitivityRunOutcome {
 namespace {
 
 constexpr int kRowPixels = 22;  // per bar: room for one line of tick label
-constexpr int kWeightSuffixLen = 7;  // ".weight"
 const QColor kBarColor(0x4c, 0x72, 0xb0);
 
 QString weightName(const std::string& prefix) { return qs(prefix) + QStringLiteral(".weight"); }
-
-std::string layerPrefix(std::string n)
-{
-    if (n.size() > size_t(kWeightSuffixLen) && n.compare(n.size() - kWeightSuffixLen, kWeightSuffixLen, ".weight") == 0)
-        n.resize(n.size() - kWeightSuffixLen);
-    return n;
-}
-
-// The int8 encoder runs quantize_dynamic's weights only; a tuned spec contributes its range
-// and granularity (see setTunedSpecs in the header).
-QuantSpec asDynamicSpec(QuantSpec s)
-{
-    s.scheme = Scheme::TorchSymmetric;
-    s.bits = 8;
-    s.isUnsigned = false;
-    s.reduceRange = false;
-    s.axis = 0;
-    if (s.granularity == Granularity::PerGroup)
-        s.granularity = Granularity::PerChannel;
-    return s;
-}
 
 int64_t int8Bytes(const LayerBytes& b, const QuantSpec& s)
 {
@@ -121,7 +102,7 @@ struct RunJob {
     EncoderInput input;
     SensitivityView view = SensitivityView::OneQuantized;
     SensitivityMetric rankBy = SensitivityMetric::Cosine;
-    std::vector<std::pair<std::string, QuantSpec>> tuned;  // empty unless the box is ticked
+    QuantPlan plan;
     std::shared_ptr<std::atomic<bool>> cancel;
     std::function<void(int64_t, int64_t)> post;  // progress to the GUI thread
 };
@@ -164,17 +145,16 @@ std::shared_ptr<const SensitivityRunOutcome> runJob(const RunJob& j)
     o.view = j.view;
     o.rankBy = j.rankBy;
     b->rankBy = j.rankBy;
-    for (const auto& spec : j.tuned) {
-        const std::string p = layerPrefix(spec.first);
-        if (std::find(b->names.begin(), b->names.end(), p) != b->names.end())
-            o.specs.emplace_back(p, asDynamicSpec(spec.second));
+    // Every layer's spec and the activations from the plan (tasks/modelrun.h, as the CLI).
+    auto planned = applyPlan(runner, *j.state->model, j.plan, o);
+    if (!planned)
+        return fail(planned.error());
+    b->specs.clear();
+    for (const RunnerLayerPlan& lp : *planned) {
+        b->specs.push_back(lp.decision.spec);
+        b->tunedApplied += lp.decision.tuned;
+        b->simulated += lp.simulated;
     }
-    b->specs.assign(size_t(L), o.defaultSpec);
-    for (const auto& spec : o.specs) {
-        const auto it = std::find(b->names.begin(), b->names.end(), spec.first);
-        b->specs[size_t(it - b->names.begin())] = spec.second;
-    }
-    b->tunedApplied = int64_t(o.specs.size());
     for (const std::string& n : b->names) {
         const Tensor* w = j.state->model->find(n + ".weight");
         LayerBytes lb;
@@ -268,7 +248,7 @@ SensitivityPanel::SensitivityPanel(QWidget* parent)
     length_ = new QSpinBox(inputBox);
     length_->setObjectName(QStringLiteral("sensitivityLength"));
     length_->setRange(1, 512);
-    length_->setValue(32);
+    length_->setValue(int(kDefaultEvalTokens));  // as quantlens-cli sensitivity
     length_->setSuffix(tr(" tokens"));
     tokenInput_ = new QRadioButton(tr("Token ids, one sequence per line (padded to the longest):"), inputBox);
     tokenEdit_ = new QPlainTextEdit(inputBox);
@@ -300,9 +280,6 @@ SensitivityPanel::SensitivityPanel(QWidget* parent)
     heads_->setSpecialValueText(tr("infer"));
     heads_->setToolTip(tr("Attention heads; \"infer\" reads config.json beside the weights, else hidden / 64"));
     form->addRow(tr("Heads:"), heads_);
-    tuned_ = new QCheckBox(tr("Use my tuned ranges"), analysisBox);
-    tuned_->setObjectName(QStringLiteral("sensitivityTuned"));
-    form->addRow(QString(), tuned_);
     controls->addWidget(analysisBox, 2);
     v->addLayout(controls);
 
@@ -456,7 +433,6 @@ SensitivityPanel::SensitivityPanel(QWidget* parent)
             emit layerActivated(barNames_[size_t(row)]);
     });
 
-    updateTunedBox();
     setModel(nullptr);
 }
 
@@ -495,28 +471,40 @@ void SensitivityPanel::updateButtons()
     cancelButton_->setEnabled(running_);
 }
 
-void SensitivityPanel::updateTunedBox()
+void SensitivityPanel::setPlan(const QuantPlan& plan)
 {
-    tuned_->setEnabled(!tunedSpecs_.empty());
-    if (tunedSpecs_.empty()) {
-        tuned_->setChecked(false);
-        tuned_->setText(tr("Use my tuned ranges (none tuned)"));
-        tuned_->setToolTip(tr("Tune a layer's range in the inspector to compare it here"));
-    } else {
-        tuned_->setText(tr("Use my tuned ranges (%1)").arg(layers(int64_t(tunedSpecs_.size()))));
-        QStringList names;
-        for (const auto& s : tunedSpecs_)
-            names << qs(s.first);
-        tuned_->setToolTip(tr("Range and granularity of each tuned spec, with quantize_dynamic's torch-symmetric "
-                              "int8 weights:\n%1")
-                               .arg(names.join(QLatin1Char('\n'))));
-    }
+    plan_ = plan;
+    updateStale();
 }
 
-void SensitivityPanel::setTunedSpecs(std::vector<std::pair<std::string, QuantSpec>> specs)
+QString SensitivityPanel::inputKey() const
 {
-    tunedSpecs_ = std::move(specs);
-    updateTunedBox();
+    return QStringLiteral("%1|%2|%3|%4")
+        .arg(heads_->value())
+        .arg(tokenInput_->isChecked() ? tokenEdit_->toPlainText() : QString::number(length_->value()))
+        .arg(view_->currentIndex())
+        .arg(rankBy_->currentIndex());
+}
+
+bool SensitivityPanel::isStale() const
+{
+    return report_ && (!(reportPlan_ == plan_) || reportInput_ != inputKey());
+}
+
+void SensitivityPanel::updateStale()
+{
+    if (!report_ || running_)
+        return;
+    const QString mark = tr("<b style='color:#c0392b'>Stale</b>: ");
+    const bool stale = isStale();
+    const bool marked = summary_->text().startsWith(mark);
+    if (stale && !marked) {
+        summary_->setText(mark + tr("made under an older plan or other settings; Run again. ") + summary_->text());
+        setStatus(tr("Stale: the plan or the settings changed since this ranking; Run to see the current plan"), true);
+    } else if (!stale && marked) {
+        summary_->setText(summary_->text().mid(summary_->text().indexOf(QStringLiteral("; Run again. ")) + 12));
+        setStatus(tr("Done: %1 ranked, most sensitive first").arg(layers(int64_t(report_->layers.size()), "linear layer")));
+    }
 }
 
 void SensitivityPanel::useRandomInput(int length)
@@ -570,19 +558,12 @@ void SensitivityPanel::inferConfig()
         updateButtons();
         return;
     }
-    EncoderOptions opt;
-    opt.heads = heads_->value();
-    QString headsFrom = opt.heads > 0 ? tr("set here") : tr("hidden / 64");
-    // A Hugging Face config.json beside the weights knows the head count the shapes cannot tell.
-    if (!model_->synthetic && !model_->files.empty()) {
-        std::error_code ec;
-        std::filesystem::path p(model_->files.front());
-        const auto dir = std::filesystem::is_directory(p, ec) ? p : p.parent_path();
-        const bool hadHeads = opt.heads > 0;
-        auto r = readHfConfigHints(((dir.empty() ? std::filesystem::path(".") : dir) / "config.json").string(), opt);
-        if (r && *r && !hadHeads && opt.heads > 0)
-            headsFrom = tr("config.json");
-    }
+    // A Hugging Face config.json beside the weights knows the head count the shapes cannot
+    // tell (tasks/modelhints.h, as the CLI looks it up).
+    const ModelHints hints = modelHints(model_->synthetic || model_->files.empty() ? std::string() : model_->files.front(),
+                                        heads_->value());
+    const EncoderOptions opt = hints.options;
+    QString headsFrom = opt.heads > 0 ? (heads_->value() > 0 ? tr("set here") : tr("config.json")) : tr("hidden / 64");
     auto c = inferEncoderConfig(*model_, opt);
     // The shapes cannot tell the head count, and a wrong one changes every attention
     // (gpt2_capp has 4, not hidden / 64 = 1): say so where the guess is shown. A GGUF file
@@ -665,8 +646,9 @@ void SensitivityPanel::run()
     }
     j.view = view_->currentIndex() == 1 ? SensitivityView::AllButOne : SensitivityView::OneQuantized;
     j.rankBy = rankBy_->currentIndex() == 1 ? SensitivityMetric::Sqnr : SensitivityMetric::Cosine;
-    if (tuned_->isChecked())
-        j.tuned = tunedSpecs_;
+    j.plan = plan_;
+    pendingPlan_ = plan_;
+    pendingInput_ = inputKey();
     cancel_ = std::make_shared<std::atomic<bool>>(false);
     j.cancel = cancel_;
     const uint64_t gen = ++runGen_;
@@ -721,21 +703,34 @@ void SensitivityPanel::applyOutcome(const SensitivityRunOutcome& o)
     checkKept(keptBefore);
     if (keptFloatLayers() != keptBefore)
         emit keptFloatChanged();
+    reportPlan_ = pendingPlan_;
+    reportInput_ = pendingInput_;
     const SensitivityReport& r = *report_;
     const bool one = r.view == SensitivityView::OneQuantized;
     QString tuned;
     if (baseline_->tunedApplied > 0)
-        tuned = tr("; tuned ranges on %1").arg(layers(baseline_->tunedApplied));
-    summary_->setText(tr("<b>All %1 linear layers int8</b>: cosine %2 (1 − cosine %3), SQNR %4, max abs error %5 "
-                         "&nbsp;·&nbsp; %6, %7 real tokens &nbsp;·&nbsp; bars: %8%9")
-                          .arg(r.layers.size())
-                          .arg(r.allQuantized.cosine, 0, 'f', 6)
-                          .arg(cosineDamage(r.allQuantized.cosine))
-                          .arg(formatDb(r.allQuantized.sqnrDb))
-                          .arg(formatNumber(r.allQuantized.maxAbsError, 4))
+        tuned = tr("; tuned on %1").arg(layers(baseline_->tunedApplied));
+    if (baseline_->simulated > 0)
+        tuned += tr("; %1 simulated (no int8 kernel for their spec)").arg(layers(baseline_->simulated));
+    const PlanFigure& pf = r.plan;
+    const QString next = pf.next.valid ? tr(" &nbsp;·&nbsp; next token: KL %1 nats (max %2), top-1 agreement %3%")
+                                             .arg(formatNumber(pf.next.meanKld, 3))
+                                             .arg(formatNumber(pf.next.maxKld, 3))
+                                             .arg(100.0 * pf.next.top1Agreement, 0, 'f', 1)
+                                       : QString();
+    summary_->setText(tr("<b>The plan, end to end</b> (%1 quantized, %2 kept float32; %3 activations): cosine %4 "
+                         "(1 − cosine %5), SQNR %6, max abs error %7%8<br>%9, %10 real tokens &nbsp;·&nbsp; bars: %11%12")
+                          .arg(layers(pf.quantizedLayers))
+                          .arg(pf.keptLayers)
+                          .arg(qs(activationModeName(reportPlan_.activations.mode)))
+                          .arg(pf.hidden.cosine, 0, 'f', 6)
+                          .arg(cosineDamage(pf.hidden.cosine))
+                          .arg(formatDb(pf.hidden.sqnrDb))
+                          .arg(formatNumber(pf.hidden.maxAbsError, 4))
+                          .arg(next)
                           .arg(layers(baseline_->input.batch, "sequence"))
                           .arg(r.tokens)
-                          .arg(one ? tr("only this layer int8") : tr("every layer int8 except this one"))
+                          .arg(one ? tr("only this layer quantized") : tr("every layer quantized except this one"))
                           .arg(tuned));
     setStatus(tr("Done: %1 ranked, most sensitive first").arg(layers(int64_t(r.layers.size()), "linear layer")));
     startKeptComparison();
@@ -959,7 +954,7 @@ void SensitivityPanel::startKeptComparison()
     keptPending_ = false;
     std::vector<uint8_t> keep(baseline_->names.size(), 0);
     for (const QString& n : names) {
-        const auto it = std::find(baseline_->names.begin(), baseline_->names.end(), layerPrefix(n.toStdString()));
+        const auto it = std::find(baseline_->names.begin(), baseline_->names.end(), layerPrefix(n.toStdString()));  // ".weight" names
         if (it != baseline_->names.end())
             keep[size_t(it - baseline_->names.begin())] = 1;
     }

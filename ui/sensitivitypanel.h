@@ -23,6 +23,7 @@
 #include "model.h"
 #include "quant/quantspec.h"
 #include "runner/encoder.h"
+#include "plan/quantplan.h"
 #include "runner/sensitivity.h"
 
 class QCheckBox;
@@ -69,14 +70,13 @@ public:
     // one-line reason (configText()). Passing a different model drops the result.
     void setModel(std::shared_ptr<const Model> model);
 
-    // Quantization specs the user tuned in the inspector, by linear-layer prefix: the weight
-    // tensor name without ".weight" ("distilbert.transformer.layer.0.ffn.lin1"); a full
-    // ".weight" name is accepted too. Names that are not linear layers of the encoder are
-    // ignored. They are used when "use my tuned ranges" is ticked. The int8 runner computes
-    // what PyTorch quantize_dynamic does, so each spec contributes its range (calibration
-    // method and manual/percentile range) and its per-tensor/per-channel choice; the scheme
-    // is always torch-symmetric signed 8-bit (per-group becomes per-channel).
-    void setTunedSpecs(std::vector<std::pair<std::string, QuantSpec>> specs);
+    // The quantization plan every run evaluates (each layer's spec, the activations, the
+    // layers kept in float32): the same plan the Run tab and the exports use. Until one is
+    // set, quantize_dynamic's. A finished result made under another plan, or other heads or
+    // tokens, is marked stale (isStale(), the status line and the summary say so).
+    void setPlan(const QuantPlan& plan);
+    const QuantPlan& plan() const { return plan_; }
+    bool isStale() const;
 
     // Inputs: random ids (deterministic, seed 1, as randomEncoderInput(1, length, vocab)) or
     // typed token ids, one sequence per line (parseTokenText, padded by makeEncoderInput).
@@ -112,7 +112,6 @@ public:
     QSpinBox* lengthBox() const { return length_; }    // random input length
     QComboBox* viewBox() const { return view_; }       // 0 only this layer int8, 1 all but this layer
     QComboBox* rankByBox() const { return rankBy_; }   // 0 1 - cosine, 1 SQNR
-    QCheckBox* tunedBox() const { return tuned_; }
     QRadioButton* randomInputButton() const { return randomInput_; }
     QRadioButton* tokenInputButton() const { return tokenInput_; }
     QPlainTextEdit* tokenEdit() const { return tokenEdit_; }
@@ -135,7 +134,8 @@ private:
     void startKeptComparison();
     void applyKept(std::shared_ptr<const KeptComparison> k);
     void onKeepToggled();
-    void updateTunedBox();
+    void updateStale();
+    QString inputKey() const;  // heads + tokens of the next run, to tell a stale result
     void showBarTip(int row, const QPoint& globalPos);
     void refreshTicks();  // short names, kept layers marked
     int rowAt(const QPoint& pos) const;  // the layer row under a plot position, or -1
@@ -145,7 +145,11 @@ private:
     bool configOk_ = false;
     EncoderConfig config_;
     std::shared_ptr<SensitivityJobState> state_;       // runner for (model_, heads)
-    std::vector<std::pair<std::string, QuantSpec>> tunedSpecs_;
+    QuantPlan plan_ = QuantPlan::quantizeDynamicPreset();
+    QuantPlan reportPlan_;   // the plan report_ was made under
+    QString reportInput_;    // inputKey() of report_
+    QuantPlan pendingPlan_;  // of the run in flight
+    QString pendingInput_;
 
     bool running_ = false;
     uint64_t runGen_ = 0;
@@ -173,7 +177,6 @@ private:
     QPlainTextEdit* tokenEdit_ = nullptr;
     QComboBox* view_ = nullptr;
     QComboBox* rankBy_ = nullptr;
-    QCheckBox* tuned_ = nullptr;
     QPushButton* runButton_ = nullptr;
     QPushButton* cancelButton_ = nullptr;
     QProgressBar* progress_ = nullptr;

@@ -549,7 +549,7 @@ QuantSpec EncoderRunner::quantSpec(int64_t index) const
 Status EncoderRunner::setQuantized(const std::string& prefix, bool on, const QuantSpec* spec)
 {
     for (size_t i = 0; i < linears_.size(); ++i)
-        if (linears_[i]->name == prefix || linears_[i]->name + ".weight" == prefix)
+        if (namesLayer(prefix, linears_[i]->name))
             return setQuantized(int64_t(i), on, spec);
     return makeError("no-such-layer", "the encoder has no linear layer '" + prefix + "'", {}, -1, prefix);
 }

@@ -1,5 +1,7 @@
 #include "runner/sensitivity.h"
 
+#include "layers.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -19,7 +21,7 @@ namespace {
 const QuantSpec& specFor(const SensitivityOptions& opt, const std::string& name)
 {
     for (const auto& [n, s] : opt.specs)
-        if (n == name || n == name + ".weight")
+        if (namesLayer(n, name))
             return s;
     return opt.defaultSpec;
 }
@@ -40,7 +42,10 @@ Status applySwitches(EncoderRunner& r, const std::vector<uint8_t>& want, const S
 
 bool kept(const SensitivityOptions& opt, const std::string& name)
 {
-    return opt.keepFloat.count(name) || opt.keepFloat.count(name + ".weight");
+    for (const std::string& k : opt.keepFloat)
+        if (namesLayer(k, name))
+            return true;
+    return false;
 }
 
 int64_t realTokens(const EncoderInput& in)
@@ -105,7 +110,7 @@ Result<SensitivityReport> computeSensitivity(EncoderRunner& r, const EncoderInpu
     const std::vector<std::string> names = r.linearNames();
     for (const auto& spec : opt.specs) {
         const std::string& n = spec.first;  // named: clang 14 cannot capture a structured binding in a lambda (P1091, clang 16)
-        if (std::find_if(names.begin(), names.end(), [&](const std::string& x) { return x == n || x + ".weight" == n; }) ==
+        if (std::find_if(names.begin(), names.end(), [&](const std::string& x) { return namesLayer(n, x); }) ==
             names.end())
             return makeError("no-such-layer", "a spec names '" + n + "', which is not a linear layer of the encoder", {}, -1, n);
     }

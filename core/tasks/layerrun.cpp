@@ -12,7 +12,7 @@ namespace quantlens {
 
 namespace {
 
-constexpr uint32_t kSeed = 12345;
+
 
 // Median over `repeats` of the mean time per call; each repeat loops until it has run long
 // enough for the clock to resolve it. -1 once `cancel` is set (checked after every call).
@@ -98,7 +98,7 @@ Result<LayerRunResult> runLayerUnderPlan(const LinearLayer& layer, const PlanDec
         if (req.tokens <= 0)
             return makeError("bad-input", "give an input or a token count");
         x.resize(size_t(req.tokens * layer.inFeatures));
-        std::mt19937 rng(kSeed);
+        std::mt19937 rng(kLayerRunSeed);
         std::normal_distribution<float> dist(0.0f, 1.0f);
         for (float& v : x)
             v = dist(rng);

@@ -32,6 +32,9 @@ private:
     QuantSpec spec_;
 };
 
+// The random input is the same on every run and machine.
+constexpr uint32_t kLayerRunSeed = 12345;
+
 struct LayerRunRequest {
     int64_t tokens = 0;          // rows of a random input (seeded: the same on every machine)
     std::vector<float> input;    // [tokens, in] instead of the random input when not empty

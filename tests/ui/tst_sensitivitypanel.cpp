@@ -26,6 +26,7 @@
 #include "runner/encoder.h"
 #include "runner/sensitivity.h"
 #include "sensitivitypanel.h"
+#include "tasks/modelrun.h"
 #include "testsupport.h"
 
 using namespace quantlens;
@@ -101,7 +102,7 @@ private slots:
         QVERIFY2(p->canRun(), qPrintable(p->configText()));
         QVERIFY(p->configText().contains(QStringLiteral("distilbert")));
         QVERIFY(p->configText().contains(QStringLiteral("12 heads")));
-        QCOMPARE(p->lengthBox()->value(), 32);  // the default
+        QCOMPARE(p->lengthBox()->value(), int(kDefaultEvalTokens));  // the default
         QCOMPARE(p->headsBox()->value(), 0);     // infer
     }
     void cleanup() { p.reset(); }
@@ -124,7 +125,7 @@ private slots:
 
         auto runner = EncoderRunner::create(*demo());
         QVERIFY2(runner.ok(), runner.ok() ? "" : runner.error().oneLine().c_str());
-        const EncoderInput in = randomEncoderInput(1, 32, runner->config().vocab);
+        const EncoderInput in = randomEncoderInput(1, kDefaultEvalTokens, runner->config().vocab);
         SensitivityOptions o;
         o.view = view == 1 ? SensitivityView::AllButOne : SensitivityView::OneQuantized;
         o.rankBy = rankBy == 1 ? SensitivityMetric::Sqnr : SensitivityMetric::Cosine;
@@ -133,7 +134,7 @@ private slots:
 
         QCOMPARE(got.layers.size(), size_t(12));
         QCOMPARE(got.layers.size(), want->layers.size());
-        QCOMPARE(got.tokens, int64_t(32));
+        QCOMPARE(got.tokens, kDefaultEvalTokens);
         QVERIFY(got.view == o.view);
         QVERIFY(std::abs(got.allQuantized.cosine - want->allQuantized.cosine) < 1e-9);
         for (size_t i = 0; i < got.layers.size(); ++i) {
@@ -447,43 +448,49 @@ private slots:
         QVERIFY(p->grab().save(QDir::temp().filePath(QStringLiteral("quantlens_sensitivitypanel.png"))));
     }
 
-    void tunedRanges()
+    // #17: the panel evaluates the window's plan, each layer exactly as the plan quantizes it;
+    // a result made under an older plan is marked stale, never shown as current.
+    void planDrivesTheRun()
     {
-        QVERIFY(!p->tunedBox()->isEnabled());  // nothing tuned yet
         runAndWait();
+        QVERIFY(!p->isStale());
         const std::string layer = p->lastReport()->layers.back().name;  // the least sensitive
         const double plain = 1 - findLayer(*p->lastReport(), layer)->cosine;
 
-        // As the inspector hands it over: the seed scheme with a manual range far inside the
-        // weights (std ~0.04); only the range and granularity reach the int8 runner.
+        // As the inspector records a drag: the seed scheme with a manual range far inside the
+        // weights (std ~0.04). No int8 kernel runs seed: the layer is simulated.
         QuantSpec spec;
         spec.scheme = Scheme::Seed;
         spec.calib = CalibMethod::Manual;
         spec.manualLo = -0.01f;
         spec.manualHi = 0.01f;
-        p->setTunedSpecs({{layer + ".weight", spec}, {"distilbert.embeddings.word_embeddings.weight", spec}});
-        QVERIFY(p->tunedBox()->isEnabled());
-        QVERIFY(!p->tunedBox()->isChecked());
+        QuantPlan plan = QuantPlan::quantizeDynamicPreset();
+        plan.overrides[layer + ".weight"] = spec;
+        p->setPlan(plan);
+        QVERIFY(p->isStale());
+        QVERIFY2(p->summaryLabel()->text().contains(QStringLiteral("Stale")), qPrintable(p->summaryLabel()->text()));
         runAndWait();
-        QCOMPARE(1 - findLayer(*p->lastReport(), layer)->cosine, plain);  // unticked: ignored
-
-        p->tunedBox()->setChecked(true);
-        runAndWait();
+        QVERIFY(!p->isStale());
         const SensitivityReport& tuned = *p->lastReport();
         const double clipped = 1 - findLayer(tuned, layer)->cosine;
-        qDebug("1 - cosine of %s: %.3e default, %.3e clipped to +-0.01 (rank %lld)", layer.c_str(), plain, clipped,
+        qDebug("1 - cosine of %s: %.3e default, %.3e seed clipped to +-0.01 (rank %lld)", layer.c_str(), plain, clipped,
                (long long)findLayer(tuned, layer)->rank);
         QVERIFY(clipped > 10 * plain);
         QVERIFY(findLayer(tuned, layer)->rank < 12);
-        QVERIFY2(p->summaryLabel()->text().contains(QStringLiteral("tuned ranges on 1 layer")),
-                 qPrintable(p->summaryLabel()->text()));
-        // The kept-set comparison runs the same specs as the report.
+        QVERIFY2(p->summaryLabel()->text().contains(QStringLiteral("tuned on 1 layer")), qPrintable(p->summaryLabel()->text()));
+        QVERIFY2(p->summaryLabel()->text().contains(QStringLiteral("1 layer simulated")), qPrintable(p->summaryLabel()->text()));
+        QCOMPARE(tuned.plan.simulatedLayers, int64_t(1));
+        // The kept-set comparison runs the same specs as the report: with nothing kept it is the plan.
         waitKept();
-        QVERIFY(std::abs(p->keptResult()->cmp.cosine - tuned.allQuantized.cosine) < 1e-12);
+        QVERIFY(std::abs(p->keptResult()->cmp.cosine - tuned.plan.hidden.cosine) < 1e-12);
 
-        p->tunedBox()->setChecked(false);
+        p->setPlan(QuantPlan::quantizeDynamicPreset());
+        QVERIFY(p->isStale());
         runAndWait();
         QCOMPARE(1 - findLayer(*p->lastReport(), layer)->cosine, plain);
+        // Other settings make a result stale too.
+        p->useRandomInput(p->lengthBox()->value() + 1);
+        QVERIFY(p->isStale());
     }
 
     void modelChangeDropsResult()
