@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "halffloat.h"
+#include "io/truncationguard.h"
 
 namespace quantlens {
 
@@ -224,8 +225,18 @@ void decodeBlock(DType t, const std::byte* b, float* out)
 
 }  // namespace
 
-Status Tensor::toFloat(std::span<float> out) const
+namespace {
+
+// The conversion proper; toFloat adds the check that the bytes it read were the file's.
+Status convert(const Tensor& t, std::span<float> out)
 {
+    const std::string& name = t.name;
+    const DType dtype = t.dtype;
+    const std::vector<int64_t>& shape = t.shape;
+    const std::span<const std::byte> data = t.data;
+    const std::vector<int64_t>& strides = t.strides;
+    const auto& opaqueType = t.opaqueType;
+    const bool bigEndian = t.bigEndian;
     const DTypeInfo& in = dtypeInfo(dtype);
     auto n = checkedNumel(shape.data(), shape.size());
     if (!n)
@@ -294,6 +305,18 @@ Status Tensor::toFloat(std::span<float> out) const
         }
     }
     return Ok{};
+}
+
+}  // namespace
+
+Status Tensor::toFloat(std::span<float> out) const
+{
+    Status s = convert(*this, out);
+    // A mapped file that shrank mid-read gave zeros instead of a SIGBUS: say so, and
+    // say it even when the conversion itself failed on those zeros.
+    if (Status c = truncationguard::checkRange(data.data(), data.size(), name); !c)
+        return c;
+    return s;
 }
 
 Result<std::vector<float>> Tensor::toFloat() const
