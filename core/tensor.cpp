@@ -223,6 +223,38 @@ void decodeBlock(DType t, const std::byte* b, float* out)
     }
 }
 
+// The per-element switch hoisted out of the loop: with T known each loop is a plain
+// load-convert-store that GCC vectorises (bf16 is a shift), instead of a switch per value.
+template <DType T>
+void convertRun(const std::byte* p, int64_t n, int64_t es, bool swap, float* out)
+{
+    if (T == DType::BF16 && !swap) {
+        for (int64_t i = 0; i < n; ++i) {
+            uint16_t h;
+            std::memcpy(&h, p + 2 * i, 2);
+            out[i] = std::bit_cast<float>(uint32_t(h) << 16);
+        }
+        return;
+    }
+    for (int64_t i = 0; i < n; ++i)
+        out[i] = scalarToFloat(T, p + i * es, swap);
+}
+
+void convertContiguous(DType t, const std::byte* p, int64_t n, int64_t es, bool swap, float* out)
+{
+    switch (t) {
+    case DType::BF16: return convertRun<DType::BF16>(p, n, es, swap, out);
+    case DType::F16: return convertRun<DType::F16>(p, n, es, swap, out);
+    case DType::F32: return convertRun<DType::F32>(p, n, es, swap, out);
+    case DType::F64: return convertRun<DType::F64>(p, n, es, swap, out);
+    case DType::I8: return convertRun<DType::I8>(p, n, es, swap, out);
+    case DType::U8: return convertRun<DType::U8>(p, n, es, swap, out);
+    default:
+        for (int64_t i = 0; i < n; ++i)
+            out[i] = scalarToFloat(t, p + i * es, swap);
+    }
+}
+
 }  // namespace
 
 namespace {
@@ -272,8 +304,7 @@ Status convert(const Tensor& t, std::span<float> out)
             std::memcpy(out.data(), p, size_t(*n) * 4);
             return Ok{};
         }
-        for (int64_t i = 0; i < *n; ++i)
-            out[size_t(i)] = scalarToFloat(dtype, p + i * es, swap);
+        convertContiguous(dtype, p, *n, es, swap, out.data());
         return Ok{};
     }
 

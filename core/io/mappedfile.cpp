@@ -91,6 +91,19 @@ bool MappedFile::changed() const
     return data_ && truncationguard::changedFile(data_, size_).has_value();
 }
 
+void releaseMappedPages(std::span<const std::byte> bytes)
+{
+    if (bytes.empty() || !truncationguard::insideMapping(bytes.data(), bytes.size()))
+        return;
+    // Only whole pages inside the range: a neighbour's bytes on a shared page stay.
+    const auto page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    const auto a = reinterpret_cast<uintptr_t>(bytes.data());
+    const uintptr_t from = (a + page - 1) & ~(page - 1);
+    const uintptr_t to = (a + bytes.size()) & ~(page - 1);
+    if (to > from)
+        ::madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);
+}
+
 std::string describeNonRegular(unsigned mode)
 {
     if (S_ISFIFO(mode))

@@ -35,6 +35,12 @@ private:
     int slot_ = -1;
 };
 
+// Drops the pages of `bytes` from this process's resident set if they are file-backed
+// mapped pages (the page cache keeps them; reading again faults them back in). A whole-
+// model pass calls it after each tensor so its RSS stays near one tensor, not the file.
+// Owned memory is left alone.
+void releaseMappedPages(std::span<const std::byte> bytes);
+
 // Why a path of this st_mode is not a model file: "is a named pipe (FIFO), ...".
 std::string describeNonRegular(unsigned mode);
 

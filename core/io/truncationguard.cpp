@@ -140,6 +140,21 @@ std::optional<std::string> changedFile(const void* p, size_t n)
     return std::nullopt;
 }
 
+bool insideMapping(const void* p, size_t n)
+{
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    const int hw = g_highWater.load(std::memory_order_acquire);
+    for (int i = 0; i < hw; ++i) {
+        const Slot& s = g_slots[i];
+        if (!(s.state.load(std::memory_order_acquire) & kLive))
+            continue;
+        const uintptr_t base = s.base.load(std::memory_order_relaxed);
+        if (a >= base && a + n <= base + s.size.load(std::memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
 Error fileChangedError(const std::string& path, const std::string& tensor)
 {
     return makeError("file-changed", "file changed while reading: " + path +

@@ -25,6 +25,9 @@ void unregisterMapping(int slot);
 // it, if any. Cheap: a scan of the live slots, no system call.
 std::optional<std::string> changedFile(const void* p, size_t n);
 
+// Whether [p, p+n) lies wholly inside one registered (file-backed) mapping.
+bool insideMapping(const void* p, size_t n);
+
 // The error every reader reports for that case, so all say the same thing.
 Error fileChangedError(const std::string& path, const std::string& tensor = {});
 
