@@ -17,12 +17,14 @@ inline __m256 finiteMask(__m256 v)
     return _mm256_cmp_ps(_mm256_and_ps(v, absMask), _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ);  // NaN: false
 }
 
-// lo = (a < lo) ? a : lo with a = finite ? v : lo: exactly vminps(a, lo).
+// lo = (a < lo) ? a : lo with a = finite ? v : lo: exactly vminps(a, lo). A non-finite
+// value may as well be +FLT_MAX (-FLT_MAX for hi): it can never replace the lane either,
+// and then the blend does not wait for the running lane.
 inline void minMaxStep(__m256 v, __m256& lo, __m256& hi)
 {
     const __m256 fin = finiteMask(v);
-    lo = _mm256_min_ps(_mm256_blendv_ps(lo, v, fin), lo);
-    hi = _mm256_max_ps(_mm256_blendv_ps(hi, v, fin), hi);
+    lo = _mm256_min_ps(_mm256_blendv_ps(_mm256_set1_ps(FLT_MAX), v, fin), lo);
+    hi = _mm256_max_ps(_mm256_blendv_ps(_mm256_set1_ps(-FLT_MAX), v, fin), hi);
 }
 
 void minMaxFiniteAvx2(const float* p, int64_t groups, float* lo, float* hi)

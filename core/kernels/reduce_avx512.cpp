@@ -1,5 +1,5 @@
-// AVX-512 reductions: one zmm holds the 16 min/max lanes of reduce_ref.cpp, one zmm the
-// 8 double sum lanes; masks replace blends. Same lanes, same order: bit-identical.
+// AVX-512 reductions: one zmm holds the 8 double sum lanes of reduce_ref.cpp, the 16
+// min/max lanes live in two ymm; mask registers replace blends. Same lanes, same order: bit-identical.
 // GCC 12.2 warns inside its own AVX-512 headers (GCC PR 105593, fixed in 12.3), as in
 // gemm_avx512vnni.cpp; the warnings point at no code of ours.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -16,18 +16,30 @@ namespace quantlens::kernels {
 
 namespace {
 
+// Two 8-lane halves, as in the AVX2 file: measured on Zen 5, one 16-lane zmm chain ran
+// at half the speed of two independent ymm chains (0.36 vs 0.17 ms on 9.4 MB).
 void minMaxFiniteAvx512(const float* p, int64_t groups, float* lo, float* hi)
 {
-    const __m512 maxF = _mm512_set1_ps(FLT_MAX);
-    __m512 l = _mm512_loadu_ps(lo), h = _mm512_loadu_ps(hi);
+    // A non-finite value becomes +FLT_MAX for the min and -FLT_MAX for the max: neither
+    // can replace the lane (vminps keeps the second operand on a tie), exactly as the
+    // reference's "a = lo" does, and the blend no longer waits for the running lane.
+    const __m256 maxF = _mm256_set1_ps(FLT_MAX), minF = _mm256_set1_ps(-FLT_MAX);
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 l0 = _mm256_loadu_ps(lo), l1 = _mm256_loadu_ps(lo + 8);
+    __m256 h0 = _mm256_loadu_ps(hi), h1 = _mm256_loadu_ps(hi + 8);
     for (int64_t g = 0; g < groups; ++g, p += kMinMaxLanes) {
-        const __m512 v = _mm512_loadu_ps(p);
-        const __mmask16 fin = _mm512_cmp_ps_mask(_mm512_abs_ps(v), maxF, _CMP_LE_OQ);
-        l = _mm512_min_ps(_mm512_mask_blend_ps(fin, l, v), l);
-        h = _mm512_max_ps(_mm512_mask_blend_ps(fin, h, v), h);
+        const __m256 v0 = _mm256_loadu_ps(p), v1 = _mm256_loadu_ps(p + 8);
+        const __mmask8 f0 = _mm256_cmp_ps_mask(_mm256_and_ps(v0, absMask), maxF, _CMP_LE_OQ);
+        const __mmask8 f1 = _mm256_cmp_ps_mask(_mm256_and_ps(v1, absMask), maxF, _CMP_LE_OQ);
+        l0 = _mm256_min_ps(_mm256_mask_blend_ps(f0, maxF, v0), l0);
+        l1 = _mm256_min_ps(_mm256_mask_blend_ps(f1, maxF, v1), l1);
+        h0 = _mm256_max_ps(_mm256_mask_blend_ps(f0, minF, v0), h0);
+        h1 = _mm256_max_ps(_mm256_mask_blend_ps(f1, minF, v1), h1);
     }
-    _mm512_storeu_ps(lo, l);
-    _mm512_storeu_ps(hi, h);
+    _mm256_storeu_ps(lo, l0);
+    _mm256_storeu_ps(lo + 8, l1);
+    _mm256_storeu_ps(hi, h0);
+    _mm256_storeu_ps(hi + 8, h1);
 }
 
 void statsSumAvx512(const float* p, int64_t blocks, double* sum, int64_t* nonFinite, float* lo, float* hi)

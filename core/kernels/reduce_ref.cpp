@@ -1,6 +1,7 @@
 // The portable reductions: the specification the SIMD variants reproduce bit for bit.
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/reduce.h"
 
@@ -8,9 +9,13 @@ namespace quantlens::kernels {
 
 namespace {
 
-void minMaxFiniteRef(const float* p, int64_t groups, float* lo, float* hi)
+void minMaxFiniteRef(const float* __restrict p, int64_t groups, float* loOut, float* hiOut)
 {
+    // Local lanes: through the pointers GCC must assume they alias p and will not vectorise.
     constexpr int W = kMinMaxLanes;
+    float lo[W], hi[W];
+    std::memcpy(lo, loOut, sizeof lo);
+    std::memcpy(hi, hiOut, sizeof hi);
     for (int64_t i = 0; i < groups * W; i += W)
         for (int j = 0; j < W; ++j) {
             const float v = p[i + j];
@@ -20,6 +25,8 @@ void minMaxFiniteRef(const float* p, int64_t groups, float* lo, float* hi)
             lo[j] = a < lo[j] ? a : lo[j];
             hi[j] = b > hi[j] ? b : hi[j];
         }
+    std::memcpy(loOut, lo, sizeof lo);
+    std::memcpy(hiOut, hi, sizeof hi);
 }
 
 void statsSumRef(const float* p, int64_t blocks, double* sum, int64_t* nonFinite, float* lo, float* hi)
