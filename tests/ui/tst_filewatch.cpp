@@ -6,10 +6,12 @@
 #include <QTest>
 
 #include <cstdio>
+#include <unistd.h>
 
 #include "filewatch.h"
 #include "io/safetensorswriter.h"
 #include "mainwindow.h"
+#include "numberspanel.h"
 #include "session.h"
 
 using namespace quantlens;
@@ -117,7 +119,18 @@ void TestFileWatch::reloadKeepsPlanTensorAndTab()
     QCOMPARE(QString::fromStdString(w.model()->tensors[size_t(w.currentTensor())].name), QStringLiteral("layer1.weight"));
     QCOMPARE(w.tabs()->currentIndex(), tab);
 
-    // Still watching the replaced file: a second rewrite is noticed too.
+    // Cut in place, under the open window (this is the inode it maps, so no pages are
+    // left behind the mapping): the next decode reads past the end of the file; the
+    // window says why and lives on, and the bar reports the change.
+    QSignalSpy cut(watch, &FileWatch::changeDetected);
+    QVERIFY(::truncate(path.c_str(), 0) == 0);
+    QVERIFY(w.selectTensor(QStringLiteral("layer2.weight")));
+    QVERIFY(waitIdle(w));
+    QVERIFY2(w.numbers()->toText().contains(QStringLiteral("file changed while reading")), qPrintable(w.numbers()->toText()));
+    QVERIFY(cut.count() >= 1 || cut.wait(kWaitMs));
+
+    // Still watching after a replace: a later rewrite is noticed too.
+    watch->dismiss();
     QSignalSpy again(watch, &FileWatch::changeDetected);
     QVERIFY(writeModel(path, 3.0f));
     QVERIFY(again.wait(kWaitMs));
