@@ -37,6 +37,7 @@
 
 #include "channelplot.h"
 #include "exportdialog.h"
+#include "filewatch.h"
 #include "formatting.h"
 #include "heatmapplot.h"
 #include "heatmapview.h"
@@ -131,6 +132,7 @@ MainWindow::MainWindow(QWidget* parent, bool useSettings) : QMainWindow(parent),
     });
     buildUi();
     buildMenus();
+    new FileWatch(this);  // the bar that offers Reload when the open files change on disk
     // A first start without saved geometry: big enough for the tree and three heatmaps.
     resize(1400, 900);
     mainSplit_->setSizes({470, 930});
@@ -1018,6 +1020,25 @@ bool MainWindow::saveSessionTo(const QString& path)
         return false;
     }
     return true;
+}
+
+void MainWindow::restoreSession(const Session& s)
+{
+    if (!model_)
+        return;
+    SessionApplied a = applySession(s, *model_);
+    a.session.modelPath = session_.modelPath;
+    a.session.modelTensors = session_.modelTensors;
+    a.session.modelFingerprint = session_.modelFingerprint;
+    session_ = a.session;
+    treeModel_->setCheckedNames(session_.exportSelection);
+    pushKeptToSensitivity();
+    refreshTuned();
+    if (current_ >= 0) {
+        showStoredSpec(current_);
+        requestQuantize();
+    }
+    restartSummaries();
 }
 
 bool MainWindow::loadSessionFrom(const QString& path)

@@ -89,6 +89,8 @@ public:
     const Session& session() const { return session_; }
     bool saveSessionTo(const QString& path);    // false: lastError() says why
     bool loadSessionFrom(const QString& path);  // applies it to the open model
+    // Puts back a plan taken from session() on the model now open (FileWatch's Reload).
+    void restoreSession(const Session& s);
     // File ▸ Export quantized…; the dialog is window-modal and deletes itself on close.
     ExportDialog* openExportDialog();
     bool saveHistogramTo(const QString& path);  // .pdf or an image format by suffix

@@ -6,6 +6,7 @@
 #include <functional>
 #include <limits>
 
+#include "io/mappedfile.h"
 #include "vec8.h"
 
 namespace quantlens::ui {
@@ -295,6 +296,7 @@ TensorSummary summarizeTensor(const Tensor& t, int index, const QuantSpec& specI
     TensorSummary s;
     s.index = index;
     auto m = loadMatrix(t, 16);
+    releaseMappedPages(t.data);  // the whole-model pass: keep RSS near the float copies, not the file
     if (!m) {
         s.error = m.error().message;
         return s;

@@ -1,9 +1,14 @@
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
 
 #include "commands.h"
+#include "io/mappedfile.h"
 #include "modelarg.h"
 #include "quant/metrics.h"
 
@@ -22,6 +27,44 @@ nlohmann::json number(double v)
     return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
 }
 
+struct Computed {
+    Status status = Ok{};
+    TensorStats stats;
+};
+
+// Every tensor's statistics, on all cores (the data is gigabytes; one core cannot keep up
+// with memory). Each worker owns one float buffer, and hands each tensor's mapped pages
+// back once done, so the resident set stays near (workers x largest tensor) however
+// large the file.
+std::vector<Computed> computeAll(const Model& m)
+{
+    std::vector<Computed> out(m.tensors.size());
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+        std::vector<float> buf;
+        for (size_t i; (i = next.fetch_add(1)) < m.tensors.size();) {
+            const Tensor& t = m.tensors[i];
+            if (!t.decodable()) {
+                out[i].status = makeError("not-decoded", "not decoded");
+                continue;
+            }
+            buf.resize(static_cast<size_t>(t.numel()));
+            out[i].status = t.toFloat(std::span<float>(buf));
+            if (out[i].status)
+                out[i].stats = computeStats(buf);
+            releaseMappedPages(t.data);
+        }
+    };
+    const size_t workers = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, std::min<size_t>(4, m.tensors.size() + 1));
+    std::vector<std::thread> pool;
+    for (size_t w = 1; w < workers; ++w)
+        pool.emplace_back(work);
+    work();
+    for (auto& th : pool)
+        th.join();
+    return out;
+}
+
 void runInspect(const InspectOptions& o)
 {
     const Model m = loadModelArg(o.model);
@@ -35,8 +78,9 @@ void runInspect(const InspectOptions& o)
         meta[k] = v;
     doc["metadata"] = meta;
     nlohmann::json tensors = nlohmann::json::array();
-    std::vector<float> buf;
-    for (const Tensor& t : m.tensors) {
+    const std::vector<Computed> computed = computeAll(m);
+    for (size_t i = 0; i < m.tensors.size(); ++i) {
+        const Tensor& t = m.tensors[i];
         nlohmann::json j;
         j["name"] = t.name;
         j["dtype"] = t.dtype == DType::Opaque ? t.opaqueType : std::string(dtypeName(t.dtype));
@@ -48,10 +92,9 @@ void runInspect(const InspectOptions& o)
             j["layout"] = "in,out";
         if (!t.note.empty())
             j["note"] = t.note;
-        buf.resize(static_cast<size_t>(t.numel()));
-        Status s = t.decodable() ? t.toFloat(std::span<float>(buf)) : Status(makeError("not-decoded", "not decoded"));
+        const Status& s = computed[i].status;
         if (s) {
-            const TensorStats st = computeStats(buf);
+            const TensorStats& st = computed[i].stats;
             j["min"] = number(st.min);
             j["max"] = number(st.max);
             j["mean"] = number(st.mean);

@@ -1,4 +1,5 @@
 #include "io/exporter.h"
+#include "io/mappedfile.h"
 
 #include <algorithm>
 #include <cctype>
@@ -107,6 +108,9 @@ Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, Q
     auto x = t->toFloat();
     if (!x)
         return x.error();
+    // The float copy is all that is read from here on: hand the mapped pages back, so a
+    // big tensor costs its float copy once, not its file pages on top.
+    releaseMappedPages(t->data);
     auto q = quantize(*x, t->shape, spec);
     if (!q) {
         Error e = q.error();

@@ -3,13 +3,16 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sys/stat.h>
 
 #include "io/gguf.h"
 #include "io/hdf5reader.h"
+#include "io/mappedfile.h"
 #include "io/npy.h"
 #include "io/onnx.h"
 #include "io/pytorch.h"
 #include "io/safetensors.h"
+#include "io/truncationguard.h"
 #include "io/zipsniff.h"
 
 namespace quantlens {
@@ -21,9 +24,57 @@ bool endsWith(const std::string& s, std::string_view suffix)
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// What identifies one version of a file: replaced (new inode) or rewritten (size, mtime).
+struct FileVersion {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    off_t size = 0;
+    struct timespec mtime {};
+    bool operator==(const FileVersion& o) const
+    {
+        return dev == o.dev && ino == o.ino && size == o.size && mtime.tv_sec == o.mtime.tv_sec &&
+               mtime.tv_nsec == o.mtime.tv_nsec;
+    }
+};
+
+FileVersion versionOf(const struct stat& st)
+{
+    return {st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+}
+
+Result<Model> openByContent(const std::string& path, const OpenProgress& progress);
+
 }  // namespace
 
 Result<Model> openModel(const std::string& path, const OpenProgress& progress)
+{
+    // Refuse what is not a file or folder before anything opens it: open(2) on a FIFO
+    // waits for a writer, a device may never end.
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+        return makeError("open", std::string("cannot open: ") + std::strerror(errno), path);
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+        return makeError("not-a-file", describeNonRegular(st.st_mode), path);
+    if (S_ISDIR(st.st_mode))
+        return openByContent(path, progress);
+
+    // A file rewritten while its reader ran may parse into nonsense or fail on the zero
+    // pages the truncation guard substitutes; either way the honest answer is the same.
+    const FileVersion before = versionOf(st);
+    Result<Model> r = openByContent(path, progress);
+    struct stat after {};
+    if (::stat(path.c_str(), &after) != 0 || !(versionOf(after) == before))
+        return truncationguard::fileChangedError(path);
+    if (r)
+        for (const Tensor& t : r->tensors)
+            if (Status c = truncationguard::checkRange(t.data.data(), t.data.size(), t.name); !c)
+                return c.error();
+    return r;
+}
+
+namespace {
+
+Result<Model> openByContent(const std::string& path, const OpenProgress& progress)
 {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec)) {
@@ -75,5 +126,7 @@ Result<Model> openModel(const std::string& path, const OpenProgress& progress)
         return readHdf5(path, progress);
     return makeError("unknown-format", "not a recognised model file (no known magic bytes)", path, 0);
 }
+
+}  // namespace
 
 }  // namespace quantlens

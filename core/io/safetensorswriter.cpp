@@ -1,5 +1,6 @@
 #include "io/safetensorswriter.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -8,6 +9,8 @@
 #include <set>
 
 #include <nlohmann/json.hpp>
+
+#include "io/truncationguard.h"
 
 namespace quantlens {
 
@@ -87,8 +90,20 @@ Status writeTensorBytes(AtomicFile& out, const Tensor& t)
     if (t.strides.empty()) {
         if (static_cast<int64_t>(t.data.size()) < *total)
             return makeError("truncated", "needs " + std::to_string(*total) + " bytes, has " + std::to_string(t.data.size()), {}, -1, t.name);
-        if (!swap)
-            return out.write(t.data.first(size_t(*total)));
+        if (!swap) {
+            // Copied in user space, not handed to write(2): the kernel answers a mapped
+            // page gone with EFAULT, which the truncation guard would never see.
+            std::vector<std::byte> chunk;
+            for (int64_t at = 0; at < *total; at += int64_t(kChunk)) {
+                const auto len = size_t(std::min<int64_t>(int64_t(kChunk), *total - at));
+                chunk.assign(t.data.data() + at, t.data.data() + at + len);
+                if (Status c = truncationguard::checkRange(t.data.data() + at, len, t.name); !c)
+                    return c;
+                if (Status s = out.write(chunk); !s)
+                    return s;
+            }
+            return Ok{};
+        }
     } else {
         if (t.strides.size() != t.shape.size())
             return makeError("bad-layout", "strides and shape differ in rank", {}, -1, t.name);
@@ -134,7 +149,9 @@ Status writeTensorBytes(AtomicFile& out, const Tensor& t)
             buf.clear();
         }
     }
-    return out.write(buf);
+    if (Status s = out.write(buf); !s)
+        return s;
+    return truncationguard::checkRange(t.data.data(), t.data.size(), t.name);
 }
 
 Result<std::vector<std::byte>> safetensorsHeader(const std::vector<SafetensorsItem>& items, const SafetensorsMetadata& metadata)

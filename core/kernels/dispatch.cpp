@@ -89,6 +89,50 @@ const GemmKernels& activeKernels()
 
 const char* activeIsa() { return activeKernels().name; }
 
+namespace {
+
+// The reductions follow the GEMM's choice, so QUANTLENS_ISA forces both at once.
+const ReduceKernels* reduceFor(const std::string& isa)
+{
+#ifdef QUANTLENS_HAVE_kernels_avx512
+    if (isa == "avx512vnni")
+        return &kReduceAvx512;
+#endif
+#ifdef QUANTLENS_HAVE_kernels_avx2
+    if (isa == "avx512vnni" || isa == "avxvnni" || isa == "avx2")
+        return &kReduceAvx2;
+#endif
+    (void)isa;
+    return &kReduceRef;
+}
+
+}  // namespace
+
+const ReduceKernels& activeReduce()
+{
+    // A bad QUANTLENS_ISA is reported by every GEMM call; statistics, which the GUI
+    // computes on worker threads, must not throw for it, so they run the reference.
+    static const ReduceKernels* r = [] {
+        try {
+            return reduceFor(activeIsa());
+        } catch (const std::exception&) {
+            return &kReduceRef;
+        }
+    }();
+    return *r;
+}
+
+std::vector<const ReduceKernels*> availableReduce()
+{
+    std::vector<const ReduceKernels*> v;
+    for (const GemmKernels* k : availableKernels()) {
+        const ReduceKernels* r = reduceFor(k->name);
+        if (std::find(v.begin(), v.end(), r) == v.end())
+            v.push_back(r);
+    }
+    return v;
+}
+
 void gemmU8S8S32(const GemmKernels& kr, int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w,
                  int32_t* c, int64_t ldc, bool aMax128)
 {

@@ -1,6 +1,7 @@
 #pragma once
 // Shared between the kernel files and dispatch.cpp only; not part of the public API.
 #include "kernels/gemm.h"
+#include "kernels/reduce.h"
 
 namespace quantlens::kernels {
 
@@ -13,6 +14,13 @@ extern const GemmKernels kKernelsAvxVnni;
 #endif
 #ifdef QUANTLENS_HAVE_kernels_avx512
 extern const GemmKernels kKernelsAvx512Vnni;
+#endif
+
+#ifdef QUANTLENS_HAVE_kernels_avx2
+extern const ReduceKernels kReduceAvx2;
+#endif
+#ifdef QUANTLENS_HAVE_kernels_avx512
+extern const ReduceKernels kReduceAvx512;
 #endif
 
 bool minMax_ref(const float* x, int64_t n, float* mn, float* mx);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/reduce.h"
 #include "quant/histogram.h"
 #include "quant/quantize.h"
 
@@ -288,28 +289,20 @@ bool isSymmetricScheme(Scheme s)
 
 Range minMaxRange(std::span<const float> x)
 {
-    // 16 independent lanes over fixed blocks so GCC's -O2 vectoriser takes it (an IEEE
-    // min/max reduction into one variable is not vectorised without -ffast-math). The
-    // finiteness test keeps a stray inf from a damaged file from blowing the scale up.
-    constexpr int W = 16;
+    // 16 lanes over whole groups (kernels/reduce.h fixes the lanes, so every ISA gives the
+    // same answer, zero signs included). The finiteness test keeps a stray inf from a
+    // damaged file from blowing the scale up.
+    constexpr int W = kernels::kMinMaxLanes;
     float lo[W], hi[W];
     for (int j = 0; j < W; ++j) {
         lo[j] = FLT_MAX;
         hi[j] = -FLT_MAX;
     }
-    const float* __restrict p = x.data();
+    const float* p = x.data();
     const size_t n = x.size();
-    size_t i = 0;
-    for (; i + W <= n; i += W) {
-        for (int j = 0; j < W; ++j) {
-            const float v = p[i + j];
-            const bool fin = std::fabs(v) <= FLT_MAX;
-            const float a = fin ? v : lo[j];
-            const float b = fin ? v : hi[j];
-            lo[j] = a < lo[j] ? a : lo[j];
-            hi[j] = b > hi[j] ? b : hi[j];
-        }
-    }
+    const size_t groups = n / W;
+    kernels::activeReduce().minMaxFinite(p, int64_t(groups), lo, hi);
+    size_t i = groups * W;
     for (; i < n; ++i) {
         const float v = p[i];
         if (std::fabs(v) <= FLT_MAX) {

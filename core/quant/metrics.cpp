@@ -1,5 +1,6 @@
 #include "quant/metrics.h"
 
+#include "kernels/reduce.h"
 #include "quant/quantrun.h"
 
 #include <algorithm>
@@ -121,10 +122,11 @@ TensorStats computeStats(std::span<const float> x)
     // Float64 lanes (the contract in metrics.h: numpy-comparable mean/std to ~1e-12, which
     // float lanes missed by 3e-6 on near-zero means). Non-finite values count as 0 in the
     // sums and are skipped by min/max. Not on the drag path, so double lanes are fine.
-    constexpr int W = 8;
-    constexpr int64_t kBlock = 512;
+    // Lanes and blocks as kernels/reduce.h defines them: every ISA sums in that order.
+    constexpr int W = kernels::kStatsLanes;
+    const kernels::ReduceKernels& kr = kernels::activeReduce();
     TensorStats st;
-    const float* __restrict p = x.data();
+    const float* p = x.data();
     const int64_t n = int64_t(x.size());
     float lo[W], hi[W];
     int64_t nonFinite = 0;
@@ -133,29 +135,9 @@ TensorStats computeStats(std::span<const float> x)
         hi[j] = -FLT_MAX;
     }
     double sum = 0;
-    int64_t i = 0;
-    const int64_t nBlocks = n / kBlock * kBlock;
-    while (i < nBlocks) {
-        const int64_t end = i + kBlock;
-        double s[W] = {};
-        float bad[W] = {};  // float counts: exact, at most 512 per block
-        for (; i < end; i += W)
-            for (int j = 0; j < W; ++j) {
-                const float v = p[i + j];
-                const bool fin = std::fabs(v) <= FLT_MAX;
-                const double a = fin ? double(v) : 0.0;
-                s[j] += a;
-                bad[j] += fin ? 0.0f : 1.0f;
-                const float l = fin ? v : lo[j];
-                const float h = fin ? v : hi[j];
-                lo[j] = l < lo[j] ? l : lo[j];
-                hi[j] = h > hi[j] ? h : hi[j];
-            }
-        for (int j = 0; j < W; ++j) {
-            sum += s[j];
-            nonFinite += int64_t(bad[j]);
-        }
-    }
+    const int64_t blocks = n / kernels::kStatsBlock;
+    kr.statsSum(p, blocks, &sum, &nonFinite, lo, hi);
+    int64_t i = blocks * kernels::kStatsBlock;
     for (; i < n; ++i) {
         const float v = p[i];
         if (std::fabs(v) <= FLT_MAX) {
@@ -183,23 +165,8 @@ TensorStats computeStats(std::span<const float> x)
     const float m = float(st.mean);
     const double mErr = st.mean - double(m);  // the float mean's error, corrected below
     double ss = 0, sd = 0;
-    i = 0;
-    while (i < nBlocks) {
-        const int64_t end = i + kBlock;
-        double s2[W] = {}, s1[W] = {};
-        for (; i < end; i += W)
-            for (int j = 0; j < W; ++j) {
-                const float v = p[i + j];
-                const bool fin = std::fabs(v) <= FLT_MAX;
-                const double d = fin ? double(v) - double(m) : 0.0;
-                s2[j] += d * d;
-                s1[j] += d;
-            }
-        for (int j = 0; j < W; ++j) {
-            ss += s2[j];
-            sd += s1[j];
-        }
-    }
+    kr.statsDev(p, blocks, m, &sd, &ss);
+    i = blocks * kernels::kStatsBlock;
     for (; i < n; ++i) {
         const float v = p[i];
         if (std::fabs(v) <= FLT_MAX) {

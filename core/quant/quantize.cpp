@@ -8,7 +8,7 @@
 #include <string>
 
 #include "halffloat.h"
-#include "kernels/cpufeatures.h"
+#include "kernels/reduce.h"
 #include "quant/calibrate.h"
 #include "quant/quantrun.h"
 
@@ -92,12 +92,8 @@ int64_t quantizeRef(const float* x, int8_t* q, int64_t n, Kernel k, float s, int
 bool haveAvx2()
 {
 #ifdef QUANTLENS_HAVE_kernels_avx2
-    static const bool use = [] {
-        const char* forced = std::getenv("QUANTLENS_ISA");
-        if (forced && std::string(forced) == "ref")
-            return false;
-        return kernels::cpuFeatures().avx2;
-    }();
+    // The GEMM's dispatch decides (kernels/dispatch.cpp): one choice, one QUANTLENS_ISA.
+    static const bool use = std::string(kernels::activeReduce().name) != "ref";
     return use;
 #else
     return false;

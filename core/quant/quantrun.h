@@ -1,8 +1,8 @@
 #pragma once
 // Internal: the per-slice quantize loop and the metric sums, portable and AVX2. Both
 // paths give identical results (the AVX2 one is checked against the portable one in
-// tst_quant_properties); which one runs is chosen once from the CPU features, and
-// QUANTLENS_ISA=ref forces the portable one.
+// tst_quant_properties); which one runs follows the GEMM's run-time choice
+// (kernels/dispatch.cpp, activeReduce), so QUANTLENS_ISA=ref forces the portable one.
 #include <cstdint>
 
 namespace quantlens::quantrun {
@@ -18,7 +18,7 @@ enum class Kernel : int {
 // byte of each integer (unsigned targets keep their 0..255 bit pattern).
 int64_t quantizeRef(const float* x, int8_t* q, int64_t n, Kernel k, float s, int32_t zp, int32_t qmin, int32_t qmax);
 int64_t quantizeAvx2(const float* x, int8_t* q, int64_t n, Kernel k, float s, int32_t zp, int32_t qmin, int32_t qmax);
-bool haveAvx2();  // built, supported by CPU and OS, and not forced off by QUANTLENS_ISA=ref
+bool haveAvx2();  // the dispatch chose an AVX2-or-better path (not QUANTLENS_ISA=ref)
 
 // Sums for the metrics over n values: in 8 float lanes per block of 512, flushed to double.
 struct Sums {

@@ -1,0 +1,237 @@
+// Benchmark (not a test): whole-model figures at real scale. Writes, on the fly and never
+// into the project, (1) a TinyLlama-1.1B-shaped bf16 Llama as 2 safetensors shards plus
+// the index, and (2) a 768 MiB float32 tensor; then times `quantlens-cli inspect` on the
+// first and `quantlens-cli quantize --out x.h5` on the second, each in a child process,
+// and prints wall time and peak RSS beside the file size. Deletes everything it wrote.
+//   bench_bigmodel [DIR]   (DIR default: $TMPDIR or /tmp; needs ~3.2 GB free)
+//   QUANTLENS_BENCH_CLI=/other/build/quantlens-cli bench_bigmodel   (before/after)
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Spec {
+    std::string name;
+    std::vector<int64_t> shape;
+};
+
+int64_t numel(const Spec& s)
+{
+    int64_t n = 1;
+    for (int64_t d : s.shape)
+        n *= d;
+    return n;
+}
+
+// TinyLlama-1.1B (LlamaForCausalLM): vocab 32000, hidden 2048, 22 layers, 32 heads with 4
+// key/value heads (k/v projections 256 wide), MLP 5632.
+std::vector<Spec> tinyLlama()
+{
+    const int64_t h = 2048, kv = 256, ff = 5632, vocab = 32000;
+    std::vector<Spec> v{{"model.embed_tokens.weight", {vocab, h}}};
+    for (int l = 0; l < 22; ++l) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        v.push_back({p + "self_attn.q_proj.weight", {h, h}});
+        v.push_back({p + "self_attn.k_proj.weight", {kv, h}});
+        v.push_back({p + "self_attn.v_proj.weight", {kv, h}});
+        v.push_back({p + "self_attn.o_proj.weight", {h, h}});
+        v.push_back({p + "mlp.gate_proj.weight", {ff, h}});
+        v.push_back({p + "mlp.up_proj.weight", {ff, h}});
+        v.push_back({p + "mlp.down_proj.weight", {h, ff}});
+        v.push_back({p + "input_layernorm.weight", {h}});
+        v.push_back({p + "post_attention_layernorm.weight", {h}});
+    }
+    v.push_back({"model.norm.weight", {h}});
+    v.push_back({"lm_head.weight", {vocab, h}});
+    return v;
+}
+
+// A pattern of plausible weights (|w| in 2^-9 .. 2^-3, random sign), reused with a shift
+// per tensor so writing 2 GB costs only the disk.
+std::vector<uint8_t> pattern(size_t bytes, unsigned elemBytes)
+{
+    std::vector<uint8_t> p(bytes);
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i + elemBytes <= bytes; i += elemBytes) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        const uint32_t sign = uint32_t(s >> 63) << 31;
+        const uint32_t exp = 118u + uint32_t((s >> 40) % 6u);
+        const uint32_t f = sign | (exp << 23) | uint32_t(s & 0x7fffff);
+        if (elemBytes == 2) {
+            p[i] = uint8_t(f >> 16);
+            p[i + 1] = uint8_t(f >> 24);
+        } else {
+            std::memcpy(&p[i], &f, 4);
+        }
+    }
+    return p;
+}
+
+bool writeShard(const std::string& path, const std::vector<Spec>& specs, const char* dtype, unsigned es,
+                const std::vector<uint8_t>& pat)
+{
+    std::string json = "{\"__metadata__\":{\"format\":\"pt\"}";
+    int64_t off = 0;
+    for (const Spec& s : specs) {
+        const int64_t b = numel(s) * es;
+        json += ",\"" + s.name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":[";
+        for (size_t i = 0; i < s.shape.size(); ++i)
+            json += (i ? "," : "") + std::to_string(s.shape[i]);
+        json += "],\"data_offsets\":[" + std::to_string(off) + "," + std::to_string(off + b) + "]}";
+        off += b;
+    }
+    json += "}";
+    while (json.size() % 8)
+        json += ' ';
+    std::ofstream out(path, std::ios::binary);
+    const uint64_t len = json.size();
+    out.write(reinterpret_cast<const char*>(&len), 8);
+    out.write(json.data(), std::streamsize(json.size()));
+    size_t shift = 0;
+    for (const Spec& s : specs) {
+        int64_t left = numel(s) * es;
+        shift = (shift + 4096 + es) % (pat.size() / 2) / es * es;
+        while (left > 0) {
+            const size_t n = size_t(std::min<int64_t>(left, int64_t(pat.size() - shift)));
+            out.write(reinterpret_cast<const char*>(pat.data() + shift), std::streamsize(n));
+            left -= int64_t(n);
+        }
+    }
+    return bool(out);
+}
+
+struct Run {
+    int code = -1;
+    double seconds = 0;
+    double cpuSeconds = 0;  // user + system: what the run costs on a busy shared machine
+    long maxRssKb = 0;
+};
+
+Run runChild(const std::vector<std::string>& args)
+{
+    std::fflush(stdout);  // else the child inherits and repeats our buffered lines
+    const auto t0 = std::chrono::steady_clock::now();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        std::vector<char*> argv;
+        for (const auto& a : args)
+            argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        if (!std::freopen("/dev/null", "w", stdout))
+            ::_exit(126);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    int status = 0;
+    rusage ru{};
+    ::wait4(pid, &status, 0, &ru);
+    Run r;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.maxRssKb = ru.ru_maxrss;
+    r.cpuSeconds = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    return r;
+}
+
+std::string cpuName()
+{
+    std::ifstream in("/proc/cpuinfo");
+    std::string line, name, family, model;
+    while (std::getline(in, line)) {
+        auto val = [&] { return line.substr(line.find(':') + 2); };
+        if (name.empty() && line.rfind("model name", 0) == 0)
+            name = val();
+        else if (family.empty() && line.rfind("cpu family", 0) == 0)
+            family = val();
+        else if (model.empty() && line.rfind("model\t", 0) == 0)
+            model = val();
+    }
+    return name + " (family " + family + " model " + model + ", " + std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)) + " cores)";
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    const char* tmp = std::getenv("TMPDIR");
+    const fs::path base = fs::path(argc > 1 ? argv[1] : (tmp ? tmp : "/tmp")) / ("ql_bigmodel_" + std::to_string(::getpid()));
+    // QUANTLENS_BENCH_CLI: another build's quantlens-cli, for before/after figures.
+    const char* otherCli = std::getenv("QUANTLENS_BENCH_CLI");
+    const std::string cli = otherCli && *otherCli ? otherCli : QUANTLENS_CLI;
+    const auto space = fs::space(base.parent_path());
+    if (space.available < (uint64_t(3200) << 20)) {
+        std::fprintf(stderr, "bench_bigmodel: %s has %.1f GB free, needs 3.2 GB\n", base.parent_path().c_str(),
+                     double(space.available) / 1e9);
+        return 1;
+    }
+    fs::create_directories(base);
+    std::printf("bench_bigmodel on %s, load average %.1f\n  cli: %s\n", cpuName().c_str(), [] {
+        double l[1] = {0};
+        return ::getloadavg(l, 1) == 1 ? l[0] : -1.0;
+    }(), cli.c_str());
+
+    // 1. TinyLlama shapes, bf16, 2 shards + index.
+    const auto specs = tinyLlama();
+    int64_t total = 0;
+    for (const Spec& s : specs)
+        total += numel(s);
+    const size_t half = specs.size() / 2;
+    const std::vector<Spec> a(specs.begin(), specs.begin() + long(half)), b(specs.begin() + long(half), specs.end());
+    const fs::path llama = base / "tinyllama";
+    fs::create_directories(llama);
+    const auto pat = pattern(size_t(64) << 20, 2);
+    const std::string s1 = "model-00001-of-00002.safetensors", s2 = "model-00002-of-00002.safetensors";
+    if (!writeShard((llama / s1).string(), a, "BF16", 2, pat) || !writeShard((llama / s2).string(), b, "BF16", 2, pat)) {
+        std::fprintf(stderr, "bench_bigmodel: cannot write the model under %s\n", base.c_str());
+        fs::remove_all(base);
+        return 1;
+    }
+    {
+        std::ofstream idx(llama / "model.safetensors.index.json");
+        idx << "{\"metadata\":{\"total_size\":" << total * 2 << "},\"weight_map\":{";
+        for (size_t i = 0; i < specs.size(); ++i)
+            idx << (i ? "," : "") << '"' << specs[i].name << "\":\"" << (i < half ? s1 : s2) << '"';
+        idx << "}}";
+    }
+    const double llamaBytes = double(fs::file_size(llama / s1) + fs::file_size(llama / s2));
+    int64_t largest = 0;
+    for (const Spec& s : specs)
+        largest = std::max(largest, numel(s));
+    std::printf("  model: %lld parameters bf16, %.2f GB in 2 shards; largest tensor %lld values (%.0f MB as float32)\n",
+                (long long)total, llamaBytes / 1e9, (long long)largest, double(largest) * 4 / 1e6);
+    for (int i = 0; i < 2; ++i) {  // the first run may also read the file back from disk
+        const Run r = runChild({cli, "inspect", "--json", llama.string()});
+        std::printf("  inspect (run %d): exit %d, %.2f s wall, %.2f s CPU, peak RSS %.0f MB (file %.0f MB + one float copy %.0f MB = %.0f MB)\n",
+                    i + 1, r.code, r.seconds, r.cpuSeconds, double(r.maxRssKb) / 1024, llamaBytes / 1048576.0,
+                    double(largest) * 4 / 1048576.0, llamaBytes / 1048576.0 + double(largest) * 4 / 1048576.0);
+    }
+    fs::remove_all(llama);
+
+    // 2. One 768 MiB float32 tensor quantized to HDF5.
+    const fs::path big = base / "big.safetensors";
+    const std::vector<Spec> one{{"big.weight", {65536, 3072}}};
+    if (!writeShard(big.string(), one, "F32", 4, pattern(size_t(64) << 20, 4))) {
+        fs::remove_all(base);
+        return 1;
+    }
+    const double bigBytes = double(fs::file_size(big));
+    const Run q = runChild({cli, "quantize", big.string(), "--tensor", "big.weight", "--out", (base / "q.h5").string()});
+    std::printf("  quantize 768 MiB float32 -> HDF5: exit %d, %.2f s wall, %.2f s CPU, peak RSS %.0f MB (file %.0f MB)\n", q.code,
+                q.seconds, q.cpuSeconds, double(q.maxRssKb) / 1024, bigBytes / 1048576.0);
+    fs::remove_all(base);
+    return 0;
+}

@@ -1,0 +1,303 @@
+// Files that change while open: a model truncated under a reader, an export or the CLI
+// ends with exit 1 and "file changed while reading", never a SIGBUS; a FIFO, a socket
+// or a device given as MODEL is refused at once.
+#include <QElapsedTimer>
+#include <QProcess>
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <functional>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clirunner.h"
+#include "io/exporter.h"
+#include "io/safetensorswriter.h"
+#include "model.h"
+#include "testsupport.h"
+
+using namespace quantlens;
+using quantlens::test::dataPath;
+
+namespace {
+
+struct ChildResult {
+    bool exited = false;
+    int code = -1;
+    int signal = 0;
+    std::string message;
+};
+
+// Runs `body` in a forked child, which reports one line through a pipe and exits with
+// body's return value. A crash shows as `signal`.
+ChildResult inChild(const std::function<int(std::string&)>& body)
+{
+    int fds[2];
+    if (::pipe(fds) != 0)
+        return {};
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::close(fds[0]);
+        std::string msg;
+        const int code = body(msg);
+        (void)!::write(fds[1], msg.data(), msg.size());
+        ::_exit(code);
+    }
+    ::close(fds[1]);
+    ChildResult r;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+        r.message.append(buf, size_t(n));
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    r.exited = WIFEXITED(status);
+    r.code = r.exited ? WEXITSTATUS(status) : -1;
+    r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    return r;
+}
+
+bool copyFile(const QString& from, const QString& to)
+{
+    std::error_code ec;
+    return std::filesystem::copy(from.toStdString(), to.toStdString(),
+                                 std::filesystem::copy_options::recursive, ec),
+           !ec;
+}
+
+// Tensor data of `count` float32 [rows, cols] tensors (values i*0.001), more than a page
+// each so a cut file leaves whole pages unbacked.
+void writeFloatModel(const std::string& path, int count, int64_t rows, int64_t cols)
+{
+    std::vector<std::vector<float>> data(size_t(count), std::vector<float>(size_t(rows * cols)));
+    std::vector<Tensor> ts;
+    for (int k = 0; k < count; ++k) {
+        for (size_t i = 0; i < data[size_t(k)].size(); ++i)
+            data[size_t(k)][i] = float(int64_t(i % 2001) - 1000) * 0.001f * float(k + 1);
+        ts.push_back(makeFloatTensor("layer" + std::to_string(k) + ".weight", {rows, cols}, data[size_t(k)]));
+    }
+    std::vector<SafetensorsItem> items;
+    for (const Tensor& t : ts)
+        items.push_back({t.name, DType::F32, t.shape, [t](AtomicFile& f) { return writeTensorBytes(f, t); }});
+    QVERIFY(writeSafetensors(path, items, {}, {}).ok());
+}
+
+}  // namespace
+
+class TestFileChange : public QObject {
+    Q_OBJECT
+
+private slots:
+    void truncatedUnderReader_data();
+    void truncatedUnderReader();
+    void truncatedUnderExport();
+    void truncatedUnderCliQuantize();
+    void fifoRefusedAtOnce();
+    void socketAndDeviceRefused();
+};
+
+void TestFileChange::truncatedUnderReader_data()
+{
+    QTest::addColumn<QString>("fixture");  // relative to tests/data; folders are copied whole
+    QTest::addColumn<QString>("cut");      // the file inside the copy that is truncated ("" = the fixture)
+    QTest::addColumn<bool>("mapped");      // false: the reader copies every tensor at open (npz inflates members)
+    QTest::newRow("safetensors") << "safetensors/dtypes.safetensors" << "" << true;
+    QTest::newRow("gguf") << "gguf/blocks.gguf" << "" << true;
+    QTest::newRow("npy") << "npy/c_f4.npy" << "" << true;
+    QTest::newRow("npz stored") << "npy/stored.npz" << "" << false;
+    QTest::newRow("onnx") << "onnx/typed.onnx" << "" << true;
+    QTest::newRow("onnx external data") << "onnx/external" << "weights/external.bin" << true;
+    QTest::newRow("pytorch stored zip") << "pytorch/dtypes.pt" << "" << true;
+    QTest::newRow("pytorch legacy") << "pytorch/legacy.pt" << "" << true;
+    QTest::newRow("hdf5 views") << "hdf5/types.h5" << "" << true;
+}
+
+// Opened, then cut to nothing by "another writer", then read: every tensor that is a
+// view of the file fails with the reason, the process lives and exits 1.
+void TestFileChange::truncatedUnderReader()
+{
+    QFETCH(QString, fixture);
+    QFETCH(QString, cut);
+    QFETCH(bool, mapped);
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    const QString name = QFileInfo(fixture).fileName();
+    const QString copy = dir.filePath(name);
+    QVERIFY(copyFile(dataPath(fixture), copy));
+    const QString openPath = cut.isEmpty() ? copy : QDir(copy).filePath(QStringLiteral("external.onnx"));
+    const QString cutPath = cut.isEmpty() ? copy : QDir(copy).filePath(cut);
+
+    const ChildResult r = inChild([&](std::string& msg) {
+        auto m = openModel(openPath.toStdString());
+        if (!m) {
+            msg = "open failed: " + m.error().oneLine();
+            return 3;
+        }
+        if (::truncate(cutPath.toLocal8Bit().constData(), 0) != 0) {
+            msg = "truncate failed";
+            return 4;
+        }
+        int changed = 0;
+        for (const Tensor& t : m->tensors) {
+            if (!t.decodable())
+                continue;
+            auto v = t.toFloat();
+            if (!v && v.error().code == "file-changed") {
+                ++changed;
+                msg = v.error().oneLine();
+            } else if (!v) {
+                msg = "other error: " + v.error().oneLine();
+                return 5;
+            }
+        }
+        return changed > 0 ? 1 : 0;
+    });
+    QCOMPARE(r.signal, 0);
+    QVERIFY2(r.exited, r.message.c_str());
+    if (!mapped) {  // nothing left to read from the file: the copies stay valid
+        QVERIFY2(r.code == 0, (std::to_string(r.code) + ": " + r.message).c_str());
+        return;
+    }
+    QVERIFY2(r.code == 1, (std::to_string(r.code) + ": " + r.message).c_str());
+    QVERIFY2(r.message.find("file changed while reading: ") != std::string::npos, r.message.c_str());
+    QVERIFY2(r.message.find(name.toStdString()) != std::string::npos || !cut.isEmpty(), r.message.c_str());
+}
+
+// An export that reads the model after the file shrank fails with the reason and leaves
+// no output: both the quantized tensor (toFloat) and the copied-through tensors
+// (fake-quant export writes the rest of the model byte for byte).
+void TestFileChange::truncatedUnderExport()
+{
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    const std::string in = dir.filePath("model.safetensors").toStdString();
+    writeFloatModel(in, 3, 64, 256);
+    for (ExportFormat fmt : {ExportFormat::Hdf5, ExportFormat::SafetensorsFakeQuant}) {
+        const std::string out = dir.filePath(fmt == ExportFormat::Hdf5 ? "q.h5" : "fq.safetensors").toStdString();
+        const ChildResult r = inChild([&](std::string& msg) {
+            auto m = openModel(in);
+            if (!m) {
+                msg = "open failed: " + m.error().oneLine();
+                return 3;
+            }
+            std::vector<ExportEntry> entries;
+            auto e = quantizeForExport(*m, "layer0.weight", QuantSpec{});
+            if (!e) {
+                msg = "quantize failed: " + e.error().oneLine();
+                return 4;
+            }
+            entries.push_back(std::move(*e));
+            ::truncate(in.c_str(), 0);
+            if (fmt == ExportFormat::Hdf5) {
+                auto e2 = quantizeForExport(*m, "layer1.weight", QuantSpec{});
+                if (e2) {
+                    msg = "quantized a truncated tensor";
+                    return 0;
+                }
+                msg = e2.error().oneLine();
+                return 1;
+            }
+            auto rep = exportModel(*m, entries, ExportOptions{fmt, out, {}});
+            if (rep) {
+                msg = "exported a truncated model";
+                return 0;
+            }
+            msg = rep.error().oneLine();
+            return 1;
+        });
+        QCOMPARE(r.signal, 0);
+        QVERIFY2(r.code == 1, (std::to_string(r.code) + ": " + r.message).c_str());
+        QVERIFY2(r.message.find("file changed while reading: ") != std::string::npos, r.message.c_str());
+        QVERIFY(!std::filesystem::exists(out));
+        writeFloatModel(in, 3, 64, 256);
+    }
+}
+
+// The CLI as a user runs it: the file is cut once quantize has started on the first
+// tensor (its progress line), with most of the model still to read.
+void TestFileChange::truncatedUnderCliQuantize()
+{
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    const std::string in = dir.filePath("model.safetensors").toStdString();
+    writeFloatModel(in, 8, 1024, 1024);
+    QProcess p;
+    p.start(QStringLiteral(QUANTLENS_CLI), {QStringLiteral("quantize"), QString::fromStdString(in), QStringLiteral("--all-linear"),
+                                            QStringLiteral("--out"), dir.filePath("q.h5")});
+    QVERIFY(p.waitForStarted(10000));
+    QByteArray err;
+    while (!err.contains("quantizing") && p.state() == QProcess::Running) {
+        p.waitForReadyRead(50);
+        err += p.readAllStandardError();
+    }
+    QVERIFY(::truncate(in.c_str(), 0) == 0);
+    QVERIFY(p.waitForFinished(60000));
+    err += p.readAllStandardError();
+    QCOMPARE(p.exitStatus(), QProcess::NormalExit);
+    QVERIFY2(p.exitCode() == 1, err.constData());
+    QVERIFY2(err.contains("file changed while reading: "), err.constData());
+    QVERIFY(!QFileInfo::exists(dir.filePath("q.h5")));
+}
+
+void TestFileChange::fifoRefusedAtOnce()
+{
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    const QString fifo = dir.filePath("model.safetensors");
+    QVERIFY(::mkfifo(fifo.toLocal8Bit().constData(), 0600) == 0);
+
+    QElapsedTimer timer;
+    timer.start();
+    auto m = openModel(fifo.toStdString());
+    QVERIFY(!m);
+    QCOMPARE(m.error().code, std::string("not-a-file"));
+    QVERIFY2(m.error().message.find("named pipe") != std::string::npos, m.error().message.c_str());
+    QVERIFY(timer.elapsed() < 1000);
+
+    // The CLI through a shell-like run; a hang would hit the 1 s limit below.
+    QProcess p;
+    timer.restart();
+    p.start(QStringLiteral(QUANTLENS_CLI), {QStringLiteral("inspect"), fifo});
+    QVERIFY(p.waitForStarted(10000));
+    const bool finished = p.waitForFinished(5000);
+    if (!finished) {
+        p.kill();
+        p.waitForFinished(1000);
+    }
+    QVERIFY2(finished, "quantlens-cli inspect on a FIFO did not return");
+    QCOMPARE(p.exitCode(), 1);
+    QVERIFY(p.readAllStandardError().contains("named pipe"));
+    QVERIFY2(timer.elapsed() < 1000 + 500, qPrintable(QString::number(timer.elapsed())));  // + process start
+}
+
+void TestFileChange::socketAndDeviceRefused()
+{
+    auto dev = openModel("/dev/zero");
+    QVERIFY(!dev);
+    QVERIFY2(dev.error().message.find("device") != std::string::npos, dev.error().message.c_str());
+
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    const std::string path = dir.filePath("s.sock").toStdString();
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    QVERIFY(fd >= 0);
+    sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    QVERIFY(path.size() < sizeof addr.sun_path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    QVERIFY(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    auto s = openModel(path);
+    ::close(fd);
+    QVERIFY(!s);
+    QVERIFY2(s.error().message.find("socket") != std::string::npos, s.error().message.c_str());
+}
+
+QTEST_GUILESS_MAIN(TestFileChange)
+#include "tst_filechange.moc"

@@ -1,0 +1,139 @@
+// The reductions behind minMaxRange and computeStats: every ISA variant this machine runs
+// gives bit-for-bit the reference's result (reduce.h defines the summation order), on
+// data with NaN, infinities, signed zeros and denormals.
+#include <QTest>
+
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/reduce.h"
+
+using namespace quantlens::kernels;
+
+namespace {
+
+std::vector<float> hostile(size_t n, unsigned seed)
+{
+    std::mt19937 rng(seed);
+    std::student_t_distribution<float> t3(3.0f);
+    std::uniform_int_distribution<int> pick(0, 199);
+    std::vector<float> v(n);
+    for (auto& x : v) {
+        x = t3(rng) * 0.05f + 0.003f;
+        switch (pick(rng)) {
+        case 0: x = std::numeric_limits<float>::quiet_NaN(); break;
+        case 1: x = std::numeric_limits<float>::infinity(); break;
+        case 2: x = -std::numeric_limits<float>::infinity(); break;
+        case 3: x = 0.0f; break;
+        case 4: x = -0.0f; break;
+        case 5: x = std::numeric_limits<float>::denorm_min() * float(pick(rng)); break;
+        case 6: x = FLT_MAX; break;
+        case 7: x = -FLT_MAX; break;
+        default: break;
+        }
+    }
+    return v;
+}
+
+bool sameBits(const void* a, const void* b, size_t n) { return std::memcmp(a, b, n) == 0; }
+
+}  // namespace
+
+class TestReduce : public QObject {
+    Q_OBJECT
+private slots:
+    void variantsExist()
+    {
+        QVERIFY(!availableReduce().empty());
+        QCOMPARE(std::string(availableReduce().back()->name), std::string("ref"));
+        qInfo("reduce variants here: %s (active: %s)", [] {
+            std::string s;
+            for (auto* r : availableReduce())
+                s += std::string(s.empty() ? "" : ", ") + r->name;
+            return s;
+        }().c_str(), activeReduce().name);
+    }
+
+    void minMaxBitExact()
+    {
+        for (unsigned seed : {1u, 2u, 3u}) {
+            const auto x = hostile(16 * 4099, seed);
+            float lo0[kMinMaxLanes], hi0[kMinMaxLanes];
+            for (int j = 0; j < kMinMaxLanes; ++j) {
+                lo0[j] = FLT_MAX;
+                hi0[j] = -FLT_MAX;
+            }
+            float rlo[kMinMaxLanes], rhi[kMinMaxLanes];
+            std::memcpy(rlo, lo0, sizeof rlo);
+            std::memcpy(rhi, hi0, sizeof rhi);
+            kReduceRef.minMaxFinite(x.data(), 4099, rlo, rhi);
+            for (const ReduceKernels* k : availableReduce()) {
+                float lo[kMinMaxLanes], hi[kMinMaxLanes];
+                std::memcpy(lo, lo0, sizeof lo);
+                std::memcpy(hi, hi0, sizeof hi);
+                k->minMaxFinite(x.data(), 4099, lo, hi);
+                QVERIFY2(sameBits(lo, rlo, sizeof lo) && sameBits(hi, rhi, sizeof hi), k->name);
+            }
+        }
+    }
+
+    // Only signed zeros: which zero wins a tie is part of the definition.
+    void zeroTies()
+    {
+        std::vector<float> x(16 * 64);
+        for (size_t i = 0; i < x.size(); ++i)
+            x[i] = (i * 7 % 3) ? -0.0f : 0.0f;
+        for (const ReduceKernels* k : availableReduce()) {
+            float lo[kMinMaxLanes], hi[kMinMaxLanes], rlo[kMinMaxLanes], rhi[kMinMaxLanes];
+            for (int j = 0; j < kMinMaxLanes; ++j) {
+                lo[j] = rlo[j] = FLT_MAX;
+                hi[j] = rhi[j] = -FLT_MAX;
+            }
+            kReduceRef.minMaxFinite(x.data(), 64, rlo, rhi);
+            k->minMaxFinite(x.data(), 64, lo, hi);
+            QVERIFY2(sameBits(lo, rlo, sizeof lo) && sameBits(hi, rhi, sizeof hi), k->name);
+        }
+    }
+
+    void statsBitExact()
+    {
+        for (unsigned seed : {4u, 5u}) {
+            const int64_t blocks = 37;
+            const auto x = hostile(size_t(blocks * kStatsBlock), seed);
+            double rs = 0.25;  // a running total carried in, as computeStats does
+            int64_t rbad = 3;
+            float rlo[kStatsLanes], rhi[kStatsLanes];
+            for (int j = 0; j < kStatsLanes; ++j) {
+                rlo[j] = FLT_MAX;
+                rhi[j] = -FLT_MAX;
+            }
+            kReduceRef.statsSum(x.data(), blocks, &rs, &rbad, rlo, rhi);
+            double rd = 0, rd2 = 0;
+            kReduceRef.statsDev(x.data(), blocks, 0.00312f, &rd, &rd2);
+            QVERIFY(std::isfinite(rs) && rbad > 3);
+            for (const ReduceKernels* k : availableReduce()) {
+                double s = 0.25;
+                int64_t bad = 3;
+                float lo[kStatsLanes], hi[kStatsLanes];
+                for (int j = 0; j < kStatsLanes; ++j) {
+                    lo[j] = FLT_MAX;
+                    hi[j] = -FLT_MAX;
+                }
+                k->statsSum(x.data(), blocks, &s, &bad, lo, hi);
+                QVERIFY2(sameBits(&s, &rs, sizeof s), k->name);
+                QCOMPARE(bad, rbad);
+                QVERIFY2(sameBits(lo, rlo, sizeof lo) && sameBits(hi, rhi, sizeof hi), k->name);
+                double d = 0, d2 = 0;
+                k->statsDev(x.data(), blocks, 0.00312f, &d, &d2);
+                QVERIFY2(sameBits(&d, &rd, sizeof d) && sameBits(&d2, &rd2, sizeof d2), k->name);
+            }
+        }
+    }
+};
+
+QTEST_GUILESS_MAIN(TestReduce)
+#include "tst_reduce.moc"
