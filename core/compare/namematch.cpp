@@ -137,14 +137,19 @@ GgufRowOrder ggufRowOrder(const Model& g)
     r.permuted = true;
     // The runner's reading of the GGUF metadata (head_count, head_count_kv checked against the
     // shapes) is the one source of the head counts.
+    // Without head_count the runner would guess from the width; a guess is no base for a pairing.
+    if (!metadataValue(g, "llama.attention.head_count")) {
+        r.headsRefusal = "llama.attention.head_count is missing from the GGUF metadata, so llama.cpp's q/k row "
+                         "permutation cannot be undone";
+        return r;
+    }
     auto cfg = inferLlamaConfig(g, EncoderOptions{});
     if (!cfg) {
         r.headsRefusal = "no Llama layer 0 to read the head counts from";
     } else if (!*cfg) {
         r.headsRefusal = "head counts unknown: " + cfg->error().message;
     } else if ((*cfg)->headsFrom != "gguf metadata") {
-        r.headsRefusal = "llama.attention.head_count is missing from the GGUF metadata, so llama.cpp's q/k row "
-                         "permutation cannot be undone";
+        r.headsRefusal = "llama.attention.head_count in the GGUF metadata is not a head count";
     } else {
         r.heads = (*cfg)->heads;
         r.kvHeads = (*cfg)->kvHeads;
