@@ -1,10 +1,13 @@
 // Comparing two checkpoints (core/compare): name pairing across Hugging Face and GGUF names,
 // llama.cpp's q/k row permutation undone with the GGUF head counts, [in, out] kernels, the
 // per-tensor figures, unpaired and mismatched tensors with their reasons, cancel.
+#include <QFile>
 #include <QTest>
 
 #include <cmath>
 #include <numeric>
+
+#include <nlohmann/json.hpp>
 
 #include "compare/compare.h"
 #include "testsupport.h"
@@ -234,6 +237,30 @@ private slots:
         QCOMPARE(layerOf("model.layers.3.mlp.up_proj.weight"), std::string("model.layers.3"));
         QCOMPARE(layerOf("token_embd.weight"), std::string("token_embd.weight"));
         QCOMPARE(bitsPerWeight(b.tensors[0]), 32.0);
+    }
+
+    // A ggml-quantized Q8_0 tensor (ggml's own quantize_row_q8_0_ref, tests/data/gguf) against
+    // its float source: decoded through the GGUF block reader, its figures are those of ggml's
+    // dequantized values, and its bits per weight are Q8_0's 34 bytes per 32.
+    void ggmlQ8_0AgainstItsSource()
+    {
+        QFile f(test::dataPath("gguf/q8_0_reference.json"));
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const auto j = nlohmann::json::parse(f.readAll().toStdString());
+        const auto source = j["source"].get<std::vector<float>>();
+        const auto dequantized = j["dequantized"].get<std::vector<float>>();
+        Model ref;
+        ref.tensors.push_back(makeFloatTensor("ref.weight", j["shape"].get<std::vector<int64_t>>(), source));
+        const Model q8 = open(test::dataPath("gguf/q8_0_reference.gguf"));
+        auto r = compareModels(q8, ref);
+        QVERIFY(r && r->matched.size() == 1);
+        const TensorComparison& c = r->matched[0];
+        const Metrics expected = computeMetrics(source, dequantized);
+        QVERIFY(expected.mse > 0);
+        QCOMPARE(c.metrics.sqnrDb, expected.sqnrDb);
+        QCOMPARE(c.metrics.maxAbsError, expected.maxAbsError);
+        QCOMPARE(c.aBitsPerWeight, 8.5);
+        QCOMPARE(c.bBitsPerWeight, 32.0);
     }
 
     void cancelStops()
