@@ -174,7 +174,30 @@ ComparePanel::ComparePanel(QWidget* parent) : QWidget(parent)
     split->addWidget(lower);
     split->setSizes({520, 360});
     v->addWidget(split, 1);
+    applyTheme();
     showReport();
+}
+
+void ComparePanel::changeEvent(QEvent* e)
+{
+    QWidget::changeEvent(e);
+    if (e->type() == QEvent::PaletteChange)
+        applyTheme();
+}
+
+void ComparePanel::applyTheme()
+{
+    const QPalette pal = palette();
+    plot_->setBackground(pal.brush(QPalette::Base));
+    const QColor fg = pal.color(QPalette::Text);
+    for (QCPAxis* a : {plot_->xAxis, plot_->yAxis, plot_->xAxis2}) {
+        a->setBasePen(QPen(fg));
+        a->setTickPen(QPen(fg));
+        a->setSubTickPen(QPen(fg));
+        a->setTickLabelColor(fg);
+        a->setLabelColor(fg);
+    }
+    plot_->replot(QCustomPlot::rpQueuedReplot);
 }
 
 ComparePanel::~ComparePanel()

@@ -74,7 +74,11 @@ signals:
     void pairViewReady(std::shared_ptr<const PairView> view);  // also for superseded requests: check view->tensor
     void compareRequested();       // the panel's own "Compare with…" button
 
+protected:
+    void changeEvent(QEvent* e) override;
+
 private:
+    void applyTheme();  // the chart follows the palette (a dark desktop theme)
     void showReport();
     void setBusy(bool on, const QString& what);
     int barAt(double key) const;
