@@ -139,6 +139,10 @@ ComparePanel::ComparePanel(QWidget* parent) : QWidget(parent)
     exactBars_->setBrush(kExactColor);
     exactBars_->setPen(Qt::NoPen);
     exactBars_->setWidth(0.7);
+    chartMessage_ = new QCPItemText(plot_);
+    chartMessage_->position->setType(QCPItemPosition::ptAxisRectRatio);
+    chartMessage_->position->setCoords(0.5, 0.5);
+    chartMessage_->setPositionAlignment(Qt::AlignCenter);
     plot_->yAxis->setRangeReversed(true);  // the worst layer at the top
     plot_->yAxis->setSubTicks(false);
     plot_->yAxis->setTickLength(0, 4);
@@ -409,6 +413,10 @@ void ComparePanel::showReport()
     plot_->xAxis->setRange(axisLo, axisHi);
     plot_->xAxis->setLabel(tr("SQNR (dB) of each layer vs the reference, worst first · click a bar for its worst tensor"));
     plot_->setMinimumHeight(std::max(200, int(labels.size()) * kRowPixels + 90));
+    chartMessage_->setVisible(layers_.empty());
+    chartMessage_->setColor(palette().color(QPalette::Text));
+    chartMessage_->setText(!report_ ? (busy_ ? tr("comparing…") : tr("No reference yet"))
+                                    : tr("No tensor was paired with the reference: the list below says why"));
     plot_->replot(QCustomPlot::rpQueuedReplot);
 
     if (!report_) {
@@ -437,8 +445,9 @@ void ComparePanel::showReport()
     if (!r.mismatched.empty()) {
         auto* g = group(tr("shape mismatches"), r.mismatched.size());
         for (const ShapeMismatch& m : r.mismatched)
-            new QTreeWidgetItem(g, {qs(m.aName) + QStringLiteral(" ") + formatShape(m.aShape), qs(m.bName) +
-                                    QStringLiteral(" ") + formatShape(m.bShape) + QStringLiteral(": ") + qs(m.reason)});
+            new QTreeWidgetItem(g, {qs(m.aName) + QStringLiteral(" ") + formatShape(m.aShape),
+                                    (m.aName == m.bName ? tr("reference") : qs(m.bName)) + QStringLiteral(" ") +
+                                        formatShape(m.bShape) + QStringLiteral(": ") + qs(m.reason)});
     }
     if (!r.unmatchedA.empty()) {
         auto* g = group(tr("only in this file"), r.unmatchedA.size());
@@ -452,7 +461,15 @@ void ComparePanel::showReport()
     }
     if (r.mismatched.empty() && r.unmatchedA.empty() && r.unmatchedB.empty())
         new QTreeWidgetItem(unpaired_, {tr("every tensor was paired")});
+    // Both columns readable in a narrow panel: long names and reasons are in the tooltips.
+    for (int i = 0; i < unpaired_->topLevelItemCount(); ++i) {
+        QTreeWidgetItem* g = unpaired_->topLevelItem(i);
+        for (int k = 0; k < g->childCount(); ++k)
+            for (int c = 0; c < 2; ++c)
+                g->child(k)->setToolTip(c, g->child(k)->text(c));
+    }
     unpaired_->resizeColumnToContents(0);
+    unpaired_->setColumnWidth(0, std::min(unpaired_->columnWidth(0), std::max(160, unpaired_->width() / 2)));
 }
 
 }  // namespace quantlens::ui

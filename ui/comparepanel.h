@@ -18,6 +18,7 @@
 #include "tensoranalysis.h"
 
 class QCPBars;
+class QCPItemText;
 class QCustomPlot;
 class QLabel;
 class QProgressBar;
@@ -101,7 +102,8 @@ private:
     QScrollArea* plotScroll_ = nullptr;
     QCustomPlot* plot_ = nullptr;
     QCPBars* bars_ = nullptr;
-    QCPBars* exactBars_ = nullptr;  // layers identical to the reference (+inf dB), grey
+    QCPBars* exactBars_ = nullptr;
+    QCPItemText* chartMessage_ = nullptr;  // why the chart is empty  // layers identical to the reference (+inf dB), grey
     QTreeWidget* unpaired_ = nullptr;
     HistogramPlot* histogram_ = nullptr;
 };
