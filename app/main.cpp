@@ -2,14 +2,18 @@
 //   quantlens [MODEL]                       (no MODEL: the built-in synthetic demo)
 //   quantlens --screenshot OUT.png [MODEL]  render offscreen, save, exit 0 (1 on failure)
 //   quantlens --tab NAME ...                 start on that tab (also for screenshots)
+//   quantlens MODEL --compare REF            compare MODEL with the reference checkpoint REF
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QIcon>
 #include <QTabWidget>
 #include <QTimer>
 
+#include "comparepanel.h"
+
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <cstring>
 
 #include "allocatortuning.h"
@@ -61,10 +65,14 @@ int main(int argc, char** argv)
                                      QStringLiteral("OUT.png"));
     parser.addOption(shotOpt);
     const QCommandLineOption tabOpt(QStringLiteral("tab"),
-                                    QStringLiteral("Show this tab first: tensor, channel, overview, run or sensitivity "
+                                    QStringLiteral("Show this tab first: tensor, channel, overview, run, sensitivity or compare "
                                                    "(any start of its title)."),
                                     QStringLiteral("NAME"));
     parser.addOption(tabOpt);
+    const QCommandLineOption compareOpt(QStringLiteral("compare"),
+                                        QStringLiteral("Compare MODEL with this reference checkpoint, tensor by tensor."),
+                                        QStringLiteral("REF"));
+    parser.addOption(compareOpt);
     parser.addPositionalArgument(QStringLiteral("MODEL"), QStringLiteral("Model file to open (default: the built-in demo)."),
                                  QStringLiteral("[MODEL]"));
     if (!parser.parse(QApplication::arguments())) {
@@ -135,6 +143,23 @@ int main(int argc, char** argv)
             std::fprintf(stderr, "quantlens: timed out waiting for the background work\n");
             QCoreApplication::exit(1);
         });
+    }
+    if (parser.isSet(compareOpt)) {
+        // Once, for the model given on the command line: a model opened later is compared anew
+        // only when the user asks.
+        const QString ref = parser.value(compareOpt);
+        auto once = std::make_shared<QMetaObject::Connection>();
+        *once = QObject::connect(&w, &quantlens::ui::MainWindow::modelLoaded, &w, [&w, ref, once] {
+            QObject::disconnect(*once);
+            w.compareWith(ref);
+        });
+        if (screenshotMode)
+            QObject::connect(w.comparePanel(), &quantlens::ui::ComparePanel::finished, &app, [&w] {
+                if (w.comparePanel()->report())
+                    return;
+                std::fprintf(stderr, "quantlens: compare: %s\n", qPrintable(w.comparePanel()->lastError()));
+                QCoreApplication::exit(1);
+            });
     }
     w.show();
     if (pos.isEmpty())

@@ -79,6 +79,13 @@ void HeatmapView::setMatrix(std::shared_ptr<const MatrixData> m)
     updateLabels();
 }
 
+void HeatmapView::setTitles(const QString& before, const QString& after, const QString& error)
+{
+    titles_[0] = before;
+    titles_[1] = after;
+    titles_[2] = error;
+}
+
 void HeatmapView::setOutcome(std::shared_ptr<const QuantOutcome> q)
 {
     outcome_ = std::move(q);
@@ -105,11 +112,13 @@ void HeatmapView::updateLabels()
         p->setAxisLabels(xl, yl);
     const double range = g.clipAbs;
     const QString scaleLabel = tr("value, ±%1 (p99.9 of |x|)").arg(formatNumber(range, 3));
-    plots_[0]->setGrid(g, m.rows, m.cols, range, tr("before (float%1)").arg(note), scaleLabel, valueGradient());
+    auto title = [this](int i, const QString& standard) { return titles_[i].isEmpty() ? standard : titles_[i]; };
+    plots_[0]->setGrid(g, m.rows, m.cols, range, title(0, tr("before (float%1)").arg(note)), scaleLabel, valueGradient());
     if (outcome_) {
-        plots_[1]->setGrid(outcome_->after, m.rows, m.cols, range, tr("after (dequantized%1)").arg(note), scaleLabel, valueGradient());
+        plots_[1]->setGrid(outcome_->after, m.rows, m.cols, range, title(1, tr("after (dequantized%1)").arg(note)),
+                           scaleLabel, valueGradient());
         const double er = outcome_->error.clipAbs;
-        plots_[2]->setGrid(outcome_->error, m.rows, m.cols, er, tr("error (after − before)"),
+        plots_[2]->setGrid(outcome_->error, m.rows, m.cols, er, title(2, tr("error (after − before)")),
                            tr("error, ±%1").arg(formatNumber(er, 3)), errorGradient());
     }
     // Match the views of the new maps to the first one.

@@ -22,6 +22,9 @@ public:
     void setMatrix(std::shared_ptr<const MatrixData> m);
     void setOutcome(std::shared_ptr<const QuantOutcome> q);
     void clear(const QString& message);
+    // Other titles for the three maps (a comparison shows the reference, this file and their
+    // difference); empty strings restore the quantization titles.
+    void setTitles(const QString& before, const QString& after, const QString& error);
 
     HeatmapPlot* before() const { return plots_[0]; }
     HeatmapPlot* after() const { return plots_[1]; }
@@ -42,6 +45,7 @@ private:
     std::shared_ptr<const MatrixData> matrix_;
     std::shared_ptr<const QuantOutcome> outcome_;
     bool syncing_ = false;
+    QString titles_[3];
 };
 
 }  // namespace quantlens::ui

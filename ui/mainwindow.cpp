@@ -36,6 +36,7 @@
 #include <type_traits>
 
 #include "channelplot.h"
+#include "comparepanel.h"
 #include "exportdialog.h"
 #include "filewatch.h"
 #include "formatting.h"
@@ -227,6 +228,7 @@ void MainWindow::buildUi()
     sensitivity_ = new SensitivityPanel(tabs_);
     sensitivity_->setObjectName(QStringLiteral("sensitivityPanel"));
     tabs_->addTab(sensitivity_, tr("Sensitivity"));
+    buildCompare();
     connect(sensitivity_, &SensitivityPanel::layerActivated, this, [this](const QString& name) {
         selectTensor(name);
         tabs_->setCurrentIndex(0);
@@ -319,6 +321,7 @@ void MainWindow::buildMenus()
     open->setShortcut(QKeySequence::Open);
     file->addAction(tr("Open &demo model"), this, &MainWindow::openDemo);
     recentMenu_ = file->addMenu(tr("Open &recent"));
+    file->addAction(tr("Co&mpare with…"), this, &MainWindow::showCompareDialog);
     file->addSeparator();
     QAction* exportAct = file->addAction(tr("&Export quantized…"), this, [this] { openExportDialog(); });
     exportAct->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
@@ -486,6 +489,8 @@ void MainWindow::setModel(std::shared_ptr<const Model> model, const QString& lab
     matrix_.reset();
     outcome_.reset();
     treeModel_->reset(model_);
+    compare_->setModel(model_);
+    onComparisonFinished();
     runPanel_->setSelection(model_, -1);
     sensitivity_->setModel(model_);
     tree_->expandAll();
@@ -616,6 +621,7 @@ void MainWindow::showTensorAt(int t)
         histogram_->setLogScale(controls_->logScale());
         if (m.rows > 1 || m.cols > 1)
             heatmaps_->setMatrix(matrix_);
+        showPairOnTensorTab(current_);
         numbers_->clear(tr("quantizing…"));
         emit tensorShown(current_);
         requestQuantize();
@@ -812,7 +818,7 @@ void MainWindow::applyOutcome(std::shared_ptr<const QuantOutcome> q)
     }
     histogram_->setClampRange(o.effLo, o.effHi);
     numbers_->setResult(m, o);
-    if (m.rows > 1 || m.cols > 1)
+    if ((m.rows > 1 || m.cols > 1) && !compare_->hasPair(current_))  // else the maps show the reference
         heatmaps_->setOutcome(outcome_);
     controls_->showEffectiveRange(o.effLo, o.effHi, m.stats.max - m.stats.min);
     channels_->setData(m, o);
@@ -873,7 +879,7 @@ void MainWindow::restartSummaries()
 
 bool MainWindow::isIdle() const
 {
-    return !loading_ && !decoding_ && !quantBusy_ && !quantPending_ && !summaryRunning_;
+    return !loading_ && !decoding_ && !quantBusy_ && !quantPending_ && !summaryRunning_ && !compare_->busy();
 }
 
 void MainWindow::checkIdle()
@@ -1120,6 +1126,7 @@ void MainWindow::cancelBackgroundWork()
     }
     if (summaryRunning_)
         summaryWatcher_->future().cancel();
+    compare_->cancel();
     checkIdle();
 }
 
@@ -1175,7 +1182,100 @@ void MainWindow::dropEvent(QDropEvent* e)
     if (!md->hasUrls() || md->urls().isEmpty() || !md->urls().front().isLocalFile())
         return;
     e->acceptProposedAction();
-    openFile(md->urls().front().toLocalFile());
+    // Shift-drop: the file becomes the reference of the model on screen.
+    if ((e->modifiers() & Qt::ShiftModifier) && model_)
+        compareWith(md->urls().front().toLocalFile());
+    else
+        openFile(md->urls().front().toLocalFile());
+}
+
+// ---------------------------------------------------------------- comparison (issue #20)
+
+void MainWindow::buildCompare()
+{
+    compare_ = new ComparePanel(tabs_);
+    compare_->setObjectName(QStringLiteral("comparePanel"));
+    tabs_->addTab(compare_, tr("Compare"));
+    connect(compare_, &ComparePanel::compareRequested, this, &MainWindow::showCompareDialog);
+    connect(compare_, &ComparePanel::finished, this, &MainWindow::onComparisonFinished);
+    connect(compare_, &ComparePanel::tensorActivated, this, [this](int t) {
+        selectTensor(t);
+        tabs_->setCurrentIndex(0);
+    });
+    connect(compare_, &ComparePanel::pairViewReady, this, [this](std::shared_ptr<const PairView> v) {
+        if (v->tensor == current_ && v->reference && v->difference && matrix_) {
+            const QString ref = QFileInfo(compare_->referencePath()).fileName();
+            heatmaps_->setTitles(tr("reference (%1)").arg(ref), tr("this file"), tr("difference (this − reference)"));
+            heatmaps_->setMatrix(v->reference);
+            heatmaps_->setOutcome(v->difference);
+        }
+        checkIdle();
+    });
+    // Beside the name and shape, where a narrow tree still shows them; hidden until a comparison.
+    for (int c = TensorTreeModel::RefSqnrColumn; c <= TensorTreeModel::RefBitsColumn; ++c) {
+        tree_->header()->moveSection(tree_->header()->visualIndex(c), 2 + c - TensorTreeModel::RefSqnrColumn);
+        tree_->setColumnHidden(c, true);
+    }
+}
+
+void MainWindow::showCompareDialog()
+{
+    if (!model_)
+        return;
+    const QString path = QFileDialog::getOpenFileName(
+        this, tr("Compare with (reference)"), QFileInfo(sourceLabel_).absolutePath(),
+        tr("Model files (*.safetensors *.bin *.pt *.pth *.h5 *.hdf5 *.keras *.gguf *.onnx *.npz *.npy *.json);;All files (*)"));
+    if (!path.isEmpty())
+        compareWith(path);
+}
+
+void MainWindow::compareWith(const QString& path)
+{
+    if (!model_)
+        return;
+    compare_->compareWith(path);
+    statusBar()->showMessage(tr("Comparing with %1… (Compare tab: progress and Cancel)").arg(path), 4000);
+}
+
+void MainWindow::onComparisonFinished()
+{
+    const auto report = compare_->report();
+    std::vector<TensorTreeModel::RefCells> cells;
+    if (report && model_) {
+        cells.resize(model_->tensors.size());
+        for (size_t i = 0; i < cells.size(); ++i)
+            if (const TensorComparison* c = compare_->comparisonFor(int(i)))
+                cells[i] = {true, c->metrics.sqnrDb, c->metrics.cosine, c->metrics.maxAbsError, c->aBitsPerWeight,
+                            c->bBitsPerWeight};
+    }
+    treeModel_->setComparison(std::move(cells));
+    for (int c = TensorTreeModel::RefSqnrColumn; c <= TensorTreeModel::RefBitsColumn; ++c) {
+        tree_->setColumnHidden(c, !report);
+        if (report)
+            tree_->resizeColumnToContents(c);
+    }
+    if (report && !compare_->lastError().isEmpty())
+        statusBar()->showMessage(compare_->lastError(), 6000);
+    if (!report && !compare_->lastError().isEmpty())
+        statusBar()->showMessage(tr("Compare: %1").arg(compare_->lastError()), 6000);
+    showPairOnTensorTab(current_);
+    checkIdle();
+}
+
+// With a reference, the Tensor tab's maps are reference / this file / difference, computed in
+// the background; without one they are the quantization's before / after / error again.
+void MainWindow::showPairOnTensorTab(int tensor)
+{
+    if (tensor >= 0 && matrix_ && compare_->hasPair(tensor)) {
+        compare_->requestPairView(tensor, kMaxCells);
+        return;
+    }
+    heatmaps_->setTitles({}, {}, {});
+    if (matrix_ && (matrix_->rows > 1 || matrix_->cols > 1)) {
+        heatmaps_->setMatrix(matrix_);
+        if (outcome_)
+            heatmaps_->setOutcome(outcome_);
+    }
 }
 
 }  // namespace quantlens::ui

@@ -29,6 +29,7 @@ class QTreeView;
 namespace quantlens::ui {
 
 class ChannelPlot;
+class ComparePanel;
 class ExportDialog;
 class HeatmapView;
 class HistogramPlot;
@@ -52,6 +53,9 @@ public:
 
     void openFile(const QString& path);
     void openDemo();
+    // Compares the model on screen with `path` as the reference (the Compare tab, the tree's
+    // "vs ref" columns, the Tensor tab's heatmaps); off the UI thread, cancellable.
+    void compareWith(const QString& path);
     // Shows an already opened model (tests, embedding); `label` is its file or description.
     void showModel(std::shared_ptr<const Model> model, const QString& label) { setModel(std::move(model), label); }
     // Screenshot / test mode: errors go to lastError() and loadFailed() instead of a dialog.
@@ -79,6 +83,7 @@ public:
     ChannelPlot* channels() const { return channels_; }
     RunPanel* runPanel() const { return runPanel_; }
     SensitivityPanel* sensitivityPanel() const { return sensitivity_; }
+    ComparePanel* comparePanel() const { return compare_; }
     QTabWidget* tabs() const { return tabs_; }
     QToolButton* cancelButton() const { return cancel_; }
     QProgressBar* progressBar() const { return progress_; }
@@ -100,6 +105,7 @@ public slots:
     void nextLayer();
     void previousLayer();
     void showOpenDialog();
+    void showCompareDialog();
     // Stops what the status bar's progress shows: an open in progress is abandoned (the
     // window goes back to the previous model at once), the whole-model statistics stop.
     void cancelBackgroundWork();
@@ -153,6 +159,9 @@ private:
     std::string tunedSpecText(int tensor) const;  // "" when the tensor follows the model-wide spec
     void summaryFromOutcome();
     void loadSettings();
+    void buildCompare();
+    void onComparisonFinished();
+    void showPairOnTensorTab(int tensor);
     void saveSettings() const;
 
     // Views
@@ -169,6 +178,7 @@ private:
     ModelOverview* overview_ = nullptr;
     RunPanel* runPanel_ = nullptr;
     SensitivityPanel* sensitivity_ = nullptr;
+    ComparePanel* compare_ = nullptr;
     QSplitter* mainSplit_ = nullptr;
     QSplitter* rightSplit_ = nullptr;
     QSplitter* topSplit_ = nullptr;

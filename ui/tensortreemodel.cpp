@@ -116,6 +116,13 @@ void TensorTreeModel::clearSummaries()
         emit dataChanged(indexOf(leaf, MinColumn), indexOf(leaf, ClampedColumn));
 }
 
+void TensorTreeModel::setComparison(std::vector<RefCells> cells)
+{
+    ref_ = std::move(cells);
+    for (const Node* leaf : leafOf_)
+        emit dataChanged(indexOf(leaf, RefSqnrColumn), indexOf(leaf, RefBitsColumn));
+}
+
 std::set<std::string> TensorTreeModel::checkedNames() const
 {
     std::set<std::string> out;
@@ -241,7 +248,8 @@ QVariant TensorTreeModel::headerData(int section, Qt::Orientation orientation, i
     if (orientation != Qt::Horizontal || section < 0 || section >= ColumnCount)
         return {};
     if (role == Qt::DisplayRole) {
-        static const char* names[] = {"Name", "Shape", "DType", "Parameters", "Size", "Min", "Max", "SQNR", "Clamped"};
+        static const char* names[] = {"Name", "Shape", "DType", "Parameters", "Size", "Min", "Max", "SQNR", "Clamped",
+                                      "vs ref SQNR", "vs ref max err", "bits/w (ref)"};
         return QString::fromLatin1(names[section]);
     }
     if (role == Qt::ToolTipRole) {
@@ -249,6 +257,9 @@ QVariant TensorTreeModel::headerData(int section, Qt::Orientation orientation, i
         case SizeColumn: return tr("Bytes as stored in the file");
         case SqnrColumn: return tr("Signal-to-quantization-noise ratio under the chosen scheme (computed in the background)");
         case ClampedColumn: return tr("Share of values outside the scheme's clamp range");
+        case RefSqnrColumn: return tr("SQNR of this tensor against the reference file (File ▸ Compare with…)");
+        case RefMaxErrorColumn: return tr("Largest |this − reference| of the tensor");
+        case RefBitsColumn: return tr("Stored bits per weight here, and in the reference");
         default: return {};
         }
     }
@@ -264,6 +275,7 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
     const TensorSummary* s = t ? &summary_[size_t(n->tensor)] : nullptr;
     const bool haveSummary = s && s->ok;
     const int col = index.column();
+    const RefCells* rc = t && size_t(n->tensor) < ref_.size() && ref_[size_t(n->tensor)].ok ? &ref_[size_t(n->tensor)] : nullptr;
 
     switch (role) {
     case TensorIndexRole: return n->tensor;
@@ -317,6 +329,9 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
         case MaxColumn: return haveSummary ? s->max : 0.0;
         case SqnrColumn: return haveSummary ? s->sqnrDb : 0.0;
         case ClampedColumn: return haveSummary ? s->clampedFraction : 0.0;
+        case RefSqnrColumn: return rc ? rc->sqnrDb : 0.0;
+        case RefMaxErrorColumn: return rc ? rc->maxAbsError : 0.0;
+        case RefBitsColumn: return rc ? rc->bits : 0.0;
         default: return {};
         }
     case Qt::DisplayRole:
@@ -335,6 +350,10 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
         case SqnrColumn: return haveSummary ? formatDb(s->sqnrDb) : QString();
         case ClampedColumn:
             return haveSummary ? QStringLiteral("%1 %").arg(s->clampedFraction * 100.0, 0, 'f', 3) : QString();
+        case RefSqnrColumn: return rc ? formatDb(rc->sqnrDb) : QString();
+        case RefMaxErrorColumn: return rc ? formatNumber(rc->maxAbsError, 4) : QString();
+        case RefBitsColumn:
+            return rc ? QStringLiteral("%1 (%2)").arg(formatNumber(rc->bits, 3), formatNumber(rc->refBits, 3)) : QString();
         default: return {};
         }
     default: return {};

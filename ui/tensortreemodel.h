@@ -19,7 +19,8 @@ namespace quantlens::ui {
 class TensorTreeModel : public QAbstractItemModel {
     Q_OBJECT
 public:
-    enum Column { NameColumn, ShapeColumn, DTypeColumn, ParamsColumn, SizeColumn, MinColumn, MaxColumn, SqnrColumn, ClampedColumn, ColumnCount };
+    enum Column { NameColumn, ShapeColumn, DTypeColumn, ParamsColumn, SizeColumn, MinColumn, MaxColumn, SqnrColumn, ClampedColumn,
+                  RefSqnrColumn, RefMaxErrorColumn, RefBitsColumn, ColumnCount };  // Ref*: vs the compared file
     enum Role {
         TensorIndexRole = Qt::UserRole + 1,  // int, -1 for module nodes
         FullNameRole,                        // QString, the tensor's or module's full path
@@ -34,6 +35,13 @@ public:
     void reset(std::shared_ptr<const Model> model);
     void setSummary(const TensorSummary& s);
     void clearSummaries();  // the scheme changed: the SQNR/clamped columns are stale
+    // The comparison with a reference file, per tensor index (ok=false: not paired); an empty
+    // vector clears the Ref* columns.
+    struct RefCells {
+        bool ok = false;
+        double sqnrDb = 0, cosine = 0, maxAbsError = 0, bits = 0, refBits = 0;
+    };
+    void setComparison(std::vector<RefCells> cells);
 
     // Export selection: a check box on every decodable tensor (Name column).
     std::set<std::string> checkedNames() const;
@@ -69,6 +77,7 @@ private:
     std::unique_ptr<Node> root_;
     std::vector<Node*> leafOf_;          // tensor index -> leaf
     std::vector<TensorSummary> summary_;  // tensor index -> summary (ok=false: not yet)
+    std::vector<RefCells> ref_;           // tensor index -> comparison; empty: none
     std::vector<int> linear_;
     std::vector<uint8_t> checked_;          // tensor index -> ticked for export
     std::map<int, QString> tuned_;          // tensor index -> description

@@ -1,0 +1,114 @@
+// quantlens-cli compare, run as a user runs it: the --json document, exit codes, and the
+// figure a user checks first: against its own fake-quant export, every tensor's SQNR is
+// exactly the one `quantize --json` reported.
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <cmath>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "clirunner.h"
+#include "testsupport.h"
+
+using json = nlohmann::json;
+using quantlens::test::runCli;
+
+class TstCliCompare : public QObject {
+    Q_OBJECT
+private slots:
+    void fakeQuantSqnrIsQuantizeSqnr()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        QTemporaryDir dir;
+        const QString model = quantlens::test::sharedModel("stories260K.gguf");
+        const QString fq = dir.filePath("fq.safetensors");
+        for (const QString& scheme : {QStringLiteral("seed"), QStringLiteral("q8_0")}) {
+            auto q = runCli({"quantize", model, "--all-linear", "--scheme", scheme, "--bits", "8", "--fake-quant", fq,
+                             "--json"});
+            QCOMPARE(q.code, 0);
+            const json qj = json::parse(q.out.toStdString());
+            auto c = runCli({"compare", fq, model, "--json"});
+            QCOMPARE(c.code, 0);
+            const json cj = json::parse(c.out.toStdString());
+            QCOMPARE(QString::fromStdString(cj["a"].get<std::string>()), fq);
+            QCOMPARE(QString::fromStdString(cj["b"].get<std::string>()), model);
+            QVERIFY(cj["unmatched_a"].empty() && cj["unmatched_b"].empty() && cj["mismatched"].empty());
+            std::map<std::string, json> byName;
+            for (const json& m : cj["matched"]) {
+                QVERIFY(m["a_name"] == m["b_name"]);
+                byName[m["a_name"].get<std::string>()] = m;
+            }
+            QCOMPARE(byName.size(), size_t(48));
+            QVERIFY(qj["tensors"].size() >= 35);
+            for (const json& t : qj["tensors"]) {
+                const json& m = byName.at(t["name"].get<std::string>());
+                QVERIFY2(m["sqnr_db"].get<double>() == t["sqnr_db"].get<double>(), t["name"].dump().c_str());
+                QVERIFY(m["cosine"].get<double>() == t["cosine"].get<double>());
+                QVERIFY(m["max_abs_error"].get<double>() == t["max_abs_error"].get<double>());
+                QVERIFY(m["shape"] == t["shape"]);
+                QCOMPARE(m["a_bits_per_weight"].get<double>(), 32.0);  // the fake-quant copy is float32
+                QCOMPARE(m["b_bits_per_weight"].get<double>(), 32.0);
+                const double rel = m["rel_frobenius"].get<double>();
+                QVERIFY(std::abs(rel - std::pow(10.0, -t["sqnr_db"].get<double>() / 20)) < 1e-9);
+            }
+            // Tensors quantize left alone compare exactly: sqnr null (inf), no error.
+            const json& norm = byName.at("blk.0.attn_norm.weight");
+            QVERIFY(norm["sqnr_db"].is_null());
+            QCOMPARE(norm["max_abs_error"].get<double>(), 0.0);
+        }
+    }
+
+    void hfCopyTextTable()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        auto c = runCli({"compare", quantlens::test::dataPath("compare/stories260K_hf.safetensors"),
+                         quantlens::test::sharedModel("stories260K.gguf")});
+        QCOMPARE(c.code, 0);
+        QVERIFY(c.out.contains("model.layers.0.self_attn.q_proj.weight"));
+        QVERIFY(c.out.contains("blk.0.attn_q.weight"));
+        QVERIFY(c.out.contains("48 matched, 0 shape mismatches, 0 only in A, 0 only in B"));
+    }
+
+    void unmatchedNamesAreListed()
+    {
+        auto c = runCli({"compare", "demo", quantlens::test::dataPath("compare/stories260K_hf.safetensors"), "--json"});
+        QCOMPARE(c.code, 0);
+        const json j = json::parse(c.out.toStdString());
+        QVERIFY(j["matched"].empty());
+        QCOMPARE(j["unmatched_b"].size(), size_t(48));
+        bool found = false;
+        for (const json& u : j["unmatched_b"]) {
+            QVERIFY(!u["reason"].get<std::string>().empty());
+            found |= u["name"] == "model.layers.4.mlp.down_proj.weight";
+        }
+        QVERIFY(found);
+        QVERIFY(!j["unmatched_a"].empty());
+    }
+
+    void mismatchedShapesCarryBoth()
+    {
+        auto c = runCli({"compare", quantlens::test::dataPath("encoder/llama_tiny.safetensors"),
+                         quantlens::test::dataPath("compare/stories260K_hf.safetensors"), "--json"});
+        QCOMPARE(c.code, 0);
+        const json j = json::parse(c.out.toStdString());
+        QVERIFY(!j["mismatched"].empty());
+        for (const json& m : j["mismatched"]) {
+            QVERIFY(m["a_shape"] != m["b_shape"]);
+            QVERIFY(!m["reason"].get<std::string>().empty());
+        }
+    }
+
+    void exitCodes()
+    {
+        QCOMPARE(runCli({"compare", "demo"}).code, 2);
+        auto r = runCli({"compare", "demo", "/nonexistent/x.safetensors", "--json"});
+        QCOMPARE(r.code, 1);
+        QVERIFY(r.out.isEmpty());
+        QVERIFY(r.err.contains("x.safetensors"));
+    }
+};
+
+QTEST_GUILESS_MAIN(TstCliCompare)
+#include "tst_cli_compare.moc"
