@@ -95,6 +95,7 @@ struct TensorSummary {
     double min = 0, max = 0;
     double sqnrDb = 0, clampedFraction = 0;
     int64_t bytesBefore = 0, bytesAfter = 0;
+    bool keptFloat = false;  // the plan leaves it in float (a vector): no SQNR to show
 };
 // `spec` is used as given: the model-wide choice (modelWideSpec) for most tensors, the
 // user's tuned spec, manual range included, for a tensor that has one.
