@@ -438,8 +438,10 @@ void HistogramPlot::mouseMoveEvent(QMouseEvent* e)
     }
     // The spec keeps its range in float32: the lines hold exactly what it will hold, so a
     // dropped line does not move by a rounding step when the result comes back.
-    lo_ = double(float(lo_));
-    hi_ = double(float(hi_));
+    // (volatile: the optimiser may otherwise drop the narrowing as a no-op round trip)
+    volatile float lof = float(lo_), hif = float(hi_);
+    lo_ = lof;
+    hi_ = hif;
     rebuildBars();
     placeLines();
     replot(QCustomPlot::rpQueuedReplot);

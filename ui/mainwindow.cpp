@@ -432,7 +432,7 @@ void MainWindow::buildMenus()
     });
     find->setShortcut(QKeySequence::Find);
 
-    QAction* tickLinear = edit->addAction(tr("&Tick all linear layers for export"), this, [this] { treeModel_->checkAllLinear(); });
+    QAction* tickLinear = edit->addAction(tr("&Tick all layers for export"), this, [this] { treeModel_->checkAllLinear(); });
     tickLinear->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_A));
     edit->addAction(tr("&Untick all"), this, [this] { treeModel_->clearChecks(); });
     edit->addAction(tr("&Forget this layer's tuning"), this, [this] {
@@ -449,9 +449,9 @@ void MainWindow::buildMenus()
     cancelAct->setShortcut(QKeySequence(Qt::Key_Escape));
 
     QMenu* view = menuBar()->addMenu(tr("&View"));
-    nextAction_ = view->addAction(tr("&Next linear layer"), this, &MainWindow::nextLayer);
+    nextAction_ = view->addAction(tr("&Next layer"), this, &MainWindow::nextLayer);
     nextAction_->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_Down), QKeySequence(Qt::Key_F8)});
-    prevAction_ = view->addAction(tr("&Previous linear layer"), this, &MainWindow::previousLayer);
+    prevAction_ = view->addAction(tr("&Previous layer"), this, &MainWindow::previousLayer);
     prevAction_->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_Up), QKeySequence(Qt::SHIFT | Qt::Key_F8)});
     view->addSeparator();
     QAction* resetZoom = view->addAction(tr("&Reset heatmap zoom"), this, [this] {

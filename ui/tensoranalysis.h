@@ -33,10 +33,10 @@ HeatGrid poolMaxAbs(const float* data, int64_t rows, int64_t cols, int64_t maxCe
 // The same grid for a - b, without materialising the difference.
 HeatGrid poolMaxAbsDiff(const float* a, const float* b, int64_t rows, int64_t cols, int64_t maxCells);
 
-// A tensor's values as a matrix in the PyTorch [out, in] orientation. Kernels stored
-// [in, out] (Layout::InOut) are transposed once here, so views, per-channel statistics
-// and quantization all see output channels as rows. Rank 1 is one row; rank >= 3 is
-// [shape[0], rest].
+// A tensor's values as a matrix in the PyTorch [out, in] orientation. Kernels stored with
+// output channels last (Layout::InOut: [in, out], Keras conv [k..., in, out]) are
+// transposed once here, so views, per-channel statistics and quantization all see output
+// channels as rows. Rank 1 is one row; other rank >= 3 is [shape[0], rest].
 struct MatrixData {
     std::string name;
     std::vector<int64_t> storedShape;

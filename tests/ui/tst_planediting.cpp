@@ -173,6 +173,11 @@ private slots:
         QCOMPARE(double(w->outcome()->spec.manualHi), double(float(droppedHi)));
         QCOMPARE(w->outcome()->spec.manualLo, -w->outcome()->spec.manualHi);
         QCOMPARE(w->undoStack()->count(), undoBefore + 1);  // one drag, one step
+        // For looking at it: QUANTLENS_UI_GRABS=/some/dir
+        if (const QString dir = qEnvironmentVariable("QUANTLENS_UI_GRABS"); !dir.isEmpty()) {
+            h->replot();
+            w->grab().save(dir + QStringLiteral("/symmetric-drag.png"));
+        }
 
         // The lo line cannot be dragged across 0: the scheme clamps at +-absmax.
         drag(0, 2000);

@@ -252,7 +252,12 @@ private slots:
         QVERIFY2(d->summaryLabel()->text().contains(QStringLiteral("6 tensors")), qPrintable(d->summaryLabel()->text()));
         QVERIFY(d->summaryLabel()->text().contains(QStringLiteral("1 with their own tuning")));
         const ExportSizes sz = d->sizes();
-        QVERIFY(sz.ratio() > 3.9);
+        // float32 -> int8 with, under the default per-channel granularity, a float32 scale
+        // and an int32 zero point per output row (64 rows in q/k/v/out/lin2, 256 in lin1):
+        // 196608 bytes -> 49152 + 576 * 8 at most.
+        QCOMPARE(sz.quantizedBefore, int64_t(196608));
+        QVERIFY2(sz.quantizedAfter > 49152 && sz.quantizedAfter <= 49152 + 576 * 8, qPrintable(QString::number(sz.quantizedAfter)));
+        QVERIFY(sz.ratio() >= 196608.0 / (49152 + 576 * 8));
 
         QSignalSpy done(d, &ExportDialog::exportFinished);
         QTest::mouseClick(d->exportButton(), Qt::LeftButton);
@@ -268,6 +273,7 @@ private slots:
         QCOMPARE(storedScale(out.toStdString(), kQLin), qe->quantized.params.scale[0]);
         QuantSpec plain;
         plain.scheme = Scheme::TorchSymmetric;
+        plain.granularity = Granularity::PerChannel;  // the dialog starts from the default, per channel
         auto ke = quantizeForExport(*w->model(), kKLin, plain);
         QVERIFY(ke);
         QCOMPARE(storedScale(out.toStdString(), kKLin), ke->quantized.params.scale[0]);
