@@ -3,6 +3,8 @@
 //   quantlens --screenshot OUT.png [MODEL]  render offscreen, save, exit 0 (1 on failure)
 //   quantlens --tab NAME ...                 start on that tab (also for screenshots)
 //   quantlens MODEL --compare REF            compare MODEL with the reference checkpoint REF
+//   quantlens --tensor NAME ...              show that tensor first
+//   MODEL "demo" is the built-in demo, as for quantlens-cli
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QIcon>
@@ -73,6 +75,9 @@ int main(int argc, char** argv)
                                         QStringLiteral("Compare MODEL with this reference checkpoint, tensor by tensor."),
                                         QStringLiteral("REF"));
     parser.addOption(compareOpt);
+    const QCommandLineOption tensorOpt(QStringLiteral("tensor"), QStringLiteral("Show this tensor first (its full name)."),
+                                       QStringLiteral("NAME"));
+    parser.addOption(tensorOpt);
     parser.addPositionalArgument(QStringLiteral("MODEL"), QStringLiteral("Model file to open (default: the built-in demo)."),
                                  QStringLiteral("[MODEL]"));
     if (!parser.parse(QApplication::arguments())) {
@@ -126,8 +131,10 @@ int main(int argc, char** argv)
             QCoreApplication::exit(1);
         });
         QObject::connect(&w, &quantlens::ui::MainWindow::becameIdle, &app, [&w, shot] {
-            if (!w.model() || !w.outcome())
-                return;  // idle between steps (e.g. before the first tensor is decoded)
+            // Idle between steps (e.g. before the first tensor is decoded) does not count; a
+            // tensor the plan leaves in float has no quantization result to wait for.
+            if (!w.model() || !w.matrix() || (!w.outcome() && w.isQuantized(w.currentTensor())))
+                return;
             // One more turn of the event loop so queued replots have painted.
             QTimer::singleShot(100, &w, [&w, shot] {
                 if (!w.grab().save(shot, "PNG")) {
@@ -161,8 +168,17 @@ int main(int argc, char** argv)
                 QCoreApplication::exit(1);
             });
     }
+    if (parser.isSet(tensorOpt)) {
+        const QString want = parser.value(tensorOpt);
+        QObject::connect(&w, &quantlens::ui::MainWindow::modelLoaded, &w, [&w, want] {
+            if (!w.selectTensor(want)) {
+                std::fprintf(stderr, "quantlens: the model has no tensor '%s'\n", qPrintable(want));
+                QCoreApplication::exit(2);
+            }
+        });
+    }
     w.show();
-    if (pos.isEmpty())
+    if (pos.isEmpty() || pos.front() == QStringLiteral("demo"))
         w.openDemo();
     else
         w.openFile(pos.front());

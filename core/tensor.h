@@ -11,11 +11,16 @@
 
 namespace quantlens {
 
-// How a 2-D weight is laid out relative to the PyTorch nn.Linear convention.
+// Where a weight keeps its output channels, relative to the PyTorch convention.
 enum class Layout : uint8_t {
-    Plain,  // as stored; for a linear weight this is [out, in]
-    InOut,  // a linear weight stored [in, out] (Keras Dense kernel, GPT-2 Conv1D): views transpose it
+    Plain,  // output channels on axis 0: nn.Linear [out, in], ConvNd [out, in, k...], LSTM [4h, in]
+    InOut,  // output channels on the last axis: Keras Dense/LSTM kernels and GPT-2 Conv1D [in, out],
+            // Keras Conv kernels [k..., in, out]; views move that axis to the front
 };
+
+// What a reader that sees the compute graph (ONNX) knows a weight feeds; readers of bare
+// weight files leave Unknown and layer detection goes by name.
+enum class WeightRole : uint8_t { Unknown, Linear, Conv };
 
 // One named array. `data` is a read-only view, usually into a memory-mapped file;
 // `keepAlive` owns whatever backs it. Conversion to float32 is explicit (toFloat).
@@ -32,6 +37,7 @@ struct Tensor {
     std::vector<int64_t> strides;
     bool bigEndian = false;
     Layout layout = Layout::Plain;
+    WeightRole role = WeightRole::Unknown;
 
     std::string opaqueType;  // for DType::Opaque: the format's own type name ("Q4_K")
     std::string group;       // "" for model weights; e.g. "optimizer" for Keras optimizer state

@@ -65,10 +65,10 @@ ExportDialog::ExportDialog(std::shared_ptr<const Model> model, const Session& se
     setObjectName(QStringLiteral("exportDialog"));
     auto* v = new QVBoxLayout(this);
 
-    const size_t linearCount = model_ ? findLinearLayers(*model_).size() : 0;
+    const size_t linearCount = model_ ? findQuantLayers(*model_).size() : 0;  // linear, conv and recurrent
     auto* which = new QGroupBox(tr("Layers"), this);
     auto* wl = new QVBoxLayout(which);
-    allLinear_ = new QRadioButton(tr("All linear layers (%1)").arg(linearCount), which);
+    allLinear_ = new QRadioButton(tr("All layers (%1)").arg(linearCount), which);
     selected_ = new QRadioButton(tr("Tensors ticked in the tree (%1)").arg(session_.exportSelection.size()), which);
     selected_->setEnabled(!session_.exportSelection.empty());
     (session_.exportSelection.empty() ? allLinear_ : selected_)->setChecked(true);

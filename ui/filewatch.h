@@ -10,7 +10,7 @@
 
 #include <memory>
 
-#include "session.h"
+#include "plan/session.h"
 
 class QFileSystemWatcher;
 class QLabel;

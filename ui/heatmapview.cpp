@@ -6,6 +6,7 @@
 
 #include "formatting.h"
 #include "heatmapplot.h"
+#include "qcp.h"
 
 namespace quantlens::ui {
 
@@ -55,6 +56,24 @@ HeatmapView::HeatmapView(QWidget* parent) : QWidget(parent)
     plots_[1]->setObjectName(QStringLiteral("heatmapAfter"));
     plots_[2]->setObjectName(QStringLiteral("heatmapError"));
     v->addLayout(h, 1);
+    strip_ = new QCustomPlot(this);
+    strip_->setObjectName(QStringLiteral("stripPlot"));
+    strip_->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
+    strip_->axisRect()->setRangeDrag(Qt::Horizontal);
+    strip_->axisRect()->setRangeZoom(Qt::Horizontal);
+    strip_->xAxis->setLabel(tr("element index"));
+    strip_->yAxis->setLabel(tr("value"));
+    auto* before = strip_->addGraph();
+    before->setName(tr("before (float)"));
+    before->setPen(QPen(QColor(0x3b, 0x4c, 0xc0), 1.2));
+    before->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, 3));
+    auto* after = strip_->addGraph();
+    after->setName(tr("after (dequantized)"));
+    after->setPen(QPen(QColor(0xb4, 0x04, 0x26), 1.0));
+    after->setLineStyle(QCPGraph::lsStepCenter);
+    strip_->legend->setVisible(true);
+    strip_->hide();
+    v->addWidget(strip_, 1);
     hover_ = new QLabel(this);
     hover_->setTextInteractionFlags(Qt::TextSelectableByMouse);
     hover_->setText(tr("Hover a heatmap to read one weight; wheel zooms and drag pans all three together."));
@@ -66,6 +85,7 @@ void HeatmapView::clear(const QString& message)
 {
     matrix_.reset();
     outcome_.reset();
+    showStrip(false);
     for (HeatmapPlot* p : plots_)
         p->clearGrid(message);
 }
@@ -74,6 +94,11 @@ void HeatmapView::setMatrix(std::shared_ptr<const MatrixData> m)
 {
     matrix_ = std::move(m);
     outcome_.reset();
+    showStrip(matrix_ && matrix_->rows == 1);
+    if (showsStrip()) {
+        updateStrip();
+        return;
+    }
     plots_[1]->clearGrid(tr("quantizing…"));
     plots_[2]->clearGrid(tr("quantizing…"));
     updateLabels();
@@ -89,7 +114,51 @@ void HeatmapView::setTitles(const QString& before, const QString& after, const Q
 void HeatmapView::setOutcome(std::shared_ptr<const QuantOutcome> q)
 {
     outcome_ = std::move(q);
-    updateLabels();
+    if (showsStrip())
+        updateStrip();
+    else
+        updateLabels();
+}
+
+bool HeatmapView::showsStrip() const { return !strip_->isHidden(); }
+
+void HeatmapView::showStrip(bool on)
+{
+    strip_->setVisible(on);
+    for (HeatmapPlot* p : plots_)
+        p->setVisible(!on);
+    hover_->setVisible(!on);
+}
+
+void HeatmapView::updateStrip()
+{
+    if (!matrix_)
+        return;
+    const MatrixData& m = *matrix_;
+    QVector<double> x(qsizetype(m.cols)), y(qsizetype(m.cols)), yq;
+    for (int64_t i = 0; i < m.cols; ++i) {
+        x[qsizetype(i)] = double(i);
+        y[qsizetype(i)] = m.values[size_t(i)];
+    }
+    strip_->graph(0)->setData(x, y, true);
+    // Dots for a few hundred values; a line alone for more, where dots would merge.
+    strip_->graph(0)->setScatterStyle(QCPScatterStyle(m.cols <= 512 ? QCPScatterStyle::ssDisc : QCPScatterStyle::ssNone, 3));
+    if (outcome_ && outcome_->dequantized.size() == size_t(m.cols)) {
+        yq.reserve(qsizetype(m.cols));
+        for (float v : outcome_->dequantized)
+            yq << double(v);
+        strip_->graph(1)->setData(x, yq, true);
+        strip_->graph(1)->addToLegend();
+    } else {
+        strip_->graph(1)->data()->clear();
+        strip_->graph(1)->removeFromLegend();
+    }
+    strip_->xAxis->setRange(-0.5, double(m.cols) - 0.5);
+    strip_->yAxis->rescale();
+    const QCPRange r = strip_->yAxis->range();
+    const double pad = 0.05 * (r.size() > 0 ? r.size() : 1.0);
+    strip_->yAxis->setRange(r.lower - pad, r.upper + pad);
+    strip_->replot(QCustomPlot::rpQueuedReplot);
 }
 
 void HeatmapView::updateLabels()

@@ -6,6 +6,7 @@
 #include "tensoranalysis.h"
 
 class QLabel;
+class QCustomPlot;
 
 namespace quantlens::ui {
 
@@ -14,6 +15,8 @@ class HeatmapPlot;
 // "before", "after (dequantized)" and "error" side by side. Before and after share one
 // colour range so equal colours mean equal values; the error map has its own symmetric
 // range. Zoom and pan are synchronised; hovering shows the element under the mouse.
+// A vector (one row) is a strip plot instead: its values against their index, with the
+// dequantized values over them once there is a result. A 1-by-n heatmap shows nothing.
 class HeatmapView : public QWidget {
     Q_OBJECT
 public:
@@ -29,6 +32,8 @@ public:
     HeatmapPlot* before() const { return plots_[0]; }
     HeatmapPlot* after() const { return plots_[1]; }
     HeatmapPlot* error() const { return plots_[2]; }
+    QCustomPlot* strip() const { return strip_; }
+    bool showsStrip() const;
     QString hoverText() const;
     QString describe(qint64 row, qint64 col) const;  // the hover line for one element
 
@@ -39,9 +44,12 @@ private:
     void syncRanges(int from);
     void onHover(qint64 row, qint64 col);
     void updateLabels();
+    void updateStrip();
+    void showStrip(bool on);
 
     HeatmapPlot* plots_[3] = {nullptr, nullptr, nullptr};
     QLabel* hover_ = nullptr;
+    QCustomPlot* strip_ = nullptr;
     std::shared_ptr<const MatrixData> matrix_;
     std::shared_ptr<const QuantOutcome> outcome_;
     bool syncing_ = false;

@@ -38,7 +38,7 @@ HistogramPlot::HistogramPlot(QWidget* parent) : QCustomPlot(parent)
     inside_->setBrush(kInside);
     inside_->setWidthType(QCPBars::wtPlotCoords);
     clamped_ = new QCPBars(xAxis, yAxis);
-    clamped_->setName(tr("clamped by the range"));
+    clamped_->setName(tr("clamped"));
     clamped_->setPen(Qt::NoPen);
     clamped_->setBrush(kClamped);
     clamped_->setWidthType(QCPBars::wtPlotCoords);
@@ -72,10 +72,21 @@ HistogramPlot::HistogramPlot(QWidget* parent) : QCustomPlot(parent)
     message_->position->setType(QCPItemPosition::ptAxisRectRatio);
     message_->position->setCoords(0.5, 0.5);
     message_->setVisible(false);
+    pending_ = new QCPItemText(this);
+    pending_->setObjectName(QStringLiteral("pendingNote"));
+    pending_->position->setType(QCPItemPosition::ptAxisRectRatio);
+    pending_->position->setCoords(0.5, 0.06);
+    pending_->setPositionAlignment(Qt::AlignTop | Qt::AlignHCenter);
+    pending_->setPadding(QMargins(6, 3, 6, 3));
+    pending_->setBrush(QColor(255, 255, 255, 220));
+    pending_->setColor(Qt::black);
+    pending_->setPen(QPen(QColor(0x88, 0x88, 0x88)));
+    pending_->setLayer(QStringLiteral("clampLabels"));
+    pending_->setVisible(false);
 
     // Single clamped values are one-count bars, a sliver on a log axis: mark them too.
     clampedDots_ = new QCPGraph(xAxis, yAxis);
-    clampedDots_->setName(tr("clamped by the range"));
+    clampedDots_->setName(tr("clamped"));
     clampedDots_->setLineStyle(QCPGraph::lsNone);
     clampedDots_->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, kClamped, kClamped, 6));
     clampedDots_->removeFromLegend();
@@ -112,9 +123,14 @@ void HistogramPlot::setHistogram(const Histogram& h, const TensorStats& stats, c
     const double w = hist_.binWidth();
     inside_->setWidth(w);
     clamped_->setWidth(w);
-    if (lo_ == hi_) {
-        lo_ = stats.min;
-        hi_ = stats.max;
+    // The previous tensor's lines mean nothing here: hidden until this one's range comes.
+    haveRange_ = false;
+    lo_ = stats.min;
+    hi_ = stats.max;
+    for (int i = 0; i < 2; ++i) {
+        lines_[i]->setVisible(false);
+        bands_[i]->setVisible(false);
+        labels_[i]->setVisible(false);
     }
     rebuildBars();
     placeLines();
@@ -129,6 +145,8 @@ void HistogramPlot::clearHistogram(const QString& message)
     inside_->data()->clear();
     clamped_->data()->clear();
     clampedDots_->data()->clear();
+    haveRange_ = false;
+    pending_->setVisible(false);
     title_->setText(QString());
     message_->setText(message);
     message_->setVisible(true);
@@ -149,12 +167,40 @@ void HistogramPlot::setClampRange(double lo, double hi)
         std::swap(lo, hi);
     if (dragging_ >= 0)
         return;  // the user holds a line; the result of the drag will set it on release
-    if (lo == lo_ && hi == hi_ && lines_[0]->visible() == haveData_)
+    if (lo == lo_ && hi == hi_ && haveRange_ && lines_[0]->visible() == haveData_)
         return;
     lo_ = lo;
     hi_ = hi;
+    haveRange_ = true;
+    pending_->setVisible(false);
     rebuildBars();
     placeLines();
+    rescale();
+    replot(QCustomPlot::rpQueuedReplot);
+}
+
+void HistogramPlot::showPending(const QString& what)
+{
+    if (dragging_ >= 0 || !haveData_)
+        return;
+    haveRange_ = false;
+    for (int i = 0; i < 2; ++i) {
+        lines_[i]->setVisible(false);
+        bands_[i]->setVisible(false);
+        labels_[i]->setVisible(false);
+    }
+    pending_->setText(what);
+    pending_->setVisible(true);
+    rebuildBars();
+    replot(QCustomPlot::rpQueuedReplot);
+}
+
+QString HistogramPlot::pendingText() const { return pending_->visible() ? pending_->text() : QString(); }
+
+bool HistogramPlot::linesVisible() const { return lines_[0]->visible() && lines_[1]->visible(); }
+
+void HistogramPlot::resetView()
+{
     rescale();
     replot(QCustomPlot::rpQueuedReplot);
 }
@@ -218,7 +264,7 @@ void HistogramPlot::rebuildBars()
         const double x = hist_.binCenter(i);
         // A bin belongs to the clamped colour when its centre is outside the range; with
         // ~256 bins over the data that is within half a bin of the exact split.
-        const bool clamped = x < lo_ || x > hi_;
+        const bool clamped = haveRange_ && (x < lo_ || x > hi_);
         (clamped ? cx : kx) << x;
         (clamped ? cy : ky) << double(c);
         if (clamped && c * 50 < maxCount) {
@@ -235,7 +281,7 @@ void HistogramPlot::rebuildBars()
 
 void HistogramPlot::placeLines()
 {
-    if (!haveData_)
+    if (!haveData_ || !haveRange_)
         return;
     const double vals[2] = {lo_, hi_};
     const double span = std::max(stats_.max - stats_.min, std::abs(hi_ - lo_)) + 1e-12;
@@ -265,8 +311,8 @@ void HistogramPlot::rescale()
     }
     // Cover the data and both lines, so clamped outliers and an over-wide manual range
     // are both on screen.
-    double lo = std::min({stats_.min, lo_, hist_.lo});
-    double hi = std::max({stats_.max, hi_, hist_.hi});
+    double lo = std::min({stats_.min, haveRange_ ? lo_ : stats_.min, hist_.lo});
+    double hi = std::max({stats_.max, haveRange_ ? hi_ : stats_.max, hist_.hi});
     for (const Marker& m : markers_) {
         lo = std::min(lo, m.lo);
         hi = std::max(hi, m.hi);
@@ -314,7 +360,7 @@ int HistogramPlot::markerPixel(int index, bool hiSide) const
 
 int HistogramPlot::nearestLine(double px) const
 {
-    if (!haveData_)
+    if (!haveData_ || !haveRange_)
         return -1;
     const double d0 = std::abs(xAxis->coordToPixel(lo_) - px);
     const double d1 = std::abs(xAxis->coordToPixel(hi_) - px);
@@ -369,14 +415,33 @@ void HistogramPlot::mouseMoveEvent(QMouseEvent* e)
     double x = xAxis->pixelToCoord(e->position().x());
     // Keep lo < hi by at least a pixel's worth so the range never collapses.
     const double minGap = std::abs(xAxis->pixelToCoord(1) - xAxis->pixelToCoord(0));
-    if (dragging_ == 0)
-        x = std::min(x, hi_ - minGap);
-    else
-        x = std::max(x, lo_ + minGap);
-    if (dragging_ == 0)
-        lo_ = x;
-    else
-        hi_ = x;
+    switch (rule_) {
+    case DragRule::Free:
+        if (dragging_ == 0)
+            lo_ = std::min(x, hi_ - minGap);
+        else
+            hi_ = std::max(x, lo_ + minGap);
+        break;
+    case DragRule::Mirror: {
+        // A zero-point-0 scheme clamps at +-absmax: the other line is where it will clamp.
+        const double a = std::max(dragging_ == 0 ? -x : x, minGap / 2);
+        lo_ = -a;
+        hi_ = a;
+        break;
+    }
+    case DragRule::IncludeZero:
+        if (dragging_ == 0)
+            lo_ = std::min(x, std::min(0.0, hi_ - minGap));
+        else
+            hi_ = std::max(x, std::max(0.0, lo_ + minGap));
+        break;
+    }
+    // The spec keeps its range in float32: the lines hold exactly what it will hold, so a
+    // dropped line does not move by a rounding step when the result comes back.
+    // (volatile: the optimiser may otherwise drop the narrowing as a no-op round trip)
+    volatile float lof = float(lo_), hif = float(hi_);
+    lo_ = lof;
+    hi_ = hif;
     rebuildBars();
     placeLines();
     replot(QCustomPlot::rpQueuedReplot);
@@ -394,6 +459,16 @@ void HistogramPlot::mouseReleaseEvent(QMouseEvent* e)
     setInteraction(QCP::iRangeDrag, true);
     e->accept();
     emit rangeDragFinished(lo_, hi_);
+}
+
+void HistogramPlot::mouseDoubleClickEvent(QMouseEvent* e)
+{
+    if (e->button() == Qt::LeftButton && haveData_) {
+        resetView();
+        e->accept();
+        return;
+    }
+    QCustomPlot::mouseDoubleClickEvent(e);
 }
 
 void HistogramPlot::changeEvent(QEvent* e)

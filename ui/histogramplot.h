@@ -13,7 +13,11 @@ namespace quantlens::ui {
 // Values beyond the lines (clamped by the scheme) are drawn in a second colour over a
 // shaded band, so outliers that the range cuts off are visible even as single counts.
 // Either line can be dragged (press/move/release, nearest line within kGrabPixels);
-// the drag reports the new [lo, hi] live and once more on release.
+// the drag reports the new [lo, hi] live and once more on release. The drag rule keeps
+// the lines where the scheme can put them: mirrored about 0 for schemes with zero point
+// 0, each on its own side of 0 for affine ones (which widen the range to include 0).
+// Until the range of a newly shown tensor is known the lines are hidden and a pending
+// note says what is being computed. Double-click resets pan and zoom.
 class HistogramPlot : public QCustomPlot {
     Q_OBJECT
 public:
@@ -25,6 +29,8 @@ public:
         QColor color;
     };
 
+    enum class DragRule { Free, Mirror, IncludeZero };
+
     explicit HistogramPlot(QWidget* parent = nullptr);
 
     void setHistogram(const Histogram& h, const TensorStats& stats, const QString& title);
@@ -32,6 +38,13 @@ public:
     void setClampRange(double lo, double hi);  // the effective range of the current result
     void setMarkers(const QVector<Marker>& markers);
     void setLogScale(bool on);
+    void setDragRule(DragRule r) { rule_ = r; }
+    DragRule dragRule() const { return rule_; }
+    // Hides the lines and says what is being computed, until setClampRange().
+    void showPending(const QString& what);
+    QString pendingText() const;  // "" when the lines are current
+    bool linesVisible() const;
+    void resetView();             // what a double-click does
     bool logScale() const { return log_; }
 
     double clampLo() const { return lo_; }
@@ -53,6 +66,7 @@ protected:
     void mousePressEvent(QMouseEvent* e) override;
     void mouseMoveEvent(QMouseEvent* e) override;
     void mouseReleaseEvent(QMouseEvent* e) override;
+    void mouseDoubleClickEvent(QMouseEvent* e) override;
     void changeEvent(QEvent* e) override;
 
 private:
@@ -69,6 +83,9 @@ private:
     bool log_ = true;
     double lo_ = 0, hi_ = 0;
     int dragging_ = -1;
+    bool haveRange_ = false;  // lo_/hi_ belong to the shown tensor
+    DragRule rule_ = DragRule::Free;
+    QCPItemText* pending_ = nullptr;
 
     QCPBars* inside_ = nullptr;
     QCPBars* clamped_ = nullptr;

@@ -26,6 +26,8 @@
 #include <QTimer>
 #include <QToolButton>
 #include <QTreeView>
+#include <QUndoCommand>
+#include <QUndoStack>
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
 
@@ -44,6 +46,7 @@
 #include "heatmapview.h"
 #include "histogramplot.h"
 #include "io/demomodel.h"
+#include "layers.h"
 #include "modeloverview.h"
 #include "numberspanel.h"
 #include "quantcontrols.h"
@@ -106,6 +109,54 @@ QColor markerColor(CalibMethod m)
     return Qt::black;
 }
 
+// One plan edit: the plan before and after. The first redo() is the edit itself, already
+// made by the window; later ones, and undo(), write a snapshot back.
+class PlanCommand : public QUndoCommand {
+public:
+    PlanCommand(std::function<void(const Session&)> apply, Session before, Session after, const QString& text,
+                QString mergeKey)
+        : QUndoCommand(text), apply_(std::move(apply)), before_(std::move(before)), after_(std::move(after)),
+          mergeKey_(std::move(mergeKey))
+    {
+    }
+    void undo() override { apply_(before_); }
+    void redo() override
+    {
+        if (first_) {
+            first_ = false;
+            return;
+        }
+        apply_(after_);
+    }
+    int id() const override { return mergeKey_.isEmpty() ? -1 : 1; }
+    bool mergeWith(const QUndoCommand* other) override
+    {
+        const auto* o = static_cast<const PlanCommand*>(other);
+        if (o->mergeKey_ != mergeKey_)
+            return false;
+        after_ = o->after_;
+        return true;
+    }
+
+private:
+    std::function<void(const Session&)> apply_;
+    Session before_, after_;
+    QString mergeKey_;
+    bool first_ = true;
+};
+
+bool samePlan(const Session& a, const Session& b)
+{
+    return a.plan() == b.plan() && a.exportSelection == b.exportSelection;
+}
+
+// What the histogram lets a drag do: schemes with zero point 0 clamp at +-absmax, the
+// affine one always keeps 0 inside its range.
+HistogramPlot::DragRule dragRuleFor(Scheme s)
+{
+    return s == Scheme::TorchAffine ? HistogramPlot::DragRule::IncludeZero : HistogramPlot::DragRule::Mirror;
+}
+
 }  // namespace
 
 MainWindow::MainWindow(QWidget* parent, bool useSettings) : QMainWindow(parent), useSettings_(useSettings)
@@ -127,18 +178,21 @@ MainWindow::MainWindow(QWidget* parent, bool useSettings) : QMainWindow(parent),
     });
     connect(summaryWatcher_, &QFutureWatcher<TensorSummary>::finished, this, [this] {
         summaryRunning_ = false;
-        tree_->resizeColumnToContents(TensorTreeModel::SqnrColumn);
         emit summariesFinished();
         checkIdle();
     });
+    undo_ = new QUndoStack(this);
     buildUi();
     buildMenus();
     new FileWatch(this);  // the bar that offers Reload when the open files change on disk
     // A first start without saved geometry: big enough for the tree and three heatmaps.
     resize(1400, 900);
-    mainSplit_->setSizes({470, 930});
+    mainSplit_->setSizes({570, 830});
+    session_.defaultSpec = controls_->spec();
+    updateDragRule();
     if (useSettings_)
         loadSettings();
+    undo_->clear();  // restoring the last scheme is not an edit
     updateTitle();
     updateStatus();
 }
@@ -176,10 +230,33 @@ void MainWindow::buildUi()
     proxy_->setSortRole(TensorTreeModel::SortRole);
     tree_->setModel(proxy_);
     tree_->setUniformRowHeights(true);
-    tree_->setIndentation(12);  // module paths are deep; keep the columns on screen
+    tree_->setIndentation(10);  // module paths are deep; keep the columns on screen
     tree_->setAlternatingRowColors(true);
     tree_->header()->setSortIndicator(-1, Qt::AscendingOrder);  // file order until a header is clicked
     tree_->setSortingEnabled(true);
+    // Every column fits the pane: the numbers at their width, names elided in the middle
+    // (the leaf and the module both stay readable) instead of a horizontal scroll bar.
+    tree_->setTextElideMode(Qt::ElideMiddle);
+    tree_->header()->setStretchLastSection(false);
+    tree_->header()->setMinimumSectionSize(24);
+    tree_->header()->setSectionResizeMode(QHeaderView::ResizeToContents);
+    tree_->header()->setSectionResizeMode(TensorTreeModel::NameColumn, QHeaderView::Stretch);
+    // Parameters, dtype and size repeat what the shape and the status bar say; they are a
+    // right-click on the header away, and the others fit beside readable names.
+    tree_->setColumnHidden(TensorTreeModel::DTypeColumn, true);
+    tree_->setColumnHidden(TensorTreeModel::ParamsColumn, true);
+    tree_->setColumnHidden(TensorTreeModel::SizeColumn, true);
+    tree_->header()->setContextMenuPolicy(Qt::CustomContextMenu);
+    connect(tree_->header(), &QHeaderView::customContextMenuRequested, this, [this](const QPoint& at) {
+        QMenu menu(this);
+        for (int c = 1; c < TensorTreeModel::ColumnCount; ++c) {
+            QAction* a = menu.addAction(treeModel_->headerData(c, Qt::Horizontal).toString());
+            a->setCheckable(true);
+            a->setChecked(!tree_->isColumnHidden(c));
+            connect(a, &QAction::toggled, this, [this, c](bool on) { tree_->setColumnHidden(c, !on); });
+        }
+        menu.exec(tree_->header()->mapToGlobal(at));
+    });
     lv->addWidget(tree_, 1);
     connect(tree_->selectionModel(), &QItemSelectionModel::currentChanged, this,
             [this](const QModelIndex& cur) { onCurrentChanged(cur); });
@@ -239,12 +316,17 @@ void MainWindow::buildUi()
             pushKeptToSensitivity();
     });
     connect(sensitivity_, &SensitivityPanel::keptFloatChanged, this, [this] {
+        if (restoringPlan_)
+            return;
+        const Session before = session_;
         session_.keepFloat.clear();
         for (const QString& n : sensitivity_->keptFloatLayers())
             session_.keepFloat.insert(n.toStdString());
+        pushPlanEdit(before, tr("keep layers in float"));
         pushPlan();
     });
     connect(runPanel_, &RunPanel::planEdited, this, [this](const QuantPlan& p) {
+        const Session before = session_;
         session_.activations = p.activations;
         if (!(p.defaultSpec == session_.defaultSpec)) {
             session_.defaultSpec = p.defaultSpec;
@@ -252,6 +334,7 @@ void MainWindow::buildUi()
                 showStoredSpec(current_);  // the controls show the model-wide spec it now follows
             restartSummaries();
         }
+        pushPlanEdit(before, tr("activations and default granularity"));
         pushPlan();
     });
     connect(overview_, &ModelOverview::layerActivated, this, [this](int t) {
@@ -263,7 +346,7 @@ void MainWindow::buildUi()
     mainSplit_->addWidget(tabs_);
     mainSplit_->setStretchFactor(0, 0);
     mainSplit_->setStretchFactor(1, 1);
-    mainSplit_->setSizes({470, 930});
+    mainSplit_->setSizes({570, 830});
     topSplit_->setSizes({600, 330});
     setCentralWidget(mainSplit_);
 
@@ -293,19 +376,24 @@ void MainWindow::buildUi()
         progress_->setValue(permille);
         progress_->setFormat(tr("opening… %p%"));
     });
-    connect(treeModel_, &TensorTreeModel::checkedChanged, this,
-            [this] { session_.exportSelection = treeModel_->checkedNames(); });
+    connect(treeModel_, &TensorTreeModel::checkedChanged, this, [this] {
+        if (restoringPlan_)
+            return;
+        const Session before = session_;
+        session_.exportSelection = treeModel_->checkedNames();
+        pushPlanEdit(before, tr("export selection"));
+    });
 
     connect(controls_, &QuantControls::specChanged, this, &MainWindow::onSpecChanged);
     connect(controls_, &QuantControls::logScaleToggled, histogram_, &HistogramPlot::setLogScale);
     connect(histogram_, &HistogramPlot::rangeDragged, controls_, &QuantControls::setManualRange);
     connect(histogram_, &HistogramPlot::rangeDragFinished, this, [this](double lo, double hi) {
+        // The lines stay where they were dropped: the manual range is what they show.
         controls_->setManualRange(lo, hi);
-        // Results that arrived during the drag left the lines where the mouse was;
-        // snap them to what the scheme really applies.
-        if (outcome_ && !quantBusy_ && !quantPending_)
-            histogram_->setClampRange(outcome_->effLo, outcome_->effHi);
+        ++dragSerial_;  // the next drag is its own undo step
     });
+    connect(controls_, &QuantControls::scopeChanged, this, [this](QuantControls::Scope sc) { setScopeForCurrent(int(sc)); });
+    connect(controls_, &QuantControls::quantizeAnywayRequested, this, &MainWindow::quantizeCurrentAnyway);
     connect(histogram_, &HistogramPlot::markerClicked, this, [this](int k) {
         if (!outcome_ || k < 0 || size_t(k) >= markerSource_.size())
             return;
@@ -336,6 +424,17 @@ void MainWindow::buildMenus()
     quit->setShortcut(QKeySequence::Quit);
 
     QMenu* edit = menuBar()->addMenu(tr("&Edit"));
+    QAction* undoAct = undo_->createUndoAction(this, tr("&Undo"));
+    undoAct->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_Z));
+    undoAct->setObjectName(QStringLiteral("undoAction"));
+    QAction* redoAct = undo_->createRedoAction(this, tr("&Redo"));
+    redoAct->setShortcuts({QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_Z), QKeySequence(Qt::CTRL | Qt::Key_Y)});
+    redoAct->setObjectName(QStringLiteral("redoAction"));
+    edit->addAction(undoAct);
+    edit->addAction(redoAct);
+    addAction(undoAct);  // shortcuts work without the menu bar (offscreen, tests)
+    addAction(redoAct);
+    edit->addSeparator();
     QAction* copy = edit->addAction(tr("&Copy numbers"), numbers_, &NumbersPanel::copyToClipboard);
     copy->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_C));
     QAction* find = edit->addAction(tr("&Filter tensors"), this, [this] {
@@ -344,23 +443,26 @@ void MainWindow::buildMenus()
     });
     find->setShortcut(QKeySequence::Find);
 
-    QAction* tickLinear = edit->addAction(tr("&Tick all linear layers for export"), this, [this] { treeModel_->checkAllLinear(); });
+    QAction* tickLinear = edit->addAction(tr("&Tick all layers for export"), this, [this] { treeModel_->checkAllLinear(); });
     tickLinear->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_A));
     edit->addAction(tr("&Untick all"), this, [this] { treeModel_->clearChecks(); });
     edit->addAction(tr("&Forget this layer's tuning"), this, [this] {
         if (!model_ || current_ < 0)
             return;
+        const Session before = session_;
         session_.overrides.erase(model_->tensors[size_t(current_)].name);
         showStoredSpec(current_);
         refreshTuned();
+        requestQuantize();
+        pushPlanEdit(before, tr("forget this layer's tuning"));
     });
     QAction* cancelAct = edit->addAction(tr("&Cancel background work"), this, &MainWindow::cancelBackgroundWork);
     cancelAct->setShortcut(QKeySequence(Qt::Key_Escape));
 
     QMenu* view = menuBar()->addMenu(tr("&View"));
-    nextAction_ = view->addAction(tr("&Next linear layer"), this, &MainWindow::nextLayer);
+    nextAction_ = view->addAction(tr("&Next layer"), this, &MainWindow::nextLayer);
     nextAction_->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_Down), QKeySequence(Qt::Key_F8)});
-    prevAction_ = view->addAction(tr("&Previous linear layer"), this, &MainWindow::previousLayer);
+    prevAction_ = view->addAction(tr("&Previous layer"), this, &MainWindow::previousLayer);
     prevAction_->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_Up), QKeySequence(Qt::SHIFT | Qt::Key_F8)});
     view->addSeparator();
     QAction* resetZoom = view->addAction(tr("&Reset heatmap zoom"), this, [this] {
@@ -483,6 +585,7 @@ void MainWindow::setModel(std::shared_ptr<const Model> model, const QString& lab
         fresh.modelFingerprint = modelFingerprint(*model_);
         session_ = std::move(fresh);
     }
+    undo_->clear();  // the plan of another model cannot be undone into this one
     current_ = -1;
     ++matrixGen_;
     ++quantGen_;
@@ -494,9 +597,6 @@ void MainWindow::setModel(std::shared_ptr<const Model> model, const QString& lab
     runPanel_->setSelection(model_, -1);
     sensitivity_->setModel(model_);
     tree_->expandAll();
-    for (int c = 0; c < TensorTreeModel::ColumnCount; ++c)
-        tree_->resizeColumnToContents(c);
-    tree_->setColumnWidth(0, std::min(tree_->columnWidth(0), 230));
     histogram_->clearHistogram(tr("Select a tensor"));
     heatmaps_->clear(tr("Select a 2-D tensor"));
     numbers_->clear(tr("no tensor selected"));
@@ -658,6 +758,7 @@ void MainWindow::selectNeighbourLayer(int step)
 
 void MainWindow::onSpecChanged()
 {
+    updateDragRule();
     if (!applyingSpec_)
         recordSpec();
     requestQuantize();
@@ -667,26 +768,113 @@ void MainWindow::onSpecChanged()
 
 void MainWindow::recordSpec()
 {
+    const Session before = session_;
     const QuantSpec s = controls_->spec();
     const bool onTensor = model_ && current_ >= 0 && size_t(current_) < model_->tensors.size();
-    if (s.calib == CalibMethod::Manual) {
-        if (onTensor)
-            session_.overrides[model_->tensors[size_t(current_)].name] = s;
+    QString text;
+    QString mergeKey;
+    if (onTensor && (s.calib == CalibMethod::Manual || controls_->scope() == QuantControls::Scope::ThisLayer)) {
+        // A range belongs to the tensor it was set on, whatever the scope said: the scope
+        // box follows, so the user sees that this layer now has its own settings.
+        const std::string& name = model_->tensors[size_t(current_)].name;
+        session_.overrides[name] = s;
+        controls_->setScope(QuantControls::Scope::ThisLayer);
+        text = s.calib == CalibMethod::Manual ? tr("range of %1").arg(qs(name)) : tr("settings of %1").arg(qs(name));
+        if (histogram_->isDragging())
+            mergeKey = QStringLiteral("drag %1").arg(dragSerial_);
     } else {
-        // Scheme, granularity and calibrator choices are model-wide; this tensor follows them again.
-        session_.defaultSpec = s;
-        if (onTensor)
-            session_.overrides.erase(model_->tensors[size_t(current_)].name);
+        session_.defaultSpec = modelWideSpec(s);
+        text = tr("model-wide %1, %2, %3").arg(qs(schemeName(s.scheme)), qs(granularityName(s)), qs(calibName(s)));
     }
     refreshTuned();
+    pushPlanEdit(before, text, mergeKey);
 }
+
+void MainWindow::setScopeForCurrent(int scope)
+{
+    if (!model_ || current_ < 0 || size_t(current_) >= model_->tensors.size())
+        return;
+    const Session before = session_;
+    const std::string& name = model_->tensors[size_t(current_)].name;
+    if (QuantControls::Scope(scope) == QuantControls::Scope::ThisLayer)
+        session_.overrides[name] = controls_->spec();
+    else
+        session_.overrides.erase(name);  // back to the model-wide default
+    showStoredSpec(current_);
+    refreshTuned();
+    requestQuantize();
+    pushPlanEdit(before, QuantControls::Scope(scope) == QuantControls::Scope::ThisLayer
+                             ? tr("own settings for %1").arg(qs(name))
+                             : tr("%1 follows the default").arg(qs(name)));
+}
+
+void MainWindow::quantizeCurrentAnyway()
+{
+    if (!model_ || current_ < 0 || size_t(current_) >= model_->tensors.size())
+        return;
+    const Session before = session_;
+    const Tensor& t = model_->tensors[size_t(current_)];
+    QuantSpec s = controls_->spec();
+    if (t.rank() < 2 && s.granularity != Granularity::PerTensor) {
+        s.granularity = Granularity::PerTensor;  // a vector is one channel
+        s.groupSize = 0;
+    }
+    session_.overrides[t.name] = s;
+    showStoredSpec(current_);
+    refreshTuned();
+    requestQuantize();
+    pushPlanEdit(before, tr("quantize %1").arg(qs(t.name)));
+}
+
+bool MainWindow::isQuantized(int index) const
+{
+    if (!model_ || index < 0 || size_t(index) >= model_->tensors.size())
+        return false;
+    const Tensor& t = model_->tensors[size_t(index)];
+    return quantizedByDefault(t) || session_.overrides.count(t.name) > 0;
+}
+
+void MainWindow::updateDragRule() { histogram_->setDragRule(dragRuleFor(controls_->spec().scheme)); }
+
+void MainWindow::pushPlanEdit(const Session& before, const QString& text, const QString& mergeKey)
+{
+    if (restoringPlan_ || samePlan(before, session_))
+        return;
+    undo_->push(new PlanCommand([this](const Session& p) { restorePlan(p); }, before, session_, text, mergeKey));
+}
+
+void MainWindow::restorePlan(const Session& plan)
+{
+    restoringPlan_ = true;
+    session_.plan() = plan.plan();
+    session_.exportSelection = plan.exportSelection;
+    treeModel_->setCheckedNames(session_.exportSelection);
+    pushKeptToSensitivity();
+    refreshTuned();
+    if (model_ && current_ >= 0 && size_t(current_) < model_->tensors.size()) {
+        showStoredSpec(current_);
+    } else {
+        applyingSpec_ = true;
+        controls_->setSpec(session_.defaultSpec);
+        applyingSpec_ = false;
+    }
+    requestQuantize();
+    restartSummaries();
+    restoringPlan_ = false;
+}
+
+bool MainWindow::hasUnsavedTuning() const { return !undo_->isClean(); }
 
 void MainWindow::showStoredSpec(int tensor)
 {
     // The controls show what the session holds for this tensor (its tuning or the
     // model-wide spec); that is not a new user choice, so recordSpec() must not see it.
+    const Tensor& t = model_->tensors[size_t(tensor)];
+    const bool own = session_.overrides.count(t.name) > 0;
+    controls_->setScope(own ? QuantControls::Scope::ThisLayer : QuantControls::Scope::AllLayers);
+    controls_->setNotQuantized(own ? QString() : qs(notQuantizedReason(t)));
     applyingSpec_ = true;
-    controls_->setSpec(session_.specFor(model_->tensors[size_t(tensor)].name));
+    controls_->setSpec(session_.specFor(t.name));
     applyingSpec_ = false;
 }
 
@@ -734,10 +922,28 @@ void MainWindow::summaryFromOutcome()
 
 void MainWindow::refreshTuned()
 {
+    // How each layer with its own settings deviates from the default, in words.
     std::map<std::string, QString> tuned;
-    for (const auto& [name, spec] : session_.overrides)
-        tuned[name] = qs(schemeName(spec.scheme)) + QStringLiteral(", ") + qs(granularityName(spec)) +
-                      QStringLiteral(", ") + qs(calibName(spec));
+    const QuantSpec& d = session_.defaultSpec;
+    for (const auto& [name, spec] : session_.overrides) {
+        QStringList how;
+        const Tensor* t = model_ ? model_->find(name) : nullptr;
+        if (t && !quantizedByDefault(*t))
+            how << tr("quantized, though %1 stays float by default").arg(qs(notQuantizedReason(*t)));
+        if (spec.scheme != d.scheme)
+            how << tr("scheme %1 (default %2)").arg(qs(schemeName(spec.scheme)), qs(schemeName(d.scheme)));
+        if (granularityName(spec) != granularityName(d) && !(t && t->rank() < 2))
+            how << tr("per %1 (default per %2)").arg(qs(granularityName(spec)), qs(granularityName(d)));
+        if (spec.bits != d.bits)
+            how << tr("%1 bits (default %2)").arg(spec.bits).arg(d.bits);
+        if (spec.calib == CalibMethod::Manual)
+            how << tr("own range [%1, %2]").arg(formatNumber(spec.manualLo, 4), formatNumber(spec.manualHi, 4));
+        else if (calibName(spec) != calibName(d))
+            how << tr("range by %1 (default %2)").arg(qs(calibName(spec)), qs(calibName(d)));
+        if (how.isEmpty())
+            how << tr("own settings, equal to the default for now");
+        tuned[name] = how.join(QStringLiteral("; "));
+    }
     treeModel_->setTuned(tuned);
     pushPlan();
 }
@@ -753,6 +959,29 @@ void MainWindow::requestQuantize()
 {
     if (!matrix_)
         return;
+    if (!isQuantized(current_)) {
+        // The plan keeps this tensor in float: show its values, and say so where the
+        // quantization figures would be.
+        ++quantGen_;
+        outcome_.reset();
+        const QString why = tr("not quantized by default: %1").arg(qs(notQuantizedReason(model_->tensors[size_t(current_)])));
+        histogram_->showPending(why);
+        numbers_->clear(why + tr("\n(Quantize anyway: the button above)"));
+        heatmaps_->setOutcome(nullptr);
+        channels_->clearData(why);
+        emit quantizationUpdated();
+        checkIdle();
+        return;
+    }
+    {
+        // A calibrator's search takes a while; the lines of the last result (or of the
+        // previous tensor) would otherwise stand for a range that is not this one.
+        const QuantSpec want = controls_->spec();
+        const bool search = want.calib != CalibMethod::MinMax && want.calib != CalibMethod::Manual;
+        if (!histogram_->isDragging() && (search || !outcome_))
+            histogram_->showPending(search ? tr("computing the %1 range…").arg(qs(calibName(want)))
+                                           : tr("quantizing…"));
+    }
     if (quantBusy_) {
         // Coalesce: while one job runs, remember only that the spec moved on.
         quantPending_ = true;
@@ -816,7 +1045,12 @@ void MainWindow::applyOutcome(std::shared_ptr<const QuantOutcome> q)
         }
         histogram_->setMarkers(markers);
     }
-    histogram_->setClampRange(o.effLo, o.effHi);
+    // A manual range stays where the user put it; otherwise the lines show what the
+    // scheme applies.
+    if (o.spec.calib == CalibMethod::Manual)
+        histogram_->setClampRange(o.spec.manualLo, o.spec.manualHi);
+    else
+        histogram_->setClampRange(o.effLo, o.effHi);
     numbers_->setResult(m, o);
     if ((m.rows > 1 || m.cols > 1) && !compare_->hasPair(current_))  // else the maps show the reference
         heatmaps_->setOutcome(outcome_);
@@ -868,7 +1102,19 @@ void MainWindow::restartSummaries()
             if (promise.isCanceled())
                 return;
             auto it = tuned.find(i);
-            promise.addResult(summarizeTensor(model->tensors[size_t(i)], i, it == tuned.end() ? spec : it->second));
+            const Tensor& t = model->tensors[size_t(i)];
+            if (it == tuned.end() && !quantizedByDefault(t)) {
+                // Its min/max still belong in the tree; the figures of a quantization it
+                // does not get do not.
+                TensorSummary kept = summarizeTensor(t, i, spec);
+                kept.keptFloat = true;
+                kept.sqnrDb = kept.clampedFraction = 0;
+                kept.bytesAfter = kept.bytesBefore;
+                promise.addResult(kept);
+                promise.setProgressValue(++done);
+                continue;
+            }
+            promise.addResult(summarizeTensor(t, i, it == tuned.end() ? spec : it->second));
             promise.setProgressValue(++done);
         }
     });
@@ -1025,6 +1271,7 @@ bool MainWindow::saveSessionTo(const QString& path)
                   qs(st.error().oneLine()));
         return false;
     }
+    undo_->setClean();
     return true;
 }
 
@@ -1053,6 +1300,24 @@ bool MainWindow::loadSessionFrom(const QString& path)
         showError(tr("Cannot load session"), tr("Open the model the session belongs to first."));
         return false;
     }
+    if (hasUnsavedTuning()) {
+        bool go = discardAnswer_;
+        if (interactive_) {
+            QMessageBox ask(QMessageBox::Question, tr("Load session"),
+                            tr("The tuning made since the last save (%1 edits) will be replaced by %2.\n"
+                               "It can be brought back with Undo (Ctrl+Z).")
+                                .arg(undo_->index() - std::max(0, undo_->cleanIndex()))
+                                .arg(QFileInfo(path).fileName()),
+                            QMessageBox::Discard | QMessageBox::Cancel, this);
+            ask.setObjectName(QStringLiteral("discardTuningBox"));
+            ask.setDefaultButton(QMessageBox::Cancel);
+            go = ask.exec() == QMessageBox::Discard;
+        }
+        if (!go) {
+            lastError_ = tr("loading %1 cancelled: unsaved tuning kept").arg(QFileInfo(path).fileName());
+            return false;
+        }
+    }
     auto loaded = loadSession(QFile::encodeName(path).toStdString());
     if (!loaded) {
         showError(tr("Cannot load session"), tr("Could not load %1:\n%2").arg(path, qs(loaded.error().oneLine())),
@@ -1064,15 +1329,10 @@ bool MainWindow::loadSessionFrom(const QString& path)
     a.session.modelPath = session_.modelPath;
     a.session.modelTensors = session_.modelTensors;
     a.session.modelFingerprint = session_.modelFingerprint;
-    session_ = a.session;
-    treeModel_->setCheckedNames(session_.exportSelection);
-    pushKeptToSensitivity();
-    refreshTuned();
-    if (current_ >= 0) {
-        showStoredSpec(current_);
-        requestQuantize();
-    }
-    restartSummaries();
+    const Session before = session_;
+    restorePlan(a.session);  // loading is one undoable edit like any other
+    pushPlanEdit(before, tr("load session %1").arg(QFileInfo(path).fileName()));
+    undo_->setClean();
     QString msg = tr("Session applied: %1 tuned layers, %2 ticked for export").arg(session_.overrides.size()).arg(session_.exportSelection.size());
     if (!a.missing.empty())
         msg += tr("; %1 names are not in this model").arg(a.missing.size());

@@ -25,6 +25,7 @@ class QTabWidget;
 class QTimer;
 class QToolButton;
 class QTreeView;
+class QUndoStack;
 
 namespace quantlens::ui {
 
@@ -93,9 +94,17 @@ public:
     // (a manual range, with the scheme it was tuned under), the tensors ticked for export.
     const Session& session() const { return session_; }
     bool saveSessionTo(const QString& path);    // false: lastError() says why
-    bool loadSessionFrom(const QString& path);  // applies it to the open model
     // Puts back a plan taken from session() on the model now open (FileWatch's Reload).
     void restoreSession(const Session& s);
+    bool loadSessionFrom(const QString& path);  // applies it to the open model; asks first over unsaved tuning
+    // Every plan edit (default spec, a layer's own spec, keep-float, export ticks) is one
+    // undoable command; consecutive moves of one drag are one.
+    QUndoStack* undoStack() const { return undo_; }
+    bool hasUnsavedTuning() const;
+    // Without a user to ask (setInteractive(false)), the answer to "discard unsaved tuning?".
+    void setDiscardUnsavedAnswer(bool yes) { discardAnswer_ = yes; }
+    // Whether the plan quantizes tensor `index` (vectors only when the user asked).
+    bool isQuantized(int index) const;
     // File ▸ Export quantized…; the dialog is window-modal and deletes itself on close.
     ExportDialog* openExportDialog();
     bool saveHistogramTo(const QString& path);  // .pdf or an image format by suffix
@@ -152,6 +161,11 @@ private:
     void saveSessionDialog();
     void loadSessionDialog();
     void recordSpec();
+    void setScopeForCurrent(int scope);  // QuantControls::Scope
+    void quantizeCurrentAnyway();
+    void updateDragRule();
+    void pushPlanEdit(const Session& before, const QString& text, const QString& mergeKey = {});
+    void restorePlan(const Session& plan);
     void refreshTuned();
     void showStoredSpec(int tensor);
     void pushKeptToSensitivity();
@@ -225,6 +239,10 @@ private:
     // computed with a tuning the user has since changed is dropped.
     std::map<int, std::string> summaryTuned_;
     bool applyingSpec_ = false;  // controls_ shows a stored spec: not a user choice
+    QUndoStack* undo_ = nullptr;
+    bool restoringPlan_ = false;  // undo/redo is writing the plan: not a new edit
+    int dragSerial_ = 0;          // one undo step per drag
+    bool discardAnswer_ = true;
 };
 
 }  // namespace quantlens::ui

@@ -106,12 +106,12 @@ void ModelOverview::refresh()
     if (!model_) {
         sizes_->setText(tr("No model"));
     } else if (linear_.empty()) {
-        sizes_->setText(tr("No linear layers found (2-D *.weight / kernel tensors)."));
+        sizes_->setText(tr("No layers found (linear, convolution or recurrent weights: *.weight / kernel tensors of rank 2 to 5)."));
     } else {
         const int64_t whole = model_->byteCount();
-        QString text = tr("<b>%1</b>: %2 of %3 linear layers quantized").arg(scheme_).arg(done).arg(linear_.size());
+        QString text = tr("<b>%1</b>: %2 of %3 layers quantized (linear, convolution, recurrent)").arg(scheme_).arg(done).arg(linear_.size());
         if (done > 0 && after > 0) {
-            text += tr(" — linear weights %1 → %2 (%3×); whole model %4 → %5 (%6×)")
+            text += tr(" — layer weights %1 → %2 (%3×); whole model %4 → %5 (%6×)")
                         .arg(formatBytes(before), formatBytes(after))
                         .arg(double(before) / double(after), 0, 'f', 3)
                         .arg(formatBytes(whole), formatBytes(whole - before + after))

@@ -13,8 +13,8 @@ class QCPBars;
 
 namespace quantlens::ui {
 
-// The whole model under the current scheme: SQNR of every linear layer as a bar chart
-// and the size before/after quantizing the linear weights. Bars appear as the
+// The whole model under the current scheme: SQNR of every layer (linear, convolution,
+// recurrent: findQuantLayers) as a bar chart and the size before/after quantizing them. Bars appear as the
 // background summaries arrive.
 class ModelOverview : public QWidget {
     Q_OBJECT

@@ -7,6 +7,7 @@
 #include <QLabel>
 #include <QPushButton>
 #include <QSignalBlocker>
+#include <QVBoxLayout>
 
 #include <cmath>
 
@@ -21,7 +22,7 @@ struct SchemeEntry {
     const char* tip;
 };
 const SchemeEntry kSchemes[] = {
-    {Scheme::Seed, "scale = (max − min)/255, zero point 0, [-128, 127] (the seed snippet)"},
+    {Scheme::Seed, "The seed snippet: scale (max−min)/255, zero point 0: clips asymmetric tensors"},
     {Scheme::TorchSymmetric, "PyTorch qint8 symmetric, the quantize_dynamic default: absmax/127.5, [-128, 127]"},
     {Scheme::TorchAffine, "PyTorch MinMaxObserver affine: range widened to include 0, zero point clamped"},
     {Scheme::NarrowSymmetric, "ONNX Runtime / TensorRT: absmax/127, [-127, 127]"},
@@ -43,10 +44,22 @@ const CalibEntry kCalibs[] = {
 
 }  // namespace
 
-QuantControls::QuantControls(QWidget* parent) : QWidget(parent)
+QuantSpec QuantControls::initialSpec()
 {
-    auto* h = new QHBoxLayout(this);
+    QuantSpec s;
+    s.scheme = Scheme::TorchSymmetric;
+    s.granularity = Granularity::PerChannel;
+    return s;
+}
+
+QuantControls::QuantControls(QWidget* parent) : QWidget(parent), spec_(initialSpec())
+{
+    auto* outer = new QVBoxLayout(this);
+    outer->setContentsMargins(0, 0, 0, 0);
+    outer->setSpacing(2);
+    auto* h = new QHBoxLayout;
     h->setContentsMargins(0, 0, 0, 0);
+    outer->addLayout(h);
     scheme_ = new QComboBox(this);
     scheme_->setObjectName(QStringLiteral("schemeBox"));
     for (const SchemeEntry& e : kSchemes) {
@@ -80,6 +93,15 @@ QuantControls::QuantControls(QWidget* parent) : QWidget(parent)
     log_ = new QCheckBox(tr("log counts"), this);
     log_->setChecked(true);
 
+    scope_ = new QComboBox(this);
+    scope_->setObjectName(QStringLiteral("scopeBox"));
+    scope_->addItem(tr("all layers"), int(Scope::AllLayers));
+    scope_->addItem(tr("this layer only"), int(Scope::ThisLayer));
+    scope_->setItemData(0, tr("Scheme, granularity and calibrator set the model-wide default; this layer follows it"),
+                        Qt::ToolTipRole);
+    scope_->setItemData(1, tr("This layer keeps its own settings (a dragged range is always this layer's own)"),
+                        Qt::ToolTipRole);
+    scope_->setToolTip(tr("Where a change applies: every layer that follows the default, or only this layer"));
     h->addWidget(new QLabel(tr("Scheme"), this));
     h->addWidget(scheme_);
     h->addWidget(granularity_);
@@ -90,6 +112,29 @@ QuantControls::QuantControls(QWidget* parent) : QWidget(parent)
     h->addWidget(reset_);
     h->addWidget(log_);
     h->addStretch(1);
+
+    // Second row: where a change goes, and for a tensor the plan leaves in float, why.
+    auto* fl = new QHBoxLayout;
+    fl->setContentsMargins(0, 0, 0, 0);
+    fl->addWidget(new QLabel(tr("Applies to"), this));
+    fl->addWidget(scope_);
+    fl->addSpacing(12);
+    floatNote_ = new QLabel(this);
+    floatNote_->setObjectName(QStringLiteral("notQuantizedLabel"));
+    anyway_ = new QPushButton(tr("Quantize anyway"), this);
+    anyway_->setObjectName(QStringLiteral("quantizeAnywayButton"));
+    anyway_->setToolTip(tr("Quantize this tensor with the settings above, as this layer's own choice"));
+    fl->addWidget(floatNote_);
+    fl->addWidget(anyway_);
+    fl->addStretch(1);
+    outer->addLayout(fl);
+    floatNote_->hide();
+    anyway_->hide();
+    connect(anyway_, &QPushButton::clicked, this, &QuantControls::quantizeAnywayRequested);
+    connect(scope_, &QComboBox::currentIndexChanged, this, [this] {
+        if (!updating_)
+            emit scopeChanged(scope());
+    });
 
     auto changed = [this] {
         if (updating_)
@@ -129,8 +174,34 @@ void QuantControls::readWidgets()
         spec_.manualLo = float(lo_->value());
         spec_.manualHi = float(hi_->value());
     }
+    updateEnabled();
+}
+
+void QuantControls::updateEnabled()
+{
+    const bool on = notQuantizedReason_.isEmpty();
+    for (QWidget* w : std::initializer_list<QWidget*>{scheme_, calib_, lo_, hi_, reset_, scope_})
+        w->setEnabled(on);
     // Q8_0 fixes its own blocks; the granularity box does not apply.
-    granularity_->setEnabled(spec_.scheme != Scheme::Q8_0);
+    granularity_->setEnabled(on && spec_.scheme != Scheme::Q8_0);
+}
+
+QuantControls::Scope QuantControls::scope() const { return Scope(scope_->currentData().toInt()); }
+
+void QuantControls::setScope(Scope sc)
+{
+    updating_ = true;
+    scope_->setCurrentIndex(std::max(0, scope_->findData(int(sc))));
+    updating_ = false;
+}
+
+void QuantControls::setNotQuantized(const QString& reason)
+{
+    notQuantizedReason_ = reason;
+    floatNote_->setText(tr("Not quantized by default: %1.").arg(reason));
+    floatNote_->setVisible(!reason.isEmpty());
+    anyway_->setVisible(!reason.isEmpty());
+    updateEnabled();
 }
 
 void QuantControls::writeWidgets()
@@ -151,7 +222,7 @@ void QuantControls::writeWidgets()
         lo_->setValue(spec_.manualLo);
         hi_->setValue(spec_.manualHi);
     }
-    granularity_->setEnabled(spec_.scheme != Scheme::Q8_0);
+    updateEnabled();
     updating_ = false;
 }
 

@@ -19,17 +19,19 @@ int64_t storedBytes(DType dtype, int64_t numel)
     return b ? *b : 0;
 }
 
-// Rows/cols of the [out, in] view of a stored shape.
+// Rows/cols of the [out, in] view of a stored shape. Output channels lead in PyTorch and
+// ONNX ([out, in, k...]); Layout::InOut keeps them last ([in, out], Keras [k..., in, out]),
+// so the stored data is a [numel/out, out] matrix and the view is its transpose.
 void matrixShape(const Tensor& t, int64_t numel, int64_t& rows, int64_t& cols, bool& transposed)
 {
     transposed = false;
-    if (t.rank() == 2) {
+    if (t.rank() >= 2 && t.layout == Layout::InOut && t.shape.back() > 0) {
+        rows = t.shape.back();
+        cols = numel / rows;
+        transposed = true;
+    } else if (t.rank() == 2) {
         rows = t.shape[0];
         cols = t.shape[1];
-        if (t.layout == Layout::InOut) {
-            std::swap(rows, cols);
-            transposed = true;
-        }
     } else if (t.rank() >= 3 && t.shape[0] > 0) {
         rows = t.shape[0];
         cols = numel / t.shape[0];

@@ -33,10 +33,10 @@ HeatGrid poolMaxAbs(const float* data, int64_t rows, int64_t cols, int64_t maxCe
 // The same grid for a - b, without materialising the difference.
 HeatGrid poolMaxAbsDiff(const float* a, const float* b, int64_t rows, int64_t cols, int64_t maxCells);
 
-// A tensor's values as a matrix in the PyTorch [out, in] orientation. Kernels stored
-// [in, out] (Layout::InOut) are transposed once here, so views, per-channel statistics
-// and quantization all see output channels as rows. Rank 1 is one row; rank >= 3 is
-// [shape[0], rest].
+// A tensor's values as a matrix in the PyTorch [out, in] orientation. Kernels stored with
+// output channels last (Layout::InOut: [in, out], Keras conv [k..., in, out]) are
+// transposed once here, so views, per-channel statistics and quantization all see output
+// channels as rows. Rank 1 is one row; other rank >= 3 is [shape[0], rest].
 struct MatrixData {
     std::string name;
     std::vector<int64_t> storedShape;
@@ -95,6 +95,7 @@ struct TensorSummary {
     double min = 0, max = 0;
     double sqnrDb = 0, clampedFraction = 0;
     int64_t bytesBefore = 0, bytesAfter = 0;
+    bool keptFloat = false;  // the plan leaves it in float (a vector): no SQNR to show
 };
 // `spec` is used as given: the model-wide choice (modelWideSpec) for most tensors, the
 // user's tuned spec, manual range included, for a tensor that has one.

@@ -6,7 +6,7 @@
 #include <QRegularExpression>
 #include <QStringList>
 
-#include <unordered_set>
+#include <unordered_map>
 
 #include "formatting.h"
 #include "layers.h"
@@ -20,7 +20,8 @@ struct TensorTreeModel::Node {
     int tensor = -1;   // index into Model::tensors for leaves
     int64_t params = 0;
     int64_t bytes = 0;  // stored bytes of the tensors below
-    bool linear = false;
+    bool linear = false;  // any layer weight (linear, conv, recurrent): findQuantLayers
+    LayerKind kind = LayerKind::Linear;
     Node* parent = nullptr;
     int row = 0;
     std::vector<std::unique_ptr<Node>> children;
@@ -65,9 +66,9 @@ void TensorTreeModel::reset(std::shared_ptr<const Model> model)
         summary_.assign(n, TensorSummary{});
         checked_.assign(n, 0);
         tuned_.clear();
-        std::unordered_set<const Tensor*> linearWeights;
-        for (const LinearLayer& l : findLinearLayers(*model_))
-            linearWeights.insert(l.weight);
+        std::unordered_map<const Tensor*, LayerKind> linearWeights;
+        for (const QuantLayer& l : findQuantLayers(*model_))
+            linearWeights.emplace(l.weight, l.kind);
         static const QRegularExpression sep(QStringLiteral("[./]"));
         for (size_t i = 0; i < n; ++i) {
             const Tensor& t = model_->tensors[i];
@@ -86,6 +87,8 @@ void TensorTreeModel::reset(std::shared_ptr<const Model> model)
             Node* leaf = at->add(parts.back(), qs(t.name), int(i));
             leaf->params = t.numel();
             leaf->linear = linearWeights.count(&t) > 0;
+            if (leaf->linear)
+                leaf->kind = linearWeights.at(&t);
             if (leaf->linear)
                 linear_.push_back(int(i));
             leaf->bytes = t.storedBytes();
@@ -171,7 +174,7 @@ void TensorTreeModel::setTuned(const std::map<std::string, QString>& tuned)
     tuned_ = std::move(next);
     for (int t : touched) {
         const QModelIndex idx = indexOf(leafOf_[size_t(t)], NameColumn);
-        emit dataChanged(idx, idx, {Qt::FontRole, Qt::DisplayRole, Qt::ToolTipRole, TunedRole});
+        emit dataChanged(idx, idx, {Qt::FontRole, Qt::DisplayRole, Qt::ToolTipRole, Qt::BackgroundRole, TunedRole});
     }
 }
 
@@ -254,8 +257,13 @@ QVariant TensorTreeModel::headerData(int section, Qt::Orientation orientation, i
     }
     if (role == Qt::ToolTipRole) {
         switch (section) {
+        case NameColumn:
+            return tr("Bold with a blue mark: a layer weight (linear, convolution, recurrent).\n"
+                      "Shaded, italic with \u270E: a layer whose settings deviate from the model-wide default.");
         case SizeColumn: return tr("Bytes as stored in the file");
-        case SqnrColumn: return tr("Signal-to-quantization-noise ratio under the chosen scheme (computed in the background)");
+        case SqnrColumn:
+            return tr("Signal-to-quantization-noise ratio under the chosen scheme (computed in the background); "
+                      "\"float\": the plan leaves it unquantized");
         case ClampedColumn: return tr("Share of values outside the scheme's clamp range");
         case RefSqnrColumn: return tr("SQNR of this tensor against the reference file (File ▸ Compare with…)");
         case RefMaxErrorColumn: return tr("Largest |this − reference| of the tensor");
@@ -274,6 +282,8 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
     const Tensor* t = (n->tensor >= 0 && model_) ? &model_->tensors[size_t(n->tensor)] : nullptr;
     const TensorSummary* s = t ? &summary_[size_t(n->tensor)] : nullptr;
     const bool haveSummary = s && s->ok;
+    const bool keptFloat = haveSummary && s->keptFloat;
+    const bool tuned = n->tensor >= 0 && tuned_.count(n->tensor) > 0;
     const int col = index.column();
     const RefCells* rc = t && size_t(n->tensor) < ref_.size() && ref_[size_t(n->tensor)].ok ? &ref_[size_t(n->tensor)] : nullptr;
 
@@ -298,6 +308,14 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
             return f;
         }
         return {};
+    case Qt::BackgroundRole:
+        if (tuned && col == NameColumn)
+            return QColor(0xf3, 0x9c, 0x12, 70);  // the deviations stand out in a long tree
+        return {};
+    case Qt::ForegroundRole:
+        if (keptFloat && (col == SqnrColumn || col == ClampedColumn))
+            return QColor(0x80, 0x80, 0x80);
+        return {};
     case Qt::DecorationRole:
         if (n->linear && col == NameColumn)
             return QColor(0x2b, 0x7b, 0xb9);  // the "linear layer" marker; legend in the tooltip
@@ -305,14 +323,20 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
     case Qt::ToolTipRole:
         if (col == NameColumn) {
             QString tip = n->fullName;
-            if (n->linear)
+            if (n->linear) {
+                const QString kind = n->kind == LayerKind::Conv ? tr("convolution")
+                                     : n->kind == LayerKind::Recurrent ? tr("recurrent (gate matrices)")
+                                                                       : tr("linear layer");
                 tip += t && t->layout == Layout::InOut
-                           ? tr("\nlinear layer weight, stored [in, out]; shown transposed as [out, in]")
-                           : tr("\nlinear layer weight [out, in]");
+                           ? tr("\n%1 weight, output channels on the last axis; shown with them first").arg(kind)
+                           : tr("\n%1 weight, output channels on axis 0").arg(kind);
+            }
+            if (t && !quantizedByDefault(*t))
+                tip += tr("\nnot quantized by default: %1").arg(qs(notQuantizedReason(*t)));
             if (t && !t->note.empty())
                 tip += QLatin1Char('\n') + qs(t->note);
             if (auto it = tuned_.find(n->tensor); n->tensor >= 0 && it != tuned_.end())
-                tip += tr("\ntuned on this layer: %1").arg(it->second);
+                tip += tr("\ndeviates from the default: %1").arg(it->second);
             if (s && !s->ok && !s->error.empty())
                 tip += QLatin1Char('\n') + qs(s->error);
             return tip;
@@ -327,7 +351,7 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
         case SizeColumn: return double(t ? t->storedBytes() : n->bytes);
         case MinColumn: return haveSummary ? s->min : 0.0;
         case MaxColumn: return haveSummary ? s->max : 0.0;
-        case SqnrColumn: return haveSummary ? s->sqnrDb : 0.0;
+        case SqnrColumn: return !haveSummary ? 0.0 : keptFloat ? 1e9 : s->sqnrDb;  // float sorts as lossless
         case ClampedColumn: return haveSummary ? s->clampedFraction : 0.0;
         case RefSqnrColumn: return rc ? rc->sqnrDb : 0.0;
         case RefMaxErrorColumn: return rc ? rc->maxAbsError : 0.0;
@@ -347,9 +371,11 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
         case SizeColumn: return formatBytes(t ? t->storedBytes() : n->bytes);
         case MinColumn: return haveSummary ? formatNumber(s->min, 4) : QString();
         case MaxColumn: return haveSummary ? formatNumber(s->max, 4) : QString();
-        case SqnrColumn: return haveSummary ? formatDb(s->sqnrDb) : QString();
+        case SqnrColumn: return keptFloat ? tr("float") : haveSummary ? formatDb(s->sqnrDb) : QString();
         case ClampedColumn:
-            return haveSummary ? QStringLiteral("%1 %").arg(s->clampedFraction * 100.0, 0, 'f', 3) : QString();
+            return keptFloat     ? QStringLiteral("\u2014")
+                   : haveSummary ? QStringLiteral("%1 %").arg(s->clampedFraction * 100.0, 0, 'f', 3)
+                                 : QString();
         case RefSqnrColumn: return rc ? formatDb(rc->sqnrDb) : QString();
         case RefMaxErrorColumn: return rc ? formatNumber(rc->maxAbsError, 4) : QString();
         case RefBitsColumn:

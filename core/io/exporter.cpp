@@ -103,8 +103,8 @@ Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, Q
     if (spec.granularity != Granularity::PerTensor && t->rank() < 2)
         return makeError("bad-granularity", "per-" + std::string(spec.granularity == Granularity::PerChannel ? "channel" : "group") +
                          " quantization needs a tensor of rank >= 2; this one has shape " + shapeString(t->shape), {}, -1, name);
-    // Output channels are axis 0 of a PyTorch [out, in] weight and axis 1 of an [in, out] kernel.
-    spec.axis = t->layout == Layout::InOut ? 1 : 0;
+    // Output channels are axis 0 of a PyTorch weight and the last axis of a Keras kernel.
+    spec.axis = outputChannelAxis(*t);
     auto x = t->toFloat();
     if (!x)
         return x.error();
@@ -125,7 +125,7 @@ Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, Q
     e.quantized.sourceDtype = t->dtype;
     const std::vector<float> xhat = dequantize(e.quantized);
     e.metrics = computeMetrics(*x, xhat, e.quantized.clampedCount);
-    for (const LinearLayer& l : findLinearLayers(m))
+    for (const QuantLayer& l : findQuantLayers(m))
         if (l.weight == t && l.bias)
             e.biasName = l.bias->name;
     return e;

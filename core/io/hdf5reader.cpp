@@ -695,8 +695,8 @@ Result<Model> readHdf5InProcess(const std::string& path, const OpenProgress& pro
                          path);
 
     for (Tensor& t : model.tensors) {
-        if (keras && t.rank() == 2 && isKerasKernel(t.name))
-            t.layout = Layout::InOut;  // Dense kernels are [in, out]
+        if (keras && t.rank() >= 2 && isKerasKernel(t.name))
+            t.layout = Layout::InOut;  // Dense/LSTM kernels are [in, out], Conv kernels [k..., in, out]
         if (t.name.rfind("optimizer_weights/", 0) == 0)
             t.group = "optimizer";
     }

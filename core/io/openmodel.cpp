@@ -78,13 +78,16 @@ Result<Model> openByContent(const std::string& path, const OpenProgress& progres
 {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec)) {
-        // A Hugging Face folder: prefer the shard index, then a single file.
-        for (const char* n : {"model.safetensors.index.json", "model.safetensors"}) {
+        // A Hugging Face folder: prefer safetensors (what HF itself loads first), the shard
+        // index before a single file; older repositories hold only torch.save checkpoints.
+        for (const char* n : {"model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
+                              "pytorch_model.bin"}) {
             auto p = (std::filesystem::path(path) / n).string();
             if (std::filesystem::exists(p, ec))
                 return openModel(p, progress);
         }
-        return makeError("unknown-format", "folder holds no model.safetensors or model.safetensors.index.json", path);
+        return makeError("unknown-format",
+                         "folder holds no model.safetensors, pytorch_model.bin or their .index.json shard index", path);
     }
 
     std::ifstream in(path, std::ios::binary);

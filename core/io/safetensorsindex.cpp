@@ -1,4 +1,5 @@
-// Sharded safetensors: model.safetensors.index.json names which shard holds each tensor.
+// Sharded Hugging Face checkpoints: model.safetensors.index.json (or the older
+// pytorch_model.bin.index.json, same JSON) names which shard holds each tensor.
 #include <filesystem>
 #include <set>
 #include <unordered_map>
@@ -6,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/mappedfile.h"
+#include "io/pytorch.h"
 #include "io/safetensors.h"
 #include "layers.h"
 
@@ -60,6 +62,7 @@ Result<Model> readSafetensorsIndex(const std::string& indexPath)
 
     Model model;
     model.format = "safetensors-sharded";
+    bool torchShards = false;  // decided by the shards' names below: one index holds one kind
     if (const auto md = index.find("metadata"); md != index.end()) {
         if (!md->is_object())
             return makeError("bad-metadata", "\"metadata\" is not an object", indexPath);
@@ -86,12 +89,21 @@ Result<Model> readSafetensorsIndex(const std::string& indexPath)
     }
     if (shardNames.empty())
         return makeError("bad-header", "weight_map is empty", indexPath);
+    auto isTorchShard = [](const std::string& n) { return n.size() > 4 && n.compare(n.size() - 4, 4, ".bin") == 0; };
+    torchShards = isTorchShard(shardNames.front());
+    for (const std::string& n : shardNames)
+        if (isTorchShard(n) != torchShards)
+            return makeError("bad-header", "weight_map mixes .bin and safetensors shards ('" + shardNames.front() + "', '" + n + "')",
+                             indexPath);
+    if (torchShards)
+        model.format = "pytorch-sharded";
 
     const fs::path folder = fs::path(indexPath).parent_path();
     std::vector<Model> shards;
     shards.reserve(shardNames.size());
     for (const std::string& name : shardNames) {
-        auto shard = readSafetensors((folder / name).string());
+        const std::string shardPath = (folder / name).string();
+        auto shard = torchShards ? readPytorch(shardPath) : readSafetensors(shardPath);
         if (!shard)
             return shard.error();  // names the shard file and what is wrong with it
         shards.push_back(std::move(*shard));

@@ -45,13 +45,6 @@ const QuantSpec& QuantPlan::specFor(const std::string& name) const
     return it == overrides.end() ? defaultSpec : it->second;
 }
 
-int outputChannelAxis(const Tensor& t)
-{
-    if (t.layout == Layout::InOut && t.rank() >= 2)
-        return int(t.rank() - 1);
-    return 0;
-}
-
 PlanDecision QuantPlan::decide(const Tensor& t) const
 {
     PlanDecision d;
@@ -66,12 +59,12 @@ PlanDecision QuantPlan::decide(const Tensor& t) const
         d.reason = "not decodable (" + (t.opaqueType.empty() ? std::string("unknown type") : t.opaqueType) + ")";
         return d;
     }
-    if (t.numel() == 0 || t.rank() == 0) {
-        d.reason = "empty or a scalar";
+    if (t.numel() == 0) {
+        d.reason = "empty";
         return d;
     }
-    if (t.rank() == 1 && !quantizeVectors && !d.tuned) {
-        d.reason = "a 1-D vector (norm gain or bias): not quantized by default";
+    if (!quantizedByDefault(t) && !(quantizeVectors && t.rank() >= 1) && !d.tuned) {
+        d.reason = notQuantizedReason(t) + ": not quantized by default";
         return d;
     }
     d.quantize = true;

@@ -8,6 +8,7 @@
 
 #include "quant/quantspec.h"
 #include "result.h"
+#include "layers.h"
 #include "tensor.h"
 
 namespace quantlens {
@@ -57,10 +58,6 @@ struct QuantPlan {
     PlanDecision decide(const Tensor& t) const;
     bool operator==(const QuantPlan&) const = default;
 };
-
-// The output-channel axis of a tensor as stored: 1 for [in, out] kernels (Keras Dense,
-// GPT-2 Conv1D), the last axis for Keras convolutions [k..., in, out], else 0.
-int outputChannelAxis(const Tensor& t);
 
 // Whether a spec's integers run on the int8 GEMM (signed 8-bit symmetric, zero point 0, per
 // tensor or per output channel) rather than being simulated through the float GEMM.

@@ -39,7 +39,7 @@ struct QuantSpec {
     double percentile = 99.99;
     float manualLo = 0.0f;
     float manualHi = 0.0f;
-    int axis = 0;              // output-channel axis in the stored layout (1 for [in, out] kernels)
+    int axis = 0;              // output-channel axis in the stored layout (outputChannelAxis: last for Keras kernels)
 
     // Every field, so two specs compare equal exactly when they quantize alike.
     bool operator==(const QuantSpec&) const = default;

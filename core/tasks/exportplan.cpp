@@ -17,8 +17,7 @@ int64_t scaleCount(const Tensor& t, const QuantSpec& s)
         return (n + 31) / 32;
     if (t.rank() < 2 || s.granularity == Granularity::PerTensor)
         return 1;
-    const bool inOut = t.layout == Layout::InOut;
-    const int64_t channels = inOut ? t.shape[1] : t.shape[0];
+    const int64_t channels = t.shape[size_t(outputChannelAxis(t))];
     if (s.granularity == Granularity::PerChannel)
         return channels;
     const int64_t perChannel = channels > 0 ? n / channels : 0;
@@ -37,7 +36,7 @@ ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOp
     };
     std::vector<std::string> names;
     if (opt.choice == ExportChoice::AllLinear) {
-        for (const LinearLayer& l : findLinearLayers(m))
+        for (const QuantLayer& l : findQuantLayers(m))
             names.push_back(l.weight->name);
     } else if (opt.choice == ExportChoice::Named) {
         const std::vector<LinearLayer> layers = findLinearLayers(m);

@@ -15,7 +15,7 @@
 namespace quantlens {
 
 enum class ExportChoice {
-    AllLinear,  // every linear layer's weight
+    AllLinear,  // every quantizable layer's weight (findQuantLayers: linear, conv, recurrent)
     Selected,   // the session's exportSelection
     Named,      // ExportPlanOptions::tensors (names or linear-layer prefixes)
 };

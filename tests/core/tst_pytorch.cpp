@@ -86,6 +86,9 @@ private slots:
     void malformedFilesFailWithOneLine();
     void malformedReasons_data();
     void malformedReasons();
+    void huggingFaceBinFolderOpens();
+    void shardedBinIndexOpensEveryShard();
+    void binIndexMixingShardKindsIsRefused();
 };
 
 void TestPytorch::matchesTorch_data()
@@ -326,6 +329,79 @@ void TestPytorch::malformedReasons()
     QVERIFY(!m.ok());
     const QString line = QString::fromStdString(m.error().oneLine());
     QVERIFY2(line.contains(reason), qPrintable(line));
+}
+
+namespace {
+
+bool writeText(const QString& path, const QByteArray& text)
+{
+    QFile f(path);
+    return f.open(QIODevice::WriteOnly) && f.write(text) == text.size();
+}
+
+}  // namespace
+
+// A Hugging Face repository from before safetensors holds only pytorch_model.bin.
+void TestPytorch::huggingFaceBinFolderOpens()
+{
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    QVERIFY(QFile::copy(dataPath(QStringLiteral("pytorch/bert.pt")), dir.filePath(QStringLiteral("pytorch_model.bin"))));
+    QVERIFY(writeText(dir.filePath(QStringLiteral("config.json")), R"({"model_type": "bert"})"));
+    auto m = openModel(dir.path().toStdString());
+    QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
+    auto direct = openModel(dataPath(QStringLiteral("pytorch/bert.pt")).toStdString());
+    QVERIFY(direct.ok());
+    QCOMPARE(m->format, std::string("pytorch"));
+    QCOMPARE(m->tensors.size(), direct->tensors.size());
+    for (size_t i = 0; i < m->tensors.size(); ++i) {
+        QCOMPARE(m->tensors[i].name, direct->tensors[i].name);
+        QVERIFY(std::equal(m->tensors[i].data.begin(), m->tensors[i].data.end(), direct->tensors[i].data.begin(),
+                           direct->tensors[i].data.end()));
+    }
+}
+
+// pytorch_model.bin.index.json has the same weight_map as the safetensors index.
+void TestPytorch::shardedBinIndexOpensEveryShard()
+{
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    QVERIFY(QFile::copy(dataPath(QStringLiteral("pytorch/bert.pt")), dir.filePath(QStringLiteral("pytorch_model-00001-of-00002.bin"))));
+    QVERIFY(QFile::copy(dataPath(QStringLiteral("pytorch/custom_prefix.pt")),
+                        dir.filePath(QStringLiteral("pytorch_model-00002-of-00002.bin"))));
+    auto a = openModel(dataPath(QStringLiteral("pytorch/bert.pt")).toStdString());
+    auto b = openModel(dataPath(QStringLiteral("pytorch/custom_prefix.pt")).toStdString());
+    QVERIFY(a.ok() && b.ok());
+    nlohmann::json index;
+    index["metadata"]["total_size"] = a->byteCount() + b->byteCount();
+    for (const Tensor& t : a->tensors)
+        index["weight_map"][t.name] = "pytorch_model-00001-of-00002.bin";
+    for (const Tensor& t : b->tensors)
+        index["weight_map"][t.name] = "pytorch_model-00002-of-00002.bin";
+    QVERIFY(writeText(dir.filePath(QStringLiteral("pytorch_model.bin.index.json")), QByteArray::fromStdString(index.dump())));
+
+    auto m = openModel(dir.path().toStdString());  // the folder, as a user opens it
+    QVERIFY2(m.ok(), m.ok() ? "" : m.error().oneLine().c_str());
+    QCOMPARE(m->format, std::string("pytorch-sharded"));
+    QCOMPARE(m->files.size(), size_t(2));
+    QCOMPARE(m->tensors.size(), a->tensors.size() + b->tensors.size());
+    const Tensor* w = m->find("layer.weight");
+    QVERIFY(w);
+    QCOMPARE(w->shape, b->find("layer.weight")->shape);
+    QCOMPARE(*w->toFloat(), *b->find("layer.weight")->toFloat());
+    QCOMPARE(*m->find("bert.encoder.layer.0.attention.self.query.weight")->toFloat(),
+             *a->find("bert.encoder.layer.0.attention.self.query.weight")->toFloat());
+}
+
+void TestPytorch::binIndexMixingShardKindsIsRefused()
+{
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    QVERIFY(writeText(dir.filePath(QStringLiteral("pytorch_model.bin.index.json")),
+                      R"({"weight_map": {"a": "one.bin", "b": "two.safetensors"}})"));
+    auto m = openModel(dir.path().toStdString());
+    QVERIFY(!m.ok());
+    QVERIFY2(QString::fromStdString(m.error().oneLine()).contains(QStringLiteral("mixes")), m.error().oneLine().c_str());
 }
 
 QTEST_GUILESS_MAIN(TestPytorch)

@@ -12,7 +12,7 @@
 #include "io/safetensorswriter.h"
 #include "mainwindow.h"
 #include "numberspanel.h"
-#include "session.h"
+#include "plan/session.h"
 
 using namespace quantlens;
 using namespace quantlens::ui;

@@ -13,6 +13,7 @@
 
 #include "tensoranalysis.h"
 
+using namespace quantlens;
 using namespace quantlens::ui;
 
 namespace {
@@ -81,6 +82,32 @@ bool sameGrid(const HeatGrid& g, const Ref& r, QString& why)
 class TestHeatGrid : public QObject {
     Q_OBJECT
 private slots:
+    // A Keras Conv2D kernel [kh, kw, in, out] keeps its output channels last: the view
+    // has one row per output channel, holding that channel's kh*kw*in values in order.
+    void kerasConvKernelIsViewedOutputChannelsFirst()
+    {
+        const std::vector<int64_t> shape{2, 2, 3, 4};
+        std::vector<float> v(48);
+        for (size_t i = 0; i < v.size(); ++i)
+            v[i] = float(i);
+        Tensor t = makeFloatTensor("conv2d/kernel:0", shape, v);
+        t.layout = Layout::InOut;
+        auto m = quantlens::ui::loadMatrix(t);
+        QVERIFY(m);
+        QCOMPARE((*m)->rows, int64_t(4));
+        QCOMPARE((*m)->cols, int64_t(12));
+        QVERIFY((*m)->transposed);
+        for (int64_t o = 0; o < 4; ++o)
+            for (int64_t k = 0; k < 12; ++k)
+                QCOMPARE((*m)->values[size_t(o * 12 + k)], v[size_t(k * 4 + o)]);
+        // PyTorch's [out, in, k] needs no transposition: rows are axis 0.
+        Tensor p = makeFloatTensor("conv.weight", {4, 3, 4}, v);
+        auto pm = quantlens::ui::loadMatrix(p);
+        QVERIFY(pm);
+        QCOMPARE((*pm)->rows, int64_t(4));
+        QVERIFY(!(*pm)->transposed);
+        QCOMPARE((*pm)->values, v);
+    }
     void matchesReference()
     {
         std::mt19937 rng(7);

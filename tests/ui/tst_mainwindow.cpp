@@ -77,7 +77,8 @@ private slots:
         QVERIFY(w->matrix());
         QCOMPARE(w->matrix()->name, std::string(kQLin));
         QVERIFY(w->outcome());
-        QCOMPARE(w->numbers()->value(QStringLiteral("scheme")), QStringLiteral("seed"));
+        // The default for weights: symmetric int8 per output channel.
+        QCOMPARE(w->numbers()->value(QStringLiteral("scheme")), QStringLiteral("torch-symmetric"));
         QVERIFY(w->heatmaps()->before()->hasGrid());
         QVERIFY(w->heatmaps()->after()->hasGrid());
         QVERIFY(w->heatmaps()->error()->hasGrid());
@@ -90,6 +91,11 @@ private slots:
     // one side lies beyond it and is clamped.
     void seedClampsOutliers()
     {
+        QComboBox* sb = w->controls()->schemeBox();
+        sb->setCurrentIndex(sb->findData(int(Scheme::Seed)));
+        QComboBox* g = w->controls()->granularityBox();
+        g->setCurrentIndex(g->findData(0));  // per tensor, as the seed snippet does
+        QVERIFY(waitIdle(*w));
         const MatrixData& m = *w->matrix();
         const QuantOutcome& q = *w->outcome();
         const double s = q.qt.params.scale.at(0);
@@ -136,15 +142,27 @@ private slots:
         QVERIFY(after->spec.manualHi < hiBefore);
         QCOMPARE(w->controls()->calibBox()->currentData().toInt(), int(CalibMethod::Manual));
         QVERIFY(std::abs(w->controls()->hiBox()->value() - after->spec.manualHi) < 1e-5);
-        // Tighter range: smaller scale and effective upper clamp, more values clamped.
-        QVERIFY(after->qt.params.scale[0] < before->qt.params.scale[0]);
+        // Tighter range: smaller largest scale and effective upper clamp, more values
+        // clamped. (Per channel, the default: rows narrower than the range keep their scale.)
+        QVERIFY(*std::max_element(after->qt.params.scale.begin(), after->qt.params.scale.end()) <
+                *std::max_element(before->qt.params.scale.begin(), before->qt.params.scale.end()));
         QVERIFY(after->effHi < before->effHi);
-        QVERIFY(after->qt.clampedCount > before->qt.clampedCount);
+        // Every value beyond the dragged range is clamped now. (Not "more than before":
+        // torch-symmetric min/max already clamps each row's positive absmax by half a step,
+        // 127.5 -> 127, which the tighter range can count fewer of.)
+        int64_t beyond = 0;
+        for (float x : w->matrix()->values)
+            beyond += std::abs(x) > after->spec.manualHi * 1.01f ? 1 : 0;
+        QVERIFY(beyond > 0);
+        QVERIFY(after->qt.clampedCount >= beyond);
         QVERIFY(after->metrics.mse != before->metrics.mse);
         // The numbers panel, the lines and the heatmaps follow.
         QVERIFY(w->numbers()->value(QStringLiteral("range")) != rangeBefore);
         QVERIFY(!w->numbers()->value(QStringLiteral("requested range")).isEmpty());
-        QVERIFY(std::abs(h->clampHi() - after->effHi) < 1e-9);
+        // The line stays where it was dropped (the manual range), not where the scheme's
+        // rounding puts the effective clamp; symmetric: lo mirrors it.
+        QCOMPARE(h->clampHi(), double(after->spec.manualHi));
+        QCOMPARE(h->clampLo(), -h->clampHi());
         QVERIFY(after->after.v != before->after.v);
         QVERIFY(after->error.v != before->error.v);
         bool errorMapChanged = false;
@@ -198,8 +216,10 @@ private slots:
         const QuantOutcome& q = *w->outcome();
         QCOMPARE(int(q.spec.scheme), scheme);
         if (q.spec.scheme == Scheme::TorchSymmetric) {
-            // absmax / 127.5 over [-128, 127] with zero point 0.
-            const double absmax = std::max(std::abs(w->matrix()->stats.min), std::abs(w->matrix()->stats.max));
+            // absmax / 127.5 over [-128, 127] with zero point 0; per channel (the default)
+            // the first scale is row 0's.
+            QCOMPARE(q.spec.granularity, Granularity::PerChannel);
+            const double absmax = std::max(std::abs(w->matrix()->rowMin[0]), std::abs(w->matrix()->rowMax[0]));
             QCOMPARE(q.qt.params.scale[0], std::max(float(absmax) / 127.5f, 1.1920929e-7f));
             QCOMPARE(q.qt.params.zeroPoint[0], 0);
         }
@@ -212,6 +232,7 @@ private slots:
     // per-tensor range does.)
     void perChannelBeatsPerTensorOnOutlierRows()
     {
+        // The default spec is this one; set anyway so the test states what it measures.
         QComboBox* sb = w->controls()->schemeBox();
         sb->setCurrentIndex(sb->findData(int(Scheme::TorchSymmetric)));
         QComboBox* g = w->controls()->granularityBox();
@@ -372,6 +393,14 @@ private slots:
     void nonMatrixTensorShowsHistogram()
     {
         QVERIFY(w->selectTensor(QString::fromUtf8("distilbert.embeddings.LayerNorm.weight")));
+        QVERIFY(waitIdle(*w));
+        // A vector is left in float by default (tst_planediting covers that); quantized on
+        // request, its histogram shows what the scheme does to it.
+        QVERIFY(!w->outcome());
+        QVERIFY(w->histogram()->keptBars() > 0);
+        QComboBox* sb = w->controls()->schemeBox();
+        sb->setCurrentIndex(sb->findData(int(Scheme::Seed)));  // the model-wide scheme
+        QTest::mouseClick(w->controls()->quantizeAnywayButton(), Qt::LeftButton);
         QVERIFY(waitIdle(*w));
         QVERIFY(w->outcome());
         QCOMPARE(w->matrix()->rows, 1);

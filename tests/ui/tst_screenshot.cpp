@@ -40,6 +40,32 @@ private slots:
         QVERIFY2(colours.size() > 50, qPrintable(QString::number(colours.size())));
     }
 
+    // "demo" names the built-in demo as it does for quantlens-cli, not a file called demo;
+    // --tensor shows that tensor, and a vector the plan leaves in float still gets its shot.
+    void demoArgumentAndTensorOption()
+    {
+        QTemporaryDir dir;
+        QVERIFY(dir.isValid());
+        const QString out = dir.filePath(QStringLiteral("demo.png"));
+        QProcess p;
+        p.setProcessEnvironment(offscreenEnv());
+        p.start(QStringLiteral(QUANTLENS_GUI),
+                {QStringLiteral("--screenshot"), out, QStringLiteral("--tensor"),
+                 QStringLiteral("distilbert.embeddings.LayerNorm.weight"), QStringLiteral("demo")});
+        QVERIFY(p.waitForFinished(60000));
+        QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+        QCOMPARE(QImage(out).size(), QSize(1400, 900));
+
+        QProcess bad;
+        bad.setProcessEnvironment(offscreenEnv());
+        bad.start(QStringLiteral(QUANTLENS_GUI), {QStringLiteral("--screenshot"), dir.filePath(QStringLiteral("x.png")),
+                                                  QStringLiteral("--tensor"), QStringLiteral("no.such.tensor"),
+                                                  QStringLiteral("demo")});
+        QVERIFY(bad.waitForFinished(60000));
+        QCOMPARE(bad.exitCode(), 2);
+        QVERIFY(bad.readAllStandardError().contains("no tensor 'no.such.tensor'"));
+    }
+
     void tabOptionPicksTheTab()
     {
         QTemporaryDir dir;

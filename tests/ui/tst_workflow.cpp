@@ -132,22 +132,25 @@ private slots:
         QVERIFY(waitIdle(*w));
         QCOMPARE(int(w->controls()->spec().calib), int(CalibMethod::MinMax));
         QCOMPARE(int(w->outcome()->spec.calib), int(CalibMethod::MinMax));
-        // ...a model-wide change there does not touch q_lin's tuning...
-        w->controls()->schemeBox()->setCurrentIndex(w->controls()->schemeBox()->findData(int(Scheme::TorchSymmetric)));
+        // ...a model-wide change there does not touch q_lin's tuning (made under the
+        // default, torch-symmetric)...
+        w->controls()->schemeBox()->setCurrentIndex(w->controls()->schemeBox()->findData(int(Scheme::Seed)));
         QVERIFY(waitIdle(*w));
-        QCOMPARE(int(w->session().defaultSpec.scheme), int(Scheme::TorchSymmetric));
-        QCOMPARE(int(w->session().overrides.at(kQLin).scheme), int(Scheme::Seed));
+        QCOMPARE(int(w->session().defaultSpec.scheme), int(Scheme::Seed));
+        QCOMPARE(int(w->session().overrides.at(kQLin).scheme), int(Scheme::TorchSymmetric));
         // ...and coming back restores the tuned range exactly.
         QVERIFY(w->selectTensor(QString::fromLatin1(kQLin)));
         QVERIFY(waitIdle(*w));
         QCOMPARE(int(w->outcome()->spec.calib), int(CalibMethod::Manual));
         QCOMPARE(w->outcome()->spec.manualLo, -0.05f);
         QCOMPARE(w->outcome()->spec.manualHi, 0.06f);
-        QCOMPARE(int(w->outcome()->spec.scheme), int(Scheme::Seed));
+        QCOMPARE(int(w->outcome()->spec.scheme), int(Scheme::TorchSymmetric));
 
-        // Reset range: back to the model-wide spec, the mark goes.
-        w->controls()->setSpec(w->session().defaultSpec);
+        // Scope "all layers": back to the model-wide spec, the mark goes.
+        QComboBox* scope = w->controls()->scopeBox();
+        scope->setCurrentIndex(scope->findData(int(QuantControls::Scope::AllLayers)));
         QVERIFY(waitIdle(*w));
+        QCOMPARE(int(w->outcome()->spec.scheme), int(Scheme::Seed));
         QCOMPARE(w->session().overrides.count(kQLin), size_t(0));
         QVERIFY(!w->treeModel()->indexForTensor(w->currentTensor()).data(TensorTreeModel::TunedRole).toBool());
     }
@@ -167,14 +170,15 @@ private slots:
         // A model-wide change recomputes every row; q_lin keeps its tuning's figure.
         QVERIFY(w->selectTensor(QString::fromLatin1(kKLin)));
         QVERIFY(waitIdle(*w));
-        w->controls()->schemeBox()->setCurrentIndex(w->controls()->schemeBox()->findData(int(Scheme::TorchSymmetric)));
+        w->controls()->schemeBox()->setCurrentIndex(w->controls()->schemeBox()->findData(int(Scheme::NarrowSymmetric)));
         QVERIFY(waitIdle(*w));
         QCOMPARE(sqnrCell(kQLin), tuned);
         QVERIFY(sqnrCell(kKLin) != 0);
-        // Forgetting the tuning brings back the model-wide figure.
+        // Forgetting the tuning (scope "all layers") brings back the model-wide figure.
         QVERIFY(w->selectTensor(QString::fromLatin1(kQLin)));
         QVERIFY(waitIdle(*w));
-        w->controls()->setSpec(w->session().defaultSpec);
+        QComboBox* scope = w->controls()->scopeBox();
+        scope->setCurrentIndex(scope->findData(int(QuantControls::Scope::AllLayers)));
         QVERIFY(waitIdle(*w));
         QCOMPARE(sqnrCell(kQLin), w->outcome()->metrics.sqnrDb);
         QVERIFY(sqnrCell(kQLin) > tuned + 1.0);
@@ -248,7 +252,12 @@ private slots:
         QVERIFY2(d->summaryLabel()->text().contains(QStringLiteral("6 tensors")), qPrintable(d->summaryLabel()->text()));
         QVERIFY(d->summaryLabel()->text().contains(QStringLiteral("1 with their own tuning")));
         const ExportSizes sz = d->sizes();
-        QVERIFY(sz.ratio() > 3.9);
+        // float32 -> int8 with, under the default per-channel granularity, a float32 scale
+        // and an int32 zero point per output row (64 rows in q/k/v/out/lin2, 256 in lin1):
+        // 196608 bytes -> 49152 + 576 * 8 at most.
+        QCOMPARE(sz.quantizedBefore, int64_t(196608));
+        QVERIFY2(sz.quantizedAfter > 49152 && sz.quantizedAfter <= 49152 + 576 * 8, qPrintable(QString::number(sz.quantizedAfter)));
+        QVERIFY(sz.ratio() >= 196608.0 / (49152 + 576 * 8));
 
         QSignalSpy done(d, &ExportDialog::exportFinished);
         QTest::mouseClick(d->exportButton(), Qt::LeftButton);
@@ -256,13 +265,15 @@ private slots:
         QVERIFY2(done.front().front().toBool(), qPrintable(d->statusLabel()->text()));
         QVERIFY(d->statusLabel()->text().contains(QStringLiteral("Wrote")));
 
-        // q_lin carries its tuned range (seed scheme, [-0.02, 0.02]); k_lin the dialog's scheme.
+        // q_lin carries its tuned range (the default torch-symmetric per channel, [-0.02,
+        // 0.02]); k_lin the dialog's scheme.
         QuantSpec tuned = w->session().overrides.at(kQLin);
         auto qe = quantizeForExport(*w->model(), kQLin, tuned);
         QVERIFY(qe);
         QCOMPARE(storedScale(out.toStdString(), kQLin), qe->quantized.params.scale[0]);
         QuantSpec plain;
         plain.scheme = Scheme::TorchSymmetric;
+        plain.granularity = Granularity::PerChannel;  // the dialog starts from the default, per channel
         auto ke = quantizeForExport(*w->model(), kKLin, plain);
         QVERIFY(ke);
         QCOMPARE(storedScale(out.toStdString(), kKLin), ke->quantized.params.scale[0]);
