@@ -27,7 +27,7 @@ if (models.length === 0) {
 const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" });
 for (const modelPath of models) {
     const model = await llama.loadModel({ modelPath });
-    const ctx = await model.createContext({ contextSize: 256 });
+    const ctx = await model.createContext({ contextSize: 256, threads: 1 });
     const tokens = model.tokenize(prompt);
     const out = [];
     for await (const t of ctx.getSequence().evaluate(tokens, { temperature: 0 })) {
