@@ -27,16 +27,26 @@ def gstr(s):
     return struct.pack("<Q", len(b)) + b
 
 
-def main(out_path):
+def main(out_path, hidden=HIDDEN, ffn=FFN, layers=LAYERS, heads=HEADS, vocab=None):
+    """Also used by tests/bench/bench_ggufwrite.py for a >= 100M-parameter model (tensors are
+    generated one at a time while writing, so memory stays about one tensor)."""
     kvs, tensors, _ = read_gguf(STORIES)
-    vocab = next(ne for n, ne, _, _ in tensors if n == "token_embd.weight")[1]
+    stories_vocab = next(ne for n, ne, _, _ in tensors if n == "token_embd.weight")[1]
+    vocab = vocab or stories_vocab
+    HIDDEN, FFN, LAYERS, HEADS = hidden, ffn, layers, heads
+    SIZES = {"llama.embedding_length": HIDDEN, "llama.feed_forward_length": FFN, "llama.attention.head_count": HEADS,
+             "llama.attention.head_count_kv": HEADS, "llama.block_count": LAYERS,
+             "llama.rope.dimension_count": HIDDEN // HEADS}
     rng = np.random.default_rng(256)
 
-    def w(*ne):  # ne innermost first, as GGUF stores it
-        return rng.standard_normal(int(np.prod(ne))).astype("<f4") * np.float32(0.05)
+    def w(*ne):  # ne innermost first, as GGUF stores it; made when written
+        return lambda: rng.standard_normal(int(np.prod(ne)), dtype=np.float32) * np.float32(0.05)
+
+    def ones(n):
+        return lambda: np.ones(n, "<f4")
 
     specs = [("token_embd.weight", [HIDDEN, vocab], w(HIDDEN, vocab)),
-             ("output_norm.weight", [HIDDEN], np.ones(HIDDEN, "<f4")),
+             ("output_norm.weight", [HIDDEN], ones(HIDDEN)),
              ("output.weight", [HIDDEN, vocab], w(HIDDEN, vocab))]
     for i in range(LAYERS):
         p = "blk.%d." % i
@@ -44,11 +54,11 @@ def main(out_path):
                   (p + "attn_k.weight", [HIDDEN, HIDDEN], w(HIDDEN, HIDDEN)),
                   (p + "attn_v.weight", [HIDDEN, HIDDEN], w(HIDDEN, HIDDEN)),
                   (p + "attn_output.weight", [HIDDEN, HIDDEN], w(HIDDEN, HIDDEN)),
-                  (p + "attn_norm.weight", [HIDDEN], np.ones(HIDDEN, "<f4")),
+                  (p + "attn_norm.weight", [HIDDEN], ones(HIDDEN)),
                   (p + "ffn_gate.weight", [HIDDEN, FFN], w(HIDDEN, FFN)),
                   (p + "ffn_down.weight", [FFN, HIDDEN], w(FFN, HIDDEN)),
                   (p + "ffn_up.weight", [HIDDEN, FFN], w(HIDDEN, FFN)),
-                  (p + "ffn_norm.weight", [HIDDEN], np.ones(HIDDEN, "<f4"))]
+                  (p + "ffn_norm.weight", [HIDDEN], ones(HIDDEN))]
     out = b"GGUF" + struct.pack("<IQQ", 3, len(specs), len(kvs))
     for key, (vtype, raw) in kvs.items():
         if key in SIZES:
@@ -58,15 +68,17 @@ def main(out_path):
             raw = gstr("llama256-test")
         out += gstr(key) + struct.pack("<I", vtype) + raw
     offset = 0
-    for name, ne, data in specs:
+    for name, ne, _ in specs:
+        nbytes = 4 * int(np.prod(ne))
         out += gstr(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
         out += struct.pack("<IQ", 0, offset)
-        offset += (data.nbytes + 31) // 32 * 32
+        offset += (nbytes + 31) // 32 * 32
     out += b"\0" * ((-len(out)) % 32)
-    for _, _, data in specs:
-        out += data.tobytes() + b"\0" * ((-data.nbytes) % 32)
     with open(out_path, "wb") as f:
         f.write(out)
+        for _, _, make in specs:
+            data = make().astype("<f4")
+            f.write(data.tobytes() + b"\0" * ((-data.nbytes) % 32))
 
 
 if __name__ == "__main__":
