@@ -1,6 +1,7 @@
 #include "io/ggufwriter.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -138,10 +139,14 @@ Result<RawHeader> readRawHeader(std::span<const std::byte> b, const std::string&
         const size_t valueAt = r.pos;
         if (Status s = r.skipValue(*type, 0); !s)
             return s.error();
-        if (*key == "general.alignment" && *type == kTypeU32) {
-            uint32_t a;
-            std::memcpy(&a, b.data() + valueAt, 4);
-            h.alignment = a;
+        if (*key == "general.alignment") {
+            // The spec says uint32; readGguf tolerates any unsigned integer, so does this.
+            const size_t n = *type == 0 ? 1 : *type == 2 ? 2 : *type == kTypeU32 ? 4 : *type == 10 ? 8 : 0;
+            uint64_t a = 0;
+            for (size_t k = 0; k < n; ++k)
+                a |= uint64_t(uint8_t(b[valueAt + k])) << (8 * k);
+            if (n)
+                h.alignment = a;
         }
         h.kvs.push_back({*key, r.slice(start)});
     }
