@@ -7,6 +7,9 @@
 #include <map>
 #include <unordered_map>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "io/atomicfile.h"
 #include "io/gguf.h"
 #include "io/mappedfile.h"
@@ -199,6 +202,18 @@ void putU32Kv(std::vector<std::byte>& out, const std::string& key, uint32_t v)
 }
 
 uint64_t alignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+// Drops the source pages of a tensor already written from this process's memory (they are
+// clean file pages; touching them again re-reads the file), so a model larger than RAM
+// streams through with about one tensor resident.
+void releasePages(std::span<const std::byte> data)
+{
+    static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(data.data()) + page - 1) / page * page;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(data.data()) + data.size()) / page * page;
+    if (end > begin)
+        ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
 
 std::string sourceTypeName(uint32_t id, const Tensor& t)
 {
@@ -438,6 +453,7 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
                 std::vector<std::byte>().swap(out);
             }
         }
+        releasePages(t.data);
         const uint64_t pad = alignUp(p.bytes, H.alignment) - p.bytes;
         if (pad)
             if (Status s = file->write(std::span<const std::byte>(zeros).first(size_t(pad))); !s)

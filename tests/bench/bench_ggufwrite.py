@@ -26,11 +26,14 @@ HIDDEN, FFN, LAYERS, HEADS, VOCAB = 1024, 4096, 6, 16, 8192
 
 
 def cpu_name():
+    info = {}
     with open("/proc/cpuinfo") as f:
         for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
+            if ":" in line:
+                k, v = line.split(":", 1)
+                info.setdefault(k.strip(), v.strip())
+    return "%s, family %s model %s, %d cores" % (info.get("model name", "unknown CPU"), info.get("cpu family", "?"),
+                                                 info.get("model", "?"), os.cpu_count())
 
 
 def main():
