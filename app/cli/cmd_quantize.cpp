@@ -163,12 +163,10 @@ void printGgufTable(const GgufWriteReport& r)
                 (long long)after, after > 0 ? double(before) / double(after) : 0.0, r.fileType);
 }
 
-// MODEL.gguf -> OUT.gguf: the decisions go to the GGUF writer, which quantizes while it writes.
-void runGgufQuantize(const Model& m, const std::vector<std::string>& names, const QuantSpec& spec, const QuantizeOptions& o)
+// MODEL.gguf -> OUT.gguf: the (tensor, spec) decisions go to the GGUF writer, which quantizes
+// while it writes. One scheme for every chosen tensor here; a plan gives one per tensor.
+void runGgufQuantize(const Model& m, const std::vector<GgufDecision>& decisions, const QuantizeOptions& o)
 {
-    std::vector<GgufDecision> decisions;
-    for (const std::string& n : names)
-        decisions.push_back({n, spec});
     GgufWriteOptions go;
     go.outPath = o.out;
     int lastPct = -1;
@@ -209,8 +207,6 @@ void runGgufQuantize(const Model& m, const std::vector<std::string>& names, cons
     doc["total"] = {{"bytes_before", before}, {"bytes_after", after},
                     {"ratio", number(after > 0 ? double(before) / double(after) : 0.0)}};
     doc["file_type"] = r->fileType;
-    doc["scheme"] = schemeName(spec.scheme);
-    doc["calib"] = calibName(spec);
     doc["outputs"] = {o.out};
     std::cout << doc.dump(2) << std::endl;
 }
@@ -255,7 +251,10 @@ void runQuantize(const QuantizeOptions& o)
     const Model m = loadModelArg(o.model);
     const std::vector<std::string> names = chooseTensors(m, o);
     if (format == ExportFormat::Gguf && !o.out.empty()) {
-        runGgufQuantize(m, names, spec, o);
+        std::vector<GgufDecision> decisions;
+        for (const std::string& n : names)
+            decisions.push_back({n, spec});
+        runGgufQuantize(m, decisions, o);
         return;
     }
 
