@@ -186,7 +186,8 @@ private slots:
         QTest::newRow("torch-symmetric") << int(Scheme::TorchSymmetric) << QStringLiteral("torch-symmetric");
         QTest::newRow("narrow-symmetric") << int(Scheme::NarrowSymmetric) << QStringLiteral("narrow-symmetric");
         QTest::newRow("torch-affine") << int(Scheme::TorchAffine) << QStringLiteral("torch-affine");
-        // ggml's block schemes go through the same window (the demo's rows are 768 / 3072 long).
+        // ggml's block schemes go through the same window; the test demo's rows are 64 long,
+        // which q4_k refuses with a clear reason (its super-blocks are 256).
         QTest::newRow("q4_k") << int(Scheme::Q4_K) << QStringLiteral("q4_k");
         QTest::newRow("q5_0") << int(Scheme::Q5_0) << QStringLiteral("q5_0");
         QTest::newRow("bf16") << int(Scheme::BF16) << QStringLiteral("bf16");
@@ -199,6 +200,11 @@ private slots:
         QComboBox* box = w->controls()->schemeBox();
         box->setCurrentIndex(box->findData(scheme));
         QVERIFY(waitIdle(*w));
+        if (scheme == int(Scheme::Q4_K)) {
+            const QString status = w->numbers()->value(QStringLiteral("status"));
+            QVERIFY2(status.contains(QStringLiteral("multiple of 256")), qPrintable(status));
+            return;
+        }
         QCOMPARE(w->numbers()->value(QStringLiteral("scheme")), name);
         const QuantOutcome& q = *w->outcome();
         QCOMPARE(int(q.spec.scheme), scheme);
