@@ -96,7 +96,7 @@ ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan)
         const int64_t n = t->numel();
         if (auto gt = ggmlTypeForScheme(it.spec.scheme); gt && it.spec.scheme != Scheme::Q8_0) {
             const GgmlTypeInfo* gi = ggmlTypeInfo(*gt);
-            s.quantizedBefore += storedBytes(*t);
+            s.quantizedBefore += t->storedBytes();
             s.quantizedAfter += (n + gi->blockElems - 1) / gi->blockElems * gi->blockBytes;
             continue;
         }
