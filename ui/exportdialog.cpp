@@ -37,6 +37,8 @@ const FormatEntry kFormats[] = {
     {ExportFormat::SafetensorsInt8, "safetensors, int8 + scale + zero point", ".safetensors"},
     {ExportFormat::SafetensorsFakeQuant, "safetensors, fake-quant float32 (drop-in model)", "-fakequant.safetensors"},
     {ExportFormat::NpyFolder, "folder of .npy + manifest.json", ""},
+    // Last, so the indexes above stay those of the combo box when it is left out.
+    {ExportFormat::Gguf, "GGUF for llama.cpp (whole model, ggml types)", ".gguf"},
 };
 
 const CalibMethod kCalibs[] = {CalibMethod::MinMax, CalibMethod::Percentile, CalibMethod::Mse, CalibMethod::Entropy,
@@ -89,7 +91,7 @@ ExportDialog::ExportDialog(std::shared_ptr<const Model> model, const Session& se
     auto* how = new QGroupBox(tr("Quantization (every layer without its own tuning)"), this);
     auto* hf = new QFormLayout(how);
     scheme_ = new QComboBox(how);
-    for (Scheme s : {Scheme::Seed, Scheme::TorchSymmetric, Scheme::TorchAffine, Scheme::NarrowSymmetric, Scheme::Q8_0})
+    for (Scheme s : allSchemes())  // q4_0 ... f32 are written only as GGUF (the export says so otherwise)
         scheme_->addItem(qs(schemeName(s)), int(s));
     granularity_ = new QComboBox(how);
     granularity_->addItem(tr("per tensor"), 0);
@@ -115,7 +117,8 @@ ExportDialog::ExportDialog(std::shared_ptr<const Model> model, const Session& se
     auto* of = new QFormLayout(where);
     format_ = new QComboBox(where);
     for (const FormatEntry& f : kFormats)
-        format_->addItem(tr(f.label), int(f.format));
+        if (f.format != ExportFormat::Gguf || (model_ && model_->format == "gguf"))  // GGUF only from GGUF
+            format_->addItem(tr(f.label), int(f.format));
     auto* pathRow = new QHBoxLayout;
     path_ = new QLineEdit(where);
     path_->setObjectName(QStringLiteral("exportPath"));
@@ -207,6 +210,11 @@ QuantSpec ExportDialog::chosenSpec() const
         s.granularity = Granularity::PerGroup;
         s.groupSize = 32;
         s.isUnsigned = false;
+        s.bits = 8;
+    } else if (isGgmlBlockScheme(s.scheme)) {
+        s.granularity = Granularity::PerTensor;  // ggml's blocks decide
+        s.isUnsigned = false;
+        s.reduceRange = false;
         s.bits = 8;
     }
     s.calib = CalibMethod(calib_->currentData().toInt());

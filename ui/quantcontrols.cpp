@@ -27,6 +27,16 @@ const SchemeEntry kSchemes[] = {
     {Scheme::TorchAffine, "PyTorch MinMaxObserver affine: range widened to include 0, zero point clamped"},
     {Scheme::NarrowSymmetric, "ONNX Runtime / TensorRT: absmax/127, [-127, 127]"},
     {Scheme::Q8_0, "ggml Q8_0: blocks of 32 along rows, fp16 scale absmax/127"},
+    {Scheme::Q4_0, "ggml Q4_0: blocks of 32, fp16 scale max/-8, 4-bit codes (ggml's reference quantizer, bit for bit)"},
+    {Scheme::Q4_1, "ggml Q4_1: blocks of 32, fp16 scale and min, 4-bit codes"},
+    {Scheme::Q5_0, "ggml Q5_0: blocks of 32, fp16 scale max/-16, 5-bit codes"},
+    {Scheme::Q5_1, "ggml Q5_1: blocks of 32, fp16 scale and min, 5-bit codes"},
+    {Scheme::Q4_K, "ggml Q4_K: super-blocks of 256, 6-bit scales and mins per 32, 4-bit codes (rows of 256 only)"},
+    {Scheme::Q5_K, "ggml Q5_K: super-blocks of 256, 6-bit scales and mins per 32, 5-bit codes (rows of 256 only)"},
+    {Scheme::Q6_K, "ggml Q6_K: super-blocks of 256, 8-bit scales per 16, 6-bit codes (rows of 256 only)"},
+    {Scheme::F16, "IEEE half, round to nearest even (ggml's F16)"},
+    {Scheme::BF16, "bfloat16, round to nearest even (ggml's BF16)"},
+    {Scheme::F32, "float32 unchanged"},
 };
 
 struct CalibEntry {
@@ -182,8 +192,8 @@ void QuantControls::updateEnabled()
     const bool on = notQuantizedReason_.isEmpty();
     for (QWidget* w : std::initializer_list<QWidget*>{scheme_, calib_, lo_, hi_, reset_, scope_})
         w->setEnabled(on);
-    // Q8_0 fixes its own blocks; the granularity box does not apply.
-    granularity_->setEnabled(on && spec_.scheme != Scheme::Q8_0);
+    // The ggml schemes fix their own blocks; the granularity box does not apply.
+    granularity_->setEnabled(on && !isGgmlScheme(spec_.scheme));
 }
 
 QuantControls::Scope QuantControls::scope() const { return Scope(scope_->currentData().toInt()); }

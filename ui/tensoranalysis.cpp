@@ -256,7 +256,7 @@ Result<std::shared_ptr<const QuantOutcome>> quantizeMatrix(const std::shared_ptr
 
     if (m->rows > 1) {
         out->rowMetrics = computeRowMetrics(m->values, out->dequantized, m->rows, m->cols);
-        if (withAlternative && spec.scheme != Scheme::Q8_0) {
+        if (withAlternative && !isGgmlScheme(spec.scheme)) {
             QuantSpec alt = modelWideSpec(spec);
             alt.granularity = spec.granularity == Granularity::PerTensor ? Granularity::PerChannel
                                                                           : Granularity::PerTensor;

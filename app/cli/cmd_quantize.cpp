@@ -1,6 +1,7 @@
 // quantlens-cli quantize: quantizes chosen tensors (or every linear layer) with one spec,
 // reports the round-trip error per tensor and writes an HDF5 / safetensors / npy-folder
-// export, optionally with a dequantized float32 ("fake-quant") safetensors copy.
+// export, optionally with a dequantized float32 ("fake-quant") safetensors copy; or, from a
+// GGUF model to OUT.gguf, the whole model with the chosen tensors as ggml types.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +15,7 @@
 
 #include "commands.h"
 #include "io/exporter.h"
+#include "io/ggufwriter.h"
 #include "tasks/exportplan.h"
 #include "tasks/planfile.h"
 #include "layers.h"
@@ -78,6 +80,8 @@ QuantSpec specFrom(const QuantizeOptions& o)
         throw CLI::ValidationError("--dtype", "q8_0 has no unsigned form");
     if (spec.scheme == Scheme::Q8_0 && spec.bits != 8)
         throw CLI::ValidationError("--bits", "q8_0 is 8-bit only");
+    if (isGgmlBlockScheme(spec.scheme) && (spec.bits != 8 || spec.isUnsigned || spec.reduceRange))
+        throw CLI::ValidationError("--scheme", schemeName(spec.scheme) + " fixes its own bits and range (no --bits, --dtype or --reduce-range)");
     return spec;
 }
 
@@ -140,6 +144,74 @@ void printTable(const Model& m, const std::vector<ExportEntry>& entries, int64_t
                 after > 0 ? double(before) / double(after) : 0.0);
 }
 
+void printGgufTable(const GgufWriteReport& r)
+{
+    size_t w = 6;
+    for (const GgufTensorResult& t : r.tensors)
+        w = std::max(w, t.name.size());
+    std::printf("%-*s  %-16s %-6s %-6s %-6s %12s %12s %8s  %s\n", int(w), "tensor", "shape", "from", "asked", "type",
+                "bytes before", "bytes after", "clipped", "note");
+    int64_t before = 0, after = 0;
+    for (const GgufTensorResult& t : r.tensors) {
+        std::printf("%-*s  %-16s %-6s %-6s %-6s %12lld %12lld %8s  %s\n", int(w), t.name.c_str(), shapeString(t.shape).c_str(),
+                    t.sourceType.c_str(), t.requested.empty() ? "-" : t.requested.c_str(), t.written.c_str(),
+                    (long long)t.bytesBefore, (long long)t.bytesAfter,
+                    t.clipped ? std::to_string(t.clippedValues).c_str() : "-", t.note.c_str());
+        before += t.bytesBefore;
+        after += t.bytesAfter;
+    }
+    std::printf("total: %lld bytes -> %lld bytes of tensor data, ratio %.4f; general.file_type %u\n", (long long)before,
+                (long long)after, after > 0 ? double(before) / double(after) : 0.0, r.fileType);
+}
+
+// MODEL.gguf -> OUT.gguf: the (tensor, spec) decisions go to the GGUF writer, which quantizes
+// while it writes. One scheme for every chosen tensor here; a plan gives one per tensor.
+void runGgufQuantize(const Model& m, const std::vector<GgufDecision>& decisions, const QuantizeOptions& o)
+{
+    GgufWriteOptions go;
+    go.outPath = o.out;
+    int lastPct = -1;
+    auto r = writeGgufExport(m.files.front(), decisions, go, [&](double f, const std::string& what) {
+        const int pct = int(f * 100);
+        if (pct != lastPct)
+            std::fprintf(stderr, "[%3d%%] %s\n", pct, what.c_str());
+        lastPct = pct;
+        return true;
+    });
+    if (!r)
+        throw Failure{r.error().oneLine()};
+    std::fprintf(stderr, "wrote %s (gguf, %lld bytes)\n", o.out.c_str(), (long long)r->bytesWritten);
+    if (!o.json) {
+        printGgufTable(*r);
+        return;
+    }
+    ojson doc;
+    ojson tensors = ojson::array();
+    int64_t before = 0, after = 0;
+    for (const GgufTensorResult& t : r->tensors) {
+        ojson j;
+        j["name"] = t.name;
+        j["shape"] = t.shape;
+        j["source_type"] = t.sourceType;
+        j["requested"] = t.requested.empty() ? ojson(nullptr) : ojson(t.requested);
+        j["type"] = t.written;
+        j["bytes_before"] = t.bytesBefore;
+        j["bytes_after"] = t.bytesAfter;
+        j["clipped"] = t.clipped;
+        j["clipped_values"] = t.clippedValues;
+        j["note"] = t.note;
+        before += t.bytesBefore;
+        after += t.bytesAfter;
+        tensors.push_back(std::move(j));
+    }
+    doc["tensors"] = std::move(tensors);
+    doc["total"] = {{"bytes_before", before}, {"bytes_after", after},
+                    {"ratio", number(after > 0 ? double(before) / double(after) : 0.0)}};
+    doc["file_type"] = r->fileType;
+    doc["outputs"] = {o.out};
+    std::cout << doc.dump(2) << std::endl;
+}
+
 void runQuantize(const QuantizeOptions& o)
 {
     if (o.plan.empty() && o.allLinear == !o.tensors.empty())
@@ -153,6 +225,17 @@ void runQuantize(const QuantizeOptions& o)
         if (!f)
             throw CLI::ValidationError("--out", f.error().message);
         format = *f;
+        // With --plan the plan's schemes decide; they are checked per tensor below.
+        if (std::string why = exportSchemeProblem(spec.scheme, format); !why.empty() && o.plan.empty())
+            throw CLI::ValidationError("--scheme", why);
+        if (format == ExportFormat::Gguf && !isGgufFile(o.model))
+            throw CLI::ValidationError("--out", "a .gguf export needs a GGUF model and " + o.model
+                                                    + " is not one; from it you can write .h5, .hdf5, .safetensors "
+                                                      "or a folder of .npy files");
+        if (format == ExportFormat::Gguf && !o.fakeQuant.empty())
+            throw CLI::ValidationError("--fake-quant", "a .gguf export is already the whole model; drop --fake-quant");
+    } else if (isGgmlBlockScheme(spec.scheme) && o.plan.empty()) {
+        throw CLI::ValidationError("--scheme", exportSchemeProblem(spec.scheme, ExportFormat::Hdf5));
     }
     if (!o.fakeQuant.empty()) {
         auto f = exportFormatForPath(o.fakeQuant);
@@ -169,6 +252,17 @@ void runQuantize(const QuantizeOptions& o)
 
     const Model m = loadModelArg(o.model);
     const ExportPlan plan = choosePlan(m, o, spec);
+    if (format == ExportFormat::Gguf && !o.out.empty()) {
+        // Each planned tensor with its own spec (a --plan's per-layer schemes make a mix).
+        std::vector<GgufDecision> decisions;
+        for (const ExportPlanItem& it : plan.items) {
+            if (std::string why = exportSchemeProblem(it.spec.scheme, format); !why.empty())
+                throw Failure{it.tensor + ": " + why};
+            decisions.push_back({it.tensor, it.spec});
+        }
+        runGgufQuantize(m, decisions, o);
+        return;
+    }
 
     std::vector<ExportEntry> entries;
     entries.reserve(plan.items.size());
@@ -241,19 +335,21 @@ void runQuantize(const QuantizeOptions& o)
 void addQuantizeCommand(CLI::App& app)
 {
     auto o = std::make_shared<QuantizeOptions>();
-    auto* cmd = app.add_subcommand("quantize", "quantize tensors to int8 and export them (HDF5, safetensors, npy folder)");
+    auto* cmd = app.add_subcommand("quantize", "quantize tensors and export them (HDF5, safetensors, npy folder; GGUF from a GGUF model)");
     cmd->add_option("MODEL", o->model, "model file or folder; 'demo' is the built-in demo model")->required();
     auto* tensor = cmd->add_option("--tensor", o->tensors, "tensor name or linear-layer prefix; repeat for more")
                        ->allow_extra_args(false);
     auto* all = cmd->add_flag("--all-linear", o->allLinear, "every linear layer's weight");
     tensor->excludes(all);
-    cmd->add_option("--scheme", o->scheme, "seed|torch-symmetric|torch-affine|narrow-symmetric|q8_0")->capture_default_str();
+    cmd->add_option("--scheme", o->scheme, "seed|torch-symmetric|torch-affine|narrow-symmetric|q8_0; for .gguf also "
+                                           "q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|f16|bf16|f32")->capture_default_str();
     cmd->add_option("--granularity", o->granularity, "tensor|channel|group:G")->capture_default_str();
     cmd->add_option("--calib", o->calib, "minmax|percentile:P|mse|entropy|hist-l2|manual:LO,HI")->capture_default_str();
     cmd->add_option("--bits", o->bits, "integer bits, 2..8")->check(CLI::Range(2, 8))->capture_default_str();
     cmd->add_option("--dtype", o->dtype, "int8|uint8")->check(CLI::IsMember({"int8", "uint8"}))->capture_default_str();
     cmd->add_flag("--reduce-range", o->reduceRange, "PyTorch reduce_range: one bit less of range");
-    cmd->add_option("--out", o->out, "FILE.h5|FILE.hdf5 (HDF5), FILE.safetensors (int8 + scales) or DIR (npy files + manifest.json)");
+    cmd->add_option("--out", o->out, "FILE.h5|FILE.hdf5 (HDF5), FILE.safetensors (int8 + scales), DIR (npy files + "
+                                     "manifest.json) or, from a GGUF model, FILE.gguf (llama.cpp loads it)");
     cmd->add_option("--fake-quant", o->fakeQuant, "also write FILE.safetensors: the whole model in its own dtypes with the "
                                                   "quantized tensors replaced by their dequantized float32 values");
     auto* plan = cmd->add_option("--plan", o->plan, "a saved plan (session file): each tensor's spec and the kept-float "

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <filesystem>
 
+#include "io/ggufwriter.h"
 #include "io/h5export.h"
 #include "io/npyfolderexport.h"
 #include "io/safetensorswriter.h"
@@ -21,6 +22,7 @@ std::string exportFormatName(ExportFormat f)
     case ExportFormat::SafetensorsInt8: return "safetensors-int8";
     case ExportFormat::SafetensorsFakeQuant: return "safetensors-fake-quant";
     case ExportFormat::NpyFolder: return "npy-folder";
+    case ExportFormat::Gguf: return "gguf";
     }
     return "unknown";
 }
@@ -39,11 +41,13 @@ Result<ExportFormat> exportFormatForPath(const std::string& outPath)
         return ExportFormat::Hdf5;
     if (ext == ".safetensors")
         return ExportFormat::SafetensorsInt8;
+    if (ext == ".gguf")
+        return ExportFormat::Gguf;
     if (fs::exists(outPath, ec))
         return makeError("bad-path", "output exists and is neither a folder nor a .h5/.hdf5/.safetensors file", outPath);
     // "model.onnx" would otherwise silently become a folder: only plain names do.
     if (!ext.empty())
-        return makeError("bad-path", "unknown output type '" + ext + "': use .h5, .hdf5, .safetensors or a folder (end it with / to force one)", outPath);
+        return makeError("bad-path", "unknown output type '" + ext + "': use .h5, .hdf5, .safetensors, .gguf or a folder (end it with / to force one)", outPath);
     return ExportFormat::NpyFolder;
 }
 
@@ -131,9 +135,57 @@ Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, Q
     return e;
 }
 
+std::string exportPairProblem(const Model& m, ExportFormat f)
+{
+    if (f == ExportFormat::Gguf && (m.format != "gguf" || m.files.size() != 1))
+        return "a .gguf export needs a GGUF source (this model is " + m.format
+               + "); from it you can write .h5, .safetensors or a folder of .npy files";
+    return {};
+}
+
+std::string exportSchemeProblem(Scheme s, ExportFormat f)
+{
+    if (f == ExportFormat::Gguf && !isGgmlScheme(s))
+        return "GGUF holds ggml types: use q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, f16, bf16 or f32, not "
+               + schemeName(s);
+    if (f != ExportFormat::Gguf && isGgmlBlockScheme(s))
+        return schemeName(s) + " is ggml's block format and is written only as GGUF (--out FILE.gguf from a GGUF "
+                               "model); the int8 formats take seed, torch-symmetric, torch-affine, narrow-symmetric "
+                               "or q8_0";
+    return {};
+}
+
+Result<ExportReport> exportGguf(const Model& m, const std::vector<GgufDecision>& decisions, const ExportOptions& opts,
+                                const ExportProgress& progress)
+{
+    if (std::string why = exportPairProblem(m, ExportFormat::Gguf); !why.empty())
+        return makeError("unsupported-pair", why);
+    GgufWriteOptions go;
+    go.outPath = opts.outPath;
+    auto r = writeGgufExport(m.files.front(), decisions, go, progress);
+    if (!r)
+        return r.error();
+    ExportReport rep;
+    rep.bytesWritten = r->bytesWritten;
+    rep.files.push_back(r->outPath);
+    for (const GgufTensorResult& t : r->tensors)
+        if (!t.note.empty() && !t.requested.empty())
+            rep.warnings.push_back(t.name + ": " + t.note);
+    return rep;
+}
+
 Result<ExportReport> exportModel(const Model& m, const std::vector<ExportEntry>& entries,
                                  const ExportOptions& opts, const ExportProgress& progress)
 {
+    for (const ExportEntry& e : entries)
+        if (std::string why = exportSchemeProblem(e.quantized.spec.scheme, opts.format); !why.empty())
+            return makeError("unsupported-pair", why, {}, -1, e.quantized.name);
+    if (opts.format == ExportFormat::Gguf) {
+        std::vector<GgufDecision> decisions;
+        for (const ExportEntry& e : entries)
+            decisions.push_back({e.quantized.name, e.quantized.spec});
+        return exportGguf(m, decisions, opts, progress);
+    }
     for (const ExportEntry& e : entries) {
         auto ss = scaleShape(e.quantized);
         if (!ss)
@@ -147,6 +199,7 @@ Result<ExportReport> exportModel(const Model& m, const std::vector<ExportEntry>&
     case ExportFormat::SafetensorsInt8: return writeSafetensorsExport(m, entries, opts, progress, false);
     case ExportFormat::SafetensorsFakeQuant: return writeSafetensorsExport(m, entries, opts, progress, true);
     case ExportFormat::NpyFolder: return writeNpyFolderExport(m, entries, opts, progress);
+    case ExportFormat::Gguf: break;  // handled above
     }
     return makeError("internal", "unknown export format");
 }

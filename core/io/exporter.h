@@ -19,6 +19,7 @@ enum class ExportFormat {
     SafetensorsInt8,       // .safetensors: <name>, <name>_scale, <name>_zero_point + the rest unchanged
     SafetensorsFakeQuant,  // .safetensors: the whole model, chosen tensors replaced by dequantized float32
     NpyFolder,             // a folder of .npy files + manifest.json
+    Gguf,                  // .gguf from a GGUF source: the whole model, chosen tensors as ggml types (ggufwriter.h)
 };
 
 // One quantized tensor ready to be written.
@@ -46,7 +47,7 @@ using ExportProgress = std::function<bool(double fraction, const std::string& wh
 
 std::string exportFormatName(ExportFormat f);  // "hdf5", "safetensors-int8", ...
 // By the output path: an existing folder or a path ending in "/" -> NpyFolder; .h5/.hdf5 ->
-// Hdf5; .safetensors -> SafetensorsInt8; a new path without extension -> NpyFolder. Any other
+// Hdf5; .safetensors -> SafetensorsInt8; .gguf -> Gguf; a new path without extension -> NpyFolder. Any other
 // extension, or an existing file of another kind, is an error (no surprise folder "x.onnx").
 Result<ExportFormat> exportFormatForPath(const std::string& outPath);
 
@@ -63,9 +64,20 @@ Result<std::vector<int64_t>> scaleShape(const QuantizedTensor& qt);
 // the bias of the linear layer the tensor belongs to.
 Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, QuantSpec spec);
 
+// Why `m` cannot be written as `f` ("" when it can): GGUF needs a GGUF source, and the ggml
+// block schemes (q4_0 ... f32) exist only as GGUF tensors. Names what is possible.
+std::string exportPairProblem(const Model& m, ExportFormat f);
+std::string exportSchemeProblem(Scheme s, ExportFormat f);
+
 // Writes `entries` (tensors of `m`) in opts.format. Never writes over one of m.files.
 Result<ExportReport> exportModel(const Model& m, const std::vector<ExportEntry>& entries,
                                  const ExportOptions& opts, const ExportProgress& progress = {});
+
+struct GgufDecision;
+// The GGUF path of exportModel/runExportPlan: the decisions go straight to the writer, which
+// quantizes one tensor at a time while it writes.
+Result<ExportReport> exportGguf(const Model& m, const std::vector<GgufDecision>& decisions, const ExportOptions& opts,
+                                const ExportProgress& progress = {});
 
 // Shared by the writers.
 namespace exportdetail {

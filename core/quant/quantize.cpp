@@ -10,6 +10,7 @@
 #include "halffloat.h"
 #include "kernels/reduce.h"
 #include "quant/calibrate.h"
+#include "quant/ggmlblocks.h"
 #include "quant/quantrun.h"
 
 namespace quantlens {
@@ -157,6 +158,7 @@ Kernel kernelFor(Scheme s)
     case Scheme::TorchSymmetric:
     case Scheme::TorchAffine: return Kernel::MulInvHalfEven;
     case Scheme::Q8_0: return Kernel::MulInvHalfAway;
+    default: break;  // the ggml block schemes do not use the int8 kernels
     }
     return Kernel::DivHalfEven;
 }
@@ -214,8 +216,13 @@ ScaleZp paramsFromRange(const QuantSpec& spec, Range r, int32_t qmin, int32_t qm
         const float d = amax / float(qmax);
         return {d, 0};
     }
+    default: {
+        // ggml block schemes pick a scale per block; for markers and grids the range's
+        // symmetric step is the closest single number (1 for the float types).
+        const float amax = std::max(std::fabs(r.lo), std::fabs(r.hi));
+        return {qmax > 0 && amax > 0 ? amax / float(qmax) : 1.0f, 0};
     }
-    return {1.0f, 0};
+    }
 }
 
 // Where the values of one scale live. The tensor is seen as [outer, C, inner] around the
@@ -409,7 +416,13 @@ Status quantizeImpl(std::span<const float> x, const std::vector<int64_t>& shape,
         P.rangeLo = std::min(P.rangeLo, range->lo);
         P.rangeHi = std::max(P.rangeHi, range->hi);
         // Q8_0 quantizes with the float d and stores fp16(d): the reference does exactly that.
-        out.clampedCount += quantizeRun(src, dst, n, kernel, sz.scale, sz.zp, P.qmin, P.qmax);
+        if (spec.scheme == Scheme::Q8_0 && sz.scale != 0.0f && !std::isfinite(1.0f / sz.scale)) {
+            // A float32-subnormal d has no finite inverse: ggml's x*inf (or 0*inf) converts
+            // to int8 as 0 for every value of the block.
+            std::fill(dst, dst + n, int8_t(0));
+        } else {
+            out.clampedCount += quantizeRun(src, dst, n, kernel, sz.scale, sz.zp, P.qmin, P.qmax);
+        }
         if (!direct)
             for (int64_t p = p0; p < p1; ++p)
                 out.q[size_t(L.index(c, p))] = qs[size_t(p - p0)];
@@ -424,6 +437,9 @@ Status quantizeImpl(std::span<const float> x, const std::vector<int64_t>& shape,
 Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
                     QuantizedTensor& out)
 {
+    if (isGgmlBlockScheme(spec.scheme))
+        return quantizeGgmlInto(x, shape, spec, out);
+    out.blocks.clear();
     return quantizeImpl(x, shape, spec, out, false);
 }
 
@@ -431,6 +447,8 @@ Status requantize(std::span<const float> x, QuantizedTensor& qt)
 {
     const std::vector<int64_t> shape = qt.shape;
     const QuantSpec spec = qt.spec;
+    if (isGgmlBlockScheme(spec.scheme))  // no calibrated parameters to keep: the blocks are the rule
+        return quantizeGgmlInto(x, shape, spec, qt);
     return quantizeImpl(x, shape, spec, qt, true);
 }
 
@@ -454,6 +472,10 @@ Status quantizeManualInto(std::span<const float> x, const std::vector<int64_t>& 
 
 void dequantize(const QuantizedTensor& qt, std::span<float> out)
 {
+    if (isGgmlBlockScheme(qt.spec.scheme)) {
+        dequantizeGgml(qt, out);
+        return;
+    }
     const auto numel = checkedNumel(qt.shape.data(), qt.shape.size());
     if (!numel || *numel != int64_t(qt.q.size()) || int64_t(out.size()) < *numel)
         return;  // not one of ours: quantize() always makes these agree
@@ -500,6 +522,8 @@ int64_t QuantizedTensor::bytesAfter() const
 {
     const int64_t n = int64_t(q.size());
     const int64_t payload = (n * int64_t(spec.bits) + 7) / 8;
+    if (isGgmlBlockScheme(spec.scheme))
+        return int64_t(blocks.size());
     const int64_t nscales = int64_t(params.scale.size());
     if (spec.scheme == Scheme::Q8_0)
         return payload + 2 * nscales;  // fp16 d per block, no zero point: ggml's 34 bytes per 32 values

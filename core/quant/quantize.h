@@ -36,12 +36,18 @@ struct QuantizedTensor {
     // uint8 bit pattern (read with qUnsigned()).
     std::vector<int8_t> q;
     int64_t clampedCount = 0;  // elements whose scaled value fell outside [qmin, qmax]
+    // The ggml block schemes (isGgmlBlockScheme): ggml's bytes, rows along the last axis,
+    // exactly what a GGUF holds. q then has each element's stored code (0 for the float
+    // types), params.scale is empty, params.groupSize the block size and [rangeLo, rangeHi]
+    // the range of the values quantized (after a tuned clip); clampedCount counts the
+    // values that clip changed.
+    std::vector<std::byte> blocks;
 
     int64_t rank() const { return int64_t(shape.size()); }
     int64_t numel() const { return int64_t(q.size()); }
     const uint8_t* qUnsigned() const { return reinterpret_cast<const uint8_t*>(q.data()); }
     int32_t qAt(int64_t i) const { return spec.isUnsigned ? int32_t(qUnsigned()[i]) : int32_t(q[size_t(i)]); }
-    int64_t bytesAfter() const;  // integer payload (bits/8 packed) + scales + zero points
+    int64_t bytesAfter() const;  // integer payload (bits/8 packed) + scales + zero points; ggml: blocks.size()
 };
 
 // The scheme's rule from a clip range to (scale, zero point), as quantize() applies it to

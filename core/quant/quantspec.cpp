@@ -1,5 +1,6 @@
 #include "quant/quantspec.h"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <system_error>
@@ -43,8 +44,41 @@ std::string schemeName(Scheme s)
     case Scheme::TorchAffine: return "torch-affine";
     case Scheme::NarrowSymmetric: return "narrow-symmetric";
     case Scheme::Q8_0: return "q8_0";
+    case Scheme::Q4_0: return "q4_0";
+    case Scheme::Q4_1: return "q4_1";
+    case Scheme::Q5_0: return "q5_0";
+    case Scheme::Q5_1: return "q5_1";
+    case Scheme::Q4_K: return "q4_k";
+    case Scheme::Q5_K: return "q5_k";
+    case Scheme::Q6_K: return "q6_k";
+    case Scheme::F16: return "f16";
+    case Scheme::BF16: return "bf16";
+    case Scheme::F32: return "f32";
     }
     return "unknown";
+}
+
+bool isGgmlScheme(Scheme s) { return s == Scheme::Q8_0 || isGgmlBlockScheme(s); }
+
+bool isGgmlBlockScheme(Scheme s)
+{
+    switch (s) {
+    case Scheme::Q4_0: case Scheme::Q4_1: case Scheme::Q5_0: case Scheme::Q5_1:
+    case Scheme::Q4_K: case Scheme::Q5_K: case Scheme::Q6_K:
+    case Scheme::F16: case Scheme::BF16: case Scheme::F32:
+        return true;
+    default:
+        return false;
+    }
+}
+
+const std::vector<Scheme>& allSchemes()
+{
+    static const std::vector<Scheme> all{Scheme::Seed, Scheme::TorchSymmetric, Scheme::TorchAffine,
+                                         Scheme::NarrowSymmetric, Scheme::Q8_0, Scheme::Q4_0, Scheme::Q4_1,
+                                         Scheme::Q5_0, Scheme::Q5_1, Scheme::Q4_K, Scheme::Q5_K, Scheme::Q6_K,
+                                         Scheme::F16, Scheme::BF16, Scheme::F32};
+    return all;
 }
 
 std::string granularityName(const QuantSpec& s)
@@ -72,10 +106,14 @@ std::string calibName(const QuantSpec& s)
 
 Result<Scheme> parseScheme(const std::string& s)
 {
-    for (Scheme k : {Scheme::Seed, Scheme::TorchSymmetric, Scheme::TorchAffine, Scheme::NarrowSymmetric, Scheme::Q8_0})
-        if (s == schemeName(k))
+    std::string lower = s;
+    for (char& c : lower)  // ggml spells them q4_K, llama.cpp's tools Q4_K: accept any case
+        c = char(std::tolower(static_cast<unsigned char>(c)));
+    for (Scheme k : allSchemes())
+        if (lower == schemeName(k))
             return k;
-    return badSpec("scheme", s, "seed, torch-symmetric, torch-affine, narrow-symmetric or q8_0");
+    return badSpec("scheme", s, "seed, torch-symmetric, torch-affine, narrow-symmetric, q8_0, q4_0, q4_1, q5_0, q5_1, "
+                                "q4_k, q5_k, q6_k, f16, bf16 or f32");
 }
 
 Status parseGranularity(const std::string& s, QuantSpec& spec)
@@ -169,6 +207,14 @@ void integerRange(const QuantSpec& s, int32_t& qmin, int32_t& qmax)
         qmax = (1 << (bits - 1)) - 1;
         qmin = -qmax;
         return;
+    // The stored codes of the ggml block schemes (QuantizedTensor::q): signed for the
+    // symmetric blocks, unsigned levels for the ones with a min; none for the float types.
+    case Scheme::Q4_0: qmin = -8; qmax = 7; return;
+    case Scheme::Q5_0: qmin = -16; qmax = 15; return;
+    case Scheme::Q6_K: qmin = -32; qmax = 31; return;
+    case Scheme::Q4_1: case Scheme::Q4_K: qmin = 0; qmax = 15; return;
+    case Scheme::Q5_1: case Scheme::Q5_K: qmin = 0; qmax = 31; return;
+    case Scheme::F16: case Scheme::BF16: case Scheme::F32: qmin = 0; qmax = 0; return;
     case Scheme::Seed:
     case Scheme::TorchSymmetric:
     case Scheme::TorchAffine:

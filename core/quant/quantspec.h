@@ -15,7 +15,19 @@ enum class Scheme {
     TorchAffine,      // PyTorch MinMaxObserver affine (range widened to include 0, zp clamped)
     NarrowSymmetric,  // ONNX Runtime / TensorRT: absmax/127, [-127, 127], true division
     Q8_0,             // ggml Q8_0: blocks of 32 along rows, fp16 scale absmax/127, round half away
+    // ggml's other reference quantizers (quantize_row_*_ref), bit for bit, along the last
+    // (contiguous) axis; the result is ggml's block bytes (QuantizedTensor::blocks).
+    Q4_0, Q4_1, Q5_0, Q5_1,  // blocks of 32
+    Q4_K, Q5_K, Q6_K,        // super-blocks of 256
+    F16, BF16, F32,          // ggml's float conversions (F32: unchanged)
 };
+
+// Q8_0 and the ggml schemes after it: blocks fixed by ggml, no granularity choice.
+bool isGgmlScheme(Scheme s);
+// The ggml schemes computed as block bytes (all but Q8_0, which keeps its int8 path).
+bool isGgmlBlockScheme(Scheme s);
+// Every scheme in menu order.
+const std::vector<Scheme>& allSchemes();
 
 enum class Granularity { PerTensor, PerChannel, PerGroup };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "io/ggufwriter.h"
 #include "layers.h"
 
 namespace quantlens {
@@ -92,6 +93,12 @@ ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan)
             continue;
         planned.insert(it.tensor);
         const int64_t n = t->numel();
+        if (auto gt = ggmlTypeForScheme(it.spec.scheme); gt && it.spec.scheme != Scheme::Q8_0) {
+            const GgmlTypeInfo* gi = ggmlTypeInfo(*gt);
+            s.quantizedBefore += t->storedBytes();
+            s.quantizedAfter += (n + gi->blockElems - 1) / gi->blockElems * gi->blockBytes;
+            continue;
+        }
         const int64_t payload = (n * int64_t(it.spec.bits) + 7) / 8;
         const int64_t scales = scaleCount(*t, it.spec);
         // Same accounting as QuantizedTensor::bytesAfter (fp16 scales for Q8_0, else
@@ -115,6 +122,15 @@ Result<ExportReport> runExportPlan(const Model& m, const ExportPlan& plan, const
 {
     if (plan.items.empty())
         return makeError("nothing-to-export", "no tensors chosen for export");
+    if (opts.format == ExportFormat::Gguf) {
+        std::vector<GgufDecision> decisions;
+        for (const ExportPlanItem& it : plan.items) {
+            if (std::string why = exportSchemeProblem(it.spec.scheme, opts.format); !why.empty())
+                return makeError("unsupported-pair", why, {}, -1, it.tensor);
+            decisions.push_back({it.tensor, it.spec});
+        }
+        return exportGguf(m, decisions, opts, progress);
+    }
     std::vector<ExportEntry> entries;
     entries.reserve(plan.items.size());
     const double n = double(plan.items.size());

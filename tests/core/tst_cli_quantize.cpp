@@ -144,6 +144,43 @@ private slots:
         QTest::newRow("fake-quant not safetensors") << QStringList{q, demo, all, QStringLiteral("--fake-quant"), QStringLiteral("f.h5")} << 2 << QStringLiteral("fake-quant");
         QTest::newRow("fake-quant onto --out") << QStringList{q, demo, all, out, QStringLiteral("a.safetensors"), QStringLiteral("--fake-quant"), QStringLiteral("./a.safetensors")} << 2 << QStringLiteral("different file");
         QTest::newRow("no model") << QStringList{q, all, out, h5} << 2 << QStringLiteral("MODEL");
+        // GGUF: only from a GGUF model, only ggml schemes; ggml block schemes only to GGUF.
+        QTest::newRow("gguf from a non-GGUF model") << QStringList{q, demo, all, QStringLiteral("--scheme"), QStringLiteral("q8_0"), out, QStringLiteral("x.gguf")} << 2 << QStringLiteral(".safetensors");
+        QTest::newRow("int8 scheme to gguf") << QStringList{q, demo, all, QStringLiteral("--scheme"), QStringLiteral("torch-symmetric"), out, QStringLiteral("x.gguf")} << 2 << QStringLiteral("q4_k");
+        QTest::newRow("q4_k to h5") << QStringList{q, demo, all, QStringLiteral("--scheme"), QStringLiteral("q4_k"), out, h5} << 2 << QStringLiteral("GGUF");
+    }
+
+    // stories260K to GGUF with q4_k: the JSON names each tensor's type (rows of 64 fall back
+    // to q5_0, rows of 172 to f16) and bytes; the file opens with those types.
+    void ggufExport()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        QTemporaryDir tmp;
+        const QString outPath = tmp.filePath(QStringLiteral("s.gguf"));
+        const Run r = cli({QStringLiteral("quantize"), quantlens::test::sharedModel(QStringLiteral("stories260K.gguf")),
+                           QStringLiteral("--all-linear"), QStringLiteral("--scheme"), QStringLiteral("q4_k"),
+                           QStringLiteral("--out"), outPath, QStringLiteral("--json")});
+        QVERIFY2(r.code == 0, r.err.constData());
+        const auto doc = nlohmann::json::parse(r.out.toStdString());
+        int q50 = 0, f16 = 0, kept = 0;
+        for (const auto& t : doc["tensors"]) {
+            const std::string type = t["type"];
+            if (t["requested"].is_null()) {
+                QCOMPARE(type, t["source_type"].get<std::string>());
+                QCOMPARE(t["bytes_after"].get<int64_t>(), t["bytes_before"].get<int64_t>());
+                ++kept;
+                continue;
+            }
+            QCOMPARE(t["requested"].get<std::string>(), std::string("q4_K"));
+            const int64_t row = t["shape"].back();
+            QCOMPARE(type, std::string(row == 64 ? "q5_0" : "f16"));
+            (row == 64 ? q50 : f16) += 1;
+        }
+        QCOMPARE(q50, 31);
+        QCOMPARE(f16, 5);
+        QCOMPARE(kept, 12);
+        QCOMPARE(doc["file_type"].get<int>(), 8);  // mostly Q5_0
+        QVERIFY(QFile::exists(outPath));
     }
     void exitCodes()
     {

@@ -1,0 +1,259 @@
+#include "quant/ggmlquant.h"
+
+#include <algorithm>
+#include <array>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+
+#include "halffloat.h"
+#include "quant/ggmlkquant.h"
+#include "quant/ggmlquantdetail.h"
+
+// Bit-exactness depends on evaluating each float expression exactly as ggml's C does: the
+// file is compiled with -ffp-contract=off (core/CMakeLists.txt) so no a*b+c becomes an FMA.
+
+namespace quantlens {
+
+namespace {
+
+constexpr std::array<GgmlTypeInfo, 11> kTypes{{
+    {GgmlType::F32, "f32", 1, 4, DType::F32},
+    {GgmlType::F16, "f16", 1, 2, DType::F16},
+    {GgmlType::Q4_0, "q4_0", 32, 18, DType::Q4_0},
+    {GgmlType::Q4_1, "q4_1", 32, 20, DType::Q4_1},
+    {GgmlType::Q5_0, "q5_0", 32, 22, DType::Q5_0},
+    {GgmlType::Q5_1, "q5_1", 32, 24, DType::Q5_1},
+    {GgmlType::Q8_0, "q8_0", 32, 34, DType::Q8_0},
+    {GgmlType::Q4_K, "q4_K", 256, 144, DType::Q4_K},
+    {GgmlType::Q5_K, "q5_K", 256, 176, DType::Q5_K},
+    {GgmlType::Q6_K, "q6_K", 256, 210, DType::Q6_K},
+    {GgmlType::BF16, "bf16", 1, 2, DType::BF16},
+}};
+
+using ggmldetail::putHalf;
+using ggmldetail::toInt8Like;
+
+// The value with the largest magnitude, first one on ties (the legacy symmetric blocks
+// divide by it with its sign).
+float signedAbsMax(const float* x, int n)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; ++j)
+        if (amax < std::fabs(x[j])) {
+            amax = std::fabs(x[j]);
+            max = x[j];
+        }
+    return max;
+}
+
+void minMax(const float* x, int n, float& min, float& max)
+{
+    min = FLT_MAX;
+    max = -FLT_MAX;
+    for (int j = 0; j < n; ++j) {
+        if (x[j] < min)
+            min = x[j];
+        if (x[j] > max)
+            max = x[j];
+    }
+}
+
+}  // namespace
+
+const GgmlTypeInfo* ggmlTypeInfo(GgmlType t) { return ggmlTypeInfo(uint32_t(t)); }
+
+const GgmlTypeInfo* ggmlTypeInfo(uint32_t id)
+{
+    for (const GgmlTypeInfo& i : kTypes)
+        if (uint32_t(i.type) == id)
+            return &i;
+    return nullptr;
+}
+
+std::optional<GgmlType> ggmlTypeForScheme(Scheme s)
+{
+    switch (s) {
+    case Scheme::Q8_0: return GgmlType::Q8_0;
+    case Scheme::Q4_0: return GgmlType::Q4_0;
+    case Scheme::Q4_1: return GgmlType::Q4_1;
+    case Scheme::Q5_0: return GgmlType::Q5_0;
+    case Scheme::Q5_1: return GgmlType::Q5_1;
+    case Scheme::Q4_K: return GgmlType::Q4_K;
+    case Scheme::Q5_K: return GgmlType::Q5_K;
+    case Scheme::Q6_K: return GgmlType::Q6_K;
+    case Scheme::F16: return GgmlType::F16;
+    case Scheme::BF16: return GgmlType::BF16;
+    case Scheme::F32: return GgmlType::F32;
+    default: return std::nullopt;
+    }
+}
+
+Scheme schemeForGgmlType(GgmlType t)
+{
+    switch (t) {
+    case GgmlType::F32: return Scheme::F32;
+    case GgmlType::F16: return Scheme::F16;
+    case GgmlType::BF16: return Scheme::BF16;
+    case GgmlType::Q4_0: return Scheme::Q4_0;
+    case GgmlType::Q4_1: return Scheme::Q4_1;
+    case GgmlType::Q5_0: return Scheme::Q5_0;
+    case GgmlType::Q5_1: return Scheme::Q5_1;
+    case GgmlType::Q8_0: return Scheme::Q8_0;
+    case GgmlType::Q4_K: return Scheme::Q4_K;
+    case GgmlType::Q5_K: return Scheme::Q5_K;
+    case GgmlType::Q6_K: return Scheme::Q6_K;
+    }
+    return Scheme::F32;
+}
+
+Result<int64_t> ggmlRowBytes(GgmlType t, int64_t rowLen)
+{
+    const GgmlTypeInfo* info = ggmlTypeInfo(t);
+    if (!info)
+        return makeError("bad-type", "ggml type " + std::to_string(uint32_t(t)) + " cannot be written");
+    if (rowLen < 0 || rowLen % info->blockElems != 0)
+        return makeError("bad-row", std::string(info->name) + " needs rows that are a multiple of "
+                                        + std::to_string(info->blockElems) + " values; this row has "
+                                        + std::to_string(rowLen));
+    return rowLen / info->blockElems * info->blockBytes;
+}
+
+namespace ggmlref {
+
+void quantizeQ4_0(const float* x, std::byte* y, int64_t k)
+{
+    for (int64_t i = 0; i < k / 32; ++i, x += 32, y += 18) {
+        const float d = signedAbsMax(x, 32) / -8;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        putHalf(y, floatToHalf(d));
+        for (int j = 0; j < 16; ++j) {
+            const uint8_t a = uint8_t(std::min<int>(15, toInt8Like(x[j] * id + 8.5f)));
+            const uint8_t b = uint8_t(std::min<int>(15, toInt8Like(x[j + 16] * id + 8.5f)));
+            y[2 + j] = std::byte(uint8_t(a | (b << 4)));
+        }
+    }
+}
+
+void quantizeQ4_1(const float* x, std::byte* y, int64_t k)
+{
+    for (int64_t i = 0; i < k / 32; ++i, x += 32, y += 20) {
+        float min, max;
+        minMax(x, 32, min, max);
+        const float d = (max - min) / 15;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        putHalf(y, floatToHalf(d));
+        putHalf(y + 2, floatToHalf(min));
+        for (int j = 0; j < 16; ++j) {
+            const uint8_t a = uint8_t(std::min<int>(15, toInt8Like((x[j] - min) * id + 0.5f)));
+            const uint8_t b = uint8_t(std::min<int>(15, toInt8Like((x[j + 16] - min) * id + 0.5f)));
+            y[4 + j] = std::byte(uint8_t(a | (b << 4)));
+        }
+    }
+}
+
+void quantizeQ5_0(const float* x, std::byte* y, int64_t k)
+{
+    for (int64_t i = 0; i < k / 32; ++i, x += 32, y += 22) {
+        const float d = signedAbsMax(x, 32) / -16;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        putHalf(y, floatToHalf(d));
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) {
+            const uint8_t a = uint8_t(std::min<int>(31, toInt8Like(x[j] * id + 16.5f)));
+            const uint8_t b = uint8_t(std::min<int>(31, toInt8Like(x[j + 16] * id + 16.5f)));
+            y[6 + j] = std::byte(uint8_t((a & 0x0F) | ((b & 0x0F) << 4)));
+            qh |= uint32_t((a & 0x10u) >> 4) << j;
+            qh |= uint32_t((b & 0x10u) >> 4) << (j + 16);
+        }
+        for (int b = 0; b < 4; ++b)
+            y[2 + b] = std::byte(uint8_t(qh >> (8 * b)));
+    }
+}
+
+void quantizeQ5_1(const float* x, std::byte* y, int64_t k)
+{
+    for (int64_t i = 0; i < k / 32; ++i, x += 32, y += 24) {
+        float min, max;
+        minMax(x, 32, min, max);
+        const float d = (max - min) / 31;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        putHalf(y, floatToHalf(d));
+        putHalf(y + 2, floatToHalf(min));
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) {
+            // ggml casts to uint8_t without a MIN here: same truncation, no clamp.
+            const uint8_t a = uint8_t(toInt8Like((x[j] - min) * id + 0.5f));
+            const uint8_t b = uint8_t(toInt8Like((x[j + 16] - min) * id + 0.5f));
+            y[8 + j] = std::byte(uint8_t((a & 0x0F) | ((b & 0x0F) << 4)));
+            qh |= uint32_t((a & 0x10u) >> 4) << j;
+            qh |= uint32_t((b & 0x10u) >> 4) << (j + 16);
+        }
+        for (int b = 0; b < 4; ++b)
+            y[4 + b] = std::byte(uint8_t(qh >> (8 * b)));
+    }
+}
+
+void quantizeQ8_0(const float* x, std::byte* y, int64_t k)
+{
+    for (int64_t i = 0; i < k / 32; ++i, x += 32, y += 34) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; ++j)
+            amax = std::max(amax, std::fabs(x[j]));
+        const float d = amax / 127;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        putHalf(y, floatToHalf(d));
+        for (int j = 0; j < 32; ++j)
+            y[2 + j] = std::byte(uint8_t(toInt8Like(std::round(x[j] * id))));
+    }
+}
+
+uint16_t floatToBf16(float f)
+{
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return uint16_t((u >> 16) | 64);
+    return uint16_t((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
+}
+
+}  // namespace ggmlref
+
+Status ggmlQuantize(GgmlType t, std::span<const float> x, int64_t rowLen, std::span<std::byte> out)
+{
+    auto rb = ggmlRowBytes(t, rowLen);
+    if (!rb)
+        return rb.error();
+    const int64_t n = int64_t(x.size());
+    if (rowLen == 0 ? n != 0 : n % rowLen != 0)
+        return makeError("bad-shape", std::to_string(n) + " values are not whole rows of " + std::to_string(rowLen));
+    const int64_t rows = rowLen == 0 ? 0 : n / rowLen;
+    if (int64_t(out.size()) != rows * *rb)
+        return makeError("bad-size", "output holds " + std::to_string(out.size()) + " bytes, "
+                                         + std::to_string(rows * *rb) + " needed");
+    const float* px = x.data();
+    std::byte* py = out.data();
+    switch (t) {
+    case GgmlType::F32: std::memcpy(py, px, size_t(n) * 4); break;
+    case GgmlType::F16:
+        for (int64_t i = 0; i < n; ++i)
+            putHalf(py + 2 * i, floatToHalf(px[i]));
+        break;
+    case GgmlType::BF16:
+        for (int64_t i = 0; i < n; ++i)
+            putHalf(py + 2 * i, ggmlref::floatToBf16(px[i]));
+        break;
+    // Blocks never span rows and every row is whole blocks, so the tensor is one long row.
+    case GgmlType::Q4_0: ggmlref::quantizeQ4_0(px, py, n); break;
+    case GgmlType::Q4_1: ggmlref::quantizeQ4_1(px, py, n); break;
+    case GgmlType::Q5_0: ggmlref::quantizeQ5_0(px, py, n); break;
+    case GgmlType::Q5_1: ggmlref::quantizeQ5_1(px, py, n); break;
+    case GgmlType::Q8_0: ggmlref::quantizeQ8_0(px, py, n); break;
+    case GgmlType::Q4_K: ggmlref::quantizeQ4_K(px, py, n); break;
+    case GgmlType::Q5_K: ggmlref::quantizeQ5_K(px, py, n); break;
+    case GgmlType::Q6_K: ggmlref::quantizeQ6_K(px, py, n); break;
+    }
+    return Ok{};
+}
+
+}  // namespace quantlens
