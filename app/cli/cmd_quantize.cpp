@@ -33,6 +33,7 @@ struct QuantizeOptions {
     std::string dtype = "int8";
     bool reduceRange = false;
     std::string out;
+    std::string format;  // --format; "" = by --out's extension
     std::string fakeQuant;
     bool json = false;
 };
@@ -148,9 +149,9 @@ void runQuantize(const QuantizeOptions& o)
     const QuantSpec spec = specFrom(o);
     ExportFormat format = ExportFormat::Hdf5;
     if (!o.out.empty()) {
-        auto f = exportFormatForPath(o.out);
+        auto f = exportFormatFor(o.out, o.format);
         if (!f)
-            throw CLI::ValidationError("--out", f.error().message);
+            throw CLI::ValidationError(o.format.empty() ? "--out" : "--format", f.error().message);
         format = *f;
     }
     if (!o.fakeQuant.empty()) {
@@ -167,6 +168,9 @@ void runQuantize(const QuantizeOptions& o)
     }
 
     const Model m = loadModelArg(o.model);
+    if (!o.out.empty())
+        if (Status s = checkExportSource(m, format); !s)
+            throw CLI::ValidationError("--out", s.error().message);
     const std::vector<std::string> names = chooseTensors(m, o);
 
     std::vector<ExportEntry> entries;
@@ -251,7 +255,9 @@ void addQuantizeCommand(CLI::App& app)
     cmd->add_option("--bits", o->bits, "integer bits, 2..8")->check(CLI::Range(2, 8))->capture_default_str();
     cmd->add_option("--dtype", o->dtype, "int8|uint8")->check(CLI::IsMember({"int8", "uint8"}))->capture_default_str();
     cmd->add_flag("--reduce-range", o->reduceRange, "PyTorch reduce_range: one bit less of range");
-    cmd->add_option("--out", o->out, "FILE.h5|FILE.hdf5 (HDF5), FILE.safetensors (int8 + scales) or DIR (npy files + manifest.json)");
+    cmd->add_option("--out", o->out, "FILE.h5|FILE.hdf5 (HDF5), FILE.safetensors (int8 + scales), FILE.onnx (ONNX QDQ, from an ONNX model) or DIR (npy files + manifest.json; --format compressed-tensors)");
+    cmd->add_option("--format", o->format, "compressed-tensors (a Hugging Face folder), onnx-qdq, hdf5, safetensors-int8, "
+                                           "npy-folder; default: by --out (.onnx from an ONNX model is onnx-qdq)");
     cmd->add_option("--fake-quant", o->fakeQuant, "also write FILE.safetensors: the whole model in its own dtypes with the "
                                                   "quantized tensors replaced by their dequantized float32 values");
     cmd->add_flag("--json", o->json, "print one JSON document on stdout");

@@ -4,8 +4,10 @@
 #include <cctype>
 #include <filesystem>
 
+#include "io/compressedtensors.h"
 #include "io/h5export.h"
 #include "io/npyfolderexport.h"
+#include "io/onnxqdq.h"
 #include "io/safetensorswriter.h"
 #include "layers.h"
 
@@ -20,6 +22,8 @@ std::string exportFormatName(ExportFormat f)
     case ExportFormat::SafetensorsInt8: return "safetensors-int8";
     case ExportFormat::SafetensorsFakeQuant: return "safetensors-fake-quant";
     case ExportFormat::NpyFolder: return "npy-folder";
+    case ExportFormat::OnnxQdq: return "onnx-qdq";
+    case ExportFormat::CompressedTensors: return "compressed-tensors";
     }
     return "unknown";
 }
@@ -38,12 +42,43 @@ Result<ExportFormat> exportFormatForPath(const std::string& outPath)
         return ExportFormat::Hdf5;
     if (ext == ".safetensors")
         return ExportFormat::SafetensorsInt8;
+    if (ext == ".onnx")
+        return ExportFormat::OnnxQdq;
     if (fs::exists(outPath, ec))
-        return makeError("bad-path", "output exists and is neither a folder nor a .h5/.hdf5/.safetensors file", outPath);
-    // "model.onnx" would otherwise silently become a folder: only plain names do.
+        return makeError("bad-path", "output exists and is neither a folder nor a .h5/.hdf5/.safetensors/.onnx file", outPath);
+    // "model.xyz" would otherwise silently become a folder: only plain names do.
     if (!ext.empty())
-        return makeError("bad-path", "unknown output type '" + ext + "': use .h5, .hdf5, .safetensors or a folder (end it with / to force one)", outPath);
+        return makeError("bad-path", "unknown output type '" + ext + "': use .h5, .hdf5, .safetensors, .onnx or a folder (end it with / to force one)", outPath);
     return ExportFormat::NpyFolder;
+}
+
+Result<ExportFormat> exportFormatFor(const std::string& outPath, const std::string& name)
+{
+    if (name.empty())
+        return exportFormatForPath(outPath);
+    for (ExportFormat f : {ExportFormat::Hdf5, ExportFormat::SafetensorsInt8, ExportFormat::SafetensorsFakeQuant,
+                           ExportFormat::NpyFolder, ExportFormat::OnnxQdq, ExportFormat::CompressedTensors})
+        if (exportFormatName(f) == name)
+            return f;
+    return makeError("bad-format", "unknown export format '" + name +
+                                       "': use compressed-tensors, onnx-qdq, hdf5, safetensors-int8 or npy-folder");
+}
+
+Status checkExportSource(const Model& m, ExportFormat f)
+{
+    const bool onnx = m.format == "onnx";
+    const bool hf = m.format == "safetensors" || m.format == "safetensors-sharded";
+    const std::string possible = std::string("from this ") + (m.format.empty() ? "model" : m.format) +
+                                 " source Quantlens can write .h5, .safetensors or an npy folder" +
+                                 (onnx ? ", or .onnx (ONNX QDQ)" : "") +
+                                 (hf ? ", or a folder with --format compressed-tensors" : "");
+    if (f == ExportFormat::OnnxQdq && !onnx)
+        return makeError("bad-pair", "an ONNX QDQ export (.onnx) rewrites an ONNX model, and this source is " + m.format +
+                                         "; " + possible);
+    if (f == ExportFormat::CompressedTensors && !hf)
+        return makeError("bad-pair", "a compressed-tensors export rewrites a Hugging Face safetensors checkpoint, and this source is " +
+                                         m.format + "; " + possible);
+    return Ok{};
 }
 
 std::string storedGranularity(const QuantizedTensor& qt)
@@ -130,6 +165,8 @@ Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, Q
 Result<ExportReport> exportModel(const Model& m, const std::vector<ExportEntry>& entries,
                                  const ExportOptions& opts, const ExportProgress& progress)
 {
+    if (Status s = checkExportSource(m, opts.format); !s)
+        return s.error();
     for (const ExportEntry& e : entries) {
         auto ss = scaleShape(e.quantized);
         if (!ss)
@@ -143,6 +180,8 @@ Result<ExportReport> exportModel(const Model& m, const std::vector<ExportEntry>&
     case ExportFormat::SafetensorsInt8: return writeSafetensorsExport(m, entries, opts, progress, false);
     case ExportFormat::SafetensorsFakeQuant: return writeSafetensorsExport(m, entries, opts, progress, true);
     case ExportFormat::NpyFolder: return writeNpyFolderExport(m, entries, opts, progress);
+    case ExportFormat::OnnxQdq: return writeOnnxQdqExport(m, entries, opts, progress);
+    case ExportFormat::CompressedTensors: return writeCompressedTensorsExport(m, entries, opts, progress);
     }
     return makeError("internal", "unknown export format");
 }

@@ -19,6 +19,8 @@ enum class ExportFormat {
     SafetensorsInt8,       // .safetensors: <name>, <name>_scale, <name>_zero_point + the rest unchanged
     SafetensorsFakeQuant,  // .safetensors: the whole model, chosen tensors replaced by dequantized float32
     NpyFolder,             // a folder of .npy files + manifest.json
+    OnnxQdq,               // .onnx from an ONNX source: int8 initializers + DequantizeLinear nodes (onnxqdq.h)
+    CompressedTensors,     // a Hugging Face folder in compressed-tensors layout (compressedtensors.h)
 };
 
 // One quantized tensor ready to be written.
@@ -49,6 +51,15 @@ std::string exportFormatName(ExportFormat f);  // "hdf5", "safetensors-int8", ..
 // Hdf5; .safetensors -> SafetensorsInt8; a new path without extension -> NpyFolder. Any other
 // extension, or an existing file of another kind, is an error (no surprise folder "x.onnx").
 Result<ExportFormat> exportFormatForPath(const std::string& outPath);
+
+// By an explicit name ("compressed-tensors", "onnx-qdq", "hdf5", "safetensors-int8",
+// "npy-folder"), or by the path as above when `name` is empty.
+Result<ExportFormat> exportFormatFor(const std::string& outPath, const std::string& name);
+
+// Whether `m` can be written as `f`: runtime formats rewrite their source, so an ONNX
+// QDQ export needs an ONNX model and compressed-tensors a Hugging Face safetensors
+// checkpoint. The error (code "bad-pair") names what is possible from this source.
+Status checkExportSource(const Model& m, ExportFormat f);
 
 // The granularity as stored: "tensor", "channel", "group:G" (Q8_0 is "group:32").
 std::string storedGranularity(const QuantizedTensor& qt);
