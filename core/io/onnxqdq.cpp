@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include <onnx/onnx_pb.h>
+#include <onnx/shape_inference/implementation.h>
 #include <onnx/version_converter/convert.h>
 
 #include "io/atomicfile.h"
@@ -330,8 +331,17 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
         opset->set_domain("");
         opset->set_version(kPerChannelOpset);
     } else if (version < kPerChannelOpset) {
+        // Adapters such as Softmax 12->13 need shapes: infer them first, and drop the
+        // inferred value_info again afterwards so only the conversion changes the graph.
+        std::set<std::string> hadInfo;
+        for (const auto& v : mp.graph().value_info())
+            hadInfo.insert(v.name());
         try {
+            onnx::shape_inference::InferShapes(mp);
             mp = onnx::version_conversion::ConvertVersion(mp, kPerChannelOpset);
+            auto* vi = mp.mutable_graph()->mutable_value_info();
+            vi->erase(std::remove_if(vi->begin(), vi->end(), [&](const onnx::ValueInfoProto& v) { return !hadInfo.count(v.name()); }),
+                      vi->end());
         } catch (const std::exception& ex) {
             return fail("opset", "raising the model from opset " + std::to_string(version) + " to 13 (ONNX's version converter) failed: " +
                                      std::string(ex.what()).substr(0, 300));
