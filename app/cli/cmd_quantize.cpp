@@ -153,6 +153,8 @@ void runQuantize(const QuantizeOptions& o)
         if (!f)
             throw CLI::ValidationError(o.format.empty() ? "--out" : "--format", f.error().message);
         format = *f;
+        if (Status s = checkExportSpec(format, spec); !s)
+            throw CLI::ValidationError("--out", s.error().message);
     }
     if (!o.fakeQuant.empty()) {
         auto f = exportFormatForPath(o.fakeQuant);

@@ -210,11 +210,11 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
         const QuantizedTensor& q = e.quantized;
         const Tensor* t = m.find(q.name);
         if (!t)
-            return fail("no-tensor", "quantized tensor '" + q.name + "' is not in the model", q.name);
+            return fail("no-tensor", "not in the model", q.name);
         if (!q.name.ends_with(".weight") || q.rank() != 2)
-            return fail("unsupported", "'" + q.name + "' is not a 2-D <module>.weight; compressed-tensors quantizes Linear weights", q.name);
+            return fail("unsupported", "not a 2-D <module>.weight; compressed-tensors quantizes Linear weights", q.name);
         if (t->layout == Layout::InOut)
-            return fail("unsupported", "'" + q.name + "' is stored [in, out] (a GPT-2 Conv1D or Keras kernel); compressed-tensors "
+            return fail("unsupported", "stored [in, out] (a GPT-2 Conv1D); compressed-tensors "
                                        "quantizes nn.Linear [out, in] weights only, and llm-compressor leaves Conv1D layers in float", q.name);
         if (q.spec.isUnsigned)
             return fail("unsupported", "compressed-tensors stores signed integers: use --dtype int8", q.name);
@@ -236,12 +236,12 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
             c.strategy = perChannel ? "channel" : "group";
             c.groupSize = q.params.groupSize;
             if (c.groupSize > 0 && q.shape[1] % c.groupSize != 0)
-                return fail("unsupported", "group size " + std::to_string(c.groupSize) + " does not divide the " +
-                                               std::to_string(q.shape[1]) + " input features of '" + q.name + "'", q.name);
+                return fail("unsupported", "group size " + std::to_string(c.groupSize) + " does not divide its " +
+                                               std::to_string(q.shape[1]) + " input features (vLLM needs whole groups)", q.name);
         } else {
             return fail("unsupported", "compressed-tensors takes --bits 8 with --granularity tensor|channel (W8A8, int-quantized) "
-                                       "or --bits 4 with --granularity channel|group:G (W4A16, pack-quantized); '" + q.name +
-                                       "' is " + std::to_string(q.spec.bits) + "-bit " + storedGranularity(q), q.name);
+                                       "or --bits 4 with --granularity channel|group:G (W4A16, pack-quantized); this is " +
+                                       std::to_string(q.spec.bits) + "-bit " + storedGranularity(q), q.name);
         }
         if (q.params.qmin < -(1 << (q.spec.bits - 1)) || q.params.qmax > (1 << (q.spec.bits - 1)) - 1)
             return fail("unsupported", "integer range [" + std::to_string(q.params.qmin) + ", " + std::to_string(q.params.qmax) +
@@ -265,7 +265,7 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
                 return s.error();
         }
         if (!byName.emplace(q.name, cts.size()).second)
-            return fail("duplicate-name", "tensor '" + q.name + "' is quantized twice", q.name);
+            return fail("duplicate-name", "quantized twice", q.name);
         quantizedModules.insert(c.module);
         cts.push_back(std::move(c));
     }

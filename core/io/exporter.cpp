@@ -81,6 +81,24 @@ Status checkExportSource(const Model& m, ExportFormat f)
     return Ok{};
 }
 
+Status checkExportSpec(ExportFormat f, const QuantSpec& spec)
+{
+    if (f != ExportFormat::CompressedTensors)
+        return Ok{};
+    auto bad = [](const std::string& why) { return makeError("bad-spec", "compressed-tensors: " + why); };
+    if (spec.isUnsigned)
+        return bad("stores signed integers; use --dtype int8");
+    if (spec.scheme == Scheme::TorchAffine)
+        return bad("takes symmetric schemes (zero point 0): torch-symmetric, narrow-symmetric or seed, not torch-affine");
+    const bool w8a8 = spec.bits == 8 && spec.scheme != Scheme::Q8_0 && spec.granularity != Granularity::PerGroup;
+    const bool w4a16 = spec.bits == 4 && spec.scheme != Scheme::Q8_0 && spec.granularity != Granularity::PerTensor;
+    if (!w8a8 && !w4a16)
+        return bad("takes --bits 8 with --granularity tensor|channel (W8A8, int-quantized) or --bits 4 with --granularity "
+                   "channel|group:G (W4A16, pack-quantized); this is " + std::to_string(spec.bits) + "-bit " + schemeName(spec.scheme) +
+                   " " + granularityName(spec));
+    return Ok{};
+}
+
 std::string storedGranularity(const QuantizedTensor& qt)
 {
     if (qt.params.groupSize > 0)

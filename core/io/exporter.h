@@ -61,6 +61,11 @@ Result<ExportFormat> exportFormatFor(const std::string& outPath, const std::stri
 // checkpoint. The error (code "bad-pair") names what is possible from this source.
 Status checkExportSource(const Model& m, ExportFormat f);
 
+// Whether a spec can be written as `f` at all, before any tensor is quantized (the CLI
+// makes a failure here a usage error). compressed-tensors: signed and symmetric, 8 bits
+// per tensor / per channel (W8A8) or 4 bits per channel / per group (W4A16).
+Status checkExportSpec(ExportFormat f, const QuantSpec& spec);
+
 // The granularity as stored: "tensor", "channel", "group:G" (Q8_0 is "group:32").
 std::string storedGranularity(const QuantizedTensor& qt);
 // The channel axis the scales run along; -1 for per-tensor.

@@ -300,14 +300,14 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
     for (const ExportEntry& e : entries) {
         const QuantizedTensor& qt = e.quantized;
         if (!seen.insert(qt.name).second)
-            return fail("duplicate-name", "tensor '" + qt.name + "' is quantized twice", qt.name);
+            return fail("duplicate-name", "quantized twice", qt.name);
         auto it = initIndex.find(qt.name);
         if (it == initIndex.end())
-            return fail("unsupported", "'" + qt.name + "' is not an initializer of the main graph (subgraph and sparse "
+            return fail("unsupported", "not an initializer of the main graph (subgraph and sparse "
                                        "initializers are not quantized)", qt.name);
         const onnx::TensorProto& t = mp.graph().initializer(it->second);
         if (!isFloatType(t.data_type()))
-            return fail("unsupported", "'" + qt.name + "' is not a float initializer; DequantizeLinear only makes floats", qt.name);
+            return fail("unsupported", "not a float initializer; DequantizeLinear only makes floats", qt.name);
         if (qt.spec.bits > 8)
             return fail("unsupported", "more than 8 bits has no int8 container", qt.name);
         auto L = qdqLayout(qt);
@@ -367,7 +367,7 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
             return exportdetail::cancelled(opts.outPath);
         auto it = initIndex.find(qt.name);
         if (it == initIndex.end())
-            return fail("internal", "initializer '" + qt.name + "' disappeared in the opset conversion", qt.name);
+            return fail("internal", "the initializer disappeared in the opset conversion", qt.name);
         const int srcType = g.initializer(it->second).data_type();
         const QdqLayout& L = layouts[k];
         const int qType = qt.spec.isUnsigned ? onnx::TensorProto::UINT8 : onnx::TensorProto::INT8;
