@@ -387,6 +387,19 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
     for (const char* f : {"model.safetensors", "config.json"})
         if (Status s = checkNotAnInput((dir / f).string(), m.files); !s)
             return s.error();
+    // A folder this export created is removed again if the export does not finish.
+    struct CreatedDir {
+        fs::path path;
+        bool keep = false;
+        ~CreatedDir()
+        {
+            std::error_code e;
+            if (!path.empty() && !keep)
+                fs::remove(path, e);  // only if empty: removes nothing it did not make
+        }
+    } created;
+    if (!fs::exists(dir, ec))
+        created.path = dir;
     fs::create_directories(dir, ec);
     if (ec)
         return fail("mkdir", "cannot create the output folder: " + ec.message());
@@ -430,6 +443,7 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
         if (::rename(from.c_str(), to.c_str()) != 0)
             return fail("rename", "cannot move " + n + " into place: " + std::strerror(errno));
         report.files.push_back(to.string());
+        created.keep = true;
     }
     exportdetail::report(progress, 1.0, "done");
     return report;
