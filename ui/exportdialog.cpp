@@ -37,6 +37,8 @@ const FormatEntry kFormats[] = {
     {ExportFormat::SafetensorsInt8, "safetensors, int8 + scale + zero point", ".safetensors"},
     {ExportFormat::SafetensorsFakeQuant, "safetensors, fake-quant float32 (drop-in model)", "-fakequant.safetensors"},
     {ExportFormat::NpyFolder, "folder of .npy + manifest.json", ""},
+    {ExportFormat::OnnxQdq, "ONNX QDQ for ONNX Runtime (from an ONNX model)", ".onnx"},
+    {ExportFormat::CompressedTensors, "compressed-tensors folder for vLLM (from a Hugging Face checkpoint)", "-ct"},
 };
 
 const CalibMethod kCalibs[] = {CalibMethod::MinMax, CalibMethod::Percentile, CalibMethod::Mse, CalibMethod::Entropy,
@@ -256,7 +258,7 @@ void ExportDialog::suggestPath()
 void ExportDialog::browse()
 {
     QString chosen;
-    if (format() == ExportFormat::NpyFolder)
+    if (format() == ExportFormat::NpyFolder || format() == ExportFormat::CompressedTensors)
         chosen = QFileDialog::getExistingDirectory(this, tr("Export into folder"), QFileInfo(outputPath()).absolutePath());
     else
         chosen = QFileDialog::getSaveFileName(this, tr("Export to"), outputPath());

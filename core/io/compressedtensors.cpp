@@ -203,6 +203,7 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
     }
 
     // Every tensor is classified and checked before anything is written.
+    ExportReport report;
     std::vector<CtTensor> cts;
     std::set<std::string> quantizedModules;
     std::map<std::string, size_t> byName;
@@ -226,6 +227,12 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
         c.entry = &e;
         c.qt = q;
         c.module = q.name.substr(0, q.name.size() - 7);
+        if (c.module == "lm_head") {
+            // llm-compressor's recipes ignore lm_head and vLLM builds it unquantized for
+            // compressed-tensors, so it stays float here too (listed in `ignore`).
+            report.warnings.push_back("lm_head.weight was left in float: compressed-tensors checkpoints keep lm_head unquantized");
+            continue;
+        }
         const bool perChannel = q.params.groupSize <= 0 && q.spec.granularity == Granularity::PerChannel;
         const bool perTensor = q.params.groupSize <= 0 && !perChannel;
         if (q.spec.bits == 8 && q.spec.scheme != Scheme::Q8_0 && (perTensor || perChannel)) {
@@ -269,6 +276,9 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
         quantizedModules.insert(c.module);
         cts.push_back(std::move(c));
     }
+
+    if (cts.empty())
+        return fail("nothing-to-export", "no Linear weight left to quantize (lm_head stays float)");
 
     // config_groups: one per distinct scheme. A single group targets every Linear and
     // lists the others in `ignore`, as llm-compressor writes it; several name their modules.
@@ -327,7 +337,6 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
     config["quantization_config"] = qc;
 
     // The state dict: every model tensor in file order, quantized weights replaced.
-    ExportReport report;
     std::vector<SafetensorsItem> items;
     std::vector<std::vector<int32_t>> packed;  // kept alive for the writer's callbacks
     std::vector<std::vector<int64_t>> shapes;

@@ -213,6 +213,34 @@ private slots:
         }
     }
 
+    void lmHeadStaysFloat()
+    {
+        QTemporaryDir src;
+        std::vector<float> a(8 * 16), b(12 * 8);
+        for (size_t i = 0; i < a.size(); ++i)
+            a[i] = float(std::cos(double(i)));
+        for (size_t i = 0; i < b.size(); ++i)
+            b[i] = float(std::sin(double(i)));
+        std::vector<SafetensorsItem> items{
+            {"model.proj.weight", DType::F32, {8, 16}, [&a](AtomicFile& f) { return f.write(a.data(), a.size() * 4); }},
+            {"lm_head.weight", DType::F32, {12, 8}, [&b](AtomicFile& f) { return f.write(b.data(), b.size() * 4); }}};
+        QVERIFY(writeSafetensors(src.filePath("model.safetensors").toStdString(), items, {}, {}));
+        { std::ofstream(src.filePath("config.json").toStdString()) << R"({"model_type": "toy"})"; }
+        const Model m = open(src.path().toStdString());
+        const auto entries = quantizeAll(m, spec(Scheme::TorchSymmetric, Granularity::PerChannel));
+        QCOMPARE(entries.size(), size_t(2));
+        QTemporaryDir dir;
+        const std::string out = dir.filePath("o").toStdString();
+        auto r = exportModel(m, entries, ExportOptions{ExportFormat::CompressedTensors, out, {}});
+        QVERIFY2(r, r ? "" : r.error().oneLine().c_str());
+        QVERIFY(!r->warnings.empty() && r->warnings[0].find("lm_head") != std::string::npos);
+        const Model back = open(out);
+        QCOMPARE(back.find("lm_head.weight")->dtype, DType::F32);
+        QVERIFY(!back.find("lm_head.weight_scale"));
+        QCOMPARE(back.find("model.proj.weight")->dtype, DType::I8);
+        QVERIFY(readJson(out + "/config.json")["quantization_config"]["ignore"] == json::array({"lm_head"}));
+    }
+
     void refusalsLeaveNothing()
     {
         QTemporaryDir dir;
