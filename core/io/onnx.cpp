@@ -11,6 +11,7 @@
 
 #include "io/mappedfile.h"
 #include "io/protowire.h"
+#include "layers.h"
 
 namespace quantlens {
 
@@ -660,10 +661,13 @@ Result<Model> readOnnx(const std::string& path)
 
     // Gemm with transB=0 and MatMul multiply by B as [in, out]: mark those weights so
     // the layer view runs them transposed like a Keras kernel.
-    std::unordered_set<std::string> inOut;
-    for (const NodeInfo& n : g.nodes)
+    std::unordered_set<std::string> inOut, linear;
+    for (const NodeInfo& n : g.nodes) {
         if (n.inputs.size() >= 2 && ((n.op == "Gemm" && !n.transB) || n.op == "MatMul"))
             inOut.insert(n.inputs[1]);
+        if (n.inputs.size() >= 2 && (n.op == "Gemm" || n.op == "MatMul"))
+            linear.insert(n.inputs[1]);
+    }
 
     Builder b(map, path);
     std::unordered_set<std::string> names;
@@ -684,6 +688,8 @@ Result<Model> readOnnx(const std::string& path)
             continue;
         if (t->rank() == 2 && inOut.count(t->name))
             t->layout = Layout::InOut;
+        if (t->rank() == 2 && t->note.empty() && linear.count(t->name))
+            t->note = kOnnxLinearNote;
         model.tensors.push_back(std::move(*t));
     }
     for (auto& f2 : b.files_)

@@ -16,6 +16,7 @@
 #include "io/demomodel.h"
 #include "io/exporter.h"
 #include "io/onnx.h"
+#include "layers.h"
 #include "testsupport.h"
 
 using namespace quantlens;
@@ -287,6 +288,25 @@ private slots:
         QCOMPARE(run.code, 2);
         QVERIFY2(run.err.contains("ONNX QDQ") && run.err.contains(".h5, .safetensors or an npy folder"), run.err.constData());
         QVERIFY(QDir(dir.path()).isEmpty(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot));
+    }
+
+    void unnamedMatMulWeightIsALinearLayer()
+    {
+        auto m = readOnnx(fixture("unnamed_matmul.onnx"));
+        QVERIFY(m);
+        const auto layers = findLinearLayers(*m);
+        QCOMPARE(layers.size(), size_t(1));
+        QCOMPARE(layers[0].prefix, std::string("onnx::MatMul_7"));
+        QVERIFY(layers[0].transposed());
+        QCOMPARE(layers[0].inFeatures, int64_t(5));
+        QCOMPARE(layers[0].outFeatures, int64_t(3));
+        QTemporaryDir dir;
+        const QString out = dir.filePath("u.onnx");
+        const test::CliRun run = test::runCli({"quantize", QString::fromStdString(fixture("unnamed_matmul.onnx")), "--all-linear",
+                                               "--scheme", "torch-symmetric", "--granularity", "channel", "--out", out});
+        QVERIFY2(run.code == 0, run.err.constData());
+        const onnx::ModelProto mp = loadProto(out.toStdString());
+        QCOMPARE(intAttr(*producer(mp, "onnx::MatMul_7"), "axis"), int64_t(1));
     }
 
     void cliWritesBurnMnist()

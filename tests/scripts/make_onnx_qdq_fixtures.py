@@ -13,6 +13,10 @@ conversion is exercised):
   external/convnet_ext.onnx + convnet_ext.bin   opset 13, the initializers over 100 bytes (the
                          four weights) in external data
 
+  unnamed_matmul.onnx    x [2, 5] -> MatMul with "onnx::MatMul_7" [5, 3]: the name a
+                         PyTorch export gives a transposed Linear weight, found as a linear
+                         layer from the graph, not the name
+
 Input "x" [1, 1, 6, 6]; output "y" [1, 4]. Weights: numpy's default_rng(18).
 
 Run: /usr/bin/python3 tests/scripts/make_onnx_qdq_fixtures.py  (from anywhere)
@@ -94,6 +98,14 @@ def main():
     onnx.save_model(m13, os.path.join(ext, "convnet_ext.onnx"), save_as_external_data=True,
                     all_tensors_to_one_file=True, location="convnet_ext.bin", size_threshold=100)
     onnx.checker.check_model(os.path.join(ext, "convnet_ext.onnx"))
+    w7 = (np.random.default_rng(7).standard_normal((5, 3)) * 0.5).astype(np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "onnx::MatMul_7"], ["y"])], "unnamed",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+                          [numpy_helper.from_array(w7, "onnx::MatMul_7")])
+    mu = model(g, 13, 7)
+    onnx.checker.check_model(mu, full_check=True)
+    onnx.save(mu, os.path.join(OUT, "unnamed_matmul.onnx"))
     print("wrote", OUT)
 
 
