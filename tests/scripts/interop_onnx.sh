@@ -37,6 +37,7 @@ case_ mnist-affine-u8 "$mnist" "${convs[@]}" --scheme torch-affine --dtype uint8
 case_ opset11-channel "$fx/convnet_opset11.onnx" "${all[@]}" --scheme torch-symmetric --granularity channel
 case_ opset21-group8 "$fx/convnet_opset21.onnx" --all-linear --scheme narrow-symmetric --granularity group:8
 case_ opset21-q8_0 "$fx/convnet_opset21.onnx" --all-linear --scheme q8_0
+case_ unnamed-matmul "$fx/unnamed_matmul.onnx" --all-linear --scheme torch-symmetric --granularity channel
 case_ external-channel "$fx/external/convnet_ext.onnx" "${all[@]}" --scheme torch-symmetric --granularity channel
 [ -f "$out/external-channel.onnx.data" ] || { echo "interop_onnx: no external data file beside the export" >&2; exit 1; }
 echo "interop_onnx: ok"
