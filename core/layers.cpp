@@ -45,11 +45,12 @@ std::vector<LinearLayer> findLinearLayers(const Model& m)
     std::vector<LinearLayer> out;
     for (const Tensor& t : m.tensors) {
         std::string p, leaf;
-        if (!t.group.empty() || t.rank() != 2 || !t.decodable() || !splitName(t.name, p, leaf))
+        if (!t.group.empty() || t.rank() != 2 || !t.decodable())
             continue;
-        if (leaf != "weight" && leaf != "kernel")
-            continue;
-        if (isEmbedding(t.name))
+        const bool named = splitName(t.name, p, leaf) && (leaf == "weight" || leaf == "kernel");
+        if (!named && t.note == kOnnxLinearNote)
+            p = t.name;  // known from the graph, not the name: the layer is the tensor itself
+        else if (!named || isEmbedding(t.name))
             continue;
         LinearLayer l;
         l.prefix = p;

@@ -18,6 +18,10 @@ struct LinearLayer {
     bool transposed() const { return weight && weight->layout == Layout::InOut; }
 };
 
+// The note the ONNX reader puts on a 2-D initializer that is a MatMul or Gemm weight (B
+// input): exporters often name those "onnx::MatMul_123", which no naming rule finds.
+inline constexpr const char* kOnnxLinearNote = "MatMul/Gemm weight";
+
 // Every linear layer in the model, in file order. Embedding tables
 // (names containing embed/wte/wpe/embd) are 2-D but not linear layers.
 std::vector<LinearLayer> findLinearLayers(const Model& m);

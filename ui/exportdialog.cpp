@@ -37,6 +37,8 @@ const FormatEntry kFormats[] = {
     {ExportFormat::SafetensorsInt8, "safetensors, int8 + scale + zero point", ".safetensors"},
     {ExportFormat::SafetensorsFakeQuant, "safetensors, fake-quant float32 (drop-in model)", "-fakequant.safetensors"},
     {ExportFormat::NpyFolder, "folder of .npy + manifest.json", ""},
+    {ExportFormat::OnnxQdq, "ONNX QDQ for ONNX Runtime (from an ONNX model)", ".onnx"},
+    {ExportFormat::CompressedTensors, "compressed-tensors folder for vLLM (from a Hugging Face checkpoint)", "-ct"},
     // Last, so the indexes above stay those of the combo box when it is left out.
     {ExportFormat::Gguf, "GGUF for llama.cpp (whole model, ggml types)", ".gguf"},
 };
@@ -264,7 +266,7 @@ void ExportDialog::suggestPath()
 void ExportDialog::browse()
 {
     QString chosen;
-    if (format() == ExportFormat::NpyFolder)
+    if (format() == ExportFormat::NpyFolder || format() == ExportFormat::CompressedTensors)
         chosen = QFileDialog::getExistingDirectory(this, tr("Export into folder"), QFileInfo(outputPath()).absolutePath());
     else
         chosen = QFileDialog::getSaveFileName(this, tr("Export to"), outputPath());

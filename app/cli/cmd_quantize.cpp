@@ -37,6 +37,7 @@ struct QuantizeOptions {
     std::string dtype = "int8";
     bool reduceRange = false;
     std::string out;
+    std::string format;  // --format; "" = by --out's extension
     std::string fakeQuant;
     std::string plan;
     bool json = false;
@@ -221,9 +222,9 @@ void runQuantize(const QuantizeOptions& o)
     const QuantSpec spec = specFrom(o);
     ExportFormat format = ExportFormat::Hdf5;
     if (!o.out.empty()) {
-        auto f = exportFormatForPath(o.out);
+        auto f = exportFormatFor(o.out, o.format);
         if (!f)
-            throw CLI::ValidationError("--out", f.error().message);
+            throw CLI::ValidationError(o.format.empty() ? "--out" : "--format", f.error().message);
         format = *f;
         // With --plan the plan's schemes decide; they are checked per tensor below.
         if (std::string why = exportSchemeProblem(spec.scheme, format); !why.empty() && o.plan.empty())
@@ -234,6 +235,8 @@ void runQuantize(const QuantizeOptions& o)
                                                       "or a folder of .npy files");
         if (format == ExportFormat::Gguf && !o.fakeQuant.empty())
             throw CLI::ValidationError("--fake-quant", "a .gguf export is already the whole model; drop --fake-quant");
+        if (Status s = checkExportSpec(format, spec); !s && o.plan.empty())
+            throw CLI::ValidationError("--out", s.error().message);
     } else if (isGgmlBlockScheme(spec.scheme) && o.plan.empty()) {
         throw CLI::ValidationError("--scheme", exportSchemeProblem(spec.scheme, ExportFormat::Hdf5));
     }
@@ -251,6 +254,9 @@ void runQuantize(const QuantizeOptions& o)
     }
 
     const Model m = loadModelArg(o.model);
+    if (!o.out.empty())
+        if (Status s = checkExportSource(m, format); !s)
+            throw CLI::ValidationError("--out", s.error().message);
     const ExportPlan plan = choosePlan(m, o, spec);
     if (format == ExportFormat::Gguf && !o.out.empty()) {
         // Each planned tensor with its own spec (a --plan's per-layer schemes make a mix).
@@ -349,7 +355,10 @@ void addQuantizeCommand(CLI::App& app)
     cmd->add_option("--dtype", o->dtype, "int8|uint8")->check(CLI::IsMember({"int8", "uint8"}))->capture_default_str();
     cmd->add_flag("--reduce-range", o->reduceRange, "PyTorch reduce_range: one bit less of range");
     cmd->add_option("--out", o->out, "FILE.h5|FILE.hdf5 (HDF5), FILE.safetensors (int8 + scales), DIR (npy files + "
-                                     "manifest.json) or, from a GGUF model, FILE.gguf (llama.cpp loads it)");
+                                     "manifest.json; --format compressed-tensors), FILE.onnx (ONNX QDQ, from an ONNX model) "
+                                     "or FILE.gguf (from a GGUF model; llama.cpp loads it)");
+    cmd->add_option("--format", o->format, "compressed-tensors (a Hugging Face folder), onnx-qdq, hdf5, safetensors-int8, "
+                                           "npy-folder; default: by --out (.onnx from an ONNX model is onnx-qdq)");
     cmd->add_option("--fake-quant", o->fakeQuant, "also write FILE.safetensors: the whole model in its own dtypes with the "
                                                   "quantized tensors replaced by their dequantized float32 values");
     auto* plan = cmd->add_option("--plan", o->plan, "a saved plan (session file): each tensor's spec and the kept-float "

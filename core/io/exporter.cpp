@@ -6,8 +6,10 @@
 #include <filesystem>
 
 #include "io/ggufwriter.h"
+#include "io/compressedtensors.h"
 #include "io/h5export.h"
 #include "io/npyfolderexport.h"
+#include "io/onnxqdq.h"
 #include "io/safetensorswriter.h"
 #include "layers.h"
 
@@ -23,6 +25,8 @@ std::string exportFormatName(ExportFormat f)
     case ExportFormat::SafetensorsFakeQuant: return "safetensors-fake-quant";
     case ExportFormat::NpyFolder: return "npy-folder";
     case ExportFormat::Gguf: return "gguf";
+    case ExportFormat::OnnxQdq: return "onnx-qdq";
+    case ExportFormat::CompressedTensors: return "compressed-tensors";
     }
     return "unknown";
 }
@@ -43,12 +47,61 @@ Result<ExportFormat> exportFormatForPath(const std::string& outPath)
         return ExportFormat::SafetensorsInt8;
     if (ext == ".gguf")
         return ExportFormat::Gguf;
+    if (ext == ".onnx")
+        return ExportFormat::OnnxQdq;
     if (fs::exists(outPath, ec))
-        return makeError("bad-path", "output exists and is neither a folder nor a .h5/.hdf5/.safetensors file", outPath);
-    // "model.onnx" would otherwise silently become a folder: only plain names do.
+        return makeError("bad-path", "output exists and is neither a folder nor a .h5/.hdf5/.safetensors/.onnx file", outPath);
+    // "model.xyz" would otherwise silently become a folder: only plain names do.
     if (!ext.empty())
-        return makeError("bad-path", "unknown output type '" + ext + "': use .h5, .hdf5, .safetensors, .gguf or a folder (end it with / to force one)", outPath);
+        return makeError("bad-path", "unknown output type '" + ext + "': use .h5, .hdf5, .safetensors, .gguf, .onnx or a folder (end it with / to force one)", outPath);
     return ExportFormat::NpyFolder;
+}
+
+Result<ExportFormat> exportFormatFor(const std::string& outPath, const std::string& name)
+{
+    if (name.empty())
+        return exportFormatForPath(outPath);
+    for (ExportFormat f : {ExportFormat::Hdf5, ExportFormat::SafetensorsInt8, ExportFormat::SafetensorsFakeQuant,
+                           ExportFormat::NpyFolder, ExportFormat::OnnxQdq, ExportFormat::CompressedTensors})
+        if (exportFormatName(f) == name)
+            return f;
+    return makeError("bad-format", "unknown export format '" + name +
+                                       "': use compressed-tensors, onnx-qdq, hdf5, safetensors-int8 or npy-folder");
+}
+
+Status checkExportSource(const Model& m, ExportFormat f)
+{
+    const bool onnx = m.format == "onnx";
+    const bool hf = m.format == "safetensors" || m.format == "safetensors-sharded";
+    const std::string possible = std::string("from this ") + (m.format.empty() ? "model" : m.format) +
+                                 " source Quantlens can write .h5, .safetensors or an npy folder" +
+                                 (onnx ? ", or .onnx (ONNX QDQ)" : "") +
+                                 (hf ? ", or a folder with --format compressed-tensors" : "");
+    if (f == ExportFormat::OnnxQdq && !onnx)
+        return makeError("bad-pair", "an ONNX QDQ export (.onnx) rewrites an ONNX model, and this source is " + m.format +
+                                         "; " + possible);
+    if (f == ExportFormat::CompressedTensors && !hf)
+        return makeError("bad-pair", "a compressed-tensors export rewrites a Hugging Face safetensors checkpoint, and this source is " +
+                                         m.format + "; " + possible);
+    return Ok{};
+}
+
+Status checkExportSpec(ExportFormat f, const QuantSpec& spec)
+{
+    if (f != ExportFormat::CompressedTensors)
+        return Ok{};
+    auto bad = [](const std::string& why) { return makeError("bad-spec", "compressed-tensors: " + why); };
+    if (spec.isUnsigned)
+        return bad("stores signed integers; use --dtype int8");
+    if (spec.scheme == Scheme::TorchAffine)
+        return bad("takes symmetric schemes (zero point 0): torch-symmetric, narrow-symmetric or seed, not torch-affine");
+    const bool w8a8 = spec.bits == 8 && spec.scheme != Scheme::Q8_0 && spec.granularity != Granularity::PerGroup;
+    const bool w4a16 = spec.bits == 4 && spec.scheme != Scheme::Q8_0 && spec.granularity != Granularity::PerTensor;
+    if (!w8a8 && !w4a16)
+        return bad("takes --bits 8 with --granularity tensor|channel (W8A8, int-quantized) or --bits 4 with --granularity "
+                   "channel|group:G (W4A16, pack-quantized); this is " + std::to_string(spec.bits) + "-bit " + schemeName(spec.scheme) +
+                   " " + granularityName(spec));
+    return Ok{};
 }
 
 std::string storedGranularity(const QuantizedTensor& qt)
@@ -177,6 +230,8 @@ Result<ExportReport> exportGguf(const Model& m, const std::vector<GgufDecision>&
 Result<ExportReport> exportModel(const Model& m, const std::vector<ExportEntry>& entries,
                                  const ExportOptions& opts, const ExportProgress& progress)
 {
+    if (Status s = checkExportSource(m, opts.format); !s)
+        return s.error();
     for (const ExportEntry& e : entries)
         if (std::string why = exportSchemeProblem(e.quantized.spec.scheme, opts.format); !why.empty())
             return makeError("unsupported-pair", why, {}, -1, e.quantized.name);
@@ -200,6 +255,8 @@ Result<ExportReport> exportModel(const Model& m, const std::vector<ExportEntry>&
     case ExportFormat::SafetensorsFakeQuant: return writeSafetensorsExport(m, entries, opts, progress, true);
     case ExportFormat::NpyFolder: return writeNpyFolderExport(m, entries, opts, progress);
     case ExportFormat::Gguf: break;  // handled above
+    case ExportFormat::OnnxQdq: return writeOnnxQdqExport(m, entries, opts, progress);
+    case ExportFormat::CompressedTensors: return writeCompressedTensorsExport(m, entries, opts, progress);
     }
     return makeError("internal", "unknown export format");
 }

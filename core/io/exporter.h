@@ -20,6 +20,8 @@ enum class ExportFormat {
     SafetensorsFakeQuant,  // .safetensors: the whole model, chosen tensors replaced by dequantized float32
     NpyFolder,             // a folder of .npy files + manifest.json
     Gguf,                  // .gguf from a GGUF source: the whole model, chosen tensors as ggml types (ggufwriter.h)
+    OnnxQdq,               // .onnx from an ONNX source: int8 initializers + DequantizeLinear nodes (onnxqdq.h)
+    CompressedTensors,     // a Hugging Face folder in compressed-tensors layout (compressedtensors.h)
 };
 
 // One quantized tensor ready to be written.
@@ -50,6 +52,20 @@ std::string exportFormatName(ExportFormat f);  // "hdf5", "safetensors-int8", ..
 // Hdf5; .safetensors -> SafetensorsInt8; .gguf -> Gguf; a new path without extension -> NpyFolder. Any other
 // extension, or an existing file of another kind, is an error (no surprise folder "x.onnx").
 Result<ExportFormat> exportFormatForPath(const std::string& outPath);
+
+// By an explicit name ("compressed-tensors", "onnx-qdq", "hdf5", "safetensors-int8",
+// "npy-folder"), or by the path as above when `name` is empty.
+Result<ExportFormat> exportFormatFor(const std::string& outPath, const std::string& name);
+
+// Whether `m` can be written as `f`: runtime formats rewrite their source, so an ONNX
+// QDQ export needs an ONNX model and compressed-tensors a Hugging Face safetensors
+// checkpoint. The error (code "bad-pair") names what is possible from this source.
+Status checkExportSource(const Model& m, ExportFormat f);
+
+// Whether a spec can be written as `f` at all, before any tensor is quantized (the CLI
+// makes a failure here a usage error). compressed-tensors: signed and symmetric, 8 bits
+// per tensor / per channel (W8A8) or 4 bits per channel / per group (W4A16).
+Status checkExportSpec(ExportFormat f, const QuantSpec& spec);
 
 // The granularity as stored: "tensor", "channel", "group:G" (Q8_0 is "group:32").
 std::string storedGranularity(const QuantizedTensor& qt);

@@ -11,6 +11,7 @@
 
 #include "io/mappedfile.h"
 #include "io/protowire.h"
+#include "layers.h"
 
 namespace quantlens {
 
@@ -660,16 +661,17 @@ Result<Model> readOnnx(const std::string& path)
 
     // Gemm with transB=0 and MatMul multiply by B as [in, out]: mark those weights so
     // the layer view runs them transposed like a Keras kernel.
-    std::unordered_set<std::string> inOut;
+    std::unordered_set<std::string> inOut, linear;
     // The graph says which initializers are layer weights whatever they are named
     // ("onnx::Conv_12"): Conv weights are [out, in/groups, k...], output channels first.
     std::unordered_map<std::string, WeightRole> roles;
     for (const NodeInfo& n : g.nodes) {
         if (n.inputs.size() >= 2 && ((n.op == "Gemm" && !n.transB) || n.op == "MatMul"))
             inOut.insert(n.inputs[1]);
-        if (n.inputs.size() >= 2 && (n.op == "Gemm" || n.op == "MatMul"))
+        if (n.inputs.size() >= 2 && (n.op == "Gemm" || n.op == "MatMul")) {
             roles.emplace(n.inputs[1], WeightRole::Linear);
-        else if (n.inputs.size() >= 2 && n.op == "Conv")
+            linear.insert(n.inputs[1]);
+        } else if (n.inputs.size() >= 2 && n.op == "Conv")
             roles.emplace(n.inputs[1], WeightRole::Conv);
     }
 
@@ -694,6 +696,8 @@ Result<Model> readOnnx(const std::string& path)
             t->layout = Layout::InOut;
         if (auto r = roles.find(t->name); r != roles.end() && t->rank() >= 2)
             t->role = r->second;
+        if (t->rank() == 2 && t->note.empty() && linear.count(t->name))
+            t->note = kOnnxLinearNote;
         model.tensors.push_back(std::move(*t));
     }
     for (auto& f2 : b.files_)

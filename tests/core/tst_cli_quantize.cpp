@@ -140,7 +140,10 @@ private slots:
         QTest::newRow("neither --tensor nor --all-linear") << QStringList{q, demo, out, h5} << 2 << QStringLiteral("--all-linear");
         QTest::newRow("both --tensor and --all-linear") << QStringList{q, demo, all, QStringLiteral("--tensor"), lnw, out, h5} << 2 << QStringLiteral("exclude");
         QTest::newRow("no output") << QStringList{q, demo, all} << 2 << QStringLiteral("--out");
-        QTest::newRow("unknown output type") << QStringList{q, demo, all, out, QStringLiteral("x.onnx")} << 2 << QStringLiteral(".onnx");
+        QTest::newRow("unknown output type") << QStringList{q, demo, all, out, QStringLiteral("x.xyz")} << 2 << QStringLiteral(".xyz");
+        QTest::newRow("onnx from a non-ONNX model") << QStringList{q, demo, all, out, QStringLiteral("x.onnx")} << 2 << QStringLiteral("npy folder");
+        QTest::newRow("compressed-tensors from the demo") << QStringList{q, demo, all, out, QStringLiteral("ct"), QStringLiteral("--format"), QStringLiteral("compressed-tensors")} << 2 << QStringLiteral("safetensors checkpoint");
+        QTest::newRow("unknown --format") << QStringList{q, demo, all, out, QStringLiteral("ct"), QStringLiteral("--format"), QStringLiteral("tflite")} << 2 << QStringLiteral("tflite");
         QTest::newRow("fake-quant not safetensors") << QStringList{q, demo, all, QStringLiteral("--fake-quant"), QStringLiteral("f.h5")} << 2 << QStringLiteral("fake-quant");
         QTest::newRow("fake-quant onto --out") << QStringList{q, demo, all, out, QStringLiteral("a.safetensors"), QStringLiteral("--fake-quant"), QStringLiteral("./a.safetensors")} << 2 << QStringLiteral("different file");
         QTest::newRow("no model") << QStringList{q, all, out, h5} << 2 << QStringLiteral("MODEL");

@@ -168,7 +168,8 @@ private slots:
         QTest::newRow("safetensors") << QStringLiteral("a/b.safetensors") << int(ExportFormat::SafetensorsInt8);
         QTest::newRow("new plain folder") << QStringLiteral("outdir") << int(ExportFormat::NpyFolder);
         QTest::newRow("forced folder with a dot") << QStringLiteral("out.v2/") << int(ExportFormat::NpyFolder);
-        QTest::newRow("unknown extension") << QStringLiteral("model.onnx") << -1;
+        QTest::newRow("onnx") << QStringLiteral("model.onnx") << int(ExportFormat::OnnxQdq);
+        QTest::newRow("unknown extension") << QStringLiteral("model.xyz") << -1;
         QTest::newRow("empty") << QString() << -1;
     }
     void formatForPath()

@@ -1,0 +1,20 @@
+#pragma once
+// compressed-tensors export: a Hugging Face folder in the layout llm-compressor writes
+// and vLLM / transformers load (docs/export-formats.md "compressed-tensors"):
+//  - 8 bits, per tensor or per channel -> W8A8 "int-quantized": <m>.weight I8 [out, in],
+//    <m>.weight_scale [out, 1] (or [1]) in the weight's dtype, activations dynamic per token;
+//  - 4 bits, per channel or group:G -> W4A16 "pack-quantized": <m>.weight_packed I32
+//    [out, ceil(in/8)] (eight offset-binary nibbles per int32, lowest bits first),
+//    <m>.weight_scale [out, in/G] (or [out, 1]), <m>.weight_shape I64 [2].
+// Symmetric signed schemes only (every zero point 0). Only nn.Linear-style [out, in]
+// weights named <m>.weight: GPT-2 Conv1D [in, out] weights are refused, as llm-compressor
+// leaves Conv1D modules alone. The folder gets model.safetensors, config.json with
+// quantization_config, and the source folder's tokenizer/generation files.
+#include "io/exporter.h"
+
+namespace quantlens {
+
+Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vector<ExportEntry>& entries,
+                                                  const ExportOptions& opts, const ExportProgress& progress);
+
+}  // namespace quantlens
