@@ -12,6 +12,7 @@ int main(int argc, char** argv)
     quantlens::cli::addRunCommand(app);
     quantlens::cli::addBenchCommand(app);
     quantlens::cli::addSensitivityCommand(app);
+    quantlens::cli::addActivationsCommand(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <limits>
 
+#include "runner/weightfetcher.h"
+
 namespace quantlens {
 
 std::vector<int64_t> LayerActivationStats::outlierChannels(float threshold) const
@@ -37,6 +39,25 @@ const LayerActivationStats* ActivationRecording::find(const std::string& name) c
             return find(l.sharedWith);
         }
     return nullptr;
+}
+
+Result<LinearWeight> readLinearWeight(const Model& m, const std::string& layer)
+{
+    const std::string name = layer.ends_with(".weight") ? layer : layer + ".weight";
+    const Tensor* t = m.find(name);
+    if (!t)
+        return makeError("missing-tensor", "no weight '" + name + "'", {}, -1, name);
+    if (t->rank() != 2)
+        return makeError("bad-shape", "a linear weight is 2-D, got " + shapeString(t->shape), {}, -1, name);
+    LinearWeight lw;
+    lw.storedInOut = t->layout == Layout::InOut;
+    lw.out = lw.storedInOut ? t->shape[1] : t->shape[0];
+    lw.in = lw.storedInOut ? t->shape[0] : t->shape[1];
+    auto w = WeightFetcher{m}.linearWeight(name, lw.out, lw.in);
+    if (!w)
+        return w.error();
+    lw.w = std::move(*w);
+    return lw;
 }
 
 void symmetrizeUpper(std::vector<double>& h, int64_t n)

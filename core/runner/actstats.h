@@ -68,6 +68,14 @@ using ActivationProgress = std::function<bool(int64_t done, int64_t total)>;
 Result<ActivationRecording> recordActivations(EncoderRunner& runner, const std::vector<std::vector<int64_t>>& sequences,
                                               const ActivationOptions& opt = {}, const ActivationProgress& progress = {});
 
+// A linear layer's float weight as [out, in] (GPT-2's [in, out] Conv1D transposed).
+struct LinearWeight {
+    std::vector<float> w;
+    int64_t out = 0, in = 0;
+    bool storedInOut = false;  // the model keeps it [in, out]
+};
+Result<LinearWeight> readLinearWeight(const Model& m, const std::string& layer);
+
 // Symmetrises an upper-triangle-only Hessian (what the recorder accumulates) in place.
 void symmetrizeUpper(std::vector<double>& h, int64_t n);
 
