@@ -17,3 +17,36 @@ EncoderRunner makeCalibrationRunner(const Model& m, const std::string& modelArg,
 std::vector<std::vector<int64_t>> readCalibrationTokens(const std::string& path);
 
 }  // namespace quantlens::cli
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "io/exporter.h"
+#include "quant/quantspec.h"
+
+namespace quantlens::cli {
+
+// `quantize --method rtn|gptq|smoothquant:ALPHA --calib-tokens FILE [--act-order] [--heads N]`
+struct MethodArgs {
+    std::string method = "rtn";
+    std::string calibTokens;
+    int64_t heads = 0;
+    bool actOrder = false;
+};
+void addMethodOptions(CLI::App* cmd, MethodArgs& a);
+// Checks the command line before anything is opened (throws CLI::ValidationError).
+void validateMethodArgs(const MethodArgs& a);
+bool usesActivations(const MethodArgs& a);
+
+struct MethodEntry {
+    ExportEntry entry;
+    nlohmann::ordered_json report;  // method, output errors, SmoothQuant scales and fold target
+    std::string summary;            // one line for the text output
+};
+// Records the chosen layers' inputs over the calibration tokens, then quantizes each of
+// `names` (weight tensors of linear layers the runner knows) with the method.
+std::vector<MethodEntry> quantizeWithMethod(const Model& m, const std::string& modelArg,
+                                            const std::vector<std::string>& names, const QuantSpec& spec,
+                                            const MethodArgs& a);
+
+}  // namespace quantlens::cli

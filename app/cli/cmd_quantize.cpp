@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "calibration.h"
 #include "commands.h"
 #include "io/exporter.h"
 #include "layers.h"
@@ -35,6 +36,7 @@ struct QuantizeOptions {
     std::string out;
     std::string fakeQuant;
     bool json = false;
+    MethodArgs method;  // --method gptq|smoothquant:ALPHA and its calibration input
 };
 
 using ojson = nlohmann::ordered_json;
@@ -146,6 +148,7 @@ void runQuantize(const QuantizeOptions& o)
     if (o.out.empty() && o.fakeQuant.empty())
         throw CLI::ValidationError("quantize", "give --out FILE.h5|FILE.safetensors|DIR (or --fake-quant FILE.safetensors)");
     const QuantSpec spec = specFrom(o);
+    validateMethodArgs(o.method);
     ExportFormat format = ExportFormat::Hdf5;
     if (!o.out.empty()) {
         auto f = exportFormatForPath(o.out);
@@ -172,7 +175,18 @@ void runQuantize(const QuantizeOptions& o)
     std::vector<ExportEntry> entries;
     entries.reserve(names.size());
     int64_t before = 0, after = 0;
-    for (size_t i = 0; i < names.size(); ++i) {
+    std::vector<ojson> methodReports;
+    std::vector<std::string> methodLines;
+    if (usesActivations(o.method)) {
+        for (MethodEntry& e : quantizeWithMethod(m, o.model, names, spec, o.method)) {
+            methodLines.push_back(e.summary);
+            before += sourceBytes(*m.find(e.entry.quantized.name));
+            after += e.entry.quantized.bytesAfter();
+            entries.push_back(std::move(e.entry));
+            methodReports.push_back(std::move(e.report));
+        }
+    }
+    for (size_t i = entries.size(); i < names.size(); ++i) {
         std::fprintf(stderr, "[%zu/%zu] quantizing %s\n", i + 1, names.size(), names[i].c_str());
         auto e = quantizeForExport(m, names[i], spec);
         if (!e)
@@ -202,6 +216,8 @@ void runQuantize(const QuantizeOptions& o)
 
     if (!o.json) {
         printTable(m, entries, before, after);
+        for (const std::string& line : methodLines)
+            std::printf("%s\n", line.c_str());
         return;
     }
     ojson doc;
@@ -225,6 +241,8 @@ void runQuantize(const QuantizeOptions& o)
         j["bytes_after"] = qt.bytesAfter();
         j["shape"] = qt.shape;
         j["calib"] = calibName(qt.spec);
+        if (tensors.size() < methodReports.size())
+            j["method"] = methodReports[tensors.size()];
         tensors.push_back(std::move(j));
     }
     doc["tensors"] = std::move(tensors);
@@ -254,6 +272,7 @@ void addQuantizeCommand(CLI::App& app)
     cmd->add_option("--out", o->out, "FILE.h5|FILE.hdf5 (HDF5), FILE.safetensors (int8 + scales) or DIR (npy files + manifest.json)");
     cmd->add_option("--fake-quant", o->fakeQuant, "also write FILE.safetensors: the whole model in its own dtypes with the "
                                                   "quantized tensors replaced by their dequantized float32 values");
+    addMethodOptions(cmd, o->method);
     cmd->add_flag("--json", o->json, "print one JSON document on stdout");
     cmd->callback([o] { runQuantize(*o); });
 }
