@@ -133,13 +133,14 @@ def fake_quant_column(w64, scale, zp, bits):
     qmin, qmax = int_range(bits)
     inv = torch.tensor(1.0, dtype=torch.float32) / scale
     q = torch.clamp(torch.round(w64.float() * inv) + zp.float(), qmin, qmax)
-    return q.to(torch.int32), ((q - zp.float()) * scale).double()
+    return q.to(torch.int32), ((q - zp.float()) * scale).to(w64.dtype)
 
 
-def gptq_reference(W32, H, scheme, bits, group, actorder, blocksize=128, percdamp=0.01):
+def gptq_reference(W32, H, scheme, bits, group, actorder, blocksize=128, percdamp=0.01, dtype=torch.float64):
+    """dtype: of the weights, Hessian and updates (llm-compressor: float32)."""
     scale, zp, g = observer(W32, scheme, bits, group)
-    W = W32.double().clone()
-    H = H.clone()
+    W = W32.to(dtype).clone()
+    H = H.to(dtype).clone()
     cols = W.shape[1]
     g_idx = torch.arange(cols) // g
     perm = torch.arange(cols)
