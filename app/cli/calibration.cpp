@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "runner/activationquant.h"
+#include "runner/tokenizer.h"
 
 namespace quantlens::cli {
 
@@ -43,6 +44,29 @@ std::vector<std::vector<int64_t>> readCalibrationTokens(const std::string& path)
     return std::move(*seqs);
 }
 
+std::vector<std::vector<int64_t>> readCalibrationText(const std::string& path, const std::string& modelArg)
+{
+    auto tok = TextTokenizer::forModel(modelArg);
+    if (!tok)
+        throw Failure{tok.error().oneLine()};
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw Failure{path + ": cannot open text file"};
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto seqs = tok->encodeLines(ss.str());
+    if (!seqs)
+        throw Failure{path + ": " + seqs.error().message};
+    std::fprintf(stderr, "tokenized %s with %s\n", path.c_str(), tok->source().c_str());
+    return std::move(*seqs);
+}
+
+std::vector<std::vector<int64_t>> readCalibration(const std::string& tokens, const std::string& text,
+                                                  const std::string& modelArg)
+{
+    return text.empty() ? readCalibrationTokens(tokens) : readCalibrationText(text, modelArg);
+}
+
 void addMethodOptions(CLI::App* cmd, MethodArgs& a)
 {
     cmd->add_option("--method", a.method,
@@ -51,7 +75,11 @@ void addMethodOptions(CLI::App* cmd, MethodArgs& a)
         ->capture_default_str();
     cmd->add_option("--calib-tokens", a.calibTokens, "calibration token ids for gptq/smoothquant: whitespace-separated, "
                                                      "one sequence per line")
-        ->check(CLI::ExistingFile);
+        ->check(CLI::ExistingFile)
+        ->excludes(cmd->add_option("--calib-text", a.calibText,
+                                   "calibration text for gptq/smoothquant, one sequence per line, tokenized by the "
+                                   "model's own tokenizer (GGUF llama vocabulary or tokenizer.model)")
+                       ->check(CLI::ExistingFile));
     cmd->add_flag("--act-order", a.actOrder, "gptq: visit columns in descending Hessian diagonal (actorder=weight)");
     cmd->add_option("--heads", a.heads, "attention heads for the calibration run (default: config.json, else hidden/64)")
         ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
@@ -61,8 +89,8 @@ void validateMethodArgs(const MethodArgs& a)
 {
     if (auto m = parseMethod(a.method); !m)
         throw CLI::ValidationError("--method", m.error().message);
-    if (usesActivations(a) && a.calibTokens.empty())
-        throw CLI::ValidationError("--method", a.method + " needs calibration inputs: give --calib-tokens FILE");
+    if (usesActivations(a) && a.calibTokens.empty() && a.calibText.empty())
+        throw CLI::ValidationError("--method", a.method + " needs calibration inputs: give --calib-tokens FILE or --calib-text FILE");
     if (a.actOrder && a.method != "gptq")
         throw CLI::ValidationError("--act-order", "only with --method gptq");
 }
@@ -96,7 +124,7 @@ std::vector<MethodEntry> quantizeWithMethod(const Model& m, const std::string& m
     }
     opt.hessian = method.method == WeightMethod::Gptq;
     opt.keepRows = method.method == WeightMethod::SmoothQuant ? 512 : 0;
-    const auto seqs = readCalibrationTokens(a.calibTokens);
+    const auto seqs = readCalibration(a.calibTokens, a.calibText, modelArg);
     auto rec = recordActivations(runner, seqs, opt);
     if (!rec)
         throw Failure{rec.error().oneLine()};

@@ -15,6 +15,12 @@ EncoderRunner makeCalibrationRunner(const Model& m, const std::string& modelArg,
 
 // Token ids, whitespace-separated, one sequence per line (as `sensitivity --tokens`).
 std::vector<std::vector<int64_t>> readCalibrationTokens(const std::string& path);
+// Plain text, one sequence per non-empty line, through the model's own tokenizer
+// (runner/tokenizer.h); says on stderr which tokenizer it used.
+std::vector<std::vector<int64_t>> readCalibrationText(const std::string& path, const std::string& modelArg);
+// Exactly one of the two given: tokens or text.
+std::vector<std::vector<int64_t>> readCalibration(const std::string& tokens, const std::string& text,
+                                                  const std::string& modelArg);
 
 }  // namespace quantlens::cli
 
@@ -30,6 +36,7 @@ namespace quantlens::cli {
 struct MethodArgs {
     std::string method = "rtn";
     std::string calibTokens;
+    std::string calibText;
     int64_t heads = 0;
     bool actOrder = false;
 };

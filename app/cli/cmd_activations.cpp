@@ -26,6 +26,7 @@ namespace {
 struct ActivationsArgs {
     std::string model;
     std::string tokens;
+    std::string text;
     std::vector<std::string> layers;
     int64_t heads = 0;
     double threshold = 6.0;
@@ -50,7 +51,7 @@ void runActivations(const ActivationsArgs& a)
 {
     const Model m = loadModelArg(a.model);
     EncoderRunner runner = makeCalibrationRunner(m, a.model, a.heads);
-    const auto seqs = readCalibrationTokens(a.tokens);
+    const auto seqs = readCalibration(a.tokens, a.text, a.model);
     ActivationOptions opt;
     opt.layers = a.layers;
     opt.hessian = false;  // GPTQ's; not shown here
@@ -164,9 +165,13 @@ void addActivationsCommand(CLI::App& app)
                                    "calibration tokens");
     cmd->add_option("MODEL", a->model, "BERT/RoBERTa/DistilBERT, GPT-2 or Llama-family weights (file or folder), or 'demo'")
         ->required();
-    cmd->add_option("--calib-tokens", a->tokens, "token ids: whitespace-separated, one sequence per line")
-        ->check(CLI::ExistingFile)
-        ->required();
+    auto* tokens = cmd->add_option("--calib-tokens", a->tokens, "token ids: whitespace-separated, one sequence per line")
+                       ->check(CLI::ExistingFile);
+    auto* text = cmd->add_option("--calib-text", a->text,
+                                 "plain text, one sequence per line, tokenized by the model's own tokenizer (GGUF "
+                                 "llama vocabulary or a SentencePiece tokenizer.model beside the weights)")
+                     ->check(CLI::ExistingFile);
+    tokens->excludes(text);
     cmd->add_option("--layer", a->layers, "only layers whose name starts with PREFIX; repeat for more")
         ->allow_extra_args(false);
     cmd->add_option("--heads", a->heads, "attention heads (default: config.json beside the model, else hidden/64)")
@@ -178,7 +183,11 @@ void addActivationsCommand(CLI::App& app)
                   "also the W8A8 output SQNR (per-token int8 activations, per-channel int8 weights) for "
                   "SmoothQuant alpha 0, 0.25, 0.5, 0.75, 1, over the first 512 real tokens");
     cmd->add_flag("--json", a->json, "print one JSON document on stdout");
-    cmd->callback([a] { runActivations(*a); });
+    cmd->callback([a] {
+        if (a->tokens.empty() == a->text.empty())
+            throw CLI::ValidationError("activations", "give --calib-tokens FILE or --calib-text FILE");
+        runActivations(*a);
+    });
 }
 
 }  // namespace quantlens::cli

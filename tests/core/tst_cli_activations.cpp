@@ -66,6 +66,10 @@ private slots:
             << QStringList{QStringLiteral("activations"), data("encoder/gpt2_tiny_ref.safetensors"), QStringLiteral("--calib-tokens"), data("encoder/gpt2_tiny_ref.json")} << 1;
         QTest::newRow("activations, no such layer")
             << QStringList{QStringLiteral("activations"), model, QStringLiteral("--calib-tokens"), QStringLiteral("@TOKENS"), QStringLiteral("--heads"), QStringLiteral("2"), QStringLiteral("--layer"), QStringLiteral("nope")} << 1;
+        QTest::newRow("activations, tokens and text")
+            << QStringList{QStringLiteral("activations"), model, QStringLiteral("--calib-tokens"), QStringLiteral("@TOKENS"), QStringLiteral("--calib-text"), QStringLiteral("@TOKENS")} << 2;
+        QTest::newRow("text for a model without a tokenizer")
+            << QStringList{QStringLiteral("activations"), model, QStringLiteral("--calib-text"), data("activations/calib_sentences.txt"), QStringLiteral("--heads"), QStringLiteral("2")} << 1;
         QTest::newRow("gptq without tokens")
             << QStringList{QStringLiteral("quantize"), model, QStringLiteral("--all-linear"), QStringLiteral("--method"), QStringLiteral("gptq"), QStringLiteral("--out"), out} << 2;
         QTest::newRow("unknown method")
@@ -155,6 +159,27 @@ private slots:
         QVERIFY(gm->find(w) && rm->find(w));
         QCOMPARE(gm->find(w)->shape, rm->find(w)->shape);  // stored [in, out] as the checkpoint
         QVERIFY(*gm->find(w)->toFloat() != *rm->find(w)->toFloat());
+    }
+
+    void textCalibrationOnStories()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        const QString out = dir_.filePath(QStringLiteral("stories_gptq.safetensors"));
+        const Run r = test::runCli({QStringLiteral("quantize"), test::sharedModel(QStringLiteral("stories260K.gguf")),
+                                    QStringLiteral("--tensor"), QStringLiteral("blk.0.ffn_down"), QStringLiteral("--tensor"), QStringLiteral("blk.0.attn_q"),
+                                    QStringLiteral("--scheme"), QStringLiteral("torch-symmetric"), QStringLiteral("--bits"), QStringLiteral("4"),
+                                    QStringLiteral("--granularity"), QStringLiteral("group:32"), QStringLiteral("--method"), QStringLiteral("gptq"),
+                                    QStringLiteral("--act-order"), QStringLiteral("--calib-text"), data("activations/calib_sentences.txt"),
+                                    QStringLiteral("--out"), out, QStringLiteral("--json")});
+        QVERIFY2(r.code == 0, r.err.constData());
+        QVERIFY(r.err.contains("GGUF llama vocabulary"));
+        const json doc = json::parse(r.out.toStdString());
+        QCOMPARE(doc["tensors"].size(), size_t(2));
+        for (const json& t : doc["tensors"]) {
+            QCOMPARE(t["method"]["method"].get<std::string>(), std::string("gptq (act order)"));
+            QVERIFY(t["method"]["output_sqnr_db"].get<double>() > t["method"]["rtn_output_sqnr_db"].get<double>());
+        }
+        QVERIFY(QFile::exists(out));
     }
 
 private:
