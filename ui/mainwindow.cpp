@@ -47,6 +47,7 @@
 #include "quantcontrols.h"
 #include "runpanel.h"
 #include "sensitivitypanel.h"
+#include "activationspanel.h"
 #include "tensortreemodel.h"
 #include "workpool.h"
 
@@ -225,6 +226,9 @@ void MainWindow::buildUi()
     sensitivity_ = new SensitivityPanel(tabs_);
     sensitivity_->setObjectName(QStringLiteral("sensitivityPanel"));
     tabs_->addTab(sensitivity_, tr("Sensitivity"));
+    activations_ = new ActivationsPanel(tabs_);
+    activations_->setObjectName(QStringLiteral("activationsPanel"));
+    tabs_->addTab(activations_, tr("Activations"));
     connect(sensitivity_, &SensitivityPanel::layerActivated, this, [this](const QString& name) {
         selectTensor(name);
         tabs_->setCurrentIndex(0);
@@ -474,6 +478,7 @@ void MainWindow::setModel(std::shared_ptr<const Model> model, const QString& lab
     outcome_.reset();
     treeModel_->reset(model_);
     runPanel_->setSelection(model_, -1);
+    activations_->setSelection(model_, -1);
     sensitivity_->setModel(model_);
     tree_->expandAll();
     for (int c = 0; c < TensorTreeModel::ColumnCount; ++c)
@@ -550,6 +555,7 @@ void MainWindow::showTensorAt(int t)
         return;
     current_ = t;
     runPanel_->setSelection(model_, t);
+    activations_->setSelection(model_, t);
     const uint64_t gen = ++matrixGen_;
     ++quantGen_;  // an in-flight result belongs to the previous tensor
     matrix_.reset();

@@ -37,6 +37,7 @@ class NumbersPanel;
 class QuantControls;
 class RunPanel;
 class SensitivityPanel;
+class ActivationsPanel;
 class TensorTreeModel;
 
 // The main window. Every expensive step (opening a file, decoding a tensor, quantizing
@@ -166,6 +167,7 @@ private:
     ModelOverview* overview_ = nullptr;
     RunPanel* runPanel_ = nullptr;
     SensitivityPanel* sensitivity_ = nullptr;
+    ActivationsPanel* activations_ = nullptr;
     QSplitter* mainSplit_ = nullptr;
     QSplitter* rightSplit_ = nullptr;
     QSplitter* topSplit_ = nullptr;
