@@ -61,7 +61,7 @@ int main(int argc, char** argv)
                                      QStringLiteral("OUT.png"));
     parser.addOption(shotOpt);
     const QCommandLineOption tabOpt(QStringLiteral("tab"),
-                                    QStringLiteral("Show this tab first: tensor, channel, overview, run or sensitivity "
+                                    QStringLiteral("Show this tab first: tensor, channel, overview, run, sensitivity or activations "
                                                    "(any start of its title)."),
                                     QStringLiteral("NAME"));
     parser.addOption(tabOpt);
