@@ -204,6 +204,7 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     sq->addWidget(alphaLabel_, 2);
     top->addLayout(sq);
     connect(alpha_, &QSlider::valueChanged, this, &ActivationsPanel::showAlpha);
+    showAlpha();
 
     watcher_ = new QFutureWatcher<std::shared_ptr<const ActivationsResult>>(this);
     connect(watcher_, &QFutureWatcherBase::finished, this, [this] {
