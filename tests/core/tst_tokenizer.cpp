@@ -2,6 +2,7 @@
 // model must tokenize as llama.cpp does. The reference ids come from llama.cpp itself
 // (node-llama-cpp, tests/scripts/tokenize_llama.mjs) on ../shared/models/stories260K.gguf.
 #include <QFile>
+#include <QTemporaryDir>
 #include <QTest>
 
 #include <nlohmann/json.hpp>
@@ -41,6 +42,44 @@ private slots:
         QCOMPARE((*seqs)[0].front(), int64_t(1));
         QCOMPARE(std::vector<int64_t>((*seqs)[1].begin() + 1, (*seqs)[1].end()), *t->encode("The end."));
         QVERIFY(!t->encodeLines("\n \n").ok());
+    }
+
+    void tokenizerModelBesideTheWeights()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        // A Hugging Face folder's tokenizer.model: here the same vocabulary, serialized.
+        int64_t bos = -1;
+        bool addBos = false;
+        auto proto = ggufSentencePieceModel(test::sharedModel(QStringLiteral("stories260K.gguf")).toStdString(), bos, addBos);
+        QVERIFY(proto.ok());
+        QCOMPARE(bos, int64_t(1));
+        QVERIFY(addBos);
+        QTemporaryDir dir;
+        QFile f(dir.filePath(QStringLiteral("tokenizer.model")));
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write(proto->data(), qint64(proto->size()));
+        f.close();
+        auto hf = TextTokenizer::forModel(dir.filePath(QStringLiteral("model.safetensors")).toStdString());
+        QVERIFY2(hf.ok(), hf ? "" : hf.error().oneLine().c_str());
+        auto gguf = TextTokenizer::forModel(test::sharedModel(QStringLiteral("stories260K.gguf")).toStdString());
+        QVERIFY(gguf.ok());
+        const std::string text = "Lily and Ben found a shiny red ball in the garden.";
+        QCOMPARE(*hf->encode(text), *gguf->encode(text));
+        QCOMPARE(hf->bosId(), int64_t(1));
+
+        // A GGUF cut short inside its key/value section fails with a reason.
+        QFile src(test::sharedModel(QStringLiteral("stories260K.gguf")));
+        QVERIFY(src.open(QIODevice::ReadOnly));
+        for (qint64 cut : {qint64(6), qint64(30), qint64(2000)}) {
+            QFile part(dir.filePath(QStringLiteral("cut.gguf")));
+            QVERIFY(part.open(QIODevice::WriteOnly | QIODevice::Truncate));
+            src.seek(0);
+            part.write(src.read(cut));
+            part.close();
+            auto t = TextTokenizer::forModel(part.fileName().toStdString());
+            QVERIFY(!t.ok());
+            QCOMPARE(t.error().code, std::string("bad-gguf"));
+        }
     }
 
     void modelsWithoutOneSaySo()
