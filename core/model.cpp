@@ -23,10 +23,8 @@ int64_t Model::byteCount() const
 {
     int64_t n = 0;
     for (const Tensor& t : tensors)
-        if (t.group.empty()) {
-            auto b = byteSizeFor(t.dtype, t.numel());
-            n += b ? *b : static_cast<int64_t>(t.data.size());
-        }
+        if (t.group.empty())
+            n += t.storedBytes();
     return n;
 }
 

@@ -344,4 +344,10 @@ std::string shapeString(const std::vector<int64_t>& shape)
     return s + "]";
 }
 
+int64_t Tensor::storedBytes() const
+{
+    auto b = byteSizeFor(dtype, numel());
+    return b ? *b : static_cast<int64_t>(data.size());
+}
+
 }  // namespace quantlens

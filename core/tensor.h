@@ -38,6 +38,9 @@ struct Tensor {
     std::string note;        // shown to the user: "already quantized (Q8_0)", "not decoded", ...
 
     int64_t numel() const;
+    // Bytes in the file's own dtype (block types included); the mapped size when the
+    // dtype has no fixed size.
+    int64_t storedBytes() const;
     int64_t rank() const { return static_cast<int64_t>(shape.size()); }
     bool decodable() const { return dtype != DType::Opaque; }
     bool isContiguous() const { return strides.empty(); }

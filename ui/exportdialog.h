@@ -11,9 +11,9 @@
 #include <atomic>
 #include <memory>
 
-#include "io/exportplan.h"
+#include "tasks/exportplan.h"
 #include "model.h"
-#include "session.h"
+#include "plan/session.h"
 
 class QCheckBox;
 class QComboBox;

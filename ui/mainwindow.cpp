@@ -704,7 +704,7 @@ void MainWindow::summaryFromOutcome()
                              ? session_.specFor(model_->tensors[size_t(current_)].name)
                              : modelWideSpec(session_.defaultSpec);
     expected.axis = outcome_->spec.axis;
-    if (specToJsonText(expected) != specToJsonText(outcome_->spec))
+    if (expected != outcome_->spec)
         return;
     TensorSummary s;
     s.index = current_;

@@ -10,7 +10,7 @@
 #include <memory>
 
 #include "model.h"
-#include "session.h"
+#include "plan/session.h"
 #include "tensoranalysis.h"
 
 class QAction;

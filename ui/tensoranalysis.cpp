@@ -202,13 +202,6 @@ HeatGrid poolRows(const float* a, const float* b, int64_t rows, int64_t cols, in
 
 }  // namespace
 
-static bool sameSpec(const QuantSpec& a, const QuantSpec& b)
-{
-    return a.scheme == b.scheme && a.granularity == b.granularity && a.groupSize == b.groupSize && a.bits == b.bits &&
-           a.isUnsigned == b.isUnsigned && a.reduceRange == b.reduceRange && a.calib == b.calib &&
-           a.percentile == b.percentile && a.manualLo == b.manualLo && a.manualHi == b.manualHi && a.axis == b.axis;
-}
-
 HeatGrid poolMaxAbs(const float* data, int64_t rows, int64_t cols, int64_t maxCells)
 {
     return poolRows<false>(data, nullptr, rows, cols, maxCells);
@@ -265,7 +258,7 @@ Result<std::shared_ptr<const QuantOutcome>> quantizeMatrix(const std::shared_ptr
             alt.granularity = spec.granularity == Granularity::PerTensor ? Granularity::PerChannel
                                                                           : Granularity::PerTensor;
             alt.groupSize = 0;
-            if (previous && previous->haveAlt && sameSpec(previous->altSpec, alt) &&
+            if (previous && previous->haveAlt && previous->altSpec == alt &&
                 previous->altRowMetrics.size() == size_t(m->rows)) {
                 out->altRowMetrics = previous->altRowMetrics;
                 out->altSpec = alt;

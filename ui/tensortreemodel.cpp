@@ -13,13 +13,6 @@
 
 namespace quantlens::ui {
 
-namespace {
-int64_t storedSize(const Tensor& t)
-{
-    auto b = byteSizeFor(t.dtype, t.numel());
-    return b ? *b : int64_t(t.data.size());
-}
-}  // namespace
 
 struct TensorTreeModel::Node {
     QString name;      // one path segment
@@ -95,7 +88,7 @@ void TensorTreeModel::reset(std::shared_ptr<const Model> model)
             leaf->linear = linearWeights.count(&t) > 0;
             if (leaf->linear)
                 linear_.push_back(int(i));
-            leaf->bytes = storedSize(t);
+            leaf->bytes = t.storedBytes();
             for (Node* p = at; p; p = p->parent) {
                 p->params += t.group.empty() ? t.numel() : 0;
                 p->bytes += t.group.empty() ? leaf->bytes : 0;
@@ -319,7 +312,7 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
         case ShapeColumn: return t ? double(t->numel()) : 0.0;
         case DTypeColumn: return t ? qs(std::string(dtypeName(t->dtype))) : QString();
         case ParamsColumn: return double(n->params);
-        case SizeColumn: return double(t ? storedSize(*t) : n->bytes);
+        case SizeColumn: return double(t ? t->storedBytes() : n->bytes);
         case MinColumn: return haveSummary ? s->min : 0.0;
         case MaxColumn: return haveSummary ? s->max : 0.0;
         case SqnrColumn: return haveSummary ? s->sqnrDb : 0.0;
@@ -336,7 +329,7 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
                 return QString();
             return t->dtype == DType::Opaque ? qs(t->opaqueType) : qs(std::string(dtypeName(t->dtype)));
         case ParamsColumn: return formatCount(n->params);
-        case SizeColumn: return formatBytes(t ? storedSize(*t) : n->bytes);
+        case SizeColumn: return formatBytes(t ? t->storedBytes() : n->bytes);
         case MinColumn: return haveSummary ? formatNumber(s->min, 4) : QString();
         case MaxColumn: return haveSummary ? formatNumber(s->max, 4) : QString();
         case SqnrColumn: return haveSummary ? formatDb(s->sqnrDb) : QString();

@@ -107,9 +107,12 @@ nlohmann::ordered_json number(double v)
 }  // namespace
 
 std::vector<MethodEntry> quantizeWithMethod(const Model& m, const std::string& modelArg,
-                                            const std::vector<std::string>& names, const QuantSpec& spec,
+                                            const std::vector<std::pair<std::string, QuantSpec>>& items,
                                             const MethodArgs& a)
 {
+    std::vector<std::string> names;
+    for (const auto& it : items)
+        names.push_back(it.first);
     MethodSpec method = *parseMethod(a.method);
     method.gptq.actOrder = a.actOrder;
     EncoderRunner runner = makeCalibrationRunner(m, modelArg, a.heads);
@@ -142,7 +145,7 @@ std::vector<MethodEntry> quantizeWithMethod(const Model& m, const std::string& m
                 own.method = WeightMethod::Rtn;
                 why = f.error().message;
             }
-        auto r = quantizeWithActivations(m, runner.config(), names[i], spec, own, *rec);
+        auto r = quantizeWithActivations(m, runner.config(), names[i], items[i].second, own, *rec);
         if (!r)
             throw Failure{r.error().oneLine()};
         MethodEntry e;

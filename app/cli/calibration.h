@@ -1,11 +1,16 @@
 #pragma once
 // Calibration input shared by `activations` and `quantize --method gptq|smoothquant`: the
 // model's runner and the token sequences to record its layers' inputs over.
+#include <CLI/CLI.hpp>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "io/exporter.h"
 #include "model.h"
+#include "quant/quantspec.h"
 #include "runner/encoder.h"
 
 namespace quantlens::cli {
@@ -23,12 +28,6 @@ std::vector<std::vector<int64_t>> readCalibration(const std::string& tokens, con
                                                   const std::string& modelArg);
 
 }  // namespace quantlens::cli
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
-#include "io/exporter.h"
-#include "quant/quantspec.h"
 
 namespace quantlens::cli {
 
@@ -50,10 +49,11 @@ struct MethodEntry {
     nlohmann::ordered_json report;  // method, output errors, SmoothQuant scales and fold target
     std::string summary;            // one line for the text output
 };
-// Records the chosen layers' inputs over the calibration tokens, then quantizes each of
-// `names` (weight tensors of linear layers the runner knows) with the method.
+// Records the chosen layers' inputs over the calibration tokens, then quantizes each item
+// (weight tensors of linear layers the runner knows) with the method.
+// `items`: (weight tensor name, its spec), e.g. from a plan.
 std::vector<MethodEntry> quantizeWithMethod(const Model& m, const std::string& modelArg,
-                                            const std::vector<std::string>& names, const QuantSpec& spec,
+                                            const std::vector<std::pair<std::string, QuantSpec>>& items,
                                             const MethodArgs& a);
 
 }  // namespace quantlens::cli

@@ -15,6 +15,8 @@
 #include "calibration.h"
 #include "commands.h"
 #include "io/exporter.h"
+#include "tasks/exportplan.h"
+#include "tasks/planfile.h"
 #include "layers.h"
 #include "modelarg.h"
 #include "quant/quantspec.h"
@@ -35,6 +37,7 @@ struct QuantizeOptions {
     bool reduceRange = false;
     std::string out;
     std::string fakeQuant;
+    std::string plan;
     bool json = false;
     MethodArgs method;  // --method gptq|smoothquant:ALPHA and its calibration input
 };
@@ -56,12 +59,6 @@ ojson numberOrList(const std::vector<T>& v)
     for (const T& x : v)
         a.push_back(value(x));
     return a;
-}
-
-int64_t sourceBytes(const Tensor& t)
-{
-    auto b = byteSizeFor(t.dtype, t.numel());
-    return b ? *b : int64_t(t.data.size());
 }
 
 // Everything that is wrong with the command line is found before the model is opened.
@@ -86,32 +83,36 @@ QuantSpec specFrom(const QuantizeOptions& o)
     return spec;
 }
 
-std::vector<std::string> chooseTensors(const Model& m, const QuantizeOptions& o)
+// The tensors and their specs: a saved plan's (--plan), else the one spec of the flags for
+// every chosen tensor. One chooser for this command and the window's export dialog.
+ExportPlan choosePlan(const Model& m, const QuantizeOptions& o, const QuantSpec& flagSpec)
 {
-    const std::vector<LinearLayer> layers = findLinearLayers(m);
-    std::vector<std::string> names;
-    std::set<std::string> seen;
-    auto add = [&](const std::string& n) {
-        if (seen.insert(n).second)
-            names.push_back(n);
-    };
-    if (o.allLinear) {
-        for (const LinearLayer& l : layers)
-            add(l.weight->name);
-        if (names.empty())
-            throw Failure{"no linear layers found in " + o.model + " (use --tensor NAME)"};
-        return names;
+    Session plan;
+    if (!o.plan.empty()) {
+        auto p = loadPlanFor(o.plan, m);
+        if (!p)
+            throw Failure{p.error().oneLine()};
+        for (const std::string& w : p->warnings)
+            std::fprintf(stderr, "quantlens-cli: %s\n", w.c_str());
+        plan = std::move(p->session);
+    } else {
+        plan.defaultSpec = flagSpec;
     }
-    for (const std::string& n : o.tensors) {
-        if (m.find(n)) {
-            add(n);
-        } else if (const LinearLayer* l = findLinearLayer(layers, n)) {
-            add(l->weight->name);  // a layer prefix such as "...attention.q_lin"
-        } else {
-            throw Failure{"no tensor named '" + n + "' in " + o.model};
-        }
-    }
-    return names;
+    ExportPlanOptions po;
+    po.choice = o.allLinear ? ExportChoice::AllLinear
+                : !o.tensors.empty() ? ExportChoice::Named
+                : !plan.exportSelection.empty() ? ExportChoice::Selected
+                                                : ExportChoice::AllLinear;
+    po.tensors = o.tensors;
+    ExportPlan ep = planExport(m, plan, po);
+    for (size_t i = 0; i < ep.skipped.size(); ++i)
+        throw Failure{"'" + ep.skipped[i] + "' in " + o.model + ": " + ep.skipReasons[i]};
+    for (const std::string& k : ep.keptFloat)
+        std::fprintf(stderr, "kept in float32 by the plan: %s\n", k.c_str());
+    if (ep.items.empty())
+        throw Failure{po.choice == ExportChoice::AllLinear ? "no linear layers found in " + o.model + " (use --tensor NAME)"
+                                                           : "nothing to quantize in " + o.model};
+    return ep;
 }
 
 void printTable(const Model& m, const std::vector<ExportEntry>& entries, int64_t before, int64_t after)
@@ -132,7 +133,7 @@ void printTable(const Model& m, const std::vector<ExportEntry>& entries, int64_t
         std::snprintf(range, sizeof range, "[%.5g, %.5g]", double(qt.params.rangeLo), double(qt.params.rangeHi));
         const Tensor* t = m.find(qt.name);
         char bytes[48];
-        std::snprintf(bytes, sizeof bytes, "%lld->%lld", (long long)(t ? sourceBytes(*t) : 0), (long long)qt.bytesAfter());
+        std::snprintf(bytes, sizeof bytes, "%lld->%lld", (long long)(t ? t->storedBytes() : 0), (long long)qt.bytesAfter());
         std::printf("%-*s  %-16s %-10s %-13s %-23s %8.2f %9.6f %10.4g %7.3f%% %12s\n", int(w), qt.name.c_str(),
                     schemeName(qt.spec.scheme).c_str(), storedGranularity(qt).c_str(), scale, range, e.metrics.sqnrDb,
                     e.metrics.cosine, e.metrics.maxAbsError, 100.0 * e.metrics.clampedFraction, bytes);
@@ -143,8 +144,8 @@ void printTable(const Model& m, const std::vector<ExportEntry>& entries, int64_t
 
 void runQuantize(const QuantizeOptions& o)
 {
-    if (o.allLinear == !o.tensors.empty())
-        throw CLI::ValidationError("quantize", "give either --tensor NAME (repeatable) or --all-linear");
+    if (o.plan.empty() && o.allLinear == !o.tensors.empty())
+        throw CLI::ValidationError("quantize", "give either --tensor NAME (repeatable), --all-linear or --plan FILE");
     if (o.out.empty() && o.fakeQuant.empty())
         throw CLI::ValidationError("quantize", "give --out FILE.h5|FILE.safetensors|DIR (or --fake-quant FILE.safetensors)");
     const QuantSpec spec = specFrom(o);
@@ -170,28 +171,32 @@ void runQuantize(const QuantizeOptions& o)
     }
 
     const Model m = loadModelArg(o.model);
-    const std::vector<std::string> names = chooseTensors(m, o);
+    const ExportPlan plan = choosePlan(m, o, spec);
 
     std::vector<ExportEntry> entries;
-    entries.reserve(names.size());
+    entries.reserve(plan.items.size());
     int64_t before = 0, after = 0;
     std::vector<ojson> methodReports;
     std::vector<std::string> methodLines;
     if (usesActivations(o.method)) {
-        for (MethodEntry& e : quantizeWithMethod(m, o.model, names, spec, o.method)) {
+        std::vector<std::pair<std::string, QuantSpec>> items;
+        for (const ExportPlanItem& it : plan.items)
+            items.emplace_back(it.tensor, it.spec);
+        for (MethodEntry& e : quantizeWithMethod(m, o.model, items, o.method)) {
             methodLines.push_back(e.summary);
-            before += sourceBytes(*m.find(e.entry.quantized.name));
+            before += m.find(e.entry.quantized.name)->storedBytes();
             after += e.entry.quantized.bytesAfter();
             entries.push_back(std::move(e.entry));
             methodReports.push_back(std::move(e.report));
         }
     }
-    for (size_t i = entries.size(); i < names.size(); ++i) {
-        std::fprintf(stderr, "[%zu/%zu] quantizing %s\n", i + 1, names.size(), names[i].c_str());
-        auto e = quantizeForExport(m, names[i], spec);
+    for (size_t i = entries.size(); i < plan.items.size(); ++i) {
+        const ExportPlanItem& it = plan.items[i];
+        std::fprintf(stderr, "[%zu/%zu] quantizing %s\n", i + 1, plan.items.size(), it.tensor.c_str());
+        auto e = quantizeForExport(m, it.tensor, it.spec);
         if (!e)
             throw Failure{e.error().oneLine()};
-        before += sourceBytes(*m.find(names[i]));
+        before += m.find(it.tensor)->storedBytes();
         after += e->quantized.bytesAfter();
         entries.push_back(std::move(*e));
     }
@@ -237,7 +242,7 @@ void runQuantize(const QuantizeOptions& o)
         j["cosine"] = number(e.metrics.cosine);
         j["max_abs_error"] = number(e.metrics.maxAbsError);
         j["clamped_fraction"] = number(e.metrics.clampedFraction);
-        j["bytes_before"] = sourceBytes(*m.find(qt.name));
+        j["bytes_before"] = m.find(qt.name)->storedBytes();
         j["bytes_after"] = qt.bytesAfter();
         j["shape"] = qt.shape;
         j["calib"] = calibName(qt.spec);
@@ -272,6 +277,11 @@ void addQuantizeCommand(CLI::App& app)
     cmd->add_option("--out", o->out, "FILE.h5|FILE.hdf5 (HDF5), FILE.safetensors (int8 + scales) or DIR (npy files + manifest.json)");
     cmd->add_option("--fake-quant", o->fakeQuant, "also write FILE.safetensors: the whole model in its own dtypes with the "
                                                   "quantized tensors replaced by their dequantized float32 values");
+    auto* plan = cmd->add_option("--plan", o->plan, "a saved plan (session file): each tensor's spec and the kept-float "
+                                                     "layers; without --tensor/--all-linear, its export selection (else every linear layer)")
+                     ->check(CLI::ExistingFile);
+    for (const char* flag : {"--scheme", "--granularity", "--calib", "--bits", "--dtype", "--reduce-range"})
+        plan->excludes(cmd->get_option(flag));
     addMethodOptions(cmd, o->method);
     cmd->add_flag("--json", o->json, "print one JSON document on stdout");
     cmd->callback([o] { runQuantize(*o); });

@@ -1,6 +1,6 @@
 // quantlens-cli run: one linear layer of a model on an input from a .npy file, in float32
-// (OpenBLAS) or int8 (DynamicLinear, PyTorch quantize_dynamic semantics); writes Y.npy and
-// reports the time and the error against the float32 result.
+// (OpenBLAS) or quantized as a plan says (--plan; without it, quantize_dynamic's int8 with
+// --act/--weights); writes Y.npy and reports the time and the error against float32.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -18,13 +18,15 @@
 #include "quant/metrics.h"
 #include "runner/dynamiclinear.h"
 #include "runner/fp32linear.h"
+#include "tasks/layerrun.h"
+#include "tasks/planfile.h"
 
 namespace quantlens::cli {
 
 namespace {
 
 struct RunOptions {
-    std::string model, layer, input, out, mode = "int8", act = "per-tensor", weights = "per-tensor";
+    std::string model, layer, input, out, mode = "int8", act = "per-tensor", weights = "per-tensor", plan;
     bool json = false;
 };
 
@@ -89,26 +91,42 @@ void runRun(const RunOptions& o)
     int64_t tokens = 0;
     const std::vector<float> x = readInput(o.input, l->inFeatures, tokens);
 
-    auto fp = Fp32Linear::fromLayer(*l);
-    if (!fp)
-        throw Failure{fp.error().oneLine()};
-    AlignedVector<float> yRef(size_t(tokens * l->outFeatures));  // as PyTorch's outputs (alignedarray.h)
-    AlignedVector<float> y(yRef.size());
-    double seconds = 0;
-    fp->forward(x.data(), tokens, yRef.data());  // warm-up, and the float32 reference
-    if (o.mode == "fp32") {
-        seconds = timeOnce([&] { fp->forward(x.data(), tokens, y.data()); });
-    } else {
-        DynamicLinearOptions opt;
-        opt.act = o.act == "per-row" ? ActQuant::PerRow : ActQuant::PerTensor;
-        opt.weightGranularity = o.weights == "per-channel" ? Granularity::PerChannel : Granularity::PerTensor;
-        auto dl = DynamicLinear::fromLayer(*l, opt);
-        if (!dl)
-            throw Failure{dl.error().oneLine()};
-        dl->forward(x.data(), tokens, y.data());  // warm-up: scratch buffers, caches
-        seconds = timeOnce([&] { dl->forward(x.data(), tokens, y.data()); });
+    // The plan: a saved one, else quantize_dynamic's with the --act/--weights choices.
+    QuantPlan plan = QuantPlan::quantizeDynamicPreset();
+    plan.defaultSpec.granularity = o.weights == "per-channel" ? Granularity::PerChannel : Granularity::PerTensor;
+    plan.activations.mode = o.act == "per-row" ? ActivationMode::DynamicPerToken : ActivationMode::DynamicPerTensor;
+    if (!o.plan.empty()) {
+        auto p = loadPlanFor(o.plan, m);
+        if (!p)
+            throw Failure{p.error().oneLine()};
+        for (const std::string& w : p->warnings)
+            std::fprintf(stderr, "quantlens-cli: %s\n", w.c_str());
+        plan = p->session.plan();
     }
-    const Metrics err = computeMetrics(yRef, y);
+    const PlanDecision decision = plan.decide(*l->weight);
+    double seconds = 0;
+    AlignedVector<float> y(size_t(tokens * l->outFeatures));  // as PyTorch's outputs (alignedarray.h)
+    Metrics err;
+    LayerRunResult run;
+    if (o.mode == "fp32") {
+        auto fp = Fp32Linear::fromLayer(*l);
+        if (!fp)
+            throw Failure{fp.error().oneLine()};
+        fp->forward(x.data(), tokens, y.data());  // warm-up
+        seconds = timeOnce([&] { fp->forward(x.data(), tokens, y.data()); });
+        err = computeMetrics(y, y);
+    } else {
+        LayerRunRequest req;
+        req.input = x;
+        req.timed = false;  // one call after the warm-up, as before
+        auto r = runLayerUnderPlan(*l, decision, plan.activations, req);
+        if (!r)
+            throw Failure{r.error().oneLine()};
+        run = std::move(*r);
+        std::copy(run.y.begin(), run.y.end(), y.begin());
+        seconds = run.quantSeconds;
+        err = run.err;
+    }
 
     if (auto s = writeNpyFile(o.out, DType::F32, {tokens, l->outFeatures}, std::as_bytes(std::span<const float>(y)),
                               {o.input, o.model});
@@ -125,9 +143,14 @@ void runRun(const RunOptions& o)
     doc["max_abs_error_vs_fp32"] = err.maxAbsError;
     doc["sqnr_db_vs_fp32"] = number(err.sqnrDb);  // exact (fp32 mode) has infinite SQNR: null
     if (o.mode == "int8") {
-        doc["activation_quantization"] = o.act;
-        doc["weight_quantization"] = o.weights;
-        doc["isa"] = kernels::activeIsa();
+        doc["activation_quantization"] = o.plan.empty() ? o.act : activationModeName(plan.activations.mode);
+        doc["weight_quantization"] = o.plan.empty() ? o.weights : granularityName(run.spec);
+        doc["scheme"] = schemeName(run.spec.scheme);
+        doc["bits"] = run.spec.bits;
+        doc["simulated"] = run.simulated;
+        doc["isa"] = run.simulated ? run.isa : kernels::activeIsa();
+        if (!o.plan.empty())
+            doc["plan"] = o.plan;
     }
     if (o.json) {
         std::cout << doc.dump(1) << "\n";
@@ -136,7 +159,9 @@ void runRun(const RunOptions& o)
     std::printf("%s (%lld -> %lld%s), %lld tokens, %s%s: %.1f us\n", l->prefix.c_str(),
                 static_cast<long long>(l->inFeatures), static_cast<long long>(l->outFeatures),
                 l->transposed() ? ", stored [in, out]" : "", static_cast<long long>(tokens), o.mode.c_str(),
-                o.mode == "int8" ? (" (" + o.act + " activations, " + o.weights + " weights, " + kernels::activeIsa() + ")").c_str()
+                o.mode == "int8" ? (" (" + schemeName(run.spec.scheme) + " " + granularityName(run.spec) + " weights, " +
+                                     activationModeName(plan.activations.mode) + " activations, " + run.isa + ")")
+                                       .c_str()
                                  : "",
                 seconds * 1e6);
     std::printf("vs fp32: max abs error %.6g, SQNR %s dB\nwrote %s [%lld, %lld] float32\n", err.maxAbsError,
@@ -162,6 +187,9 @@ void addRunCommand(CLI::App& app)
                     "(its per_channel_dynamic_qconfig)")
         ->check(CLI::IsMember({"per-tensor", "per-channel"}));
     cmd->add_option("--out", o->out, "output .npy, float32 [tokens, out_features]")->required();
+    cmd->add_option("--plan", o->plan, "a saved plan (session file): the layer's spec and the plan's activations "
+                                       "instead of --act/--weights")
+        ->check(CLI::ExistingFile);
     cmd->add_flag("--json", o->json, "print one JSON document on stdout");
     cmd->callback([o] { runRun(*o); });
 }

@@ -12,6 +12,9 @@
 #include "modelarg.h"
 #include "runner/encoder.h"
 #include "runner/sensitivity.h"
+#include "tasks/modelhints.h"
+#include "tasks/modelrun.h"
+#include "tasks/planfile.h"
 
 namespace quantlens::cli {
 
@@ -24,25 +27,14 @@ struct SensitivityArgs {
     int64_t heads = 0;
     std::string view = "one";
     std::string rankBy = "cosine";
+    std::string plan;
+    std::string preset = "quantize-dynamic";
+    std::string act;
     bool json = false;
 };
 
 // JSON has no inf/nan: an exact layer's SQNR becomes null.
 nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
-
-// A Hugging Face config.json beside the weights knows the head count the shapes cannot tell.
-void applyConfigJson(const std::string& model, EncoderOptions& opt)
-{
-    if (model == "demo")
-        return;
-    std::error_code ec;
-    const std::filesystem::path p(model);
-    const auto dir = std::filesystem::is_directory(p, ec) ? p : p.parent_path();
-    const auto cfg = (dir.empty() ? std::filesystem::path(".") : dir) / "config.json";
-    auto r = readHfConfigHints(cfg.string(), opt);
-    if (!r)
-        std::fprintf(stderr, "quantlens-cli: ignoring %s\n", r.error().oneLine().c_str());
-}
 
 EncoderInput loadInput(const SensitivityArgs& a, const EncoderConfig& c)
 {
@@ -60,40 +52,61 @@ EncoderInput loadInput(const SensitivityArgs& a, const EncoderConfig& c)
             throw Failure{a.tokens + ": " + input.error().message};
         return std::move(*input);
     }
-    return randomEncoderInput(1, a.random > 0 ? a.random : 128, c.vocab);
+    return randomEncoderInput(1, a.random > 0 ? a.random : kDefaultEvalTokens, c.vocab);
+}
+
+// The plan to evaluate: a saved one (--plan), else a preset, with --act on top.
+QuantPlan planFor(const SensitivityArgs& a, const Model& m)
+{
+    QuantPlan plan = a.preset == "default" ? QuantPlan{} : QuantPlan::quantizeDynamicPreset();
+    if (!a.plan.empty()) {
+        auto p = loadPlanFor(a.plan, m);
+        if (!p)
+            throw Failure{p.error().oneLine()};
+        for (const std::string& w : p->warnings)
+            std::fprintf(stderr, "quantlens-cli: %s\n", w.c_str());
+        plan = p->session.plan();
+    }
+    if (!a.act.empty()) {
+        auto mode = parseActivationMode(a.act);
+        if (!mode)
+            throw Failure{mode.error().message};
+        plan.activations.mode = *mode;
+    }
+    return plan;
 }
 
 void runSensitivity(const SensitivityArgs& a)
 {
     const Model m = loadModelArg(a.model);
-    EncoderOptions eo;
-    eo.heads = a.heads;
-    applyConfigJson(a.model, eo);
-    auto runner = EncoderRunner::create(m, eo);
+    const ModelHints hints = modelHints(a.model, a.heads);
+    if (!hints.warning.empty())
+        std::fprintf(stderr, "quantlens-cli: %s\n", hints.warning.c_str());
+    auto runner = EncoderRunner::create(m, hints.options);
     if (!runner)
         throw Failure{runner.error().oneLine()};
     const EncoderConfig& c = runner->config();
     // The weights' shapes do not tell the head count, and a wrong one changes every
     // attention: say where it came from, and when it is only a guess.
-    const std::string headsFrom = a.heads > 0          ? "--heads"
-                                  : eo.heads > 0       ? "config.json"
-                                  : !c.headsFrom.empty() ? c.headsFrom
-                                                       : "hidden/64";
+    const std::string headsFrom = headsSource(hints, c, a.heads);
     const EncoderInput in = loadInput(a, c);
+    const QuantPlan plan = planFor(a, m);
 
-    SensitivityOptions so;
-    so.view = a.view == "all-but-one" ? SensitivityView::AllButOne : SensitivityView::OneQuantized;
-    so.rankBy = a.rankBy == "sqnr" ? SensitivityMetric::Sqnr : SensitivityMetric::Cosine;
+    ModelRunRequest req;
+    req.view = a.view == "all-but-one" ? SensitivityView::AllButOne : SensitivityView::OneQuantized;
+    req.rankBy = a.rankBy == "sqnr" ? SensitivityMetric::Sqnr : SensitivityMetric::Cosine;
     // A live counter on a terminal only; logs and pipes get nothing.
     if (isatty(fileno(stderr)))
-        so.progress = [](int64_t done, int64_t total) {
+        req.progress = [](int64_t done, int64_t total) {
             std::fprintf(stderr, "\rsensitivity: %lld/%lld forward passes%s", (long long)done, (long long)total,
                          done == total ? "\n" : "");
             return true;
         };
-    auto rep = computeSensitivity(*runner, in, so);
-    if (!rep)
-        throw Failure{rep.error().oneLine()};
+    auto run = runModelUnderPlan(*runner, m, plan, in, req);
+    if (!run)
+        throw Failure{run.error().oneLine()};
+    const SensitivityReport* rep = &run->sensitivity;
+    const PlanFigure& pf = rep->plan;
 
     nlohmann::json doc;
     doc["model"] = a.model;
@@ -116,10 +129,28 @@ void runSensitivity(const SensitivityArgs& a)
                             {"sqnr_db", number(rep->allQuantized.sqnrDb)},
                             {"max_abs_error", number(rep->allQuantized.maxAbsError)},
                             {"min_token_cosine", number(rep->allQuantized.minTokenCosine)}};
+    nlohmann::json planDoc = {{"source", a.plan.empty() ? "preset " + a.preset : a.plan},
+                               {"activations", activationModeName(plan.activations.mode)},
+                               {"cosine", number(pf.hidden.cosine)},
+                               {"sqnr_db", number(pf.hidden.sqnrDb)},
+                               {"max_abs_error", number(pf.hidden.maxAbsError)},
+                               {"min_token_cosine", number(pf.hidden.minTokenCosine)},
+                               {"quantized_layers", pf.quantizedLayers},
+                               {"simulated_layers", pf.simulatedLayers},
+                               {"kept_float_layers", pf.keptLayers}};
+    if (pf.next.valid) {
+        planDoc["kld_mean"] = number(pf.next.meanKld);
+        planDoc["kld_max"] = number(pf.next.maxKld);
+        planDoc["top1_agreement"] = number(pf.next.top1Agreement);
+    }
+    doc["plan"] = std::move(planDoc);
     nlohmann::json layers = nlohmann::json::array();
     for (const LayerSensitivity& l : rep->layers)
         layers.push_back({{"name", l.name},
                           {"rank", l.rank},
+                          {"scheme", schemeName(run->layers[size_t(l.index)].decision.spec.scheme)},
+                          {"granularity", granularityName(run->layers[size_t(l.index)].decision.spec)},
+                          {"simulated", run->layers[size_t(l.index)].simulated},
                           {"cosine", number(l.cosine)},
                           {"sqnr_db", number(l.sqnrDb)},
                           {"max_abs_error", number(l.maxAbsError)}});
@@ -128,7 +159,7 @@ void runSensitivity(const SensitivityArgs& a)
         std::cout << doc.dump(1) << "\n";
         return;
     }
-    const std::string headsNote = headsFrom != "hidden/64" ? headsFrom
+    const std::string headsNote = !headsAreGuessed(headsFrom) ? headsFrom
                                   : a.model == "demo"        ? "hidden / 64"
                                                              : "hidden / 64, a guess: give --heads or put config.json beside the model";
     const std::string kv = c.family == EncoderFamily::Llama && c.kvHeads != c.heads
@@ -137,7 +168,15 @@ void runSensitivity(const SensitivityArgs& a)
     std::printf("%s: %s, %lld layers, hidden %lld, %lld head%s%s (%s); %lld sequence(s), %lld tokens\n", a.model.c_str(),
                 encoderFamilyName(c.family).c_str(), (long long)c.layers, (long long)c.hidden, (long long)c.heads,
                 c.heads == 1 ? "" : "s", kv.c_str(), headsNote.c_str(), (long long)in.batch, (long long)rep->tokens);
-    std::printf("all layers int8: cosine %.6f, SQNR %.2f dB, max abs error %.4g\n", rep->allQuantized.cosine,
+    std::printf("plan (%s; %lld layers quantized, %lld simulated, %lld kept float32; activations %s): cosine %.6f, "
+                "SQNR %.2f dB, max abs error %.4g\n",
+                a.plan.empty() ? ("preset " + a.preset).c_str() : a.plan.c_str(), (long long)pf.quantizedLayers,
+                (long long)pf.simulatedLayers, (long long)pf.keptLayers, activationModeName(plan.activations.mode).c_str(),
+                pf.hidden.cosine, pf.hidden.sqnrDb, pf.hidden.maxAbsError);
+    if (pf.next.valid)
+        std::printf("next token vs float32: KL divergence mean %.4g, max %.4g nats; top-1 agreement %.2f%%\n",
+                    pf.next.meanKld, pf.next.maxKld, 100.0 * pf.next.top1Agreement);
+    std::printf("all layers quantized: cosine %.6f, SQNR %.2f dB, max abs error %.4g\n", rep->allQuantized.cosine,
                 rep->allQuantized.sqnrDb, rep->allQuantized.maxAbsError);
     std::printf("%s, most sensitive first:\n", a.view == "all-but-one" ? "every layer int8 except" : "only this layer int8");
     std::printf("%4s  %-64s %10s %10s %12s\n", "rank", "layer", "1-cosine", "SQNR dB", "max abs err");
@@ -165,6 +204,16 @@ void addSensitivityCommand(CLI::App& app)
         ->check(CLI::IsMember({"one", "all-but-one"}));
     cmd->add_option("--rank-by", a->rankBy, "cosine (1 - cosine) or sqnr, of the last hidden state vs float32")
         ->check(CLI::IsMember({"cosine", "sqnr"}));
+    auto* plan = cmd->add_option("--plan", a->plan, "a saved plan (session file): each layer as it says")
+                     ->check(CLI::ExistingFile);
+    auto* preset = cmd->add_option("--preset", a->preset,
+                                   "without --plan: quantize-dynamic (PyTorch's quantize_dynamic, per-tensor weights) or "
+                                   "default (the window's default plan: per-channel weights)")
+                       ->check(CLI::IsMember({"quantize-dynamic", "default"}))
+                       ->capture_default_str();
+    plan->excludes(preset);
+    cmd->add_option("--act", a->act, "activations: per-tensor (dynamic, as quantize_dynamic), per-token or none (weight-only)")
+        ->check(CLI::IsMember({"per-tensor", "per-token", "none"}));
     cmd->add_flag("--json", a->json, "print one JSON document on stdout");
     cmd->callback([a] { runSensitivity(*a); });
 }

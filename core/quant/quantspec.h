@@ -40,6 +40,9 @@ struct QuantSpec {
     float manualLo = 0.0f;
     float manualHi = 0.0f;
     int axis = 0;              // output-channel axis in the stored layout (1 for [in, out] kernels)
+
+    // Every field, so two specs compare equal exactly when they quantize alike.
+    bool operator==(const QuantSpec&) const = default;
 };
 
 std::string schemeName(Scheme s);            // "seed", "torch-symmetric", ...

@@ -137,20 +137,42 @@ Result<DynamicLinear> DynamicLinear::create(std::span<const float> weight, int64
     if (!q)
         return q.error();
 
+    return fromQuantized(std::move(q.value()), f->bias(), options);
+}
+
+Result<DynamicLinear> DynamicLinear::fromQuantized(QuantizedTensor qw, std::span<const float> bias,
+                                                   const DynamicLinearOptions& options)
+{
+    if (qw.rank() != 2 || qw.shape[0] <= 0 || qw.shape[1] <= 0 || qw.numel() != qw.shape[0] * qw.shape[1])
+        return makeError("bad-shape", "int8 weights must be a non-empty [out, in] matrix", {}, -1, qw.name);
+    const int64_t outFeatures = qw.shape[0], inFeatures = qw.shape[1];
+    if (inFeatures > kMaxInFeatures)
+        return makeError("too-large", "int8 linear layers support at most " + std::to_string(kMaxInFeatures) +
+                                          " input features (int32 accumulators), this one has " +
+                                          std::to_string(inFeatures));
+    if (qw.spec.isUnsigned || qw.spec.bits != 8 || qw.params.qmin < -128 || qw.params.qmax > 127)
+        return makeError("unsupported", "the int8 GEMM takes signed 8-bit weights", {}, -1, qw.name);
+    if (!bias.empty() && int64_t(bias.size()) != outFeatures)
+        return makeError("bad-shape", "bias has " + std::to_string(bias.size()) + " values for " +
+                                          std::to_string(outFeatures) + " outputs", {}, -1, qw.name);
+    const int64_t scales = int64_t(qw.params.scale.size());
+    const bool perChannel = scales == outFeatures && scales > 1 && qw.params.axis == 0;
+    if (scales != 1 && !perChannel)
+        return makeError("unsupported", "the int8 GEMM takes one weight scale or one per output row, got " +
+                                            std::to_string(scales), {}, -1, qw.name);
+    for (int32_t z : qw.params.zeroPoint)
+        if (z != 0)
+            return makeError("unsupported", "the int8 GEMM takes symmetric weights (zero point 0)", {}, -1, qw.name);
+
     DynamicLinear d;
     d.in_ = inFeatures;
     d.out_ = outFeatures;
-    d.qw_ = std::move(q.value());
-    d.bias_ = f->bias();
+    d.qw_ = std::move(qw);
+    d.bias_.assign(bias.begin(), bias.end());
     d.wScale_ = d.qw_.params.scale;
-    const int64_t wantScales = options.weightGranularity == Granularity::PerChannel ? outFeatures : 1;
-    if (int64_t(d.wScale_.size()) != wantScales)
-        return makeError("internal", "weight quantization returned " + std::to_string(d.wScale_.size()) + " scales");
-    for (int32_t z : d.qw_.params.zeroPoint)
-        if (z != 0)
-            return makeError("internal", "symmetric weight quantization returned a non-zero zero point");
     d.packed_ = kernels::packWeights(d.qw_.q.data(), outFeatures, inFeatures, inFeatures);
     d.opt_ = options;
+    d.opt_.weightGranularity = perChannel ? Granularity::PerChannel : Granularity::PerTensor;
     d.opt_.threads = std::max(1, options.threads);
     d.kr_ = options.kernels ? options.kernels : &kernels::activeKernels();
     return d;

@@ -45,6 +45,11 @@ public:
                                         Layout layout, std::span<const float> bias,
                                         const DynamicLinearOptions& options = {});
     static Result<DynamicLinear> fromLayer(const LinearLayer& layer, const DynamicLinearOptions& options = {});
+    // Runs integers someone else chose (a quantization plan's): `qw` is [out, in], signed
+    // 8-bit with zero point 0, one scale or one per output row. options.weightGranularity
+    // is taken from `qw`.
+    static Result<DynamicLinear> fromQuantized(QuantizedTensor qw, std::span<const float> bias,
+                                               const DynamicLinearOptions& options = {});
 
     // y[m, out] = the int8 linear of x[m, in], both row-major. A call whose activations are
     // not all finite cannot be quantized (PyTorch gives garbage there): its output is NaN

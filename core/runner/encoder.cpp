@@ -16,6 +16,7 @@
 #include "quant/calibrate.h"
 #include "runner/dynamiclinear.h"
 #include "runner/encoderops.h"
+#include "runner/simulatedlinear.h"
 #include "runner/llamaconfig.h"
 #include "runner/weightfetcher.h"
 
@@ -40,7 +41,8 @@ struct EncoderRunner::Linear {
     std::vector<float> weight;  // [out, in], the nn.Linear layout
     std::vector<float> bias;    // [out]
     bool quantized = false;
-    std::unique_ptr<DynamicLinear> q;
+    std::unique_ptr<DynamicLinear> q;      // on the int8 GEMM
+    std::unique_ptr<SimulatedLinear> sim;  // or simulated through the float GEMM
     QuantSpec spec = defaultLinearSpec();
 };
 
@@ -424,8 +426,23 @@ Result<EncoderRunner> EncoderRunner::create(const Model& m, const EncoderOptions
         return Ok{};
     };
 
+    // The output head for next-token figures: llama.cpp's output.weight, Hugging Face's
+    // lm_head.weight, else tied to the token embeddings (GPT-2, small Llamas).
+    auto takeHead = [&]() -> Status {
+        for (const char* name : {"output.weight", "lm_head.weight"})
+            if (f.has(name)) {
+                auto w = f.get(name, {c.vocab, h});
+                if (!w)
+                    return w.error();
+                r.head_ = std::move(*w);
+                break;
+            }
+        return Ok{};
+    };
     if (c.family == EncoderFamily::Llama) {
         if (auto st = r.loadLlama(f); !st)
+            return st.error();
+        if (auto st = takeHead(); !st)
             return st.error();
         return r;
     }
@@ -447,6 +464,8 @@ Result<EncoderRunner> EncoderRunner::create(const Model& m, const EncoderOptions
             r.blocks_.push_back(std::move(b));
         }
         if (auto st = takeNorm(c.prefix + "ln_f", r.finalLn_); !st)
+            return st.error();
+        if (auto st = takeHead(); !st)
             return st.error();
         return r;
     }
@@ -512,6 +531,16 @@ bool EncoderRunner::isQuantized(int64_t index) const
     return index >= 0 && index < linearCount() && linears_[size_t(index)]->quantized;
 }
 
+bool EncoderRunner::isSimulated(int64_t index) const
+{
+    return index >= 0 && index < linearCount() && linears_[size_t(index)]->sim != nullptr;
+}
+
+std::string EncoderRunner::weightName(int64_t index) const
+{
+    return index >= 0 && index < linearCount() ? linears_[size_t(index)]->name + ".weight" : std::string();
+}
+
 QuantSpec EncoderRunner::quantSpec(int64_t index) const
 {
     return index >= 0 && index < linearCount() ? linears_[size_t(index)]->spec : defaultLinearSpec();
@@ -533,48 +562,6 @@ Status EncoderRunner::setAllQuantized(bool on)
     return Ok{};
 }
 
-namespace {
-
-bool sameSpec(const QuantSpec& a, const QuantSpec& b)
-{
-    return a.scheme == b.scheme && a.granularity == b.granularity && a.groupSize == b.groupSize &&
-           a.bits == b.bits && a.isUnsigned == b.isUnsigned && a.calib == b.calib && a.percentile == b.percentile &&
-           a.manualLo == b.manualLo && a.manualHi == b.manualHi;
-}
-
-// DynamicLinear quantizes weights the way quantize_dynamic does (torch-symmetric, absmax of
-// the tensor or of each row). A calibrated or manual range is applied by clipping the float
-// weights to it first: with a symmetric scheme that gives the same integers and scale as
-// quantizing with that range, as long as the range does not reach beyond the weights (a
-// wider range cannot widen the scale here).
-Status clipToSpec(std::vector<float>& w, int64_t rows, int64_t cols, const QuantSpec& s, const std::string& name)
-{
-    if (s.scheme != Scheme::TorchSymmetric || s.bits != 8 || s.isUnsigned)
-        return makeError("unsupported-spec", "the int8 encoder runs torch-symmetric 8-bit signed weights (quantize_dynamic); got " +
-                                                 schemeName(s.scheme) + " with " + std::to_string(s.bits) + " bits",
-                         {}, -1, name);
-    if (s.granularity == Granularity::PerGroup)
-        return makeError("unsupported-spec", "per-group weights have no int8 GEMM here; use tensor or channel", {}, -1, name);
-    if (s.calib == CalibMethod::MinMax)
-        return Ok{};
-    const bool perRow = s.granularity == Granularity::PerChannel;
-    const int64_t n = perRow ? rows : 1, len = perRow ? cols : rows * cols;
-    for (int64_t r = 0; r < n; ++r) {
-        std::span<float> v(w.data() + r * len, size_t(len));
-        auto range = calibrateRange(v, s);
-        if (!range)
-            return makeError(range.error().code, range.error().message, {}, -1, name);
-        const float a = std::max(std::fabs(range->lo), std::fabs(range->hi));
-        if (!(a > 0) || !std::isfinite(a))
-            return makeError("bad-range", "calibrated range is empty or not finite", {}, -1, name);
-        for (float& x : v)
-            x = std::clamp(x, -a, a);
-    }
-    return Ok{};
-}
-
-}  // namespace
-
 Status EncoderRunner::setQuantized(int64_t index, bool on, const QuantSpec* spec)
 {
     if (index < 0 || index >= linearCount())
@@ -585,31 +572,41 @@ Status EncoderRunner::setQuantized(int64_t index, bool on, const QuantSpec* spec
         l.quantized = false;
         return Ok{};
     }
-    const QuantSpec want = spec ? *spec : l.spec;
-    if (!l.q || !sameSpec(want, l.spec)) {
-        std::vector<float> w = l.weight;
-        if (auto s = clipToSpec(w, l.out, l.in, want, l.name); !s)
-            return s;
-        DynamicLinearOptions o = dynamicOptions_;
-        o.weightGranularity = want.granularity;
-        auto d = DynamicLinear::create(w, l.out, l.in, Layout::Plain, l.bias, o);
-        if (!d)
-            return makeError(d.error().code, d.error().message, {}, -1, l.name);
-        l.q = std::make_unique<DynamicLinear>(std::move(*d));
+    QuantSpec want = spec ? *spec : l.spec;
+    want.axis = 0;  // the runner holds every weight as [out, in]
+    if ((!l.q && !l.sim) || want != l.spec) {
+        // The plan's integers: quantize() on the [out, in] weight, as the Tensor tab shows them.
+        auto qt = quantize(l.weight, {l.out, l.in}, want);
+        if (!qt)
+            return makeError(qt.error().code, qt.error().message, {}, -1, l.name);
+        qt->name = l.name + ".weight";
+        l.q.reset();
+        l.sim.reset();
+        if (runsOnInt8Kernels(want, activations_)) {
+            auto d = DynamicLinear::fromQuantized(std::move(*qt), l.bias, dynamicOptions_);
+            if (!d)
+                return makeError(d.error().code, d.error().message, {}, -1, l.name);
+            l.q = std::make_unique<DynamicLinear>(std::move(*d));
+        } else {
+            auto sl = SimulatedLinear::create(*qt, l.bias, activations_);
+            if (!sl)
+                return makeError(sl.error().code, sl.error().message, {}, -1, l.name);
+            l.sim = std::make_unique<SimulatedLinear>(std::move(*sl));
+        }
         l.spec = want;
     }
     l.quantized = true;
     return Ok{};
 }
 
-Status EncoderRunner::setDynamicOptions(const DynamicLinearOptions& o)
+Status EncoderRunner::rebuildQuantized()
 {
-    dynamicOptions_ = o;
     for (auto& l : linears_) {
-        if (!l->q)
+        if (!l->q && !l->sim)
             continue;
         const bool was = l->quantized;
         l->q.reset();  // rebuilt with the new options on next use
+        l->sim.reset();
         if (was)
             if (auto s = setQuantized(l->name, true, &l->spec); !s)
                 return s;
@@ -617,6 +614,32 @@ Status EncoderRunner::setDynamicOptions(const DynamicLinearOptions& o)
     return Ok{};
 }
 
+Status EncoderRunner::setActivations(const ActivationSpec& a)
+{
+    activations_ = a;
+    dynamicOptions_.act = a.mode == ActivationMode::DynamicPerToken ? ActQuant::PerRow : ActQuant::PerTensor;
+    dynamicOptions_.reduceRange = a.reduceRange;
+    return rebuildQuantized();
+}
+
+Status EncoderRunner::setDynamicOptions(const DynamicLinearOptions& o)
+{
+    dynamicOptions_ = o;
+    activations_.mode = o.act == ActQuant::PerRow ? ActivationMode::DynamicPerToken : ActivationMode::DynamicPerTensor;
+    activations_.reduceRange = o.reduceRange;
+    return rebuildQuantized();
+}
+
+std::vector<float> EncoderRunner::logits(const std::vector<float>& hidden) const
+{
+    const int64_t H = cfg_.hidden, V = cfg_.vocab, N = H > 0 ? int64_t(hidden.size()) / H : 0;
+    const std::vector<float>& w = head_.empty() ? word_ : head_;
+    std::vector<float> out(size_t(N * V));
+    if (N > 0 && int64_t(w.size()) == V * H)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(N), blasint(V), blasint(H), 1.0f, hidden.data(),
+                    blasint(H), w.data(), blasint(H), 0.0f, out.data(), blasint(V));
+    return out;
+}
 
 void EncoderRunner::linear(int64_t index, const float* x, int64_t rows, float* y) const
 {
@@ -625,6 +648,10 @@ void EncoderRunner::linear(int64_t index, const float* x, int64_t rows, float* y
         observer_(index, x, rows, l.in);
     if (l.quantized && l.q) {
         l.q->forward(x, rows, y);
+        return;
+    }
+    if (l.quantized && l.sim) {
+        l.sim->forward(x, rows, y);
         return;
     }
     // y = x W^T + b, as nn.Linear's addmm.

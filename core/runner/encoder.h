@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "model.h"
+#include "plan/quantplan.h"
 #include "quant/quantspec.h"
 #include "result.h"
 #include "runner/dynamiclinear.h"
@@ -128,20 +129,37 @@ public:
     std::vector<std::string> linearNames() const;
     int64_t linearCount() const { return int64_t(linears_.size()); }
 
-    // Switches one linear layer (by index or prefix) to int8 or back to float32. The int8
-    // weights are built on first use with `spec` (default: torch-symmetric per tensor, as
-    // quantize_dynamic) and kept; passing a different spec rebuilds them, nullptr keeps the
-    // current one. Specs: torch-symmetric 8-bit, per tensor or per channel, any calibration
-    // (the weights are clipped to the calibrated range before DynamicLinear quantizes them).
+    // The weight tensor of linear layer `index` in the model ("transformer.h.0.attn.c_attn.weight").
+    std::string weightName(int64_t index) const;
+
+    // Switches one linear layer (by index or prefix) to its quantized form or back to float32.
+    // The quantized weights are built on first use with `spec` (default: torch-symmetric per
+    // tensor, as quantize_dynamic) and kept; passing a different spec rebuilds them, nullptr
+    // keeps the current one. Any spec quantize() takes: the layer then computes with exactly
+    // the integers and scales quantize() gives for its [out, in] weight. Signed 8-bit
+    // symmetric weights per tensor or per channel run on the int8 GEMM (DynamicLinear);
+    // every other scheme, and every layer when activations are not quantized, is simulated
+    // (its dequantized weights through the float GEMM, activations quantized and
+    // dequantized as the int8 path would): isSimulated() says which.
     Status setQuantized(int64_t index, bool on, const QuantSpec* spec = nullptr);
     Status setQuantized(const std::string& prefix, bool on, const QuantSpec* spec = nullptr);
     Status setAllQuantized(bool on);
     bool isQuantized(int64_t index) const;
-    // Activation granularity, reduce_range, threads and kernels of every int8 layer
+    bool isSimulated(int64_t index) const;  // its quantized form is simulated (see setQuantized)
+    // Activation handling, reduce_range, threads and kernels of every quantized layer
     // (default: DynamicLinearOptions{}, i.e. quantize_dynamic's behaviour, one thread).
     Status setDynamicOptions(const DynamicLinearOptions& o);
-    // The spec the layer's int8 weights were (or will by default be) built with.
+    // The plan's activations for every quantized layer; DynamicPerTensor with reduce_range
+    // is quantize_dynamic's. Rebuilds the layers already quantized.
+    Status setActivations(const ActivationSpec& a);
+    const ActivationSpec& activations() const { return activations_; }
+    // The spec the layer's quantized weights were (or will by default be) built with.
     QuantSpec quantSpec(int64_t index) const;
+
+    // Next-token logits [batch * seqLen, vocab] from a last hidden state (GPT-2 and Llama: the
+    // output head, or the tied token embeddings when the model has none). Kept in float32.
+    bool hasOutputHead() const { return cfg_.family == EncoderFamily::Gpt2 || cfg_.family == EncoderFamily::Llama; }
+    std::vector<float> logits(const std::vector<float>& hidden) const;
 
     // Last hidden state, [batch * seqLen, hidden] row-major (padding rows included, as
     // transformers computes them; for GPT-2 after ln_f, for Llama after the final norm). Fails
@@ -175,8 +193,12 @@ private:
     Result<std::vector<float>> forwardGpt2(const EncoderInput& in) const;
     Result<std::vector<float>> forwardLlama(const EncoderInput& in) const;  // defined in runner/llama.cpp
 
+    Status rebuildQuantized();
+
     EncoderConfig cfg_;
     DynamicLinearOptions dynamicOptions_;
+    ActivationSpec activations_;
+    std::vector<float> head_;  // output / lm_head weight [vocab, hidden]; empty: tied to word_
     std::vector<float> word_, pos_, type_;
     Norm embLn_;    // BERT family: after the embeddings
     Norm finalLn_;  // GPT-2: ln_f after the last block; Llama: the final RMSNorm

@@ -8,13 +8,7 @@ namespace quantlens {
 
 namespace {
 
-int64_t storedBytes(const Tensor* t)
-{
-    if (!t)
-        return 0;
-    auto b = byteSizeFor(t->dtype, t->numel());
-    return b ? *b : int64_t(t->data.size());
-}
+int64_t storedBytes(const Tensor* t) { return t ? t->storedBytes() : 0; }
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace quantlens {
 
@@ -37,6 +38,11 @@ Status applySwitches(EncoderRunner& r, const std::vector<uint8_t>& want, const S
     return Ok{};
 }
 
+bool kept(const SensitivityOptions& opt, const std::string& name)
+{
+    return opt.keepFloat.count(name) || opt.keepFloat.count(name + ".weight");
+}
+
 int64_t realTokens(const EncoderInput& in)
 {
     int64_t n = 0;
@@ -46,6 +52,52 @@ int64_t realTokens(const EncoderInput& in)
 }
 
 }  // namespace
+
+NextTokenComparison compareNextToken(const std::vector<float>& refLogits, const std::vector<float>& logits,
+                                     const EncoderInput& in, int64_t vocab)
+{
+    NextTokenComparison c;
+    const int64_t n = in.tokens();
+    if (vocab <= 0 || int64_t(refLogits.size()) != n * vocab || logits.size() != refLogits.size())
+        return c;
+    c.valid = true;
+    double sum = 0, agree = 0;
+    int64_t count = 0;
+    std::vector<double> lp(static_cast<size_t>(vocab)), lq(static_cast<size_t>(vocab));
+    // log-softmax in double: a KL of 1e-6 must not drown in float rounding.
+    auto logSoftmax = [vocab](const float* z, std::vector<double>& out) {
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int64_t v = 0; v < vocab; ++v)
+            mx = std::max(mx, double(z[v]));
+        double s = 0;
+        for (int64_t v = 0; v < vocab; ++v)
+            s += std::exp(double(z[v]) - mx);
+        const double lse = mx + std::log(s);
+        for (int64_t v = 0; v < vocab; ++v)
+            out[size_t(v)] = double(z[v]) - lse;
+    };
+    for (int64_t t = 0; t < n; ++t) {
+        if (!in.mask[size_t(t)])
+            continue;
+        const float* p = refLogits.data() + t * vocab;
+        const float* q = logits.data() + t * vocab;
+        logSoftmax(p, lp);
+        logSoftmax(q, lq);
+        double kl = 0;
+        for (int64_t v = 0; v < vocab; ++v)
+            kl += std::exp(lp[size_t(v)]) * (lp[size_t(v)] - lq[size_t(v)]);
+        kl = std::max(0.0, kl);
+        sum += kl;
+        c.maxKld = std::max(c.maxKld, kl);
+        agree += std::max_element(p, p + vocab) - p == std::max_element(q, q + vocab) - q;
+        ++count;
+    }
+    if (count > 0) {
+        c.meanKld = sum / double(count);
+        c.top1Agreement = agree / double(count);
+    }
+    return c;
+}
 
 Result<SensitivityReport> computeSensitivity(EncoderRunner& r, const EncoderInput& in, const SensitivityOptions& opt)
 {
@@ -81,7 +133,7 @@ Result<SensitivityReport> computeSensitivity(EncoderRunner& r, const EncoderInpu
     SensitivityReport rep;
     rep.view = opt.view;
     rep.tokens = realTokens(in);
-    const int64_t total = L + 2;
+    const int64_t total = L + 2 + (opt.keepFloat.empty() ? 0 : 1);
     int64_t done = 0;
     auto step = [&]() { return !opt.progress || opt.progress(++done, total); };
     auto cancelled = [] { return makeError("cancelled", "sensitivity analysis cancelled"); };
@@ -104,6 +156,32 @@ Result<SensitivityReport> computeSensitivity(EncoderRunner& r, const EncoderInpu
     rep.allQuantized = compareHidden(*ref, *all, in, r.config().hidden);
     if (!step())
         return cancelled();
+
+    // The plan end to end: the same run unless it keeps layers in float32.
+    std::vector<float> planOut;
+    for (int64_t i = 0; i < L; ++i) {
+        const bool keep = kept(opt, names[size_t(i)]);
+        want[size_t(i)] = keep ? 0 : 1;
+        rep.plan.keptLayers += keep;
+    }
+    if (rep.plan.keptLayers > 0) {
+        if (auto s = applySwitches(r, want, opt, names); !s)
+            return s.error();
+        auto y = r.forward(in);
+        if (!y)
+            return y.error();
+        planOut = std::move(*y);
+    } else {
+        planOut = *all;
+    }
+    for (int64_t i = 0; i < L; ++i)
+        if (want[size_t(i)]) {
+            ++rep.plan.quantizedLayers;
+            rep.plan.simulatedLayers += r.isSimulated(i);
+        }
+    rep.plan.hidden = compareHidden(*ref, planOut, in, r.config().hidden);
+    if (r.hasOutputHead())
+        rep.plan.next = compareNextToken(r.logits(*ref), r.logits(planOut), in, r.config().vocab);
 
     const bool one = opt.view == SensitivityView::OneQuantized;
     for (int64_t i = 0; i < L; ++i) {

@@ -5,6 +5,7 @@
 // every layer but one: the layer whose return to float32 helps most is the most sensitive.
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,16 +44,37 @@ struct SensitivityOptions {
     // listed use `defaultSpec`.
     std::vector<std::pair<std::string, QuantSpec>> specs;
     QuantSpec defaultSpec = defaultDynamicSpec();
+    // Layers (prefix or weight name) the plan leaves in float32: out of the plan figure.
+    std::set<std::string> keepFloat;
     // Called after each forward pass with (done, total); returning false cancels.
     std::function<bool(int64_t, int64_t)> progress;
 
     static QuantSpec defaultDynamicSpec();  // torch-symmetric, per tensor: quantize_dynamic's weights
 };
 
+// The next-token distributions of a causal model vs float32, over real tokens, as
+// llama.cpp's KL-divergence statistics report them.
+struct NextTokenComparison {
+    bool valid = false;       // the model has an output head (GPT-2, Llama)
+    double meanKld = 0;       // mean over tokens of KL(p_float || p_quantized), nats
+    double maxKld = 0;
+    double top1Agreement = 1; // share of tokens whose most likely next token is unchanged
+};
+NextTokenComparison compareNextToken(const std::vector<float>& refLogits, const std::vector<float>& logits,
+                                     const EncoderInput& in, int64_t vocab);
+
+// The whole plan: every layer as the plan quantizes it, kept layers in float32.
+struct PlanFigure {
+    HiddenComparison hidden;
+    NextTokenComparison next;
+    int64_t quantizedLayers = 0, simulatedLayers = 0, keptLayers = 0;
+};
+
 struct SensitivityReport {
     SensitivityView view = SensitivityView::OneQuantized;
     std::vector<LayerSensitivity> layers;  // most sensitive first
-    HiddenComparison allQuantized;         // every layer int8 vs float32, for scale
+    HiddenComparison allQuantized;         // every layer quantized vs float32, for scale
+    PlanFigure plan;                       // the plan end to end (keepFloat honoured)
     int64_t tokens = 0;                    // real tokens the metrics cover
 };
 

@@ -6,7 +6,7 @@
 #include <filesystem>
 
 #include "io/demomodel.h"
-#include "io/exportplan.h"
+#include "tasks/exportplan.h"
 #include "layers.h"
 #include "testsupport.h"
 
@@ -110,14 +110,14 @@ private slots:
         for (const ExportPlanItem& it : p.items) {
             auto e = quantizeForExport(demo, it.tensor, it.spec);
             QVERIFY2(e, e ? "" : e.error().oneLine().c_str());
-            before += storedBytes(*demo.find(it.tensor));
+            before += demo.find(it.tensor)->storedBytes();
             after += e->quantized.bytesAfter();
         }
         QCOMPARE(est.quantizedBefore, before);
         QCOMPARE(est.quantizedAfter, after);
         int64_t model = 0;
         for (const Tensor& t : demo.tensors)
-            model += storedBytes(t);
+            model += t.storedBytes();
         QCOMPARE(est.modelBefore, model);
         QCOMPARE(est.modelAfter, model - before + after);
         if (spec.bits == 8 && spec.granularity != Granularity::PerGroup)

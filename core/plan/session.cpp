@@ -1,4 +1,4 @@
-#include "session.h"
+#include "plan/session.h"
 
 #include <nlohmann/json.hpp>
 
@@ -98,12 +98,6 @@ Result<std::set<std::string>> nameSet(const json& doc, const char* key)
 
 }  // namespace
 
-const QuantSpec& Session::specFor(const std::string& name) const
-{
-    auto it = overrides.find(name);
-    return it == overrides.end() ? defaultSpec : it->second;
-}
-
 std::string modelFingerprint(const Model& m)
 {
     uint64_t h = 1469598103934665603ull;
@@ -136,6 +130,8 @@ std::string sessionToJson(const Session& s)
     doc["quantlens_session"] = Session::kVersion;
     doc["model"] = {{"path", s.modelPath}, {"tensors", s.modelTensors}, {"fingerprint", s.modelFingerprint}};
     doc["default"] = specJson(s.defaultSpec);
+    doc["activations"] = {{"mode", activationModeName(s.activations.mode)}, {"reduce_range", s.activations.reduceRange}};
+    doc["quantize_vectors"] = s.quantizeVectors;
     json layers = json::object();
     for (const auto& [name, spec] : s.overrides)
         layers[name] = specJson(spec);
@@ -156,7 +152,8 @@ Result<Session> sessionFromJson(const std::string& text)
     if (ver == doc.end() || !ver->is_number_integer())
         return badSession("not a Quantlens session (no \"quantlens_session\" version)");
     if (ver->get<int64_t>() < 1 || ver->get<int64_t>() > Session::kVersion)
-        return badSession("version " + std::to_string(ver->get<int64_t>()) + " is not supported (this build reads 1)");
+        return badSession("version " + std::to_string(ver->get<int64_t>()) + " is not supported (this build reads 1 to " +
+                          std::to_string(Session::kVersion) + ")");
 
     Session s;
     if (auto m = doc.find("model"); m != doc.end()) {
@@ -174,6 +171,28 @@ Result<Session> sessionFromJson(const std::string& text)
         if (!spec)
             return spec.error();
         s.defaultSpec = *spec;
+    }
+    if (auto a = doc.find("activations"); a != doc.end()) {
+        if (!a->is_object())
+            return badSession("activations must be an object");
+        if (auto mo = a->find("mode"); mo != a->end()) {
+            if (!mo->is_string())
+                return badSession("activations.mode must be a string");
+            auto mode = parseActivationMode(mo->get<std::string>());
+            if (!mode)
+                return badSession("activations.mode: " + mode.error().message);
+            s.activations.mode = *mode;
+        }
+        if (auto rr = a->find("reduce_range"); rr != a->end()) {
+            if (!rr->is_boolean())
+                return badSession("activations.reduce_range must be true or false");
+            s.activations.reduceRange = rr->get<bool>();
+        }
+    }
+    if (auto qv = doc.find("quantize_vectors"); qv != doc.end()) {
+        if (!qv->is_boolean())
+            return badSession("quantize_vectors must be true or false");
+        s.quantizeVectors = qv->get<bool>();
     }
     if (auto l = doc.find("layers"); l != doc.end()) {
         if (!l->is_object())
@@ -239,6 +258,8 @@ SessionApplied applySession(const Session& s, const Model& m)
     out.session.modelTensors = s.modelTensors;
     out.session.modelFingerprint = s.modelFingerprint;
     out.session.defaultSpec = s.defaultSpec;
+    out.session.activations = s.activations;
+    out.session.quantizeVectors = s.quantizeVectors;
     out.sameModel = s.modelFingerprint.empty() || s.modelFingerprint == modelFingerprint(m);
     std::set<std::string> missing;
     auto has = [&](const std::string& name) {

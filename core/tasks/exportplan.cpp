@@ -1,4 +1,4 @@
-#include "io/exportplan.h"
+#include "tasks/exportplan.h"
 
 #include <algorithm>
 #include <set>
@@ -28,19 +28,28 @@ int64_t scaleCount(const Tensor& t, const QuantSpec& s)
 
 }  // namespace
 
-int64_t storedBytes(const Tensor& t)
-{
-    auto b = byteSizeFor(t.dtype, t.numel());
-    return b ? *b : int64_t(t.data.size());
-}
-
 ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOptions& opt)
 {
     ExportPlan plan;
+    auto skip = [&](const std::string& name, const std::string& why) {
+        plan.skipped.push_back(name);
+        plan.skipReasons.push_back(why);
+    };
     std::vector<std::string> names;
     if (opt.choice == ExportChoice::AllLinear) {
         for (const LinearLayer& l : findLinearLayers(m))
             names.push_back(l.weight->name);
+    } else if (opt.choice == ExportChoice::Named) {
+        const std::vector<LinearLayer> layers = findLinearLayers(m);
+        std::set<std::string> seen;
+        for (const std::string& n : opt.tensors) {
+            const LinearLayer* l = m.find(n) ? nullptr : findLinearLayer(layers, n);
+            const std::string name = l ? l->weight->name : n;  // a layer prefix such as "...attention.q_lin"
+            if (!m.find(name))
+                skip(n, "no such tensor");
+            else if (seen.insert(name).second)
+                names.push_back(name);
+        }
     } else {
         // File order, not the set's alphabetical order: exports list tensors as the model does.
         for (const Tensor& t : m.tensors)
@@ -48,23 +57,27 @@ ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOp
                 names.push_back(t.name);
         for (const std::string& name : session.exportSelection)
             if (!m.find(name))
-                plan.skipped.push_back(name);
+                skip(name, "no such tensor");
     }
+    QuantPlan p = session.plan();
+    p.quantizeVectors = true;  // chosen explicitly
+    if (!opt.honourKeepFloat)
+        p.keepFloat.clear();
+    if (!opt.useOverrides)
+        p.overrides.clear();
     for (const std::string& name : names) {
-        if (opt.honourKeepFloat && session.keepFloat.count(name)) {
-            plan.keptFloat.push_back(name);
-            continue;
-        }
-        const Tensor* t = m.find(name);
-        if (!t || !t->decodable() || t->numel() == 0) {
-            plan.skipped.push_back(name);
+        const PlanDecision d = p.decide(*m.find(name));
+        if (!d.quantize) {
+            if (p.keepFloat.count(name))
+                plan.keptFloat.push_back(name);
+            else
+                skip(name, d.reason);
             continue;
         }
         ExportPlanItem item;
         item.tensor = name;
-        auto it = session.overrides.find(name);
-        item.tuned = opt.useOverrides && it != session.overrides.end();
-        item.spec = item.tuned ? it->second : session.defaultSpec;
+        item.tuned = d.tuned;
+        item.spec = d.spec;
         plan.items.push_back(std::move(item));
     }
     return plan;
@@ -85,11 +98,11 @@ ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan)
         // Same accounting as QuantizedTensor::bytesAfter (fp16 scales for Q8_0, else
         // float32 scale + int32 zero point).
         const int64_t after = payload + (it.spec.scheme == Scheme::Q8_0 ? 2 * scales : 8 * scales);
-        s.quantizedBefore += storedBytes(*t);
+        s.quantizedBefore += t->storedBytes();
         s.quantizedAfter += after;
     }
     for (const Tensor& t : m.tensors) {
-        const int64_t b = storedBytes(t);
+        const int64_t b = t.storedBytes();
         s.modelBefore += b;
         if (!planned.count(t.name))
             s.modelAfter += b;

@@ -10,13 +10,14 @@
 #include "model.h"
 #include "quant/quantspec.h"
 #include "result.h"
-#include "session.h"
+#include "plan/session.h"
 
 namespace quantlens {
 
 enum class ExportChoice {
     AllLinear,  // every linear layer's weight
     Selected,   // the session's exportSelection
+    Named,      // ExportPlanOptions::tensors (names or linear-layer prefixes)
 };
 
 struct ExportPlanItem {
@@ -28,15 +29,19 @@ struct ExportPlanItem {
 struct ExportPlan {
     std::vector<ExportPlanItem> items;
     std::vector<std::string> keptFloat;  // linear weights left in float32 on purpose
-    std::vector<std::string> skipped;    // chosen but not quantizable (not decodable, rank 0)
+    std::vector<std::string> skipped;    // chosen but not quantizable (not decodable, rank 0), or unknown names
+    std::vector<std::string> skipReasons;  // one per skipped name
 };
 
 struct ExportPlanOptions {
     ExportChoice choice = ExportChoice::AllLinear;
     bool useOverrides = true;   // per-layer tuned specs; false: the default spec everywhere
     bool honourKeepFloat = true;  // drop session.keepFloat from the plan
+    std::vector<std::string> tensors;  // ExportChoice::Named
 };
 
+// Each chosen tensor with the spec the plan gives it (PlanDecision). A 1-D tensor chosen by
+// name is quantized: choosing it is asking for it.
 ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOptions& opt);
 
 // Sizes for the dialog's summary. `quantized*` cover the plan's tensors; the model totals
@@ -50,7 +55,6 @@ struct ExportSizes {
 };
 ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan);
 
-int64_t storedBytes(const Tensor& t);  // the tensor's size in its file's dtype
 
 // Quantizes every item (first half of the progress) and writes them (second half).
 // Cancelling leaves nothing under opts.outPath.

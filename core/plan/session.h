@@ -1,8 +1,7 @@
 #pragma once
-// A user's per-layer quantization choices, saved to and loaded from a JSON file so the
-// same tuning can be re-applied to the same model later (issue #6). Layout:
-// docs/sessions.md. Nothing here knows about Qt; the GUI keeps one Session and the
-// export plan reads it.
+// The quantization plan as a file: the plan (plan/quantplan.h) plus what it was made on
+// and the tensors ticked for export, so the same tuning can be re-applied to the same
+// model later, in the window or headless (`--plan`). Layout: docs/sessions.md. No Qt.
 #include <cstdint>
 #include <map>
 #include <set>
@@ -10,26 +9,24 @@
 #include <vector>
 
 #include "model.h"
-#include "quant/quantspec.h"
+#include "plan/quantplan.h"
 #include "result.h"
 
 namespace quantlens {
 
-struct Session {
-    static constexpr int kVersion = 1;
+struct Session : QuantPlan {
+    // 2: the plan's activations and quantize_vectors; version 1 files still read.
+    static constexpr int kVersion = 2;
 
     // What the session was made on, to warn when it is applied to another model.
     std::string modelPath;
     int64_t modelTensors = 0;
     std::string modelFingerprint;  // modelFingerprint() of that model
 
-    QuantSpec defaultSpec;                       // the model-wide choice
-    std::map<std::string, QuantSpec> overrides;  // tensor name -> what the user tuned on it
     std::set<std::string> exportSelection;       // tensors ticked for export (empty: none ticked)
-    std::set<std::string> keepFloat;             // linear weights kept in float32 (sensitivity)
 
-    // The spec tensor `name` is quantized with: its override, else the default.
-    const QuantSpec& specFor(const std::string& name) const;
+    QuantPlan& plan() { return *this; }
+    const QuantPlan& plan() const { return *this; }
     bool empty() const { return overrides.empty() && exportSelection.empty() && keepFloat.empty(); }
 };
 

@@ -1,0 +1,88 @@
+#include "plan/quantplan.h"
+
+namespace quantlens {
+
+std::string activationModeName(ActivationMode m)
+{
+    switch (m) {
+    case ActivationMode::DynamicPerTensor: return "per-tensor";
+    case ActivationMode::DynamicPerToken: return "per-token";
+    case ActivationMode::None: return "none";
+    }
+    return "per-tensor";
+}
+
+Result<ActivationMode> parseActivationMode(const std::string& s)
+{
+    if (s == "per-tensor" || s == "dynamic" || s == "dynamic-per-tensor")
+        return ActivationMode::DynamicPerTensor;
+    if (s == "per-token" || s == "per-row" || s == "dynamic-per-token")
+        return ActivationMode::DynamicPerToken;
+    if (s == "none" || s == "weight-only")
+        return ActivationMode::None;
+    return makeError("bad-activations", "unknown activation mode '" + s + "' (per-tensor, per-token or none)");
+}
+
+QuantSpec QuantPlan::defaultWeightSpec()
+{
+    QuantSpec s;
+    s.scheme = Scheme::TorchSymmetric;
+    s.granularity = Granularity::PerChannel;
+    return s;
+}
+
+QuantPlan QuantPlan::quantizeDynamicPreset()
+{
+    QuantPlan p;
+    p.defaultSpec.granularity = Granularity::PerTensor;
+    p.activations = ActivationSpec{};
+    return p;
+}
+
+const QuantSpec& QuantPlan::specFor(const std::string& name) const
+{
+    auto it = overrides.find(name);
+    return it == overrides.end() ? defaultSpec : it->second;
+}
+
+int outputChannelAxis(const Tensor& t)
+{
+    if (t.layout == Layout::InOut && t.rank() >= 2)
+        return int(t.rank() - 1);
+    return 0;
+}
+
+PlanDecision QuantPlan::decide(const Tensor& t) const
+{
+    PlanDecision d;
+    d.tuned = isTuned(t.name);
+    d.spec = specFor(t.name);
+    d.spec.axis = outputChannelAxis(t);
+    if (keepFloat.count(t.name)) {
+        d.reason = "kept in float32";
+        return d;
+    }
+    if (!t.decodable()) {
+        d.reason = "not decodable (" + (t.opaqueType.empty() ? std::string("unknown type") : t.opaqueType) + ")";
+        return d;
+    }
+    if (t.numel() == 0 || t.rank() == 0) {
+        d.reason = "empty or a scalar";
+        return d;
+    }
+    if (t.rank() == 1 && !quantizeVectors && !d.tuned) {
+        d.reason = "a 1-D vector (norm gain or bias): not quantized by default";
+        return d;
+    }
+    d.quantize = true;
+    return d;
+}
+
+bool runsOnInt8Kernels(const QuantSpec& s, const ActivationSpec& a)
+{
+    const bool symmetric = s.scheme == Scheme::TorchSymmetric || s.scheme == Scheme::NarrowSymmetric;
+    return a.mode != ActivationMode::None && symmetric && s.bits == 8 && !s.isUnsigned &&
+           (s.granularity == Granularity::PerTensor || s.granularity == Granularity::PerChannel);
+}
+
+}  // namespace quantlens

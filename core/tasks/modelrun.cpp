@@ -1,0 +1,50 @@
+#include "tasks/modelrun.h"
+
+namespace quantlens {
+
+Result<std::vector<RunnerLayerPlan>> applyPlan(EncoderRunner& r, const Model& m, const QuantPlan& plan,
+                                               SensitivityOptions& opt)
+{
+    if (auto s = r.setActivations(plan.activations); !s)
+        return s.error();
+    std::vector<RunnerLayerPlan> out;
+    opt.specs.clear();
+    opt.keepFloat.clear();
+    const std::vector<std::string> names = r.linearNames();
+    for (int64_t i = 0; i < int64_t(names.size()); ++i) {
+        RunnerLayerPlan lp;
+        lp.prefix = names[size_t(i)];
+        lp.tensor = r.weightName(i);
+        const Tensor* t = m.find(lp.tensor);
+        if (!t)
+            return makeError("no-such-tensor", "the runner's layer has no weight tensor in the model", {}, -1, lp.tensor);
+        lp.decision = plan.decide(*t);
+        lp.simulated = !runsOnInt8Kernels(lp.decision.spec, plan.activations);
+        opt.specs.emplace_back(lp.prefix, lp.decision.spec);
+        if (!lp.decision.quantize)
+            opt.keepFloat.insert(lp.prefix);
+        out.push_back(std::move(lp));
+    }
+    return out;
+}
+
+Result<ModelRunReport> runModelUnderPlan(EncoderRunner& r, const Model& m, const QuantPlan& plan,
+                                         const EncoderInput& in, const ModelRunRequest& req)
+{
+    SensitivityOptions opt;
+    opt.view = req.view;
+    opt.rankBy = req.rankBy;
+    opt.progress = req.progress;
+    auto layers = applyPlan(r, m, plan, opt);
+    if (!layers)
+        return layers.error();
+    auto rep = computeSensitivity(r, in, opt);
+    if (!rep)
+        return rep.error();
+    ModelRunReport out;
+    out.sensitivity = std::move(*rep);
+    out.layers = std::move(*layers);
+    return out;
+}
+
+}  // namespace quantlens
