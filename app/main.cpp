@@ -67,7 +67,7 @@ int main(int argc, char** argv)
                                      QStringLiteral("OUT.png"));
     parser.addOption(shotOpt);
     const QCommandLineOption tabOpt(QStringLiteral("tab"),
-                                    QStringLiteral("Show this tab first: tensor, channel, overview, run, sensitivity or compare "
+                                    QStringLiteral("Show this tab first: tensor, channel, overview, run, sensitivity, activations or compare "
                                                    "(any start of its title)."),
                                     QStringLiteral("NAME"));
     parser.addOption(tabOpt);

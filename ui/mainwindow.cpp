@@ -52,6 +52,7 @@
 #include "quantcontrols.h"
 #include "runpanel.h"
 #include "sensitivitypanel.h"
+#include "activationspanel.h"
 #include "tensortreemodel.h"
 #include "workpool.h"
 
@@ -305,6 +306,9 @@ void MainWindow::buildUi()
     sensitivity_ = new SensitivityPanel(tabs_);
     sensitivity_->setObjectName(QStringLiteral("sensitivityPanel"));
     tabs_->addTab(sensitivity_, tr("Sensitivity"));
+    activations_ = new ActivationsPanel(tabs_);
+    activations_->setObjectName(QStringLiteral("activationsPanel"));
+    tabs_->addTab(activations_, tr("Activations"));
     buildCompare();
     connect(sensitivity_, &SensitivityPanel::layerActivated, this, [this](const QString& name) {
         selectTensor(name);
@@ -595,6 +599,7 @@ void MainWindow::setModel(std::shared_ptr<const Model> model, const QString& lab
     compare_->setModel(model_);
     onComparisonFinished();
     runPanel_->setSelection(model_, -1);
+    activations_->setSelection(model_, -1);
     sensitivity_->setModel(model_);
     tree_->expandAll();
     histogram_->clearHistogram(tr("Select a tensor"));
@@ -668,6 +673,7 @@ void MainWindow::showTensorAt(int t)
         return;
     current_ = t;
     runPanel_->setSelection(model_, t);
+    activations_->setSelection(model_, t);
     const uint64_t gen = ++matrixGen_;
     ++quantGen_;  // an in-flight result belongs to the previous tensor
     matrix_.reset();

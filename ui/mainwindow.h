@@ -39,6 +39,7 @@ class NumbersPanel;
 class QuantControls;
 class RunPanel;
 class SensitivityPanel;
+class ActivationsPanel;
 class TensorTreeModel;
 
 // The main window. Every expensive step (opening a file, decoding a tensor, quantizing
@@ -193,6 +194,7 @@ private:
     RunPanel* runPanel_ = nullptr;
     SensitivityPanel* sensitivity_ = nullptr;
     ComparePanel* compare_ = nullptr;
+    ActivationsPanel* activations_ = nullptr;
     QSplitter* mainSplit_ = nullptr;
     QSplitter* rightSplit_ = nullptr;
     QSplitter* topSplit_ = nullptr;

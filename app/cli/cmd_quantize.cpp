@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "calibration.h"
 #include "commands.h"
 #include "io/exporter.h"
 #include "io/ggufwriter.h"
@@ -41,6 +42,7 @@ struct QuantizeOptions {
     std::string fakeQuant;
     std::string plan;
     bool json = false;
+    MethodArgs method;  // --method gptq|smoothquant:ALPHA and its calibration input
 };
 
 using ojson = nlohmann::ordered_json;
@@ -220,6 +222,7 @@ void runQuantize(const QuantizeOptions& o)
     if (o.out.empty() && o.fakeQuant.empty())
         throw CLI::ValidationError("quantize", "give --out FILE.h5|FILE.safetensors|DIR (or --fake-quant FILE.safetensors)");
     const QuantSpec spec = specFrom(o);
+    validateMethodArgs(o.method);
     ExportFormat format = ExportFormat::Hdf5;
     if (!o.out.empty()) {
         auto f = exportFormatFor(o.out, o.format);
@@ -273,7 +276,21 @@ void runQuantize(const QuantizeOptions& o)
     std::vector<ExportEntry> entries;
     entries.reserve(plan.items.size());
     int64_t before = 0, after = 0;
-    for (size_t i = 0; i < plan.items.size(); ++i) {
+    std::vector<ojson> methodReports;
+    std::vector<std::string> methodLines;
+    if (usesActivations(o.method)) {
+        std::vector<std::pair<std::string, QuantSpec>> items;
+        for (const ExportPlanItem& it : plan.items)
+            items.emplace_back(it.tensor, it.spec);
+        for (MethodEntry& e : quantizeWithMethod(m, o.model, items, o.method)) {
+            methodLines.push_back(e.summary);
+            before += m.find(e.entry.quantized.name)->storedBytes();
+            after += e.entry.quantized.bytesAfter();
+            entries.push_back(std::move(e.entry));
+            methodReports.push_back(std::move(e.report));
+        }
+    }
+    for (size_t i = entries.size(); i < plan.items.size(); ++i) {
         const ExportPlanItem& it = plan.items[i];
         std::fprintf(stderr, "[%zu/%zu] quantizing %s\n", i + 1, plan.items.size(), it.tensor.c_str());
         auto e = quantizeForExport(m, it.tensor, it.spec);
@@ -304,6 +321,8 @@ void runQuantize(const QuantizeOptions& o)
 
     if (!o.json) {
         printTable(m, entries, before, after);
+        for (const std::string& line : methodLines)
+            std::printf("%s\n", line.c_str());
         return;
     }
     ojson doc;
@@ -327,6 +346,8 @@ void runQuantize(const QuantizeOptions& o)
         j["bytes_after"] = qt.bytesAfter();
         j["shape"] = qt.shape;
         j["calib"] = calibName(qt.spec);
+        if (tensors.size() < methodReports.size())
+            j["method"] = methodReports[tensors.size()];
         tensors.push_back(std::move(j));
     }
     doc["tensors"] = std::move(tensors);
@@ -366,6 +387,7 @@ void addQuantizeCommand(CLI::App& app)
                      ->check(CLI::ExistingFile);
     for (const char* flag : {"--scheme", "--granularity", "--calib", "--bits", "--dtype", "--reduce-range"})
         plan->excludes(cmd->get_option(flag));
+    addMethodOptions(cmd, o->method);
     cmd->add_flag("--json", o->json, "print one JSON document on stdout");
     cmd->callback([o] { runQuantize(*o); });
 }

@@ -11,6 +11,7 @@ void addRunCommand(CLI::App& app);
 void addBenchCommand(CLI::App& app);
 void addSensitivityCommand(CLI::App& app);
 void addCompareCommand(CLI::App& app);
+void addActivationsCommand(CLI::App& app);
 
 // Thrown by a command to end with exit code 1 and a one-line reason on stderr.
 struct Failure {

@@ -13,6 +13,7 @@ int main(int argc, char** argv)
     quantlens::cli::addBenchCommand(app);
     quantlens::cli::addSensitivityCommand(app);
     quantlens::cli::addCompareCommand(app);
+    quantlens::cli::addActivationsCommand(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

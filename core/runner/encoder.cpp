@@ -644,6 +644,8 @@ std::vector<float> EncoderRunner::logits(const std::vector<float>& hidden) const
 void EncoderRunner::linear(int64_t index, const float* x, int64_t rows, float* y) const
 {
     const Linear& l = *linears_[size_t(index)];
+    if (observer_)
+        observer_(index, x, rows, l.in);
     if (l.quantized && l.q) {
         l.q->forward(x, rows, y);
         return;

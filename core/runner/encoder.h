@@ -8,6 +8,7 @@
 // as the checkpoint has it. Llama (also Mistral, Qwen2 and others with its names): RMSNorm,
 // rotary positions, grouped-query attention, SiLU-gated MLP, causal mask, final norm.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -167,6 +168,12 @@ public:
     // (left padding) attends uniformly to what the causal mask allows.
     Result<std::vector<float>> forward(const EncoderInput& in) const;
 
+    // Called with every linear layer's input, [rows, inFeatures] row-major, before the layer
+    // runs (rows = batch * seqLen, padding included): runner/actstats.h records calibration
+    // statistics through it. Empty: nothing is called.
+    using LinearObserver = std::function<void(int64_t index, const float* x, int64_t rows, int64_t inFeatures)>;
+    void setLinearObserver(LinearObserver o) { observer_ = std::move(o); }
+
 private:
     struct Linear;
     struct Norm {
@@ -197,6 +204,7 @@ private:
     Norm finalLn_;  // GPT-2: ln_f after the last block; Llama: the final RMSNorm
     std::vector<Block> blocks_;
     std::vector<std::unique_ptr<Linear>> linears_;
+    LinearObserver observer_;
 };
 
 }  // namespace quantlens

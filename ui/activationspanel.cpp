@@ -1,0 +1,376 @@
+#include "activationspanel.h"
+
+#include <QComboBox>
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QMetaObject>
+#include <QPlainTextEdit>
+#include <QPointer>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSlider>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QVBoxLayout>
+#include <QtConcurrent/QtConcurrentRun>
+
+#include "qcp.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "runner/encoder.h"
+#include "runner/normfold.h"
+#include "runner/tokenizer.h"
+
+namespace quantlens::ui {
+
+namespace {
+
+constexpr float kOutlier = 6.0f;  // LLM.int8's threshold
+constexpr int kAlphaSteps = 20;   // α = k / 20
+
+struct Job {
+    std::shared_ptr<const Model> model;
+    QString layer;
+    int heads = 0;
+    ActivationsPanel::Input input = ActivationsPanel::RandomIds;
+    QString text;
+    std::shared_ptr<std::atomic<bool>> cancel;
+    std::function<void(int64_t, int64_t)> progress;
+};
+
+std::shared_ptr<const ActivationsResult> runJob(const Job& j)
+{
+    auto r = std::make_shared<ActivationsResult>();
+    r->layer = j.layer;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto fail = [&](const std::string& why) {
+        r->error = QString::fromStdString(why);
+        return r;
+    };
+    EncoderOptions eo;
+    eo.heads = j.heads;
+    const std::string path = j.model->files.empty() ? std::string() : j.model->files.front();
+    if (!path.empty()) {
+        const auto cfg = std::filesystem::path(path).parent_path() / "config.json";
+        if (auto h = readHfConfigHints(cfg.string(), eo); !h)
+            return fail(h.error().oneLine());
+    }
+    auto runner = EncoderRunner::create(*j.model, eo);
+    if (!runner)
+        return fail(runner.error().oneLine());
+    const std::string layer = j.layer.toStdString();
+    std::vector<std::vector<int64_t>> seqs;
+    if (j.input == ActivationsPanel::RandomIds) {
+        for (int s = 0; s < 8; ++s)
+            seqs.push_back(randomEncoderInput(1, std::min<int64_t>(64, runner->config().maxPositions),
+                                              runner->config().vocab, uint64_t(s + 1))
+                               .ids);
+        r->input = QStringLiteral("8 sequences of random ids");
+    } else if (j.input == ActivationsPanel::TokenIds) {
+        auto s = parseTokenText(j.text.toStdString());
+        if (!s)
+            return fail(s.error().message);
+        seqs = std::move(*s);
+        r->input = QStringLiteral("typed token ids");
+    } else {
+        auto tok = TextTokenizer::forModel(path);
+        if (!tok)
+            return fail(tok.error().oneLine());
+        auto s = tok->encodeLines(j.text.toStdString());
+        if (!s)
+            return fail(s.error().message);
+        seqs = std::move(*s);
+        r->input = QStringLiteral("text through the ") + QString::fromStdString(tok->source());
+    }
+    ActivationOptions o;
+    o.layers = {layer};
+    o.hessian = false;
+    o.keepRows = 512;
+    auto rec = recordActivations(*runner, seqs, o, [&](int64_t done, int64_t total) {
+        if (j.progress)
+            j.progress(done, total);
+        return !j.cancel->load();
+    });
+    if (!rec)
+        return fail(rec.error().code == "cancelled" ? std::string("cancelled") : rec.error().oneLine());
+    const LayerActivationStats* st = rec->find(layer);
+    if (!st || st->tokens == 0)
+        return fail("'" + layer + "' is not a linear layer the runner executes");
+    r->stats = *st;
+    r->tokens = rec->tokens;
+    auto lw = readLinearWeight(*j.model, layer);
+    if (!lw)
+        return fail(lw.error().oneLine());
+    r->weightColumnAbsMax = weightColumnAbsMax({lw->w}, lw->in);
+    std::vector<double> alphas;
+    for (int k = 0; k <= kAlphaSteps; ++k)
+        alphas.push_back(double(k) / kAlphaSteps);
+    auto sweep = smoothQuantSweep(st->rows, st->keptRows, lw->w, lw->out, lw->in, st->absMax, alphas);
+    auto none = w8a8OutputSqnrDb(st->rows, st->keptRows, lw->w, lw->out, lw->in, {});
+    if (!sweep || !none)
+        return fail((sweep ? none.error() : sweep.error()).oneLine());
+    r->sweep = std::move(*sweep);
+    r->noSmoothingSqnrDb = *none;
+    auto fold = precedingNorm(runner->config(), layer);
+    r->fold = fold ? QStringLiteral("1/s folds into ") + QString::fromStdString(fold->gamma)
+                   : QString::fromStdString(fold.error().message);
+    r->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+}
+
+}  // namespace
+
+ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
+{
+    pool_.setMaxThreadCount(1);
+    auto* top = new QVBoxLayout(this);
+    layerLabel_ = new QLabel(tr("Select a linear layer"), this);
+    top->addWidget(layerLabel_);
+
+    auto* form = new QFormLayout;
+    inputKind_ = new QComboBox(this);
+    inputKind_->addItems({tr("Random token ids (8 x 64)"), tr("Token ids, one sequence per line"),
+                          tr("Text, one sequence per line (model's tokenizer)")});
+    form->addRow(tr("Calibration input"), inputKind_);
+    inputEdit_ = new QPlainTextEdit(this);
+    inputEdit_->setMaximumHeight(70);
+    inputEdit_->setEnabled(false);
+    form->addRow(QString(), inputEdit_);
+    heads_ = new QSpinBox(this);
+    heads_->setRange(0, 1024);
+    heads_->setSpecialValueText(tr("infer"));
+    form->addRow(tr("Attention heads"), heads_);
+    top->addLayout(form);
+    connect(inputKind_, &QComboBox::currentIndexChanged, this,
+            [this](int i) { inputEdit_->setEnabled(i != RandomIds); });
+
+    auto* buttons = new QHBoxLayout;
+    runButton_ = new QPushButton(tr("Record activations"), this);
+    cancelButton_ = new QPushButton(tr("Cancel"), this);
+    progress_ = new QProgressBar(this);
+    progress_->setRange(0, 1);
+    progress_->setValue(0);
+    buttons->addWidget(runButton_);
+    buttons->addWidget(cancelButton_);
+    buttons->addWidget(progress_, 1);
+    top->addLayout(buttons);
+    status_ = new QLabel(this);
+    status_->setWordWrap(true);
+    top->addWidget(status_);
+    connect(runButton_, &QPushButton::clicked, this, &ActivationsPanel::run);
+    connect(cancelButton_, &QPushButton::clicked, this, &ActivationsPanel::cancel);
+
+    auto* split = new QSplitter(Qt::Vertical, this);
+    channels_ = new QCustomPlot(split);
+    channels_->setMinimumHeight(160);
+    channels_->xAxis->setLabel(tr("input channel"));
+    channels_->yAxis->setLabel(tr("activation absmax"));
+    channels_->yAxis2->setVisible(true);
+    channels_->yAxis2->setLabel(tr("weight column absmax"));
+    channels_->addGraph(channels_->xAxis, channels_->yAxis);   // activation absmax
+    channels_->addGraph(channels_->xAxis, channels_->yAxis2);  // weight column absmax
+    channels_->addGraph(channels_->xAxis, channels_->yAxis);   // outliers
+    channels_->graph(0)->setPen(QPen(QColor(31, 119, 180)));
+    channels_->graph(0)->setName(tr("activation absmax"));
+    channels_->graph(1)->setPen(QPen(QColor(255, 127, 14)));
+    channels_->graph(1)->setName(tr("weight column absmax"));
+    channels_->graph(2)->setLineStyle(QCPGraph::lsNone);
+    channels_->graph(2)->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, QColor(214, 39, 40), 7));
+    channels_->graph(2)->setName(tr("outlier (|x| > 6)"));
+    channels_->legend->setVisible(true);
+    histogram_ = new QCustomPlot(split);
+    histogram_->setMinimumHeight(140);
+    histogram_->xAxis->setLabel(tr("activation value"));
+    histogram_->yAxis->setLabel(tr("count"));
+    histogram_->yAxis->setScaleType(QCPAxis::stLogarithmic);
+    histogram_->addGraph();
+    histogram_->graph(0)->setLineStyle(QCPGraph::lsStepCenter);
+    split->addWidget(channels_);
+    split->addWidget(histogram_);
+    top->addWidget(split, 1);
+
+    auto* sq = new QHBoxLayout;
+    sq->addWidget(new QLabel(tr("SmoothQuant α"), this));
+    alpha_ = new QSlider(Qt::Horizontal, this);
+    alpha_->setRange(0, kAlphaSteps);
+    alpha_->setValue(kAlphaSteps / 2);
+    sq->addWidget(alpha_, 1);
+    alphaLabel_ = new QLabel(this);
+    alphaLabel_->setWordWrap(true);
+    sq->addWidget(alphaLabel_, 2);
+    top->addLayout(sq);
+    connect(alpha_, &QSlider::valueChanged, this, &ActivationsPanel::showAlpha);
+    showAlpha();
+
+    watcher_ = new QFutureWatcher<std::shared_ptr<const ActivationsResult>>(this);
+    connect(watcher_, &QFutureWatcherBase::finished, this, [this] {
+        running_ = false;
+        auto r = watcher_->result();
+        if (!r->error.isEmpty()) {
+            setStatus(r->error == QLatin1String("cancelled") ? tr("cancelled") : r->error, r->error != QLatin1String("cancelled"));
+        } else {
+            result_ = r;
+            showResult();
+        }
+        updateButtons();
+        emit finished();
+    });
+    updateButtons();
+}
+
+ActivationsPanel::~ActivationsPanel()
+{
+    if (cancel_)
+        cancel_->store(true);
+    pool_.waitForDone();
+}
+
+void ActivationsPanel::setSelection(std::shared_ptr<const Model> model, int tensorIndex)
+{
+    if (model != model_) {
+        result_.reset();
+        model_ = std::move(model);
+    }
+    layer_.clear();
+    if (model_ && tensorIndex >= 0 && tensorIndex < int(model_->tensors.size())) {
+        const Tensor& t = model_->tensors[size_t(tensorIndex)];
+        if (t.rank() == 2 && t.name.ends_with(".weight"))
+            layer_ = QString::fromStdString(t.name.substr(0, t.name.size() - 7));
+    }
+    layerLabel_->setText(layer_.isEmpty() ? tr("Select a linear layer's weight")
+                                          : tr("Layer: %1").arg(layer_));
+    if (!result_ || result_->layer == layer_)
+        showResult();
+    else
+        setStatus(tr("Stale: the plots are for %1; record again for %2").arg(result_->layer, layer_));
+    updateButtons();
+}
+
+void ActivationsPanel::setInput(Input kind, const QString& text)
+{
+    inputKind_->setCurrentIndex(int(kind));
+    inputEdit_->setPlainText(text);
+}
+
+bool ActivationsPanel::isStale() const { return result_ && result_->layer != layer_; }
+
+void ActivationsPanel::run()
+{
+    if (running_ || !model_ || layer_.isEmpty())
+        return;
+    running_ = true;
+    ++gen_;
+    cancel_ = std::make_shared<std::atomic<bool>>(false);
+    Job j;
+    j.model = model_;
+    j.layer = layer_;
+    j.heads = heads_->value();
+    j.input = Input(inputKind_->currentIndex());
+    j.text = inputEdit_->toPlainText();
+    j.cancel = cancel_;
+    QPointer<ActivationsPanel> self(this);
+    const uint64_t gen = gen_;
+    j.progress = [self, gen](int64_t done, int64_t total) {
+        QMetaObject::invokeMethod(
+            self.data(),
+            [self, gen, done, total] {
+                if (self && self->gen_ == gen) {
+                    self->progress_->setRange(0, int(total));
+                    self->progress_->setValue(int(done));
+                }
+            },
+            Qt::QueuedConnection);
+    };
+    progress_->setRange(0, 0);
+    setStatus(tr("Recording the inputs of %1…").arg(layer_));
+    watcher_->setFuture(QtConcurrent::run(&pool_, [j] { return runJob(j); }));
+    updateButtons();
+}
+
+void ActivationsPanel::cancel()
+{
+    if (running_ && cancel_)
+        cancel_->store(true);
+}
+
+QString ActivationsPanel::statusText() const { return status_->text(); }
+
+void ActivationsPanel::updateButtons()
+{
+    runButton_->setEnabled(!running_ && model_ && !layer_.isEmpty());
+    cancelButton_->setEnabled(running_);
+    if (!running_) {
+        progress_->setRange(0, 1);
+        progress_->setValue(result_ ? 1 : 0);
+    }
+}
+
+void ActivationsPanel::setStatus(const QString& s, bool error)
+{
+    status_->setText(s);
+    status_->setStyleSheet(error ? QStringLiteral("color: #b00020;") : QString());
+}
+
+void ActivationsPanel::showResult()
+{
+    for (int g = 0; g < 3; ++g)
+        channels_->graph(g)->data()->clear();
+    histogram_->graph(0)->data()->clear();
+    if (!result_) {
+        channels_->replot();
+        histogram_->replot();
+        alphaLabel_->clear();
+        return;
+    }
+    const ActivationsResult& r = *result_;
+    const LayerActivationStats& s = r.stats;
+    int outliers = 0;
+    for (size_t c = 0; c < s.absMax.size(); ++c) {
+        channels_->graph(0)->addData(double(c), double(s.absMax[c]));
+        channels_->graph(1)->addData(double(c), double(r.weightColumnAbsMax[c]));
+        if (s.absMax[c] > kOutlier) {
+            channels_->graph(2)->addData(double(c), double(s.absMax[c]));
+            ++outliers;
+        }
+    }
+    channels_->rescaleAxes();
+    channels_->replot();
+    const Histogram& h = s.histogram;
+    for (size_t i = 0; i < h.counts.size(); ++i)
+        if (h.counts[i] > 0)
+            histogram_->graph(0)->addData(h.binCenter(i), double(h.counts[i]));
+    histogram_->rescaleAxes();
+    histogram_->replot();
+    setStatus(tr("%1: %2 real tokens (%3), %4 input channels, %5 outlier channel(s) with |x| > 6, range [%6, %7]; "
+                 "%8 s. %9")
+                  .arg(r.layer)
+                  .arg(r.tokens)
+                  .arg(r.input)
+                  .arg(s.inFeatures)
+                  .arg(outliers)
+                  .arg(double(s.overallMin()), 0, 'g', 4)
+                  .arg(double(s.overallMax()), 0, 'g', 4)
+                  .arg(r.seconds, 0, 'f', 2)
+                  .arg(r.fold));
+    showAlpha();
+}
+
+void ActivationsPanel::showAlpha()
+{
+    if (!result_ || result_->sweep.empty()) {
+        alphaLabel_->setText(tr("α = %1").arg(double(alpha_->value()) / kAlphaSteps, 0, 'f', 2));
+        return;
+    }
+    const SmoothQuantPoint& p = result_->sweep[size_t(alpha_->value())];
+    alphaLabel_->setText(tr("α = %1: W8A8 output SQNR %2 dB (no smoothing %3 dB, α = 0 %4 dB)")
+                             .arg(p.alpha, 0, 'f', 2)
+                             .arg(p.sqnrDb, 0, 'f', 2)
+                             .arg(result_->noSmoothingSqnrDb, 0, 'f', 2)
+                             .arg(result_->sweep.front().sqnrDb, 0, 'f', 2));
+}
+
+}  // namespace quantlens::ui
