@@ -31,8 +31,8 @@ Kernel kernelOf(Scheme s)
     case Scheme::TorchSymmetric:
     case Scheme::TorchAffine: return Kernel::MulInvHalfEven;
     case Scheme::Q8_0: return Kernel::MulInvHalfAway;
+    default: return Kernel::DivHalfEven;  // ggml's block schemes: refused by gptqQuantize
     }
-    return Kernel::DivHalfEven;
 }
 
 float multiplier(Kernel k, float scale)
@@ -78,6 +78,9 @@ Result<GptqResult> gptqQuantize(std::span<const float> weight, int64_t out, int6
         return makeError("too-large", "GPTQ input width " + std::to_string(in) + " is beyond LAPACK's int");
     if (opt.blockSize < 1 || !(opt.dampening >= 0))
         return makeError("bad-options", "GPTQ needs a block size >= 1 and a dampening >= 0");
+    if (isGgmlScheme(spec.scheme) && spec.scheme != Scheme::Q8_0)
+        return makeError("unsupported-spec", "GPTQ here rounds to one scale per group; ggml's " + schemeName(spec.scheme) +
+                                                 " blocks have their own scale search: use rtn");
     spec.axis = 0;
 
     GptqResult res;

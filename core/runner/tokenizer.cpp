@@ -1,5 +1,6 @@
 #include "runner/tokenizer.h"
 
+#include <link.h>
 #include <sentencepiece_processor.h>
 
 #include <cstring>
@@ -302,8 +303,34 @@ TextTokenizer::TextTokenizer(TextTokenizer&&) noexcept = default;
 TextTokenizer& TextTokenizer::operator=(TextTokenizer&&) noexcept = default;
 TextTokenizer::~TextTokenizer() = default;
 
+namespace {
+
+// Debian's libsentencepiece carries its own protobuf 3.14 and exports it; a process that
+// has also loaded the system libprotobuf 3.21 (ONNX's, for the QDQ export) resolves
+// SentencePiece's protobuf calls to 3.21, which aborts the process. Refuse instead.
+bool systemProtobufLoaded()
+{
+    bool found = false;
+    dl_iterate_phdr(
+        [](dl_phdr_info* info, size_t, void* data) {
+            if (info->dlpi_name && std::strstr(info->dlpi_name, "libprotobuf.so"))
+                *static_cast<bool*>(data) = true;
+            return 0;
+        },
+        &found);
+    return found;
+}
+
+}  // namespace
+
 Result<TextTokenizer> TextTokenizer::forModel(const std::string& modelPath)
 {
+    if (systemProtobufLoaded())
+        return makeError("tokenizer-unavailable",
+                         "plain-text calibration is unavailable in this program: Debian's libsentencepiece bundles "
+                         "protobuf 3.14, which cannot share a process with ONNX's protobuf 3.21; give token ids "
+                         "(--calib-tokens)",
+                         modelPath);
     namespace fs = std::filesystem;
     std::error_code ec;
     const fs::path p(modelPath);

@@ -1,5 +1,7 @@
 #include "tasks/modelrun.h"
 
+#include "runner/fp32linear.h"
+
 namespace quantlens {
 
 Result<std::vector<RunnerLayerPlan>> applyPlan(EncoderRunner& r, const Model& m, const QuantPlan& plan,
@@ -31,6 +33,10 @@ Result<std::vector<RunnerLayerPlan>> applyPlan(EncoderRunner& r, const Model& m,
 Result<ModelRunReport> runModelUnderPlan(EncoderRunner& r, const Model& m, const QuantPlan& plan,
                                          const EncoderInput& in, const ModelRunRequest& req)
 {
+    // One BLAS thread, in the window and the CLI alike: OpenBLAS splits an sgemm differently
+    // for another thread count and the sums change in their last bits, so a saved plan would
+    // not replay to exactly the figure the window showed.
+    setBlasThreads(1);
     SensitivityOptions opt;
     opt.view = req.view;
     opt.rankBy = req.rankBy;

@@ -1,0 +1,139 @@
+// Issue #17's end-to-end check: a range dragged in the window reaches the Sensitivity tab's
+// plan figure, the saved session replays headless with `quantlens-cli sensitivity --plan`
+// to exactly the same figure, a plan that keeps every layer float gives cosine 1, and
+// changing one layer's range changes the figure.
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QSignalSpy>
+#include <QSpinBox>
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <cmath>
+
+#include "clirunner.h"
+#include "histogramplot.h"
+#include "layers.h"
+#include "mainwindow.h"
+#include "plan/session.h"
+#include "sensitivitypanel.h"
+#include "testsupport.h"
+
+using namespace quantlens;
+using namespace quantlens::ui;
+
+namespace {
+
+constexpr int kWaitMs = 60000;
+const char* kLayer = "transformer.h.0.mlp.c_fc.weight";
+
+bool waitIdle(MainWindow& w)
+{
+    QDeadlineTimer deadline(kWaitMs);
+    while (!w.isIdle() && !deadline.hasExpired())
+        QTest::qWait(50);
+    return w.isIdle();
+}
+
+QJsonObject cliPlanFigure(const QString& model, const QString& plan)
+{
+    const auto r = test::runCli({QStringLiteral("sensitivity"), model, QStringLiteral("--plan"), plan,
+                                 QStringLiteral("--heads"), QStringLiteral("4"), QStringLiteral("--json")});
+    if (r.code != 0)
+        qWarning("quantlens-cli: %s", r.err.constData());
+    return QJsonDocument::fromJson(r.out).object().value(QStringLiteral("plan")).toObject();
+}
+
+}  // namespace
+
+class TestPlanRoundTrip : public QObject {
+    Q_OBJECT
+private slots:
+    void dragRunSaveReplay()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        const QString model = test::sharedModel(QStringLiteral("gpt2_capp.safetensors"));
+        MainWindow w(nullptr, /*useSettings=*/false);
+        w.setInteractive(false);
+        w.resize(1400, 900);
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        QSignalSpy loaded(&w, &MainWindow::modelLoaded);
+        w.openFile(model);
+        QVERIFY(loaded.wait(kWaitMs));
+        QVERIFY(w.selectTensor(QString::fromLatin1(kLayer)));
+        QVERIFY(waitIdle(w));
+
+        // Drag the upper clamp line well inside the weights: the layer gets its own range.
+        HistogramPlot* h = w.histogram();
+        h->replot();
+        const int x0 = h->linePixel(1), y = h->axisRect()->center().y();
+        QTest::mousePress(h, Qt::LeftButton, {}, QPoint(x0, y));
+        QVERIFY(h->isDragging());
+        for (int step = 1; step <= 4; ++step)
+            QTest::mouseMove(h, QPoint(x0 - 30 * step, y));
+        QTest::mouseRelease(h, Qt::LeftButton, {}, QPoint(x0 - 120, y));
+        QVERIFY(waitIdle(w));
+        QVERIFY(w.session().isTuned(kLayer));
+        const QuantSpec tuned = w.session().overrides.at(kLayer);
+        QCOMPARE(int(tuned.calib), int(CalibMethod::Manual));
+
+        // The Sensitivity tab evaluates that plan.
+        SensitivityPanel* sp = w.sensitivityPanel();
+        sp->headsBox()->setValue(4);
+        QVERIFY(sp->canRun());
+        QSignalSpy finished(sp, &SensitivityPanel::finished);
+        sp->run();
+        QVERIFY(finished.wait(kWaitMs));
+        QVERIFY(sp->lastReport());
+        QVERIFY(!sp->isStale());
+        const PlanFigure gui = sp->lastReport()->plan;
+        QVERIFY(gui.next.valid);  // GPT-2 has its tied output head
+        QVERIFY(gui.hidden.cosine < 1.0);
+
+        QTemporaryDir dir;
+        QVERIFY(dir.isValid());
+        const QString file = dir.filePath(QStringLiteral("plan.json"));
+        QVERIFY2(w.saveSessionTo(file), qPrintable(w.lastError()));
+
+        // Headless replay: the same figure, bit for bit (JSON doubles round-trip exactly).
+        const QJsonObject cli = cliPlanFigure(model, file);
+        QCOMPARE(cli.value(QStringLiteral("cosine")).toDouble(), gui.hidden.cosine);
+        QCOMPARE(cli.value(QStringLiteral("sqnr_db")).toDouble(), gui.hidden.sqnrDb);
+        QCOMPARE(cli.value(QStringLiteral("kld_mean")).toDouble(), gui.next.meanKld);
+        QCOMPARE(cli.value(QStringLiteral("top1_agreement")).toDouble(), gui.next.top1Agreement);
+
+        // Every layer kept in float32: the plan is the float model.
+        auto s = loadSession(file.toStdString());
+        QVERIFY(s.ok());
+        Session allFloat = *s;
+        for (const Tensor& t : w.model()->tensors)
+            if (t.rank() == 2)
+                allFloat.keepFloat.insert(t.name);
+        const QString floatFile = dir.filePath(QStringLiteral("float.json"));
+        QVERIFY(saveSession(floatFile.toStdString(), allFloat).ok());
+        const QJsonObject f = cliPlanFigure(model, floatFile);
+        QCOMPARE(f.value(QStringLiteral("cosine")).toDouble(), 1.0);
+        QVERIFY(f.value(QStringLiteral("sqnr_db")).isNull());  // infinite: identical
+        QCOMPARE(f.value(QStringLiteral("quantized_layers")).toInt(), 0);
+
+        // Another range on that one layer: another figure.
+        Session other = *s;
+        other.overrides[kLayer].manualHi *= 0.5f;
+        other.overrides[kLayer].manualLo *= 0.5f;
+        const QString otherFile = dir.filePath(QStringLiteral("other.json"));
+        QVERIFY(saveSession(otherFile.toStdString(), other).ok());
+        const QJsonObject o = cliPlanFigure(model, otherFile);
+        QVERIFY(o.contains(QStringLiteral("cosine")));
+        QVERIFY(o.value(QStringLiteral("cosine")).toDouble() != gui.hidden.cosine);
+
+        // And the window marks its figure stale when the plan moves on.
+        QVERIFY(w.undoStack() != nullptr);
+        w.undoStack()->undo();  // the drag
+        QVERIFY(waitIdle(w));
+        QVERIFY(sp->isStale());
+    }
+};
+
+QTEST_MAIN(TestPlanRoundTrip)
+#include "tst_planroundtrip.moc"
