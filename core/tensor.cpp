@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "halffloat.h"
-#include "io/truncationguard.h"
+#include "truncationguard.h"
 
 namespace quantlens {
 

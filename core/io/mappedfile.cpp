@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/truncationguard.h"
+#include "truncationguard.h"
 
 namespace quantlens {
 

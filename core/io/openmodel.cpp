@@ -12,7 +12,7 @@
 #include "io/onnx.h"
 #include "io/pytorch.h"
 #include "io/safetensors.h"
-#include "io/truncationguard.h"
+#include "truncationguard.h"
 #include "io/zipsniff.h"
 
 namespace quantlens {

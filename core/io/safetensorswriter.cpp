@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/truncationguard.h"
+#include "truncationguard.h"
 
 namespace quantlens {
 

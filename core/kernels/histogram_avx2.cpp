@@ -3,7 +3,7 @@
 // and decided exactly by the caller, so both paths give numpy's counts.
 #include <immintrin.h>
 
-#include "quant/quantrun.h"
+#include "kernels/quantrun.h"
 
 namespace quantlens::quantrun {
 

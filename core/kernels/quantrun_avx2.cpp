@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "quant/quantrun.h"
+#include "kernels/quantrun.h"
 
 namespace quantlens::quantrun {
 

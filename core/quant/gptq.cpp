@@ -7,7 +7,7 @@
 #include <limits>
 #include <numeric>
 
-#include "quant/quantrun.h"
+#include "kernels/quantrun.h"
 
 // LAPACK as OpenBLAS exports it (Debian's libopenblas carries LAPACK; its headers do not
 // declare it, and liblapacke would be a second copy of the same routines).

@@ -1,6 +1,6 @@
 #include "quant/histogram.h"
 
-#include "quant/quantrun.h"
+#include "kernels/quantrun.h"
 
 #include <algorithm>
 #include <cfloat>

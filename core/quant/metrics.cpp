@@ -1,7 +1,7 @@
 #include "quant/metrics.h"
 
 #include "kernels/reduce.h"
-#include "quant/quantrun.h"
+#include "kernels/quantrun.h"
 
 #include <algorithm>
 #include <cfloat>

@@ -11,7 +11,7 @@
 #include "kernels/reduce.h"
 #include "quant/calibrate.h"
 #include "quant/ggmlblocks.h"
-#include "quant/quantrun.h"
+#include "kernels/quantrun.h"
 
 namespace quantlens {
 

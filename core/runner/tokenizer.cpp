@@ -327,7 +327,7 @@ Result<TextTokenizer> TextTokenizer::forModel(const std::string& modelPath)
 {
     if (systemProtobufLoaded())
         return makeError("tokenizer-unavailable",
-                         "plain-text calibration is unavailable in this program: Debian's libsentencepiece bundles "
+                         "plain-text calibration (the SentencePiece tokenizer) is unavailable in this program: Debian's libsentencepiece bundles "
                          "protobuf 3.14, which cannot share a process with ONNX's protobuf 3.21; give token ids "
                          "(--calib-tokens)",
                          modelPath);

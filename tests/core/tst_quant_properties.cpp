@@ -15,7 +15,7 @@
 #include "quant/calibrate.h"
 #include "quant/metrics.h"
 #include "quant/quantize.h"
-#include "quant/quantrun.h"
+#include "kernels/quantrun.h"
 #include "testsupport.h"
 
 using namespace quantlens;

@@ -23,7 +23,7 @@
 #include "heatmapview.h"
 #include "histogramplot.h"
 #include "io/demomodel.h"
-#include "quant/quantrun.h"
+#include "kernels/quantrun.h"
 #include "mainwindow.h"
 #include "numberspanel.h"
 

@@ -1,4 +1,4 @@
-#include "io/truncationguard.h"
+#include "truncationguard.h"
 
 #include <atomic>
 #include <cerrno>
