@@ -584,6 +584,7 @@ void MainWindow::setModel(std::shared_ptr<const Model> model, const QString& lab
         // Per-layer choices belong to the model they were made on; the model-wide spec stays.
         Session fresh;
         fresh.defaultSpec = session_.defaultSpec;
+        fresh.activations = session_.activations;
         fresh.modelPath = model_->synthetic ? std::string() : QFile::encodeName(label).toStdString();
         fresh.modelTensors = int64_t(model_->tensors.size());
         fresh.modelFingerprint = modelFingerprint(*model_);
@@ -601,6 +602,7 @@ void MainWindow::setModel(std::shared_ptr<const Model> model, const QString& lab
     runPanel_->setSelection(model_, -1);
     activations_->setSelection(model_, -1);
     sensitivity_->setModel(model_);
+    pushPlan();
     tree_->expandAll();
     histogram_->clearHistogram(tr("Select a tensor"));
     heatmaps_->clear(tr("Select a 2-D tensor"));

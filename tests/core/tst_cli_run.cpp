@@ -10,7 +10,7 @@
 
 #include "kernels/gemm.h"
 #include "io/safetensorswriter.h"
-#include "runner/npyio.h"
+#include "io/npy.h"
 #include "clirunner.h"
 #include "testsupport.h"
 
@@ -28,12 +28,14 @@ Run cli(const QStringList& args, const QString& isa = {})
 
 std::vector<float> npy(const QString& path, std::vector<int64_t>* shape = nullptr)
 {
-    std::vector<int64_t> s;
-    auto v = quantlens::npyio::readFloat32(path.toStdString(), s);
+    auto m = quantlens::readNpy(path.toStdString());
+    if (!m)
+        qFatal("%s", m.error().oneLine().c_str());
+    auto v = m->tensors.front().toFloat();
     if (!v)
         qFatal("%s", v.error().oneLine().c_str());
     if (shape)
-        *shape = s;
+        *shape = m->tensors.front().shape;
     return v.value();
 }
 

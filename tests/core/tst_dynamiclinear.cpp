@@ -15,7 +15,7 @@
 #include "runner/dynamiclinear.h"
 #include "runner/fp32linear.h"
 #include "runner/modelquant.h"
-#include "runner/npyio.h"
+#include "io/npy.h"
 #include "testsupport.h"
 
 using namespace quantlens;
@@ -36,21 +36,27 @@ json manifest()
 
 std::vector<float> loadF32(const std::string& name, std::vector<int64_t>* shape = nullptr)
 {
-    std::vector<int64_t> s;
-    auto v = npyio::readFloat32(fixture(name), s);
+    auto m = readNpy(fixture(name));
+    if (!m)
+        qFatal("%s", m.error().oneLine().c_str());
+    auto v = m->tensors.front().toFloat();
     if (!v)
         qFatal("%s", v.error().oneLine().c_str());
     if (shape)
-        *shape = s;
+        *shape = m->tensors.front().shape;
     return v.value();
 }
 
 std::vector<std::byte> loadBytes(const std::string& name)
 {
-    auto a = npyio::read(fixture(name));
-    if (!a)
-        qFatal("%s", a.error().oneLine().c_str());
-    return a->data;
+    // The file's own bytes (int8 / uint8 / int32 fixtures), C order.
+    auto m = readNpy(fixture(name));
+    if (!m)
+        qFatal("%s", m.error().oneLine().c_str());
+    const Tensor& t = m->tensors.front();
+    if (!t.isContiguous() || t.bigEndian)
+        qFatal("%s: expected a C-order little-endian array", name.c_str());
+    return std::vector<std::byte>(t.data.begin(), t.data.end());
 }
 
 // Must match formula_weight() in make_runner_fixtures.py bit for bit.
