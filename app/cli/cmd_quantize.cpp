@@ -202,6 +202,11 @@ void runGgufQuantize(const Model& m, const std::vector<GgufDecision>& decisions,
         j["bytes_after"] = t.bytesAfter;
         j["clipped"] = t.clipped;
         j["clipped_values"] = t.clippedValues;
+        if (t.haveMetrics) {
+            j["sqnr_db"] = number(t.metrics.sqnrDb);  // null when the round trip is exact (inf)
+            j["cosine"] = number(t.metrics.cosine);
+            j["max_abs_error"] = number(t.metrics.maxAbsError);
+        }
         j["note"] = t.note;
         before += t.bytesBefore;
         after += t.bytesAfter;

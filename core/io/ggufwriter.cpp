@@ -414,7 +414,7 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
     if (Status s = file->write(head); !s)
         return s.error();
     const std::vector<std::byte> zeros(size_t(H.alignment), std::byte{0});
-    std::vector<float> x;
+    std::vector<float> x, source, back;  // values, the pre-clip copy, the decoded result
     std::vector<std::byte> out;
     const double n = double(std::max<size_t>(1, H.tensors.size()));
     for (size_t i = 0; i < H.tensors.size(); ++i) {
@@ -436,8 +436,10 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
                 e.tensor = t.name;
                 return e;
             }
-            if (*clip)
+            if (*clip) {
+                source.assign(x.begin(), x.end());  // the metrics compare with the values before the clip
                 r.clippedValues = clipValues(x, **clip, x.data());
+            }
             out.resize(size_t(p.bytes));
             const int64_t rowLen = t.shape.empty() ? 1 : t.shape.back();
             if (Status s = ggmlQuantize(GgmlType(p.type), x, rowLen, out); !s) {
@@ -447,9 +449,20 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
             }
             if (Status s = file->write(out); !s)
                 return s.error();
+            Tensor written;
+            written.dtype = ggmlTypeInfo(GgmlType(p.type))->dtype;
+            written.shape = t.shape;
+            written.data = out;
+            back.resize(x.size());
+            if (written.toFloat(back)) {
+                r.metrics = computeMetrics(*clip ? std::span<const float>(source) : std::span<const float>(x), back);
+                r.haveMetrics = true;
+            }
             // One tensor at a time: give the buffers back before the next, larger one.
             if (x.capacity() > (size_t(1) << 24)) {
                 std::vector<float>().swap(x);
+                std::vector<float>().swap(source);
+                std::vector<float>().swap(back);
                 std::vector<std::byte>().swap(out);
             }
         }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "io/exporter.h"
+#include "quant/metrics.h"
 #include "quant/ggmlquant.h"
 #include "quant/quantspec.h"
 #include "result.h"
@@ -39,6 +40,10 @@ struct GgufTensorResult {
     int64_t clippedValues = 0;    // values the tuned range changed (0 when none or no clip)
     bool clipped = false;         // a clip range was applied
     std::string note;             // why written differs from requested (fallback), etc.
+    // The written tensor, decoded as ggml decodes it, against the source values (quantized
+    // tensors only): the same figures `compare` gives for the two files.
+    bool haveMetrics = false;
+    Metrics metrics;
 };
 
 struct GgufWriteReport {

@@ -60,6 +60,41 @@ private slots:
         }
     }
 
+    // The GGUF export decoded by the reader as ggml decodes it: each tensor's figures are
+    // exactly those `quantize --json` reported for it, Q8_0 and the F16 fallbacks alike.
+    void ggufQ8_0ExportSqnrIsQuantizeSqnr()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        QTemporaryDir dir;
+        const QString model = quantlens::test::sharedModel("stories260K.gguf");
+        const QString out = dir.filePath("q8.gguf");
+        auto q = runCli({"quantize", model, "--all-linear", "--scheme", "q8_0", "--out", out, "--json"});
+        QVERIFY2(q.code == 0, q.err.constData());
+        const json qj = json::parse(q.out.toStdString());
+        auto c = runCli({"compare", out, model, "--json"});
+        QCOMPARE(c.code, 0);
+        const json cj = json::parse(c.out.toStdString());
+        std::map<std::string, json> byName;
+        for (const json& m : cj["matched"])
+            byName[m["a_name"].get<std::string>()] = m;
+        QCOMPARE(byName.size(), size_t(48));
+        int quantized = 0, q8 = 0;
+        for (const json& t : qj["tensors"]) {
+            if (!t.contains("sqnr_db"))
+                continue;
+            ++quantized;
+            q8 += t["type"] == "q8_0";
+            const json& m = byName.at(t["name"].get<std::string>());
+            QVERIFY2(m["sqnr_db"].get<double>() == t["sqnr_db"].get<double>(), t["name"].dump().c_str());
+            QVERIFY(m["cosine"].get<double>() == t["cosine"].get<double>());
+            QVERIFY(m["max_abs_error"].get<double>() == t["max_abs_error"].get<double>());
+            if (t["type"] == "q8_0")
+                QCOMPARE(m["a_bits_per_weight"].get<double>(), 8.5);
+        }
+        QCOMPARE(quantized, 36);  // 31 Q8_0 + the five ffn_down (rows of 172) as F16
+        QCOMPARE(q8, 31);
+    }
+
     void hfCopyTextTable()
     {
         QL_REQUIRE_SHARED_MODELS();
