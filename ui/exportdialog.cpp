@@ -230,7 +230,7 @@ ExportPlan ExportDialog::plan() const
     Session s = session_;
     s.defaultSpec = chosenSpec();
     ExportPlanOptions o;
-    o.choice = selected_->isChecked() ? ExportChoice::Selected : ExportChoice::AllLinear;
+    o.choice = selected_->isChecked() ? ExportChoice::Selected : ExportChoice::AllLayers;
     o.useOverrides = useTuning_->isChecked();
     o.honourKeepFloat = keepFloat_->isChecked();
     return planExport(*model_, s, o);

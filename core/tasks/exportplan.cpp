@@ -36,8 +36,11 @@ ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOp
         plan.skipReasons.push_back(why);
     };
     std::vector<std::string> names;
-    if (opt.choice == ExportChoice::AllLinear) {
+    if (opt.choice == ExportChoice::AllLayers) {
         for (const QuantLayer& l : findQuantLayers(m))
+            names.push_back(l.weight->name);
+    } else if (opt.choice == ExportChoice::AllLinear) {
+        for (const LinearLayer& l : findLinearLayers(m))
             names.push_back(l.weight->name);
     } else if (opt.choice == ExportChoice::Named) {
         const std::vector<LinearLayer> layers = findLinearLayers(m);

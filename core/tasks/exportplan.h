@@ -15,7 +15,8 @@
 namespace quantlens {
 
 enum class ExportChoice {
-    AllLinear,  // every quantizable layer's weight (findQuantLayers: linear, conv, recurrent)
+    AllLinear,  // every linear layer's weight (findLinearLayers: the CLI's --all-linear)
+    AllLayers,  // every quantizable layer's weight (findQuantLayers: linear, conv, recurrent)
     Selected,   // the session's exportSelection
     Named,      // ExportPlanOptions::tensors (names or linear-layer prefixes)
 };
