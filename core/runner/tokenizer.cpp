@@ -323,6 +323,8 @@ bool systemProtobufLoaded()
 
 }  // namespace
 
+bool textTokenizerAvailable() { return !systemProtobufLoaded(); }
+
 Result<TextTokenizer> TextTokenizer::forModel(const std::string& modelPath)
 {
     if (systemProtobufLoaded())

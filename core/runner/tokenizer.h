@@ -44,4 +44,8 @@ private:
 // The GGUF vocabulary as a serialized SentencePiece ModelProto (exposed for the tests).
 Result<std::string> ggufSentencePieceModel(const std::string& ggufPath, int64_t& bosId, bool& addBos);
 
+// False in a process that also loaded the system libprotobuf (ONNX's): Debian's
+// libsentencepiece bundles its own protobuf 3.14 and aborts next to 3.21.
+bool textTokenizerAvailable();
+
 }  // namespace quantlens
