@@ -72,6 +72,7 @@ private:
     struct Node;
     Node* nodeFor(const QModelIndex& idx) const;
     QModelIndex indexOf(const Node* n, int column) const;
+    void emitLeavesChanged(int firstColumn, int lastColumn);
 
     std::shared_ptr<const Model> model_;
     std::unique_ptr<Node> root_;
