@@ -83,7 +83,7 @@ void runInspect(const InspectOptions& o)
         const Tensor& t = m.tensors[i];
         nlohmann::json j;
         j["name"] = t.name;
-        j["dtype"] = t.dtype == DType::Opaque ? t.opaqueType : std::string(dtypeName(t.dtype));
+        j["dtype"] = t.dtype == DType::Opaque || t.dtype == DType::Packed ? t.opaqueType : std::string(dtypeName(t.dtype));
         j["shape"] = t.shape;
         j["numel"] = t.numel();
         if (!t.group.empty())
