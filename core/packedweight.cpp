@@ -49,7 +49,7 @@ Status checkPart(const Tensor& t, const char* what, int64_t want, const std::str
     return Ok{};
 }
 
-int32_t wordsFor(int64_t values, int perWord) { return int32_t((values + perWord - 1) / perWord); }
+int64_t wordsFor(int64_t values, int perWord) { return (values + perWord - 1) / perWord; }
 
 // bfloat16 rounding as torch does it (round to nearest even; NaN stays NaN).
 float roundBf16(float f)
