@@ -1,7 +1,9 @@
 // Reading GPTQ checkpoints (AutoGPTQ, GPTQModel, AutoRound's GPTQ export). Layout and
 // rules from GPTQModel's own safetensors dequantizer, gptqmodel/utils/model_dequant.py
 // (convert_gptq_file, unpack_rows, unpack_cols, _uses_gptq_v1_qzeros,
-// _correct_gptq_v1_qzeros) and gptqmodel/nn_modules/qlinear/__init__.py dequantize_weight:
+// _correct_gptq_v1_qzeros) and gptqmodel/nn_modules/qlinear/__init__.py dequantize_weight,
+// which agree with AutoGPTQ's auto_gptq/nn_modules/qlinear/qlinear_cuda_old.py (zeros + 1,
+// then masked to the field):
 //  - <m>.qweight int32 [in / pf, out]: input i of output o in word [i / pf][o] at bits
 //    (i % pf) * bits, unsigned, pf = 32 / bits;
 //  - <m>.qzeros int32 [groups, out / pf], packed the same way along outputs;

@@ -18,23 +18,22 @@ using Json = nlohmann::ordered_json;
 constexpr uintmax_t kMaxConfigBytes = 16u << 20;
 constexpr int kMaxConfigDepth = 32;
 
-}  // namespace
-
-Status decodeHfQuantization(Model& m, const std::string& folder)
+// The JSON object in `path`; a null Json when the file does not exist.
+Result<Json> readJsonObject(const std::string& path)
 {
     namespace fs = std::filesystem;
-    const std::string path = (fs::path(folder.empty() ? "." : folder) / "config.json").string();
     std::error_code ec;
     if (!fs::is_regular_file(path, ec))
-        return Ok{};  // a bare safetensors file: nothing says its integers are quantized weights
+        return Json();
     const auto size = fs::file_size(path, ec);
+    const std::string file = fs::path(path).filename().string();
     if (ec || size > kMaxConfigBytes)
-        return makeError("bad-config", "config.json is larger than 16 MiB or unreadable", path);
+        return makeError("bad-config", file + " is larger than 16 MiB or unreadable", path);
     std::ifstream in(path, std::ios::binary);
     std::stringstream ss;
     ss << in.rdbuf();
     bool tooDeep = false;
-    Json config = Json::parse(
+    Json j = Json::parse(
         ss.str(),
         [&](int depth, Json::parse_event_t, Json&) {
             tooDeep = tooDeep || depth > kMaxConfigDepth;
@@ -42,12 +41,36 @@ Status decodeHfQuantization(Model& m, const std::string& folder)
         },
         false);
     if (tooDeep)
-        return makeError("bad-config", "config.json nests deeper than " + std::to_string(kMaxConfigDepth) + " levels", path);
-    if (config.is_discarded() || !config.is_object())
-        return makeError("bad-config", "config.json is not a JSON object", path);
-    const auto qc = config.find("quantization_config");
-    if (qc == config.end() || qc->is_null())
+        return makeError("bad-config", file + " nests deeper than " + std::to_string(kMaxConfigDepth) + " levels", path);
+    if (j.is_discarded() || !j.is_object())
+        return makeError("bad-config", file + " is not a JSON object", path);
+    return j;
+}
+
+}  // namespace
+
+Status decodeHfQuantization(Model& m, const std::string& folder)
+{
+    namespace fs = std::filesystem;
+    const fs::path dir(folder.empty() ? "." : folder);
+    std::string path = (dir / "config.json").string();
+    auto config = readJsonObject(path);
+    if (!config)
+        return config.error();
+    auto qc = config->is_object() ? config->find("quantization_config") : config->end();
+    if (!config->is_object() || qc == config->end() || qc->is_null()) {
+        // Older AutoGPTQ checkpoints keep their settings in quantize_config.json instead.
+        path = (dir / "quantize_config.json").string();
+        config = readJsonObject(path);
+        if (!config)
+            return config.error();
+        if (config->is_null())
+            return Ok{};  // nothing says the integers are quantized weights
+        for (const Tensor& t : m.tensors)
+            if (t.name.ends_with(".qweight"))
+                return decodeGptq(m, *config, path);
         return Ok{};
+    }
     if (!qc->is_object())
         return makeError("bad-config", "quantization_config is not an object", path);
     const auto method = qc->find("quant_method");

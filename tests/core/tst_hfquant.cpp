@@ -53,6 +53,9 @@ private slots:
         QTest::newRow("gptq v1 desc_act") << "gptq" << "GPTQ_INT4"
                                           << QStringList{"GPTQ int4, group 32, activation order (g_idx), zero points stored minus one (v1)",
                                                          "GPTQ int4, group 32, activation order (g_idx), zero points stored minus one (v1)"};
+        QTest::newRow("autogptq quantize_config.json") << "gptq_legacy" << "GPTQ_INT4"
+                                                       << QStringList{"GPTQ int4, group 32, activation order (g_idx), zero points stored minus one (v1)",
+                                                                      "GPTQ int4, group 32, activation order (g_idx), zero points stored minus one (v1)"};
         QTest::newRow("gptq v2 asym") << "gptq_v2" << "GPTQ_INT4"
                                       << QStringList{"GPTQ int4, group 32, zero points as stored (v2)",
                                                      "GPTQ int4, group 32, zero points as stored (v2)"};

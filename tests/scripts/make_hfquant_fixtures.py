@@ -373,6 +373,16 @@ def main():
         write_safetensors(os.path.join(OUT, name + "_ref.safetensors"), ref)
         made[name] = (qc, tensors, ref)
         print(f"{name}: {len(tensors)} tensors, {len(ref)} quantized weights")
+    # Older AutoGPTQ checkpoints: settings in quantize_config.json (no checkpoint_format:
+    # v1), none in config.json. Same tensors and reference as gptq/.
+    legacy = os.path.join(OUT, "gptq_legacy")
+    os.makedirs(legacy)
+    with open(os.path.join(legacy, "config.json"), "w") as f:
+        json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}, f, indent=1)
+    with open(os.path.join(legacy, "quantize_config.json"), "w") as f:
+        json.dump({"bits": 4, "group_size": 32, "desc_act": True, "sym": True, "static_groups": False}, f, indent=1)
+    write_safetensors(os.path.join(legacy, "model.safetensors"), made["gptq"][1])
+    write_safetensors(os.path.join(OUT, "gptq_legacy_ref.safetensors"), made["gptq"][2])
     make_bad(made["ct_pack"], made["gptq"], made["ct_int"])
     print("malformed:", sorted(os.listdir(BAD)))
     write_seeds()
