@@ -195,6 +195,10 @@ Status decodeCompressedTensors(Model& m, const Json& qc, const std::string& path
         auto args = argsFor(*groups, mod, path);
         if (!args)
             return args.error();
+        // Other layouts under the same names (marlin-24's weight_packed, say) are not
+        // misread: their tensors stay listed as stored.
+        if (packed ? args->format != "pack-quantized" : args->format != "int-quantized" && args->format != "naive-quantized")
+            continue;
         auto fail = [&](const std::string& why) { return makeError("bad-packed", why, path, -1, name); };
         const Tensor* scale = part(mod + ".weight_scale");
         if (!scale)
@@ -215,8 +219,6 @@ Status decodeCompressedTensors(Model& m, const Json& qc, const std::string& path
         std::vector<std::string> parts{mod + ".weight_scale", mod + ".weight_zero_point", mod + ".weight_g_idx"};
         std::string label, note;
         if (packed) {
-            if (args->format != "pack-quantized")
-                return fail("'" + t.name + "' is packed but its config group's format is '" + args->format + "', not pack-quantized");
             const Tensor* shape = part(mod + ".weight_shape");
             if (!shape)
                 return fail("'" + mod + ".weight_shape' is missing");
@@ -249,8 +251,6 @@ Status decodeCompressedTensors(Model& m, const Json& qc, const std::string& path
             label = "CT_INT" + std::to_string(pw.bits);
             note = "compressed-tensors pack-quantized int" + std::to_string(pw.bits) + ", " + strategyText(pw);
         } else {
-            if (args->format != "int-quantized" && args->format != "naive-quantized")
-                return fail("integer '" + t.name + "' with a weight_scale, but its config group's format is '" + args->format + "'");
             if (t.rank() != 2)
                 return fail("'" + t.name + "' has shape " + shapeString(t.shape) + "; an [out, in] Linear weight expected");
             pw.out = t.shape[0];

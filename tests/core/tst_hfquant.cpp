@@ -135,6 +135,18 @@ private slots:
         QVERIFY(!m->find("model.layers.0.mlp.up_proj.weight"));
     }
 
+    // A compressed-tensors format not decoded here (marlin-24 names its codes weight_packed
+    // too) is listed as stored, not misread as pack-quantized.
+    void otherFormatIsListedAsStored()
+    {
+        auto m = openModel(data("hfquant/ct_other_format"));
+        QVERIFY2(m.ok(), m ? "" : m.error().oneLine().c_str());
+        QVERIFY(m->find("model.layers.0.mlp.up_proj.weight_packed"));
+        QVERIFY(!m->find("model.layers.0.mlp.up_proj.weight"));
+        for (const Tensor& t : m->tensors)
+            QVERIFY(t.dtype != DType::Packed);
+    }
+
     void malformed_data()
     {
         QTest::addColumn<QString>("folder");

@@ -383,6 +383,13 @@ def main():
         json.dump({"bits": 4, "group_size": 32, "desc_act": True, "sym": True, "static_groups": False}, f, indent=1)
     write_safetensors(os.path.join(legacy, "model.safetensors"), made["gptq"][1])
     write_safetensors(os.path.join(OUT, "gptq_legacy_ref.safetensors"), made["gptq"][2])
+    # A compressed-tensors format this reader does not decode (marlin-24 also names its
+    # codes weight_packed): its tensors must stay listed as stored, not be misread.
+    qc = json.loads(json.dumps(made["ct_pack"][0]))
+    qc["format"] = "marlin-24"
+    for g in qc["config_groups"].values():
+        g["format"] = "marlin-24"
+    write_folder(os.path.join(OUT, "ct_other_format"), qc, made["ct_pack"][1])
     make_bad(made["ct_pack"], made["gptq"], made["ct_int"])
     print("malformed:", sorted(os.listdir(BAD)))
     write_seeds()
