@@ -1,5 +1,6 @@
 #include "packedweight.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -59,6 +60,19 @@ float roundBf16(float f)
         return f;
     u += 0x7fffu + ((u >> 16) & 1u);
     return std::bit_cast<float>(u & 0xffff0000u);
+}
+
+// float16 rounding (nearest even) kept in a float: in float16's normal range it is
+// rounding the 23-bit mantissa to 10 bits in place; the rest takes the exact conversion.
+float roundF16(float f)
+{
+    uint32_t u = std::bit_cast<uint32_t>(f);
+    const uint32_t a = u & 0x7fffffffu;
+    if (a >= 0x38800000u && a < 0x477ff000u) {  // [2^-14, 65520): stays a normal float16
+        u += 0xfffu + ((u >> 13) & 1u);
+        return std::bit_cast<float>(u & 0xffffe000u);
+    }
+    return halfToFloat(floatToHalf(f));
 }
 
 }  // namespace
@@ -260,11 +274,16 @@ Status PackedWeight::decode(std::span<float> y, const std::string& name) const
         break;
     case Codes::PackedRows: {
         const int64_t words = wordsFor(in, pf);
-        for (int64_t o = 0; o < out; ++o)
-            for (int64_t i = 0; i < in; ++i) {
-                const uint32_t w = le32(q.data.data() + (o * words + i / pf) * 4);
-                y[size_t(o * in + i)] = float(int((w >> (bits * (i % pf))) & mask) - offset);
+        for (int64_t o = 0; o < out; ++o) {
+            const std::byte* src = q.data.data() + o * words * 4;
+            float* row = y.data() + o * in;
+            for (int64_t wi = 0; wi < words; ++wi) {
+                const uint32_t w = le32(src + wi * 4);
+                const int64_t n = std::min<int64_t>(pf, in - wi * pf);
+                for (int64_t k = 0; k < n; ++k)
+                    row[wi * pf + k] = float(int((w >> (bits * k)) & mask) - offset);
             }
+        }
         break;
     }
     case Codes::PackedCols:
@@ -277,23 +296,32 @@ Status PackedWeight::decode(std::span<float> y, const std::string& name) const
         break;
     }
 
-    // (q - z) * s: the difference and product are exact in double (a <= 9-bit integer
-    // times a float), so one rounding to the reference's dtype gives its value exactly.
+    // (q - z) * s in float: q - z is an exact small integer and a float product is the
+    // correctly rounded exact product (what torch computes in float32); for F16/BF16 scales
+    // that product is exact in float too, so one more rounding gives the reference's value.
     const int64_t rowBlock = out / scaleRows;
-    for (int64_t o = 0; o < out; ++o) {
-        float* row = y.data() + o * in;
-        for (int64_t i = 0; i < in; ++i) {
-            const int64_t g = grp[size_t(i)];
-            const size_t at = size_t(scaleGroupsMajor ? g * out + o : (o / rowBlock) * groups + g);
-            const double v = (double(row[i]) - (z.empty() ? 0.0 : double(z[at]))) * double((*s)[at]);
-            float f = float(v);
-            if (roundTo == DType::F16)
-                f = halfToFloat(floatToHalf(f));
-            else if (roundTo == DType::BF16)
-                f = roundBf16(f);
-            row[i] = f;
+    std::vector<float> rowScale(static_cast<size_t>(groups)), rowZero(static_cast<size_t>(groups), 0.0f);
+    auto scaleRow = [&](auto round) {
+        for (int64_t o = 0; o < out; ++o) {
+            for (int64_t g = 0; g < groups; ++g) {
+                const size_t at = size_t(scaleGroupsMajor ? g * out + o : (o / rowBlock) * groups + g);
+                rowScale[size_t(g)] = (*s)[at];
+                if (!z.empty())
+                    rowZero[size_t(g)] = z[at];
+            }
+            float* row = y.data() + o * in;
+            for (int64_t i = 0; i < in; ++i) {
+                const int32_t g = grp[size_t(i)];
+                row[i] = round((row[i] - rowZero[size_t(g)]) * rowScale[size_t(g)]);
+            }
         }
-    }
+    };
+    if (roundTo == DType::F16)
+        scaleRow([](float f) { return roundF16(f); });
+    else if (roundTo == DType::BF16)
+        scaleRow([](float f) { return roundBf16(f); });
+    else
+        scaleRow([](float f) { return f; });
     return Ok{};
 }
 
