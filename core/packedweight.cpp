@@ -178,7 +178,8 @@ Status PackedWeight::check(const std::string& name) const
             }
             if (!(v >= 0.0f && v < float(groups)))
                 return fail("g_idx '" + gIdx.name + "' puts input " + num(int64_t(i)) + " in group " +
-                            (std::isfinite(v) ? num(int64_t(v)) : std::string("?")) + ", outside the " + num(groups) + " groups of its scale");
+                            (std::fabs(v) < 1e15f ? num(int64_t(v)) : std::string("beyond 10^15")) + ", outside the " + num(groups) +
+                            " groups of its scale");
         }
         if (unused && in % groups != 0)
             return fail("scale '" + scale.name + "' has " + num(groups) + " groups, which do not divide " + num(in) + " inputs");

@@ -41,7 +41,7 @@ struct Tensor {
     Layout layout = Layout::Plain;
     WeightRole role = WeightRole::Unknown;
 
-    std::string opaqueType;  // for DType::Opaque: the format's own type name ("Q4_K")
+    std::string opaqueType;  // for DType::Opaque and Packed: the format's own type name ("Q4_K", "GPTQ_INT4")
     std::string group;       // "" for model weights; e.g. "optimizer" for Keras optimizer state
     std::string note;        // shown to the user: "already quantized (Q8_0)", "not decoded", ...
     // For DType::Packed: the file tensors (codes, scales, zero points) this weight is

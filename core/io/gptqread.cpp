@@ -57,6 +57,11 @@ Status decodeGptq(Model& m, const nlohmann::ordered_json& qc, const std::string&
             return fail("GPTQ module without '" + mod + (qzeros ? ".scales'" : ".qzeros'"));
         if (t.rank() != 2 || scales->rank() != 2)
             return fail("qweight " + shapeString(t.shape) + " and scales " + shapeString(scales->shape) + " are not both 2-D");
+        // Bounds first: a dimension next to a zero one costs no bytes, so the file does not limit it.
+        for (const Tensor* x : {&t, scales})
+            for (int64_t d : x->shape)
+                if (d > (int64_t(1) << 40))
+                    return fail("'" + x->name + "' has shape " + shapeString(x->shape) + ", implausibly large");
         PackedWeight pw;
         pw.bits = bits;
         if (perModuleBits && gIdx && gIdx->rank() == 1 && gIdx->shape[0] > 0 && (t.shape[0] * 32) % gIdx->shape[0] == 0)
@@ -65,8 +70,6 @@ Status decodeGptq(Model& m, const nlohmann::ordered_json& qc, const std::string&
             return fail("qweight " + shapeString(t.shape) + " does not hold 2, 4 or 8 bits per input");
         const int pf = 32 / pw.bits;
         pw.out = t.shape[1];
-        if (t.shape[0] > (int64_t(1) << 40))
-            return fail("qweight " + shapeString(t.shape) + " is implausibly large");
         pw.in = t.shape[0] * pf;
         pw.codes = PackedWeight::Codes::PackedCols;
         pw.q = t;
