@@ -34,12 +34,13 @@ inline I8 nearestInt8(F8 v)
     return (std::bit_cast<I8>(t) & 0x007fffff) - 0x00400000;
 }
 
-// std::max(0, std::min(nmax, l)), lane by lane.
-inline I8 clampLevels(I8 l, int nmax)
+// std::max(lo, std::min(hi, l)), lane by lane (comparisons give -1, all bits, or 0).
+inline I8 clampLevels(I8 l, int lo, int hi)
 {
-    l &= (l > 0);                    // comparisons give -1 (all bits) or 0
-    const I8 over = l > nmax;
-    return (l & ~over) | (nmax & over);
+    const I8 under = l < lo;
+    l = (l & ~under) | (lo & under);
+    const I8 over = l > hi;
+    return (l & ~over) | (hi & over);
 }
 constexpr float kGroupMaxEps = 1e-15f;  // ggml's GROUP_MAX_EPS: below it a sub-block is "all zero"
 
@@ -94,7 +95,7 @@ float makeQkx2(int n, int nmax, const float* x, const float* weights, uint8_t* L
         I8 la[32];  // la[i][c]: value i's level for candidate c (n <= 32: ggml's sub-blocks)
         for (int i = 0; i < n; ++i) {
             const float xm = x[i] - xmin;
-            const I8 l = clampLevels(nearestInt8(isc * xm), nmax);
+            const I8 l = clampLevels(nearestInt8(isc * xm), 0, nmax);
             la[i] = l;
             const F8 fl = __builtin_convertvector(l, F8);
             const float w = weights[i];
@@ -169,27 +170,30 @@ float makeQx(int n, int nmax, const float* x, int8_t* L)
     }
     float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
-    for (int is = -9; is <= 9; ++is) {
-        if (is == 0)
-            continue;
-        iscale = -(float(nmax) + 0.1f * float(is)) / max;
-        sumlx = suml2 = 0;
+    // The 18 candidates -9..9 (not 0) are independent until picked: kLanes at a time, each
+    // lane summing in ggml's order, then taken in ggml's order against the best so far.
+    constexpr int kCand[18] = {-9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    for (int base = 0; base < 18; base += kLanes) {
+        F8 isc;
+        for (int c = 0; c < kLanes; ++c)
+            isc[c] = -(float(nmax) + 0.1f * float(kCand[std::min(17, base + c)])) / max;
+        F8 lx{}, l2{};
+        I8 la[16];  // n <= 16: Q6_K's sub-blocks
         for (int i = 0; i < n; ++i) {
-            int l = nearestInt(iscale * x[i]);
-            l = std::max(-nmax, std::min(nmax - 1, l));
+            const I8 l = clampLevels(nearestInt8(isc * x[i]), -nmax, nmax - 1);
+            la[i] = l;
+            const F8 fl = __builtin_convertvector(l, F8);
             const float w = x[i] * x[i];
-            const float fl = float(l);
-            sumlx += w * x[i] * fl;
-            suml2 += w * fl * fl;
+            lx += w * x[i] * fl;
+            l2 += w * fl * fl;
         }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; ++i) {
-                const int l = nearestInt(iscale * x[i]);
-                L[i] = int8_t(nmax + std::max(-nmax, std::min(nmax - 1, l)));
+        for (int c = 0; c < kLanes && base + c < 18; ++c)
+            if (l2[c] > 0 && lx[c] * lx[c] > best * l2[c]) {
+                for (int i = 0; i < n; ++i)
+                    L[i] = int8_t(nmax + la[i][c]);
+                scale = lx[c] / l2[c];
+                best = scale * lx[c];
             }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
     }
     return scale;
 }

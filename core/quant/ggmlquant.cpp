@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include <sched.h>
+
 #include "halffloat.h"
 #include "quant/ggmlkquant.h"
 #include "quant/ggmlquantdetail.h"
@@ -204,6 +206,15 @@ uint16_t floatToBf16(float f)
 
 namespace {
 
+// The cores this process may run on (taskset / cgroup cpusets), not the machine's count.
+int64_t usableCores()
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        return std::max(1, CPU_COUNT(&set));
+    return std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()));
+}
+
 // n values (whole rows) of x into their blocks at py.
 void quantizeSpan(GgmlType t, const float* px, std::byte* py, int64_t n)
 {
@@ -246,7 +257,7 @@ Status ggmlQuantize(GgmlType t, std::span<const float> x, int64_t rowLen, std::s
     // Blocks never span rows, so whole rows can go to different cores and the bytes are the
     // same as one pass (ggml's llama-quantize splits the same way). Below ~64K values a
     // thread costs more than it saves.
-    const int64_t cores = std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()));
+    const int64_t cores = usableCores();
     const int64_t parts = std::max<int64_t>(1, std::min<int64_t>({n >> 16, cores, rows, 16}));
     auto part = [&](int64_t i) {
         const int64_t r0 = rows * i / parts, r1 = rows * (i + 1) / parts;
