@@ -243,6 +243,7 @@ void runGgufQuantize(const Model& m, const std::vector<GgufDecision>& decisions,
 void runQuantize(const QuantizeOptions& o)
 {
     const std::optional<GgufMix> mix = parseGgufMix(o.scheme);
+    const QuantSpec spec = specFrom(o);
     if (mix && (o.allLinear || !o.tensors.empty()))
         throw CLI::ValidationError("--scheme", o.scheme + " picks every tensor's type itself, as llama-quantize does; "
                                                            "drop --tensor/--all-linear");
@@ -250,7 +251,6 @@ void runQuantize(const QuantizeOptions& o)
         throw CLI::ValidationError("quantize", "give either --tensor NAME (repeatable), --all-linear or --plan FILE");
     if (o.out.empty() && o.fakeQuant.empty())
         throw CLI::ValidationError("quantize", "give --out FILE.h5|FILE.safetensors|DIR (or --fake-quant FILE.safetensors)");
-    const QuantSpec spec = specFrom(o);
     validateMethodArgs(o.method);
     ExportFormat format = ExportFormat::Hdf5;
     if (!o.out.empty()) {
