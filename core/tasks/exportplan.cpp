@@ -35,6 +35,40 @@ ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOp
         plan.skipped.push_back(name);
         plan.skipReasons.push_back(why);
     };
+    QuantPlan p = session.plan();
+    p.quantizeVectors = true;  // chosen explicitly
+    if (!opt.honourKeepFloat)
+        p.keepFloat.clear();
+    if (!opt.useOverrides)
+        p.overrides.clear();
+    if (opt.mix) {
+        plan.mix = opt.mix;
+        const std::vector<GgufMixChoice> choices = ggufMixTypes(*opt.mix, m);
+        for (size_t i = 0; i < m.tensors.size(); ++i) {
+            const Tensor& t = m.tensors[i];
+            if (!choices[i].quantize)
+                continue;
+            if (p.keepFloat.count(t.name)) {
+                plan.keptFloat.push_back(t.name);
+                continue;
+            }
+            ExportPlanItem item;
+            item.tensor = t.name;
+            const PlanDecision d = p.decide(t);
+            if (d.quantize && d.tuned) {
+                item.spec = d.spec;
+                item.tuned = true;
+                item.why = "tuned in the window (instead of the mix's " + std::string(ggmlTypeInfo(choices[i].type)->name) + ")";
+            } else {
+                item.spec = p.defaultSpec;
+                item.spec.scheme = schemeForGgmlType(choices[i].type);
+                item.spec.granularity = Granularity::PerTensor;  // ggml's blocks decide
+                item.why = choices[i].why;
+            }
+            plan.items.push_back(std::move(item));
+        }
+        return plan;
+    }
     std::vector<std::string> names;
     if (opt.choice == ExportChoice::AllLayers) {
         for (const QuantLayer& l : findQuantLayers(m))
@@ -62,12 +96,6 @@ ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOp
             if (!m.find(name))
                 skip(name, "no such tensor");
     }
-    QuantPlan p = session.plan();
-    p.quantizeVectors = true;  // chosen explicitly
-    if (!opt.honourKeepFloat)
-        p.keepFloat.clear();
-    if (!opt.useOverrides)
-        p.overrides.clear();
     for (const std::string& name : names) {
         const PlanDecision d = p.decide(*m.find(name));
         if (!d.quantize) {
@@ -126,13 +154,14 @@ Result<ExportReport> runExportPlan(const Model& m, const ExportPlan& plan, const
     if (plan.items.empty())
         return makeError("nothing-to-export", "no tensors chosen for export");
     if (opts.format == ExportFormat::Gguf) {
+        // Specs that are not ggml types are mapped to the nearest one by the writer.
         std::vector<GgufDecision> decisions;
-        for (const ExportPlanItem& it : plan.items) {
-            if (std::string why = exportSchemeProblem(it.spec.scheme, opts.format); !why.empty())
-                return makeError("unsupported-pair", why, {}, -1, it.tensor);
-            decisions.push_back({it.tensor, it.spec});
-        }
-        return exportGguf(m, decisions, opts, progress);
+        for (const ExportPlanItem& it : plan.items)
+            decisions.push_back({it.tensor, it.spec, it.why});
+        ExportOptions o = opts;
+        if (plan.mix)
+            o.ggufFileType = ggufMixFileType(*plan.mix);
+        return exportGguf(m, decisions, o, progress);
     }
     std::vector<ExportEntry> entries;
     entries.reserve(plan.items.size());

@@ -3,10 +3,12 @@
 // model-wide choice or what the user tuned on that layer), the bytes before and after,
 // and the quantize-then-write job with progress and cancel.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "io/exporter.h"
+#include "io/ggufmix.h"
 #include "model.h"
 #include "quant/quantspec.h"
 #include "result.h"
@@ -25,6 +27,7 @@ struct ExportPlanItem {
     std::string tensor;
     QuantSpec spec;
     bool tuned = false;  // spec comes from the session's per-layer override
+    std::string why;     // a mix's rule for this tensor ("" otherwise)
 };
 
 struct ExportPlan {
@@ -32,6 +35,7 @@ struct ExportPlan {
     std::vector<std::string> keptFloat;  // linear weights left in float32 on purpose
     std::vector<std::string> skipped;    // chosen but not quantizable (not decodable, rank 0), or unknown names
     std::vector<std::string> skipReasons;  // one per skipped name
+    std::optional<GgufMix> mix;            // the tensors and types are llama-quantize's mix (GGUF only)
 };
 
 struct ExportPlanOptions {
@@ -39,6 +43,10 @@ struct ExportPlanOptions {
     bool useOverrides = true;   // per-layer tuned specs; false: the default spec everywhere
     bool honourKeepFloat = true;  // drop session.keepFloat from the plan
     std::vector<std::string> tensors;  // ExportChoice::Named
+    // A llama-quantize mix (GGUF): the mix picks the tensors and each one's type, replacing
+    // `choice` and the default spec's scheme (its calibrator still clips); a tensor tuned in
+    // the window keeps its own spec (mapped to the nearest ggml type by the writer).
+    std::optional<GgufMix> mix;
 };
 
 // Each chosen tensor with the spec the plan gives it (PlanDecision). A 1-D tensor chosen by
