@@ -3,6 +3,7 @@
 // and the GUI; here it is alone. It links SentencePiece and nothing of Quantlens: core
 // (runner/tokenizer.cpp) starts it and speaks runner/tokenizewire.h over stdin/stdout.
 // It reads no file: the vocabulary arrives as a serialized ModelProto.
+#include <link.h>
 #include <sentencepiece_processor.h>
 #include <unistd.h>
 
@@ -65,6 +66,21 @@ int die(const char* why)
     return 1;
 }
 
+// The clash this program exists to avoid: a build that links the system libprotobuf here
+// (directly or through a library) would abort inside SentencePiece; refuse with the reason.
+bool systemProtobufLoaded()
+{
+    bool found = false;
+    dl_iterate_phdr(
+        [](dl_phdr_info* info, size_t, void* data) {
+            if (info->dlpi_name && std::strstr(info->dlpi_name, "libprotobuf.so"))
+                *static_cast<bool*>(data) = true;
+            return 0;
+        },
+        &found);
+    return found;
+}
+
 }  // namespace
 
 int main(int argc, char**)
@@ -74,6 +90,9 @@ int main(int argc, char**)
                              "themselves (plain-text calibration), it takes no arguments\n");
         return 2;
     }
+    if (systemProtobufLoaded())
+        return die("this build loaded the system libprotobuf beside SentencePiece's bundled protobuf-lite; "
+                   "it must link SentencePiece only (app/CMakeLists.txt)");
     uint32_t header[3];
     if (readAll(header, sizeof header) != 1)
         return die("no request header on stdin");

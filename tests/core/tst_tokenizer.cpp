@@ -5,6 +5,7 @@
 // found beside this executable (a link made by tests/CMakeLists.txt), as beside quantlens-cli.
 #include <QElapsedTimer>
 #include <QFile>
+#include <QProcess>
 #include <QTemporaryDir>
 #include <QTest>
 
@@ -243,6 +244,25 @@ private slots:
         QVERIFY(!ids.ok());
         QCOMPARE(ids.error().code, std::string("cancelled"));
         QVERIFY(timer.elapsed() < 5000);  // not the helper's 60 s
+    }
+
+    // The reason the helper exists: SentencePiece (bundling protobuf-lite 3.14) and the
+    // system libprotobuf 3.21 (ONNX) must never share a process. ldd lists what each loads.
+    void sentencePieceAndOnnxStayApart()
+    {
+        auto needs = [](const QString& program) {
+            QProcess ldd;
+            ldd.start(QStringLiteral("ldd"), {program});
+            ldd.waitForFinished(30000);
+            return QString::fromUtf8(ldd.readAllStandardOutput());
+        };
+        const QString cli = needs(QStringLiteral(QUANTLENS_CLI));
+        const QString helper = needs(QString::fromStdString(TextTokenizer::defaultHelperPath()));
+        QVERIFY2(cli.contains(QStringLiteral("libprotobuf.so")), qPrintable(cli));  // ONNX's, for the QDQ export
+        QVERIFY2(!cli.contains(QStringLiteral("libsentencepiece")), qPrintable(cli));
+        QVERIFY2(helper.contains(QStringLiteral("libsentencepiece")), qPrintable(helper));
+        QVERIFY2(!helper.contains(QStringLiteral("libprotobuf.so")), qPrintable(helper));
+        QVERIFY2(!helper.contains(QStringLiteral("libonnx")), qPrintable(helper));
     }
 
     void anOverlongLineIsRefused()
