@@ -1,6 +1,8 @@
 #include "activationspanel.h"
 
 #include <QComboBox>
+#include <QFile>
+#include <QFileDialog>
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -80,9 +82,9 @@ std::shared_ptr<const ActivationsResult> runJob(const Job& j)
         auto tok = TextTokenizer::forModel(path);
         if (!tok)
             return fail(tok.error().oneLine());
-        auto s = tok->encodeLines(j.text.toStdString());
+        auto s = tok->encodeLines(j.text.toStdString(), j.cancel.get());  // Cancel kills the tokenizer helper
         if (!s)
-            return fail(s.error().message);
+            return fail(s.error().code == "cancelled" ? std::string("cancelled") : s.error().message);
         seqs = std::move(*s);
         r->input = QStringLiteral("text through the ") + QString::fromStdString(tok->source());
     }
@@ -139,7 +141,18 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     inputEdit_ = new QPlainTextEdit(this);
     inputEdit_->setMaximumHeight(70);
     inputEdit_->setEnabled(false);
-    form->addRow(QString(), inputEdit_);
+    loadButton_ = new QPushButton(tr("Open file…"), this);
+    loadButton_->setToolTip(tr("Load calibration text or token ids from a file (up to 1 MiB)"));
+    auto* inputRow = new QHBoxLayout;
+    inputRow->addWidget(inputEdit_, 1);
+    inputRow->addWidget(loadButton_, 0, Qt::AlignTop);
+    form->addRow(QString(), inputRow);
+    connect(loadButton_, &QPushButton::clicked, this, [this] {
+        const QString path = QFileDialog::getOpenFileName(this, tr("Calibration input"), QString(),
+                                                          tr("Text or token ids (*.txt);;All files (*)"));
+        if (!path.isEmpty())
+            loadInputFile(path);
+    });
     heads_ = new QSpinBox(this);
     heads_->setRange(0, 1024);
     heads_->setSpecialValueText(tr("infer"));
@@ -254,6 +267,30 @@ void ActivationsPanel::setInput(Input kind, const QString& text)
 {
     inputKind_->setCurrentIndex(int(kind));
     inputEdit_->setPlainText(text);
+}
+
+bool ActivationsPanel::loadInputFile(const QString& path)
+{
+    constexpr qint64 kMaxBytes = 1 << 20;  // the edit stays responsive; the CLI takes larger files
+    QFile f(path);
+    if (!f.open(QIODevice::ReadOnly)) {
+        setStatus(tr("%1: %2").arg(path, f.errorString()), true);
+        return false;
+    }
+    if (f.size() > kMaxBytes) {
+        setStatus(tr("%1: %2 bytes; the view takes up to 1 MiB of calibration input (quantlens-cli activations "
+                     "--calib-text takes any size)")
+                      .arg(path)
+                      .arg(f.size()),
+                  true);
+        return false;
+    }
+    const QByteArray bytes = f.readAll();
+    if (inputKind_->currentIndex() == RandomIds)
+        inputKind_->setCurrentIndex(Text);
+    inputEdit_->setPlainText(QString::fromUtf8(bytes));
+    setStatus(tr("Loaded %1 (%2 bytes)").arg(path).arg(bytes.size()));
+    return true;
 }
 
 bool ActivationsPanel::isStale() const { return result_ && result_->layer != layer_; }

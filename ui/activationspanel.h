@@ -56,6 +56,9 @@ public:
     // The model and the selected tensor (its index in model->tensors, -1: none).
     void setSelection(std::shared_ptr<const Model> model, int tensorIndex);
     void setInput(Input kind, const QString& text = {});
+    // The input edit's text from a file (the "Open file…" button); random ids switch to text.
+    // False, with the reason in the status, when it cannot be read or is over 1 MiB.
+    bool loadInputFile(const QString& path);
     void run();     // no-op while running or without a linear layer selected
     void cancel();
 
@@ -95,6 +98,7 @@ private:
     QLabel* layerLabel_ = nullptr;
     QComboBox* inputKind_ = nullptr;
     QPlainTextEdit* inputEdit_ = nullptr;
+    QPushButton* loadButton_ = nullptr;
     QSpinBox* heads_ = nullptr;
     QPushButton* runButton_ = nullptr;
     QPushButton* cancelButton_ = nullptr;
