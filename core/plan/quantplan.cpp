@@ -45,6 +45,40 @@ const QuantSpec& QuantPlan::specFor(const std::string& name) const
     return it == overrides.end() ? defaultSpec : it->second;
 }
 
+const MethodSpec& QuantPlan::methodFor(const std::string& name) const
+{
+    auto it = methods.find(name);
+    return it == methods.end() ? defaultMethod : it->second;
+}
+
+bool QuantPlan::usesMethods() const
+{
+    if (defaultMethod.needsCalibration())
+        return true;
+    for (const auto& [name, m] : methods)
+        if (m.needsCalibration() && !keepFloat.count(name))
+            return true;
+    return false;
+}
+
+std::string CalibrationSource::describe() const
+{
+    if (!tokens.empty()) {
+        size_t ids = 0;
+        for (const auto& s : tokens)
+            ids += s.size();
+        return std::to_string(tokens.size()) + (tokens.size() == 1 ? " sequence, " : " sequences, ") +
+               std::to_string(ids) + " token ids";
+    }
+    if (!tokensFile.empty())
+        return "token ids from " + tokensFile;
+    if (!textFile.empty())
+        return "text from " + textFile;
+    if (randomTokens > 0)
+        return std::to_string(randomTokens) + " random token ids";
+    return "none";
+}
+
 PlanDecision QuantPlan::decide(const Tensor& t) const
 {
     PlanDecision d;
