@@ -101,7 +101,7 @@ PreparedPlan prepareForCli(std::shared_ptr<const Model> m, const std::string& mo
                          [&](double f, const std::string& stage) {
                              if (tty)
                                  std::fprintf(stderr, "\r%3d%% %-60.60s", int(f * 100), stage.c_str());
-                             else if (stage != last)
+                             else if (stage != last && stage != "done")
                                  std::fprintf(stderr, "%s\n", stage.c_str());
                              last = stage;
                              return true;

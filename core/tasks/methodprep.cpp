@@ -48,6 +48,7 @@ Status replaceWeight(Model& m, const std::string& tensor, const std::vector<floa
                 stored[size_t(c * out + r)] = outIn[size_t(r * in + c)];
     Tensor t = makeFloatTensor(tensor, old->shape, std::move(stored));
     t.role = old->role;
+    t.layout = old->layout;  // GPT-2's Conv1D stays [in, out]
     t.note = "smoothed by the plan (SmoothQuant)";
     for (Tensor& x : m.tensors)
         if (x.name == tensor)
