@@ -32,6 +32,8 @@
 #include <optional>
 
 #include "formatting.h"
+#include "quant/ggmlquant.h"
+#include "quant/quantize.h"
 #include "runner/fp32linear.h"
 #include "tasks/modelhints.h"
 #include "tasks/methodprep.h"
@@ -90,10 +92,18 @@ const QColor kBarColor(0x4c, 0x72, 0xb0);
 
 QString weightName(const std::string& prefix) { return qs(prefix) + QStringLiteral(".weight"); }
 
-int64_t int8Bytes(const LayerBytes& b, const QuantSpec& s)
+int64_t quantizedBytes(const LayerBytes& b, const QuantSpec& s)
 {
-    const int64_t scales = s.granularity == Granularity::PerChannel ? b.rows : 1;
-    return b.values + 4 * scales;
+    if (auto gt = ggmlTypeForScheme(s.scheme); gt && s.scheme != Scheme::Q8_0) {
+        const GgmlTypeInfo* gi = ggmlTypeInfo(*gt);  // blocks of 256 or 32 values
+        return (b.values + gi->blockElems - 1) / gi->blockElems * gi->blockBytes;
+    }
+    const int64_t cols = b.rows > 0 ? b.values / b.rows : b.values;
+    const int64_t scales = s.granularity == Granularity::PerChannel ? b.rows
+                           : s.granularity == Granularity::PerGroup && s.groupSize > 0
+                               ? b.rows * ((cols + s.groupSize - 1) / s.groupSize)
+                               : 1;
+    return quantizedByteCount(b.values, scales, s);
 }
 
 
@@ -274,7 +284,7 @@ std::shared_ptr<const KeptComparison> keptJob(std::shared_ptr<const SensitivityB
     k->cmp = compareHidden(b->ref, *y, b->input, b->hidden);
     for (size_t i = 0; i < b->sizes.size(); ++i) {
         k->bytesBefore += 4 * b->sizes[i].values;
-        k->bytesAfter += keep[i] ? 4 * b->sizes[i].values : int8Bytes(b->sizes[i], b->specs[i]);
+        k->bytesAfter += keep[i] ? 4 * b->sizes[i].values : quantizedBytes(b->sizes[i], b->specs[i]);
     }
     return k;
 }
@@ -320,8 +330,8 @@ SensitivityPanel::SensitivityPanel(QWidget* parent)
     auto* form = new QFormLayout(analysisBox);
     view_ = new QComboBox(analysisBox);
     view_->setObjectName(QStringLiteral("sensitivityView"));
-    view_->addItem(tr("only this layer int8"));
-    view_->addItem(tr("all but this layer int8"));
+    view_->addItem(tr("only this layer quantized"));
+    view_->addItem(tr("every layer quantized but this one"));
     form->addRow(tr("View:"), view_);
     rankBy_ = new QComboBox(analysisBox);
     rankBy_->setObjectName(QStringLiteral("sensitivityRankBy"));
@@ -859,7 +869,7 @@ void SensitivityPanel::showReport()
     plot_->xAxis->setRange(axisLo, axisHi);
     plot_->xAxis->setLabel((bySqnr ? tr("SQNR (dB) of the last hidden state vs float32")
                                    : tr("1 − cosine of the last hidden state vs float32")) +
-                           (one ? tr("  ·  only this layer int8") : tr("  ·  every layer int8 except this one")));
+                           (one ? tr("  ·  only this layer quantized") : tr("  ·  every layer quantized except this one")));
     allLine_->setVisible(line);
     plot_->xAxis2->setLabel(QString());
     if (line) {
@@ -1002,7 +1012,7 @@ void SensitivityPanel::startKeptComparison()
     ++keptGen_;
     const QStringList names = keptFloatLayers();
     keptLabel_->setStyleSheet(QString());
-    keptLabel_->setText(tr("Computing every linear layer int8 except %1…").arg(layers(names.size(), "kept layer")));
+    keptLabel_->setText(tr("Computing every linear layer quantized except %1…").arg(layers(names.size(), "kept layer")));
     if (keptRunning_) {
         keptPending_ = true;  // started when the one out returns; its result is stale
         return;
@@ -1029,7 +1039,7 @@ void SensitivityPanel::applyKept(std::shared_ptr<const KeptComparison> k)
     } else {
         keptLabel_->setStyleSheet(QString());
         keptLabel_->setText(
-            tr("<b>int8 except %1</b>: cosine %2 (1 − cosine %3), SQNR %4, max abs error %5; "
+            tr("<b>Quantized except %1</b>: cosine %2 (1 − cosine %3), SQNR %4, max abs error %5; "
                "linear weights %6 → %7 (%8× smaller)")
                 .arg(layers(kept_->kept.size(), "kept layer"))
                 .arg(kept_->cmp.cosine, 0, 'f', 6)

@@ -102,11 +102,7 @@ ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan)
             s.quantizedAfter += (n + gi->blockElems - 1) / gi->blockElems * gi->blockBytes;
             continue;
         }
-        const int64_t payload = (n * int64_t(it.spec.bits) + 7) / 8;
-        const int64_t scales = scaleCount(*t, it.spec);
-        // Same accounting as QuantizedTensor::bytesAfter (fp16 scales for Q8_0, else
-        // float32 scale + int32 zero point).
-        const int64_t after = payload + (it.spec.scheme == Scheme::Q8_0 ? 2 * scales : 8 * scales);
+        const int64_t after = quantizedByteCount(n, scaleCount(*t, it.spec), it.spec);
         s.quantizedBefore += t->storedBytes();
         s.quantizedAfter += after;
     }
