@@ -16,6 +16,7 @@
 #include "tasks/modelhints.h"
 #include "tasks/modelrun.h"
 #include "tasks/planfile.h"
+#include "tasks/staticranges.h"
 
 namespace quantlens::cli {
 
@@ -25,6 +26,7 @@ struct SensitivityArgs {
     std::string model;
     std::string tokens;
     std::string calibTokens, calibText;  // over the plan's calibration, for its GPTQ/SmoothQuant
+    std::string actCalib = "minmax";     // static activations: the calibrator of missing ranges
     int64_t random = 0;
     int64_t heads = 0;
     std::string view = "one";
@@ -93,6 +95,19 @@ void runSensitivity(const SensitivityArgs& a)
     // GPTQ / SmoothQuant run first; the model then evaluated is the plan's (smoothed) one.
     const PreparedPlan prep = prepareForCli(source, a.model, a.heads, plan);
     const Model& m = *prep.model;
+    if (plan.activations.mode == ActivationMode::Static) {
+        // Ranges the plan lacks are calibrated now, on the (smoothed) float model.
+        StaticRangeOptions so;
+        if (Status s = parseCalib(a.actCalib, so.calibrator); !s)
+            throw Failure{"--act-calib: " + s.error().message};
+        auto ranges = calibrateActivationRanges(prep.model, a.model == "demo" ? std::string() : a.model, hints.options,
+                                                plan, so);
+        if (!ranges)
+            throw Failure{ranges.error().oneLine() +
+                          (ranges.error().code == "no-calibration" ? " (give --calib-tokens FILE or --calib-text FILE)" : "")};
+        for (const auto& [name, r] : *ranges)
+            plan.activationRanges.try_emplace(name, r);
+    }
     auto runner = EncoderRunner::create(m, hints.options);
     if (!runner)
         throw Failure{runner.error().oneLine()};
@@ -230,14 +245,17 @@ void addSensitivityCommand(CLI::App& app)
                        ->check(CLI::IsMember({"quantize-dynamic", "default"}))
                        ->capture_default_str();
     plan->excludes(preset);
-    cmd->add_option("--act", a->act, "activations: per-tensor (dynamic, as quantize_dynamic), per-token or none (weight-only)")
-        ->check(CLI::IsMember({"per-tensor", "per-token", "none"}));
+    cmd->add_option("--act", a->act, "activations: per-tensor (dynamic, as quantize_dynamic), per-token, static (calibrated ranges) or none (weight-only)")
+        ->check(CLI::IsMember({"per-tensor", "per-token", "static", "none"}));
     cmd->add_option("--calib-tokens", a->calibTokens, "calibration token ids for the plan's GPTQ/SmoothQuant layers "
                                                       "(over the plan's own calibration)")
         ->check(CLI::ExistingFile)
         ->excludes(cmd->add_option("--calib-text", a->calibText, "calibration text for the plan's GPTQ/SmoothQuant layers, "
                                                                  "one sequence per line (the model's tokenizer)")
                        ->check(CLI::ExistingFile));
+    cmd->add_option("--act-calib", a->actCalib, "static activations: the calibrator of the layers' input ranges the plan "
+                                                "lacks (minmax|percentile:P|mse|entropy|hist-l2)")
+        ->capture_default_str();
     cmd->add_flag("--json", a->json, "print one JSON document on stdout");
     cmd->callback([a] { runSensitivity(*a); });
 }

@@ -8,6 +8,7 @@ std::string activationModeName(ActivationMode m)
     case ActivationMode::DynamicPerTensor: return "per-tensor";
     case ActivationMode::DynamicPerToken: return "per-token";
     case ActivationMode::None: return "none";
+    case ActivationMode::Static: return "static";
     }
     return "per-tensor";
 }
@@ -20,7 +21,9 @@ Result<ActivationMode> parseActivationMode(const std::string& s)
         return ActivationMode::DynamicPerToken;
     if (s == "none" || s == "weight-only")
         return ActivationMode::None;
-    return makeError("bad-activations", "unknown activation mode '" + s + "' (per-tensor, per-token or none)");
+    if (s == "static")
+        return ActivationMode::Static;
+    return makeError("bad-activations", "unknown activation mode '" + s + "' (per-tensor, per-token, static or none)");
 }
 
 QuantSpec QuantPlan::defaultWeightSpec()
@@ -108,7 +111,8 @@ PlanDecision QuantPlan::decide(const Tensor& t) const
 bool runsOnInt8Kernels(const QuantSpec& s, const ActivationSpec& a)
 {
     const bool symmetric = s.scheme == Scheme::TorchSymmetric || s.scheme == Scheme::NarrowSymmetric;
-    return a.mode != ActivationMode::None && symmetric && s.bits == 8 && !s.isUnsigned &&
+    // Static ranges run simulated: the int8 GEMM computes its activation scale per call.
+    return a.mode != ActivationMode::None && a.mode != ActivationMode::Static && symmetric && s.bits == 8 && !s.isUnsigned &&
            (s.granularity == Granularity::PerTensor || s.granularity == Granularity::PerChannel);
 }
 

@@ -21,14 +21,24 @@ enum class ActivationMode {
     DynamicPerTensor,  // quantize_dynamic: uint8 affine from this call's min/max (the default)
     DynamicPerToken,   // one uint8 scale/zero point per token (row)
     None,              // weight-only: activations stay float (llama.cpp, W4A16 checkpoints)
+    Static,            // uint8 affine from a range calibrated once per layer (W8A8 static)
 };
-std::string activationModeName(ActivationMode m);  // "per-tensor", "per-token", "none"
+std::string activationModeName(ActivationMode m);  // "per-tensor", "per-token", "none", "static"
 Result<ActivationMode> parseActivationMode(const std::string& s);
 
 struct ActivationSpec {
     ActivationMode mode = ActivationMode::DynamicPerTensor;
     bool reduceRange = true;  // PyTorch passes reduce_range=True on x86 (7-bit activations)
+    // Static: the layer's input range (the plan keeps one per layer in activationRanges; the
+    // runner hands each layer its own).
+    float staticLo = 0.0f, staticHi = 0.0f;
     bool operator==(const ActivationSpec&) const = default;
+};
+
+// A layer input's calibrated range for static activations.
+struct ActivationRange {
+    float lo = 0.0f, hi = 0.0f;
+    bool operator==(const ActivationRange&) const = default;
 };
 
 // The token sequences the plan's activation-aware methods calibrate on. The window stores
@@ -71,6 +81,9 @@ struct QuantPlan {
     MethodSpec defaultMethod;
     std::map<std::string, MethodSpec> methods;  // weight tensor name -> its own method
     CalibrationSource calibration;
+    // Static activations: each quantized layer's input range, by its weight tensor's name
+    // (tasks/staticranges.h calibrates them; the window's Activations tab sets one).
+    std::map<std::string, ActivationRange> activationRanges;
 
     const QuantSpec& specFor(const std::string& name) const;
     bool isTuned(const std::string& name) const { return overrides.count(name) > 0; }

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -214,6 +215,12 @@ std::string sessionToJson(const Session& s)
     doc["model"] = {{"path", s.modelPath}, {"tensors", s.modelTensors}, {"fingerprint", s.modelFingerprint}};
     doc["default"] = specJson(s.defaultSpec);
     doc["activations"] = {{"mode", activationModeName(s.activations.mode)}, {"reduce_range", s.activations.reduceRange}};
+    if (!s.activationRanges.empty()) {
+        json ranges = json::object();
+        for (const auto& [name, r] : s.activationRanges)
+            ranges[name] = {r.lo, r.hi};  // floats widen to doubles exactly and read back exactly
+        doc["activations"]["ranges"] = std::move(ranges);
+    }
     doc["quantize_vectors"] = s.quantizeVectors;
     json layers = json::object();
     for (const auto& [name, spec] : s.overrides)
@@ -276,6 +283,18 @@ Result<Session> sessionFromJson(const std::string& text)
             if (!rr->is_boolean())
                 return badSession("activations.reduce_range must be true or false");
             s.activations.reduceRange = rr->get<bool>();
+        }
+        if (auto rg = a->find("ranges"); rg != a->end()) {
+            if (!rg->is_object())
+                return badSession("activations.ranges must be an object of tensor name -> [lo, hi]");
+            for (auto it = rg->begin(); it != rg->end(); ++it) {
+                const json& v = it.value();
+                if (!v.is_array() || v.size() != 2 || !v[0].is_number() || !v[1].is_number() ||
+                    !std::isfinite(v[0].get<double>()) || !std::isfinite(v[1].get<double>()) ||
+                    v[0].get<double>() > v[1].get<double>())
+                    return badSession("activations.ranges[\"" + it.key() + "\"] must be [lo, hi] with finite lo <= hi");
+                s.activationRanges[it.key()] = {v[0].get<float>(), v[1].get<float>()};
+            }
         }
     }
     if (auto qv = doc.find("quantize_vectors"); qv != doc.end()) {
@@ -373,6 +392,7 @@ SessionApplied applySession(const Session& s, const Model& m)
     out.session = s;  // every model-wide setting as saved; the per-name parts are filtered below
     out.session.overrides.clear();
     out.session.methods.clear();
+    out.session.activationRanges.clear();
     out.session.exportSelection.clear();
     out.session.keepFloat.clear();
     out.sameModel = s.modelFingerprint.empty() || s.modelFingerprint == modelFingerprint(m);
@@ -389,6 +409,9 @@ SessionApplied applySession(const Session& s, const Model& m)
     for (const auto& [name, method] : s.methods)
         if (has(name))
             out.session.methods[name] = method;
+    for (const auto& [name, range] : s.activationRanges)
+        if (has(name))
+            out.session.activationRanges[name] = range;
     for (const std::string& name : s.exportSelection)
         if (has(name))
             out.session.exportSelection.insert(name);

@@ -48,6 +48,7 @@ struct EncoderRunner::Linear {
     // Integers a method found (GPTQ), used instead of quantize(weight, spec) when the spec
     // asked for is theirs.
     std::optional<QuantizedTensor> given;
+    std::optional<std::pair<float, float>> staticRange;  // the input range under static activations
 };
 
 namespace {
@@ -594,7 +595,15 @@ Status EncoderRunner::setQuantized(int64_t index, bool on, const QuantSpec* spec
                 return makeError(d.error().code, d.error().message, {}, -1, l.name);
             l.q = std::make_unique<DynamicLinear>(std::move(*d));
         } else {
-            auto sl = SimulatedLinear::create(*qt, l.bias, activations_);
+            ActivationSpec act = activations_;
+            if (act.mode == ActivationMode::Static) {
+                if (!l.staticRange)
+                    return makeError("no-static-range", "static activations need this layer's input range: calibrate it "
+                                                        "(Activations tab, or the plan's activation ranges)", {}, -1, l.name);
+                act.staticLo = l.staticRange->first;
+                act.staticHi = l.staticRange->second;
+            }
+            auto sl = SimulatedLinear::create(*qt, l.bias, act);
             if (!sl)
                 return makeError(sl.error().code, sl.error().message, {}, -1, l.name);
             l.sim = std::make_unique<SimulatedLinear>(std::move(*sl));
@@ -618,6 +627,22 @@ Status EncoderRunner::setGivenWeights(int64_t index, std::optional<QuantizedTens
     }
     l.given = std::move(q);
     // Built from the other integers: rebuild on next use.
+    const bool was = l.quantized;
+    l.q.reset();
+    l.sim.reset();
+    l.quantized = false;
+    return was ? setQuantized(index, true, &l.spec) : Status(Ok{});
+}
+
+Status EncoderRunner::setStaticRange(int64_t index, std::optional<std::pair<float, float>> range)
+{
+    if (index < 0 || index >= linearCount())
+        return makeError("no-such-layer", "linear layer index " + std::to_string(index) + " is outside [0, " +
+                                              std::to_string(linearCount()) + ")");
+    Linear& l = *linears_[size_t(index)];
+    if (l.staticRange == range)
+        return Ok{};
+    l.staticRange = range;
     const bool was = l.quantized;
     l.q.reset();
     l.sim.reset();

@@ -111,7 +111,7 @@ Result<std::vector<std::vector<int64_t>>> loadCalibration(const CalibrationSourc
     } else if (c.randomTokens > 0) {
         seqs.push_back(randomEncoderInput(1, c.randomTokens, vocab).ids);
     } else {
-        return makeError("no-calibration", "the plan's GPTQ/SmoothQuant layers need calibration tokens, and it names none");
+        return makeError("no-calibration", "the plan's GPTQ/SmoothQuant layers and static activation ranges need calibration tokens, and it names none");
     }
     if (seqs.empty())
         return makeError("no-calibration", "the calibration input holds no tokens");

@@ -10,8 +10,6 @@ namespace quantlens {
 Result<std::vector<RunnerLayerPlan>> applyPlan(EncoderRunner& r, const Model& m, const QuantPlan& plan,
                                                SensitivityOptions& opt, const PreparedPlan* prep)
 {
-    if (auto s = r.setActivations(plan.activations); !s)
-        return s.error();
     std::vector<RunnerLayerPlan> out;
     opt.specs.clear();
     opt.keepFloat.clear();
@@ -38,11 +36,23 @@ Result<std::vector<RunnerLayerPlan>> applyPlan(EncoderRunner& r, const Model& m,
             lp.method.clear();
         if (auto s = r.setGivenWeights(i, std::move(given)); !s)
             return s.error();
+        std::optional<std::pair<float, float>> range;
+        if (auto it = plan.activationRanges.find(lp.tensor); it != plan.activationRanges.end())
+            range = std::pair{it->second.lo, it->second.hi};
+        if (plan.activations.mode == ActivationMode::Static && !range)
+            return makeError("no-static-range", "static activations need every linear layer's input range (the ranking "
+                                                "quantizes each), and the plan has none for this one: calibrate the ranges",
+                             {}, -1, lp.tensor);
+        if (auto s = r.setStaticRange(i, range); !s)
+            return s.error();
         opt.specs.emplace_back(lp.prefix, lp.decision.spec);
         if (!lp.decision.quantize)
             opt.keepFloat.insert(lp.prefix);
         out.push_back(std::move(lp));
     }
+    // After the ranges: switching to static rebuilds every quantized layer with its own.
+    if (auto s = r.setActivations(plan.activations); !s)
+        return s.error();
     return out;
 }
 

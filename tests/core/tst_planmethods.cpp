@@ -20,6 +20,7 @@
 #include "tasks/layerrun.h"
 #include "tasks/methodprep.h"
 #include "tasks/modelrun.h"
+#include "tasks/staticranges.h"
 #include "testsupport.h"
 
 using namespace quantlens;
@@ -229,6 +230,65 @@ private slots:
         QVERIFY(!refused.ok() && refused.error().message.find("SmoothQuant") != std::string::npos);
         QVERIFY(!QFile::exists(QString::fromStdString(eo.outPath)));
         QVERIFY(!planMethodsExportProblem(plan, ExportFormat::Gguf).empty());
+    }
+
+    // Static activations: with one layer quantized and the evaluation input equal to the
+    // calibration tokens, that layer's input in the run is exactly what was calibrated, so
+    // a minmax static range gives bit for bit what dynamic per-tensor gives.
+    void staticRangesEqualDynamicOnTheirOwnInput()
+    {
+        auto m = open("encoder/llama_tiny.safetensors");
+        QVERIFY(m);
+        const std::string layer = "model.layers.1.mlp.down_proj.weight";
+        QuantPlan plan;
+        plan.defaultSpec.bits = 6;  // not the int8 GEMM: both plans simulate, so both use sgemm
+        for (const Tensor& t : m->tensors)
+            if (t.rank() == 2 && t.name != layer)
+                plan.keepFloat.insert(t.name);
+        const std::vector<int64_t> ids = randomEncoderInput(1, 40, 60, /*seed=*/3).ids;
+        plan.calibration.tokens = {ids};
+        StaticRangeOptions so;
+        auto ranges = calibrateActivationRanges(m, "", llamaOptions(), plan, so);
+        QVERIFY2(ranges.ok(), ranges ? "" : ranges.error().oneLine().c_str());
+        QCOMPARE(ranges->size(), size_t(14));  // every layer: the ranking quantizes each
+        QVERIFY(ranges->at(layer).lo < ranges->at(layer).hi);
+
+        EncoderInput in;
+        in.batch = 1;
+        in.seqLen = int64_t(ids.size());
+        in.ids = ids;
+        in.mask.assign(ids.size(), 1);
+        auto r = EncoderRunner::create(*m, llamaOptions());
+        QVERIFY(r.ok());
+        QuantPlan dynamic = plan;
+        dynamic.activations.mode = ActivationMode::DynamicPerTensor;
+        QuantPlan fixed = plan;
+        fixed.activations.mode = ActivationMode::Static;
+        fixed.activationRanges = *ranges;
+        QuantPlan missing = fixed;
+        missing.activationRanges.erase(layer);
+        auto a = runModelUnderPlan(*r, *m, dynamic, in);
+        auto b = runModelUnderPlan(*r, *m, fixed, in);
+        QVERIFY2(a.ok(), a ? "" : a.error().oneLine().c_str());
+        QVERIFY2(b.ok(), b ? "" : b.error().oneLine().c_str());
+        QCOMPARE(b->sensitivity.plan.hidden.cosine, a->sensitivity.plan.hidden.cosine);
+        QCOMPARE(b->sensitivity.plan.hidden.sqnrDb, a->sensitivity.plan.hidden.sqnrDb);
+        QVERIFY(a->sensitivity.plan.hidden.cosine < 1.0);
+        // A narrower range clips: another figure.
+        fixed.activationRanges[layer].hi *= 0.25f;
+        auto c = runModelUnderPlan(*r, *m, fixed, in);
+        QVERIFY(c.ok() && c->sensitivity.plan.hidden.sqnrDb != a->sensitivity.plan.hidden.sqnrDb);
+        // Without a range the run says which layer lacks one.
+        auto d = runModelUnderPlan(*r, *m, missing, in);
+        QVERIFY(!d.ok() && d.error().tensor == layer);
+
+        // And the ranges survive the session file exactly.
+        Session sess;
+        sess.plan() = fixed;
+        auto back = sessionFromJson(sessionToJson(sess));
+        QVERIFY(back.ok());
+        QCOMPARE(back->activationRanges, fixed.activationRanges);
+        QCOMPARE(back->activations.mode, ActivationMode::Static);
     }
 
     void refusesWhatItCannotCalibrate()
