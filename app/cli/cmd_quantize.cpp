@@ -95,7 +95,11 @@ QuantSpec specFrom(const QuantizeOptions& o)
 
 // The tensors and their specs: a saved plan's (--plan), else the one spec of the flags for
 // every chosen tensor. One chooser for this command and the window's export dialog.
-ExportPlan choosePlan(const Model& m, const QuantizeOptions& o, const QuantSpec& flagSpec, std::optional<GgufMix> mix)
+struct Chosen {
+    Session plan;
+    ExportPlan exported;
+};
+Chosen choosePlan(const Model& m, const QuantizeOptions& o, const QuantSpec& flagSpec, std::optional<GgufMix> mix)
 {
     Session plan;
     if (!o.plan.empty()) {
@@ -123,7 +127,12 @@ ExportPlan choosePlan(const Model& m, const QuantizeOptions& o, const QuantSpec&
     if (ep.items.empty())
         throw Failure{po.choice == ExportChoice::AllLinear ? "no linear layers found in " + o.model + " (use --tensor NAME)"
                                                            : "nothing to quantize in " + o.model};
-    return ep;
+    // --method names the method of each chosen tensor, over what a loaded plan says.
+    std::vector<std::string> chosen;
+    for (const ExportPlanItem& it : ep.items)
+        chosen.push_back(it.tensor);
+    applyMethodArgs(o.method, chosen, plan);
+    return {std::move(plan), std::move(ep)};
 }
 
 void printTable(const Model& m, const std::vector<ExportEntry>& entries, int64_t before, int64_t after)
@@ -286,11 +295,15 @@ void runQuantize(const QuantizeOptions& o)
             throw CLI::ValidationError("--fake-quant", "must be a different file from --out");
     }
 
-    const Model m = loadModelArg(o.model);
+    const auto shared = std::make_shared<const Model>(loadModelArg(o.model));
+    const Model& m = *shared;
     if (!o.out.empty())
         if (Status s = checkExportSource(m, format); !s)
             throw CLI::ValidationError("--out", s.error().message);
-    const ExportPlan plan = choosePlan(m, o, spec, mix);
+    const auto [session, plan] = choosePlan(m, o, spec, mix);
+    for (ExportFormat f : {format, ExportFormat::SafetensorsFakeQuant})
+        if (std::string why = planMethodsExportProblem(session, f); !why.empty() && (f == format ? !o.out.empty() : !o.fakeQuant.empty()))
+            throw Failure{why};
     if (format == ExportFormat::Gguf && !o.out.empty()) {
         // Each planned tensor with its own spec: a mix's types, or a --plan's per-layer specs
         // (the writer maps those that are not ggml types to the nearest one and says so).
@@ -301,27 +314,24 @@ void runQuantize(const QuantizeOptions& o)
         return;
     }
 
+    // GPTQ / SmoothQuant first: their integers and smoothed weights are what gets written.
+    const PreparedPlan prep = prepareForCli(shared, o.model, o.method.heads, session);
+    const Model& src = *prep.model;
+    std::map<std::string, const MethodLayerOutcome*> outcomes;
+    for (const MethodLayerOutcome& l : prep.layers)
+        outcomes[l.tensor] = &l;
+
     std::vector<ExportEntry> entries;
     entries.reserve(plan.items.size());
     int64_t before = 0, after = 0;
-    std::vector<ojson> methodReports;
-    std::vector<std::string> methodLines;
-    if (usesActivations(o.method)) {
-        std::vector<std::pair<std::string, QuantSpec>> items;
-        for (const ExportPlanItem& it : plan.items)
-            items.emplace_back(it.tensor, it.spec);
-        for (MethodEntry& e : quantizeWithMethod(m, o.model, items, o.method)) {
-            methodLines.push_back(e.summary);
-            before += m.find(e.entry.quantized.name)->storedBytes();
-            after += e.entry.quantized.bytesAfter();
-            entries.push_back(std::move(e.entry));
-            methodReports.push_back(std::move(e.report));
-        }
-    }
-    for (size_t i = entries.size(); i < plan.items.size(); ++i) {
+    for (size_t i = 0; i < plan.items.size(); ++i) {
         const ExportPlanItem& it = plan.items[i];
         std::fprintf(stderr, "[%zu/%zu] quantizing %s\n", i + 1, plan.items.size(), it.tensor.c_str());
-        auto e = quantizeForExport(m, it.tensor, it.spec);
+        Result<ExportEntry> e = makeError("internal", "not quantized");
+        if (auto g = prep.entries.find(it.tensor); g != prep.entries.end())
+            e = g->second;
+        else
+            e = quantizeForExport(src, it.tensor, it.spec);
         if (!e)
             throw Failure{e.error().oneLine()};
         before += m.find(it.tensor)->storedBytes();
@@ -334,7 +344,7 @@ void runQuantize(const QuantizeOptions& o)
         ExportOptions eo;
         eo.format = f;
         eo.outPath = path;
-        auto r = exportModel(m, entries, eo);
+        auto r = exportModel(src, entries, eo);
         if (!r)
             throw Failure{r.error().oneLine()};
         for (const std::string& w : r->warnings)
@@ -349,8 +359,8 @@ void runQuantize(const QuantizeOptions& o)
 
     if (!o.json) {
         printTable(m, entries, before, after);
-        for (const std::string& line : methodLines)
-            std::printf("%s\n", line.c_str());
+        for (const MethodLayerOutcome& l : prep.layers)
+            std::printf("%s\n", methodSummary(l).c_str());
         return;
     }
     ojson doc;
@@ -374,8 +384,8 @@ void runQuantize(const QuantizeOptions& o)
         j["bytes_after"] = qt.bytesAfter();
         j["shape"] = qt.shape;
         j["calib"] = calibName(qt.spec);
-        if (tensors.size() < methodReports.size())
-            j["method"] = methodReports[tensors.size()];
+        if (auto it = outcomes.find(qt.name); it != outcomes.end())
+            j["method"] = methodReport(*it->second);
         tensors.push_back(std::move(j));
     }
     doc["tensors"] = std::move(tensors);

@@ -130,11 +130,7 @@ ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan)
             s.quantizedAfter += (n + gi->blockElems - 1) / gi->blockElems * gi->blockBytes;
             continue;
         }
-        const int64_t payload = (n * int64_t(it.spec.bits) + 7) / 8;
-        const int64_t scales = scaleCount(*t, it.spec);
-        // Same accounting as QuantizedTensor::bytesAfter (fp16 scales for Q8_0, else
-        // float32 scale + int32 zero point).
-        const int64_t after = payload + (it.spec.scheme == Scheme::Q8_0 ? 2 * scales : 8 * scales);
+        const int64_t after = quantizedByteCount(n, scaleCount(*t, it.spec), it.spec);
         s.quantizedBefore += t->storedBytes();
         s.quantizedAfter += after;
     }
@@ -148,11 +144,44 @@ ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan)
     return s;
 }
 
-Result<ExportReport> runExportPlan(const Model& m, const ExportPlan& plan, const ExportOptions& opts,
-                                   const ExportProgress& progress)
+namespace {
+
+std::string methodExportProblem(bool anyMethod, bool smoothed, ExportFormat f)
+{
+    if (f == ExportFormat::Gguf && anyMethod)
+        return "GGUF blocks are made by ggml's own quantizers from the source file, so the plan's GPTQ/SmoothQuant "
+               "cannot be written as GGUF: use round to nearest for a GGUF export";
+    const bool weightsOnly = f == ExportFormat::Hdf5 || f == ExportFormat::NpyFolder || f == ExportFormat::OnnxQdq;
+    if (weightsOnly && smoothed)
+        return "SmoothQuant also divides the norms before the smoothed layers, and this format writes only the "
+               "quantized weights: export to safetensors or compressed-tensors, which write every tensor";
+    return {};
+}
+
+}  // namespace
+
+std::string preparedExportProblem(const PreparedPlan& prep, ExportFormat f)
+{
+    return methodExportProblem(!prep.entries.empty() || prep.smoothed(), prep.smoothed(), f);
+}
+
+std::string planMethodsExportProblem(const QuantPlan& plan, ExportFormat f)
+{
+    bool smooth = plan.defaultMethod.method == WeightMethod::SmoothQuant;
+    for (const auto& [name, m] : plan.methods)
+        smooth = smooth || (m.method == WeightMethod::SmoothQuant && !plan.keepFloat.count(name));
+    return methodExportProblem(plan.usesMethods(), smooth, f);
+}
+
+Result<ExportReport> runExportPlan(const Model& source, const ExportPlan& plan, const ExportOptions& opts,
+                                   const ExportProgress& progress, const PreparedPlan* prep)
 {
     if (plan.items.empty())
         return makeError("nothing-to-export", "no tensors chosen for export");
+    if (prep)
+        if (std::string why = preparedExportProblem(*prep, opts.format); !why.empty())
+            return makeError("unsupported-pair", why);
+    const Model& m = prep ? *prep->model : source;
     if (opts.format == ExportFormat::Gguf) {
         // Specs that are not ggml types are mapped to the nearest one by the writer.
         std::vector<GgufDecision> decisions;
@@ -170,6 +199,15 @@ Result<ExportReport> runExportPlan(const Model& m, const ExportPlan& plan, const
         const ExportPlanItem& it = plan.items[i];
         if (!exportdetail::report(progress, 0.5 * double(i) / n, "quantizing " + it.tensor))
             return exportdetail::cancelled(opts.outPath);
+        if (prep)
+            if (auto g = prep->entries.find(it.tensor); g != prep->entries.end()) {
+                if (g->second.quantized.spec.scheme != it.spec.scheme || g->second.quantized.spec.bits != it.spec.bits ||
+                    g->second.quantized.spec.granularity != it.spec.granularity)
+                    return makeError("stale-method", "the plan's GPTQ integers were found for another spec: run the "
+                                                     "plan's methods again", {}, -1, it.tensor);
+                entries.push_back(g->second);
+                continue;
+            }
         auto e = quantizeForExport(m, it.tensor, it.spec);
         if (!e)
             return e.error();

@@ -13,6 +13,7 @@
 #include "quant/quantspec.h"
 #include "result.h"
 #include "plan/session.h"
+#include "tasks/methodprep.h"
 
 namespace quantlens {
 
@@ -66,8 +67,16 @@ ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan);
 
 
 // Quantizes every item (first half of the progress) and writes them (second half).
-// Cancelling leaves nothing under opts.outPath.
+// Cancelling leaves nothing under opts.outPath. With `prep` (the plan's methods, run by
+// preparePlan) the export writes its model (smoothed weights and norms) and GPTQ's integers.
 Result<ExportReport> runExportPlan(const Model& m, const ExportPlan& plan, const ExportOptions& opts,
-                                   const ExportProgress& progress = {});
+                                   const ExportProgress& progress = {}, const PreparedPlan* prep = nullptr);
+
+// Why `prep` cannot be written as `f` ("" when it can): GGUF is written by ggml's own
+// quantizers from the source file, and the Quantlens layouts hold only the quantized
+// weights, not the norms SmoothQuant changed.
+std::string preparedExportProblem(const PreparedPlan& prep, ExportFormat f);
+// The same, asked of the plan before its methods run (so nothing is computed in vain).
+std::string planMethodsExportProblem(const QuantPlan& plan, ExportFormat f);
 
 }  // namespace quantlens

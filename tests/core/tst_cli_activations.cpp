@@ -178,7 +178,7 @@ private slots:
         const json doc = json::parse(r.out.toStdString());
         QCOMPARE(doc["tensors"].size(), size_t(2));
         for (const json& t : doc["tensors"]) {
-            QCOMPARE(t["method"]["method"].get<std::string>(), std::string("gptq (act order)"));
+            QCOMPARE(t["method"]["method"].get<std::string>(), std::string("gptq:actorder"));
             QVERIFY(t["method"]["output_sqnr_db"].get<double>() > t["method"]["rtn_output_sqnr_db"].get<double>());
         }
         QVERIFY(QFile::exists(out));
