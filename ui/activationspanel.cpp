@@ -17,6 +17,7 @@
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
 
+#include "histogramplot.h"
 #include "qcp.h"
 
 #include <algorithm>
@@ -29,6 +30,7 @@
 #include "runner/normfold.h"
 #include "runner/tokenizer.h"
 #include "tasks/modelhints.h"
+#include "tasks/staticranges.h"
 
 namespace quantlens::ui {
 
@@ -175,6 +177,19 @@ std::shared_ptr<const ActivationsResult> runJob(const Job& j)
     auto fold = precedingNorm(runner->config(), layer);
     r->fold = fold ? QStringLiteral("1/s folds into ") + QString::fromStdString(fold->gamma)
                    : QString::fromStdString(fold.error().message);
+    // Static activations: the calibrators on the recorded rows (minmax over every token).
+    QuantSpec cal;
+    cal.scheme = Scheme::TorchAffine;
+    r->ranges = suggestRanges(st->rows, cal);
+    r->inputStats = computeStats(st->rows);
+    r->inputStats.min = st->overallMin();
+    r->inputStats.max = st->overallMax();
+    r->inputStats.count = st->tokens * st->inFeatures;
+    for (CalibSuggestion& c : r->ranges)
+        if (c.method == CalibMethod::MinMax) {
+            c.lo = st->overallMin();
+            c.hi = st->overallMax();
+        }
     if (!j.cancel->load())
         gptqLayer(j, runner->config(), *rec, *r);
     r->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -252,13 +267,22 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     channels_->graph(2)->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, QColor(214, 39, 40), 7));
     channels_->graph(2)->setName(tr("outlier (|x| > 6)"));
     channels_->legend->setVisible(true);
-    histogram_ = new QCustomPlot(split);
-    histogram_->setMinimumHeight(140);
-    histogram_->xAxis->setLabel(tr("activation value"));
-    histogram_->yAxis->setLabel(tr("count"));
-    histogram_->yAxis->setScaleType(QCPAxis::stLogarithmic);
-    histogram_->addGraph();
-    histogram_->graph(0)->setLineStyle(QCPGraph::lsStepCenter);
+    // The input's histogram with the same calibrator markers and draggable clamp lines as a
+    // weight's: the lines are the layer's static range (uint8 affine, so 0 stays inside).
+    histogram_ = new HistogramPlot(split);
+    histogram_->setObjectName(QStringLiteral("activationRange"));
+    histogram_->setMinimumHeight(160);
+    histogram_->setDragRule(HistogramPlot::DragRule::IncludeZero);
+    histogram_->clearHistogram(tr("Record a layer's activations to see their histogram"));
+    connect(histogram_, &HistogramPlot::rangeDragFinished, this, [this](double lo, double hi) {
+        if (result_ && !isStale())
+            emit activationRangeChosen(layer_ + QStringLiteral(".weight"), ActivationRange{float(lo), float(hi)});
+    });
+    connect(histogram_, &HistogramPlot::markerClicked, this, [this](int i) {
+        if (result_ && !isStale() && i >= 0 && size_t(i) < result_->ranges.size())
+            emit activationRangeChosen(layer_ + QStringLiteral(".weight"),
+                                       ActivationRange{result_->ranges[size_t(i)].lo, result_->ranges[size_t(i)].hi});
+    });
     split->addWidget(channels_);
     split->addWidget(histogram_);
     top->addWidget(split, 1);
@@ -274,6 +298,34 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     sq->addWidget(alphaLabel_, 2);
     top->addLayout(sq);
     connect(alpha_, &QSlider::valueChanged, this, &ActivationsPanel::showAlpha);
+
+    // Static activation ranges.
+    auto* st = new QHBoxLayout;
+    st->addWidget(new QLabel(tr("Static range"), this));
+    calibrator_ = new QComboBox(this);
+    calibrator_->setObjectName(QStringLiteral("staticCalibrator"));
+    for (const char* c : {"minmax", "percentile:99.99", "mse", "entropy", "hist-l2"})
+        calibrator_->addItem(QString::fromLatin1(c));
+    st->addWidget(calibrator_);
+    useRange_ = new QPushButton(tr("Use its range for this layer"), this);
+    calibrateAll_ = new QPushButton(tr("Calibrate every layer, static activations"), this);
+    calibrateAll_->setToolTip(tr("Each linear layer's input range with this calibrator over the inputs above, into the "
+                                 "plan, and the plan's activations set to static"));
+    st->addWidget(useRange_);
+    st->addWidget(calibrateAll_);
+    st->addStretch(1);
+    top->addLayout(st);
+    connect(useRange_, &QPushButton::clicked, this, [this] {
+        if (!result_ || isStale())
+            return;
+        QuantSpec want;
+        if (!parseCalib(calibrator_->currentText().toStdString(), want))
+            return;
+        for (const CalibSuggestion& c : result_->ranges)
+            if (c.method == want.calib)
+                emit activationRangeChosen(layer_ + QStringLiteral(".weight"), ActivationRange{c.lo, c.hi});
+    });
+    connect(calibrateAll_, &QPushButton::clicked, this, &ActivationsPanel::calibrateAll);
 
     // GPTQ's before/after for this layer at the plan's spec.
     gptqLabel_ = new QLabel(this);
@@ -331,6 +383,51 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
         updateButtons();
         emit finished();
     });
+    rangesWatcher_ = new QFutureWatcher<std::shared_ptr<const StaticRangesResult>>(this);
+    connect(rangesWatcher_, &QFutureWatcherBase::finished, this, [this] {
+        calibrating_ = false;
+        running_ = false;
+        auto r = rangesWatcher_->result();
+        if (!r->error.isEmpty()) {
+            setStatus(r->error == QLatin1String("cancelled") ? tr("cancelled") : r->error, r->error != QLatin1String("cancelled"));
+        } else {
+            setStatus(tr("Static ranges for %1 layers, %2, into the plan").arg(r->ranges.size()).arg(calibrator_->currentText()));
+            emit staticRangesChosen(r->ranges, r->calibration);
+        }
+        updateButtons();
+        emit finished();
+    });
+    updateButtons();
+}
+
+void ActivationsPanel::calibrateAll()
+{
+    if (running_ || !model_ || !result_ || isStale() || result_->ids.empty())
+        return;
+    StaticRangeOptions so;
+    if (!parseCalib(calibrator_->currentText().toStdString(), so.calibrator))
+        return;
+    running_ = calibrating_ = true;
+    cancel_ = std::make_shared<std::atomic<bool>>(false);
+    QuantPlan plan = plan_;
+    plan.calibration = {};
+    plan.calibration.tokens = result_->ids;
+    const std::string path = model_->files.empty() ? std::string() : model_->files.front();
+    const EncoderOptions eo = modelHints(path, heads_->value()).options;
+    auto model = model_;
+    auto cancel = cancel_;
+    progress_->setRange(0, 0);
+    setStatus(tr("Calibrating every layer's input range (%1)…").arg(calibrator_->currentText()));
+    rangesWatcher_->setFuture(QtConcurrent::run(&pool_, [model, path, eo, plan, so, cancel] {
+        auto out = std::make_shared<StaticRangesResult>();
+        out->calibration = plan.calibration;
+        auto r = calibrateActivationRanges(model, path, eo, plan, so, [cancel](double) { return !cancel->load(); });
+        if (!r)
+            out->error = r.error().code == "cancelled" ? QStringLiteral("cancelled") : QString::fromStdString(r.error().oneLine());
+        else
+            out->ranges = std::move(*r);
+        return std::shared_ptr<const StaticRangesResult>(out);
+    }));
     updateButtons();
 }
 
@@ -431,7 +528,7 @@ void ActivationsPanel::run()
 
 void ActivationsPanel::cancel()
 {
-    if (running_ && cancel_)
+    if ((running_ || calibrating_) && cancel_)
         cancel_->store(true);
 }
 
@@ -450,6 +547,8 @@ void ActivationsPanel::updateButtons()
                                               : QString();
     applyLayer_->setToolTip(why);
     applyAll_->setToolTip(why);
+    useRange_->setEnabled(!running_ && haveIds);
+    calibrateAll_->setEnabled(!running_ && haveIds);
     if (!running_) {
         progress_->setRange(0, 1);
         progress_->setValue(result_ ? 1 : 0);
@@ -466,10 +565,9 @@ void ActivationsPanel::showResult()
 {
     for (int g = 0; g < 3; ++g)
         channels_->graph(g)->data()->clear();
-    histogram_->graph(0)->data()->clear();
     if (!result_) {
         channels_->replot();
-        histogram_->replot();
+        histogram_->clearHistogram(tr("Record a layer's activations to see their histogram"));
         alphaLabel_->clear();
         showGptq();
         return;
@@ -487,12 +585,29 @@ void ActivationsPanel::showResult()
     }
     channels_->rescaleAxes();
     channels_->replot();
-    const Histogram& h = s.histogram;
-    for (size_t i = 0; i < h.counts.size(); ++i)
-        if (h.counts[i] > 0)
-            histogram_->graph(0)->addData(h.binCenter(i), double(h.counts[i]));
-    histogram_->rescaleAxes();
-    histogram_->replot();
+    // The recorder's range is a power of two around zero: show only the bins that hold values.
+    Histogram shown = s.histogram;
+    size_t first = 0, last = shown.counts.size();
+    while (first < last && shown.counts[first] == 0)
+        ++first;
+    while (last > first && shown.counts[last - 1] == 0)
+        --last;
+    if (first < last) {
+        const double w = shown.binWidth();
+        shown.hi = shown.lo + double(last) * w;
+        shown.lo = shown.lo + double(first) * w;
+        shown.counts = std::vector<int64_t>(s.histogram.counts.begin() + std::ptrdiff_t(first),
+                                            s.histogram.counts.begin() + std::ptrdiff_t(last));
+    }
+    histogram_->setHistogram(shown, r.inputStats, tr("input of %1").arg(r.layer));
+    QVector<HistogramPlot::Marker> markers;
+    const QColor colors[] = {QColor(127, 127, 127), QColor(148, 103, 189), QColor(44, 160, 44), QColor(214, 39, 40),
+                             QColor(140, 86, 75)};
+    for (size_t i = 0; i < r.ranges.size(); ++i)
+        markers.push_back({QString::fromStdString(r.ranges[i].label), double(r.ranges[i].lo), double(r.ranges[i].hi),
+                           colors[i % 5]});
+    histogram_->setMarkers(markers);
+    showRange();
     setStatus(tr("%1: %2 real tokens (%3), %4 input channels, %5 outlier channel(s) with |x| > 6, range [%6, %7]; "
                  "%8 s. %9")
                   .arg(r.layer)
@@ -542,6 +657,19 @@ void ActivationsPanel::setPlan(const QuantPlan& plan)
 {
     plan_ = plan;
     showPlanLine();
+    showRange();
+}
+
+void ActivationsPanel::showRange()
+{
+    if (!result_ || isStale() || result_->ranges.empty())
+        return;
+    // The plan's range for this layer, else minmax (what static calibration starts from).
+    const auto it = plan_.activationRanges.find(layer_.toStdString() + ".weight");
+    if (it != plan_.activationRanges.end())
+        histogram_->setClampRange(it->second.lo, it->second.hi);
+    else
+        histogram_->setClampRange(result_->ranges.front().lo, result_->ranges.front().hi);
 }
 
 void ActivationsPanel::showPlanLine()
@@ -557,6 +685,11 @@ void ActivationsPanel::showPlanLine()
                                                    own ? tr("this layer's own") : tr("the model-wide default"));
     if (plan_.usesMethods())
         line += tr("; calibration: %1").arg(QString::fromStdString(plan_.calibration.describe()));
+    line += tr("; activations %1").arg(QString::fromStdString(activationModeName(plan_.activations.mode)));
+    if (auto r = plan_.activationRanges.find(tensor); r != plan_.activationRanges.end())
+        line += tr(", static range [%1, %2]").arg(double(r->second.lo), 0, 'g', 5).arg(double(r->second.hi), 0, 'g', 5);
+    else if (plan_.activations.mode == ActivationMode::Static)
+        line += tr(", no static range for this layer yet");
     planLabel_->setText(line);
 }
 

@@ -14,11 +14,15 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <vector>
 
+#include "histogramplot.h"
 #include "model.h"
 #include "plan/quantplan.h"
+#include "quant/calibrate.h"
+#include "quant/metrics.h"
 #include "quant/smoothquant.h"
 #include "runner/actstats.h"
 
@@ -54,6 +58,16 @@ struct ActivationsResult {
     double rtnOutputSqnrDb = 0, gptqOutputSqnrDb = 0, rtnWeightSqnrDb = 0, gptqWeightSqnrDb = 0;
     double errorEdge = 0;     // histograms span [-errorEdge, errorEdge]
     std::vector<double> rtnErrors, gptqErrors;
+    // The calibrators' ranges for this layer's input (static activations), minmax first.
+    std::vector<CalibSuggestion> ranges;
+    TensorStats inputStats;
+};
+
+// Every layer's static input range, calibrated over the panel's inputs (calibrateAll()).
+struct StaticRangesResult {
+    QString error;
+    std::map<std::string, ActivationRange> ranges;
+    CalibrationSource calibration;
 };
 
 class ActivationsPanel : public QWidget {
@@ -90,6 +104,13 @@ public:
     QLabel* alphaLabel() const { return alphaLabel_; }
     QCustomPlot* channelPlot() const { return channels_; }
     QCustomPlot* histogramPlot() const { return histogram_; }
+    HistogramPlot* rangePlot() const { return histogram_; }  // the input histogram, its clamp lines = the static range
+    QComboBox* calibratorBox() const { return calibrator_; }
+    QPushButton* useRangeButton() const { return useRange_; }
+    QPushButton* calibrateAllButton() const { return calibrateAll_; }
+    // Every layer's range with the chosen calibrator over this panel's inputs, in the
+    // background; on success emits staticRangesChosen.
+    void calibrateAll();
     QCustomPlot* errorPlot() const { return errors_; }
     QComboBox* methodBox() const { return method_; }
     QPushButton* applyLayerButton() const { return applyLayer_; }
@@ -104,6 +125,10 @@ signals:
     // The user puts `method` in the plan for `tensor` ("" = every layer: the model-wide
     // default), calibrated on `calibration` (the ids of the result shown).
     void methodChosen(const QString& tensor, const MethodSpec& method, const CalibrationSource& calibration);
+    // A static input range for `tensor`'s layer (dragged, a calibrator's, or "Use this range").
+    void activationRangeChosen(const QString& tensor, const ActivationRange& range);
+    // Every layer's range, and static activations for the plan.
+    void staticRangesChosen(const std::map<std::string, ActivationRange>& ranges, const CalibrationSource& calibration);
 
 private:
     void updateButtons();
@@ -133,7 +158,13 @@ private:
     QProgressBar* progress_ = nullptr;
     QLabel* status_ = nullptr;
     QCustomPlot* channels_ = nullptr;
-    QCustomPlot* histogram_ = nullptr;
+    HistogramPlot* histogram_ = nullptr;
+    QComboBox* calibrator_ = nullptr;
+    QPushButton* useRange_ = nullptr;
+    QPushButton* calibrateAll_ = nullptr;
+    QFutureWatcher<std::shared_ptr<const StaticRangesResult>>* rangesWatcher_ = nullptr;
+    bool calibrating_ = false;
+    void showRange();
     QSlider* alpha_ = nullptr;
     QLabel* alphaLabel_ = nullptr;
     QCustomPlot* errors_ = nullptr;

@@ -310,6 +310,24 @@ void MainWindow::buildUi()
     activations_->setObjectName(QStringLiteral("activationsPanel"));
     tabs_->addTab(activations_, tr("Activations"));
     connect(activations_, &ActivationsPanel::methodChosen, this, &MainWindow::setMethod);
+    connect(activations_, &ActivationsPanel::activationRangeChosen, this,
+            [this](const QString& tensor, const ActivationRange& r) {
+                const Session before = session_;
+                session_.activationRanges[tensor.toStdString()] = r;
+                pushPlanEdit(before, tr("static input range of %1").arg(tensor), QStringLiteral("actrange:") + tensor);
+                pushPlan();
+            });
+    connect(activations_, &ActivationsPanel::staticRangesChosen, this,
+            [this](const std::map<std::string, ActivationRange>& ranges, const CalibrationSource& calibration) {
+                const Session before = session_;
+                for (const auto& [name, r] : ranges)
+                    session_.activationRanges[name] = r;
+                session_.activations.mode = ActivationMode::Static;
+                if (session_.calibration.empty())
+                    session_.calibration = calibration;
+                pushPlanEdit(before, tr("static activations, %1 ranges").arg(ranges.size()));
+                pushPlan();
+            });
     buildCompare();
     connect(sensitivity_, &SensitivityPanel::layerActivated, this, [this](const QString& name) {
         selectTensor(name);

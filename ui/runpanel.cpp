@@ -28,6 +28,8 @@
 #include "runner/dynamiclinear.h"
 #include "runner/fp32linear.h"
 #include "tasks/layerrun.h"
+#include "tasks/methodprep.h"
+#include "tasks/modelhints.h"
 #include "workpool.h"
 
 namespace quantlens::ui {
@@ -44,6 +46,7 @@ struct RunJob {
     LinearLayer layer;
     PlanDecision decision;
     ActivationSpec act;
+    QuantPlan plan;  // for a GPTQ layer's integers (layerMethodWeights)
     int64_t tokens = 0;
     std::shared_ptr<const std::vector<float>> input;  // null: random
     std::shared_ptr<std::atomic<bool>> cancel;
@@ -78,6 +81,20 @@ std::shared_ptr<const RunResult> runJob(const RunJob& j)
     req.repeats = kRepeats;
     req.minRepeatSeconds = kMinRepeatSeconds;
     req.cancel = j.cancel.get();
+    // A GPTQ layer runs with GPTQ's integers, as `quantlens-cli run --plan` does.
+    std::optional<QuantizedTensor> given;
+    if (j.plan.methodFor(j.layer.weight->name).method == WeightMethod::Gptq) {
+        const std::string path = j.model->files.empty() ? std::string() : j.model->files.front();
+        auto g = layerMethodWeights(j.model, path, modelHints(path).options, j.plan, j.layer.weight->name,
+                                    [&j](double, const std::string&) { return !j.cancel->load(); });
+        if (!g) {
+            r->error = qs(g.error().oneLine());
+            return r;
+        }
+        given = std::move(*g);
+        r->method = qs(methodName(j.plan.methodFor(j.layer.weight->name)));
+    }
+    req.given = given ? &*given : nullptr;
     auto run = runLayerUnderPlan(j.layer, j.decision, j.act, req);
     if (!run) {
         r->error = qs(run.error().oneLine());
@@ -92,7 +109,7 @@ std::shared_ptr<const RunResult> runJob(const RunJob& j)
     r->int8Seconds = run->quantSeconds;
     r->isa = qs(run->isa);
     r->simulated = run->simulated;
-    r->spec = planText(run->spec, j.act);
+    r->spec = planText(run->spec, j.act) + (r->method == QLatin1String("rtn") ? QString() : QStringLiteral(", ") + r->method);
     r->err = run->err;
     std::vector<float> diff(run->y.size());
     for (size_t i = 0; i < diff.size(); ++i)
@@ -133,6 +150,7 @@ RunPanel::RunPanel(QWidget* parent)
     act_->addItem(tr("dynamic per-tensor (PyTorch quantize_dynamic)"));
     act_->addItem(tr("dynamic per-token (one scale per row)"));
     act_->addItem(tr("none: weight-only (llama.cpp, W4A16)"));
+    act_->addItem(tr("static: each layer's calibrated range (Activations tab)"));
     act_->setToolTip(tr("The plan's activations, for every layer (model-wide)"));
     form->addRow(tr("Activations (all layers):"), act_);
     weights_ = new QComboBox(this);
@@ -313,6 +331,7 @@ void RunPanel::setPlan(const QuantPlan& plan)
         const QSignalBlocker a(act_), w(weights_);
         act_->setCurrentIndex(plan_.activations.mode == ActivationMode::DynamicPerToken ? 1
                               : plan_.activations.mode == ActivationMode::None          ? 2
+                              : plan_.activations.mode == ActivationMode::Static        ? 3
                                                                                           : 0);
         weights_->setCurrentIndex(plan_.defaultSpec.granularity == Granularity::PerChannel ? 1 : 0);
     }
@@ -327,13 +346,15 @@ bool RunPanel::isStale() const
     if (!result_ || !result_->error.isEmpty() || !haveLayer_ || qs(layer_.prefix) != result_->layer)
         return false;
     const PlanDecision d = plan_.decide(*layer_.weight);
-    return !d.quantize || d.spec != result_->weightSpec || !(plan_.activations == result_->act);
+    return !d.quantize || d.spec != result_->weightSpec || !(plan_.activationsFor(layer_.weight->name) == result_->act) ||
+           qs(methodName(plan_.methodFor(layer_.weight->name))) != result_->method;
 }
 
 void RunPanel::onBoxesChanged()
 {
     plan_.activations.mode = act_->currentIndex() == 1   ? ActivationMode::DynamicPerToken
                              : act_->currentIndex() == 2 ? ActivationMode::None
+                             : act_->currentIndex() == 3 ? ActivationMode::Static
                                                          : ActivationMode::DynamicPerTensor;
     plan_.defaultSpec.granularity = weights_->currentIndex() == 1 ? Granularity::PerChannel : Granularity::PerTensor;
     if (plan_.defaultSpec.granularity != Granularity::PerGroup)
@@ -444,7 +465,8 @@ void RunPanel::run()
     j.model = model_;
     j.layer = layer_;
     j.decision = plan_.decide(*layer_.weight);
-    j.act = plan_.activations;
+    j.act = plan_.activationsFor(layer_.weight->name);
+    j.plan = plan_;
     if (!j.decision.quantize) {
         setStatus(tr("The plan leaves this layer in float32 (%1): nothing to compare").arg(qs(j.decision.reason)), true);
         return;

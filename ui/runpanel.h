@@ -44,6 +44,7 @@ struct RunResult {
     QString spec;     // the layer's plan, as run ("torch-symmetric, channel, 8-bit; per-tensor activations")
     QuantSpec weightSpec;
     ActivationSpec act;
+    QString method = QStringLiteral("rtn");  // how the layer's integers were found
     double speedup() const { return int8Seconds > 0 ? fp32Seconds / int8Seconds : 0; }
 };
 

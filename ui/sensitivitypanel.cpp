@@ -33,7 +33,7 @@
 
 #include "formatting.h"
 #include "quant/ggmlquant.h"
-#include "quant/quantize.h"
+#include "quant/calibrate.h"
 #include "runner/fp32linear.h"
 #include "tasks/modelhints.h"
 #include "tasks/methodprep.h"
@@ -103,7 +103,9 @@ int64_t quantizedBytes(const LayerBytes& b, const QuantSpec& s)
                            : s.granularity == Granularity::PerGroup && s.groupSize > 0
                                ? b.rows * ((cols + s.groupSize - 1) / s.groupSize)
                                : 1;
-    return quantizedByteCount(b.values, scales, s);
+    // Scales as float32 (the kernels' form), zero points only where the scheme has them.
+    const int64_t payload = (b.values * int64_t(s.bits) + 7) / 8;
+    return payload + (isSymmetricScheme(s.scheme) ? 4 : 8) * scales;
 }
 
 

@@ -6,10 +6,10 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "alignedarray.h"
-#include "calibration.h"
 #include "commands.h"
 #include "io/npy.h"
 #include "io/npywriter.h"
@@ -20,6 +20,8 @@
 #include "runner/dynamiclinear.h"
 #include "runner/fp32linear.h"
 #include "tasks/layerrun.h"
+#include "tasks/methodprep.h"
+#include "tasks/modelhints.h"
 #include "tasks/planfile.h"
 
 namespace quantlens::cli {
@@ -110,15 +112,14 @@ void runRun(const RunOptions& o)
     // calibration. (SmoothQuant changes the layer's input as well, so it shows in
     // `sensitivity`, which runs the whole model.)
     const MethodSpec method = plan.methodFor(l->weight->name);
-    PreparedPlan prep;
-    const QuantizedTensor* given = nullptr;
+    std::optional<QuantizedTensor> given;
     if (o.mode != "fp32" && decision.quantize && method.method == WeightMethod::Gptq) {
-        QuantPlan one = plan;
-        one.defaultMethod = {};
-        one.methods = {{l->weight->name, method}};
-        prep = prepareForCli(std::make_shared<const Model>(m), o.model, o.heads, one);
-        if (auto g = prep.runnerWeights.find(l->weight->name); g != prep.runnerWeights.end())
-            given = &g->second;
+        const ModelHints hints = modelHints(o.model == "demo" ? std::string() : o.model, o.heads);
+        auto g = layerMethodWeights(std::make_shared<const Model>(m), o.model == "demo" ? std::string() : o.model,
+                                    hints.options, plan, l->weight->name);
+        if (!g)
+            throw Failure{g.error().oneLine() + (g.error().code == "no-calibration" ? " (the plan names no calibration)" : "")};
+        given = std::move(*g);
     } else if (o.mode != "fp32" && decision.quantize && method.method == WeightMethod::SmoothQuant) {
         std::fprintf(stderr, "quantlens-cli: %s is smoothed by the plan (%s); one layer on a given input shows only its "
                              "rounding: run `sensitivity --plan` for the smoothed model\n",
@@ -139,8 +140,8 @@ void runRun(const RunOptions& o)
         LayerRunRequest req;
         req.input = x;
         req.timed = false;  // one call after the warm-up, as before
-        req.given = given;
-        auto r = runLayerUnderPlan(*l, decision, plan.activations, req);
+        req.given = given ? &*given : nullptr;
+        auto r = runLayerUnderPlan(*l, decision, plan.activationsFor(l->weight->name), req);
         if (!r)
             throw Failure{r.error().oneLine()};
         run = std::move(*r);
@@ -170,6 +171,8 @@ void runRun(const RunOptions& o)
         doc["bits"] = run.spec.bits;
         doc["simulated"] = run.simulated;
         doc["method"] = given ? methodName(method) : "rtn";
+        if (plan.activations.mode == ActivationMode::Static)
+            doc["activation_range"] = {plan.activationsFor(l->weight->name).staticLo, plan.activationsFor(l->weight->name).staticHi};
         doc["isa"] = run.simulated ? run.isa : kernels::activeIsa();
         if (!o.plan.empty())
             doc["plan"] = o.plan;

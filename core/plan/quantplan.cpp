@@ -54,6 +54,16 @@ const MethodSpec& QuantPlan::methodFor(const std::string& name) const
     return it == methods.end() ? defaultMethod : it->second;
 }
 
+ActivationSpec QuantPlan::activationsFor(const std::string& tensor) const
+{
+    ActivationSpec a = activations;
+    if (auto it = activationRanges.find(tensor); it != activationRanges.end()) {
+        a.staticLo = it->second.lo;
+        a.staticHi = it->second.hi;
+    }
+    return a;
+}
+
 bool QuantPlan::usesMethods() const
 {
     if (defaultMethod.needsCalibration())

@@ -89,6 +89,8 @@ struct QuantPlan {
     bool isTuned(const std::string& name) const { return overrides.count(name) > 0; }
     PlanDecision decide(const Tensor& t) const;
     const MethodSpec& methodFor(const std::string& name) const;
+    // The activations of one layer: the plan's, with its static range filled in (if any).
+    ActivationSpec activationsFor(const std::string& tensor) const;
     bool usesMethods() const;  // any layer (or the default) is not round-to-nearest
     bool operator==(const QuantPlan&) const = default;
 };

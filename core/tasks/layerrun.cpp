@@ -88,6 +88,10 @@ Result<LayerRunResult> runLayerUnderPlan(const LinearLayer& layer, const PlanDec
     if (!d.quantize)
         return makeError("not-quantized", "the plan leaves this layer unquantized: " + d.reason, {}, -1,
                          layer.weight ? layer.weight->name : layer.prefix);
+    if (act.mode == ActivationMode::Static && act.staticLo == 0.0f && act.staticHi == 0.0f)
+        return makeError("no-static-range", "static activations need this layer's input range: calibrate it in the "
+                                            "Activations tab (or sensitivity --act static)", {}, -1,
+                         layer.weight ? layer.weight->name : layer.prefix);
     LayerRunResult r;
     r.in = layer.inFeatures;
     r.out = layer.outFeatures;

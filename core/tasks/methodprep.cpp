@@ -305,4 +305,24 @@ Result<PreparedPlan> preparePlan(std::shared_ptr<const Model> m, const std::stri
     return out;
 }
 
+Result<std::optional<QuantizedTensor>> layerMethodWeights(std::shared_ptr<const Model> m, const std::string& modelPath,
+                                                          const EncoderOptions& eo, const QuantPlan& plan,
+                                                          const std::string& tensor, const PrepareProgress& progress)
+{
+    const MethodSpec method = plan.methodFor(tensor);
+    const Tensor* t = m->find(tensor);
+    if (!t || method.method != WeightMethod::Gptq || !plan.decide(*t).quantize)
+        return std::optional<QuantizedTensor>();
+    QuantPlan one = plan;
+    one.defaultMethod = {};
+    one.methods = {{tensor, method}};
+    auto prep = preparePlan(std::move(m), modelPath, eo, one, progress);
+    if (!prep)
+        return prep.error();
+    auto it = prep->runnerWeights.find(tensor);
+    if (it == prep->runnerWeights.end())
+        return std::optional<QuantizedTensor>();
+    return std::optional<QuantizedTensor>(std::move(it->second));
+}
+
 }  // namespace quantlens

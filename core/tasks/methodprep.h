@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,5 +67,13 @@ using PrepareProgress = std::function<bool(double fraction, const std::string& s
 // cannot have a method (an error names them).
 Result<PreparedPlan> preparePlan(std::shared_ptr<const Model> m, const std::string& modelPath, const EncoderOptions& eo,
                                  const QuantPlan& plan, const PrepareProgress& progress = {});
+
+// One layer's integers as the plan's method finds them, for running that layer alone (the
+// Run tab, `run`): GPTQ calibrates only this layer; nullopt when the plan rounds it to
+// nearest. SmoothQuant changes the layer's input too, so it shows only in model runs (the
+// caller says so).
+Result<std::optional<QuantizedTensor>> layerMethodWeights(std::shared_ptr<const Model> m, const std::string& modelPath,
+                                                          const EncoderOptions& eo, const QuantPlan& plan,
+                                                          const std::string& tensor, const PrepareProgress& progress = {});
 
 }  // namespace quantlens

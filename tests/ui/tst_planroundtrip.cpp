@@ -196,10 +196,76 @@ private slots:
         QCOMPARE(cli.value(QStringLiteral("cosine")).toDouble(), gui.hidden.cosine);
         QCOMPARE(cli.value(QStringLiteral("kld_mean")).toDouble(), gui.next.meanKld);
 
-        // Round to nearest under the same plan: another figure; undo brings GPTQ's back as stale.
+        // Round to nearest under the same plan; the GPTQ figure turns stale.
         w.undoStack()->undo();
         QCOMPARE(w.session().defaultMethod.method, WeightMethod::Rtn);
         QVERIFY(sp->isStale());
+    }
+
+    // Static activations from the Activations tab: a dragged range lands in the plan for that
+    // layer, "Calibrate every layer" fills the rest and switches the plan to static, and the
+    // Sensitivity tab's figure replays headless bit for bit.
+    void staticRangesFromActivationsTab()
+    {
+        const QString model = test::dataPath(QStringLiteral("encoder/gpt2_tiny.safetensors"));
+        MainWindow w(nullptr, /*useSettings=*/false);
+        w.setInteractive(false);
+        w.resize(1400, 900);
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        QSignalSpy loaded(&w, &MainWindow::modelLoaded);
+        w.openFile(model);
+        QVERIFY(loaded.wait(kWaitMs));
+        const std::string layer = "transformer.h.0.mlp.c_proj.weight";
+        QVERIFY(w.selectTensor(QString::fromStdString(layer)));
+        QVERIFY(waitIdle(w));
+        ActivationsPanel* ap = w.activationsPanel();
+        ap->headsBox()->setValue(2);
+        ap->setInput(ActivationsPanel::TokenIds, QStringLiteral("1 5 9 13 17 21 25 29 33 37 41 45\n2 6 10 14 18 22 26 30"));
+        w.tabs()->setCurrentWidget(ap);
+        QSignalSpy finished(ap, &ActivationsPanel::finished);
+        ap->run();
+        QVERIFY(finished.wait(kWaitMs));
+        QVERIFY(ap->calibrateAllButton()->isEnabled());
+
+        ap->calibrateAll();
+        QVERIFY(finished.wait(kWaitMs));
+        QCOMPARE(w.session().activations.mode, ActivationMode::Static);
+        QCOMPARE(w.session().activationRanges.size(), size_t(8));
+        const ActivationRange minmax = w.session().activationRanges.at(layer);
+        QCOMPARE(double(minmax.hi), ap->result()->inputStats.max);
+
+        // Then drag the upper line of this layer's range inwards: its own range in the plan.
+        HistogramPlot* h = ap->rangePlot();
+        h->replot();
+        const int x0 = h->linePixel(1), y = h->axisRect()->center().y();
+        QTest::mousePress(h, Qt::LeftButton, {}, QPoint(x0, y));
+        QVERIFY(h->isDragging());
+        QTest::mouseMove(h, QPoint(x0 - 40, y));
+        QTest::mouseRelease(h, Qt::LeftButton, {}, QPoint(x0 - 40, y));
+        const ActivationRange dragged = w.session().activationRanges.at(layer);
+        QVERIFY(dragged.hi < minmax.hi);
+        QCOMPARE(w.session().activationRanges.size(), size_t(8));
+        QVERIFY(ap->planLabel()->text().contains(QStringLiteral("static range")));
+
+        SensitivityPanel* sp = w.sensitivityPanel();
+        sp->headsBox()->setValue(2);
+        sp->useRandomInput(24);
+        QSignalSpy ran(sp, &SensitivityPanel::finished);
+        sp->run();
+        QVERIFY(ran.wait(kWaitMs));
+        QVERIFY2(sp->lastReport(), qPrintable(sp->statusText()));
+        const PlanFigure gui = sp->lastReport()->plan;
+        QTemporaryDir dir;
+        const QString file = dir.filePath(QStringLiteral("static.json"));
+        QVERIFY2(w.saveSessionTo(file), qPrintable(w.lastError()));
+        const auto r = test::runCli({QStringLiteral("sensitivity"), model, QStringLiteral("--plan"), file,
+                                     QStringLiteral("--heads"), QStringLiteral("2"), QStringLiteral("--random"),
+                                     QStringLiteral("24"), QStringLiteral("--json")});
+        QVERIFY2(r.code == 0, r.err.constData());
+        const QJsonObject cli = QJsonDocument::fromJson(r.out).object().value(QStringLiteral("plan")).toObject();
+        QCOMPARE(cli.value(QStringLiteral("activations")).toString(), QStringLiteral("static"));
+        QCOMPARE(cli.value(QStringLiteral("cosine")).toDouble(), gui.hidden.cosine);
     }
 };
 
