@@ -6,7 +6,7 @@
 namespace quantlens {
 
 namespace {
-constexpr std::array<DTypeInfo, 24> kInfo{{
+constexpr std::array<DTypeInfo, 25> kInfo{{
     {"F64", 1, 8, true, false},   {"F32", 1, 4, true, false},  {"F16", 1, 2, true, false},
     {"BF16", 1, 2, true, false},  {"I64", 1, 8, false, false}, {"I32", 1, 4, false, false},
     {"I16", 1, 2, false, false},  {"I8", 1, 1, false, false},  {"U64", 1, 8, false, false},
@@ -19,6 +19,7 @@ constexpr std::array<DTypeInfo, 24> kInfo{{
     {"Q2_K", 256, 84, false, true}, {"Q3_K", 256, 110, false, true}, {"Q4_K", 256, 144, false, true},
     {"Q5_K", 256, 176, false, true}, {"Q6_K", 256, 210, false, true},
     {"OPAQUE", 1, 0, false, true},
+    {"PACKED", 1, 0, false, true},  // no fixed size: Tensor::storedBytes asks the PackedWeight
 }};
 }  // namespace
 
@@ -26,7 +27,7 @@ const DTypeInfo& dtypeInfo(DType t) { return kInfo[static_cast<size_t>(t)]; }
 
 std::optional<DType> dtypeFromName(std::string_view name)
 {
-    for (size_t i = 0; i + 1 < kInfo.size(); ++i)
+    for (size_t i = 0; i < size_t(DType::Opaque); ++i)  // Opaque and Packed are never a file's spelling
         if (kInfo[i].name == name)
             return static_cast<DType>(i);
     return std::nullopt;

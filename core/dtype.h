@@ -14,6 +14,7 @@ enum class DType : uint8_t {
     Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
     Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,  // ggml k-quants: super-blocks of 256
     Opaque,  // a type we list but cannot decode (e.g. GGUF IQ2_XXS); see Tensor::opaqueType
+    Packed,  // integer codes + scales in several file tensors (GPTQ, compressed-tensors); see Tensor::packed
 };
 
 struct DTypeInfo {

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "halffloat.h"
+#include "packedweight.h"
 #include "truncationguard.h"
 
 namespace quantlens {
@@ -277,6 +278,11 @@ Status convert(const Tensor& t, std::span<float> out)
         return makeError("not-decoded", "type " + opaqueType + " is not decoded", {}, -1, name);
     if (static_cast<int64_t>(out.size()) != *n)
         return makeError("internal", "output buffer has the wrong size", {}, -1, name);
+    if (dtype == DType::Packed) {
+        if (!t.packed || t.packed->out * t.packed->in != *n)
+            return makeError("internal", "packed weight without its parts", {}, -1, name);
+        return t.packed->decode(out, name);
+    }
     const bool swap = bigEndian != (std::endian::native == std::endian::big);
 
     if (in.isBlock) {
@@ -347,6 +353,10 @@ Status Tensor::toFloat(std::span<float> out) const
     // say it even when the conversion itself failed on those zeros.
     if (Status c = truncationguard::checkRange(data.data(), data.size(), name); !c)
         return c;
+    if (packed)
+        for (const auto& r : packed->ranges())
+            if (Status c = truncationguard::checkRange(r.data(), r.size(), name); !c)
+                return c;
     return s;
 }
 
@@ -400,6 +410,8 @@ std::string shapeString(const std::vector<int64_t>& shape)
 
 int64_t Tensor::storedBytes() const
 {
+    if (dtype == DType::Packed && packed)
+        return packed->storedBytes();
     auto b = byteSizeFor(dtype, numel());
     return b ? *b : static_cast<int64_t>(data.size());
 }

@@ -11,6 +11,8 @@
 
 namespace quantlens {
 
+struct PackedWeight;
+
 // Where a weight keeps its output channels, relative to the PyTorch convention.
 enum class Layout : uint8_t {
     Plain,  // output channels on axis 0: nn.Linear [out, in], ConvNd [out, in, k...], LSTM [4h, in]
@@ -39,9 +41,12 @@ struct Tensor {
     Layout layout = Layout::Plain;
     WeightRole role = WeightRole::Unknown;
 
-    std::string opaqueType;  // for DType::Opaque: the format's own type name ("Q4_K")
+    std::string opaqueType;  // for DType::Opaque and Packed: the format's own type name ("Q4_K", "GPTQ_INT4")
     std::string group;       // "" for model weights; e.g. "optimizer" for Keras optimizer state
     std::string note;        // shown to the user: "already quantized (Q8_0)", "not decoded", ...
+    // For DType::Packed: the file tensors (codes, scales, zero points) this weight is
+    // decoded from; `data` then views the codes.
+    std::shared_ptr<const PackedWeight> packed;
 
     int64_t numel() const;
     // Bytes in the file's own dtype (block types included); the mapped size when the

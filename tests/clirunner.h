@@ -18,6 +18,7 @@ struct CliRun {
 struct CliOptions {
     QString cwd;  // working directory; empty: the test's
     QString isa;  // QUANTLENS_ISA for the child; empty: inherited
+    QString program;  // empty: QUANTLENS_CLI
 };
 
 inline CliRun runCli(const QStringList& args, const CliOptions& o = {})
@@ -30,7 +31,7 @@ inline CliRun runCli(const QStringList& args, const CliOptions& o = {})
         env.insert(QStringLiteral("QUANTLENS_ISA"), o.isa);
         p.setProcessEnvironment(env);
     }
-    p.start(QStringLiteral(QUANTLENS_CLI), args);
+    p.start(o.program.isEmpty() ? QStringLiteral(QUANTLENS_CLI) : o.program, args);
     CliRun r;
     if (!p.waitForStarted(10000))
         return r;

@@ -1,6 +1,8 @@
 #include "activationspanel.h"
 
 #include <QComboBox>
+#include <QFile>
+#include <QFileDialog>
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -17,13 +19,16 @@
 
 #include "qcp.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 
+#include "io/exporter.h"
+#include "runner/activationquant.h"
 #include "runner/encoder.h"
 #include "runner/normfold.h"
 #include "runner/tokenizer.h"
+#include "tasks/modelhints.h"
 
 namespace quantlens::ui {
 
@@ -38,9 +43,64 @@ struct Job {
     int heads = 0;
     ActivationsPanel::Input input = ActivationsPanel::RandomIds;
     QString text;
+    QuantPlan plan;
     std::shared_ptr<std::atomic<bool>> cancel;
     std::function<void(int64_t, int64_t)> progress;
 };
+
+constexpr int kErrorBins = 81;
+
+// Histogram of w - ŵ over [-edge, edge].
+std::vector<double> errorHistogram(const std::vector<float>& w, const std::vector<float>& q, double edge)
+{
+    std::vector<double> counts(kErrorBins, 0.0);
+    for (size_t i = 0; i < w.size(); ++i) {
+        const double e = double(w[i]) - double(q[i]);
+        const int b = int(std::floor((e + edge) / (2 * edge) * kErrorBins));
+        counts[size_t(std::clamp(b, 0, kErrorBins - 1))] += 1;
+    }
+    return counts;
+}
+
+// GPTQ on the layer at the plan's spec, against round to nearest with the same scales.
+void gptqLayer(const Job& j, const EncoderConfig& cfg, const ActivationRecording& rec, ActivationsResult& r)
+{
+    const std::string tensor = j.layer.toStdString() + ".weight";
+    const Tensor* t = j.model->find(tensor);
+    if (!t) {
+        r.gptqWhy = QStringLiteral("no weight tensor %1").arg(QString::fromStdString(tensor));
+        return;
+    }
+    const PlanDecision d = j.plan.decide(*t);
+    if (!d.quantize) {
+        r.gptqWhy = QStringLiteral("the plan does not quantize this layer (%1)").arg(QString::fromStdString(d.reason));
+        return;
+    }
+    MethodSpec gptq;
+    gptq.method = WeightMethod::Gptq;
+    gptq.gptq = j.plan.methodFor(tensor).gptq;
+    auto g = quantizeWithActivations(*j.model, cfg, tensor, d.spec, gptq, rec);
+    auto rtn = quantizeForExport(*j.model, tensor, d.spec);
+    auto w = t->toFloat();
+    if (!g || !rtn || !w) {
+        r.gptqWhy = QString::fromStdString((!g ? g.error() : !rtn ? rtn.error() : w.error()).oneLine());
+        return;
+    }
+    const std::vector<float> qg = dequantize(g->entry.quantized), qr = dequantize(rtn->quantized);
+    double edge = 0;
+    for (size_t i = 0; i < w->size(); ++i)
+        edge = std::max({edge, std::abs(double((*w)[i]) - qg[i]), std::abs(double((*w)[i]) - qr[i])});
+    r.errorEdge = edge > 0 ? edge : 1.0;
+    r.rtnErrors = errorHistogram(*w, qr, r.errorEdge);
+    r.gptqErrors = errorHistogram(*w, qg, r.errorEdge);
+    r.rtnOutputSqnrDb = g->rtnOutputSqnrDb;
+    r.gptqOutputSqnrDb = g->outputSqnrDb;
+    r.rtnWeightSqnrDb = rtn->metrics.sqnrDb;
+    r.gptqWeightSqnrDb = g->entry.metrics.sqnrDb;
+    r.gptqSpec = QString::fromStdString(schemeName(d.spec.scheme) + ", " + std::to_string(d.spec.bits) + "-bit, " +
+                                        granularityName(d.spec));
+    r.gptq = true;
+}
 
 std::shared_ptr<const ActivationsResult> runJob(const Job& j)
 {
@@ -51,15 +111,11 @@ std::shared_ptr<const ActivationsResult> runJob(const Job& j)
         r->error = QString::fromStdString(why);
         return r;
     };
-    EncoderOptions eo;
-    eo.heads = j.heads;
     const std::string path = j.model->files.empty() ? std::string() : j.model->files.front();
-    if (!path.empty()) {
-        const auto cfg = std::filesystem::path(path).parent_path() / "config.json";
-        if (auto h = readHfConfigHints(cfg.string(), eo); !h)
-            return fail(h.error().oneLine());
-    }
-    auto runner = EncoderRunner::create(*j.model, eo);
+    const ModelHints hints = modelHints(path, j.heads);
+    if (!hints.warning.empty())
+        return fail(hints.warning);
+    auto runner = EncoderRunner::create(*j.model, hints.options);
     if (!runner)
         return fail(runner.error().oneLine());
     const std::string layer = j.layer.toStdString();
@@ -80,15 +136,16 @@ std::shared_ptr<const ActivationsResult> runJob(const Job& j)
         auto tok = TextTokenizer::forModel(path);
         if (!tok)
             return fail(tok.error().oneLine());
-        auto s = tok->encodeLines(j.text.toStdString());
+        auto s = tok->encodeLines(j.text.toStdString(), j.cancel.get());  // Cancel kills the tokenizer helper
         if (!s)
-            return fail(s.error().message);
+            return fail(s.error().code == "cancelled" ? std::string("cancelled") : s.error().message);
         seqs = std::move(*s);
         r->input = QStringLiteral("text through the ") + QString::fromStdString(tok->source());
     }
+    r->ids = seqs;
     ActivationOptions o;
     o.layers = {layer};
-    o.hessian = false;
+    o.hessian = true;  // one layer's [in, in]: GPTQ's before/after below
     o.keepRows = 512;
     auto rec = recordActivations(*runner, seqs, o, [&](int64_t done, int64_t total) {
         if (j.progress)
@@ -118,6 +175,8 @@ std::shared_ptr<const ActivationsResult> runJob(const Job& j)
     auto fold = precedingNorm(runner->config(), layer);
     r->fold = fold ? QStringLiteral("1/s folds into ") + QString::fromStdString(fold->gamma)
                    : QString::fromStdString(fold.error().message);
+    if (!j.cancel->load())
+        gptqLayer(j, runner->config(), *rec, *r);
     r->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return r;
 }
@@ -139,7 +198,18 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     inputEdit_ = new QPlainTextEdit(this);
     inputEdit_->setMaximumHeight(70);
     inputEdit_->setEnabled(false);
-    form->addRow(QString(), inputEdit_);
+    loadButton_ = new QPushButton(tr("Open file…"), this);
+    loadButton_->setToolTip(tr("Load calibration text or token ids from a file (up to 1 MiB)"));
+    auto* inputRow = new QHBoxLayout;
+    inputRow->addWidget(inputEdit_, 1);
+    inputRow->addWidget(loadButton_, 0, Qt::AlignTop);
+    form->addRow(QString(), inputRow);
+    connect(loadButton_, &QPushButton::clicked, this, [this] {
+        const QString path = QFileDialog::getOpenFileName(this, tr("Calibration input"), QString(),
+                                                          tr("Text or token ids (*.txt);;All files (*)"));
+        if (!path.isEmpty())
+            loadInputFile(path);
+    });
     heads_ = new QSpinBox(this);
     heads_->setRange(0, 1024);
     heads_->setSpecialValueText(tr("infer"));
@@ -204,6 +274,48 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     sq->addWidget(alphaLabel_, 2);
     top->addLayout(sq);
     connect(alpha_, &QSlider::valueChanged, this, &ActivationsPanel::showAlpha);
+
+    // GPTQ's before/after for this layer at the plan's spec.
+    gptqLabel_ = new QLabel(this);
+    gptqLabel_->setObjectName(QStringLiteral("gptqSummary"));
+    gptqLabel_->setWordWrap(true);
+    top->addWidget(gptqLabel_);
+    errors_ = new QCustomPlot(split);
+    errors_->setObjectName(QStringLiteral("gptqErrors"));
+    errors_->setMinimumHeight(140);
+    errors_->xAxis->setLabel(tr("weight error w − ŵ"));
+    errors_->yAxis->setLabel(tr("weights"));
+    errors_->addGraph();
+    errors_->addGraph();
+    errors_->graph(0)->setName(tr("round to nearest"));
+    errors_->graph(0)->setPen(QPen(QColor(127, 127, 127), 2));
+    errors_->graph(0)->setLineStyle(QCPGraph::lsStepCenter);
+    errors_->graph(1)->setName(tr("GPTQ"));
+    errors_->graph(1)->setPen(QPen(QColor(44, 160, 44), 2));
+    errors_->graph(1)->setLineStyle(QCPGraph::lsStepCenter);
+    errors_->legend->setVisible(true);
+    split->addWidget(errors_);
+
+    // What the plan does with this layer, and putting a method into it.
+    auto* planRow = new QHBoxLayout;
+    planRow->addWidget(new QLabel(tr("Method for the plan"), this));
+    method_ = new QComboBox(this);
+    method_->setObjectName(QStringLiteral("planMethod"));
+    method_->addItems({tr("Round to nearest"), tr("GPTQ"), tr("GPTQ, activation order"), tr("SmoothQuant at the α above")});
+    planRow->addWidget(method_);
+    applyLayer_ = new QPushButton(tr("Use for this layer"), this);
+    applyAll_ = new QPushButton(tr("Use for all layers"), this);
+    planRow->addWidget(applyLayer_);
+    planRow->addWidget(applyAll_);
+    planRow->addStretch(1);
+    top->addLayout(planRow);
+    planLabel_ = new QLabel(this);
+    planLabel_->setObjectName(QStringLiteral("planMethodLine"));
+    planLabel_->setWordWrap(true);
+    top->addWidget(planLabel_);
+    connect(applyLayer_, &QPushButton::clicked, this, [this] { choose(false); });
+    connect(applyAll_, &QPushButton::clicked, this, [this] { choose(true); });
+    connect(method_, &QComboBox::currentIndexChanged, this, &ActivationsPanel::updateButtons);
     showAlpha();
 
     watcher_ = new QFutureWatcher<std::shared_ptr<const ActivationsResult>>(this);
@@ -243,6 +355,7 @@ void ActivationsPanel::setSelection(std::shared_ptr<const Model> model, int tens
     }
     layerLabel_->setText(layer_.isEmpty() ? tr("Select a linear layer's weight")
                                           : tr("Layer: %1").arg(layer_));
+    showPlanLine();
     if (!result_ || result_->layer == layer_)
         showResult();
     else
@@ -254,6 +367,30 @@ void ActivationsPanel::setInput(Input kind, const QString& text)
 {
     inputKind_->setCurrentIndex(int(kind));
     inputEdit_->setPlainText(text);
+}
+
+bool ActivationsPanel::loadInputFile(const QString& path)
+{
+    constexpr qint64 kMaxBytes = 1 << 20;  // the edit stays responsive; the CLI takes larger files
+    QFile f(path);
+    if (!f.open(QIODevice::ReadOnly)) {
+        setStatus(tr("%1: %2").arg(path, f.errorString()), true);
+        return false;
+    }
+    if (f.size() > kMaxBytes) {
+        setStatus(tr("%1: %2 bytes; the view takes up to 1 MiB of calibration input (quantlens-cli activations "
+                     "--calib-text takes any size)")
+                      .arg(path)
+                      .arg(f.size()),
+                  true);
+        return false;
+    }
+    const QByteArray bytes = f.readAll();
+    if (inputKind_->currentIndex() == RandomIds)
+        inputKind_->setCurrentIndex(Text);
+    inputEdit_->setPlainText(QString::fromUtf8(bytes));
+    setStatus(tr("Loaded %1 (%2 bytes)").arg(path).arg(bytes.size()));
+    return true;
 }
 
 bool ActivationsPanel::isStale() const { return result_ && result_->layer != layer_; }
@@ -271,6 +408,7 @@ void ActivationsPanel::run()
     j.heads = heads_->value();
     j.input = Input(inputKind_->currentIndex());
     j.text = inputEdit_->toPlainText();
+    j.plan = plan_;
     j.cancel = cancel_;
     QPointer<ActivationsPanel> self(this);
     const uint64_t gen = gen_;
@@ -303,6 +441,15 @@ void ActivationsPanel::updateButtons()
 {
     runButton_->setEnabled(!running_ && model_ && !layer_.isEmpty());
     cancelButton_->setEnabled(running_);
+    // A method calibrates on the ids of the result shown: record first.
+    const bool needsIds = method_->currentIndex() != 0;
+    const bool haveIds = result_ && !isStale() && !result_->ids.empty();
+    applyLayer_->setEnabled(!running_ && !layer_.isEmpty() && (!needsIds || haveIds));
+    applyAll_->setEnabled(!running_ && model_ && (!needsIds || haveIds));
+    const QString why = needsIds && !haveIds ? tr("Record this layer's activations first: the method calibrates on them")
+                                              : QString();
+    applyLayer_->setToolTip(why);
+    applyAll_->setToolTip(why);
     if (!running_) {
         progress_->setRange(0, 1);
         progress_->setValue(result_ ? 1 : 0);
@@ -324,6 +471,7 @@ void ActivationsPanel::showResult()
         channels_->replot();
         histogram_->replot();
         alphaLabel_->clear();
+        showGptq();
         return;
     }
     const ActivationsResult& r = *result_;
@@ -357,6 +505,85 @@ void ActivationsPanel::showResult()
                   .arg(r.seconds, 0, 'f', 2)
                   .arg(r.fold));
     showAlpha();
+    showGptq();
+}
+
+MethodSpec ActivationsPanel::chosenMethod() const
+{
+    MethodSpec m;
+    switch (method_->currentIndex()) {
+    case 1: m.method = WeightMethod::Gptq; break;
+    case 2:
+        m.method = WeightMethod::Gptq;
+        m.gptq.actOrder = true;
+        break;
+    case 3:
+        m.method = WeightMethod::SmoothQuant;
+        m.alpha = double(alpha_->value()) / kAlphaSteps;
+        break;
+    default: break;
+    }
+    return m;
+}
+
+void ActivationsPanel::choose(bool allLayers)
+{
+    CalibrationSource c;
+    const MethodSpec m = chosenMethod();
+    if (m.needsCalibration()) {
+        if (!result_ || isStale())
+            return;
+        c.tokens = result_->ids;
+    }
+    emit methodChosen(allLayers ? QString() : layer_ + QStringLiteral(".weight"), m, c);
+}
+
+void ActivationsPanel::setPlan(const QuantPlan& plan)
+{
+    plan_ = plan;
+    showPlanLine();
+}
+
+void ActivationsPanel::showPlanLine()
+{
+    if (layer_.isEmpty()) {
+        planLabel_->setText(tr("In the plan: select a linear layer"));
+        return;
+    }
+    const std::string tensor = layer_.toStdString() + ".weight";
+    const bool own = plan_.methods.count(tensor) > 0;
+    const MethodSpec& m = plan_.methodFor(tensor);
+    QString line = tr("In the plan: %1 (%2)").arg(QString::fromStdString(methodName(m)),
+                                                   own ? tr("this layer's own") : tr("the model-wide default"));
+    if (plan_.usesMethods())
+        line += tr("; calibration: %1").arg(QString::fromStdString(plan_.calibration.describe()));
+    planLabel_->setText(line);
+}
+
+void ActivationsPanel::showGptq()
+{
+    errors_->graph(0)->data()->clear();
+    errors_->graph(1)->data()->clear();
+    if (!result_ || !result_->gptq) {
+        gptqLabel_->setText(result_ && !result_->gptqWhy.isEmpty() ? tr("GPTQ: %1").arg(result_->gptqWhy) : QString());
+        errors_->replot();
+        return;
+    }
+    const ActivationsResult& r = *result_;
+    for (int b = 0; b < kErrorBins; ++b) {
+        const double x = -r.errorEdge + (double(b) + 0.5) * 2 * r.errorEdge / kErrorBins;
+        errors_->graph(0)->addData(x, r.rtnErrors[size_t(b)]);
+        errors_->graph(1)->addData(x, r.gptqErrors[size_t(b)]);
+    }
+    errors_->rescaleAxes();
+    errors_->replot();
+    gptqLabel_->setText(tr("GPTQ at the plan's spec (%1): layer output SQNR %2 dB vs %3 dB round to nearest, on these "
+                           "inputs; weight SQNR %4 dB vs %5 dB (GPTQ trades weight error for output error)")
+                            .arg(r.gptqSpec)
+                            .arg(r.gptqOutputSqnrDb, 0, 'f', 2)
+                            .arg(r.rtnOutputSqnrDb, 0, 'f', 2)
+                            .arg(r.gptqWeightSqnrDb, 0, 'f', 2)
+                            .arg(r.rtnWeightSqnrDb, 0, 'f', 2));
 }
 
 void ActivationsPanel::showAlpha()

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "model.h"
+#include "plan/quantplan.h"
 #include "quant/smoothquant.h"
 #include "runner/actstats.h"
 
@@ -41,8 +42,18 @@ struct ActivationsResult {
     double noSmoothingSqnrDb = 0;
     QString fold;             // where 1/s would fold, or why it cannot
     QString input;            // what the calibration input was
+    std::vector<std::vector<int64_t>> ids;  // the sequences run: a plan's method calibrates on exactly these
     int64_t tokens = 0;
     double seconds = 0;
+    // GPTQ on this layer at the plan's spec for it, vs round to nearest with the same scales:
+    // the layer's output SQNR on the calibration inputs, the weights' SQNR, and the weight
+    // errors' histograms (counts over `errorEdges`).
+    bool gptq = false;
+    QString gptqWhy;          // why GPTQ was not run (not quantized by the plan, ...)
+    QString gptqSpec;
+    double rtnOutputSqnrDb = 0, gptqOutputSqnrDb = 0, rtnWeightSqnrDb = 0, gptqWeightSqnrDb = 0;
+    double errorEdge = 0;     // histograms span [-errorEdge, errorEdge]
+    std::vector<double> rtnErrors, gptqErrors;
 };
 
 class ActivationsPanel : public QWidget {
@@ -56,8 +67,14 @@ public:
     // The model and the selected tensor (its index in model->tensors, -1: none).
     void setSelection(std::shared_ptr<const Model> model, int tensorIndex);
     void setInput(Input kind, const QString& text = {});
+    // The input edit's text from a file (the "Open file…" button); random ids switch to text.
+    // False, with the reason in the status, when it cannot be read or is over 1 MiB.
+    bool loadInputFile(const QString& path);
     void run();     // no-op while running or without a linear layer selected
     void cancel();
+    // The plan: GPTQ runs at the spec it gives the layer, and the "In the plan" line says
+    // which method it names for the layer.
+    void setPlan(const QuantPlan& plan);
 
     bool isRunning() const { return running_; }
     bool isStale() const;  // the result is for another layer than the selected one
@@ -73,14 +90,28 @@ public:
     QLabel* alphaLabel() const { return alphaLabel_; }
     QCustomPlot* channelPlot() const { return channels_; }
     QCustomPlot* histogramPlot() const { return histogram_; }
+    QCustomPlot* errorPlot() const { return errors_; }
+    QComboBox* methodBox() const { return method_; }
+    QPushButton* applyLayerButton() const { return applyLayer_; }
+    QPushButton* applyAllButton() const { return applyAll_; }
+    QLabel* planLabel() const { return planLabel_; }
+    QLabel* gptqLabel() const { return gptqLabel_; }
+    // The method the combo box and α slider name (rtn, gptq, gptq:actorder, smoothquant:α).
+    MethodSpec chosenMethod() const;
 
 signals:
     void finished();
+    // The user puts `method` in the plan for `tensor` ("" = every layer: the model-wide
+    // default), calibrated on `calibration` (the ids of the result shown).
+    void methodChosen(const QString& tensor, const MethodSpec& method, const CalibrationSource& calibration);
 
 private:
     void updateButtons();
     void showResult();
     void showAlpha();
+    void showGptq();
+    void showPlanLine();
+    void choose(bool allLayers);
     void setStatus(const QString& s, bool error = false);
 
     std::shared_ptr<const Model> model_;
@@ -95,6 +126,7 @@ private:
     QLabel* layerLabel_ = nullptr;
     QComboBox* inputKind_ = nullptr;
     QPlainTextEdit* inputEdit_ = nullptr;
+    QPushButton* loadButton_ = nullptr;
     QSpinBox* heads_ = nullptr;
     QPushButton* runButton_ = nullptr;
     QPushButton* cancelButton_ = nullptr;
@@ -104,6 +136,13 @@ private:
     QCustomPlot* histogram_ = nullptr;
     QSlider* alpha_ = nullptr;
     QLabel* alphaLabel_ = nullptr;
+    QCustomPlot* errors_ = nullptr;
+    QLabel* gptqLabel_ = nullptr;
+    QComboBox* method_ = nullptr;
+    QPushButton* applyLayer_ = nullptr;
+    QPushButton* applyAll_ = nullptr;
+    QLabel* planLabel_ = nullptr;
+    QuantPlan plan_;
 };
 
 }  // namespace quantlens::ui

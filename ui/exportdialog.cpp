@@ -95,6 +95,9 @@ ExportDialog::ExportDialog(std::shared_ptr<const Model> model, const Session& se
     scheme_ = new QComboBox(how);
     for (Scheme s : allSchemes())  // q4_0 ... f32 are written only as GGUF (the export says so otherwise)
         scheme_->addItem(qs(schemeName(s)), int(s));
+    if (model_ && model_->format == "gguf")  // llama-quantize's mixes: every tensor's type, as it picks them
+        for (GgufMix m : allGgufMixes())
+            scheme_->addItem(tr("%1 (llama-quantize mix)").arg(qs(ggufMixName(m))), kMixData + int(m));
     granularity_ = new QComboBox(how);
     granularity_->addItem(tr("per tensor"), 0);
     granularity_->addItem(tr("per channel"), -1);
@@ -203,7 +206,7 @@ ExportDialog::~ExportDialog()
 QuantSpec ExportDialog::chosenSpec() const
 {
     QuantSpec s = session_.defaultSpec;
-    s.scheme = Scheme(scheme_->currentData().toInt());
+    s.scheme = chosenMix() ? Scheme::Q4_K : Scheme(scheme_->currentData().toInt());  // a mix sets each type itself
     const int g = granularity_->currentData().toInt();
     s.granularity = g == 0 ? Granularity::PerTensor : g < 0 ? Granularity::PerChannel : Granularity::PerGroup;
     s.groupSize = g > 0 ? g : 0;
@@ -223,6 +226,12 @@ QuantSpec ExportDialog::chosenSpec() const
     return s;
 }
 
+std::optional<GgufMix> ExportDialog::chosenMix() const
+{
+    const int d = scheme_->currentData().toInt();
+    return d >= kMixData ? std::optional<GgufMix>(GgufMix(d - kMixData)) : std::nullopt;
+}
+
 ExportPlan ExportDialog::plan() const
 {
     if (!model_)
@@ -230,6 +239,9 @@ ExportPlan ExportDialog::plan() const
     Session s = session_;
     s.defaultSpec = chosenSpec();
     ExportPlanOptions o;
+    if (chosenMix() && format() != ExportFormat::Gguf)
+        return {};  // a mix is GGUF types only: the summary says so
+    o.mix = chosenMix();
     o.choice = selected_->isChecked() ? ExportChoice::Selected : ExportChoice::AllLayers;
     o.useOverrides = useTuning_->isChecked();
     o.honourKeepFloat = keepFloat_->isChecked();
@@ -282,7 +294,9 @@ void ExportDialog::updateSummary()
     for (const ExportPlanItem& it : p.items)
         tuned += it.tuned ? 1 : 0;
     QString text;
-    if (p.items.empty()) {
+    if (chosenMix() && format() != ExportFormat::Gguf) {
+        text = tr("<b>%1 is llama-quantize's type mix</b>: choose the GGUF format.").arg(qs(ggufMixName(*chosenMix())));
+    } else if (p.items.empty()) {
         text = tr("<b>Nothing to export</b> with these choices.");
     } else {
         text = tr("<b>%1 tensors</b> (%2 with their own tuning): %3 → %4 (%5×).<br>Whole model: %6 → %7.")
@@ -292,6 +306,11 @@ void ExportDialog::updateSummary()
                    .arg(s.ratio(), 0, 'f', 2)
                    .arg(formatBytes(s.modelBefore), formatBytes(s.modelAfter));
     }
+    if (p.mix)
+        text += tr("<br>Each tensor's type as llama-quantize's %1 picks it (general.file_type %2); tuned layers keep "
+                   "their spec, mapped to the nearest ggml type.")
+                    .arg(qs(ggufMixName(*p.mix)))
+                    .arg(ggufMixFileType(*p.mix));
     if (!p.keptFloat.empty())
         text += tr("<br>Kept in float32: %1 layers.").arg(p.keptFloat.size());
     if (!p.skipped.empty())

@@ -73,7 +73,9 @@ protected:
     void reject() override;  // Escape/Close while exporting cancels first
 
 private:
+    static constexpr int kMixData = 1000;  // scheme box data of a llama-quantize mix: kMixData + GgufMix
     QuantSpec chosenSpec() const;
+    std::optional<GgufMix> chosenMix() const;
     void updateSummary();
     void suggestPath();
     void browse();

@@ -309,6 +309,7 @@ void MainWindow::buildUi()
     activations_ = new ActivationsPanel(tabs_);
     activations_->setObjectName(QStringLiteral("activationsPanel"));
     tabs_->addTab(activations_, tr("Activations"));
+    connect(activations_, &ActivationsPanel::methodChosen, this, &MainWindow::setMethod);
     buildCompare();
     connect(sensitivity_, &SensitivityPanel::layerActivated, this, [this](const QString& name) {
         selectTensor(name);
@@ -851,6 +852,24 @@ void MainWindow::pushPlanEdit(const Session& before, const QString& text, const 
     undo_->push(new PlanCommand([this](const Session& p) { restorePlan(p); }, before, session_, text, mergeKey));
 }
 
+void MainWindow::setMethod(const QString& tensor, const MethodSpec& method, const CalibrationSource& calibration)
+{
+    const Session before = session_;
+    if (tensor.isEmpty()) {
+        session_.defaultMethod = method;
+        session_.methods.clear();
+    } else if (method == session_.defaultMethod) {
+        session_.methods.erase(tensor.toStdString());
+    } else {
+        session_.methods[tensor.toStdString()] = method;
+    }
+    if (method.needsCalibration())
+        session_.calibration = calibration;
+    pushPlanEdit(before, tensor.isEmpty() ? tr("%1 on every layer").arg(qs(methodName(method)))
+                                          : tr("%1 on %2").arg(qs(methodName(method)), tensor));
+    refreshTuned();  // pushes the plan to every view; results under the old one turn stale
+}
+
 void MainWindow::restorePlan(const Session& plan)
 {
     restoringPlan_ = true;
@@ -961,6 +980,7 @@ void MainWindow::pushPlan()
     // One plan for every view that runs the model: results under an older one turn stale.
     runPanel_->setPlan(session_.plan());
     sensitivity_->setPlan(session_.plan());
+    activations_->setPlan(session_.plan());
 }
 
 void MainWindow::requestQuantize()

@@ -86,6 +86,7 @@ public:
     RunPanel* runPanel() const { return runPanel_; }
     SensitivityPanel* sensitivityPanel() const { return sensitivity_; }
     ComparePanel* comparePanel() const { return compare_; }
+    ActivationsPanel* activationsPanel() const { return activations_; }
     QTabWidget* tabs() const { return tabs_; }
     QToolButton* cancelButton() const { return cancel_; }
     QProgressBar* progressBar() const { return progress_; }
@@ -101,6 +102,10 @@ public:
     // Every plan edit (default spec, a layer's own spec, keep-float, export ticks) is one
     // undoable command; consecutive moves of one drag are one.
     QUndoStack* undoStack() const { return undo_; }
+    // Puts a weight method into the plan (the Activations tab's "Use for this layer / all
+    // layers"): `tensor` "" sets the model-wide default and drops the layers' own methods.
+    // A method that calibrates takes `calibration` as the plan's. One undoable edit.
+    void setMethod(const QString& tensor, const MethodSpec& method, const CalibrationSource& calibration);
     bool hasUnsavedTuning() const;
     // Without a user to ask (setInteractive(false)), the answer to "discard unsaved tuning?".
     void setDiscardUnsavedAnswer(bool yes) { discardAnswer_ = yes; }

@@ -32,8 +32,11 @@
 #include <optional>
 
 #include "formatting.h"
+#include "quant/ggmlquant.h"
+#include "quant/quantize.h"
 #include "runner/fp32linear.h"
 #include "tasks/modelhints.h"
+#include "tasks/methodprep.h"
 #include "tasks/modelrun.h"
 
 namespace quantlens::ui {
@@ -46,6 +49,11 @@ struct SensitivityJobState {
     std::mutex mutex;  // the pool has one thread; the lock documents who owns the runner
     std::optional<EncoderRunner> runner;
     std::atomic<bool> built{false};
+    // The plan's GPTQ/SmoothQuant, run once per plan (tasks/methodprep.h), and the runner
+    // over its smoothed model when SmoothQuant changed the weights.
+    std::shared_ptr<const PreparedPlan> prepared;
+    std::optional<QuantPlan> preparedFor;
+    std::optional<EncoderRunner> smoothedRunner;
 };
 
 struct LayerBytes {
@@ -65,6 +73,8 @@ struct SensitivityBaseline {
     std::vector<LayerBytes> sizes;   // per linear layer
     int64_t tunedApplied = 0;        // layers that ran with a tuned spec
     int64_t simulated = 0;           // layers whose spec has no int8 kernel (simulated)
+    bool smoothed = false;           // ran on state->smoothedRunner (SmoothQuant in the plan)
+    QString methods;                 // "GPTQ on 14 layers, ..." or ""
     SensitivityMetric rankBy = SensitivityMetric::Cosine;  // the report does not say
 };
 
@@ -82,10 +92,18 @@ const QColor kBarColor(0x4c, 0x72, 0xb0);
 
 QString weightName(const std::string& prefix) { return qs(prefix) + QStringLiteral(".weight"); }
 
-int64_t int8Bytes(const LayerBytes& b, const QuantSpec& s)
+int64_t quantizedBytes(const LayerBytes& b, const QuantSpec& s)
 {
-    const int64_t scales = s.granularity == Granularity::PerChannel ? b.rows : 1;
-    return b.values + 4 * scales;
+    if (auto gt = ggmlTypeForScheme(s.scheme); gt && s.scheme != Scheme::Q8_0) {
+        const GgmlTypeInfo* gi = ggmlTypeInfo(*gt);  // blocks of 256 or 32 values
+        return (b.values + gi->blockElems - 1) / gi->blockElems * gi->blockBytes;
+    }
+    const int64_t cols = b.rows > 0 ? b.values / b.rows : b.values;
+    const int64_t scales = s.granularity == Granularity::PerChannel ? b.rows
+                           : s.granularity == Granularity::PerGroup && s.groupSize > 0
+                               ? b.rows * ((cols + s.groupSize - 1) / s.groupSize)
+                               : 1;
+    return quantizedByteCount(b.values, scales, s);
 }
 
 
@@ -130,11 +148,53 @@ std::shared_ptr<const SensitivityRunOutcome> runJob(const RunJob& j)
         j.state->runner.emplace(std::move(*r));
         j.state->built = true;
     }
-    EncoderRunner& runner = *j.state->runner;
+    EncoderRunner* active = &*j.state->runner;
+    const Model* model = j.state->model.get();
+    std::shared_ptr<const PreparedPlan> prep;
+    if (j.plan.usesMethods()) {
+        // Activations do not change what GPTQ/SmoothQuant find (they calibrate in float).
+        QuantPlan key = j.plan;
+        key.activations = {};
+        if (!j.state->prepared || j.state->preparedFor != key) {
+            j.state->prepared.reset();
+            j.state->smoothedRunner.reset();
+            auto p = preparePlan(j.state->model, {}, j.state->options, j.plan,
+                                 [&j](double, const std::string&) { return !j.cancel->load(); });
+            if (!p)
+                return p.error().code == "cancelled" ? cancelled() : fail(p.error());
+            j.state->prepared = std::make_shared<const PreparedPlan>(std::move(*p));
+            j.state->preparedFor = key;
+            if (j.state->prepared->smoothed()) {
+                auto r = EncoderRunner::create(*j.state->prepared->model, j.state->options);
+                if (!r)
+                    return fail(r.error());
+                j.state->smoothedRunner.emplace(std::move(*r));
+            }
+        }
+        prep = j.state->prepared;
+        if (j.state->smoothedRunner) {
+            active = &*j.state->smoothedRunner;
+            model = prep->model.get();
+        }
+    }
+    EncoderRunner& runner = *active;
     if (j.cancel->load())
         return cancelled();
 
     auto b = std::make_shared<SensitivityBaseline>();
+    b->smoothed = active != &*j.state->runner;
+    if (prep) {
+        int64_t gptq = 0, smooth = 0;
+        for (const MethodLayerOutcome& o : prep->layers)
+            (o.asked.method == WeightMethod::Gptq ? gptq : smooth) += o.why.empty();
+        QStringList parts;
+        if (gptq)
+            parts << QStringLiteral("GPTQ on %1").arg(layers(gptq));
+        if (smooth)
+            parts << QStringLiteral("SmoothQuant on %1").arg(layers(smooth));
+        b->methods = parts.join(QStringLiteral(", ")) +
+                     QStringLiteral(" (calibrated on %1)").arg(qs(prep->calibration));
+    }
     b->state = j.state;
     b->input = j.input;
     b->hidden = runner.config().hidden;
@@ -146,7 +206,7 @@ std::shared_ptr<const SensitivityRunOutcome> runJob(const RunJob& j)
     o.rankBy = j.rankBy;
     b->rankBy = j.rankBy;
     // Every layer's spec and the activations from the plan (tasks/modelrun.h, as the CLI).
-    auto planned = applyPlan(runner, *j.state->model, j.plan, o);
+    auto planned = applyPlan(runner, *model, j.plan, o, prep.get());
     if (!planned)
         return fail(planned.error());
     b->specs.clear();
@@ -156,7 +216,7 @@ std::shared_ptr<const SensitivityRunOutcome> runJob(const RunJob& j)
         b->simulated += lp.simulated;
     }
     for (const std::string& n : b->names) {
-        const Tensor* w = j.state->model->find(n + ".weight");
+        const Tensor* w = model->find(n + ".weight");
         LayerBytes lb;
         if (w && w->rank() == 2) {
             lb.values = w->numel();
@@ -204,7 +264,11 @@ std::shared_ptr<const KeptComparison> keptJob(std::shared_ptr<const SensitivityB
         k->error = QStringLiteral("the encoder is not built");
         return k;
     }
-    EncoderRunner& runner = *b->state->runner;
+    if (b->smoothed && !b->state->smoothedRunner) {
+        k->error = QStringLiteral("the plan's smoothed model was replaced: run again");
+        return k;
+    }
+    EncoderRunner& runner = b->smoothed ? *b->state->smoothedRunner : *b->state->runner;
     for (int64_t i = 0; i < runner.linearCount(); ++i) {
         const bool int8 = !keep[size_t(i)];
         if (auto s = runner.setQuantized(i, int8, int8 ? &b->specs[size_t(i)] : nullptr); !s) {
@@ -220,7 +284,7 @@ std::shared_ptr<const KeptComparison> keptJob(std::shared_ptr<const SensitivityB
     k->cmp = compareHidden(b->ref, *y, b->input, b->hidden);
     for (size_t i = 0; i < b->sizes.size(); ++i) {
         k->bytesBefore += 4 * b->sizes[i].values;
-        k->bytesAfter += keep[i] ? 4 * b->sizes[i].values : int8Bytes(b->sizes[i], b->specs[i]);
+        k->bytesAfter += keep[i] ? 4 * b->sizes[i].values : quantizedBytes(b->sizes[i], b->specs[i]);
     }
     return k;
 }
@@ -266,8 +330,8 @@ SensitivityPanel::SensitivityPanel(QWidget* parent)
     auto* form = new QFormLayout(analysisBox);
     view_ = new QComboBox(analysisBox);
     view_->setObjectName(QStringLiteral("sensitivityView"));
-    view_->addItem(tr("only this layer int8"));
-    view_->addItem(tr("all but this layer int8"));
+    view_->addItem(tr("only this layer quantized"));
+    view_->addItem(tr("every layer quantized but this one"));
     form->addRow(tr("View:"), view_);
     rankBy_ = new QComboBox(analysisBox);
     rankBy_->setObjectName(QStringLiteral("sensitivityRankBy"));
@@ -712,6 +776,8 @@ void SensitivityPanel::applyOutcome(const SensitivityRunOutcome& o)
         tuned = tr("; tuned on %1").arg(layers(baseline_->tunedApplied));
     if (baseline_->simulated > 0)
         tuned += tr("; %1 simulated (no int8 kernel for their spec)").arg(layers(baseline_->simulated));
+    if (!baseline_->methods.isEmpty())
+        tuned += QStringLiteral("; ") + baseline_->methods;
     const PlanFigure& pf = r.plan;
     const QString next = pf.next.valid ? tr(" &nbsp;·&nbsp; next token: KL %1 nats (max %2), top-1 agreement %3%")
                                              .arg(formatNumber(pf.next.meanKld, 3))
@@ -803,7 +869,7 @@ void SensitivityPanel::showReport()
     plot_->xAxis->setRange(axisLo, axisHi);
     plot_->xAxis->setLabel((bySqnr ? tr("SQNR (dB) of the last hidden state vs float32")
                                    : tr("1 − cosine of the last hidden state vs float32")) +
-                           (one ? tr("  ·  only this layer int8") : tr("  ·  every layer int8 except this one")));
+                           (one ? tr("  ·  only this layer quantized") : tr("  ·  every layer quantized except this one")));
     allLine_->setVisible(line);
     plot_->xAxis2->setLabel(QString());
     if (line) {
@@ -946,7 +1012,7 @@ void SensitivityPanel::startKeptComparison()
     ++keptGen_;
     const QStringList names = keptFloatLayers();
     keptLabel_->setStyleSheet(QString());
-    keptLabel_->setText(tr("Computing every linear layer int8 except %1…").arg(layers(names.size(), "kept layer")));
+    keptLabel_->setText(tr("Computing every linear layer quantized except %1…").arg(layers(names.size(), "kept layer")));
     if (keptRunning_) {
         keptPending_ = true;  // started when the one out returns; its result is stale
         return;
@@ -973,7 +1039,7 @@ void SensitivityPanel::applyKept(std::shared_ptr<const KeptComparison> k)
     } else {
         keptLabel_->setStyleSheet(QString());
         keptLabel_->setText(
-            tr("<b>int8 except %1</b>: cosine %2 (1 − cosine %3), SQNR %4, max abs error %5; "
+            tr("<b>Quantized except %1</b>: cosine %2 (1 − cosine %3), SQNR %4, max abs error %5; "
                "linear weights %6 → %7 (%8× smaller)")
                 .arg(layers(kept_->kept.size(), "kept layer"))
                 .arg(kept_->cmp.cosine, 0, 'f', 6)

@@ -386,7 +386,7 @@ QVariant TensorTreeModel::data(const QModelIndex& index, int role) const
         case DTypeColumn:
             if (!t)
                 return QString();
-            return t->dtype == DType::Opaque ? qs(t->opaqueType) : qs(std::string(dtypeName(t->dtype)));
+            return t->dtype == DType::Opaque || t->dtype == DType::Packed ? qs(t->opaqueType) : qs(std::string(dtypeName(t->dtype)));
         case ParamsColumn: return formatCount(n->params);
         case SizeColumn: return formatBytes(t ? t->storedBytes() : n->bytes);
         case MinColumn: return haveSummary ? formatNumber(s->min, 4) : QString();

@@ -1,35 +1,27 @@
 #pragma once
-// Calibration input shared by `activations` and `quantize --method gptq|smoothquant`: the
-// model's runner and the token sequences to record its layers' inputs over.
+// Calibration input and weight methods on the command line, shared by `activations` and
+// `quantize --method gptq|smoothquant:ALPHA`. The methods themselves run in core's
+// use-case layer (tasks/methodprep.h), as they do for the window.
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <utility>
 #include <vector>
 
-#include "io/exporter.h"
 #include "model.h"
-#include "quant/quantspec.h"
+#include "plan/quantplan.h"
 #include "runner/encoder.h"
+#include "tasks/methodprep.h"
 
 namespace quantlens::cli {
 
 // The runner over `m`, with config.json beside the model (if any) for what shapes cannot tell.
 EncoderRunner makeCalibrationRunner(const Model& m, const std::string& modelArg, int64_t heads);
 
-// Token ids, whitespace-separated, one sequence per line (as `sensitivity --tokens`).
-std::vector<std::vector<int64_t>> readCalibrationTokens(const std::string& path);
-// Plain text, one sequence per non-empty line, through the model's own tokenizer
-// (runner/tokenizer.h); says on stderr which tokenizer it used.
-std::vector<std::vector<int64_t>> readCalibrationText(const std::string& path, const std::string& modelArg);
-// Exactly one of the two given: tokens or text.
+// Token ids (--calib-tokens) or text (--calib-text): exactly one is given. Says on stderr
+// what was read (and which tokenizer).
 std::vector<std::vector<int64_t>> readCalibration(const std::string& tokens, const std::string& text,
-                                                  const std::string& modelArg);
-
-}  // namespace quantlens::cli
-
-namespace quantlens::cli {
+                                                  const std::string& modelArg, int64_t vocab);
 
 // `quantize --method rtn|gptq|smoothquant:ALPHA --calib-tokens FILE [--act-order] [--heads N]`
 struct MethodArgs {
@@ -42,18 +34,16 @@ struct MethodArgs {
 void addMethodOptions(CLI::App* cmd, MethodArgs& a);
 // Checks the command line before anything is opened (throws CLI::ValidationError).
 void validateMethodArgs(const MethodArgs& a);
-bool usesActivations(const MethodArgs& a);
+// The method for each of `tensors` and the calibration files, written into `plan` (over
+// what a loaded plan says).
+void applyMethodArgs(const MethodArgs& a, const std::vector<std::string>& tensors, QuantPlan& plan);
 
-struct MethodEntry {
-    ExportEntry entry;
-    nlohmann::ordered_json report;  // method, output errors, SmoothQuant scales and fold target
-    std::string summary;            // one line for the text output
-};
-// Records the chosen layers' inputs over the calibration tokens, then quantizes each item
-// (weight tensors of linear layers the runner knows) with the method.
-// `items`: (weight tensor name, its spec), e.g. from a plan.
-std::vector<MethodEntry> quantizeWithMethod(const Model& m, const std::string& modelArg,
-                                            const std::vector<std::pair<std::string, QuantSpec>>& items,
-                                            const MethodArgs& a);
+// The plan's methods run, with progress on a terminal; failures are one-line Failures.
+PreparedPlan prepareForCli(std::shared_ptr<const Model> m, const std::string& modelArg, int64_t heads,
+                           const QuantPlan& plan);
+
+// What a method did to one layer: the --json object and the text line.
+nlohmann::ordered_json methodReport(const MethodLayerOutcome& o);
+std::string methodSummary(const MethodLayerOutcome& o);
 
 }  // namespace quantlens::cli

@@ -51,7 +51,7 @@ void runActivations(const ActivationsArgs& a)
 {
     const Model m = loadModelArg(a.model);
     EncoderRunner runner = makeCalibrationRunner(m, a.model, a.heads);
-    const auto seqs = readCalibration(a.tokens, a.text, a.model);
+    const auto seqs = readCalibration(a.tokens, a.text, a.model, runner.config().vocab);
     ActivationOptions opt;
     opt.layers = a.layers;
     opt.hessian = false;  // GPTQ's; not shown here

@@ -83,7 +83,7 @@ void runInspect(const InspectOptions& o)
         const Tensor& t = m.tensors[i];
         nlohmann::json j;
         j["name"] = t.name;
-        j["dtype"] = t.dtype == DType::Opaque ? t.opaqueType : std::string(dtypeName(t.dtype));
+        j["dtype"] = t.dtype == DType::Opaque || t.dtype == DType::Packed ? t.opaqueType : std::string(dtypeName(t.dtype));
         j["shape"] = t.shape;
         j["numel"] = t.numel();
         if (!t.group.empty())
@@ -116,14 +116,14 @@ void runInspect(const InspectOptions& o)
                 static_cast<long long>(m.parameterCount()));
     for (const auto& [k, v] : m.metadata)
         std::printf("  %s = %s\n", k.c_str(), v.c_str());
-    std::printf("%-56s %-6s %-16s %12s %12s %12s %12s\n", "name", "dtype", "shape", "min", "max", "mean", "std");
+    std::printf("%-56s %-9s %-16s %12s %12s %12s %12s\n", "name", "dtype", "shape", "min", "max", "mean", "std");
     for (const auto& j : doc["tensors"]) {
         std::string shape = "[";
         for (size_t i = 0; i < j["shape"].size(); ++i)
             shape += (i ? "," : "") + std::to_string(j["shape"][i].get<int64_t>());
         shape += "]";
         auto f = [&](const char* k) { return j[k].is_null() ? std::string("-") : std::to_string(j[k].get<double>()); };
-        std::printf("%-56s %-6s %-16s %12s %12s %12s %12s%s\n", j["name"].get<std::string>().c_str(),
+        std::printf("%-56s %-9s %-16s %12s %12s %12s %12s%s\n", j["name"].get<std::string>().c_str(),
                     j["dtype"].get<std::string>().c_str(), shape.c_str(), f("min").c_str(), f("max").c_str(),
                     f("mean").c_str(), f("std").c_str(), j.contains("note") ? ("  " + j["note"].get<std::string>()).c_str() : "");
     }

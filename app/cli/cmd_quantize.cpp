@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -16,6 +18,7 @@
 #include "calibration.h"
 #include "commands.h"
 #include "io/exporter.h"
+#include "io/ggufmix.h"
 #include "io/ggufwriter.h"
 #include "tasks/exportplan.h"
 #include "tasks/planfile.h"
@@ -68,10 +71,12 @@ ojson numberOrList(const std::vector<T>& v)
 QuantSpec specFrom(const QuantizeOptions& o)
 {
     QuantSpec spec;
+    // A llama-quantize mix names a set of ggml types; its base type stands in for the checks.
     auto scheme = parseScheme(o.scheme);
-    if (!scheme)
-        throw CLI::ValidationError("--scheme", scheme.error().message);
-    spec.scheme = *scheme;
+    if (!scheme && !parseGgufMix(o.scheme))
+        throw CLI::ValidationError("--scheme", scheme.error().message + " (or, for .gguf, a llama-quantize mix: "
+                                                                        "q4_k_s, q4_k_m, q5_k_s, q5_k_m)");
+    spec.scheme = scheme ? *scheme : Scheme::Q4_K;
     if (Status s = parseGranularity(o.granularity, spec); !s)
         throw CLI::ValidationError("--granularity", s.error().message);
     if (Status s = parseCalib(o.calib, spec); !s)
@@ -90,7 +95,11 @@ QuantSpec specFrom(const QuantizeOptions& o)
 
 // The tensors and their specs: a saved plan's (--plan), else the one spec of the flags for
 // every chosen tensor. One chooser for this command and the window's export dialog.
-ExportPlan choosePlan(const Model& m, const QuantizeOptions& o, const QuantSpec& flagSpec)
+struct Chosen {
+    Session plan;
+    ExportPlan exported;
+};
+Chosen choosePlan(const Model& m, const QuantizeOptions& o, const QuantSpec& flagSpec, std::optional<GgufMix> mix)
 {
     Session plan;
     if (!o.plan.empty()) {
@@ -109,6 +118,7 @@ ExportPlan choosePlan(const Model& m, const QuantizeOptions& o, const QuantSpec&
                 : !plan.exportSelection.empty() ? ExportChoice::Selected
                                                 : ExportChoice::AllLinear;
     po.tensors = o.tensors;
+    po.mix = mix;
     ExportPlan ep = planExport(m, plan, po);
     for (size_t i = 0; i < ep.skipped.size(); ++i)
         throw Failure{"'" + ep.skipped[i] + "' in " + o.model + ": " + ep.skipReasons[i]};
@@ -117,7 +127,12 @@ ExportPlan choosePlan(const Model& m, const QuantizeOptions& o, const QuantSpec&
     if (ep.items.empty())
         throw Failure{po.choice == ExportChoice::AllLinear ? "no linear layers found in " + o.model + " (use --tensor NAME)"
                                                            : "nothing to quantize in " + o.model};
-    return ep;
+    // --method names the method of each chosen tensor, over what a loaded plan says.
+    std::vector<std::string> chosen;
+    for (const ExportPlanItem& it : ep.items)
+        chosen.push_back(it.tensor);
+    applyMethodArgs(o.method, chosen, plan);
+    return {std::move(plan), std::move(ep)};
 }
 
 void printTable(const Model& m, const std::vector<ExportEntry>& entries, int64_t before, int64_t after)
@@ -153,26 +168,38 @@ void printGgufTable(const GgufWriteReport& r)
     for (const GgufTensorResult& t : r.tensors)
         w = std::max(w, t.name.size());
     std::printf("%-*s  %-16s %-6s %-6s %-6s %12s %12s %8s  %s\n", int(w), "tensor", "shape", "from", "asked", "type",
-                "bytes before", "bytes after", "clipped", "note");
+                "bytes before", "bytes after", "clipped", "why");
     int64_t before = 0, after = 0;
     for (const GgufTensorResult& t : r.tensors) {
-        std::printf("%-*s  %-16s %-6s %-6s %-6s %12lld %12lld %8s  %s\n", int(w), t.name.c_str(), shapeString(t.shape).c_str(),
+        const std::string why = t.why + (t.why.empty() || t.note.empty() ? "" : "; ") + t.note;
+        std::printf("%-*s  %-16s %-6s %-6s %-6s %12lld %12lld %8s  %s%s\n", int(w), t.name.c_str(), shapeString(t.shape).c_str(),
                     t.sourceType.c_str(), t.requested.empty() ? "-" : t.requested.c_str(), t.written.c_str(),
                     (long long)t.bytesBefore, (long long)t.bytesAfter,
-                    t.clipped ? std::to_string(t.clippedValues).c_str() : "-", t.note.c_str());
+                    t.clipped ? std::to_string(t.clippedValues).c_str() : "-", t.mapped ? "mapped: " : "", why.c_str());
         before += t.bytesBefore;
         after += t.bytesAfter;
     }
+    std::map<std::string, std::pair<int, int64_t>> byType;  // tensors and bytes per written type
+    for (const GgufTensorResult& t : r.tensors) {
+        byType[t.written].first += 1;
+        byType[t.written].second += t.bytesAfter;
+    }
+    std::string types;
+    for (const auto& [type, nb] : byType)
+        types += (types.empty() ? "" : ", ") + type + " " + std::to_string(nb.first) + " (" + std::to_string(nb.second) + " B)";
+    std::printf("types: %s\n", types.c_str());
     std::printf("total: %lld bytes -> %lld bytes of tensor data, ratio %.4f; general.file_type %u\n", (long long)before,
                 (long long)after, after > 0 ? double(before) / double(after) : 0.0, r.fileType);
 }
 
 // MODEL.gguf -> OUT.gguf: the (tensor, spec) decisions go to the GGUF writer, which quantizes
 // while it writes. One scheme for every chosen tensor here; a plan gives one per tensor.
-void runGgufQuantize(const Model& m, const std::vector<GgufDecision>& decisions, const QuantizeOptions& o)
+void runGgufQuantize(const Model& m, const std::vector<GgufDecision>& decisions, const QuantizeOptions& o,
+                     std::optional<uint32_t> fileType)
 {
     GgufWriteOptions go;
     go.outPath = o.out;
+    go.fileType = fileType;
     int lastPct = -1;
     auto r = writeGgufExport(m.files.front(), decisions, go, [&](double f, const std::string& what) {
         const int pct = int(f * 100);
@@ -202,6 +229,8 @@ void runGgufQuantize(const Model& m, const std::vector<GgufDecision>& decisions,
         j["bytes_after"] = t.bytesAfter;
         j["clipped"] = t.clipped;
         j["clipped_values"] = t.clippedValues;
+        j["mapped"] = t.mapped;
+        j["why"] = t.why;
         if (t.haveMetrics) {
             j["sqnr_db"] = number(t.metrics.sqnrDb);  // null when the round trip is exact (inf)
             j["cosine"] = number(t.metrics.cosine);
@@ -222,11 +251,15 @@ void runGgufQuantize(const Model& m, const std::vector<GgufDecision>& decisions,
 
 void runQuantize(const QuantizeOptions& o)
 {
-    if (o.plan.empty() && o.allLinear == !o.tensors.empty())
+    const std::optional<GgufMix> mix = parseGgufMix(o.scheme);
+    const QuantSpec spec = specFrom(o);
+    if (mix && (o.allLinear || !o.tensors.empty()))
+        throw CLI::ValidationError("--scheme", o.scheme + " picks every tensor's type itself, as llama-quantize does; "
+                                                           "drop --tensor/--all-linear");
+    if (!mix && o.plan.empty() && o.allLinear == !o.tensors.empty())
         throw CLI::ValidationError("quantize", "give either --tensor NAME (repeatable), --all-linear or --plan FILE");
     if (o.out.empty() && o.fakeQuant.empty())
         throw CLI::ValidationError("quantize", "give --out FILE.h5|FILE.safetensors|DIR (or --fake-quant FILE.safetensors)");
-    const QuantSpec spec = specFrom(o);
     validateMethodArgs(o.method);
     ExportFormat format = ExportFormat::Hdf5;
     if (!o.out.empty()) {
@@ -234,19 +267,20 @@ void runQuantize(const QuantizeOptions& o)
         if (!f)
             throw CLI::ValidationError(o.format.empty() ? "--out" : "--format", f.error().message);
         format = *f;
-        // With --plan the plan's schemes decide; they are checked per tensor below.
+        // With --plan the plan's schemes decide (a GGUF maps those that are not ggml types).
         if (std::string why = exportSchemeProblem(spec.scheme, format); !why.empty() && o.plan.empty())
             throw CLI::ValidationError("--scheme", why);
-        if (format == ExportFormat::Gguf && !isGgufFile(o.model))
-            throw CLI::ValidationError("--out", "a .gguf export needs a GGUF model and " + o.model
-                                                    + " is not one; from it you can write .h5, .hdf5, .safetensors "
-                                                      "or a folder of .npy files");
+        if (mix && format != ExportFormat::Gguf)
+            throw CLI::ValidationError("--scheme", o.scheme + " is llama-quantize's type mix and is written only as GGUF "
+                                                               "(--out FILE.gguf from a GGUF model)");
         if (format == ExportFormat::Gguf && !o.fakeQuant.empty())
             throw CLI::ValidationError("--fake-quant", "a .gguf export is already the whole model; drop --fake-quant");
         if (Status s = checkExportSpec(format, spec); !s && o.plan.empty())
             throw CLI::ValidationError("--out", s.error().message);
-    } else if (isGgmlBlockScheme(spec.scheme) && o.plan.empty()) {
-        throw CLI::ValidationError("--scheme", exportSchemeProblem(spec.scheme, ExportFormat::Hdf5));
+    } else if ((mix || isGgmlBlockScheme(spec.scheme)) && o.plan.empty()) {
+        throw CLI::ValidationError("--scheme", mix ? o.scheme + " is llama-quantize's type mix and is written only as "
+                                                                "GGUF (--out FILE.gguf from a GGUF model)"
+                                                   : exportSchemeProblem(spec.scheme, ExportFormat::Hdf5));
     }
     if (!o.fakeQuant.empty()) {
         auto f = exportFormatForPath(o.fakeQuant);
@@ -261,44 +295,43 @@ void runQuantize(const QuantizeOptions& o)
             throw CLI::ValidationError("--fake-quant", "must be a different file from --out");
     }
 
-    const Model m = loadModelArg(o.model);
+    const auto shared = std::make_shared<const Model>(loadModelArg(o.model));
+    const Model& m = *shared;
     if (!o.out.empty())
         if (Status s = checkExportSource(m, format); !s)
             throw CLI::ValidationError("--out", s.error().message);
-    const ExportPlan plan = choosePlan(m, o, spec);
+    const auto [session, plan] = choosePlan(m, o, spec, mix);
+    for (ExportFormat f : {format, ExportFormat::SafetensorsFakeQuant})
+        if (std::string why = planMethodsExportProblem(session, f); !why.empty() && (f == format ? !o.out.empty() : !o.fakeQuant.empty()))
+            throw Failure{why};
     if (format == ExportFormat::Gguf && !o.out.empty()) {
-        // Each planned tensor with its own spec (a --plan's per-layer schemes make a mix).
+        // Each planned tensor with its own spec: a mix's types, or a --plan's per-layer specs
+        // (the writer maps those that are not ggml types to the nearest one and says so).
         std::vector<GgufDecision> decisions;
-        for (const ExportPlanItem& it : plan.items) {
-            if (std::string why = exportSchemeProblem(it.spec.scheme, format); !why.empty())
-                throw Failure{it.tensor + ": " + why};
-            decisions.push_back({it.tensor, it.spec});
-        }
-        runGgufQuantize(m, decisions, o);
+        for (const ExportPlanItem& it : plan.items)
+            decisions.push_back({it.tensor, it.spec, it.why});
+        runGgufQuantize(m, decisions, o, mix ? std::optional<uint32_t>(ggufMixFileType(*mix)) : std::nullopt);
         return;
     }
+
+    // GPTQ / SmoothQuant first: their integers and smoothed weights are what gets written.
+    const PreparedPlan prep = prepareForCli(shared, o.model, o.method.heads, session);
+    const Model& src = *prep.model;
+    std::map<std::string, const MethodLayerOutcome*> outcomes;
+    for (const MethodLayerOutcome& l : prep.layers)
+        outcomes[l.tensor] = &l;
 
     std::vector<ExportEntry> entries;
     entries.reserve(plan.items.size());
     int64_t before = 0, after = 0;
-    std::vector<ojson> methodReports;
-    std::vector<std::string> methodLines;
-    if (usesActivations(o.method)) {
-        std::vector<std::pair<std::string, QuantSpec>> items;
-        for (const ExportPlanItem& it : plan.items)
-            items.emplace_back(it.tensor, it.spec);
-        for (MethodEntry& e : quantizeWithMethod(m, o.model, items, o.method)) {
-            methodLines.push_back(e.summary);
-            before += m.find(e.entry.quantized.name)->storedBytes();
-            after += e.entry.quantized.bytesAfter();
-            entries.push_back(std::move(e.entry));
-            methodReports.push_back(std::move(e.report));
-        }
-    }
-    for (size_t i = entries.size(); i < plan.items.size(); ++i) {
+    for (size_t i = 0; i < plan.items.size(); ++i) {
         const ExportPlanItem& it = plan.items[i];
         std::fprintf(stderr, "[%zu/%zu] quantizing %s\n", i + 1, plan.items.size(), it.tensor.c_str());
-        auto e = quantizeForExport(m, it.tensor, it.spec);
+        Result<ExportEntry> e = makeError("internal", "not quantized");
+        if (auto g = prep.entries.find(it.tensor); g != prep.entries.end())
+            e = g->second;
+        else
+            e = quantizeForExport(src, it.tensor, it.spec);
         if (!e)
             throw Failure{e.error().oneLine()};
         before += m.find(it.tensor)->storedBytes();
@@ -311,7 +344,7 @@ void runQuantize(const QuantizeOptions& o)
         ExportOptions eo;
         eo.format = f;
         eo.outPath = path;
-        auto r = exportModel(m, entries, eo);
+        auto r = exportModel(src, entries, eo);
         if (!r)
             throw Failure{r.error().oneLine()};
         for (const std::string& w : r->warnings)
@@ -326,8 +359,8 @@ void runQuantize(const QuantizeOptions& o)
 
     if (!o.json) {
         printTable(m, entries, before, after);
-        for (const std::string& line : methodLines)
-            std::printf("%s\n", line.c_str());
+        for (const MethodLayerOutcome& l : prep.layers)
+            std::printf("%s\n", methodSummary(l).c_str());
         return;
     }
     ojson doc;
@@ -351,8 +384,8 @@ void runQuantize(const QuantizeOptions& o)
         j["bytes_after"] = qt.bytesAfter();
         j["shape"] = qt.shape;
         j["calib"] = calibName(qt.spec);
-        if (tensors.size() < methodReports.size())
-            j["method"] = methodReports[tensors.size()];
+        if (auto it = outcomes.find(qt.name); it != outcomes.end())
+            j["method"] = methodReport(*it->second);
         tensors.push_back(std::move(j));
     }
     doc["tensors"] = std::move(tensors);
@@ -374,7 +407,8 @@ void addQuantizeCommand(CLI::App& app)
     auto* all = cmd->add_flag("--all-linear", o->allLinear, "every linear layer's weight");
     tensor->excludes(all);
     cmd->add_option("--scheme", o->scheme, "seed|torch-symmetric|torch-affine|narrow-symmetric|q8_0; for .gguf also "
-                                           "q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|f16|bf16|f32")->capture_default_str();
+                                           "q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|f16|bf16|f32, or a llama-quantize mix "
+                                           "q4_k_s|q4_k_m|q5_k_s|q5_k_m (every tensor's type as llama-quantize picks it)")->capture_default_str();
     cmd->add_option("--granularity", o->granularity, "tensor|channel|group:G")->capture_default_str();
     cmd->add_option("--calib", o->calib, "minmax|percentile:P|mse|entropy|hist-l2|manual:LO,HI")->capture_default_str();
     cmd->add_option("--bits", o->bits, "integer bits, 2..8")->check(CLI::Range(2, 8))->capture_default_str();

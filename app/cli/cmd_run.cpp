@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "alignedarray.h"
+#include "calibration.h"
 #include "commands.h"
 #include "io/npy.h"
 #include "io/npywriter.h"
@@ -28,6 +29,7 @@ namespace {
 struct RunOptions {
     std::string model, layer, input, out, mode = "int8", act = "per-tensor", weights = "per-tensor", plan;
     bool json = false;
+    int64_t heads = 0;  // for a GPTQ layer's calibration run
 };
 
 nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
@@ -104,6 +106,24 @@ void runRun(const RunOptions& o)
         plan = p->session.plan();
     }
     const PlanDecision decision = plan.decide(*l->weight);
+    // A GPTQ layer runs with GPTQ's integers: the plan's GPTQ for this one layer, over its
+    // calibration. (SmoothQuant changes the layer's input as well, so it shows in
+    // `sensitivity`, which runs the whole model.)
+    const MethodSpec method = plan.methodFor(l->weight->name);
+    PreparedPlan prep;
+    const QuantizedTensor* given = nullptr;
+    if (o.mode != "fp32" && decision.quantize && method.method == WeightMethod::Gptq) {
+        QuantPlan one = plan;
+        one.defaultMethod = {};
+        one.methods = {{l->weight->name, method}};
+        prep = prepareForCli(std::make_shared<const Model>(m), o.model, o.heads, one);
+        if (auto g = prep.runnerWeights.find(l->weight->name); g != prep.runnerWeights.end())
+            given = &g->second;
+    } else if (o.mode != "fp32" && decision.quantize && method.method == WeightMethod::SmoothQuant) {
+        std::fprintf(stderr, "quantlens-cli: %s is smoothed by the plan (%s); one layer on a given input shows only its "
+                             "rounding: run `sensitivity --plan` for the smoothed model\n",
+                     l->weight->name.c_str(), methodName(method).c_str());
+    }
     double seconds = 0;
     AlignedVector<float> y(size_t(tokens * l->outFeatures));  // as PyTorch's outputs (alignedarray.h)
     Metrics err;
@@ -119,6 +139,7 @@ void runRun(const RunOptions& o)
         LayerRunRequest req;
         req.input = x;
         req.timed = false;  // one call after the warm-up, as before
+        req.given = given;
         auto r = runLayerUnderPlan(*l, decision, plan.activations, req);
         if (!r)
             throw Failure{r.error().oneLine()};
@@ -148,6 +169,7 @@ void runRun(const RunOptions& o)
         doc["scheme"] = schemeName(run.spec.scheme);
         doc["bits"] = run.spec.bits;
         doc["simulated"] = run.simulated;
+        doc["method"] = given ? methodName(method) : "rtn";
         doc["isa"] = run.simulated ? run.isa : kernels::activeIsa();
         if (!o.plan.empty())
             doc["plan"] = o.plan;
@@ -187,6 +209,8 @@ void addRunCommand(CLI::App& app)
                     "(its per_channel_dynamic_qconfig)")
         ->check(CLI::IsMember({"per-tensor", "per-channel"}));
     cmd->add_option("--out", o->out, "output .npy, float32 [tokens, out_features]")->required();
+    cmd->add_option("--heads", o->heads, "attention heads for a GPTQ layer's calibration run (default: config.json, else hidden/64)")
+        ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
     cmd->add_option("--plan", o->plan, "a saved plan (session file): the layer's spec and the plan's activations "
                                        "instead of --act/--weights")
         ->check(CLI::ExistingFile);

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "calibration.h"
 #include "commands.h"
 #include "modelarg.h"
 #include "runner/encoder.h"
@@ -15,6 +16,7 @@
 #include "tasks/modelhints.h"
 #include "tasks/modelrun.h"
 #include "tasks/planfile.h"
+#include "tasks/staticranges.h"
 
 namespace quantlens::cli {
 
@@ -23,6 +25,8 @@ namespace {
 struct SensitivityArgs {
     std::string model;
     std::string tokens;
+    std::string calibTokens, calibText;  // over the plan's calibration, for its GPTQ/SmoothQuant
+    std::string actCalib = "minmax";     // static activations: the calibrator of missing ranges
     int64_t random = 0;
     int64_t heads = 0;
     std::string view = "one";
@@ -78,10 +82,32 @@ QuantPlan planFor(const SensitivityArgs& a, const Model& m)
 
 void runSensitivity(const SensitivityArgs& a)
 {
-    const Model m = loadModelArg(a.model);
+    const auto source = std::make_shared<const Model>(loadModelArg(a.model));
     const ModelHints hints = modelHints(a.model, a.heads);
     if (!hints.warning.empty())
         std::fprintf(stderr, "quantlens-cli: %s\n", hints.warning.c_str());
+    QuantPlan plan = planFor(a, *source);
+    if (!a.calibTokens.empty() || !a.calibText.empty()) {
+        plan.calibration = {};
+        plan.calibration.tokensFile = a.calibTokens;
+        plan.calibration.textFile = a.calibText;
+    }
+    // GPTQ / SmoothQuant run first; the model then evaluated is the plan's (smoothed) one.
+    const PreparedPlan prep = prepareForCli(source, a.model, a.heads, plan);
+    const Model& m = *prep.model;
+    if (plan.activations.mode == ActivationMode::Static) {
+        // Ranges the plan lacks are calibrated now, on the (smoothed) float model.
+        StaticRangeOptions so;
+        if (Status s = parseCalib(a.actCalib, so.calibrator); !s)
+            throw Failure{"--act-calib: " + s.error().message};
+        auto ranges = calibrateActivationRanges(prep.model, a.model == "demo" ? std::string() : a.model, hints.options,
+                                                plan, so);
+        if (!ranges)
+            throw Failure{ranges.error().oneLine() +
+                          (ranges.error().code == "no-calibration" ? " (give --calib-tokens FILE or --calib-text FILE)" : "")};
+        for (const auto& [name, r] : *ranges)
+            plan.activationRanges.try_emplace(name, r);
+    }
     auto runner = EncoderRunner::create(m, hints.options);
     if (!runner)
         throw Failure{runner.error().oneLine()};
@@ -90,7 +116,6 @@ void runSensitivity(const SensitivityArgs& a)
     // attention: say where it came from, and when it is only a guess.
     const std::string headsFrom = headsSource(hints, c, a.heads);
     const EncoderInput in = loadInput(a, c);
-    const QuantPlan plan = planFor(a, m);
 
     ModelRunRequest req;
     req.view = a.view == "all-but-one" ? SensitivityView::AllButOne : SensitivityView::OneQuantized;
@@ -102,7 +127,7 @@ void runSensitivity(const SensitivityArgs& a)
                          done == total ? "\n" : "");
             return true;
         };
-    auto run = runModelUnderPlan(*runner, m, plan, in, req);
+    auto run = runModelUnderPlan(*runner, m, plan, in, req, &prep);
     if (!run)
         throw Failure{run.error().oneLine()};
     const SensitivityReport* rep = &run->sensitivity;
@@ -143,6 +168,13 @@ void runSensitivity(const SensitivityArgs& a)
         planDoc["kld_max"] = number(pf.next.maxKld);
         planDoc["top1_agreement"] = number(pf.next.top1Agreement);
     }
+    if (plan.usesMethods()) {
+        planDoc["calibration"] = prep.calibration;
+        nlohmann::json methods = nlohmann::json::array();
+        for (const MethodLayerOutcome& o : prep.layers)
+            methods.push_back(nlohmann::json::parse(methodReport(o).dump()));
+        planDoc["methods"] = std::move(methods);
+    }
     doc["plan"] = std::move(planDoc);
     nlohmann::json layers = nlohmann::json::array();
     for (const LayerSensitivity& l : rep->layers)
@@ -151,6 +183,7 @@ void runSensitivity(const SensitivityArgs& a)
                           {"scheme", schemeName(run->layers[size_t(l.index)].decision.spec.scheme)},
                           {"granularity", granularityName(run->layers[size_t(l.index)].decision.spec)},
                           {"simulated", run->layers[size_t(l.index)].simulated},
+                          {"method", run->layers[size_t(l.index)].method},
                           {"cosine", number(l.cosine)},
                           {"sqnr_db", number(l.sqnrDb)},
                           {"max_abs_error", number(l.maxAbsError)}});
@@ -212,8 +245,17 @@ void addSensitivityCommand(CLI::App& app)
                        ->check(CLI::IsMember({"quantize-dynamic", "default"}))
                        ->capture_default_str();
     plan->excludes(preset);
-    cmd->add_option("--act", a->act, "activations: per-tensor (dynamic, as quantize_dynamic), per-token or none (weight-only)")
-        ->check(CLI::IsMember({"per-tensor", "per-token", "none"}));
+    cmd->add_option("--act", a->act, "activations: per-tensor (dynamic, as quantize_dynamic), per-token, static (calibrated ranges) or none (weight-only)")
+        ->check(CLI::IsMember({"per-tensor", "per-token", "static", "none"}));
+    cmd->add_option("--calib-tokens", a->calibTokens, "calibration token ids for the plan's GPTQ/SmoothQuant layers "
+                                                      "(over the plan's own calibration)")
+        ->check(CLI::ExistingFile)
+        ->excludes(cmd->add_option("--calib-text", a->calibText, "calibration text for the plan's GPTQ/SmoothQuant layers, "
+                                                                 "one sequence per line (the model's tokenizer)")
+                       ->check(CLI::ExistingFile));
+    cmd->add_option("--act-calib", a->actCalib, "static activations: the calibrator of the layers' input ranges the plan "
+                                                "lacks (minmax|percentile:P|mse|entropy|hist-l2)")
+        ->capture_default_str();
     cmd->add_flag("--json", a->json, "print one JSON document on stdout");
     cmd->callback([a] { runSensitivity(*a); });
 }

@@ -12,8 +12,7 @@ double bitsPerWeight(const Tensor& t)
     const int64_t n = t.numel();
     if (n <= 0)
         return 0;
-    auto bytes = byteSizeFor(t.dtype, n);
-    return double(bytes ? *bytes : int64_t(t.data.size())) * 8.0 / double(n);
+    return double(t.storedBytes()) * 8.0 / double(n);  // a packed weight counts its scales and zero points
 }
 
 namespace {

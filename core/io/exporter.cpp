@@ -73,16 +73,20 @@ Status checkExportSource(const Model& m, ExportFormat f)
 {
     const bool onnx = m.format == "onnx";
     const bool hf = m.format == "safetensors" || m.format == "safetensors-sharded";
-    const std::string possible = std::string("from this ") + (m.format.empty() ? "model" : m.format) +
-                                 " source Quantlens can write .h5, .safetensors or an npy folder" +
-                                 (onnx ? ", or .onnx (ONNX QDQ)" : "") +
-                                 (hf ? ", or a folder with --format compressed-tensors" : "");
+    const bool gguf = m.format == "gguf" && m.files.size() == 1;
+    const std::string source = m.format.empty() ? "model" : m.format;
+    const std::string possible = "from this " + source + " source Quantlens can write .h5, .safetensors or an npy folder"
+                                 + (gguf ? ", or .gguf (llama.cpp)" : "") + (onnx ? ", or .onnx (ONNX QDQ)" : "")
+                                 + (hf ? ", or a folder with --format compressed-tensors" : "");
+    auto refuse = [&](const std::string& what) {
+        return makeError("bad-pair", what + ", and this source is " + source + "; " + possible);
+    };
+    if (f == ExportFormat::Gguf && !gguf)
+        return refuse("a GGUF export (.gguf) rewrites a GGUF model");
     if (f == ExportFormat::OnnxQdq && !onnx)
-        return makeError("bad-pair", "an ONNX QDQ export (.onnx) rewrites an ONNX model, and this source is " + m.format +
-                                         "; " + possible);
+        return refuse("an ONNX QDQ export (.onnx) rewrites an ONNX model");
     if (f == ExportFormat::CompressedTensors && !hf)
-        return makeError("bad-pair", "a compressed-tensors export rewrites a Hugging Face safetensors checkpoint, and this source is " +
-                                         m.format + "; " + possible);
+        return refuse("a compressed-tensors export rewrites a Hugging Face safetensors checkpoint");
     return Ok{};
 }
 
@@ -188,19 +192,11 @@ Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, Q
     return e;
 }
 
-std::string exportPairProblem(const Model& m, ExportFormat f)
-{
-    if (f == ExportFormat::Gguf && (m.format != "gguf" || m.files.size() != 1))
-        return "a .gguf export needs a GGUF source (this model is " + m.format
-               + "); from it you can write .h5, .safetensors or a folder of .npy files";
-    return {};
-}
-
 std::string exportSchemeProblem(Scheme s, ExportFormat f)
 {
     if (f == ExportFormat::Gguf && !isGgmlScheme(s))
-        return "GGUF holds ggml types: use q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, f16, bf16 or f32, not "
-               + schemeName(s);
+        return "GGUF holds ggml types: use q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, f16, bf16, f32 or a "
+               "llama-quantize mix (q4_k_s, q4_k_m, q5_k_s, q5_k_m), not " + schemeName(s);
     if (f != ExportFormat::Gguf && isGgmlBlockScheme(s))
         return schemeName(s) + " is ggml's block format and is written only as GGUF (--out FILE.gguf from a GGUF "
                                "model); the int8 formats take seed, torch-symmetric, torch-affine, narrow-symmetric "
@@ -211,19 +207,23 @@ std::string exportSchemeProblem(Scheme s, ExportFormat f)
 Result<ExportReport> exportGguf(const Model& m, const std::vector<GgufDecision>& decisions, const ExportOptions& opts,
                                 const ExportProgress& progress)
 {
-    if (std::string why = exportPairProblem(m, ExportFormat::Gguf); !why.empty())
-        return makeError("unsupported-pair", why);
+    if (Status s = checkExportSource(m, ExportFormat::Gguf); !s)
+        return s.error();
     GgufWriteOptions go;
     go.outPath = opts.outPath;
+    go.fileType = opts.ggufFileType;
     auto r = writeGgufExport(m.files.front(), decisions, go, progress);
     if (!r)
         return r.error();
     ExportReport rep;
     rep.bytesWritten = r->bytesWritten;
     rep.files.push_back(r->outPath);
-    for (const GgufTensorResult& t : r->tensors)
-        if (!t.note.empty() && !t.requested.empty())
-            rep.warnings.push_back(t.name + ": " + t.note);
+    for (const GgufTensorResult& t : r->tensors) {
+        if (t.requested.empty() || (t.note.empty() && !t.mapped))
+            continue;
+        const std::string mapped = t.mapped ? t.why : "";
+        rep.warnings.push_back(t.name + ": " + mapped + (mapped.empty() || t.note.empty() ? "" : "; ") + t.note);
+    }
     return rep;
 }
 
@@ -232,15 +232,15 @@ Result<ExportReport> exportModel(const Model& m, const std::vector<ExportEntry>&
 {
     if (Status s = checkExportSource(m, opts.format); !s)
         return s.error();
+    if (opts.format == ExportFormat::Gguf) {  // the writer maps specs that are not ggml types
+        std::vector<GgufDecision> decisions;
+        for (const ExportEntry& e : entries)
+            decisions.push_back({e.quantized.name, e.quantized.spec, {}});
+        return exportGguf(m, decisions, opts, progress);
+    }
     for (const ExportEntry& e : entries)
         if (std::string why = exportSchemeProblem(e.quantized.spec.scheme, opts.format); !why.empty())
             return makeError("unsupported-pair", why, {}, -1, e.quantized.name);
-    if (opts.format == ExportFormat::Gguf) {
-        std::vector<GgufDecision> decisions;
-        for (const ExportEntry& e : entries)
-            decisions.push_back({e.quantized.name, e.quantized.spec});
-        return exportGguf(m, decisions, opts, progress);
-    }
     for (const ExportEntry& e : entries) {
         auto ss = scaleShape(e.quantized);
         if (!ss)

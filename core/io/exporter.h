@@ -4,6 +4,7 @@
 // Layouts: docs/export-formats.md.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@ struct ExportOptions {
     ExportFormat format = ExportFormat::Hdf5;
     std::string outPath;
     std::string source;  // recorded as the export's source; "" = the model's files joined by ";"
+    std::optional<uint32_t> ggufFileType;  // GGUF: general.file_type (a mix's ftype); default from the types written
 };
 
 struct ExportReport {
@@ -57,9 +59,10 @@ Result<ExportFormat> exportFormatForPath(const std::string& outPath);
 // "npy-folder"), or by the path as above when `name` is empty.
 Result<ExportFormat> exportFormatFor(const std::string& outPath, const std::string& name);
 
-// Whether `m` can be written as `f`: runtime formats rewrite their source, so an ONNX
-// QDQ export needs an ONNX model and compressed-tensors a Hugging Face safetensors
-// checkpoint. The error (code "bad-pair") names what is possible from this source.
+// Whether `m` can be written as `f`, the one check every path makes (CLI, dialog, writers):
+// runtime formats rewrite their source, so a GGUF export needs a GGUF model, an ONNX QDQ
+// export an ONNX model and compressed-tensors a Hugging Face safetensors checkpoint. The
+// error (code "bad-pair") is one line naming what is possible from this source.
 Status checkExportSource(const Model& m, ExportFormat f);
 
 // Whether a spec can be written as `f` at all, before any tensor is quantized (the CLI
@@ -80,9 +83,9 @@ Result<std::vector<int64_t>> scaleShape(const QuantizedTensor& qt);
 // the bias of the linear layer the tensor belongs to.
 Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, QuantSpec spec);
 
-// Why `m` cannot be written as `f` ("" when it can): GGUF needs a GGUF source, and the ggml
-// block schemes (q4_0 ... f32) exist only as GGUF tensors. Names what is possible.
-std::string exportPairProblem(const Model& m, ExportFormat f);
+// Why a scheme chosen for the whole export cannot be written as `f` ("" when it can): the
+// ggml block schemes (q4_0 ... f32) exist only as GGUF tensors, and a GGUF export asked for
+// by scheme name takes a ggml type (a plan's per-layer specs are mapped instead, ggufspecmap.h).
 std::string exportSchemeProblem(Scheme s, ExportFormat f);
 
 // Writes `entries` (tensors of `m`) in opts.format. Never writes over one of m.files.

@@ -12,6 +12,7 @@
 
 #include "io/atomicfile.h"
 #include "io/gguf.h"
+#include "io/ggufspecmap.h"
 #include "io/mappedfile.h"
 #include "quant/ggmlblocks.h"
 
@@ -230,6 +231,7 @@ struct Plan {
     uint32_t type = 0;
     uint64_t bytes = 0;
     const QuantSpec* spec = nullptr;
+    bool mapped = false;  // spec is not a ggml scheme: clip as its calibrator says
 };
 
 }  // namespace
@@ -278,7 +280,7 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
                                         const GgufWriteOptions& opts, const ExportProgress& progress)
 {
     if (!isGgufFile(sourcePath))
-        return makeError("unsupported-pair", "a GGUF export needs a GGUF source; this file is not GGUF", sourcePath);
+        return makeError("bad-pair", "a GGUF export (.gguf) rewrites a GGUF model, and this file is not GGUF", sourcePath);
     auto model = readGguf(sourcePath);
     if (!model)
         return model.error();
@@ -292,15 +294,18 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
     if (H.tensors.size() != model->tensors.size())
         return makeError("changed", "the file changed while it was read", sourcePath);
 
-    std::unordered_map<std::string, const QuantSpec*> chosen;
+    struct Chosen {
+        const GgufDecision* decision;
+        GgmlMapping mapping;
+    };
+    std::unordered_map<std::string, Chosen> chosen;
     for (const GgufDecision& d : decisions) {
         if (!model->find(d.tensor))
             return makeError("no-tensor", "no tensor named '" + d.tensor + "' in the source", sourcePath, -1, d.tensor);
-        if (!ggmlTypeForScheme(d.spec.scheme))
-            return makeError("bad-spec", "GGUF holds ggml types; '" + schemeName(d.spec.scheme)
-                                             + "' is not one (use q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, f16, "
-                                               "bf16 or f32)", {}, -1, d.tensor);
-        chosen[d.tensor] = &d.spec;
+        auto mapping = ggmlTypeForSpec(d.spec);
+        if (!mapping)
+            return makeError(mapping.error().code, mapping.error().message, {}, -1, d.tensor);
+        chosen[d.tensor] = {&d, *mapping};
     }
 
     GgufWriteReport report;
@@ -320,9 +325,11 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
         p.bytes = t.data.size();
         auto it = chosen.find(rt.name);
         if (it != chosen.end()) {
-            const QuantSpec& spec = *it->second;
-            const GgmlType wanted = *ggmlTypeForScheme(spec.scheme);
+            const QuantSpec& spec = it->second.decision->spec;
+            const GgmlType wanted = it->second.mapping.type;
             r.requested = ggmlTypeInfo(wanted)->name;
+            r.mapped = it->second.mapping.mapped;
+            r.why = r.mapped ? it->second.mapping.why : it->second.decision->why;
             const int64_t rowLen = rt.ne.empty() ? 1 : int64_t(rt.ne[0]);
             const bool floatTarget = wanted == GgmlType::F32 || wanted == GgmlType::F16 || wanted == GgmlType::BF16;
             if (!t.decodable()) {
@@ -345,6 +352,7 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
                     p.quantize = true;
                     p.type = uint32_t(type);
                     p.spec = &spec;
+                    p.mapped = r.mapped;
                     p.bytes = uint64_t(t.numel() / ggmlTypeInfo(type)->blockElems * ggmlTypeInfo(type)->blockBytes);
                     r.clipped = clips;
                 }
@@ -430,18 +438,26 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
             x.resize(size_t(t.numel()));
             if (Status s = t.toFloat(x); !s)
                 return s.error();
-            auto clip = ggmlClipRange(x, *p.spec);
-            if (!clip) {
-                Error e = clip.error();
-                e.tensor = t.name;
-                return e;
-            }
-            if (*clip) {
+            const int64_t rowLen = t.shape.empty() ? 1 : t.shape.back();
+            const bool clips = p.spec->calib != CalibMethod::MinMax;
+            if (clips) {
                 source.assign(x.begin(), x.end());  // the metrics compare with the values before the clip
-                r.clippedValues = clipValues(x, **clip, x.data());
+                Result<int64_t> changed = int64_t(0);
+                if (p.mapped) {
+                    changed = clipAsSpec(x, rowLen, *p.spec);
+                } else if (auto clip = ggmlClipRange(source, *p.spec); !clip) {
+                    changed = clip.error();
+                } else if (*clip) {
+                    changed = clipValues(source, **clip, x.data());
+                }
+                if (!changed) {
+                    Error e = changed.error();
+                    e.tensor = t.name;
+                    return e;
+                }
+                r.clippedValues = *changed;
             }
             out.resize(size_t(p.bytes));
-            const int64_t rowLen = t.shape.empty() ? 1 : t.shape.back();
             if (Status s = ggmlQuantize(GgmlType(p.type), x, rowLen, out); !s) {
                 Error e = s.error();
                 e.tensor = t.name;
@@ -455,7 +471,7 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
             written.data = out;
             back.resize(x.size());
             if (written.toFloat(back)) {
-                r.metrics = computeMetrics(*clip ? std::span<const float>(source) : std::span<const float>(x), back);
+                r.metrics = computeMetrics(clips ? std::span<const float>(source) : std::span<const float>(x), back);
                 r.haveMetrics = true;
             }
             // One tensor at a time: give the buffers back before the next, larger one.

@@ -19,9 +19,12 @@ namespace quantlens {
 
 // One decision: quantize `tensor` with spec.scheme (a ggml scheme: q8_0, q4_k, f16, ...).
 // A Manual calib (the range tuned in the window) or a percentile clips the values first.
+// Any other spec (int8 per channel, 4-bit affine groups, ...) is written as the nearest
+// ggml type (ggufspecmap.h), its tuned range clipped first; the result says so.
 struct GgufDecision {
     std::string tensor;
     QuantSpec spec;
+    std::string why;  // why this type (a mix's rule); shown with the tensor
 };
 
 struct GgufWriteOptions {
@@ -39,6 +42,8 @@ struct GgufTensorResult {
     int64_t bytesAfter = 0;
     int64_t clippedValues = 0;    // values the tuned range changed (0 when none or no clip)
     bool clipped = false;         // a clip range was applied
+    std::string why;              // the decision's reason (a mix rule), or how a non-ggml spec was mapped
+    bool mapped = false;          // the spec was not a ggml type and was mapped to `requested`
     std::string note;             // why written differs from requested (fallback), etc.
     // The written tensor, decoded as ggml decodes it, against the source values (quantized
     // tensors only): the same figures `compare` gives for the two files.

@@ -7,6 +7,7 @@
 
 #include "io/gguf.h"
 #include "io/hdf5reader.h"
+#include "io/hfquant.h"
 #include "io/mappedfile.h"
 #include "io/npy.h"
 #include "io/onnx.h"
@@ -66,9 +67,14 @@ Result<Model> openModel(const std::string& path, const OpenProgress& progress)
     if (::stat(path.c_str(), &after) != 0 || !(versionOf(after) == before))
         return truncationguard::fileChangedError(path);
     if (r)
-        for (const Tensor& t : r->tensors)
+        for (const Tensor& t : r->tensors) {
             if (Status c = truncationguard::checkRange(t.data.data(), t.data.size(), t.name); !c)
                 return c.error();
+            if (t.packed)
+                for (const auto& range : t.packed->ranges())
+                    if (Status c = truncationguard::checkRange(range.data(), range.size(), t.name); !c)
+                        return c.error();
+        }
     return r;
 }
 
@@ -118,10 +124,16 @@ Result<Model> openByContent(const std::string& path, const OpenProgress& progres
     }
     if (magic("\x80", 1) && got >= 2 && head[1] >= 2 && head[1] <= 5 && !endsWith(path, ".onnx"))
         return readPytorch(path);  // legacy torch.save: a bare pickle stream
-    if (got >= 9 && head[8] == '{')
-        return readSafetensors(path);  // u64 little-endian header length, then the JSON header
-    if (head[0] == '{' && endsWith(path, ".json"))
-        return readSafetensorsIndex(path);
+    const bool safetensors = got >= 9 && head[8] == '{';  // u64 little-endian header length, then the JSON header
+    if (safetensors || (head[0] == '{' && endsWith(path, ".json"))) {
+        auto m = safetensors ? readSafetensors(path) : readSafetensorsIndex(path);
+        if (!m)
+            return m;
+        // A Hugging Face checkpoint's config.json says which integer tensors are quantized weights.
+        if (Status s = decodeHfQuantization(*m, std::filesystem::path(path).parent_path().string()); !s)
+            return s.error();
+        return m;
+    }
     if (endsWith(path, ".onnx") || head[0] == 0x08)
         return readOnnx(path);  // protobuf has no magic: field 1 (ir_version) comes first
     // HDF5 allows a user block of 512, 1024, ... bytes before the signature.

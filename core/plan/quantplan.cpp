@@ -8,6 +8,7 @@ std::string activationModeName(ActivationMode m)
     case ActivationMode::DynamicPerTensor: return "per-tensor";
     case ActivationMode::DynamicPerToken: return "per-token";
     case ActivationMode::None: return "none";
+    case ActivationMode::Static: return "static";
     }
     return "per-tensor";
 }
@@ -20,7 +21,9 @@ Result<ActivationMode> parseActivationMode(const std::string& s)
         return ActivationMode::DynamicPerToken;
     if (s == "none" || s == "weight-only")
         return ActivationMode::None;
-    return makeError("bad-activations", "unknown activation mode '" + s + "' (per-tensor, per-token or none)");
+    if (s == "static")
+        return ActivationMode::Static;
+    return makeError("bad-activations", "unknown activation mode '" + s + "' (per-tensor, per-token, static or none)");
 }
 
 QuantSpec QuantPlan::defaultWeightSpec()
@@ -43,6 +46,40 @@ const QuantSpec& QuantPlan::specFor(const std::string& name) const
 {
     auto it = overrides.find(name);
     return it == overrides.end() ? defaultSpec : it->second;
+}
+
+const MethodSpec& QuantPlan::methodFor(const std::string& name) const
+{
+    auto it = methods.find(name);
+    return it == methods.end() ? defaultMethod : it->second;
+}
+
+bool QuantPlan::usesMethods() const
+{
+    if (defaultMethod.needsCalibration())
+        return true;
+    for (const auto& [name, m] : methods)
+        if (m.needsCalibration() && !keepFloat.count(name))
+            return true;
+    return false;
+}
+
+std::string CalibrationSource::describe() const
+{
+    if (!tokens.empty()) {
+        size_t ids = 0;
+        for (const auto& s : tokens)
+            ids += s.size();
+        return std::to_string(tokens.size()) + (tokens.size() == 1 ? " sequence, " : " sequences, ") +
+               std::to_string(ids) + " token ids";
+    }
+    if (!tokensFile.empty())
+        return "token ids from " + tokensFile;
+    if (!textFile.empty())
+        return "text from " + textFile;
+    if (randomTokens > 0)
+        return std::to_string(randomTokens) + " random token ids";
+    return "none";
 }
 
 PlanDecision QuantPlan::decide(const Tensor& t) const
@@ -74,7 +111,8 @@ PlanDecision QuantPlan::decide(const Tensor& t) const
 bool runsOnInt8Kernels(const QuantSpec& s, const ActivationSpec& a)
 {
     const bool symmetric = s.scheme == Scheme::TorchSymmetric || s.scheme == Scheme::NarrowSymmetric;
-    return a.mode != ActivationMode::None && symmetric && s.bits == 8 && !s.isUnsigned &&
+    // Static ranges run simulated: the int8 GEMM computes its activation scale per call.
+    return a.mode != ActivationMode::None && a.mode != ActivationMode::Static && symmetric && s.bits == 8 && !s.isUnsigned &&
            (s.granularity == Granularity::PerTensor || s.granularity == Granularity::PerChannel);
 }
 

@@ -2,7 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -80,6 +82,88 @@ Result<QuantSpec> specFromJson(const json& j, const std::string& where)
     return s;
 }
 
+json methodJson(const MethodSpec& m)
+{
+    json j;
+    j["method"] = methodName(m);
+    if (m.method == WeightMethod::Gptq) {
+        j["dampening"] = m.gptq.dampening;
+        j["block_size"] = m.gptq.blockSize;
+    }
+    return j;
+}
+
+Result<MethodSpec> methodFromJson(const json& j, const std::string& where)
+{
+    if (!j.is_object())
+        return badSession(where + " must be an object");
+    auto name = stringField(j, "method", where);
+    if (!name)
+        return name.error();
+    auto m = parseMethod(*name);
+    if (!m)
+        return badSession(where + ".method: " + m.error().message);
+    if (auto it = j.find("dampening"); it != j.end()) {
+        if (!it->is_number() || !(it->get<double>() > 0) || it->get<double>() > 1)
+            return badSession(where + ".dampening must be a number in (0, 1]");
+        m->gptq.dampening = it->get<double>();
+    }
+    if (auto it = j.find("block_size"); it != j.end()) {
+        if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > 65536)
+            return badSession(where + ".block_size must be an integer in 1..65536");
+        m->gptq.blockSize = it->get<int64_t>();
+    }
+    return *m;
+}
+
+json calibrationJson(const CalibrationSource& c)
+{
+    json j = json::object();
+    if (!c.tokens.empty())
+        j["tokens"] = c.tokens;
+    if (!c.tokensFile.empty())
+        j["tokens_file"] = c.tokensFile;
+    if (!c.textFile.empty())
+        j["text_file"] = c.textFile;
+    if (c.randomTokens > 0)
+        j["random_tokens"] = c.randomTokens;
+    return j;
+}
+
+Result<CalibrationSource> calibrationFromJson(const json& j)
+{
+    if (!j.is_object())
+        return badSession("calibration must be an object");
+    CalibrationSource c;
+    if (auto it = j.find("tokens"); it != j.end()) {
+        if (!it->is_array())
+            return badSession("calibration.tokens must be an array of arrays of token ids");
+        for (const json& seq : *it) {
+            if (!seq.is_array())
+                return badSession("calibration.tokens must be an array of arrays of token ids");
+            std::vector<int64_t> ids;
+            for (const json& v : seq) {
+                if (!v.is_number_integer() || v.get<int64_t>() < 0)
+                    return badSession("calibration.tokens must hold non-negative integer ids");
+                ids.push_back(v.get<int64_t>());
+            }
+            c.tokens.push_back(std::move(ids));
+        }
+    }
+    for (auto [key, field] : {std::pair{"tokens_file", &c.tokensFile}, std::pair{"text_file", &c.textFile}})
+        if (auto it = j.find(key); it != j.end()) {
+            if (!it->is_string())
+                return badSession(std::string("calibration.") + key + " must be a string");
+            *field = it->get<std::string>();
+        }
+    if (auto it = j.find("random_tokens"); it != j.end()) {
+        if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > (int64_t(1) << 24))
+            return badSession("calibration.random_tokens must be an integer in 1..16777216");
+        c.randomTokens = it->get<int64_t>();
+    }
+    return c;
+}
+
 Result<std::set<std::string>> nameSet(const json& doc, const char* key)
 {
     std::set<std::string> out;
@@ -131,11 +215,23 @@ std::string sessionToJson(const Session& s)
     doc["model"] = {{"path", s.modelPath}, {"tensors", s.modelTensors}, {"fingerprint", s.modelFingerprint}};
     doc["default"] = specJson(s.defaultSpec);
     doc["activations"] = {{"mode", activationModeName(s.activations.mode)}, {"reduce_range", s.activations.reduceRange}};
+    if (!s.activationRanges.empty()) {
+        json ranges = json::object();
+        for (const auto& [name, r] : s.activationRanges)
+            ranges[name] = {r.lo, r.hi};  // floats widen to doubles exactly and read back exactly
+        doc["activations"]["ranges"] = std::move(ranges);
+    }
     doc["quantize_vectors"] = s.quantizeVectors;
     json layers = json::object();
     for (const auto& [name, spec] : s.overrides)
         layers[name] = specJson(spec);
     doc["layers"] = std::move(layers);
+    doc["method"] = methodJson(s.defaultMethod);
+    json methods = json::object();
+    for (const auto& [name, m] : s.methods)
+        methods[name] = methodJson(m);
+    doc["methods"] = std::move(methods);
+    doc["calibration"] = calibrationJson(s.calibration);
     doc["export_selection"] = json(std::vector<std::string>(s.exportSelection.begin(), s.exportSelection.end()));
     doc["keep_float32"] = json(std::vector<std::string>(s.keepFloat.begin(), s.keepFloat.end()));
     return doc.dump(2) + "\n";
@@ -188,6 +284,18 @@ Result<Session> sessionFromJson(const std::string& text)
                 return badSession("activations.reduce_range must be true or false");
             s.activations.reduceRange = rr->get<bool>();
         }
+        if (auto rg = a->find("ranges"); rg != a->end()) {
+            if (!rg->is_object())
+                return badSession("activations.ranges must be an object of tensor name -> [lo, hi]");
+            for (auto it = rg->begin(); it != rg->end(); ++it) {
+                const json& v = it.value();
+                if (!v.is_array() || v.size() != 2 || !v[0].is_number() || !v[1].is_number() ||
+                    !std::isfinite(v[0].get<double>()) || !std::isfinite(v[1].get<double>()) ||
+                    v[0].get<double>() > v[1].get<double>())
+                    return badSession("activations.ranges[\"" + it.key() + "\"] must be [lo, hi] with finite lo <= hi");
+                s.activationRanges[it.key()] = {v[0].get<float>(), v[1].get<float>()};
+            }
+        }
     }
     if (auto qv = doc.find("quantize_vectors"); qv != doc.end()) {
         if (!qv->is_boolean())
@@ -203,6 +311,28 @@ Result<Session> sessionFromJson(const std::string& text)
                 return spec.error();
             s.overrides[it.key()] = *spec;
         }
+    }
+    if (auto d = doc.find("method"); d != doc.end()) {
+        auto m = methodFromJson(*d, "method");
+        if (!m)
+            return m.error();
+        s.defaultMethod = *m;
+    }
+    if (auto l = doc.find("methods"); l != doc.end()) {
+        if (!l->is_object())
+            return badSession("methods must be an object of tensor name -> method");
+        for (auto it = l->begin(); it != l->end(); ++it) {
+            auto m = methodFromJson(it.value(), "methods[\"" + it.key() + "\"]");
+            if (!m)
+                return m.error();
+            s.methods[it.key()] = *m;
+        }
+    }
+    if (auto c = doc.find("calibration"); c != doc.end()) {
+        auto cal = calibrationFromJson(*c);
+        if (!cal)
+            return cal.error();
+        s.calibration = std::move(*cal);
     }
     auto sel = nameSet(doc, "export_selection");
     if (!sel)
@@ -248,18 +378,23 @@ Result<Session> loadSession(const std::string& path)
         e.path = path;
         return e;
     }
+    // A plan names its calibration files relative to itself, so plan and files move together.
+    const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+    for (std::string* f : {&s->calibration.tokensFile, &s->calibration.textFile})
+        if (!f->empty() && std::filesystem::path(*f).is_relative())
+            *f = (dir / *f).string();
     return s;
 }
 
 SessionApplied applySession(const Session& s, const Model& m)
 {
     SessionApplied out;
-    out.session.modelPath = s.modelPath;
-    out.session.modelTensors = s.modelTensors;
-    out.session.modelFingerprint = s.modelFingerprint;
-    out.session.defaultSpec = s.defaultSpec;
-    out.session.activations = s.activations;
-    out.session.quantizeVectors = s.quantizeVectors;
+    out.session = s;  // every model-wide setting as saved; the per-name parts are filtered below
+    out.session.overrides.clear();
+    out.session.methods.clear();
+    out.session.activationRanges.clear();
+    out.session.exportSelection.clear();
+    out.session.keepFloat.clear();
     out.sameModel = s.modelFingerprint.empty() || s.modelFingerprint == modelFingerprint(m);
     std::set<std::string> missing;
     auto has = [&](const std::string& name) {
@@ -271,6 +406,12 @@ SessionApplied applySession(const Session& s, const Model& m)
     for (const auto& [name, spec] : s.overrides)
         if (has(name))
             out.session.overrides[name] = spec;
+    for (const auto& [name, method] : s.methods)
+        if (has(name))
+            out.session.methods[name] = method;
+    for (const auto& [name, range] : s.activationRanges)
+        if (has(name))
+            out.session.activationRanges[name] = range;
     for (const std::string& name : s.exportSelection)
         if (has(name))
             out.session.exportSelection.insert(name);

@@ -15,8 +15,9 @@
 namespace quantlens {
 
 struct Session : QuantPlan {
-    // 2: the plan's activations and quantize_vectors; version 1 files still read.
-    static constexpr int kVersion = 2;
+    // 2: the plan's activations and quantize_vectors; 3: weight methods (GPTQ, SmoothQuant)
+    // and their calibration. Versions 1 and 2 still read.
+    static constexpr int kVersion = 3;
 
     // What the session was made on, to warn when it is applied to another model.
     std::string modelPath;
@@ -27,7 +28,7 @@ struct Session : QuantPlan {
 
     QuantPlan& plan() { return *this; }
     const QuantPlan& plan() const { return *this; }
-    bool empty() const { return overrides.empty() && exportSelection.empty() && keepFloat.empty(); }
+    bool empty() const { return overrides.empty() && exportSelection.empty() && keepFloat.empty() && methods.empty(); }
 };
 
 // Names, dtypes and shapes of every tensor, hashed (FNV-1a 64, hex). Two files holding the

@@ -3,6 +3,7 @@
 // Every expression keeps ggml's operand order and float/int conversions; the file is built
 // with -ffp-contract=off so none of them is fused.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 
@@ -18,14 +19,37 @@ using ggmldetail::nearestInt;
 using ggmldetail::putHalf;
 
 constexpr int kQK = 256;
+
+// Eight lanes of floats / ints (GCC and Clang vector extensions; plain SSE2 pairs on the
+// baseline x86-64 build). Each lane does exactly the scalar code's operations in its order,
+// so the bits are ggml's.
+constexpr int kLanes = 4;
+using F8 = float __attribute__((vector_size(16)));
+using I8 = int32_t __attribute__((vector_size(16)));
+
+// nearestInt, lane by lane.
+inline I8 nearestInt8(F8 v)
+{
+    const F8 t = v + 12582912.0f;
+    return (std::bit_cast<I8>(t) & 0x007fffff) - 0x00400000;
+}
+
+// std::max(lo, std::min(hi, l)), lane by lane (comparisons give -1, all bits, or 0).
+inline I8 clampLevels(I8 l, int lo, int hi)
+{
+    const I8 under = l < lo;
+    l = (l & ~under) | (lo & under);
+    const I8 over = l > hi;
+    return (l & ~over) | (hi & over);
+}
 constexpr float kGroupMaxEps = 1e-15f;  // ggml's GROUP_MAX_EPS: below it a sub-block is "all zero"
 
 // make_qkx2_quants with use_mad = false (the only way Q4_K and Q5_K call it): an affine
 // fit of n values to levels 0..nmax, trying nstep+1 scales around nmax/(max-min) and
 // keeping the one with the smallest weighted squared error. Returns the scale; *negMin
 // receives -min (>= 0).
-float makeQkx2(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* negMin, uint8_t* Laux,
-               float rmin, float rdelta, int nstep)
+float makeQkx2(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* negMin, float rmin,
+               float rdelta, int nstep)
 {
     float min = x[0];
     float max = x[0];
@@ -57,40 +81,60 @@ float makeQkx2(int n, int nmax, const float* x, const float* weights, uint8_t* L
         diff = diff * diff;
         bestError += weights[i] * diff;
     }
-    for (int is = 0; is <= nstep; ++is) {
-        iscale = (rmin + rdelta * float(is) + float(nmax)) / (max - min);
-        float sumL = 0, sumL2 = 0, sumXL = 0;
+    // ggml tries the nstep + 1 candidate scales one after the other, and a candidate that wins
+    // moves `min`, which the next ones start from. Here kLanes candidates run side by side from
+    // the current min, each lane summing its values in ggml's order (the same bits: the
+    // compiler vectorizes across lanes, never within a sum); they are then taken in ggml's
+    // order, and once a winner moves min the rest of the batch is redone from the new min.
+    for (int base = 0; base <= nstep;) {
+        const float xmin = min;
+        F8 isc;
+        for (int c = 0; c < kLanes; ++c)
+            isc[c] = (rmin + rdelta * float(base + c) + float(nmax)) / (max - xmin);
+        F8 sumL{}, sumL2{}, sumXL{};
+        I8 la[32];  // la[i][c]: value i's level for candidate c (n <= 32: ggml's sub-blocks)
         for (int i = 0; i < n; ++i) {
-            int l = nearestInt(iscale * (x[i] - min));
-            l = std::max(0, std::min(nmax, l));
-            Laux[i] = uint8_t(l);
+            const float xm = x[i] - xmin;
+            const I8 l = clampLevels(nearestInt8(isc * xm), 0, nmax);
+            la[i] = l;
+            const F8 fl = __builtin_convertvector(l, F8);
             const float w = weights[i];
-            const float fl = float(l);
             sumL += w * fl;
             sumL2 += w * fl * fl;
             sumXL += w * fl * x[i];
         }
-        const float D = sumW * sumL2 - sumL * sumL;
-        if (D > 0) {
-            float thisScale = (sumW * sumXL - sumX * sumL) / D;
-            float thisMin = (sumL2 * sumX - sumL * sumXL) / D;
-            if (thisMin > 0) {
-                thisMin = 0;
-                thisScale = sumXL / sumL2;
-            }
-            float err = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = thisScale * float(Laux[i]) + thisMin - x[i];
-                diff = diff * diff;
-                err += weights[i] * diff;
-            }
-            if (err < bestError) {
-                std::memcpy(L, Laux, size_t(n));
-                bestError = err;
-                scale = thisScale;
-                min = thisMin;
+        F8 tScale, tMin;
+        for (int c = 0; c < kLanes; ++c) {
+            const float D = sumW * sumL2[c] - sumL[c] * sumL[c];
+            tScale[c] = (sumW * sumXL[c] - sumX * sumL[c]) / D;
+            tMin[c] = (sumL2[c] * sumX - sumL[c] * sumXL[c]) / D;
+            if (tMin[c] > 0) {
+                tMin[c] = 0;
+                tScale[c] = sumXL[c] / sumL2[c];
             }
         }
+        F8 err{};
+        for (int i = 0; i < n; ++i) {
+            F8 diff = tScale * __builtin_convertvector(la[i], F8) + tMin - x[i];
+            diff = diff * diff;
+            err += weights[i] * diff;
+        }
+        int next = base + kLanes;
+        for (int c = 0; c < kLanes && base + c <= nstep; ++c) {
+            const float D = sumW * sumL2[c] - sumL[c] * sumL[c];
+            if (D > 0 && err[c] < bestError) {
+                for (int i = 0; i < n; ++i)
+                    L[i] = uint8_t(la[i][c]);
+                bestError = err[c];
+                scale = tScale[c];
+                min = tMin[c];
+                if (std::bit_cast<uint32_t>(min) != std::bit_cast<uint32_t>(xmin)) {
+                    next = base + c + 1;  // the later lanes started from the old min
+                    break;
+                }
+            }
+        }
+        base = next;
     }
     *negMin = -min;
     return scale;
@@ -126,27 +170,30 @@ float makeQx(int n, int nmax, const float* x, int8_t* L)
     }
     float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
-    for (int is = -9; is <= 9; ++is) {
-        if (is == 0)
-            continue;
-        iscale = -(float(nmax) + 0.1f * float(is)) / max;
-        sumlx = suml2 = 0;
+    // The 18 candidates -9..9 (not 0) are independent until picked: kLanes at a time, each
+    // lane summing in ggml's order, then taken in ggml's order against the best so far.
+    constexpr int kCand[18] = {-9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    for (int base = 0; base < 18; base += kLanes) {
+        F8 isc;
+        for (int c = 0; c < kLanes; ++c)
+            isc[c] = -(float(nmax) + 0.1f * float(kCand[std::min(17, base + c)])) / max;
+        F8 lx{}, l2{};
+        I8 la[16];  // n <= 16: Q6_K's sub-blocks
         for (int i = 0; i < n; ++i) {
-            int l = nearestInt(iscale * x[i]);
-            l = std::max(-nmax, std::min(nmax - 1, l));
+            const I8 l = clampLevels(nearestInt8(isc * x[i]), -nmax, nmax - 1);
+            la[i] = l;
+            const F8 fl = __builtin_convertvector(l, F8);
             const float w = x[i] * x[i];
-            const float fl = float(l);
-            sumlx += w * x[i] * fl;
-            suml2 += w * fl * fl;
+            lx += w * x[i] * fl;
+            l2 += w * fl * fl;
         }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; ++i) {
-                const int l = nearestInt(iscale * x[i]);
-                L[i] = int8_t(nmax + std::max(-nmax, std::min(nmax - 1, l)));
+        for (int c = 0; c < kLanes && base + c < 18; ++c)
+            if (l2[c] > 0 && lx[c] * lx[c] > best * l2[c]) {
+                for (int i = 0; i < n; ++i)
+                    L[i] = int8_t(nmax + la[i][c]);
+                scale = lx[c] / l2[c];
+                best = scale * lx[c];
             }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
     }
     return scale;
 }
@@ -169,7 +216,6 @@ void scaleMinK4(int j, const uint8_t* q, uint8_t& d, uint8_t& m)
 void affineSuperBlock(const float* x, int nmax, float rmin, int nstep, uint8_t* L, std::byte* blk)
 {
     float mins[kQK / 32], scales[kQK / 32], weights[32];
-    uint8_t Laux[32];
     float maxScale = 0, maxMin = 0;
     for (int j = 0; j < kQK / 32; ++j) {
         const float* xs = x + 32 * j;
@@ -179,7 +225,7 @@ void affineSuperBlock(const float* x, int nmax, float rmin, int nstep, uint8_t* 
         const float avX = std::sqrt(sumX2 / 32);
         for (int l = 0; l < 32; ++l)
             weights[l] = avX + std::fabs(xs[l]);
-        scales[j] = makeQkx2(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep);
+        scales[j] = makeQkx2(32, nmax, xs, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep);
         if (scales[j] > maxScale)
             maxScale = scales[j];
         if (mins[j] > maxMin)

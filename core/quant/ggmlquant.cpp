@@ -5,6 +5,10 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <thread>
+#include <vector>
+
+#include <sched.h>
 
 #include "halffloat.h"
 #include "quant/ggmlkquant.h"
@@ -119,80 +123,61 @@ Result<int64_t> ggmlRowBytes(GgmlType t, int64_t rowLen)
     return rowLen / info->blockElems * info->blockBytes;
 }
 
+namespace {
+
+// The four legacy 32-value blocks share one loop: a fp16 scale d (and min m for the affine
+// ones), the 5th bit of each value in a 32-bit qh for the 5-bit ones, then 16 bytes of
+// nibble pairs (value j low, value j + 16 high). Symmetric blocks divide by the signed
+// absmax over -2^(bits-1) and add 2^(bits-1) + 0.5; affine ones scale (x - min) by
+// (max - min) / (2^bits - 1) and add 0.5. ggml clamps to 2^bits - 1 except in Q5_1.
+template <int Bits, bool Affine>
+void quantizeLegacy(const float* x, std::byte* y, int64_t k)
+{
+    constexpr int kMax = (1 << Bits) - 1;
+    constexpr int kQh = Affine ? 4 : 2;                      // where qh (or the nibbles) start
+    constexpr int kNibbles = kQh + (Bits == 5 ? 4 : 0);
+    constexpr int kBlock = kNibbles + 16;
+    constexpr bool kClamp = !(Affine && Bits == 5);
+    constexpr float kOffset = Affine ? 0.5f : float(1 << (Bits - 1)) + 0.5f;
+    for (int64_t i = 0; i < k / 32; ++i, x += 32, y += kBlock) {
+        float min = 0.0f, d;
+        if constexpr (Affine) {
+            float max;
+            minMax(x, 32, min, max);
+            d = (max - min) / kMax;
+        } else {
+            d = signedAbsMax(x, 32) / -(1 << (Bits - 1));
+        }
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        putHalf(y, floatToHalf(d));
+        if constexpr (Affine)
+            putHalf(y + 2, floatToHalf(min));
+        auto code = [&](float v) {
+            const int q = toInt8Like((Affine ? v - min : v) * id + kOffset);
+            return uint8_t(kClamp ? std::min(kMax, q) : q);
+        };
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) {
+            const uint8_t a = code(x[j]);
+            const uint8_t b = code(x[j + 16]);
+            y[kNibbles + j] = std::byte(uint8_t((a & 0x0F) | ((b & 0x0F) << 4)));
+            qh |= uint32_t((a & 0x10u) >> 4) << j;
+            qh |= uint32_t((b & 0x10u) >> 4) << (j + 16);
+        }
+        if constexpr (Bits == 5)
+            for (int b = 0; b < 4; ++b)
+                y[kQh + b] = std::byte(uint8_t(qh >> (8 * b)));
+    }
+}
+
+}  // namespace
+
 namespace ggmlref {
 
-void quantizeQ4_0(const float* x, std::byte* y, int64_t k)
-{
-    for (int64_t i = 0; i < k / 32; ++i, x += 32, y += 18) {
-        const float d = signedAbsMax(x, 32) / -8;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        putHalf(y, floatToHalf(d));
-        for (int j = 0; j < 16; ++j) {
-            const uint8_t a = uint8_t(std::min<int>(15, toInt8Like(x[j] * id + 8.5f)));
-            const uint8_t b = uint8_t(std::min<int>(15, toInt8Like(x[j + 16] * id + 8.5f)));
-            y[2 + j] = std::byte(uint8_t(a | (b << 4)));
-        }
-    }
-}
-
-void quantizeQ4_1(const float* x, std::byte* y, int64_t k)
-{
-    for (int64_t i = 0; i < k / 32; ++i, x += 32, y += 20) {
-        float min, max;
-        minMax(x, 32, min, max);
-        const float d = (max - min) / 15;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        putHalf(y, floatToHalf(d));
-        putHalf(y + 2, floatToHalf(min));
-        for (int j = 0; j < 16; ++j) {
-            const uint8_t a = uint8_t(std::min<int>(15, toInt8Like((x[j] - min) * id + 0.5f)));
-            const uint8_t b = uint8_t(std::min<int>(15, toInt8Like((x[j + 16] - min) * id + 0.5f)));
-            y[4 + j] = std::byte(uint8_t(a | (b << 4)));
-        }
-    }
-}
-
-void quantizeQ5_0(const float* x, std::byte* y, int64_t k)
-{
-    for (int64_t i = 0; i < k / 32; ++i, x += 32, y += 22) {
-        const float d = signedAbsMax(x, 32) / -16;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        putHalf(y, floatToHalf(d));
-        uint32_t qh = 0;
-        for (int j = 0; j < 16; ++j) {
-            const uint8_t a = uint8_t(std::min<int>(31, toInt8Like(x[j] * id + 16.5f)));
-            const uint8_t b = uint8_t(std::min<int>(31, toInt8Like(x[j + 16] * id + 16.5f)));
-            y[6 + j] = std::byte(uint8_t((a & 0x0F) | ((b & 0x0F) << 4)));
-            qh |= uint32_t((a & 0x10u) >> 4) << j;
-            qh |= uint32_t((b & 0x10u) >> 4) << (j + 16);
-        }
-        for (int b = 0; b < 4; ++b)
-            y[2 + b] = std::byte(uint8_t(qh >> (8 * b)));
-    }
-}
-
-void quantizeQ5_1(const float* x, std::byte* y, int64_t k)
-{
-    for (int64_t i = 0; i < k / 32; ++i, x += 32, y += 24) {
-        float min, max;
-        minMax(x, 32, min, max);
-        const float d = (max - min) / 31;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        putHalf(y, floatToHalf(d));
-        putHalf(y + 2, floatToHalf(min));
-        uint32_t qh = 0;
-        for (int j = 0; j < 16; ++j) {
-            // ggml casts to uint8_t without a MIN here: same truncation, no clamp.
-            const uint8_t a = uint8_t(toInt8Like((x[j] - min) * id + 0.5f));
-            const uint8_t b = uint8_t(toInt8Like((x[j + 16] - min) * id + 0.5f));
-            y[8 + j] = std::byte(uint8_t((a & 0x0F) | ((b & 0x0F) << 4)));
-            qh |= uint32_t((a & 0x10u) >> 4) << j;
-            qh |= uint32_t((b & 0x10u) >> 4) << (j + 16);
-        }
-        for (int b = 0; b < 4; ++b)
-            y[4 + b] = std::byte(uint8_t(qh >> (8 * b)));
-    }
-}
+void quantizeQ4_0(const float* x, std::byte* y, int64_t k) { quantizeLegacy<4, false>(x, y, k); }
+void quantizeQ4_1(const float* x, std::byte* y, int64_t k) { quantizeLegacy<4, true>(x, y, k); }
+void quantizeQ5_0(const float* x, std::byte* y, int64_t k) { quantizeLegacy<5, false>(x, y, k); }
+void quantizeQ5_1(const float* x, std::byte* y, int64_t k) { quantizeLegacy<5, true>(x, y, k); }
 
 void quantizeQ8_0(const float* x, std::byte* y, int64_t k)
 {
@@ -219,6 +204,44 @@ uint16_t floatToBf16(float f)
 
 }  // namespace ggmlref
 
+namespace {
+
+// The cores this process may run on (taskset / cgroup cpusets), not the machine's count.
+int64_t usableCores()
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        return std::max(1, CPU_COUNT(&set));
+    return std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()));
+}
+
+// n values (whole rows) of x into their blocks at py.
+void quantizeSpan(GgmlType t, const float* px, std::byte* py, int64_t n)
+{
+    switch (t) {
+    case GgmlType::F32: std::memcpy(py, px, size_t(n) * 4); break;
+    case GgmlType::F16:
+        for (int64_t i = 0; i < n; ++i)
+            putHalf(py + 2 * i, floatToHalf(px[i]));
+        break;
+    case GgmlType::BF16:
+        for (int64_t i = 0; i < n; ++i)
+            putHalf(py + 2 * i, ggmlref::floatToBf16(px[i]));
+        break;
+    // Every row is whole blocks, so a run of rows is one long row.
+    case GgmlType::Q4_0: ggmlref::quantizeQ4_0(px, py, n); break;
+    case GgmlType::Q4_1: ggmlref::quantizeQ4_1(px, py, n); break;
+    case GgmlType::Q5_0: ggmlref::quantizeQ5_0(px, py, n); break;
+    case GgmlType::Q5_1: ggmlref::quantizeQ5_1(px, py, n); break;
+    case GgmlType::Q8_0: ggmlref::quantizeQ8_0(px, py, n); break;
+    case GgmlType::Q4_K: ggmlref::quantizeQ4_K(px, py, n); break;
+    case GgmlType::Q5_K: ggmlref::quantizeQ5_K(px, py, n); break;
+    case GgmlType::Q6_K: ggmlref::quantizeQ6_K(px, py, n); break;
+    }
+}
+
+}  // namespace
+
 Status ggmlQuantize(GgmlType t, std::span<const float> x, int64_t rowLen, std::span<std::byte> out)
 {
     auto rb = ggmlRowBytes(t, rowLen);
@@ -231,28 +254,21 @@ Status ggmlQuantize(GgmlType t, std::span<const float> x, int64_t rowLen, std::s
     if (int64_t(out.size()) != rows * *rb)
         return makeError("bad-size", "output holds " + std::to_string(out.size()) + " bytes, "
                                          + std::to_string(rows * *rb) + " needed");
-    const float* px = x.data();
-    std::byte* py = out.data();
-    switch (t) {
-    case GgmlType::F32: std::memcpy(py, px, size_t(n) * 4); break;
-    case GgmlType::F16:
-        for (int64_t i = 0; i < n; ++i)
-            putHalf(py + 2 * i, floatToHalf(px[i]));
-        break;
-    case GgmlType::BF16:
-        for (int64_t i = 0; i < n; ++i)
-            putHalf(py + 2 * i, ggmlref::floatToBf16(px[i]));
-        break;
-    // Blocks never span rows and every row is whole blocks, so the tensor is one long row.
-    case GgmlType::Q4_0: ggmlref::quantizeQ4_0(px, py, n); break;
-    case GgmlType::Q4_1: ggmlref::quantizeQ4_1(px, py, n); break;
-    case GgmlType::Q5_0: ggmlref::quantizeQ5_0(px, py, n); break;
-    case GgmlType::Q5_1: ggmlref::quantizeQ5_1(px, py, n); break;
-    case GgmlType::Q8_0: ggmlref::quantizeQ8_0(px, py, n); break;
-    case GgmlType::Q4_K: ggmlref::quantizeQ4_K(px, py, n); break;
-    case GgmlType::Q5_K: ggmlref::quantizeQ5_K(px, py, n); break;
-    case GgmlType::Q6_K: ggmlref::quantizeQ6_K(px, py, n); break;
-    }
+    // Blocks never span rows, so whole rows can go to different cores and the bytes are the
+    // same as one pass (ggml's llama-quantize splits the same way). Below ~64K values a
+    // thread costs more than it saves.
+    const int64_t cores = usableCores();
+    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>({n >> 16, cores, rows, 16}));
+    auto part = [&](int64_t i) {
+        const int64_t r0 = rows * i / parts, r1 = rows * (i + 1) / parts;
+        quantizeSpan(t, x.data() + r0 * rowLen, out.data() + r0 * *rb, (r1 - r0) * rowLen);
+    };
+    std::vector<std::thread> helpers;
+    for (int64_t i = 1; i < parts; ++i)
+        helpers.emplace_back(part, i);
+    part(0);
+    for (std::thread& h : helpers)
+        h.join();
     return Ok{};
 }
 

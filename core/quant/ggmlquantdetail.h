@@ -1,5 +1,6 @@
 #pragma once
 // C conversions ggml's quantizers rely on, spelled out so C++ gives the same bits.
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -28,9 +29,7 @@ inline int toInt8Like(float v)
 inline int nearestInt(float v)
 {
     const float t = v + 12582912.0f;
-    int32_t i;
-    std::memcpy(&i, &t, 4);
-    return (i & 0x007fffff) - 0x00400000;
+    return (std::bit_cast<int32_t>(t) & 0x007fffff) - 0x00400000;
 }
 
 }  // namespace quantlens::ggmldetail

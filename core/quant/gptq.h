@@ -21,6 +21,7 @@ struct GptqOptions {
     // llm-compressor's actorder="weight": groups stay as stored, columns are visited in
     // descending diag(H) (stable order for ties), so no g_idx is needed downstream.
     bool actOrder = false;
+    bool operator==(const GptqOptions&) const = default;
 };
 
 struct GptqResult {

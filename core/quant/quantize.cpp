@@ -411,6 +411,12 @@ std::vector<float> dequantize(const QuantizedTensor& qt)
     return out;
 }
 
+int64_t quantizedByteCount(int64_t numel, int64_t scales, const QuantSpec& s)
+{
+    const int64_t payload = (numel * int64_t(s.bits) + 7) / 8;
+    return payload + (s.scheme == Scheme::Q8_0 ? 2 * scales : 8 * scales);
+}
+
 int64_t QuantizedTensor::bytesAfter() const
 {
     const int64_t n = int64_t(q.size());

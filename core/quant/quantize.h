@@ -26,6 +26,11 @@ struct QuantParams {
     float rangeHi = 0.0f;
 };
 
+// What QuantizedTensor::bytesAfter() will count for `numel` integers with `scales` scale /
+// zero-point pairs (Q8_0: fp16 scales, no zero point), known before quantizing. Not for
+// ggml's block schemes (their size is the block layout's).
+int64_t quantizedByteCount(int64_t numel, int64_t scales, const QuantSpec& s);
+
 struct QuantizedTensor {
     std::string name;
     std::vector<int64_t> shape;

@@ -1,6 +1,5 @@
 #include "runner/activationquant.h"
 
-#include <charconv>
 #include <cmath>
 #include <limits>
 
@@ -8,44 +7,6 @@
 #include "quant/smoothquant.h"
 
 namespace quantlens {
-
-Result<MethodSpec> parseMethod(const std::string& s)
-{
-    MethodSpec m;
-    if (s == "rtn")
-        return m;
-    if (s == "gptq") {
-        m.method = WeightMethod::Gptq;
-        return m;
-    }
-    static constexpr std::string_view kSq = "smoothquant:";
-    if (s.starts_with(kSq)) {
-        const std::string v = s.substr(kSq.size());
-        double a = -1;
-        const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), a);
-        if (ec == std::errc() && p == v.data() + v.size() && a >= 0 && a <= 1) {
-            m.method = WeightMethod::SmoothQuant;
-            m.alpha = a;
-            return m;
-        }
-        return makeError("bad-method", "smoothquant:ALPHA needs ALPHA in [0, 1], got '" + v + "'");
-    }
-    return makeError("bad-method", "method must be rtn, gptq or smoothquant:ALPHA, got '" + s + "'");
-}
-
-std::string methodName(const MethodSpec& m)
-{
-    switch (m.method) {
-    case WeightMethod::Rtn: return "rtn";
-    case WeightMethod::Gptq: return m.gptq.actOrder ? "gptq (act order)" : "gptq";
-    case WeightMethod::SmoothQuant: {
-        char b[48];
-        std::snprintf(b, sizeof b, "smoothquant:%g", m.alpha);
-        return b;
-    }
-    }
-    return "?";
-}
 
 namespace {
 
@@ -106,6 +67,7 @@ Result<ActivationQuantResult> quantizeWithActivations(const Model& m, const Enco
                              weightName);
         qt.q = lw->storedInOut ? transposed(g->quantized.q, lw->out, lw->in) : g->quantized.q;
         qt.clampedCount = g->quantized.clampedCount;
+        res.outIn = std::move(g->quantized);
         const std::vector<float> deq = dequantize(qt);
         res.entry.metrics = computeMetrics(*stored, deq, qt.clampedCount);
         res.rtnOutputSqnrDb = layerOutputSqnrDb(lw->w, rtn, lw->out, lw->in, st->hessian);

@@ -9,22 +9,12 @@
 
 #include "io/exporter.h"
 #include "quant/gptq.h"
+#include "quant/weightmethod.h"
 #include "result.h"
 #include "runner/actstats.h"
 #include "runner/normfold.h"
 
 namespace quantlens {
-
-enum class WeightMethod { Rtn, Gptq, SmoothQuant };
-
-struct MethodSpec {
-    WeightMethod method = WeightMethod::Rtn;
-    double alpha = 0.5;     // SmoothQuant
-    GptqOptions gptq;       // GPTQ
-};
-// "rtn", "gptq", "smoothquant:ALPHA" (ALPHA in [0, 1]).
-Result<MethodSpec> parseMethod(const std::string& s);
-std::string methodName(const MethodSpec& m);
 
 struct ActivationQuantResult {
     ExportEntry entry;  // the weights as the file stores them (SmoothQuant: W · s)
@@ -34,6 +24,7 @@ struct ActivationQuantResult {
     double rtnOutputSqnrDb = 0;
     double outputSqnrDb = 0;
     // GPTQ
+    QuantizedTensor outIn;  // the same integers as entry, [out, in] with axis 0: what the runner computes with
     double gptqLoss = 0;
     int64_t deadColumns = 0;
     bool fellBackToRtn = false;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -44,6 +45,10 @@ struct EncoderRunner::Linear {
     std::unique_ptr<DynamicLinear> q;      // on the int8 GEMM
     std::unique_ptr<SimulatedLinear> sim;  // or simulated through the float GEMM
     QuantSpec spec = defaultLinearSpec();
+    // Integers a method found (GPTQ), used instead of quantize(weight, spec) when the spec
+    // asked for is theirs.
+    std::optional<QuantizedTensor> given;
+    std::optional<std::pair<float, float>> staticRange;  // the input range under static activations
 };
 
 namespace {
@@ -575,8 +580,10 @@ Status EncoderRunner::setQuantized(int64_t index, bool on, const QuantSpec* spec
     QuantSpec want = spec ? *spec : l.spec;
     want.axis = 0;  // the runner holds every weight as [out, in]
     if ((!l.q && !l.sim) || want != l.spec) {
-        // The plan's integers: quantize() on the [out, in] weight, as the Tensor tab shows them.
-        auto qt = quantize(l.weight, {l.out, l.in}, want);
+        // The plan's integers: quantize() on the [out, in] weight, as the Tensor tab shows them,
+        // or those a method gave for this very spec.
+        const bool useGiven = l.given && l.given->spec == want;
+        auto qt = useGiven ? Result<QuantizedTensor>(*l.given) : quantize(l.weight, {l.out, l.in}, want);
         if (!qt)
             return makeError(qt.error().code, qt.error().message, {}, -1, l.name);
         qt->name = l.name + ".weight";
@@ -588,7 +595,15 @@ Status EncoderRunner::setQuantized(int64_t index, bool on, const QuantSpec* spec
                 return makeError(d.error().code, d.error().message, {}, -1, l.name);
             l.q = std::make_unique<DynamicLinear>(std::move(*d));
         } else {
-            auto sl = SimulatedLinear::create(*qt, l.bias, activations_);
+            ActivationSpec act = activations_;
+            if (act.mode == ActivationMode::Static) {
+                if (!l.staticRange)
+                    return makeError("no-static-range", "static activations need this layer's input range: calibrate it "
+                                                        "(Activations tab, or the plan's activation ranges)", {}, -1, l.name);
+                act.staticLo = l.staticRange->first;
+                act.staticHi = l.staticRange->second;
+            }
+            auto sl = SimulatedLinear::create(*qt, l.bias, act);
             if (!sl)
                 return makeError(sl.error().code, sl.error().message, {}, -1, l.name);
             l.sim = std::make_unique<SimulatedLinear>(std::move(*sl));
@@ -597,6 +612,42 @@ Status EncoderRunner::setQuantized(int64_t index, bool on, const QuantSpec* spec
     }
     l.quantized = true;
     return Ok{};
+}
+
+Status EncoderRunner::setGivenWeights(int64_t index, std::optional<QuantizedTensor> q)
+{
+    if (index < 0 || index >= linearCount())
+        return makeError("no-such-layer", "linear layer index " + std::to_string(index) + " is outside [0, " +
+                                              std::to_string(linearCount()) + ")");
+    Linear& l = *linears_[size_t(index)];
+    if (q) {
+        if (q->shape != std::vector<int64_t>{l.out, l.in} || q->spec.axis != 0 || int64_t(q->q.size()) != l.out * l.in)
+            return makeError("bad-shape", "given integers must be [out, in] = [" + std::to_string(l.out) + ", " +
+                                              std::to_string(l.in) + "] with axis 0", {}, -1, l.name);
+    }
+    l.given = std::move(q);
+    // Built from the other integers: rebuild on next use.
+    const bool was = l.quantized;
+    l.q.reset();
+    l.sim.reset();
+    l.quantized = false;
+    return was ? setQuantized(index, true, &l.spec) : Status(Ok{});
+}
+
+Status EncoderRunner::setStaticRange(int64_t index, std::optional<std::pair<float, float>> range)
+{
+    if (index < 0 || index >= linearCount())
+        return makeError("no-such-layer", "linear layer index " + std::to_string(index) + " is outside [0, " +
+                                              std::to_string(linearCount()) + ")");
+    Linear& l = *linears_[size_t(index)];
+    if (l.staticRange == range)
+        return Ok{};
+    l.staticRange = range;
+    const bool was = l.quantized;
+    l.q.reset();
+    l.sim.reset();
+    l.quantized = false;
+    return was ? setQuantized(index, true, &l.spec) : Status(Ok{});
 }
 
 Status EncoderRunner::rebuildQuantized()

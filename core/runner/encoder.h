@@ -10,7 +10,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model.h"
@@ -144,6 +146,13 @@ public:
     Status setQuantized(int64_t index, bool on, const QuantSpec* spec = nullptr);
     Status setQuantized(const std::string& prefix, bool on, const QuantSpec* spec = nullptr);
     Status setAllQuantized(bool on);
+    // Integers found by a method (GPTQ) for layer `index`, [out, in] with axis 0: while set,
+    // setQuantized with their spec computes with them instead of rounding to nearest.
+    // nullopt forgets them.
+    Status setGivenWeights(int64_t index, std::optional<QuantizedTensor> q);
+    // Layer `index`'s input range [lo, hi] for static activations (required for every
+    // quantized layer when the activations are static); nullopt forgets it.
+    Status setStaticRange(int64_t index, std::optional<std::pair<float, float>> range);
     bool isQuantized(int64_t index) const;
     bool isSimulated(int64_t index) const;  // its quantized form is simulated (see setQuantized)
     // Activation handling, reduce_range, threads and kernels of every quantized layer

@@ -50,6 +50,10 @@ void fakeQuantizeActivations(float* x, int64_t rows, int64_t cols, const Activat
     if (rows <= 0 || cols <= 0 || a.mode == ActivationMode::None)
         return;
     float mn, mx;
+    if (a.mode == ActivationMode::Static) {
+        roundTrip(x, rows * cols, a.staticLo, a.staticHi, a.reduceRange);
+        return;
+    }
     if (a.mode == ActivationMode::DynamicPerTensor) {
         minMax(x, rows * cols, mn, mx);
         roundTrip(x, rows * cols, mn, mx, a.reduceRange);

@@ -1,301 +1,288 @@
 #include "runner/tokenizer.h"
 
-#include <link.h>
-#include <sentencepiece_processor.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
+
+#include "runner/ggufvocab.h"
+#include "runner/tokenizewire.h"
+
+extern char** environ;
 
 namespace quantlens {
 
+namespace wire = tokenizewire;
+
 namespace {
 
-// ---- the GGUF key/value section, only as far as the tokenizer needs ----------------------
-// GGUF value types (ggml docs/gguf.md).
-enum : uint32_t { kU8, kI8, kU16, kI16, kU32, kI32, kF32, kBool, kString, kArray, kU64, kI64, kF64 };
+constexpr int kPollMs = 50;                           // how often a wait looks at `cancel`
+constexpr auto kSilence = std::chrono::seconds(120);  // a helper quiet this long is hung
+constexpr size_t kStderrKeep = 2048;                  // the end of its stderr, for the reason
 
-int64_t scalarBytes(uint32_t t)
+std::string errnoText(int e) { return std::strerror(e); }
+
+// The last few non-empty lines of the helper's stderr, as one line.
+std::string lastLines(const std::string& s)
 {
-    switch (t) {
-    case kU8: case kI8: case kBool: return 1;
-    case kU16: case kI16: return 2;
-    case kU32: case kI32: case kF32: return 4;
-    case kU64: case kI64: case kF64: return 8;
-    default: return 0;
-    }
-}
-
-class Reader {
-public:
-    Reader(std::ifstream& in, uint64_t size, std::string path) : in_(in), size_(size), path_(std::move(path)) {}
-
-    template <class T>
-    Result<T> read(const char* what)
-    {
-        T v{};
-        if (remaining() < sizeof v || !in_.read(reinterpret_cast<char*>(&v), sizeof v))
-            return fail(std::string("truncated reading ") + what);
-        pos_ += sizeof v;
-        return v;
-    }
-    Result<std::string> string(const char* what)
-    {
-        auto n = read<uint64_t>(what);
-        if (!n)
-            return n.error();
-        if (*n > remaining())
-            return fail(std::string(what) + " of " + std::to_string(*n) + " bytes runs past the end of the file");
-        std::string s(size_t(*n), '\0');
-        if (!in_.read(s.data(), std::streamsize(*n)))
-            return fail(std::string("truncated reading ") + what);
-        pos_ += *n;
-        return s;
-    }
-    Status skip(uint64_t n)
-    {
-        if (n > remaining())
-            return fail("a value runs past the end of the file");
-        in_.seekg(std::streamoff(n), std::ios::cur);
-        pos_ += n;
-        return Ok{};
-    }
-    uint64_t remaining() const { return size_ - pos_; }
-    Error fail(const std::string& why) const { return makeError("bad-gguf", why, path_, int64_t(pos_)); }
-
-private:
-    std::ifstream& in_;
-    uint64_t size_, pos_ = 0;
-    std::string path_;
-};
-
-Status skipValue(Reader& r, uint32_t type, int depth)
-{
-    if (const int64_t b = scalarBytes(type))
-        return r.skip(uint64_t(b));
-    if (type == kString) {
-        auto s = r.read<uint64_t>("a string length");
-        return s ? r.skip(*s) : Status(s.error());
-    }
-    if (type != kArray || depth > 3)
-        return r.fail("unknown or too deeply nested value type " + std::to_string(type));
-    auto et = r.read<uint32_t>("an array type");
-    auto n = et ? r.read<uint64_t>("an array length") : Result<uint64_t>(et.error());
-    if (!n)
-        return n.error();
-    if (const int64_t b = scalarBytes(*et)) {
-        if (*n > r.remaining() / uint64_t(b))
-            return r.fail("an array runs past the end of the file");
-        return r.skip(*n * uint64_t(b));
-    }
-    if (*n > r.remaining() / 8)
-        return r.fail("an array runs past the end of the file");
-    for (uint64_t i = 0; i < *n; ++i)
-        if (auto s = skipValue(r, *et, depth + 1); !s)
-            return s;
-    return Ok{};
-}
-
-struct GgufVocab {
-    std::string model;
-    std::vector<std::string> tokens;
-    std::vector<float> scores;
-    std::vector<int32_t> types;
-    int64_t bos = 1, eos = 2, unk = 0;
-    bool addBos = true, addSpacePrefix = true;
-};
-
-Result<GgufVocab> readGgufVocab(const std::string& path)
-{
-    std::ifstream in(path, std::ios::binary);
-    std::error_code ec;
-    const uint64_t size = std::filesystem::file_size(path, ec);
-    if (!in || ec)
-        return makeError("io", "cannot open", path);
-    Reader r(in, size, path);
-    auto magic = r.read<uint32_t>("the magic");
-    if (!magic || std::memcmp(&*magic, "GGUF", 4) != 0)
-        return makeError("bad-gguf", "not a GGUF file", path);
-    auto version = r.read<uint32_t>("the version");
-    if (!version || *version < 2 || *version > 3)
-        return makeError("bad-gguf", "GGUF version 2 or 3 expected", path);
-    auto nTensors = r.read<uint64_t>("the tensor count");
-    auto nKv = nTensors ? r.read<uint64_t>("the key/value count") : Result<uint64_t>(nTensors.error());
-    if (!nKv)
-        return nKv.error();
-    if (*nKv > r.remaining() / 12)
-        return r.fail("more key/value pairs than the file can hold");
-    GgufVocab v;
-    for (uint64_t i = 0; i < *nKv; ++i) {
-        auto key = r.string("a key");
-        auto type = key ? r.read<uint32_t>("a value type") : Result<uint32_t>(key.error());
-        if (!type)
-            return type.error();
-        auto intValue = [&](int64_t& dst) -> Status {
-            if (*type == kU32 || *type == kI32) {
-                auto x = r.read<uint32_t>(key->c_str());
-                if (!x)
-                    return x.error();
-                dst = *type == kI32 ? int64_t(int32_t(*x)) : int64_t(*x);
-                return Ok{};
-            }
-            return skipValue(r, *type, 0);
-        };
-        auto boolValue = [&](bool& dst) -> Status {
-            if (*type != kBool)
-                return skipValue(r, *type, 0);
-            auto x = r.read<uint8_t>(key->c_str());
-            if (!x)
-                return x.error();
-            dst = *x != 0;
-            return Ok{};
-        };
-        // An array of fixed-size or string elements, each element stored by `take`.
-        auto array = [&](uint32_t want, auto take) -> Status {
-            if (*type != kArray)
-                return r.fail("'" + *key + "' is not an array");
-            auto et = r.read<uint32_t>("an array type");
-            auto n = et ? r.read<uint64_t>("an array length") : Result<uint64_t>(et.error());
-            if (!n)
-                return n.error();
-            if (*et != want)
-                return r.fail("'" + *key + "' holds elements of type " + std::to_string(*et));
-            const uint64_t minBytes = want == kString ? 8 : uint64_t(scalarBytes(want));
-            if (*n > r.remaining() / minBytes)
-                return r.fail("'" + *key + "' runs past the end of the file");
-            for (uint64_t k = 0; k < *n; ++k)
-                if (auto s = take(); !s)
-                    return s;
-            return Ok{};
-        };
-        Status st = Ok{};
-        if (*key == "tokenizer.ggml.model" && *type == kString) {
-            auto s = r.string(key->c_str());
-            st = s ? (v.model = *s, Status(Ok{})) : Status(s.error());
-        } else if (*key == "tokenizer.ggml.tokens") {
-            st = array(kString, [&]() -> Status {
-                auto s = r.string("a token");
-                if (!s)
-                    return s.error();
-                v.tokens.push_back(std::move(*s));
-                return Ok{};
-            });
-        } else if (*key == "tokenizer.ggml.scores") {
-            st = array(kF32, [&]() -> Status {
-                auto x = r.read<float>("a score");
-                if (!x)
-                    return x.error();
-                v.scores.push_back(*x);
-                return Ok{};
-            });
-        } else if (*key == "tokenizer.ggml.token_type") {
-            st = array(kI32, [&]() -> Status {
-                auto x = r.read<int32_t>("a token type");
-                if (!x)
-                    return x.error();
-                v.types.push_back(*x);
-                return Ok{};
-            });
-        } else if (*key == "tokenizer.ggml.bos_token_id") {
-            st = intValue(v.bos);
-        } else if (*key == "tokenizer.ggml.eos_token_id") {
-            st = intValue(v.eos);
-        } else if (*key == "tokenizer.ggml.unknown_token_id") {
-            st = intValue(v.unk);
-        } else if (*key == "tokenizer.ggml.add_bos_token") {
-            st = boolValue(v.addBos);
-        } else if (*key == "tokenizer.ggml.add_space_prefix") {
-            st = boolValue(v.addSpacePrefix);
-        } else {
-            st = skipValue(r, *type, 0);
-        }
-        if (!st)
-            return st.error();
-    }
-    return v;
-}
-
-// ---- sentencepiece_model.proto, written field by field ---------------------------------
-void varint(std::string& out, uint64_t v)
-{
-    while (v >= 0x80) {
-        out.push_back(char(uint8_t(v) | 0x80));
-        v >>= 7;
-    }
-    out.push_back(char(v));
-}
-void tag(std::string& out, uint32_t field, uint32_t wire) { varint(out, (uint64_t(field) << 3) | wire); }
-void bytesField(std::string& out, uint32_t field, const std::string& s)
-{
-    tag(out, field, 2);
-    varint(out, s.size());
-    out += s;
-}
-void intField(std::string& out, uint32_t field, int64_t v)
-{
-    tag(out, field, 0);
-    varint(out, uint64_t(v));  // negative int32 as ten bytes, as protobuf encodes it
-}
-void floatField(std::string& out, uint32_t field, float f)
-{
-    tag(out, field, 5);
-    char b[4];
-    std::memcpy(b, &f, 4);
-    out.append(b, 4);
+    std::vector<std::string> lines;
+    std::istringstream in(s);
+    for (std::string l; std::getline(in, l);)
+        if (l.find_first_not_of(" \t\r") != std::string::npos)
+            lines.push_back(l);
+    std::string out;
+    for (size_t i = lines.size() > 3 ? lines.size() - 3 : 0; i < lines.size(); ++i)
+        out += (out.empty() ? "" : "; ") + lines[i];
+    return out.size() > 400 ? "..." + out.substr(out.size() - 400) : out;
 }
 
 }  // namespace
 
-Result<std::string> ggufSentencePieceModel(const std::string& path, int64_t& bosId, bool& addBos)
-{
-    auto v = readGgufVocab(path);
-    if (!v)
-        return v.error();
-    if (v->model != "llama")
-        return makeError("no-tokenizer",
-                         v->model.empty() ? "the GGUF file carries no tokenizer"
-                                          : "the GGUF tokenizer is '" + v->model +
-                                                "', not SentencePiece ('llama'): give token ids (--calib-tokens)",
-                         path);
-    const size_t n = v->tokens.size();
-    if (n == 0 || v->scores.size() != n || v->types.size() != n)
-        return makeError("bad-gguf", "tokenizer.ggml.tokens, scores and token_type differ in length", path);
-    std::string proto;
-    for (size_t i = 0; i < n; ++i) {
-        std::string piece;
-        bytesField(piece, 1, v->tokens[i]);
-        floatField(piece, 2, v->scores[i]);
-        // GGUF's token types are SentencePiece's (1 normal .. 6 byte).
-        intField(piece, 3, v->types[i] >= 1 && v->types[i] <= 6 ? v->types[i] : 1);
-        bytesField(proto, 1, piece);
-    }
-    std::string trainer;
-    intField(trainer, 3, 2);  // model_type BPE: merges by score, as llama.cpp's SPM tokenizer
-    intField(trainer, 4, int64_t(n));
-    tag(trainer, 35, 0);      // byte_fallback
-    varint(trainer, 1);
-    intField(trainer, 40, v->unk);
-    intField(trainer, 41, v->bos);
-    intField(trainer, 42, v->eos);
-    intField(trainer, 43, -1);  // pad
-    bytesField(proto, 2, trainer);
-    std::string norm;
-    bytesField(norm, 1, "identity");  // llama.cpp does not normalise
-    tag(norm, 3, 0);
-    varint(norm, v->addSpacePrefix ? 1 : 0);
-    tag(norm, 4, 0);  // remove_extra_whitespaces off: llama.cpp keeps every space
-    varint(norm, 0);
-    tag(norm, 5, 0);
-    varint(norm, 1);
-    bytesField(proto, 3, norm);
-    bosId = v->bos;
-    addBos = v->addBos;
-    return proto;
-}
-
 struct TextTokenizer::Impl {
-    sentencepiece::SentencePieceProcessor sp;
+    std::string helper;
+    pid_t pid = -1;
+    int fd = -1;   // our end of the socket pair: the helper's stdin and stdout
+    int err = -1;  // the helper's stderr
+    std::string stderrTail;
+    std::optional<Error> broken;  // once the conversation failed, every call says why
+
+    ~Impl() { stop(); }
+
+    void stop()
+    {
+        if (fd >= 0)
+            ::close(fd);
+        fd = -1;
+        if (pid > 0) {
+            ::kill(pid, SIGKILL);
+            int st = 0;
+            while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+            }
+        }
+        pid = -1;
+        if (err >= 0)
+            ::close(err);
+        err = -1;
+    }
+
+    void drainStderr()
+    {
+        char buf[1024];
+        for (;;) {
+            const ssize_t n = ::read(err, buf, sizeof buf);
+            if (n > 0) {
+                stderrTail.append(buf, size_t(n));
+                if (stderrTail.size() > kStderrKeep)
+                    stderrTail.erase(0, stderrTail.size() - kStderrKeep);
+                continue;
+            }
+            if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+                ::close(err);
+                err = -1;
+            }
+            return;
+        }
+    }
+
+    Error fail(Error e)
+    {
+        stop();
+        broken = e;
+        return e;
+    }
+
+    // The helper closed the conversation: collect how it ended and what it last said.
+    Error died(const std::string& during)
+    {
+        ::close(fd);
+        fd = -1;
+        int st = 0;
+        bool ended = false;
+        for (int i = 0; i < 40 && !ended; ++i) {  // up to 2 s to exit on its own
+            const pid_t r = ::waitpid(pid, &st, WNOHANG);
+            ended = r == pid || (r < 0 && errno != EINTR);
+            if (!ended && err >= 0) {
+                pollfd p{err, POLLIN, 0};
+                if (::poll(&p, 1, kPollMs) > 0)
+                    drainStderr();
+            } else if (!ended) {
+                ::usleep(kPollMs * 1000);
+            }
+        }
+        if (!ended) {
+            ::kill(pid, SIGKILL);
+            while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+            }
+        }
+        pid = -1;
+        while (err >= 0) {
+            pollfd p{err, POLLIN, 0};
+            if (::poll(&p, 1, 0) <= 0)
+                break;
+            drainStderr();
+        }
+        std::string how = "ended";
+        if (WIFEXITED(st))
+            how = "exited with code " + std::to_string(WEXITSTATUS(st));
+        else if (WIFSIGNALED(st))
+            how = "was killed by signal " + std::to_string(WTERMSIG(st)) + " (" + ::strsignal(WTERMSIG(st)) + ")";
+        const std::string said = lastLines(stderrTail);
+        return fail(makeError("tokenizer-helper", "quantlens-tokenize " + how + " while " + during + (said.empty() ? "" : ": " + said),
+                              helper));
+    }
+
+    // Waits until the socket is ready for `events`, reading the helper's stderr meanwhile.
+    Status wait(short events, const std::atomic<bool>* cancel, const std::string& during)
+    {
+        const auto since = std::chrono::steady_clock::now();
+        for (;;) {
+            if (cancel && cancel->load())
+                return fail(makeError("cancelled", "tokenization cancelled"));
+            pollfd p[2] = {{fd, events, 0}, {err, POLLIN, 0}};
+            const int n = ::poll(p, err >= 0 ? 2 : 1, kPollMs);
+            if (n < 0 && errno != EINTR)
+                return fail(makeError("tokenizer-helper", "poll: " + errnoText(errno), helper));
+            if (n > 0 && err >= 0 && p[1].revents)
+                drainStderr();
+            if (n > 0 && (p[0].revents & events))
+                return Ok{};
+            if (n > 0 && (p[0].revents & (POLLHUP | POLLERR | POLLNVAL)))
+                return died(during);
+            if (std::chrono::steady_clock::now() - since > kSilence)
+                return fail(makeError("tokenizer-helper", "quantlens-tokenize stopped answering while " + during, helper));
+        }
+    }
+
+    Status send(const void* data, size_t size, const std::atomic<bool>* cancel, const std::string& during)
+    {
+        auto* p = static_cast<const char*>(data);
+        while (size > 0) {
+            if (auto s = wait(POLLOUT, cancel, during); !s)
+                return s;
+            const ssize_t n = ::send(fd, p, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == EINTR || errno == EAGAIN)
+                    continue;
+                if (errno == EPIPE || errno == ECONNRESET)
+                    return died(during);
+                return fail(makeError("tokenizer-helper", "send: " + errnoText(errno), helper));
+            }
+            p += n;
+            size -= size_t(n);
+        }
+        return Ok{};
+    }
+
+    Status recv(void* data, size_t size, const std::atomic<bool>* cancel, const std::string& during)
+    {
+        auto* p = static_cast<char*>(data);
+        while (size > 0) {
+            if (auto s = wait(POLLIN, cancel, during); !s)
+                return s;
+            const ssize_t n = ::recv(fd, p, size, MSG_DONTWAIT);
+            if (n == 0)
+                return died(during);
+            if (n < 0) {
+                if (errno == EINTR || errno == EAGAIN)
+                    continue;
+                if (errno == ECONNRESET)
+                    return died(during);
+                return fail(makeError("tokenizer-helper", "recv: " + errnoText(errno), helper));
+            }
+            p += n;
+            size -= size_t(n);
+        }
+        return Ok{};
+    }
+
+    template <class T>
+    Result<T> recvValue(const std::atomic<bool>* cancel, const std::string& during)
+    {
+        T v{};
+        if (auto s = recv(&v, sizeof v, cancel, during); !s)
+            return s.error();
+        return v;
+    }
+
+    // The reason after a kFailed status; an oversized one is a broken helper.
+    Result<std::string> recvReason(const std::atomic<bool>* cancel, const std::string& during)
+    {
+        auto n = recvValue<uint32_t>(cancel, during);
+        if (!n)
+            return n.error();
+        if (*n > wire::kMaxReasonBytes)
+            return fail(makeError("tokenizer-helper", "quantlens-tokenize sent a reason of " + std::to_string(*n) + " bytes", helper));
+        std::string s(*n, '\0');
+        if (auto r = recv(s.data(), s.size(), cancel, during); !r)
+            return r.error();
+        for (char& c : s)
+            if (c == '\n' || c == '\r')
+                c = ' ';
+        return s;
+    }
+
+    Status start()
+    {
+        if (::access(helper.c_str(), X_OK) != 0)
+            return makeError("no-tokenizer-helper",
+                             "plain-text calibration needs the quantlens-tokenize program beside this one (" + errnoText(errno) +
+                                 "); reinstall Quantlens, or give token ids (--calib-tokens)",
+                             helper);
+        int sv[2], ep[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+            return makeError("tokenizer-helper", "socketpair: " + errnoText(errno));
+        if (::pipe2(ep, O_CLOEXEC) != 0) {
+            const int e = errno;
+            ::close(sv[0]);
+            ::close(sv[1]);
+            return makeError("tokenizer-helper", "pipe: " + errnoText(e));
+        }
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
+        posix_spawn_file_actions_adddup2(&fa, sv[1], 1);
+        posix_spawn_file_actions_adddup2(&fa, ep[1], 2);
+        posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // nothing else of ours leaks into it
+        // The GUI's threads may block signals; the helper starts with none blocked and
+        // SIGPIPE at its default, so a vanished parent ends it.
+        posix_spawnattr_t at;
+        posix_spawnattr_init(&at);
+        sigset_t none, dflt;
+        sigemptyset(&none);
+        sigemptyset(&dflt);
+        sigaddset(&dflt, SIGPIPE);
+        posix_spawnattr_setsigmask(&at, &none);
+        posix_spawnattr_setsigdefault(&at, &dflt);
+        posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        std::string arg0 = helper;
+        char* argv[] = {arg0.data(), nullptr};
+        const int rc = ::posix_spawn(&pid, helper.c_str(), &fa, &at, argv, environ);  // no shell
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&at);
+        ::close(sv[1]);
+        ::close(ep[1]);
+        if (rc != 0) {
+            pid = -1;
+            ::close(sv[0]);
+            ::close(ep[0]);
+            return makeError("tokenizer-helper", "cannot start quantlens-tokenize: " + errnoText(rc), helper);
+        }
+        fd = sv[0];
+        err = ep[0];
+        ::fcntl(err, F_SETFL, ::fcntl(err, F_GETFL) | O_NONBLOCK);
+        return Ok{};
+    }
 };
 
 TextTokenizer::TextTokenizer() : impl_(std::make_unique<Impl>()) {}
@@ -303,80 +290,145 @@ TextTokenizer::TextTokenizer(TextTokenizer&&) noexcept = default;
 TextTokenizer& TextTokenizer::operator=(TextTokenizer&&) noexcept = default;
 TextTokenizer::~TextTokenizer() = default;
 
-namespace {
-
-// Debian's libsentencepiece carries its own protobuf 3.14 and exports it; a process that
-// has also loaded the system libprotobuf 3.21 (ONNX's, for the QDQ export) resolves
-// SentencePiece's protobuf calls to 3.21, which aborts the process. Refuse instead.
-bool systemProtobufLoaded()
+std::string TextTokenizer::defaultHelperPath()
 {
-    bool found = false;
-    dl_iterate_phdr(
-        [](dl_phdr_info* info, size_t, void* data) {
-            if (info->dlpi_name && std::strstr(info->dlpi_name, "libprotobuf.so"))
-                *static_cast<bool*>(data) = true;
-            return 0;
-        },
-        &found);
-    return found;
+    std::error_code ec;
+    const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return ec ? std::string("quantlens-tokenize") : (self.parent_path() / "quantlens-tokenize").string();
 }
 
-}  // namespace
-
-bool textTokenizerAvailable() { return !systemProtobufLoaded(); }
-
-Result<TextTokenizer> TextTokenizer::forModel(const std::string& modelPath)
+Result<TextTokenizer> TextTokenizer::forModel(const std::string& modelPath, const TokenizerOptions& options)
 {
-    if (systemProtobufLoaded())
-        return makeError("tokenizer-unavailable",
-                         "plain-text calibration (the SentencePiece tokenizer) is unavailable in this program: Debian's libsentencepiece bundles "
-                         "protobuf 3.14, which cannot share a process with ONNX's protobuf 3.21; give token ids "
-                         "(--calib-tokens)",
-                         modelPath);
     namespace fs = std::filesystem;
     std::error_code ec;
     const fs::path p(modelPath);
-    TextTokenizer t;
+    std::string proto, what;
+    int64_t ggufBos = -1;
+    bool gguf = false;
     if (fs::is_regular_file(p, ec)) {
         std::ifstream in(modelPath, std::ios::binary);
         char magic[4] = {};
         in.read(magic, 4);
-        if (in && std::memcmp(magic, "GGUF", 4) == 0) {
-            bool addBos = true;
-            int64_t bos = -1;
-            auto proto = ggufSentencePieceModel(modelPath, bos, addBos);
-            if (!proto)
-                return proto.error();
-            if (auto s = t.impl_->sp.LoadFromSerializedProto(*proto); !s.ok())
-                return makeError("bad-tokenizer", "SentencePiece refused the GGUF vocabulary: " + s.ToString(), modelPath);
-            t.source_ = "GGUF llama vocabulary (" + std::to_string(t.impl_->sp.GetPieceSize()) + " pieces, SentencePiece BPE)";
-            t.bos_ = addBos ? bos : -1;
-            return t;
-        }
+        gguf = in && std::memcmp(magic, "GGUF", 4) == 0;
     }
-    const fs::path dir = fs::is_directory(p, ec) ? p : p.parent_path();
-    const fs::path spm = (dir.empty() ? fs::path(".") : dir) / "tokenizer.model";
-    if (!fs::exists(spm, ec))
-        return makeError("no-tokenizer",
-                         "no tokenizer found (a GGUF llama vocabulary or a SentencePiece tokenizer.model beside the "
-                         "weights): give token ids (--calib-tokens)",
-                         modelPath);
-    if (auto s = t.impl_->sp.Load(spm.string()); !s.ok())
-        return makeError("bad-tokenizer", "SentencePiece cannot load it: " + s.ToString(), spm.string());
-    t.source_ = spm.string() + " (SentencePiece, " + std::to_string(t.impl_->sp.GetPieceSize()) + " pieces)";
-    t.bos_ = t.impl_->sp.bos_id();
+    if (gguf) {
+        bool addBos = true;
+        auto m = ggufSentencePieceModel(modelPath, ggufBos, addBos);
+        if (!m)
+            return m.error();
+        proto = std::move(*m);
+        if (!addBos)
+            ggufBos = -1;
+        what = "GGUF llama vocabulary";
+    } else {
+        const fs::path dir = fs::is_directory(p, ec) ? p : p.parent_path();
+        const fs::path spm = (dir.empty() ? fs::path(".") : dir) / "tokenizer.model";
+        if (!fs::exists(spm, ec))
+            return makeError("no-tokenizer",
+                             "no tokenizer found (a GGUF llama vocabulary or a SentencePiece tokenizer.model beside the "
+                             "weights): give token ids (--calib-tokens)",
+                             modelPath);
+        const auto size = fs::file_size(spm, ec);
+        if (ec)
+            return makeError("io", "cannot read: " + ec.message(), spm.string());
+        if (size > wire::kMaxModelBytes)
+            return makeError("bad-tokenizer", "a tokenizer.model of " + std::to_string(size) + " bytes (at most " +
+                                                  std::to_string(wire::kMaxModelBytes >> 20) + " MiB)",
+                             spm.string());
+        std::ifstream in(spm, std::ios::binary);
+        proto.resize(size_t(size));
+        if (!in || !in.read(proto.data(), std::streamsize(size)))
+            return makeError("io", "cannot read", spm.string());
+        what = spm.string();
+    }
+    if (proto.size() > wire::kMaxModelBytes)
+        return makeError("bad-tokenizer", "the vocabulary is larger than the tokenizer takes", modelPath);
+
+    TextTokenizer t;
+    Impl& im = *t.impl_;
+    im.helper = options.helper.empty() ? defaultHelperPath() : options.helper;
+    if (auto s = im.start(); !s)
+        return s.error();
+    const std::string during = "loading the tokenizer of " + modelPath;
+    const uint32_t header[3] = {wire::kMagic, wire::kVersion, uint32_t(proto.size())};
+    if (auto s = im.send(header, sizeof header, nullptr, during); !s)
+        return s.error();
+    if (auto s = im.send(proto.data(), proto.size(), nullptr, during); !s)
+        return s.error();
+    auto status = im.recvValue<uint32_t>(nullptr, during);
+    if (!status)
+        return status.error();
+    if (*status == wire::kFailed) {
+        auto why = im.recvReason(nullptr, during);
+        if (!why)
+            return why.error();
+        return im.fail(makeError("bad-tokenizer", "SentencePiece refused the " + std::string(gguf ? "GGUF vocabulary" : "tokenizer") + ": " + *why,
+                                 gguf ? modelPath : what));
+    }
+    if (*status != wire::kOk)
+        return im.fail(makeError("tokenizer-helper", "quantlens-tokenize answered out of protocol", im.helper));
+    auto bos = im.recvValue<int32_t>(nullptr, during);
+    if (!bos)
+        return bos.error();
+    auto pieces = im.recvValue<uint32_t>(nullptr, during);
+    if (!pieces)
+        return pieces.error();
+    if (*pieces == 0 || *bos < -1 || *bos >= int64_t(*pieces))
+        return im.fail(makeError("tokenizer-helper", "quantlens-tokenize reported " + std::to_string(*pieces) + " pieces and BOS " + std::to_string(*bos), im.helper));
+    t.pieces_ = *pieces;
+    t.bos_ = gguf ? ggufBos : *bos;
+    if (t.bos_ >= t.pieces_)
+        return im.fail(makeError("bad-gguf", "BOS id " + std::to_string(t.bos_) + " is not in the vocabulary", modelPath));
+    t.source_ = gguf ? what + " (" + std::to_string(t.pieces_) + " pieces, SentencePiece BPE)"
+                     : what + " (SentencePiece, " + std::to_string(t.pieces_) + " pieces)";
     return t;
 }
 
-Result<std::vector<int64_t>> TextTokenizer::encode(const std::string& text) const
+Result<std::vector<int64_t>> TextTokenizer::encode(const std::string& text, const std::atomic<bool>* cancel)
 {
-    std::vector<int> ids;
-    if (auto s = impl_->sp.Encode(text, &ids); !s.ok())
-        return makeError("tokenizer", s.ToString());
-    return std::vector<int64_t>(ids.begin(), ids.end());
+    Impl& im = *impl_;
+    if (im.broken)
+        return *im.broken;
+    if (text.size() > wire::kMaxTextBytes)
+        return makeError("too-long", "a sequence of " + std::to_string(text.size()) + " bytes: the tokenizer takes at most " +
+                                         std::to_string(wire::kMaxTextBytes >> 20) + " MiB per line");
+    const std::string during = "tokenizing";
+    const uint32_t n = uint32_t(text.size());
+    if (auto s = im.send(&n, sizeof n, cancel, during); !s)
+        return s.error();
+    if (auto s = im.send(text.data(), text.size(), cancel, during); !s)
+        return s.error();
+    auto status = im.recvValue<uint32_t>(cancel, during);
+    if (!status)
+        return status.error();
+    if (*status == wire::kFailed) {
+        auto why = im.recvReason(cancel, during);
+        if (!why)
+            return why.error();
+        return makeError("tokenizer", "SentencePiece: " + *why);
+    }
+    if (*status != wire::kOk)
+        return im.fail(makeError("tokenizer-helper", "quantlens-tokenize answered out of protocol", im.helper));
+    auto count = im.recvValue<uint32_t>(cancel, during);
+    if (!count)
+        return count.error();
+    if (*count > wire::maxIds(text.size()))
+        return im.fail(makeError("tokenizer-helper", "quantlens-tokenize returned " + std::to_string(*count) + " ids for " +
+                                                         std::to_string(text.size()) + " bytes",
+                                 im.helper));
+    std::vector<int32_t> ids(*count);
+    if (auto s = im.recv(ids.data(), ids.size() * sizeof(int32_t), cancel, during); !s)
+        return s.error();
+    std::vector<int64_t> out(ids.begin(), ids.end());
+    for (int64_t id : out)
+        if (id < 0 || id >= pieces_)
+            return im.fail(makeError("tokenizer-helper", "quantlens-tokenize returned id " + std::to_string(id) + " outside the " +
+                                                             std::to_string(pieces_) + "-piece vocabulary",
+                                     im.helper));
+    return out;
 }
 
-Result<std::vector<std::vector<int64_t>>> TextTokenizer::encodeLines(const std::string& text) const
+Result<std::vector<std::vector<int64_t>>> TextTokenizer::encodeLines(const std::string& text, const std::atomic<bool>* cancel)
 {
     std::vector<std::vector<int64_t>> out;
     std::istringstream lines(text);
@@ -386,7 +438,7 @@ Result<std::vector<std::vector<int64_t>>> TextTokenizer::encodeLines(const std::
             line.pop_back();
         if (line.find_first_not_of(" \t") == std::string::npos)
             continue;
-        auto ids = encode(line);
+        auto ids = encode(line, cancel);
         if (!ids)
             return ids.error();
         if (bos_ >= 0)

@@ -35,6 +35,40 @@ ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOp
         plan.skipped.push_back(name);
         plan.skipReasons.push_back(why);
     };
+    QuantPlan p = session.plan();
+    p.quantizeVectors = true;  // chosen explicitly
+    if (!opt.honourKeepFloat)
+        p.keepFloat.clear();
+    if (!opt.useOverrides)
+        p.overrides.clear();
+    if (opt.mix) {
+        plan.mix = opt.mix;
+        const std::vector<GgufMixChoice> choices = ggufMixTypes(*opt.mix, m);
+        for (size_t i = 0; i < m.tensors.size(); ++i) {
+            const Tensor& t = m.tensors[i];
+            if (!choices[i].quantize)
+                continue;
+            if (p.keepFloat.count(t.name)) {
+                plan.keptFloat.push_back(t.name);
+                continue;
+            }
+            ExportPlanItem item;
+            item.tensor = t.name;
+            const PlanDecision d = p.decide(t);
+            if (d.quantize && d.tuned) {
+                item.spec = d.spec;
+                item.tuned = true;
+                item.why = "tuned in the window (instead of the mix's " + std::string(ggmlTypeInfo(choices[i].type)->name) + ")";
+            } else {
+                item.spec = p.defaultSpec;
+                item.spec.scheme = schemeForGgmlType(choices[i].type);
+                item.spec.granularity = Granularity::PerTensor;  // ggml's blocks decide
+                item.why = choices[i].why;
+            }
+            plan.items.push_back(std::move(item));
+        }
+        return plan;
+    }
     std::vector<std::string> names;
     if (opt.choice == ExportChoice::AllLayers) {
         for (const QuantLayer& l : findQuantLayers(m))
@@ -62,12 +96,6 @@ ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOp
             if (!m.find(name))
                 skip(name, "no such tensor");
     }
-    QuantPlan p = session.plan();
-    p.quantizeVectors = true;  // chosen explicitly
-    if (!opt.honourKeepFloat)
-        p.keepFloat.clear();
-    if (!opt.useOverrides)
-        p.overrides.clear();
     for (const std::string& name : names) {
         const PlanDecision d = p.decide(*m.find(name));
         if (!d.quantize) {
@@ -102,11 +130,7 @@ ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan)
             s.quantizedAfter += (n + gi->blockElems - 1) / gi->blockElems * gi->blockBytes;
             continue;
         }
-        const int64_t payload = (n * int64_t(it.spec.bits) + 7) / 8;
-        const int64_t scales = scaleCount(*t, it.spec);
-        // Same accounting as QuantizedTensor::bytesAfter (fp16 scales for Q8_0, else
-        // float32 scale + int32 zero point).
-        const int64_t after = payload + (it.spec.scheme == Scheme::Q8_0 ? 2 * scales : 8 * scales);
+        const int64_t after = quantizedByteCount(n, scaleCount(*t, it.spec), it.spec);
         s.quantizedBefore += t->storedBytes();
         s.quantizedAfter += after;
     }
@@ -120,19 +144,53 @@ ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan)
     return s;
 }
 
-Result<ExportReport> runExportPlan(const Model& m, const ExportPlan& plan, const ExportOptions& opts,
-                                   const ExportProgress& progress)
+namespace {
+
+std::string methodExportProblem(bool anyMethod, bool smoothed, ExportFormat f)
+{
+    if (f == ExportFormat::Gguf && anyMethod)
+        return "GGUF blocks are made by ggml's own quantizers from the source file, so the plan's GPTQ/SmoothQuant "
+               "cannot be written as GGUF: use round to nearest for a GGUF export";
+    const bool weightsOnly = f == ExportFormat::Hdf5 || f == ExportFormat::NpyFolder || f == ExportFormat::OnnxQdq;
+    if (weightsOnly && smoothed)
+        return "SmoothQuant also divides the norms before the smoothed layers, and this format writes only the "
+               "quantized weights: export to safetensors or compressed-tensors, which write every tensor";
+    return {};
+}
+
+}  // namespace
+
+std::string preparedExportProblem(const PreparedPlan& prep, ExportFormat f)
+{
+    return methodExportProblem(!prep.entries.empty() || prep.smoothed(), prep.smoothed(), f);
+}
+
+std::string planMethodsExportProblem(const QuantPlan& plan, ExportFormat f)
+{
+    bool smooth = plan.defaultMethod.method == WeightMethod::SmoothQuant;
+    for (const auto& [name, m] : plan.methods)
+        smooth = smooth || (m.method == WeightMethod::SmoothQuant && !plan.keepFloat.count(name));
+    return methodExportProblem(plan.usesMethods(), smooth, f);
+}
+
+Result<ExportReport> runExportPlan(const Model& source, const ExportPlan& plan, const ExportOptions& opts,
+                                   const ExportProgress& progress, const PreparedPlan* prep)
 {
     if (plan.items.empty())
         return makeError("nothing-to-export", "no tensors chosen for export");
+    if (prep)
+        if (std::string why = preparedExportProblem(*prep, opts.format); !why.empty())
+            return makeError("unsupported-pair", why);
+    const Model& m = prep ? *prep->model : source;
     if (opts.format == ExportFormat::Gguf) {
+        // Specs that are not ggml types are mapped to the nearest one by the writer.
         std::vector<GgufDecision> decisions;
-        for (const ExportPlanItem& it : plan.items) {
-            if (std::string why = exportSchemeProblem(it.spec.scheme, opts.format); !why.empty())
-                return makeError("unsupported-pair", why, {}, -1, it.tensor);
-            decisions.push_back({it.tensor, it.spec});
-        }
-        return exportGguf(m, decisions, opts, progress);
+        for (const ExportPlanItem& it : plan.items)
+            decisions.push_back({it.tensor, it.spec, it.why});
+        ExportOptions o = opts;
+        if (plan.mix)
+            o.ggufFileType = ggufMixFileType(*plan.mix);
+        return exportGguf(m, decisions, o, progress);
     }
     std::vector<ExportEntry> entries;
     entries.reserve(plan.items.size());
@@ -141,6 +199,15 @@ Result<ExportReport> runExportPlan(const Model& m, const ExportPlan& plan, const
         const ExportPlanItem& it = plan.items[i];
         if (!exportdetail::report(progress, 0.5 * double(i) / n, "quantizing " + it.tensor))
             return exportdetail::cancelled(opts.outPath);
+        if (prep)
+            if (auto g = prep->entries.find(it.tensor); g != prep->entries.end()) {
+                if (g->second.quantized.spec.scheme != it.spec.scheme || g->second.quantized.spec.bits != it.spec.bits ||
+                    g->second.quantized.spec.granularity != it.spec.granularity)
+                    return makeError("stale-method", "the plan's GPTQ integers were found for another spec: run the "
+                                                     "plan's methods again", {}, -1, it.tensor);
+                entries.push_back(g->second);
+                continue;
+            }
         auto e = quantizeForExport(m, it.tensor, it.spec);
         if (!e)
             return e.error();

@@ -3,14 +3,17 @@
 // model-wide choice or what the user tuned on that layer), the bytes before and after,
 // and the quantize-then-write job with progress and cancel.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "io/exporter.h"
+#include "io/ggufmix.h"
 #include "model.h"
 #include "quant/quantspec.h"
 #include "result.h"
 #include "plan/session.h"
+#include "tasks/methodprep.h"
 
 namespace quantlens {
 
@@ -25,6 +28,7 @@ struct ExportPlanItem {
     std::string tensor;
     QuantSpec spec;
     bool tuned = false;  // spec comes from the session's per-layer override
+    std::string why;     // a mix's rule for this tensor ("" otherwise)
 };
 
 struct ExportPlan {
@@ -32,6 +36,7 @@ struct ExportPlan {
     std::vector<std::string> keptFloat;  // linear weights left in float32 on purpose
     std::vector<std::string> skipped;    // chosen but not quantizable (not decodable, rank 0), or unknown names
     std::vector<std::string> skipReasons;  // one per skipped name
+    std::optional<GgufMix> mix;            // the tensors and types are llama-quantize's mix (GGUF only)
 };
 
 struct ExportPlanOptions {
@@ -39,6 +44,10 @@ struct ExportPlanOptions {
     bool useOverrides = true;   // per-layer tuned specs; false: the default spec everywhere
     bool honourKeepFloat = true;  // drop session.keepFloat from the plan
     std::vector<std::string> tensors;  // ExportChoice::Named
+    // A llama-quantize mix (GGUF): the mix picks the tensors and each one's type, replacing
+    // `choice` and the default spec's scheme (its calibrator still clips); a tensor tuned in
+    // the window keeps its own spec (mapped to the nearest ggml type by the writer).
+    std::optional<GgufMix> mix;
 };
 
 // Each chosen tensor with the spec the plan gives it (PlanDecision). A 1-D tensor chosen by
@@ -58,8 +67,16 @@ ExportSizes estimateExportSizes(const Model& m, const ExportPlan& plan);
 
 
 // Quantizes every item (first half of the progress) and writes them (second half).
-// Cancelling leaves nothing under opts.outPath.
+// Cancelling leaves nothing under opts.outPath. With `prep` (the plan's methods, run by
+// preparePlan) the export writes its model (smoothed weights and norms) and GPTQ's integers.
 Result<ExportReport> runExportPlan(const Model& m, const ExportPlan& plan, const ExportOptions& opts,
-                                   const ExportProgress& progress = {});
+                                   const ExportProgress& progress = {}, const PreparedPlan* prep = nullptr);
+
+// Why `prep` cannot be written as `f` ("" when it can): GGUF is written by ggml's own
+// quantizers from the source file, and the Quantlens layouts hold only the quantized
+// weights, not the norms SmoothQuant changed.
+std::string preparedExportProblem(const PreparedPlan& prep, ExportFormat f);
+// The same, asked of the plan before its methods run (so nothing is computed in vain).
+std::string planMethodsExportProblem(const QuantPlan& plan, ExportFormat f);
 
 }  // namespace quantlens

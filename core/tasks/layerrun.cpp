@@ -11,13 +11,14 @@
 namespace quantlens {
 
 Result<PlannedLinear> PlannedLinear::create(const LinearLayer& layer, QuantSpec spec, const ActivationSpec& act,
-                                            int threads)
+                                            int threads, const QuantizedTensor* given)
 {
     std::vector<float> w, b;
     if (auto s = loadLinearWeights(layer, w, b); !s)
         return s.error();
     spec.axis = 0;  // loadLinearWeights gives [out, in]
-    auto qt = quantize(w, {layer.outFeatures, layer.inFeatures}, spec);
+    const bool useGiven = given && given->spec == spec && given->shape == std::vector<int64_t>{layer.outFeatures, layer.inFeatures};
+    auto qt = useGiven ? Result<QuantizedTensor>(*given) : quantize(w, {layer.outFeatures, layer.inFeatures}, spec);
     if (!qt)
         return makeError(qt.error().code, qt.error().message, {}, -1, layer.weight ? layer.weight->name : layer.prefix);
     qt->name = layer.weight ? layer.weight->name : layer.prefix;
@@ -81,7 +82,7 @@ Result<LayerRunResult> runLayerUnderPlan(const LinearLayer& layer, const PlanDec
     auto fp = Fp32Linear::fromLayer(layer);
     if (!fp)
         return fp.error();
-    auto q = PlannedLinear::create(layer, d.spec, act);
+    auto q = PlannedLinear::create(layer, d.spec, act, 1, req.given);
     if (!q)
         return q.error();
     r.spec = q->spec();

@@ -19,8 +19,10 @@ namespace quantlens {
 class PlannedLinear {
 public:
     // `spec` as PlanDecision gives it (axis in the stored layout; the layer is run [out, in]).
+    // `given`: integers a method found for this spec ([out, in], axis 0; PreparedPlan's
+    // runnerWeights), used instead of rounding to nearest.
     static Result<PlannedLinear> create(const LinearLayer& layer, QuantSpec spec, const ActivationSpec& act,
-                                        int threads = 1);
+                                        int threads = 1, const QuantizedTensor* given = nullptr);
     void forward(const float* x, int64_t m, float* y) const;
     bool simulated() const { return sim_ != nullptr; }
     std::string isa() const;  // the GEMM variant, or "simulated (float GEMM)"
@@ -42,6 +44,7 @@ struct LayerRunRequest {
     int repeats = 5;
     double minRepeatSeconds = 0.005;  // tiny layers run in microseconds: loop each repeat
     const std::atomic<bool>* cancel = nullptr;
+    const QuantizedTensor* given = nullptr;  // a method's integers (PlannedLinear::create)
 };
 
 struct LayerRunResult {

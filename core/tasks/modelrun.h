@@ -11,6 +11,7 @@
 #include "plan/quantplan.h"
 #include "runner/encoder.h"
 #include "runner/sensitivity.h"
+#include "tasks/methodprep.h"
 
 namespace quantlens {
 
@@ -23,13 +24,16 @@ struct RunnerLayerPlan {
     std::string tensor;      // its weight tensor in the model
     PlanDecision decision;
     bool simulated = false;  // no int8 GEMM for this spec/activation mode
+    std::string method = "rtn";  // how its integers were found (methodName), "" when kept float
 };
 
 // Sets the runner's activations and every linear layer's spec from `plan` (the layers stay
 // switched as they were), and returns what each layer gets. Also fills `opt.specs` and
-// `opt.keepFloat` so computeSensitivity ranks and measures the plan.
+// `opt.keepFloat` so computeSensitivity ranks and measures the plan. With `prep` (the plan's
+// methods, run by preparePlan; `r` and `m` must then be its model) each GPTQ layer computes
+// with GPTQ's integers.
 Result<std::vector<RunnerLayerPlan>> applyPlan(EncoderRunner& r, const Model& m, const QuantPlan& plan,
-                                               SensitivityOptions& opt);
+                                               SensitivityOptions& opt, const PreparedPlan* prep = nullptr);
 
 struct ModelRunRequest {
     SensitivityView view = SensitivityView::OneQuantized;
@@ -43,6 +47,7 @@ struct ModelRunReport {
 };
 
 Result<ModelRunReport> runModelUnderPlan(EncoderRunner& r, const Model& m, const QuantPlan& plan,
-                                         const EncoderInput& in, const ModelRunRequest& req = {});
+                                         const EncoderInput& in, const ModelRunRequest& req = {},
+                                         const PreparedPlan* prep = nullptr);
 
 }  // namespace quantlens

@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """Benchmark (not a test): writing a quantized GGUF with quantlens-cli against ggml's own
 quantizer (ggml_quantize_chunk from the test clients' libggml-base.so through ctypes) on the
-same tensors, one thread each, on a Llama-shaped model of >= 100M parameters generated on
-the fly in a temporary folder (never committed). Reports wall time, peak RSS of the CLI
-(/usr/bin/time -v) and checks a sample of tensors byte for byte.
+same tensors, on a Llama-shaped model of >= 100M parameters generated on the fly in a
+temporary folder (never committed). quantlens-cli splits each tensor's rows over every core;
+ggml is timed on one thread and on as many threads as there are cores (rows split the same
+way, as llama-quantize does; ctypes releases the GIL during the call). Reports wall time, peak
+RSS of the CLI (/usr/bin/time -v) and checks every quantized tensor byte for byte.
 
 Run: /usr/bin/python3 tests/bench/bench_ggufwrite.py BUILD_DIR [--schemes q8_0,q4_k,q6_k]
 """
@@ -13,6 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -52,7 +55,9 @@ def main():
         lin_params = sum(int(np.prod(ne)) for _, ne, _ in linear)
         print("CPU: %s; model: %.1fM parameters, %.1fM in %d linear layers" % (
             cpu_name(), params / 1e6, lin_params / 1e6, len(linear)))
-        print("%-6s %12s %12s %14s %10s" % ("scheme", "ours (s)", "ggml (s)", "ours peak RSS", "bytes"))
+        cores = os.cpu_count()
+        print("%-6s %12s %14s %16s %14s %10s" % ("scheme", "ours (s)", "ggml 1 thr (s)", "ggml %d thr (s)" % cores,
+                                                  "ours peak RSS", "bytes"))
         for scheme in a.schemes.split(","):
             out = os.path.join(tmp, "out-%s.gguf" % scheme)
             t0 = time.perf_counter()
@@ -66,18 +71,37 @@ def main():
             # ggml on the same tensors: the values already in memory, only the quantizer timed.
             tname = {"q4_k": "q4_K", "q5_k": "q5_K", "q6_k": "q6_K"}.get(scheme, scheme)
             ggml_s = 0.0
+            ggml_mt = 0.0
             outs = {}
             for name, ne, raw in linear:
                 x = np.frombuffer(raw[:4 * int(np.prod(ne))], dtype="<f4")
                 t0 = time.perf_counter()
                 outs[name] = g.quantize(tname, x, ne[0])
                 ggml_s += time.perf_counter() - t0
+                rows = x.size // ne[0]
+                parts = [None] * cores
+                cuts = [rows * i // cores for i in range(cores + 1)]
+
+                def part(i):
+                    parts[i] = g.quantize(tname, x[cuts[i] * ne[0]:cuts[i + 1] * ne[0]], ne[0])
+                t0 = time.perf_counter()
+                threads = [threading.Thread(target=part, args=(i,)) for i in range(1, cores)]
+                for t in threads:
+                    t.start()
+                part(0)
+                for t in threads:
+                    t.join()
+                ggml_mt += time.perf_counter() - t0
+                if b"".join(parts) != outs[name]:
+                    print("ggml's own row split differs in %s" % name)
+                    sys.exit(1)
             _, written, _ = read_gguf(out)
             for name, ne, _, raw in written:
                 if name in outs and raw[:len(outs[name])] != outs[name]:
                     print("MISMATCH in %s" % name)
                     sys.exit(1)
-            print("%-6s %12.2f %12.2f %11.0f MiB %10d" % (scheme, ours, ggml_s, rss / 1024, os.path.getsize(out)))
+            print("%-6s %12.2f %14.2f %16.2f %10.0f MiB %10d" % (scheme, ours, ggml_s, ggml_mt, rss / 1024,
+                                                                 os.path.getsize(out)))
             os.remove(out)
         print("ours: the whole CLI run (read, quantize, write %d MiB source, fsync, rename); ggml: "
               "ggml_quantize_chunk calls only. Every tensor byte-identical." % (os.path.getsize(src) >> 20))

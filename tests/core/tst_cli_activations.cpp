@@ -5,6 +5,7 @@
 #include <QTest>
 
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "clirunner.h"
@@ -171,24 +172,58 @@ private slots:
                                     QStringLiteral("--granularity"), QStringLiteral("group:32"), QStringLiteral("--method"), QStringLiteral("gptq"),
                                     QStringLiteral("--act-order"), QStringLiteral("--calib-text"), data("activations/calib_sentences.txt"),
                                     QStringLiteral("--out"), out, QStringLiteral("--json")});
-        // quantlens-cli also loads ONNX's protobuf 3.21 (the QDQ export), which Debian's
-        // libsentencepiece (bundling protobuf 3.14) cannot share a process with: the text path
-        // is refused with the reason instead of aborting. tst_tokenizer checks the tokenizer
-        // itself in a process without ONNX.
-        if (r.code == 0) {
-            QVERIFY(r.err.contains("GGUF llama vocabulary"));
-            const json doc = json::parse(r.out.toStdString());
-            QCOMPARE(doc["tensors"].size(), size_t(2));
-            for (const json& t : doc["tensors"]) {
-                QCOMPARE(t["method"]["method"].get<std::string>(), std::string("gptq (act order)"));
-                QVERIFY(t["method"]["output_sqnr_db"].get<double>() > t["method"]["rtn_output_sqnr_db"].get<double>());
-            }
-            QVERIFY(QFile::exists(out));
-        } else {
-            QCOMPARE(r.code, 1);
-            QVERIFY2(r.err.contains("--calib-tokens") && r.err.contains("protobuf"), r.err.constData());
-            QVERIFY(!QFile::exists(out));
+        // quantlens-cli holds ONNX's protobuf 3.21; SentencePiece runs in quantlens-tokenize.
+        QVERIFY2(r.code == 0, r.err.constData());
+        QVERIFY(r.err.contains("GGUF llama vocabulary"));
+        const json doc = json::parse(r.out.toStdString());
+        QCOMPARE(doc["tensors"].size(), size_t(2));
+        for (const json& t : doc["tensors"]) {
+            QCOMPARE(t["method"]["method"].get<std::string>(), std::string("gptq:actorder"));
+            QVERIFY(t["method"]["output_sqnr_db"].get<double>() > t["method"]["rtn_output_sqnr_db"].get<double>());
         }
+        QVERIFY(QFile::exists(out));
+    }
+
+    // --calib-text gives the statistics of --calib-tokens with the ids python's sentencepiece
+    // makes of the same lines (BOS first; tests/scripts/make_tokenizer_fixtures.py).
+    void textEqualsItsTokenIds()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        auto run = [](const char* option, const QString& file) {
+            return test::runCli({QStringLiteral("activations"), test::sharedModel(QStringLiteral("stories260K.gguf")), QLatin1String(option), file,
+                                 QStringLiteral("--layer"), QStringLiteral("blk.0.attn_q"), QStringLiteral("--json")});
+        };
+        const Run text = run("--calib-text", data("activations/calib_sentences.txt"));
+        const Run ids = run("--calib-tokens", data("tokenizer/stories260K_calib_tokens.txt"));
+        QVERIFY2(text.code == 0, text.err.constData());
+        QVERIFY2(ids.code == 0, ids.err.constData());
+        QVERIFY(text.err.contains("GGUF llama vocabulary (512 pieces"));
+        json a = json::parse(text.out.toStdString());
+        json b = json::parse(ids.out.toStdString());
+        QCOMPARE(a["sequences"].get<int64_t>(), int64_t(7));
+        QCOMPARE(a["tokens"].get<int64_t>(), int64_t(145));
+        a.erase("seconds");
+        b.erase("seconds");
+        QCOMPARE(a["layers"].size(), size_t(1));
+        QVERIFY(a == b);
+    }
+
+    // Without the helper beside it, the text path fails with one line saying what is missing.
+    void missingHelperIsOneLine()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        QTemporaryDir bin;
+        const QString cli = bin.filePath(QStringLiteral("quantlens-cli"));
+        std::error_code ec;  // a hard link where the file system allows (the binary is large), else a copy
+        std::filesystem::create_hard_link(QUANTLENS_CLI, cli.toStdString(), ec);
+        QVERIFY(!ec || QFile::copy(QStringLiteral(QUANTLENS_CLI), cli));
+        const Run r = test::runCli({QStringLiteral("activations"), test::sharedModel(QStringLiteral("stories260K.gguf")), QStringLiteral("--calib-text"),
+                                    data("activations/calib_sentences.txt"), QStringLiteral("--json")},
+                                   {.program = cli});
+        QCOMPARE(r.code, 1);
+        QVERIFY(r.out.isEmpty());
+        QCOMPARE(r.err.trimmed().count('\n'), 0);
+        QVERIFY2(r.err.contains("quantlens-tokenize") && r.err.contains("--calib-tokens"), r.err.constData());
     }
 
 private:

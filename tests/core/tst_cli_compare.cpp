@@ -95,6 +95,58 @@ private slots:
         QCOMPARE(q8, 31);
     }
 
+    // The compressed-tensors exports (W8A8 int-quantized per channel, W4A16 pack-quantized
+    // group 8 and per channel) read back through config.json's quantization_config: each
+    // tensor's figures are exactly those `quantize --json` reported, and the bits per weight
+    // count the codes, the scales and weight_shape.
+    void compressedTensorsExportSqnrIsQuantizeSqnr()
+    {
+        QTemporaryDir dir;
+        const QString model = quantlens::test::dataPath(QStringLiteral("encoder/llama3_tiny"));
+        struct Case {
+            const char* name;
+            QStringList args;
+            int bits;
+            int64_t group;  // 0: per channel
+        };
+        const Case cases[] = {
+            {"w8a8", {"--scheme", "torch-symmetric", "--granularity", "channel"}, 8, 0},
+            {"w4a16-g8", {"--scheme", "torch-symmetric", "--bits", "4", "--granularity", "group:8"}, 4, 8},
+            {"w4a16-channel", {"--scheme", "seed", "--bits", "4", "--granularity", "channel"}, 4, 0},
+        };
+        for (const Case& k : cases) {
+            const QString out = dir.filePath(QString::fromLatin1(k.name));
+            QStringList args{"quantize", model, "--all-linear"};
+            args << k.args << QStringList{"--format", "compressed-tensors", "--out", out, "--json"};
+            auto q = runCli(args);
+            QVERIFY2(q.code == 0, q.err.constData());
+            const json qj = json::parse(q.out.toStdString());
+            auto c = runCli({"compare", out, model, "--json"});
+            QVERIFY2(c.code == 0, c.err.constData());
+            const json cj = json::parse(c.out.toStdString());
+            QVERIFY2(cj["unmatched_a"].empty() && cj["unmatched_b"].empty() && cj["mismatched"].empty(), cj.dump().c_str());
+            std::map<std::string, json> byName;
+            for (const json& m : cj["matched"])
+                byName[m["a_name"].get<std::string>()] = m;
+            QCOMPARE(byName.size(), size_t(20));
+            QCOMPARE(qj["tensors"].size(), size_t(14));
+            for (const json& t : qj["tensors"]) {
+                const json& m = byName.at(t["name"].get<std::string>());
+                QVERIFY2(m["sqnr_db"].get<double>() == t["sqnr_db"].get<double>(), (std::string(k.name) + " " + t["name"].dump()).c_str());
+                QVERIFY(m["cosine"].get<double>() == t["cosine"].get<double>());
+                QVERIFY(m["max_abs_error"].get<double>() == t["max_abs_error"].get<double>());
+                const int64_t outF = t["shape"][0].get<int64_t>(), inF = t["shape"][1].get<int64_t>();
+                int64_t bytes = 0;
+                if (k.bits == 8)
+                    bytes = outF * inF + outF * 4;  // I8 codes + F32 [out, 1] scales
+                else
+                    bytes = outF * ((inF + 7) / 8) * 4 + outF * (k.group ? inF / k.group : 1) * 4 + 16;  // + weight_shape
+                QCOMPARE(m["a_bits_per_weight"].get<double>(), double(bytes) * 8.0 / double(outF * inF));
+                QCOMPARE(m["b_bits_per_weight"].get<double>(), 32.0);
+            }
+        }
+    }
+
     void hfCopyTextTable()
     {
         QL_REQUIRE_SHARED_MODELS();

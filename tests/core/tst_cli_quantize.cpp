@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -151,6 +152,40 @@ private slots:
         QTest::newRow("gguf from a non-GGUF model") << QStringList{q, demo, all, QStringLiteral("--scheme"), QStringLiteral("q8_0"), out, QStringLiteral("x.gguf")} << 2 << QStringLiteral(".safetensors");
         QTest::newRow("int8 scheme to gguf") << QStringList{q, demo, all, QStringLiteral("--scheme"), QStringLiteral("torch-symmetric"), out, QStringLiteral("x.gguf")} << 2 << QStringLiteral("q4_k");
         QTest::newRow("q4_k to h5") << QStringList{q, demo, all, QStringLiteral("--scheme"), QStringLiteral("q4_k"), out, h5} << 2 << QStringLiteral("GGUF");
+        // A llama-quantize mix: GGUF only, from a GGUF model, choosing the tensors itself.
+        const QString mix = QStringLiteral("q4_k_m");
+        QTest::newRow("mix to h5") << QStringList{q, demo, QStringLiteral("--scheme"), mix, out, h5} << 2 << QStringLiteral("only as GGUF");
+        QTest::newRow("mix with --all-linear") << QStringList{q, demo, all, QStringLiteral("--scheme"), mix, out, QStringLiteral("x.gguf")} << 2 << QStringLiteral("llama-quantize");
+        QTest::newRow("mix from a non-GGUF model") << QStringList{q, demo, QStringLiteral("--scheme"), mix, out, QStringLiteral("x.gguf")} << 2 << QStringLiteral(".safetensors");
+        QTest::newRow("q3_k_m is not offered") << QStringList{q, demo, QStringLiteral("--scheme"), QStringLiteral("q3_k_m"), out, QStringLiteral("x.gguf")} << 2 << QStringLiteral("q4_k_m");
+    }
+
+    // stories260K with --scheme q4_k_m: llama.cpp's types (tst_ggufmix has each tensor's),
+    // file_type 15, a rule per tensor in the JSON and a per-type line in the table.
+    void ggufMixExport()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        QTemporaryDir tmp;
+        const QString model = quantlens::test::sharedModel(QStringLiteral("stories260K.gguf"));
+        const QString outPath = tmp.filePath(QStringLiteral("m.gguf"));
+        const Run r = cli({QStringLiteral("quantize"), model, QStringLiteral("--scheme"), QStringLiteral("q4_k_m"),
+                           QStringLiteral("--out"), outPath, QStringLiteral("--json")});
+        QVERIFY2(r.code == 0, r.err.constData());
+        const auto doc = nlohmann::json::parse(r.out.toStdString());
+        QCOMPARE(doc["file_type"].get<int>(), 15);
+        std::map<std::string, int> types;
+        for (const auto& t : doc["tensors"]) {
+            types[t["type"].get<std::string>()] += 1;
+            if (!t["requested"].is_null())
+                QVERIFY(!t["why"].get<std::string>().empty());
+        }
+        QCOMPARE(types, (std::map<std::string, int>{{"f16", 5}, {"f32", 11}, {"q5_0", 29}, {"q8_0", 3}}));
+        const Run table = cli({QStringLiteral("quantize"), model, QStringLiteral("--scheme"), QStringLiteral("q4_k_m"),
+                               QStringLiteral("--out"), outPath});
+        QVERIFY2(table.code == 0, table.err.constData());
+        QVERIFY(table.out.contains("types: f16 5"));
+        QVERIFY(table.out.contains("use_more_bits"));
+        QVERIFY(table.out.contains("general.file_type 15"));
     }
 
     // stories260K to GGUF with q4_k: the JSON names each tensor's type (rows of 64 fall back

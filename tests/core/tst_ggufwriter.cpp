@@ -6,10 +6,14 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <filesystem>
 
+#include "io/ggufspecmap.h"
 #include "io/ggufwriter.h"
+#include "quant/calibrate.h"
 #include "model.h"
 #include "quant/ggmlquant.h"
 #include "testsupport.h"
@@ -242,6 +246,84 @@ private slots:
             }
     }
 
+    // Specs that are not ggml types map to the nearest one; clips as the spec's calibrator
+    // says (symmetric at +-max|range|, per row for per-channel) before ggml's blocks.
+    void mapsSpecsThatAreNotGgml()
+    {
+        auto typeOf = [](Scheme s, int bits, Granularity g, int64_t group = 0) {
+            QuantSpec q = scheme(s);
+            q.bits = bits;
+            q.granularity = g;
+            q.groupSize = group;
+            auto m = ggmlTypeForSpec(q);
+            return m ? std::string(ggmlTypeInfo(m->type)->name) : "refused: " + m.error().message;
+        };
+        QCOMPARE(typeOf(Scheme::TorchSymmetric, 8, Granularity::PerChannel), std::string("q8_0"));
+        QCOMPARE(typeOf(Scheme::TorchAffine, 8, Granularity::PerTensor), std::string("q8_0"));
+        QCOMPARE(typeOf(Scheme::NarrowSymmetric, 7, Granularity::PerChannel), std::string("q8_0"));
+        QCOMPARE(typeOf(Scheme::TorchSymmetric, 6, Granularity::PerChannel), std::string("q6_K"));
+        QCOMPARE(typeOf(Scheme::TorchSymmetric, 5, Granularity::PerGroup, 32), std::string("q5_0"));
+        QCOMPARE(typeOf(Scheme::TorchAffine, 5, Granularity::PerGroup, 32), std::string("q5_1"));
+        QCOMPARE(typeOf(Scheme::TorchAffine, 5, Granularity::PerGroup, 256), std::string("q5_K"));
+        QCOMPARE(typeOf(Scheme::TorchSymmetric, 4, Granularity::PerGroup, 32), std::string("q4_0"));
+        QCOMPARE(typeOf(Scheme::TorchAffine, 4, Granularity::PerGroup, 32), std::string("q4_1"));
+        QCOMPARE(typeOf(Scheme::TorchAffine, 4, Granularity::PerGroup, 256), std::string("q4_K"));
+        QCOMPARE(typeOf(Scheme::TorchSymmetric, 4, Granularity::PerGroup, 256), std::string("q4_0"));
+        QVERIFY(typeOf(Scheme::TorchSymmetric, 2, Granularity::PerChannel).rfind("refused", 0) == 0);
+        QVERIFY(!ggmlTypeForSpec(scheme(Scheme::Q4_K))->mapped);
+
+        QL_REQUIRE_SHARED_MODELS();
+        QuantSpec int8 = scheme(Scheme::TorchSymmetric);  // a tuned int8 per-channel range
+        int8.granularity = Granularity::PerChannel;
+        int8.calib = CalibMethod::Manual;
+        int8.manualLo = -0.05f;
+        int8.manualHi = 0.03f;
+        QuantSpec affine4 = scheme(Scheme::TorchAffine);
+        affine4.bits = 4;
+        affine4.granularity = Granularity::PerGroup;
+        affine4.groupSize = 32;
+        QuantSpec pct = affine4;  // a percentile per output channel: each row clipped on its own
+        pct.granularity = Granularity::PerChannel;
+        pct.calib = CalibMethod::Percentile;
+        pct.percentile = 99.0;
+        QTemporaryDir tmp;
+        GgufWriteOptions o;
+        o.outPath = tmp.filePath("m.gguf").toStdString();
+        auto r = writeGgufExport(stories(), {{"blk.0.attn_q.weight", int8}, {"blk.0.attn_k.weight", affine4},
+                                             {"blk.0.attn_output.weight", pct}}, o);
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());
+        auto src = openModel(stories());
+        auto dst = openModel(o.outPath);
+        QVERIFY(src.ok() && dst.ok());
+        auto expect = [&](const std::string& name, GgmlType type, const std::function<void(std::vector<float>&)>& clip) {
+            std::vector<float> x = *tensorOf(*src, name).toFloat();
+            clip(x);
+            std::vector<std::byte> want(size_t(x.size() / 32 * ggmlTypeInfo(type)->blockBytes));
+            QVERIFY(ggmlQuantize(type, x, 64, want).ok());
+            const Tensor& q = tensorOf(*dst, name);
+            QVERIFY2(q.data.size() == want.size() && std::memcmp(q.data.data(), want.data(), want.size()) == 0, name.c_str());
+            for (const GgufTensorResult& t : r->tensors)
+                if (t.name == name) {
+                    QVERIFY(t.mapped);
+                    QCOMPARE(t.written, std::string(ggmlTypeInfo(type)->name));
+                    QVERIFY2(t.why.find(std::string("-> ") + ggmlTypeInfo(type)->name) != std::string::npos, t.why.c_str());
+                }
+        };
+        expect("blk.0.attn_q.weight", GgmlType::Q8_0, [](std::vector<float>& x) {
+            for (float& v : x)
+                v = std::clamp(v, -0.05f, 0.05f);  // symmetric: +-max(|lo|, |hi|)
+        });
+        expect("blk.0.attn_k.weight", GgmlType::Q4_1, [](std::vector<float>&) {});
+        expect("blk.0.attn_output.weight", GgmlType::Q4_1, [&](std::vector<float>& x) {
+            for (size_t row = 0; row < x.size(); row += 64) {
+                std::span<float> s(x.data() + row, 64);
+                const Range rg = *calibrateRange(s, pct);
+                for (float& v : s)
+                    v = std::clamp(v, rg.lo, rg.hi);
+            }
+        });
+    }
+
     void badInputLeavesNothing()
     {
         QTemporaryDir tmp;
@@ -250,15 +332,20 @@ private slots:
         // Not a GGUF source: refused, naming the pair.
         auto r = writeGgufExport(test::dataPath("ggml/edges.bin").toStdString(), {}, o);
         QVERIFY(!r.ok());
-        QCOMPARE(r.error().code, std::string("unsupported-pair"));
+        QCOMPARE(r.error().code, std::string("bad-pair"));
         QVERIFY(emptyDir(tmp));
         QL_REQUIRE_SHARED_MODELS();
         r = writeGgufExport(stories(), {{"no.such.tensor", scheme(Scheme::Q8_0)}}, o);
         QVERIFY(!r.ok());
         QVERIFY(emptyDir(tmp));
-        r = writeGgufExport(stories(), {{"blk.0.attn_q.weight", scheme(Scheme::TorchSymmetric)}}, o);
+        // 3 bits have no ggml type Quantlens writes: refused with the reason, nothing written.
+        QuantSpec three = scheme(Scheme::TorchSymmetric);
+        three.bits = 3;
+        r = writeGgufExport(stories(), {{"blk.0.attn_q.weight", three}}, o);
         QVERIFY(!r.ok());
-        QVERIFY(r.error().message.find("q4_k") != std::string::npos);
+        QCOMPARE(r.error().code, std::string("no-ggml-type"));
+        QCOMPARE(r.error().tensor, std::string("blk.0.attn_q.weight"));
+        QVERIFY(r.error().message.find("3-bit") != std::string::npos);
         QVERIFY(emptyDir(tmp));
         QuantSpec entropy = scheme(Scheme::Q4_0);
         entropy.calib = CalibMethod::Entropy;

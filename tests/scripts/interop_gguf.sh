@@ -4,10 +4,12 @@
 #  1. stories260K.gguf with Q8_0 for every linear layer: the same first 20 tokens from
 #     "Once upon a time" as the F32 original, every tensor's bytes equal ggml's;
 #     with Q4_K, rows of 64 fall back to Q5_0 and rows of 172 to F16 (llama-quantize's rule);
-#  2. a small Llama GGUF with rows of 256 (made on the fly): Q4_K, Q6_K and a Q4_K_M-like
-#     mix (attn_v and ffn_down Q6_K, the rest Q4_K) load and generate 20 tokens in
-#     llama.cpp, bytes equal ggml's.
-# Usage: tests/scripts/interop_gguf.sh BUILD_DIR     (about 1 minute on 2 cores)
+#     with --scheme q4_k_m, every tensor's type and bytes equal llama.cpp's own
+#     llama_model_quantize (libllama through ctypes) and it generates the same 20 tokens;
+#  2. a small Llama GGUF with rows of 256 (made on the fly): Q4_K, Q6_K and the q4_k_m and
+#     q5_k_m mixes load and generate 20 tokens in llama.cpp, bytes equal ggml's, and the
+#     mixes' types and bytes equal llama_model_quantize's.
+# Usage: tests/scripts/interop_gguf.sh BUILD_DIR     (about 30 s on 2 shared cores)
 set -euo pipefail
 BUILD=$(realpath "${1:?usage: interop_gguf.sh BUILD_DIR}")
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -38,8 +40,12 @@ tokens_of() { $PY -c 'import json,sys; print(" ".join(map(str, json.loads(sys.st
 $PY -c 'import json,sys,collections; d=json.load(open(sys.argv[1])); print("stories260K q8_0 types:", dict(collections.Counter(t["type"] for t in d["tensors"] if t["requested"])))' "$TMP/s-q8_0.json"
 check "stories260K q8_0 bytes = ggml_quantize_chunk" quiet $PY "$HERE/check_gguf_export.py" "$MODELS/stories260K.gguf" "$TMP/s-q8_0.gguf"
 "$CLI" quantize "$MODELS/stories260K.gguf" --all-linear --scheme q4_k --out "$TMP/s-q4_k.gguf" --json > "$TMP/s-q4_k.json" 2> /dev/null
-# One llama.cpp process for the three stories files (each start costs seconds).
-gen "$MODELS/stories260K.gguf" "$TMP/s-q8_0.gguf" "$TMP/s-q4_k.gguf" > "$TMP/gen-stories.txt"
+"$CLI" quantize "$MODELS/stories260K.gguf" --scheme q4_k_m --out "$TMP/s-q4_k_m.gguf" > /dev/null 2>&1
+check "stories260K q4_k_m types and bytes = llama_model_quantize's" \
+    $PY "$HERE/check_gguf_mix.py" "$MODELS/stories260K.gguf" "$TMP/s-q4_k_m.gguf" q4_k_m "$TMP/s-ref-q4_k_m.gguf"
+# One llama.cpp process for the stories files (each start costs seconds).
+gen "$MODELS/stories260K.gguf" "$TMP/s-q8_0.gguf" "$TMP/s-q4_k.gguf" "$TMP/s-q4_k_m.gguf" "$TMP/s-ref-q4_k_m.gguf" \
+    > "$TMP/gen-stories.txt"
 ref=$(grep -F '"model":"'"$MODELS/stories260K.gguf"'"' "$TMP/gen-stories.txt" | tokens_of)
 got=$(grep -F "s-q8_0.gguf" "$TMP/gen-stories.txt" | tokens_of)
 echo "f32 : $ref"
@@ -52,6 +58,11 @@ $PY -c 'import json,sys,collections; d=json.load(open(sys.argv[1])); print("stor
 check "stories260K q4_k (fallbacks) bytes = ggml_quantize_chunk" quiet $PY "$HERE/check_gguf_export.py" "$MODELS/stories260K.gguf" "$TMP/s-q4_k.gguf"
 n=$(grep -F "s-q4_k.gguf" "$TMP/gen-stories.txt" | tokens_of | wc -w)
 check "stories260K q4_k loads in llama.cpp and generates 20 tokens" test "$n" = 20
+ours=$(grep -F "s-q4_k_m.gguf" "$TMP/gen-stories.txt" | tokens_of)
+theirs=$(grep -F "s-ref-q4_k_m.gguf" "$TMP/gen-stories.txt" | tokens_of)
+echo "q4_k_m (ours)     : $ours"
+echo "q4_k_m (llama.cpp): $theirs"
+check "stories260K q4_k_m generates llama.cpp's own Q4_K_M file's 20 tokens" test "$ours" = "$theirs" -a "$(echo $ours | wc -w)" = 20
 
 # 2. rows of 256: the k-quants apply everywhere.
 $PY "$HERE/make_llama256_gguf.py" "$TMP/l256.gguf"
@@ -59,18 +70,12 @@ for s in q4_k q6_k; do
     "$CLI" quantize "$TMP/l256.gguf" --all-linear --scheme $s --out "$TMP/l256-$s.gguf" > /dev/null 2>&1
     check "llama256 $s bytes = ggml_quantize_chunk" quiet $PY "$HERE/check_gguf_export.py" "$TMP/l256.gguf" "$TMP/l256-$s.gguf"
 done
-hi=(); lo=()
-for i in 0 1; do
-    hi+=(--tensor "blk.$i.attn_v.weight" --tensor "blk.$i.ffn_down.weight")
-    lo+=(--tensor "blk.$i.attn_q.weight" --tensor "blk.$i.attn_k.weight" --tensor "blk.$i.attn_output.weight"
-         --tensor "blk.$i.ffn_gate.weight" --tensor "blk.$i.ffn_up.weight")
+for mix in q4_k_m q5_k_m; do
+    "$CLI" quantize "$TMP/l256.gguf" --scheme $mix --out "$TMP/l256-$mix.gguf" > /dev/null 2>&1
+    check "llama256 $mix types and bytes = llama_model_quantize's" $PY "$HERE/check_gguf_mix.py" "$TMP/l256.gguf" "$TMP/l256-$mix.gguf" $mix
 done
-"$CLI" quantize "$TMP/l256.gguf" "${hi[@]}" --scheme q6_k --out "$TMP/l256-mid.gguf" > /dev/null 2>&1
-"$CLI" quantize "$TMP/l256-mid.gguf" "${lo[@]}" --tensor output.weight --scheme q4_k --out "$TMP/l256-mix.gguf" > /dev/null 2>&1
-check "llama256 mix step 1 (q6_k) bytes = ggml" quiet $PY "$HERE/check_gguf_export.py" "$TMP/l256.gguf" "$TMP/l256-mid.gguf"
-check "llama256 mix step 2 (q4_k) bytes = ggml" quiet $PY "$HERE/check_gguf_export.py" "$TMP/l256-mid.gguf" "$TMP/l256-mix.gguf"
-gen "$TMP/l256-q4_k.gguf" "$TMP/l256-q6_k.gguf" "$TMP/l256-mix.gguf" > "$TMP/gen256.txt"
-for s in q4_k q6_k mix; do
+gen "$TMP/l256-q4_k.gguf" "$TMP/l256-q6_k.gguf" "$TMP/l256-q4_k_m.gguf" "$TMP/l256-q5_k_m.gguf" > "$TMP/gen256.txt"
+for s in q4_k q6_k q4_k_m q5_k_m; do
     n=$(grep "l256-$s.gguf" "$TMP/gen256.txt" | tokens_of | wc -w)
     check "llama256 $s loads in llama.cpp and generates 20 tokens" test "$n" = 20
 done

@@ -27,9 +27,10 @@ def gstr(s):
     return struct.pack("<Q", len(b)) + b
 
 
-def main(out_path, hidden=HIDDEN, ffn=FFN, layers=LAYERS, heads=HEADS, vocab=None):
+def main(out_path, hidden=HIDDEN, ffn=FFN, layers=LAYERS, heads=HEADS, vocab=None, tied=False):
     """Also used by tests/bench/bench_ggufwrite.py for a >= 100M-parameter model (tensors are
-    generated one at a time while writing, so memory stays about one tensor)."""
+    generated one at a time while writing, so memory stays about one tensor), and by
+    make_gguf_mix_fixtures.py (tied=True: no output.weight, llama.cpp reuses token_embd)."""
     kvs, tensors, _ = read_gguf(STORIES)
     stories_vocab = next(ne for n, ne, _, _ in tensors if n == "token_embd.weight")[1]
     vocab = vocab or stories_vocab
@@ -48,6 +49,8 @@ def main(out_path, hidden=HIDDEN, ffn=FFN, layers=LAYERS, heads=HEADS, vocab=Non
     specs = [("token_embd.weight", [HIDDEN, vocab], w(HIDDEN, vocab)),
              ("output_norm.weight", [HIDDEN], ones(HIDDEN)),
              ("output.weight", [HIDDEN, vocab], w(HIDDEN, vocab))]
+    if tied:
+        specs.pop()
     for i in range(LAYERS):
         p = "blk.%d." % i
         specs += [(p + "attn_q.weight", [HIDDEN, HIDDEN], w(HIDDEN, HIDDEN)),

@@ -1,12 +1,16 @@
 // The Activations tab driven like a user, offscreen: recording a GPT-2 layer's inputs from
 // typed token ids gives the same per-channel statistics as recordActivations called
 // directly, the plots and the α slider show them, another selection marks the result stale,
-// a model without a tokenizer refuses text with a reason, and Cancel ends a run cleanly.
+// a model without a tokenizer refuses text with a reason, text from a file goes through the
+// model's tokenizer, and Cancel ends a run cleanly.
+#include <QFile>
 #include <QLabel>
+#include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QSlider>
 #include <QSpinBox>
+#include <QTemporaryDir>
 #include <QTest>
 
 #include <qcustomplot.h>
@@ -94,6 +98,47 @@ private slots:
         QVERIFY(done.wait(kWaitMs));
         QVERIFY(!p.result());
         QVERIFY(p.statusText().contains(QStringLiteral("tokenizer")));
+    }
+
+    // Text from a file, through the model's own tokenizer in the quantlens-tokenize helper:
+    // the same statistics as the ids python's sentencepiece makes of those lines.
+    void textFileThroughTheTokenizer()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        auto opened = openModel(test::sharedModel(QStringLiteral("stories260K.gguf")).toStdString());
+        QVERIFY(opened.ok());
+        auto m = std::make_shared<const Model>(std::move(*opened));
+        ActivationsPanel p;
+        p.setSelection(m, indexOf(*m, "blk.0.attn_q.weight"));
+        QVERIFY(p.loadInputFile(test::dataPath(QStringLiteral("activations/calib_sentences.txt"))));
+        QSignalSpy done(&p, &ActivationsPanel::finished);
+        p.run();
+        QVERIFY(done.wait(kWaitMs));
+        QVERIFY2(p.result(), qPrintable(p.statusText()));
+        QVERIFY(p.result()->input.contains(QStringLiteral("GGUF llama vocabulary")));
+        QCOMPARE(p.result()->tokens, int64_t(145));
+        const LayerActivationStats text = p.result()->stats;
+
+        QVERIFY(p.loadInputFile(test::dataPath(QStringLiteral("tokenizer/stories260K_calib_tokens.txt"))));
+        p.setInput(ActivationsPanel::TokenIds, p.findChild<QPlainTextEdit*>()->toPlainText());
+        p.run();
+        QVERIFY(done.wait(kWaitMs));
+        QVERIFY2(p.result(), qPrintable(p.statusText()));
+        QCOMPARE(p.result()->stats.absMax, text.absMax);
+        QCOMPARE(p.result()->stats.tokens, text.tokens);
+    }
+
+    void anOversizedFileIsRefused()
+    {
+        QTemporaryDir dir;
+        QFile big(dir.filePath(QStringLiteral("big.txt")));
+        QVERIFY(big.open(QIODevice::WriteOnly));
+        big.write(QByteArray((1 << 20) + 1, 'a'));
+        big.close();
+        ActivationsPanel p;
+        QVERIFY(!p.loadInputFile(big.fileName()));
+        QVERIFY(p.statusText().contains(QStringLiteral("1 MiB")));
+        QVERIFY(!p.loadInputFile(dir.filePath(QStringLiteral("absent.txt"))));
     }
 
     void cancelEndsTheRun()

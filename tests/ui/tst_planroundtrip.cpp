@@ -5,6 +5,9 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QSignalSpy>
+#include <QComboBox>
+#include <QLabel>
+#include <QPushButton>
 #include <QSpinBox>
 #include <QTemporaryDir>
 #include <QTest>
@@ -12,6 +15,7 @@
 #include <cmath>
 
 #include "clirunner.h"
+#include "activationspanel.h"
 #include "histogramplot.h"
 #include "layers.h"
 #include "mainwindow.h"
@@ -131,6 +135,70 @@ private slots:
         QVERIFY(w.undoStack() != nullptr);
         w.undoStack()->undo();  // the drag
         QVERIFY(waitIdle(w));
+        QVERIFY(sp->isStale());
+    }
+
+    // Issue #19 in the plan: GPTQ chosen in the Activations tab is what the Sensitivity tab
+    // evaluates, and the saved plan replays headless to the same figure.
+    void gptqFromActivationsTab()
+    {
+        const QString model = test::dataPath(QStringLiteral("encoder/gpt2_tiny.safetensors"));
+        MainWindow w(nullptr, /*useSettings=*/false);
+        w.setInteractive(false);
+        w.resize(1400, 900);
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        QSignalSpy loaded(&w, &MainWindow::modelLoaded);
+        w.openFile(model);
+        QVERIFY(loaded.wait(kWaitMs));
+        Session plan = w.session();
+        plan.defaultSpec.bits = 4;
+        QVERIFY(parseGranularity("group:16", plan.defaultSpec).ok());
+        plan.activations.mode = ActivationMode::None;
+        w.restoreSession(plan);
+        QVERIFY(w.selectTensor(QStringLiteral("transformer.h.1.mlp.c_proj.weight")));
+        QVERIFY(waitIdle(w));
+
+        ActivationsPanel* ap = w.activationsPanel();
+        ap->headsBox()->setValue(2);
+        ap->setInput(ActivationsPanel::TokenIds, QStringLiteral("1 5 9 13 17 21 25 29 33 37 41 45\n2 6 10 14 18 22 26 30"));
+        QSignalSpy recorded(ap, &ActivationsPanel::finished);
+        ap->run();
+        QVERIFY(recorded.wait(kWaitMs));
+        QVERIFY(ap->result() && ap->result()->gptq);
+        QVERIFY(ap->result()->gptqOutputSqnrDb > ap->result()->rtnOutputSqnrDb);
+        QVERIFY(!ap->applyAllButton()->isEnabled() || ap->methodBox()->currentIndex() == 0);
+        ap->methodBox()->setCurrentIndex(1);  // GPTQ
+        QVERIFY(ap->applyAllButton()->isEnabled());
+        ap->applyAllButton()->click();
+        QCOMPARE(w.session().defaultMethod.method, WeightMethod::Gptq);
+        QCOMPARE(w.session().calibration.tokens.size(), size_t(2));
+        QVERIFY(ap->planLabel()->text().contains(QStringLiteral("gptq")));
+
+        SensitivityPanel* sp = w.sensitivityPanel();
+        sp->headsBox()->setValue(2);
+        sp->useRandomInput(24);
+        QSignalSpy finished(sp, &SensitivityPanel::finished);
+        sp->run();
+        QVERIFY(finished.wait(kWaitMs));
+        QVERIFY2(sp->lastReport(), qPrintable(sp->statusText()));
+        QVERIFY2(sp->summaryLabel()->text().contains(QStringLiteral("GPTQ on 8 layers")), qPrintable(sp->summaryLabel()->text()));
+        const PlanFigure gui = sp->lastReport()->plan;
+
+        QTemporaryDir dir;
+        const QString file = dir.filePath(QStringLiteral("gptq.json"));
+        QVERIFY2(w.saveSessionTo(file), qPrintable(w.lastError()));
+        const auto r = test::runCli({QStringLiteral("sensitivity"), model, QStringLiteral("--plan"), file,
+                                     QStringLiteral("--heads"), QStringLiteral("2"), QStringLiteral("--random"),
+                                     QStringLiteral("24"), QStringLiteral("--json")});
+        QVERIFY2(r.code == 0, r.err.constData());
+        const QJsonObject cli = QJsonDocument::fromJson(r.out).object().value(QStringLiteral("plan")).toObject();
+        QCOMPARE(cli.value(QStringLiteral("cosine")).toDouble(), gui.hidden.cosine);
+        QCOMPARE(cli.value(QStringLiteral("kld_mean")).toDouble(), gui.next.meanKld);
+
+        // Round to nearest under the same plan: another figure; undo brings GPTQ's back as stale.
+        w.undoStack()->undo();
+        QCOMPARE(w.session().defaultMethod.method, WeightMethod::Rtn);
         QVERIFY(sp->isStale());
     }
 };
