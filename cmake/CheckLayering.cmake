@@ -1,7 +1,10 @@
-# Fails the build when a core folder includes a layer above it. Dependencies point one way:
-#   base (core/*.h)  <-  kernels  <-  quant  <-  io  <-  plan  <-  runner  <-  tasks, compare
+# Names every wrong-way include in core at once, before anything compiles. Dependencies
+# point one way:
+#   base (core/*.h)  <-  kernels  <-  quant  <-  io  <-  plan  <-  runner  <-  compare  <-  tasks
 # so the readers never see the plan, the kernels never see the schemes, and the use-case
-# layer (tasks/) is the only place that sees everything. Run as: cmake -DCORE=dir -P this.
+# layer (tasks/) is the only place that sees everything. The per-folder include roots of
+# core/CMakeLists.txt make the same include a compile error; this script gives the readable
+# message (and catches a "../" path around the roots). Run as: cmake -DCORE=dir -P this.
 cmake_policy(SET CMP0057 NEW)
 set(allowed_kernels "kernels")
 set(allowed_quant "kernels;quant")
@@ -20,6 +23,11 @@ foreach(layer ${layers})
     file(GLOB srcs ${CORE}/${layer}/*.h ${CORE}/${layer}/*.cpp)
   endif()
   foreach(src ${srcs})
+    file(STRINGS ${src} climbs REGEX "^#include \"\\.\\./")
+    foreach(inc ${climbs})
+      file(RELATIVE_PATH rel ${CORE} ${src})
+      string(APPEND bad "\n  core/${rel}: ${inc} (spell it \"folder/file.h\", never with ../)")
+    endforeach()
     file(STRINGS ${src} includes REGEX "^#include \"[a-z]+/")
     foreach(inc ${includes})
       string(REGEX MATCH "\"([a-z]+)/" _ "${inc}")

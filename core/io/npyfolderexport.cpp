@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/atomicfile.h"
+#include "io/exportentryjson.h"
 #include "io/npywriter.h"
 
 namespace quantlens {
@@ -21,8 +22,6 @@ namespace fs = std::filesystem;
 namespace {
 
 using ojson = nlohmann::ordered_json;
-
-ojson finiteOrNull(double v) { return std::isfinite(v) ? ojson(v) : ojson(nullptr); }
 
 template <class T>
 std::span<const std::byte> bytesOf(const std::vector<T>& v)
@@ -159,19 +158,7 @@ Result<ExportReport> writeNpyFolderExport(const Model& m, const std::vector<Expo
         } else {
             j["bias"] = nullptr;
         }
-        j["scheme"] = schemeName(qt.spec.scheme);
-        j["granularity"] = storedGranularity(qt);
-        j["axis"] = storedAxis(qt);
-        j["group_size"] = qt.params.groupSize;
-        j["bits"] = qt.spec.bits;
-        j["qmin"] = qt.params.qmin;
-        j["qmax"] = qt.params.qmax;
-        j["calib"] = calibName(qt.spec);
-        j["range_lo"] = finiteOrNull(qt.params.rangeLo);
-        j["range_hi"] = finiteOrNull(qt.params.rangeHi);
-        j["source_dtype"] = std::string(dtypeName(qt.sourceDtype));
-        j["mse"] = finiteOrNull(p.entry->metrics.mse);
-        j["sqnr_db"] = finiteOrNull(p.entry->metrics.sqnrDb);  // null: exact round trip
+        describeExportEntry(*p.entry, j);
         tensors.push_back(std::move(j));
     }
     ojson manifest;

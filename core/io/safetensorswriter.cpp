@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <cmath>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -10,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/exportentryjson.h"
 #include "truncationguard.h"
 
 namespace quantlens {
@@ -27,29 +27,6 @@ template <class T>
 std::span<const std::byte> bytesOf(const std::vector<T>& v)
 {
     return std::as_bytes(std::span<const T>(v.data(), v.size()));
-}
-
-// JSON has no infinity: an exact round trip (SQNR = inf) is written as null.
-ojson finiteOrNull(double v) { return std::isfinite(v) ? ojson(v) : ojson(nullptr); }
-
-ojson describe(const ExportEntry& e)
-{
-    const QuantizedTensor& qt = e.quantized;
-    ojson j;
-    j["scheme"] = schemeName(qt.spec.scheme);
-    j["granularity"] = storedGranularity(qt);
-    j["axis"] = storedAxis(qt);
-    j["group_size"] = qt.params.groupSize;
-    j["bits"] = qt.spec.bits;
-    j["qmin"] = qt.params.qmin;
-    j["qmax"] = qt.params.qmax;
-    j["calib"] = calibName(qt.spec);
-    j["range_lo"] = finiteOrNull(qt.params.rangeLo);
-    j["range_hi"] = finiteOrNull(qt.params.rangeHi);
-    j["source_dtype"] = std::string(dtypeName(qt.sourceDtype));
-    j["mse"] = finiteOrNull(e.metrics.mse);
-    j["sqnr_db"] = finiteOrNull(e.metrics.sqnrDb);
-    return j;
 }
 
 SafetensorsItem copyItem(const Tensor& t)
@@ -286,7 +263,7 @@ Result<ExportReport> writeSafetensorsExport(const Model& m, const std::vector<Ex
     for (const ExportEntry& e : entries) {
         const std::string s = schemeName(e.quantized.spec.scheme);
         scheme = scheme.empty() || scheme == s ? s : "mixed";
-        perTensor[e.quantized.name] = describe(e);
+        describeExportEntry(e, perTensor[e.quantized.name]);
     }
     SafetensorsMetadata md = {
         {"format", "pt"},  // transformers' from_pretrained expects it

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "kernels/quantrun.h"
+#include "quant/rounding.h"
 
 // LAPACK as OpenBLAS exports it (Debian's libopenblas carries LAPACK; its headers do not
 // declare it, and liblapacke would be a second copy of the same routines).
@@ -21,28 +22,6 @@ namespace quantlens {
 namespace {
 
 using quantrun::Kernel;
-
-// The rounding each scheme's quantize() uses (quantize.cpp kernelFor / quantizeRun).
-Kernel kernelOf(Scheme s)
-{
-    switch (s) {
-    case Scheme::Seed:
-    case Scheme::NarrowSymmetric: return Kernel::DivHalfEven;
-    case Scheme::TorchSymmetric:
-    case Scheme::TorchAffine: return Kernel::MulInvHalfEven;
-    case Scheme::Q8_0: return Kernel::MulInvHalfAway;
-    default: return Kernel::DivHalfEven;  // ggml's block schemes: refused by gptqQuantize
-    }
-}
-
-float multiplier(Kernel k, float scale)
-{
-    if (k == Kernel::DivHalfEven)
-        return scale;
-    if (k == Kernel::MulInvHalfEven)
-        return 1.0f / scale;
-    return scale != 0.0f ? 1.0f / scale : 0.0f;
-}
 
 // H ← upper Cholesky factor U of (H + damp I)⁻¹, Hinv = Uᵀ U, row-major. LAPACK is
 // column-major: its lower factor L of a symmetric matrix read row-major is Lᵀ = U.
@@ -92,7 +71,7 @@ Result<GptqResult> gptqQuantize(std::span<const float> weight, int64_t out, int6
     const bool perTensor = P.scale.size() == 1 && spec.granularity == Granularity::PerTensor && spec.scheme != Scheme::Q8_0;
     const int64_t group = P.groupSize > 0 ? P.groupSize : in;
     const int64_t groupsPerRow = perTensor ? 1 : (in + group - 1) / group;
-    const Kernel kernel = kernelOf(spec.scheme);
+    const Kernel kernel = roundingKernel(spec.scheme);
 
     // Column order: activation order permutes W's columns and H's rows and columns.
     const int n = int(in);
@@ -150,7 +129,7 @@ Result<GptqResult> gptqQuantize(std::span<const float> weight, int64_t out, int6
                 const int32_t zp = P.zeroPoint[slot];
                 const float wf = float(wr[col]);
                 int8_t q8 = 0;
-                qt.clampedCount += quantrun::quantizeRef(&wf, &q8, 1, kernel, multiplier(kernel, scale), zp, P.qmin, P.qmax);
+                qt.clampedCount += quantrun::quantizeRef(&wf, &q8, 1, kernel, roundingMultiplier(kernel, scale), zp, P.qmin, P.qmax);
                 const int32_t qi = spec.isUnsigned ? int32_t(uint8_t(q8)) : int32_t(q8);
                 Q[size_t(r * in + col)] = qi;
                 const double qf = double((float(qi) - float(zp)) * scale);  // dequantize()'s float arithmetic

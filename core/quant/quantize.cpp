@@ -8,105 +8,17 @@
 #include <string>
 
 #include "halffloat.h"
-#include "kernels/reduce.h"
 #include "quant/calibrate.h"
 #include "quant/ggmlblocks.h"
+#include "quant/rounding.h"
 #include "kernels/quantrun.h"
 
 namespace quantlens {
 
-namespace quantrun {
-
-namespace {
-
-// 1.5 * 2^23: adding and subtracting it rounds to an integer, half to even, in the
-// default rounding mode, for |v| < 2^22. The caller clamps v into that range first.
-// (std::nearbyint would be a libm call per element without SSE4.1.)
-constexpr float kRoundMagic = 12582912.0f;
-
-// GCC 12 at -O2 vectorises only loops whose trip count needs no scalar epilogue and whose
-// pointers need no run-time alias check ("very cheap" cost model); int8_t stores may alias
-// the floats unless the pointers are __restrict. Hot loops therefore run over fixed blocks
-// of kBlock values through __restrict pointers, with a scalar tail.
-constexpr int kBlock = 32;  // = the q8_0 block, so those vectorise too
-
-struct RunParams {
-    float s;         // scale (DivHalfEven) or 1/scale
-    int32_t zp, qmin, qmax;
-    float vlo, vhi;  // clamp bounds one step outside [qmin, qmax] relative to zp; |bounds| << 2^22
-};
-
-template <Kernel K>
-inline int32_t quantizeOne(float xv, const RunParams& p, int32_t& clamped)
-{
-    float v = K == Kernel::DivHalfEven ? xv / p.s : xv * p.s;
-    v = v == v ? v : 0.0f;  // NaN -> the zero point
-    v = v < p.vlo ? p.vlo : v;
-    v = v > p.vhi ? p.vhi : v;
-    int32_t r;
-    if constexpr (K == Kernel::MulInvHalfAway) {
-        // roundf: half away from zero. t = trunc(v) is exact, so is v - t.
-        const int32_t t = int32_t(v);
-        const float f = v - float(t);
-        r = t + int32_t(f >= 0.5f) - int32_t(f <= -0.5f);
-    } else {
-        v = (v + kRoundMagic) - kRoundMagic;
-        r = int32_t(v);
-    }
-    r += p.zp;
-    int32_t c = r < p.qmin ? p.qmin : r;
-    c = c > p.qmax ? p.qmax : c;
-    clamped += int32_t(c != r);
-    return c;
-}
-
-template <Kernel K>
-int64_t quantizeRunK(const float* __restrict x, int8_t* __restrict q, int64_t n, const RunParams& p)
-{
-    int64_t clamped = 0;
-    int64_t i = 0;
-    for (; i + kBlock <= n; i += kBlock) {
-        int32_t cl = 0;
-        for (int j = 0; j < kBlock; ++j)
-            q[i + j] = int8_t(quantizeOne<K>(x[i + j], p, cl));
-        clamped += cl;
-    }
-    int32_t cl = 0;
-    for (; i < n; ++i)
-        q[i] = int8_t(quantizeOne<K>(x[i], p, cl));
-    return clamped + cl;
-}
-
-}  // namespace
-
-int64_t quantizeRef(const float* x, int8_t* q, int64_t n, Kernel k, float s, int32_t zp, int32_t qmin, int32_t qmax)
-{
-    const RunParams p{s, zp, qmin, qmax, float(qmin - zp - 1), float(qmax - zp + 1)};
-    switch (k) {
-    case Kernel::DivHalfEven: return quantizeRunK<Kernel::DivHalfEven>(x, q, n, p);
-    case Kernel::MulInvHalfEven: return quantizeRunK<Kernel::MulInvHalfEven>(x, q, n, p);
-    case Kernel::MulInvHalfAway: return quantizeRunK<Kernel::MulInvHalfAway>(x, q, n, p);
-    }
-    return 0;
-}
-
-bool haveAvx2()
-{
-#ifdef QUANTLENS_HAVE_kernels_avx2
-    // The GEMM's dispatch decides (kernels/dispatch.cpp): one choice, one QUANTLENS_ISA.
-    static const bool use = std::string(kernels::activeReduce().name) != "ref";
-    return use;
-#else
-    return false;
-#endif
-}
-
-}  // namespace quantrun
-
 namespace {
 
 using quantrun::Kernel;
-constexpr int kBlock = 32;  // fixed inner trip count, see quantrun above
+constexpr int kBlock = 32;  // fixed inner trip count, see kernels/quantrun_ref.cpp
 
 // Quantizes n contiguous values with one scale/zero point. Returns how many values
 // rounded outside [qmin, qmax]. NaN maps to the zero point. No allocation: this is the
@@ -114,13 +26,7 @@ constexpr int kBlock = 32;  // fixed inner trip count, see quantrun above
 int64_t quantizeRun(const float* x, int8_t* q, int64_t n, Kernel kernel, float scale, int32_t zp,
                     int32_t qmin, int32_t qmax)
 {
-    // true division for DivHalfEven: torch's seed snippet and numpy do not multiply by 1/scale;
-    // torch quantize_val: nearbyint(x * (1.0f / scale)); ggml: id = d ? 1/d : 0
-    float s = scale;
-    if (kernel == Kernel::MulInvHalfEven)
-        s = 1.0f / scale;
-    else if (kernel == Kernel::MulInvHalfAway)
-        s = scale != 0.0f ? 1.0f / scale : 0.0f;
+    const float s = roundingMultiplier(kernel, scale);
 #ifdef QUANTLENS_HAVE_kernels_avx2
     if (quantrun::haveAvx2())
         return quantrun::quantizeAvx2(x, q, n, kernel, s, zp, qmin, qmax);
@@ -148,19 +54,6 @@ void dequantizeRun(const int8_t* __restrict q, float* __restrict out, int64_t n,
         for (; i < n; ++i)
             out[i] = (float(q[i]) - fzp) * scale;
     }
-}
-
-Kernel kernelFor(Scheme s)
-{
-    switch (s) {
-    case Scheme::Seed:
-    case Scheme::NarrowSymmetric: return Kernel::DivHalfEven;
-    case Scheme::TorchSymmetric:
-    case Scheme::TorchAffine: return Kernel::MulInvHalfEven;
-    case Scheme::Q8_0: return Kernel::MulInvHalfAway;
-    default: break;  // the ggml block schemes do not use the int8 kernels
-    }
-    return Kernel::DivHalfEven;
 }
 
 struct ScaleZp {
@@ -335,7 +228,7 @@ Status quantizeImpl(std::span<const float> x, const std::vector<int64_t>& shape,
     out.q.resize(size_t(*numel));
     out.clampedCount = 0;
     QuantParams& P = out.params;
-    const Kernel kernel = kernelFor(spec.scheme);
+    const Kernel kernel = roundingKernel(spec.scheme);
     if (keepParams) {
         std::vector<float> xs;
         std::vector<int8_t> qs;

@@ -1,8 +1,6 @@
 #include "runner/linearbench.h"
 
 #include <algorithm>
-#include <chrono>
-#include <ctime>
 #include <cmath>
 #include <functional>
 #include <optional>
@@ -13,6 +11,7 @@
 
 #include "alignedarray.h"
 #include "layers.h"
+#include "runner/calltiming.h"
 #include "runner/dynamiclinear.h"
 #include "runner/fp32linear.h"
 #include "runner/onednnmatmul.h"
@@ -20,52 +19,6 @@
 namespace quantlens {
 
 namespace {
-
-// Times several implementations of the same call. Each repeat runs every implementation
-// back to back (interleaved), so on a shared machine bursts of other work hit all of them
-// alike and the ratios stay fair. Result per implementation: the median over repeats of
-// the mean time per call, and the fastest repeat.
-struct Timing {
-    double median = 0, best = 0;
-};
-std::vector<Timing> timeInterleaved(const std::vector<std::function<void()>>& fs, const LinearBenchOptions& o)
-{
-    // Wall time, or this thread's CPU time (which excludes time the thread sat descheduled
-    // on a busy machine; meaningful with one thread only).
-    const auto now = [&] {
-        if (o.threadCpuTime) {
-            timespec ts{};
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-            return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-        }
-        return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-    };
-    std::vector<int64_t> iters;
-    for (const auto& f : fs) {
-        f();  // warm caches, page in scratch buffers, let oneDNN/OpenBLAS set up
-        const double t0 = now();
-        f();
-        const double once = std::max(1e-9, now() - t0);
-        iters.push_back(std::max<int64_t>(1, int64_t(std::ceil(o.minRepeatSeconds / once))));
-    }
-    std::vector<std::vector<double>> per(fs.size());
-    for (int r = 0; r < std::max(1, o.repeats); ++r)
-        for (size_t i = 0; i < fs.size(); ++i) {
-            const double t0 = now();
-            for (int64_t n = 0; n < iters[i]; ++n)
-                fs[i]();
-            per[i].push_back((now() - t0) / double(iters[i]));
-        }
-    std::vector<Timing> out;
-    for (auto& v : per) {
-        Timing t;
-        t.best = *std::min_element(v.begin(), v.end());
-        std::nth_element(v.begin(), v.begin() + ptrdiff_t(v.size() / 2), v.end());
-        t.median = v[v.size() / 2];
-        out.push_back(t);
-    }
-    return out;
-}
 
 // LayerNorm-output-like activations with two outlier channels, as transformer inputs have.
 std::vector<float> benchInput(int64_t tokens, int64_t in)
@@ -173,7 +126,11 @@ Result<LinearBenchRow> benchLinear(const LinearBenchShape& s, int64_t tokens, co
             fs.push_back([&] { dn->run(qa.data(), y.data()); });
         }
     }
-    const std::vector<Timing> t = timeInterleaved(fs, o);
+    CallTimingOptions to;
+    to.repeats = o.repeats;
+    to.minRepeatSeconds = o.minRepeatSeconds;
+    to.threadCpuTime = o.threadCpuTime;
+    const std::vector<CallTiming> t = timeCalls(fs, to);
     row.fp32Seconds = t[0].median;
     row.fp32BestSeconds = t[0].best;
     row.int8Seconds = t[1].median;

@@ -1,44 +1,14 @@
 #include "tasks/layerrun.h"
 
 #include <algorithm>
-#include <chrono>
 #include <random>
 
 #include "alignedarray.h"
 #include "kernels/gemm.h"
+#include "runner/calltiming.h"
 #include "runner/fp32linear.h"
 
 namespace quantlens {
-
-namespace {
-
-// Median over `repeats` of the mean time per call; each repeat loops until it has run long
-// enough for the clock to resolve it. -1 once `cancel` is set (checked after every call).
-template <class F>
-double medianSeconds(const F& f, const LayerRunRequest& req)
-{
-    using clock = std::chrono::steady_clock;
-    std::vector<double> t;
-    for (int r = 0; r < std::max(1, req.repeats); ++r) {
-        int64_t calls = 0;
-        const auto t0 = clock::now();
-        double elapsed = 0;
-        do {
-            f();
-            ++calls;
-            if (req.cancel && req.cancel->load())
-                return -1;
-            elapsed = std::chrono::duration<double>(clock::now() - t0).count();
-        } while (req.timed && elapsed < req.minRepeatSeconds);
-        t.push_back(elapsed / double(calls));
-        if (!req.timed)
-            break;
-    }
-    std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-    return t[t.size() / 2];
-}
-
-}  // namespace
 
 Result<PlannedLinear> PlannedLinear::create(const LinearLayer& layer, QuantSpec spec, const ActivationSpec& act,
                                             int threads, const QuantizedTensor* given)
@@ -130,13 +100,20 @@ Result<LayerRunResult> runLayerUnderPlan(const LinearLayer& layer, const PlanDec
     q->forward(x.data(), r.tokens, y.data());
     if (cancelled())
         return r;
-    r.fp32Seconds = medianSeconds([&] { fp->forward(x.data(), r.tokens, yRef.data()); }, req);
-    if (r.fp32Seconds >= 0)
-        r.quantSeconds = medianSeconds([&] { q->forward(x.data(), r.tokens, y.data()); }, req);
-    if (r.fp32Seconds < 0 || r.quantSeconds < 0) {
+    CallTimingOptions to;
+    to.timed = req.timed;
+    to.repeats = req.repeats;
+    to.minRepeatSeconds = req.minRepeatSeconds;
+    to.cancel = req.cancel;
+    const std::vector<CallTiming> t = timeCalls({[&] { fp->forward(x.data(), r.tokens, yRef.data()); },
+                                                 [&] { q->forward(x.data(), r.tokens, y.data()); }},
+                                                to);
+    if (t.empty()) {
         r.cancelled = true;
         return r;
     }
+    r.fp32Seconds = t[0].median;
+    r.quantSeconds = t[1].median;
     r.yRef.assign(yRef.begin(), yRef.end());
     r.y.assign(y.begin(), y.end());
     r.err = computeMetrics(r.yRef, r.y);

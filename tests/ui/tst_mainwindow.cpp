@@ -23,6 +23,7 @@
 #include "io/demomodel.h"
 #include "quant/ggmlquant.h"
 #include "mainwindow.h"
+#include "windowtestsupport.h"
 #include "modeloverview.h"
 #include "numberspanel.h"
 #include "quantcontrols.h"
@@ -35,16 +36,7 @@ namespace {
 
 constexpr int kWaitMs = 15000;
 
-bool waitIdle(MainWindow& w)
-{
-    if (w.isIdle())
-        return true;
-    QSignalSpy idle(&w, &MainWindow::becameIdle);
-    QDeadlineTimer deadline(kWaitMs);
-    while (!w.isIdle() && !deadline.hasExpired())
-        idle.wait(200);
-    return w.isIdle();
-}
+bool waitIdle(MainWindow& w) { return test::waitIdle(w, kWaitMs); }
 
 const char* kQLin = "distilbert.transformer.layer.0.attention.q_lin.weight";
 
@@ -55,21 +47,11 @@ class TestMainWindow : public QObject {
 private:
     std::unique_ptr<MainWindow> w;
 
-    void openSmallDemo()
-    {
-        w->showModel(std::make_shared<const Model>(makeDemoModel(1, 64)), QStringLiteral("test demo"));
-        QVERIFY(waitIdle(*w));
-    }
-
 private slots:
     void init()
     {
-        w = std::make_unique<MainWindow>(nullptr, /*useSettings=*/false);
-        w->setInteractive(true);
-        w->resize(1400, 900);
-        w->show();
-        QVERIFY(QTest::qWaitForWindowExposed(w.get()));
-        openSmallDemo();
+        w = test::openDemoWindow(/*interactive=*/true, kWaitMs);
+        QVERIFY(w);
     }
     void cleanup() { w.reset(); }
 

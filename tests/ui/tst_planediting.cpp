@@ -20,6 +20,7 @@
 #include "histogramplot.h"
 #include "io/demomodel.h"
 #include "mainwindow.h"
+#include "windowtestsupport.h"
 #include "modeloverview.h"
 #include "numberspanel.h"
 #include "quantcontrols.h"
@@ -36,16 +37,7 @@ const char* kQLin = "distilbert.transformer.layer.0.attention.q_lin.weight";
 const char* kKLin = "distilbert.transformer.layer.0.attention.k_lin.weight";
 const char* kNorm = "distilbert.embeddings.LayerNorm.weight";
 
-bool waitIdle(MainWindow& w)
-{
-    if (w.isIdle())
-        return true;
-    QSignalSpy idle(&w, &MainWindow::becameIdle);
-    QDeadlineTimer deadline(kWaitMs);
-    while (!w.isIdle() && !deadline.hasExpired())
-        idle.wait(200);
-    return w.isIdle();
-}
+bool waitIdle(MainWindow& w) { return test::waitIdle(w, kWaitMs); }
 
 int tensorIndex(const MainWindow& w, const char* name) { return int(w.model()->find(name) - w.model()->tensors.data()); }
 
@@ -79,13 +71,8 @@ private:
 private slots:
     void init()
     {
-        w = std::make_unique<MainWindow>(nullptr, /*useSettings=*/false);
-        w->setInteractive(false);
-        w->resize(1400, 900);
-        w->show();
-        QVERIFY(QTest::qWaitForWindowExposed(w.get()));
-        w->showModel(std::make_shared<const Model>(makeDemoModel(1, 64)), QStringLiteral("test demo"));
-        QVERIFY(waitIdle(*w));
+        w = test::openDemoWindow(/*interactive=*/false, kWaitMs);
+        QVERIFY(w);
     }
     void cleanup() { w.reset(); }
 

@@ -19,6 +19,7 @@
 #include "kernels/gemm.h"
 #include "layers.h"
 #include "mainwindow.h"
+#include "windowtestsupport.h"
 #include "runpanel.h"
 
 using namespace quantlens;
@@ -29,13 +30,7 @@ namespace {
 constexpr int kWaitMs = 60000;  // the machine is shared; the job itself takes well under a second
 const char* kQLin = "distilbert.transformer.layer.0.attention.q_lin.weight";
 
-bool waitIdle(MainWindow& w)
-{
-    QDeadlineTimer deadline(kWaitMs);
-    while (!w.isIdle() && !deadline.hasExpired())
-        QTest::qWait(50);
-    return w.isIdle();
-}
+bool waitIdle(MainWindow& w) { return test::waitIdle(w, kWaitMs); }
 
 double leadingNumber(const QString& s, bool* ok)
 {
@@ -79,13 +74,8 @@ private:
 private slots:
     void init()
     {
-        w = std::make_unique<MainWindow>(nullptr, /*useSettings=*/false);
-        w->setInteractive(false);
-        w->resize(1400, 900);
-        w->show();
-        QVERIFY(QTest::qWaitForWindowExposed(w.get()));
-        w->showModel(std::make_shared<const Model>(makeDemoModel(1, 64)), QStringLiteral("test demo"));
-        QVERIFY(waitIdle(*w));
+        w = test::openDemoWindow(/*interactive=*/false, kWaitMs);
+        QVERIFY(w);
         QVERIFY(w->selectTensor(QString::fromLatin1(kQLin)));
         const int tab = w->tabs()->indexOf(panel());
         QVERIFY(tab >= 0);
