@@ -22,6 +22,7 @@
 #include "plan/session.h"
 #include "sensitivitypanel.h"
 #include "testsupport.h"
+#include "windowtestsupport.h"
 
 using namespace quantlens;
 using namespace quantlens::ui;
@@ -31,12 +32,11 @@ namespace {
 constexpr int kWaitMs = 60000;
 const char* kLayer = "transformer.h.0.mlp.c_fc.weight";
 
-bool waitIdle(MainWindow& w)
+// Two sequences of gpt2_tiny token ids (vocabulary 50) and its head count.
+void setGpt2TinyInput(ActivationsPanel& ap)
 {
-    QDeadlineTimer deadline(kWaitMs);
-    while (!w.isIdle() && !deadline.hasExpired())
-        QTest::qWait(50);
-    return w.isIdle();
+    ap.headsBox()->setValue(2);
+    ap.setInput(ActivationsPanel::TokenIds, QStringLiteral("1 5 9 13 17 21 25 29 33 37 41 45\n2 6 10 14 18 22 26 30"));
 }
 
 QJsonObject cliPlanFigure(const QString& model, const QString& plan)
@@ -57,16 +57,11 @@ private slots:
     {
         QL_REQUIRE_SHARED_MODELS();
         const QString model = test::sharedModel(QStringLiteral("gpt2_capp.safetensors"));
-        MainWindow w(nullptr, /*useSettings=*/false);
-        w.setInteractive(false);
-        w.resize(1400, 900);
-        w.show();
-        QVERIFY(QTest::qWaitForWindowExposed(&w));
-        QSignalSpy loaded(&w, &MainWindow::modelLoaded);
-        w.openFile(model);
-        QVERIFY(loaded.wait(kWaitMs));
+        auto window = test::openFileWindow(model, kWaitMs);
+        QVERIFY(window);
+        MainWindow& w = *window;
         QVERIFY(w.selectTensor(QString::fromLatin1(kLayer)));
-        QVERIFY(waitIdle(w));
+        QVERIFY(test::waitIdle(w, kWaitMs));
 
         // Drag the upper clamp line well inside the weights: the layer gets its own range.
         HistogramPlot* h = w.histogram();
@@ -77,7 +72,7 @@ private slots:
         for (int step = 1; step <= 4; ++step)
             QTest::mouseMove(h, QPoint(x0 - 30 * step, y));
         QTest::mouseRelease(h, Qt::LeftButton, {}, QPoint(x0 - 120, y));
-        QVERIFY(waitIdle(w));
+        QVERIFY(test::waitIdle(w, kWaitMs));
         QVERIFY(w.session().isTuned(kLayer));
         const QuantSpec tuned = w.session().overrides.at(kLayer);
         QCOMPARE(int(tuned.calib), int(CalibMethod::Manual));
@@ -134,7 +129,7 @@ private slots:
         // And the window marks its figure stale when the plan moves on.
         QVERIFY(w.undoStack() != nullptr);
         w.undoStack()->undo();  // the drag
-        QVERIFY(waitIdle(w));
+        QVERIFY(test::waitIdle(w, kWaitMs));
         QVERIFY(sp->isStale());
     }
 
@@ -143,25 +138,19 @@ private slots:
     void gptqFromActivationsTab()
     {
         const QString model = test::dataPath(QStringLiteral("encoder/gpt2_tiny.safetensors"));
-        MainWindow w(nullptr, /*useSettings=*/false);
-        w.setInteractive(false);
-        w.resize(1400, 900);
-        w.show();
-        QVERIFY(QTest::qWaitForWindowExposed(&w));
-        QSignalSpy loaded(&w, &MainWindow::modelLoaded);
-        w.openFile(model);
-        QVERIFY(loaded.wait(kWaitMs));
+        auto window = test::openFileWindow(model, kWaitMs);
+        QVERIFY(window);
+        MainWindow& w = *window;
         Session plan = w.session();
         plan.defaultSpec.bits = 4;
         QVERIFY(parseGranularity("group:16", plan.defaultSpec).ok());
         plan.activations.mode = ActivationMode::None;
         w.restoreSession(plan);
         QVERIFY(w.selectTensor(QStringLiteral("transformer.h.1.mlp.c_proj.weight")));
-        QVERIFY(waitIdle(w));
+        QVERIFY(test::waitIdle(w, kWaitMs));
 
         ActivationsPanel* ap = w.activationsPanel();
-        ap->headsBox()->setValue(2);
-        ap->setInput(ActivationsPanel::TokenIds, QStringLiteral("1 5 9 13 17 21 25 29 33 37 41 45\n2 6 10 14 18 22 26 30"));
+        setGpt2TinyInput(*ap);
         QSignalSpy recorded(ap, &ActivationsPanel::finished);
         ap->run();
         QVERIFY(recorded.wait(kWaitMs));
@@ -208,20 +197,14 @@ private slots:
     void staticRangesFromActivationsTab()
     {
         const QString model = test::dataPath(QStringLiteral("encoder/gpt2_tiny.safetensors"));
-        MainWindow w(nullptr, /*useSettings=*/false);
-        w.setInteractive(false);
-        w.resize(1400, 900);
-        w.show();
-        QVERIFY(QTest::qWaitForWindowExposed(&w));
-        QSignalSpy loaded(&w, &MainWindow::modelLoaded);
-        w.openFile(model);
-        QVERIFY(loaded.wait(kWaitMs));
+        auto window = test::openFileWindow(model, kWaitMs);
+        QVERIFY(window);
+        MainWindow& w = *window;
         const std::string layer = "transformer.h.0.mlp.c_proj.weight";
         QVERIFY(w.selectTensor(QString::fromStdString(layer)));
-        QVERIFY(waitIdle(w));
+        QVERIFY(test::waitIdle(w, kWaitMs));
         ActivationsPanel* ap = w.activationsPanel();
-        ap->headsBox()->setValue(2);
-        ap->setInput(ActivationsPanel::TokenIds, QStringLiteral("1 5 9 13 17 21 25 29 33 37 41 45\n2 6 10 14 18 22 26 30"));
+        setGpt2TinyInput(*ap);
         w.tabs()->setCurrentWidget(ap);
         QSignalSpy finished(ap, &ActivationsPanel::finished);
         ap->run();

@@ -40,4 +40,21 @@ inline std::unique_ptr<ui::MainWindow> openDemoWindow(bool interactive, int time
     return w;
 }
 
+// The same window with the model file `path` opened through MainWindow::openFile (as a user
+// would), loaded and idle; null when any of it did not happen within `timeoutMs`.
+inline std::unique_ptr<ui::MainWindow> openFileWindow(const QString& path, int timeoutMs)
+{
+    auto w = std::make_unique<ui::MainWindow>(nullptr, /*useSettings=*/false);
+    w->setInteractive(false);
+    w->resize(1400, 900);
+    w->show();
+    if (!QTest::qWaitForWindowExposed(w.get()))
+        return nullptr;
+    QSignalSpy loaded(w.get(), &ui::MainWindow::modelLoaded);
+    w->openFile(path);
+    if ((loaded.isEmpty() && !loaded.wait(timeoutMs)) || !waitIdle(*w, timeoutMs))
+        return nullptr;
+    return w;
+}
+
 }  // namespace quantlens::test
