@@ -10,69 +10,18 @@
 
 namespace quantlens {
 
-namespace quantrun {
-
-// GCC does not vectorise a float reduction without -ffast-math (it may not reorder the
-// additions), so the sums are kept in 8 explicit lanes that it can map onto SIMD
-// registers. Lanes are float over short blocks (error < 1e-6 relative per block) and
-// flushed into double, which keeps the total accurate for multi-million-element tensors.
-Sums sumsRef(const float* x, const float* y, int64_t n, Sums start)
-{
-    constexpr int W = 8;
-    constexpr int64_t kBlock = 512;
-    Sums s = start;
-    float maxLane[W] = {};
-    int64_t i = 0;
-    while (i < n) {
-        const int64_t end = std::min(n, i + kBlock);
-        float e2[W] = {}, a2[W] = {}, b2[W] = {}, ab[W] = {};
-        for (; i + W <= end; i += W) {
-            for (int j = 0; j < W; ++j) {
-                const float a = x[i + j], b = y[i + j], d = a - b;
-                e2[j] += d * d;
-                a2[j] += a * a;
-                b2[j] += b * b;
-                ab[j] += a * b;
-                const float ad = std::fabs(d);
-                maxLane[j] = ad > maxLane[j] ? ad : maxLane[j];
-            }
-        }
-        for (; i < end; ++i) {
-            const float a = x[i], b = y[i], d = a - b;
-            e2[0] += d * d;
-            a2[0] += a * a;
-            b2[0] += b * b;
-            ab[0] += a * b;
-            maxLane[0] = std::max(maxLane[0], std::fabs(d));
-        }
-        for (int j = 0; j < W; ++j) {
-            s.err2 += e2[j];
-            s.x2 += a2[j];
-            s.y2 += b2[j];
-            s.xy += ab[j];
-        }
-    }
-    for (int j = 0; j < W; ++j)
-        s.maxAbs = std::max(s.maxAbs, maxLane[j]);
-    return s;
-}
-
-}  // namespace quantrun
-
 namespace {
 
 using quantrun::Sums;
 
 Sums accumulate(const float* x, const float* y, int64_t n)
 {
-#ifdef QUANTLENS_HAVE_kernels_avx2
-    if (quantrun::haveAvx2())
-        return quantrun::sumsAvx2(x, y, n);
-#endif
-    return quantrun::sumsRef(x, y, n);
+    return quantrun::activeQuant().sums(x, y, n);
 }
 
-Metrics fromSums(const Sums& s, int64_t n, int64_t clampedCount)
+}  // namespace
+
+Metrics metricsFromSums(const Sums& s, int64_t n, int64_t clampedCount)
 {
     Metrics m;
     m.count = n;
@@ -94,12 +43,10 @@ Metrics fromSums(const Sums& s, int64_t n, int64_t clampedCount)
     return m;
 }
 
-}  // namespace
-
 Metrics computeMetrics(std::span<const float> x, std::span<const float> xhat, int64_t clampedCount)
 {
     const int64_t n = int64_t(std::min(x.size(), xhat.size()));
-    return fromSums(accumulate(x.data(), xhat.data(), n), n, clampedCount);
+    return metricsFromSums(accumulate(x.data(), xhat.data(), n), n, clampedCount);
 }
 
 std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const float> xhat, int64_t rows,
@@ -113,7 +60,7 @@ std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const
         return out;
     out.reserve(size_t(rows));
     for (int64_t r = 0; r < rows; ++r)
-        out.push_back(fromSums(accumulate(x.data() + r * cols, xhat.data() + r * cols, cols), cols, 0));
+        out.push_back(metricsFromSums(accumulate(x.data() + r * cols, xhat.data() + r * cols, cols), cols, 0));
     return out;
 }
 

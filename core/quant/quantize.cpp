@@ -11,102 +11,26 @@
 #include "kernels/reduce.h"
 #include "quant/calibrate.h"
 #include "quant/ggmlblocks.h"
+#include "quant/metrics.h"
 #include "kernels/quantrun.h"
 
 namespace quantlens {
 
-namespace quantrun {
-
-namespace {
-
-// 1.5 * 2^23: adding and subtracting it rounds to an integer, half to even, in the
-// default rounding mode, for |v| < 2^22. The caller clamps v into that range first.
-// (std::nearbyint would be a libm call per element without SSE4.1.)
-constexpr float kRoundMagic = 12582912.0f;
-
-// GCC 12 at -O2 vectorises only loops whose trip count needs no scalar epilogue and whose
-// pointers need no run-time alias check ("very cheap" cost model); int8_t stores may alias
-// the floats unless the pointers are __restrict. Hot loops therefore run over fixed blocks
-// of kBlock values through __restrict pointers, with a scalar tail.
-constexpr int kBlock = 32;  // = the q8_0 block, so those vectorise too
-
-struct RunParams {
-    float s;         // scale (DivHalfEven) or 1/scale
-    int32_t zp, qmin, qmax;
-    float vlo, vhi;  // clamp bounds one step outside [qmin, qmax] relative to zp; |bounds| << 2^22
-};
-
-template <Kernel K>
-inline int32_t quantizeOne(float xv, const RunParams& p, int32_t& clamped)
-{
-    float v = K == Kernel::DivHalfEven ? xv / p.s : xv * p.s;
-    v = v == v ? v : 0.0f;  // NaN -> the zero point
-    v = v < p.vlo ? p.vlo : v;
-    v = v > p.vhi ? p.vhi : v;
-    int32_t r;
-    if constexpr (K == Kernel::MulInvHalfAway) {
-        // roundf: half away from zero. t = trunc(v) is exact, so is v - t.
-        const int32_t t = int32_t(v);
-        const float f = v - float(t);
-        r = t + int32_t(f >= 0.5f) - int32_t(f <= -0.5f);
-    } else {
-        v = (v + kRoundMagic) - kRoundMagic;
-        r = int32_t(v);
-    }
-    r += p.zp;
-    int32_t c = r < p.qmin ? p.qmin : r;
-    c = c > p.qmax ? p.qmax : c;
-    clamped += int32_t(c != r);
-    return c;
-}
-
-template <Kernel K>
-int64_t quantizeRunK(const float* __restrict x, int8_t* __restrict q, int64_t n, const RunParams& p)
-{
-    int64_t clamped = 0;
-    int64_t i = 0;
-    for (; i + kBlock <= n; i += kBlock) {
-        int32_t cl = 0;
-        for (int j = 0; j < kBlock; ++j)
-            q[i + j] = int8_t(quantizeOne<K>(x[i + j], p, cl));
-        clamped += cl;
-    }
-    int32_t cl = 0;
-    for (; i < n; ++i)
-        q[i] = int8_t(quantizeOne<K>(x[i], p, cl));
-    return clamped + cl;
-}
-
-}  // namespace
-
-int64_t quantizeRef(const float* x, int8_t* q, int64_t n, Kernel k, float s, int32_t zp, int32_t qmin, int32_t qmax)
-{
-    const RunParams p{s, zp, qmin, qmax, float(qmin - zp - 1), float(qmax - zp + 1)};
-    switch (k) {
-    case Kernel::DivHalfEven: return quantizeRunK<Kernel::DivHalfEven>(x, q, n, p);
-    case Kernel::MulInvHalfEven: return quantizeRunK<Kernel::MulInvHalfEven>(x, q, n, p);
-    case Kernel::MulInvHalfAway: return quantizeRunK<Kernel::MulInvHalfAway>(x, q, n, p);
-    }
-    return 0;
-}
-
-bool haveAvx2()
-{
-#ifdef QUANTLENS_HAVE_kernels_avx2
-    // The GEMM's dispatch decides (kernels/dispatch.cpp): one choice, one QUANTLENS_ISA.
-    static const bool use = std::string(kernels::activeReduce().name) != "ref";
-    return use;
-#else
-    return false;
-#endif
-}
-
-}  // namespace quantrun
-
 namespace {
 
 using quantrun::Kernel;
-constexpr int kBlock = 32;  // fixed inner trip count, see quantrun above
+
+// What the kernels multiply by (or divide by, for DivHalfEven).
+float multiplierFor(Kernel kernel, float scale)
+{
+    // true division for DivHalfEven: torch's seed snippet and numpy do not multiply by 1/scale;
+    // torch quantize_val: nearbyint(x * (1.0f / scale)); ggml: id = d ? 1/d : 0
+    if (kernel == Kernel::MulInvHalfEven)
+        return 1.0f / scale;
+    if (kernel == Kernel::MulInvHalfAway)
+        return scale != 0.0f ? 1.0f / scale : 0.0f;
+    return scale;
+}
 
 // Quantizes n contiguous values with one scale/zero point. Returns how many values
 // rounded outside [qmin, qmax]. NaN maps to the zero point. No allocation: this is the
@@ -114,40 +38,12 @@ constexpr int kBlock = 32;  // fixed inner trip count, see quantrun above
 int64_t quantizeRun(const float* x, int8_t* q, int64_t n, Kernel kernel, float scale, int32_t zp,
                     int32_t qmin, int32_t qmax)
 {
-    // true division for DivHalfEven: torch's seed snippet and numpy do not multiply by 1/scale;
-    // torch quantize_val: nearbyint(x * (1.0f / scale)); ggml: id = d ? 1/d : 0
-    float s = scale;
-    if (kernel == Kernel::MulInvHalfEven)
-        s = 1.0f / scale;
-    else if (kernel == Kernel::MulInvHalfAway)
-        s = scale != 0.0f ? 1.0f / scale : 0.0f;
-#ifdef QUANTLENS_HAVE_kernels_avx2
-    if (quantrun::haveAvx2())
-        return quantrun::quantizeAvx2(x, q, n, kernel, s, zp, qmin, qmax);
-#endif
-    return quantrun::quantizeRef(x, q, n, kernel, s, zp, qmin, qmax);
+    return quantrun::activeQuant().quantize(x, q, n, kernel, multiplierFor(kernel, scale), zp, qmin, qmax);
 }
 
-void dequantizeRun(const int8_t* __restrict q, float* __restrict out, int64_t n, bool isUnsigned, float scale,
-                   int32_t zp)
+void dequantizeRun(const int8_t* q, float* out, int64_t n, bool isUnsigned, float scale, int32_t zp)
 {
-    // (q - zp) * scale: one rounding, as torch's scalar dequantize_val and ONNX Runtime do.
-    const float fzp = float(zp);
-    int64_t i = 0;
-    if (isUnsigned) {
-        const uint8_t* __restrict u = reinterpret_cast<const uint8_t*>(q);
-        for (; i + kBlock <= n; i += kBlock)
-            for (int j = 0; j < kBlock; ++j)
-                out[i + j] = (float(u[i + j]) - fzp) * scale;
-        for (; i < n; ++i)
-            out[i] = (float(u[i]) - fzp) * scale;
-    } else {
-        for (; i + kBlock <= n; i += kBlock)
-            for (int j = 0; j < kBlock; ++j)
-                out[i + j] = (float(q[i + j]) - fzp) * scale;
-        for (; i < n; ++i)
-            out[i] = (float(q[i]) - fzp) * scale;
-    }
+    quantrun::activeQuant().dequantize(q, out, n, isUnsigned, scale, zp);
 }
 
 Kernel kernelFor(Scheme s)
@@ -310,8 +206,16 @@ void scaleAndZeroPoint(const QuantSpec& spec, float lo, float hi, float& scale, 
 namespace {
 
 // keepParams: quantize with out.params as they are (requantize); otherwise calibrate.
+// With `roundTrip` set and a per-tensor spec, the one slice is quantized, dequantized into
+// roundTrip->xhat and measured in one sweep; roundTrip->done says whether that happened.
+struct RoundTripOut {
+    float* xhat;
+    quantrun::Sums sums;
+    bool done = false;
+};
+
 Status quantizeImpl(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
-                    QuantizedTensor& out, bool keepParams)
+                    QuantizedTensor& out, bool keepParams, RoundTripOut* roundTrip = nullptr)
 {
     if (auto st = checkSpec(spec); !st)
         return st.error();
@@ -420,6 +324,11 @@ Status quantizeImpl(std::span<const float> x, const std::vector<int64_t>& shape,
             // A float32-subnormal d has no finite inverse: ggml's x*inf (or 0*inf) converts
             // to int8 as 0 for every value of the block.
             std::fill(dst, dst + n, int8_t(0));
+        } else if (roundTrip && L.perTensor) {
+            out.clampedCount += quantrun::activeQuant().roundTrip(src, dst, roundTrip->xhat, n, kernel,
+                                                                  multiplierFor(kernel, sz.scale), sz.scale, sz.zp,
+                                                                  P.qmin, P.qmax, spec.isUnsigned, &roundTrip->sums);
+            roundTrip->done = true;
         } else {
             out.clampedCount += quantizeRun(src, dst, n, kernel, sz.scale, sz.zp, P.qmin, P.qmax);
         }
@@ -468,6 +377,37 @@ Status quantizeManualInto(std::span<const float> x, const std::vector<int64_t>& 
     s.manualLo = lo;
     s.manualHi = hi;
     return quantizeInto(x, shape, s, out);
+}
+
+Result<Metrics> quantizeRoundTrip(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
+                                  QuantizedTensor& out, std::span<float> xhat)
+{
+    if (xhat.size() < x.size())
+        return makeError("bad-shape", "the dequantized buffer holds " + std::to_string(xhat.size()) + " values, "
+                                          + std::to_string(x.size()) + " are needed");
+    if (!isGgmlBlockScheme(spec.scheme)) {
+        out.blocks.clear();
+        RoundTripOut rt{xhat.data(), {}, false};
+        if (auto st = quantizeImpl(x, shape, spec, out, false, &rt); !st)
+            return st.error();
+        if (rt.done)
+            return metricsFromSums(rt.sums, int64_t(x.size()), out.clampedCount);
+    } else if (auto st = quantizeInto(x, shape, spec, out); !st) {
+        return st.error();
+    }
+    dequantize(out, xhat);
+    return computeMetrics(x, xhat.first(x.size()), out.clampedCount);
+}
+
+Result<Metrics> quantizeManualRoundTrip(std::span<const float> x, const std::vector<int64_t>& shape,
+                                        const QuantSpec& spec, float lo, float hi, QuantizedTensor& out,
+                                        std::span<float> xhat)
+{
+    QuantSpec s = spec;
+    s.calib = CalibMethod::Manual;
+    s.manualLo = lo;
+    s.manualHi = hi;
+    return quantizeRoundTrip(x, shape, s, out, xhat);
 }
 
 void dequantize(const QuantizedTensor& qt, std::span<float> out)
