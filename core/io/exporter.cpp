@@ -180,8 +180,7 @@ Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, Q
     e.quantized.name = t->name;
     e.quantized.shape = t->shape;
     e.quantized.sourceDtype = t->dtype;
-    const std::vector<float> xhat = dequantize(e.quantized);
-    e.metrics = computeMetrics(*x, xhat, e.quantized.clampedCount);
+    e.metrics = quantizationMetrics(*x, e.quantized);  // no second float copy of a big tensor
     for (const QuantLayer& l : findQuantLayers(m))
         if (l.weight == t && l.bias)
             e.biasName = l.bias->name;

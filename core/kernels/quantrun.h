@@ -45,7 +45,9 @@ struct QuantKernels {
                         int32_t qmax);
     // out = (q - zp) * scale, one rounding (torch's dequantize_val, ONNX Runtime).
     void (*dequantize)(const int8_t* q, float* out, int64_t n, bool isUnsigned, float scale, int32_t zp);
-    Sums (*sums)(const float* x, const float* y, int64_t n);
+    // Adds n values' sums to *acc. A run split at multiples of kSumBlock gives, bit for
+    // bit, what one call over the whole run gives (the totals grow block by block).
+    void (*sums)(const float* x, const float* y, int64_t n, Sums* acc);
     // Slots of n values (of |x| if absolute); the positions of the -2 slots go to nearAt
     // (room for n) in increasing order, their count is returned.
     int (*histogramSlots)(const float* x, int32_t* slots, int n, const SlotParams& p, bool absolute, int32_t* nearAt);

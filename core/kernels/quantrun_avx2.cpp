@@ -82,10 +82,10 @@ int64_t quantizeAvx2(const float* x, int8_t* q, int64_t n, Kernel k, float s, in
 // through the vector lanes too (a 768-wide row is 512 + 256, and leaving the 256 to the
 // portable loop made it a third of a drag update's metric time); only the < 8 values left
 // after them take lane 0, as in sumsRef.
-Sums sumsAvx2(const float* x, const float* y, int64_t n)
+void sumsAvx2(const float* x, const float* y, int64_t n, Sums* acc)
 {
     constexpr int64_t kBlock = 512;
-    Sums s;
+    Sums s = *acc;
     const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 mx = _mm256_setzero_ps();
     alignas(32) float l[4][8];
@@ -123,10 +123,10 @@ Sums sumsAvx2(const float* x, const float* y, int64_t n)
     }
     alignas(32) float m[8];
     _mm256_store_ps(m, mx);
-    s.maxAbs = tailMax;
+    s.maxAbs = std::max(s.maxAbs, tailMax);
     for (const float v : m)
         s.maxAbs = std::max(s.maxAbs, v);
-    return s;
+    *acc = s;
 }
 
 void dequantizeAvx2(const int8_t* q, float* out, int64_t n, bool isUnsigned, float scale, int32_t zp)

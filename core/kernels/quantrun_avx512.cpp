@@ -165,9 +165,9 @@ inline float maxOf(const Lanes& L, float tailMax)
     return std::max(tailMax, _mm512_reduce_max_ps(L.mx));
 }
 
-Sums sumsAvx512(const float* x, const float* y, int64_t n)
+void sumsAvx512(const float* x, const float* y, int64_t n, Sums* acc)
 {
-    Sums s;
+    Sums s = *acc;
     Lanes L;
     L.mx = _mm512_setzero_ps();
     float tailMax = 0;
@@ -179,8 +179,8 @@ Sums sumsAvx512(const float* x, const float* y, int64_t n)
         finishBlock(L, x, y, i, end, s, tailMax);
         i = end;
     }
-    s.maxAbs = maxOf(L, tailMax);
-    return s;
+    s.maxAbs = std::max(s.maxAbs, maxOf(L, tailMax));
+    *acc = s;
 }
 
 // Quantize, dequantize and the metric lanes per 32 values while they are in registers.

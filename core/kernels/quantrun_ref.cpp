@@ -102,10 +102,10 @@ void dequantizeRef(const int8_t* __restrict q, float* __restrict out, int64_t n,
 // additions), so the sums are kept in 8 explicit lanes that it can map onto SIMD
 // registers. Lanes are float over short blocks (error < 1e-6 relative per block) and
 // flushed into double, which keeps the total accurate for multi-million-element tensors.
-Sums sumsRef(const float* x, const float* y, int64_t n)
+void sumsRef(const float* x, const float* y, int64_t n, Sums* acc)
 {
     constexpr int W = kSumLanes;
-    Sums s;
+    Sums s = *acc;
     float maxLane[W] = {};
     int64_t i = 0;
     while (i < n) {
@@ -139,7 +139,7 @@ Sums sumsRef(const float* x, const float* y, int64_t n)
     }
     for (int j = 0; j < W; ++j)
         s.maxAbs = std::max(s.maxAbs, maxLane[j]);
-    return s;
+    *acc = s;
 }
 
 // The slot of one value, branch-free so the loop vectorises.
@@ -183,7 +183,8 @@ int64_t roundTripRef(const float* x, int8_t* q, float* y, int64_t n, Kernel k, f
 {
     const int64_t clamped = quantizeRef(x, q, n, k, s, zp, qmin, qmax);
     dequantizeRef(q, y, n, isUnsigned, scale, zp);
-    *sums = sumsRef(x, y, n);
+    *sums = Sums{};
+    sumsRef(x, y, n, sums);
     return clamped;
 }
 

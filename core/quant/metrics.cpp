@@ -16,7 +16,9 @@ using quantrun::Sums;
 
 Sums accumulate(const float* x, const float* y, int64_t n)
 {
-    return quantrun::activeQuant().sums(x, y, n);
+    Sums s;
+    quantrun::activeQuant().sums(x, y, n, &s);
+    return s;
 }
 
 }  // namespace

@@ -451,6 +451,45 @@ void dequantize(const QuantizedTensor& qt, std::span<float> out)
     }
 }
 
+Metrics quantizationMetrics(std::span<const float> x, const QuantizedTensor& qt)
+{
+    const int64_t n = int64_t(x.size());
+    const auto numel = checkedNumel(qt.shape.data(), qt.shape.size());
+    auto layout = numel ? makeLayout(qt.shape, *numel, qt.spec) : Result<Layout>(makeError("bad-shape", "bad shape"));
+    const QuantParams& P = qt.params;
+    if (isGgmlBlockScheme(qt.spec.scheme) || !layout || *numel != n || int64_t(qt.q.size()) != n
+        || int64_t(P.scale.size()) < layout->slices() || int64_t(P.zeroPoint.size()) < layout->slices())
+        return computeMetrics(x, dequantize(qt), qt.clampedCount);
+    const Layout& L = *layout;
+    // Chunks are whole metric blocks, so the sums continue exactly as one pass would.
+    constexpr int64_t kChunk = quantrun::kSumBlock * 128;
+    std::vector<float> buf(size_t(std::min(n, kChunk)));
+    const quantrun::QuantKernels& kr = quantrun::activeQuant();
+    quantrun::Sums acc;
+    const int64_t plane = L.C * L.inner;
+    for (int64_t begin = 0; begin < n; begin += kChunk) {
+        const int64_t end = std::min(n, begin + kChunk);
+        for (int64_t i = begin; i < end;) {
+            int64_t s = 0, runEnd = end;
+            if (!L.perTensor) {
+                // element i is value p of channel c (see Layout); a run keeps both c and the group
+                const int64_t o = i / plane, in = i % L.inner, c = (i % plane) / L.inner;
+                const int64_t p = o * L.inner + in;
+                const int64_t g = L.group > 0 ? p / L.group : 0;
+                s = c * L.groupsPerChannel + g;
+                runEnd = std::min(runEnd, i + (L.inner - in));
+                if (L.group > 0)
+                    runEnd = std::min(runEnd, i + (std::min((g + 1) * L.group, L.K) - p));
+            }
+            kr.dequantize(qt.q.data() + i, buf.data() + (i - begin), runEnd - i, qt.spec.isUnsigned, P.scale[size_t(s)],
+                          P.zeroPoint[size_t(s)]);
+            i = runEnd;
+        }
+        kr.sums(x.data() + begin, buf.data(), end - begin, &acc);
+    }
+    return metricsFromSums(acc, n, qt.clampedCount);
+}
+
 std::vector<float> dequantize(const QuantizedTensor& qt)
 {
     std::vector<float> out(qt.q.size());

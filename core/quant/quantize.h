@@ -84,5 +84,8 @@ Status requantize(std::span<const float> x, QuantizedTensor& qt);
 // out.size() must be at least the element count; (q - zero_point) * scale per slice.
 void dequantize(const QuantizedTensor& qt, std::span<float> out);
 std::vector<float> dequantize(const QuantizedTensor& qt);
+// computeMetrics(x, dequantize(qt), qt.clampedCount), identical, without the float copy:
+// it dequantizes a chunk at a time (exports of tensors larger than memory's spare room).
+Metrics quantizationMetrics(std::span<const float> x, const QuantizedTensor& qt);
 
 }  // namespace quantlens

@@ -125,9 +125,15 @@ private slots:
                 y[i] = std::isfinite(x[i]) ? x[i] * 0.99f + 0.01f : 0.0f;
             for (const QuantKernels* k : quantrun::availableQuant())
                 for (const int64_t n : kLengths) {
-                    const auto a = quantrun::kQuantRef.sums(x.data() + 1, y.data() + 1, n);
-                    const auto b = k->sums(x.data() + 1, y.data() + 1, n);
+                    quantrun::Sums a, b, c;
+                    quantrun::kQuantRef.sums(x.data() + 1, y.data() + 1, n, &a);
+                    k->sums(x.data() + 1, y.data() + 1, n, &b);
                     QVERIFY2(sameSums(a, b), (where(k, n) + (nonFinite ? " non-finite" : "")).c_str());
+                    // split at a block boundary, continued through the accumulator
+                    const int64_t cut = std::min<int64_t>(n, quantrun::kSumBlock);
+                    k->sums(x.data() + 1, y.data() + 1, cut, &c);
+                    k->sums(x.data() + 1 + cut, y.data() + 1 + cut, n - cut, &c);
+                    QVERIFY2(sameSums(a, c), (where(k, n) + " split").c_str());
                 }
         }
     }
@@ -148,7 +154,8 @@ private slots:
                         const QuantKernels& r = quantrun::kQuantRef;
                         const int64_t ca = r.quantize(x.data(), qa.data(), n, kern, s, zp, qmin, qmax);
                         r.dequantize(qa.data(), ya.data(), n, isUnsigned, scale, zp);
-                        const auto sa = r.sums(x.data(), ya.data(), n);
+                        quantrun::Sums sa;
+                        r.sums(x.data(), ya.data(), n, &sa);
                         quantrun::Sums sb;
                         const int64_t cb = k->roundTrip(x.data(), qb.data(), yb.data(), n, kern, s, scale, zp, qmin, qmax,
                                                         isUnsigned, &sb);
@@ -226,8 +233,30 @@ private slots:
                     QVERIFY(same(ma.sqnrDb, mb->sqnrDb));
                     QVERIFY(same(ma.cosine, mb->cosine));
                     QVERIFY(same(ma.maxAbsError, mb->maxAbsError));
+                    const Metrics mc = quantizationMetrics(x, a);  // chunked, no float copy
+                    QVERIFY(same(ma.mse, mc.mse) && same(ma.sqnrDb, mc.sqnrDb) && same(ma.cosine, mc.cosine));
+                    QVERIFY(same(ma.maxAbsError, mc.maxAbsError));
+                    QCOMPARE(mc.clampedFraction, ma.clampedFraction);
                     QCOMPARE(mb->clampedFraction, ma.clampedFraction);
                 }
+        // Chunked metrics over several chunks, per group along [in, out] (axis 1): runs end
+        // at channel, group and chunk boundaries.
+        {
+            const std::vector<float> big = hostile(300 * 700, 4, false);
+            for (const char* g : {"tensor", "channel", "group"}) {
+                QuantSpec spec;
+                spec.scheme = Scheme::TorchAffine;
+                QVERIFY(parseGranularity(std::string(g) == "group" ? "group:96" : g, spec));
+                for (const int axis : {0, 1}) {
+                    spec.axis = axis;
+                    auto q = quantize(big, {300, 700}, spec);
+                    QVERIFY(q);
+                    const Metrics ma = computeMetrics(big, dequantize(*q), q->clampedCount);
+                    const Metrics mc = quantizationMetrics(big, *q);
+                    QVERIFY2(same(ma.mse, mc.mse) && same(ma.cosine, mc.cosine) && same(ma.maxAbsError, mc.maxAbsError), g);
+                }
+            }
+        }
         QuantizedTensor t;
         const std::vector<float> x(37 * 29, 1.0f);
         std::vector<float> small(3);
