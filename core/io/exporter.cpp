@@ -162,12 +162,12 @@ Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, Q
                          " quantization needs a tensor of rank >= 2; this one has shape " + shapeString(t->shape), {}, -1, name);
     // Output channels are axis 0 of a PyTorch weight and the last axis of a Keras kernel.
     spec.axis = outputChannelAxis(*t);
-    auto x = t->toFloat();
+    // The float copy is all that is read from here on: the mapped pages go back piece by
+    // piece during the conversion, so a big tensor costs its float copy once, not its
+    // file pages on top.
+    auto x = t->toFloatReleasingPages();
     if (!x)
         return x.error();
-    // The float copy is all that is read from here on: hand the mapped pages back, so a
-    // big tensor costs its float copy once, not its file pages on top.
-    releaseMappedPages(t->data);
     auto q = quantize(*x, t->shape, spec);
     if (!q) {
         Error e = q.error();

@@ -230,6 +230,7 @@ int main(int argc, char** argv)
         return 1;
     }
     const double bigBytes = double(fs::file_size(big));
+    std::ofstream(base / "config.json") << "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\"}";
     // Every export format the CLI writes from a safetensors source (GGUF needs a GGUF
     // model and ONNX QDQ an ONNX model: not covered here).
     struct Target {
