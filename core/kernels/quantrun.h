@@ -17,14 +17,16 @@ enum class Kernel : int {
 
 // Sums for the metrics over n values (x the reference, y the approximation). The order is
 // the contract: blocks of kSumBlock values from the start; in a block, whole chunks of
-// kSumLanes go lane by lane (lane j takes elements j, j+8, ... of the block) into float
+// kSumLanes go lane by lane (lane j takes elements j, j+16, ... of the block) into float
 // lanes, the < kSumLanes values left at the end of a block go one by one into lane 0, and
 // after each block the lanes are added to the double totals in lane order.
 struct Sums {
     double err2 = 0, x2 = 0, y2 = 0, xy = 0;
     float maxAbs = 0;
 };
-constexpr int kSumLanes = 8;
+// 16: one zmm per sum (two ymm); with 8, AVX-512 had to split every product vector and add
+// its halves one after the other, which made the sums half of the round trip's work.
+constexpr int kSumLanes = 16;
 constexpr int64_t kSumBlock = 512;
 
 // Histogram slots (see computeHistogram): 0 below, 1..bins the bins, bins+1 above, bins+2

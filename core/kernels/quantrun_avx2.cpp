@@ -1,7 +1,7 @@
 // AVX2 table of kernels/quantrun.h. Same arithmetic as quantrun_ref.cpp, lane for lane, so
 // results are identical: _mm256_round_ps(nearest) is the half-to-even the portable
 // magic-number trick computes on the same clamped values, and the metric lanes use
-// separate multiply and add (no FMA) in the same 8-lane, 512-block order.
+// separate multiply and add (no FMA) in the same 16-lane, 512-block order.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -78,34 +78,39 @@ int64_t quantizeAvx2(const float* x, int8_t* q, int64_t n, Kernel k, float s, in
     return 0;
 }
 
-// Blocks of 512 as in the reference, including a last, shorter block: its whole 8-lane chunks go
-// through the vector lanes too (a 768-wide row is 512 + 256, and leaving the 256 to the
-// portable loop made it a third of a drag update's metric time); only the < 8 values left
-// after them take lane 0, as in sumsRef.
-void sumsAvx2(const float* x, const float* y, int64_t n, Sums* acc)
-{
-    constexpr int64_t kBlock = 512;
-    Sums s = *acc;
-    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 mx = _mm256_setzero_ps();
-    alignas(32) float l[4][8];
-    float tailMax = 0;
-    for (int64_t i = 0; i < n;) {
-        const int64_t end = std::min(n, i + kBlock);
-        __m256 e2 = _mm256_setzero_ps(), a2 = e2, b2 = e2, ab = e2;
-        for (; i + 8 <= end; i += 8) {
-            const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(y + i);
-            const __m256 d = _mm256_sub_ps(a, b);
-            e2 = _mm256_add_ps(e2, _mm256_mul_ps(d, d));
-            a2 = _mm256_add_ps(a2, _mm256_mul_ps(a, a));
-            b2 = _mm256_add_ps(b2, _mm256_mul_ps(b, b));
-            ab = _mm256_add_ps(ab, _mm256_mul_ps(a, b));
-            mx = _mm256_max_ps(_mm256_and_ps(d, absMask), mx);
+// The reference's 16 float lanes as two ymm halves (lanes 0-7 and 8-15): a 16-value chunk
+// adds its first 8 products to the first half and the next 8 to the second.
+struct Lanes {
+    __m256 e2[2], a2[2], b2[2], ab[2], mx;
+    void clear()
+    {
+        for (int h = 0; h < 2; ++h)
+            e2[h] = a2[h] = b2[h] = ab[h] = _mm256_setzero_ps();
+    }
+    void add(int h, __m256 a, __m256 b, __m256 absMask)
+    {
+        const __m256 d = _mm256_sub_ps(a, b);
+        e2[h] = _mm256_add_ps(e2[h], _mm256_mul_ps(d, d));
+        a2[h] = _mm256_add_ps(a2[h], _mm256_mul_ps(a, a));
+        b2[h] = _mm256_add_ps(b2[h], _mm256_mul_ps(b, b));
+        ab[h] = _mm256_add_ps(ab[h], _mm256_mul_ps(a, b));
+        mx = _mm256_max_ps(_mm256_and_ps(d, absMask), mx);
+    }
+    // The end of a block from memory: whole 16-value chunks into the lanes, the rest one by
+    // one into lane 0, then the lanes into the double totals in lane order.
+    void finishBlock(const float* x, const float* y, int64_t i, int64_t end, Sums& s, float& tailMax, __m256 absMask)
+    {
+        for (; i + 16 <= end; i += 16) {
+            add(0, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), absMask);
+            add(1, _mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), absMask);
         }
-        _mm256_store_ps(l[0], e2);
-        _mm256_store_ps(l[1], a2);
-        _mm256_store_ps(l[2], b2);
-        _mm256_store_ps(l[3], ab);
+        alignas(32) float l[4][kSumLanes];
+        for (int h = 0; h < 2; ++h) {
+            _mm256_store_ps(l[0] + 8 * h, e2[h]);
+            _mm256_store_ps(l[1] + 8 * h, a2[h]);
+            _mm256_store_ps(l[2] + 8 * h, b2[h]);
+            _mm256_store_ps(l[3] + 8 * h, ab[h]);
+        }
         for (; i < end; ++i) {
             const float a = x[i], b = y[i], d = a - b;
             l[0][0] += d * d;
@@ -114,18 +119,40 @@ void sumsAvx2(const float* x, const float* y, int64_t n, Sums* acc)
             l[3][0] += a * b;
             tailMax = std::max(tailMax, std::fabs(d));
         }
-        for (int j = 0; j < 8; ++j) {
+        for (int j = 0; j < kSumLanes; ++j) {
             s.err2 += l[0][j];
             s.x2 += l[1][j];
             s.y2 += l[2][j];
             s.xy += l[3][j];
         }
     }
-    alignas(32) float m[8];
-    _mm256_store_ps(m, mx);
-    s.maxAbs = std::max(s.maxAbs, tailMax);
-    for (const float v : m)
-        s.maxAbs = std::max(s.maxAbs, v);
+    float maxOf(float tailMax) const
+    {
+        alignas(32) float m[8];
+        _mm256_store_ps(m, mx);
+        for (const float v : m)
+            tailMax = std::max(tailMax, v);
+        return tailMax;
+    }
+};
+
+// Blocks of 512 as in the reference, including a last, shorter block: its whole 16-value
+// chunks go through the vector lanes too (a 768-wide row is 512 + 256, and leaving the 256
+// to the portable loop made it a third of a drag update's metric time).
+void sumsAvx2(const float* x, const float* y, int64_t n, Sums* acc)
+{
+    Sums s = *acc;
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    Lanes L;
+    L.mx = _mm256_setzero_ps();
+    float tailMax = 0;
+    for (int64_t i = 0; i < n;) {
+        const int64_t end = std::min(n, i + kSumBlock);
+        L.clear();
+        L.finishBlock(x, y, i, end, s, tailMax, absMask);
+        i = end;
+    }
+    s.maxAbs = std::max(s.maxAbs, L.maxOf(tailMax));
     *acc = s;
 }
 
@@ -140,20 +167,6 @@ void dequantizeAvx2(const int8_t* q, float* out, int64_t n, bool isUnsigned, flo
     }
     kQuantRef.dequantize(q + i, out + i, n - i, isUnsigned, scale, zp);
 }
-
-// One 8-value chunk of the metric lanes, as in sumsAvx2.
-struct Lanes {
-    __m256 e2, a2, b2, ab, mx;
-    void add(__m256 a, __m256 b, __m256 absMask)
-    {
-        const __m256 d = _mm256_sub_ps(a, b);
-        e2 = _mm256_add_ps(e2, _mm256_mul_ps(d, d));
-        a2 = _mm256_add_ps(a2, _mm256_mul_ps(a, a));
-        b2 = _mm256_add_ps(b2, _mm256_mul_ps(b, b));
-        ab = _mm256_add_ps(ab, _mm256_mul_ps(a, b));
-        mx = _mm256_max_ps(_mm256_and_ps(d, absMask), mx);
-    }
-};
 
 // Quantize, dequantize and the metric lanes per 32 values while they are in registers;
 // the end of a block that is not a whole 32 goes through the separate loops (a few values).
@@ -172,11 +185,10 @@ int64_t roundTripK(const float* x, int8_t* q, float* y, int64_t n, float s, floa
     Sums sums;
     Lanes L;
     L.mx = _mm256_setzero_ps();
-    alignas(32) float l[4][8];
     float tailMax = 0;
     for (int64_t i = 0; i < n;) {
         const int64_t end = std::min(n, i + kSumBlock);
-        L.e2 = L.a2 = L.b2 = L.ab = _mm256_setzero_ps();
+        L.clear();
         for (; i + 32 <= end; i += 32) {
             const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
             const __m256 x2 = _mm256_loadu_ps(x + i + 16), x3 = _mm256_loadu_ps(x + i + 24);
@@ -196,35 +208,17 @@ int64_t roundTripK(const float* x, int8_t* q, float* y, int64_t n, float s, floa
             _mm256_storeu_ps(y + i + 8, y1);
             _mm256_storeu_ps(y + i + 16, y2);
             _mm256_storeu_ps(y + i + 24, y3);
-            L.add(x0, y0, absMask);
-            L.add(x1, y1, absMask);
-            L.add(x2, y2, absMask);
-            L.add(x3, y3, absMask);
+            L.add(0, x0, y0, absMask);
+            L.add(1, x1, y1, absMask);
+            L.add(0, x2, y2, absMask);
+            L.add(1, x3, y3, absMask);
         }
         if (i < end) {
             clamped += quantizeAvx2(x + i, q + i, end - i, K, s, zp, qmin, qmax);
             dequantizeAvx2(q + i, y + i, end - i, isUnsigned, scale, zp);
-            for (; i + 8 <= end; i += 8)
-                L.add(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), absMask);
         }
-        _mm256_store_ps(l[0], L.e2);
-        _mm256_store_ps(l[1], L.a2);
-        _mm256_store_ps(l[2], L.b2);
-        _mm256_store_ps(l[3], L.ab);
-        for (; i < end; ++i) {
-            const float a = x[i], b = y[i], d = a - b;
-            l[0][0] += d * d;
-            l[1][0] += a * a;
-            l[2][0] += b * b;
-            l[3][0] += a * b;
-            tailMax = std::max(tailMax, std::fabs(d));
-        }
-        for (int j = 0; j < 8; ++j) {
-            sums.err2 += l[0][j];
-            sums.x2 += l[1][j];
-            sums.y2 += l[2][j];
-            sums.xy += l[3][j];
-        }
+        L.finishBlock(x, y, i, end, sums, tailMax, absMask);
+        i = end;
     }
     alignas(32) int32_t e[8];
     _mm256_store_si256(reinterpret_cast<__m256i*>(e), equal);
@@ -235,11 +229,7 @@ int64_t roundTripK(const float* x, int8_t* q, float* y, int64_t n, float s, floa
     for (int64_t i = 0; i < n; i += kSumBlock)
         vectorValues += (std::min(n, i + kSumBlock) - i) / 32 * 32;
     clamped += vectorValues - equalTotal;
-    alignas(32) float m[8];
-    _mm256_store_ps(m, L.mx);
-    sums.maxAbs = tailMax;
-    for (const float v : m)
-        sums.maxAbs = std::max(sums.maxAbs, v);
+    sums.maxAbs = L.maxOf(tailMax);
     *out = sums;
     return clamped;
 }

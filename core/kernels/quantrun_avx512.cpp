@@ -1,7 +1,7 @@
 // AVX-512 table of kernels/quantrun.h. Quantization runs 16 values per zmm with mask
 // registers for NaN, rounding and the ends of a run (no scalar tail); the metric sums keep
-// the reference's 8 float lanes (products formed in zmm, each 8-value half added in order
-// into ymm lanes), so every result equals quantrun_ref.cpp's bit for bit.
+// the reference's 16 float lanes in one zmm per sum, so every result equals
+// quantrun_ref.cpp's bit for bit.
 // GCC 12.2 warns inside its own AVX-512 headers (GCC PR 105593, fixed in 12.3), as in
 // gemm_avx512vnni.cpp; the warnings point at no code of ours.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -104,46 +104,32 @@ void dequantizeAvx512(const int8_t* q, float* out, int64_t n, bool isUnsigned, f
     }
 }
 
-// The reference's 8 float lanes. Products and |d| are formed 16 at a time; the two 8-value
-// halves are then added in element order, as the reference adds its chunks.
+// The reference's 16 float lanes, one zmm per sum.
 struct Lanes {
-    __m256 e2, a2, b2, ab;
-    __m512 mx;
-    void clear() { e2 = a2 = b2 = ab = _mm256_setzero_ps(); }
+    __m512 e2, a2, b2, ab, mx;
+    void clear() { e2 = a2 = b2 = ab = _mm512_setzero_ps(); }
     void add16(__m512 a, __m512 b)
     {
         const __m512 d = _mm512_sub_ps(a, b);
-        const __m512 dd = _mm512_mul_ps(d, d), aa = _mm512_mul_ps(a, a), bb = _mm512_mul_ps(b, b),
-                     abv = _mm512_mul_ps(a, b);
-        e2 = _mm256_add_ps(_mm256_add_ps(e2, _mm512_castps512_ps256(dd)), _mm512_extractf32x8_ps(dd, 1));
-        a2 = _mm256_add_ps(_mm256_add_ps(a2, _mm512_castps512_ps256(aa)), _mm512_extractf32x8_ps(aa, 1));
-        b2 = _mm256_add_ps(_mm256_add_ps(b2, _mm512_castps512_ps256(bb)), _mm512_extractf32x8_ps(bb, 1));
-        ab = _mm256_add_ps(_mm256_add_ps(ab, _mm512_castps512_ps256(abv)), _mm512_extractf32x8_ps(abv, 1));
+        e2 = _mm512_add_ps(e2, _mm512_mul_ps(d, d));
+        a2 = _mm512_add_ps(a2, _mm512_mul_ps(a, a));
+        b2 = _mm512_add_ps(b2, _mm512_mul_ps(b, b));
+        ab = _mm512_add_ps(ab, _mm512_mul_ps(a, b));
         mx = _mm512_max_ps(_mm512_abs_ps(d), mx);  // a NaN |d| never wins, as in the reference
-    }
-    void add8(__m256 a, __m256 b)
-    {
-        const __m256 d = _mm256_sub_ps(a, b);
-        e2 = _mm256_add_ps(e2, _mm256_mul_ps(d, d));
-        a2 = _mm256_add_ps(a2, _mm256_mul_ps(a, a));
-        b2 = _mm256_add_ps(b2, _mm256_mul_ps(b, b));
-        ab = _mm256_add_ps(ab, _mm256_mul_ps(a, b));
-        const __m256 ad = _mm256_and_ps(d, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
-        mx = _mm512_max_ps(_mm512_zextps256_ps512(ad), mx);  // zeros above never win
     }
 };
 
-// The end of a block: whole 8-value chunks into the lanes, then the rest one by one into
+// The end of a block: whole 16-value chunks into the lanes, then the rest one by one into
 // lane 0; the lanes go into the double totals in lane order.
 inline void finishBlock(Lanes& L, const float* x, const float* y, int64_t i, int64_t end, Sums& s, float& tailMax)
 {
-    for (; i + 8 <= end; i += 8)
-        L.add8(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i));
-    alignas(32) float l[4][8];
-    _mm256_store_ps(l[0], L.e2);
-    _mm256_store_ps(l[1], L.a2);
-    _mm256_store_ps(l[2], L.b2);
-    _mm256_store_ps(l[3], L.ab);
+    for (; i + 16 <= end; i += 16)
+        L.add16(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i));
+    alignas(64) float l[4][kSumLanes];
+    _mm512_store_ps(l[0], L.e2);
+    _mm512_store_ps(l[1], L.a2);
+    _mm512_store_ps(l[2], L.b2);
+    _mm512_store_ps(l[3], L.ab);
     for (; i < end; ++i) {
         const float a = x[i], b = y[i], d = a - b;
         l[0][0] += d * d;
@@ -152,7 +138,7 @@ inline void finishBlock(Lanes& L, const float* x, const float* y, int64_t i, int
         l[3][0] += a * b;
         tailMax = std::max(tailMax, std::fabs(d));
     }
-    for (int j = 0; j < 8; ++j) {
+    for (int j = 0; j < kSumLanes; ++j) {
         s.err2 += l[0][j];
         s.x2 += l[1][j];
         s.y2 += l[2][j];

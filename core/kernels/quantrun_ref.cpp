@@ -99,7 +99,7 @@ void dequantizeRef(const int8_t* __restrict q, float* __restrict out, int64_t n,
 }
 
 // GCC does not vectorise a float reduction without -ffast-math (it may not reorder the
-// additions), so the sums are kept in 8 explicit lanes that it can map onto SIMD
+// additions), so the sums are kept in 16 explicit lanes that it can map onto SIMD
 // registers. Lanes are float over short blocks (error < 1e-6 relative per block) and
 // flushed into double, which keeps the total accurate for multi-million-element tensors.
 void sumsRef(const float* x, const float* y, int64_t n, Sums* acc)
