@@ -9,6 +9,9 @@
 #include "packedweight.h"
 #include "truncationguard.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 namespace quantlens {
 
 int64_t Tensor::numel() const
@@ -358,6 +361,39 @@ Status Tensor::toFloat(std::span<float> out) const
             if (Status c = truncationguard::checkRange(r.data(), r.size(), name); !c)
                 return c;
     return s;
+}
+
+Result<std::vector<float>> Tensor::toFloatReleasingPages() const
+{
+    auto n = checkedNumel(shape.data(), shape.size());
+    const DTypeInfo& in = dtypeInfo(dtype);
+    if (!n || dtype == DType::Opaque || in.isBlock || !strides.empty() || *n == 0
+        || int64_t(data.size()) / in.blockBytes < *n || !truncationguard::insideMapping(data.data(), data.size()))
+        return toFloat();  // nothing mapped to hand back, or a layout that converts in one go
+    std::vector<float> v(static_cast<size_t>(*n));
+    const int64_t es = in.blockBytes;
+    const bool swap = bigEndian != (std::endian::native == std::endian::big);
+    const auto page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    const uintptr_t first = (reinterpret_cast<uintptr_t>(data.data()) + page - 1) & ~(page - 1);
+    uintptr_t released = first;
+    constexpr int64_t kPiece = int64_t(1) << 22;  // values per piece: 16 MB of float32
+    for (int64_t i = 0; i < *n; i += kPiece) {
+        const int64_t len = std::min(kPiece, *n - i);
+        const std::byte* p = data.data() + i * es;
+        if (dtype == DType::F32 && !swap)
+            std::memcpy(v.data() + i, p, size_t(len) * 4);
+        else
+            convertContiguous(dtype, p, len, es, swap, v.data() + i);
+        // Whole pages only, and only this tensor's: a neighbour's bytes on a shared page stay.
+        const uintptr_t to = (reinterpret_cast<uintptr_t>(p) + uintptr_t(len * es)) & ~(page - 1);
+        if (to > released) {
+            ::madvise(reinterpret_cast<void*>(released), to - released, MADV_DONTNEED);
+            released = to;
+        }
+    }
+    if (Status c = truncationguard::checkRange(data.data(), data.size(), name); !c)
+        return c.error();
+    return v;
 }
 
 Result<std::vector<float>> Tensor::toFloat() const

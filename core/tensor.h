@@ -61,6 +61,12 @@ struct Tensor {
     Result<std::vector<float>> toFloat() const;
     // Same into caller-provided storage of numel() floats.
     Status toFloat(std::span<float> out) const;
+    // toFloat for a caller that will not read this tensor's bytes again soon (an export):
+    // a contiguous tensor in a mapped file is converted a few MB at a time and each piece's
+    // file pages are handed back as it goes, so the float copy never sits beside the whole
+    // tensor's pages. Same result as toFloat; the pages are read again from the file if
+    // anyone touches them later.
+    Result<std::vector<float>> toFloatReleasingPages() const;
 };
 
 // A tensor that owns its bytes (demo model, materialised views, exports).

@@ -166,12 +166,12 @@ Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, Q
                          " quantization needs a tensor of rank >= 2; this one has shape " + shapeString(t->shape), {}, -1, name);
     // Output channels are axis 0 of a PyTorch weight and the last axis of a Keras kernel.
     spec.axis = outputChannelAxis(*t);
-    auto x = t->toFloat();
+    // The float copy is all that is read from here on: the mapped pages go back piece by
+    // piece during the conversion, so a big tensor costs its float copy once, not its
+    // file pages on top.
+    auto x = t->toFloatReleasingPages();
     if (!x)
         return x.error();
-    // The float copy is all that is read from here on: hand the mapped pages back, so a
-    // big tensor costs its float copy once, not its file pages on top.
-    releaseMappedPages(t->data);
     auto q = quantize(*x, t->shape, spec);
     if (!q) {
         Error e = q.error();
@@ -184,8 +184,7 @@ Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, Q
     e.quantized.name = t->name;
     e.quantized.shape = t->shape;
     e.quantized.sourceDtype = t->dtype;
-    const std::vector<float> xhat = dequantize(e.quantized);
-    e.metrics = computeMetrics(*x, xhat, e.quantized.clampedCount);
+    e.metrics = quantizationMetrics(*x, e.quantized);  // no second float copy of a big tensor
     for (const QuantLayer& l : findQuantLayers(m))
         if (l.weight == t && l.bias)
             e.biasName = l.bias->name;

@@ -133,6 +133,24 @@ std::vector<const ReduceKernels*> availableReduce()
     return v;
 }
 
+namespace {
+
+const quantrun::QuantKernels* quantFor(const std::string& isa)
+{
+#ifdef QUANTLENS_HAVE_kernels_avx512
+    if (isa == "avx512vnni")
+        return &quantrun::kQuantAvx512;
+#endif
+#ifdef QUANTLENS_HAVE_kernels_avx2
+    if (isa == "avx512vnni" || isa == "avxvnni" || isa == "avx2")
+        return &quantrun::kQuantAvx2;
+#endif
+    (void)isa;
+    return &quantrun::kQuantRef;
+}
+
+}  // namespace
+
 void gemmU8S8S32(const GemmKernels& kr, int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w,
                  int32_t* c, int64_t ldc, bool aMax128)
 {
@@ -154,3 +172,31 @@ void gemmS8S8S32(const GemmKernels& kr, int64_t m, const int8_t* a, int64_t lda,
 }
 
 }  // namespace quantlens::kernels
+
+namespace quantlens::quantrun {
+
+// Follows the GEMM's choice like activeReduce, and like it never throws (worker threads).
+const QuantKernels& activeQuant()
+{
+    static const QuantKernels* q = [] {
+        try {
+            return kernels::quantFor(kernels::activeIsa());
+        } catch (const std::exception&) {
+            return &kQuantRef;
+        }
+    }();
+    return *q;
+}
+
+std::vector<const QuantKernels*> availableQuant()
+{
+    std::vector<const QuantKernels*> v;
+    for (const kernels::GemmKernels* k : kernels::availableKernels()) {
+        const QuantKernels* q = kernels::quantFor(k->name);
+        if (std::find(v.begin(), v.end(), q) == v.end())
+            v.push_back(q);
+    }
+    return v;
+}
+
+}  // namespace quantlens::quantrun

@@ -1,9 +1,11 @@
 #pragma once
-// Internal: the per-slice quantize loop and the metric sums, portable and AVX2. Both
-// paths give identical results (the AVX2 one is checked against the portable one in
-// tst_quant_properties); which one runs follows the GEMM's run-time choice
-// (kernels/dispatch.cpp, activeReduce), so QUANTLENS_ISA=ref forces the portable one.
+// The quantizer's inner loops (core/quant: quantize, dequantize, metrics, histogram), one
+// table per ISA: quantrun_ref.cpp is the specification, quantrun_avx2.cpp and
+// quantrun_avx512.cpp (with histogram_avx2/avx512.cpp) give identical results. Which one
+// runs follows the GEMM's run-time choice (kernels/dispatch.cpp), so the one QUANTLENS_ISA
+// override forces these too; tst_quantrun compares every variant this CPU has with ref.
 #include <cstdint>
+#include <vector>
 
 namespace quantlens::quantrun {
 
@@ -13,29 +15,54 @@ enum class Kernel : int {
     MulInvHalfAway,  // ggml quantize_row_q8_0_ref: roundf(x * id)
 };
 
-// s is the scale for DivHalfEven and the multiplier (1/scale, or ggml's id) otherwise.
-// Returns how many values rounded outside [qmin, qmax]; NaN maps to zp. Stores the low
-// byte of each integer (unsigned targets keep their 0..255 bit pattern).
-int64_t quantizeRef(const float* x, int8_t* q, int64_t n, Kernel k, float s, int32_t zp, int32_t qmin, int32_t qmax);
-int64_t quantizeAvx2(const float* x, int8_t* q, int64_t n, Kernel k, float s, int32_t zp, int32_t qmin, int32_t qmax);
-bool haveAvx2();  // the dispatch chose an AVX2-or-better path (not QUANTLENS_ISA=ref)
-
-// Sums for the metrics over n values: in 8 float lanes per block of 512, flushed to double.
+// Sums for the metrics over n values (x the reference, y the approximation). The order is
+// the contract: blocks of kSumBlock values from the start; in a block, whole chunks of
+// kSumLanes go lane by lane (lane j takes elements j, j+16, ... of the block) into float
+// lanes, the < kSumLanes values left at the end of a block go one by one into lane 0, and
+// after each block the lanes are added to the double totals in lane order.
 struct Sums {
     double err2 = 0, x2 = 0, y2 = 0, xy = 0;
     float maxAbs = 0;
 };
-// `start` continues earlier sums (the AVX2 path hands its tail over this way).
-Sums sumsRef(const float* x, const float* y, int64_t n, Sums start = {});
-Sums sumsAvx2(const float* x, const float* y, int64_t n);
+// 16: one zmm per sum (two ymm); with 8, AVX-512 had to split every product vector and add
+// its halves one after the other, which made the sums half of the round trip's work.
+constexpr int kSumLanes = 16;
+constexpr int64_t kSumBlock = 512;
 
-// Histogram slots (see computeHistogram): 0 below, 1..bins the bins, bins+1 above, -1 NaN,
-// -2 "within tol of an edge: decide with numpy's float64 edges". The AVX2 version may flag
-// a different set of values as -2 (never a wrong bin): the final counts are numpy's either way.
+// Histogram slots (see computeHistogram): 0 below, 1..bins the bins, bins+1 above, bins+2
+// NaN (counted nowhere), -2 "within tol of an edge: decide with numpy's float64 edges".
+// SIMD variants may flag a different set of values as -2 (never a wrong bin): the final
+// counts are numpy's either way.
 struct SlotParams {
     float loF, hiF, scale, tol, lastF, binsF;
     int32_t bins;
 };
-void histogramSlotsAvx2(const float* x, int32_t* slots, int n, const SlotParams& p, bool absolute);
+
+struct QuantKernels {
+    const char* name;  // "avx512", "avx2", "ref"
+    // s is the scale for DivHalfEven and the multiplier (1/scale, or ggml's id) otherwise.
+    // Returns how many values rounded outside [qmin, qmax]; NaN maps to zp. Stores the low
+    // byte of each integer (unsigned targets keep their 0..255 bit pattern).
+    int64_t (*quantize)(const float* x, int8_t* q, int64_t n, Kernel k, float s, int32_t zp, int32_t qmin,
+                        int32_t qmax);
+    // out = (q - zp) * scale, one rounding (torch's dequantize_val, ONNX Runtime).
+    void (*dequantize)(const int8_t* q, float* out, int64_t n, bool isUnsigned, float scale, int32_t zp);
+    // Adds n values' sums to *acc. A run split at multiples of kSumBlock gives, bit for
+    // bit, what one call over the whole run gives (the totals grow block by block).
+    void (*sums)(const float* x, const float* y, int64_t n, Sums* acc);
+    // Slots of n values (of |x| if absolute); the positions of the -2 slots go to nearAt
+    // (room for n) in increasing order, their count is returned.
+    int (*histogramSlots)(const float* x, int32_t* slots, int n, const SlotParams& p, bool absolute, int32_t* nearAt);
+    // quantize, then dequantize into y, then sums(x, y): one sweep, the same results as the
+    // three calls in a row. `scale` is the dequantization scale (s may be its inverse).
+    int64_t (*roundTrip)(const float* x, int8_t* q, float* y, int64_t n, Kernel k, float s, float scale, int32_t zp,
+                         int32_t qmin, int32_t qmax, bool isUnsigned, Sums* sums);
+};
+
+extern const QuantKernels kQuantRef;
+// The variant matching activeKernels(): avx512vnni -> avx512, avxvnni/avx2 -> avx2, ref -> ref.
+const QuantKernels& activeQuant();
+// Every variant this binary has and this CPU runs, best first, ref last (for tests and benches).
+std::vector<const QuantKernels*> availableQuant();
 
 }  // namespace quantlens::quantrun

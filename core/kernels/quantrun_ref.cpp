@@ -1,12 +1,9 @@
-// The portable quantize loop and metric sums of kernels/quantrun.h, beside their AVX2
-// twins (quantrun_avx2.cpp), which hand their tails to these; quant/ calls either.
-#include "kernels/quantrun.h"
-
+// The portable quantizer loops: the specification every SIMD table in quantrun_*.cpp
+// equals, and what runs under QUANTLENS_ISA=ref or on a CPU without AVX2.
 #include <algorithm>
 #include <cmath>
-#include <string>
 
-#include "kernels/reduce.h"
+#include "kernels/quantrun.h"
 
 namespace quantlens::quantrun {
 
@@ -70,8 +67,6 @@ int64_t quantizeRunK(const float* __restrict x, int8_t* __restrict q, int64_t n,
     return clamped + cl;
 }
 
-}  // namespace
-
 int64_t quantizeRef(const float* x, int8_t* q, int64_t n, Kernel k, float s, int32_t zp, int32_t qmin, int32_t qmax)
 {
     const RunParams p{s, zp, qmin, qmax, float(qmin - zp - 1), float(qmax - zp + 1)};
@@ -83,30 +78,38 @@ int64_t quantizeRef(const float* x, int8_t* q, int64_t n, Kernel k, float s, int
     return 0;
 }
 
-bool haveAvx2()
+void dequantizeRef(const int8_t* __restrict q, float* __restrict out, int64_t n, bool isUnsigned, float scale, int32_t zp)
 {
-#ifdef QUANTLENS_HAVE_kernels_avx2
-    // The GEMM's dispatch decides (kernels/dispatch.cpp): one choice, one QUANTLENS_ISA.
-    static const bool use = std::string(kernels::activeReduce().name) != "ref";
-    return use;
-#else
-    return false;
-#endif
+    const float fzp = float(zp);
+    int64_t i = 0;
+    if (isUnsigned) {
+        const uint8_t* __restrict u = reinterpret_cast<const uint8_t*>(q);
+        for (; i + kBlock <= n; i += kBlock)
+            for (int j = 0; j < kBlock; ++j)
+                out[i + j] = (float(u[i + j]) - fzp) * scale;
+        for (; i < n; ++i)
+            out[i] = (float(u[i]) - fzp) * scale;
+    } else {
+        for (; i + kBlock <= n; i += kBlock)
+            for (int j = 0; j < kBlock; ++j)
+                out[i + j] = (float(q[i + j]) - fzp) * scale;
+        for (; i < n; ++i)
+            out[i] = (float(q[i]) - fzp) * scale;
+    }
 }
 
 // GCC does not vectorise a float reduction without -ffast-math (it may not reorder the
-// additions), so the sums are kept in 8 explicit lanes that it can map onto SIMD
+// additions), so the sums are kept in 16 explicit lanes that it can map onto SIMD
 // registers. Lanes are float over short blocks (error < 1e-6 relative per block) and
 // flushed into double, which keeps the total accurate for multi-million-element tensors.
-Sums sumsRef(const float* x, const float* y, int64_t n, Sums start)
+void sumsRef(const float* x, const float* y, int64_t n, Sums* acc)
 {
-    constexpr int W = 8;
-    constexpr int64_t kBlock = 512;
-    Sums s = start;
+    constexpr int W = kSumLanes;
+    Sums s = *acc;
     float maxLane[W] = {};
     int64_t i = 0;
     while (i < n) {
-        const int64_t end = std::min(n, i + kBlock);
+        const int64_t end = std::min(n, i + kSumBlock);
         float e2[W] = {}, a2[W] = {}, b2[W] = {}, ab[W] = {};
         for (; i + W <= end; i += W) {
             for (int j = 0; j < W; ++j) {
@@ -136,7 +139,57 @@ Sums sumsRef(const float* x, const float* y, int64_t n, Sums start)
     }
     for (int j = 0; j < W; ++j)
         s.maxAbs = std::max(s.maxAbs, maxLane[j]);
-    return s;
+    *acc = s;
 }
+
+// The slot of one value, branch-free so the loop vectorises.
+template <bool Abs>
+inline int32_t slotOf(float v0, const SlotParams& p)
+{
+    const float v = Abs ? std::fabs(v0) : v0;
+    float f = (v - p.loF) * p.scale;
+    f = f >= 0.0f ? f : 0.0f;  // NaN -> 0 as well: converting NaN to int below would be UB
+    float g = f > p.binsF ? p.binsF : f;
+    const float frac = g - float(int32_t(g));
+    const bool near = (frac < p.tol) | (frac > 1.0f - p.tol);
+    f = f > p.lastF ? p.lastF : f;
+    int32_t b = int32_t(f) + 1;
+    b = near ? -2 : b;
+    b = v < p.loF ? 0 : b;
+    b = v > p.hiF ? p.bins + 1 : b;
+    b = v != v ? p.bins + 2 : b;
+    return b;
+}
+
+template <bool Abs>
+int slotsK(const float* __restrict x, int32_t* __restrict slots, int n, const SlotParams& p, int32_t* nearAt)
+{
+    for (int i = 0; i < n; ++i)
+        slots[i] = slotOf<Abs>(x[i], p);
+    int near = 0;
+    for (int i = 0; i < n; ++i)
+        if (slots[i] == -2)
+            nearAt[near++] = i;
+    return near;
+}
+
+int histogramSlotsRef(const float* x, int32_t* slots, int n, const SlotParams& p, bool absolute, int32_t* nearAt)
+{
+    return absolute ? slotsK<true>(x, slots, n, p, nearAt) : slotsK<false>(x, slots, n, p, nearAt);
+}
+
+int64_t roundTripRef(const float* x, int8_t* q, float* y, int64_t n, Kernel k, float s, float scale, int32_t zp,
+                     int32_t qmin, int32_t qmax, bool isUnsigned, Sums* sums)
+{
+    const int64_t clamped = quantizeRef(x, q, n, k, s, zp, qmin, qmax);
+    dequantizeRef(q, y, n, isUnsigned, scale, zp);
+    *sums = Sums{};
+    sumsRef(x, y, n, sums);
+    return clamped;
+}
+
+}  // namespace
+
+const QuantKernels kQuantRef{"ref", quantizeRef, dequantizeRef, sumsRef, histogramSlotsRef, roundTripRef};
 
 }  // namespace quantlens::quantrun

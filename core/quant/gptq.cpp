@@ -129,7 +129,7 @@ Result<GptqResult> gptqQuantize(std::span<const float> weight, int64_t out, int6
                 const int32_t zp = P.zeroPoint[slot];
                 const float wf = float(wr[col]);
                 int8_t q8 = 0;
-                qt.clampedCount += quantrun::quantizeRef(&wf, &q8, 1, kernel, roundingMultiplier(kernel, scale), zp, P.qmin, P.qmax);
+                qt.clampedCount += quantrun::kQuantRef.quantize(&wf, &q8, 1, kernel, roundingMultiplier(kernel, scale), zp, P.qmin, P.qmax);
                 const int32_t qi = spec.isUnsigned ? int32_t(uint8_t(q8)) : int32_t(q8);
                 Q[size_t(r * in + col)] = qi;
                 const double qf = double((float(qi) - float(zp)) * scale);  // dequantize()'s float arithmetic

@@ -42,25 +42,6 @@ int32_t numpyBin(double v, double lo, double hi, int32_t bins)
 
 using quantrun::SlotParams;
 
-// The slot of one value (see computeHistogram), branch-free so the chunk loop vectorises.
-template <bool Abs>
-inline int32_t slotOf(float v0, const SlotParams& p)
-{
-    const float v = Abs ? std::fabs(v0) : v0;
-    float f = (v - p.loF) * p.scale;
-    f = f >= 0.0f ? f : 0.0f;  // NaN -> 0 as well: converting NaN to int below would be UB
-    float g = f > p.binsF ? p.binsF : f;
-    const float frac = g - float(int32_t(g));
-    const bool near = (frac < p.tol) | (frac > 1.0f - p.tol);
-    f = f > p.lastF ? p.lastF : f;
-    int32_t b = int32_t(f) + 1;
-    b = near ? -2 : b;
-    b = v < p.loF ? 0 : b;
-    b = v > p.hiF ? p.bins + 1 : b;
-    b = v != v ? -1 : b;
-    return b;
-}
-
 template <bool Abs>
 Histogram histogramImpl(std::span<const float> x, double lo, double hi, int bins)
 {
@@ -89,13 +70,14 @@ Histogram histogramImpl(std::span<const float> x, double lo, double hi, int bins
     if (tol > 0.25f || degenerate)
         tol = 0.5f;  // every value goes the exact way
 
-    // Slots are shifted by one: 0 is "below", 1..bins are the bins, bins+1 is "above";
-    // -1 is NaN (skipped) and -2 "near an edge, decide exactly". Indices are computed in
-    // fixed-size chunks (vectorised by GCC at -O2); the increments go to four interleaved
-    // copies of the counts so runs of equal bins do not serialise on one memory location.
+    // Slots are shifted by one: 0 is "below", 1..bins are the bins, bins+1 is "above",
+    // bins+2 is NaN (never counted) and -2 "near an edge, decide exactly" (kernels/quantrun.h).
+    // The slot kernel lists where the -2 are, so the scatter has no test per value; the
+    // increments go to four interleaved copies of the counts so runs of equal bins do not
+    // serialise on one memory location.
     constexpr int kChunk = 1024;
-    int32_t idx[kChunk];
-    const size_t stride = size_t(bins) + 2;
+    int32_t idx[kChunk], nearAt[kChunk];
+    const size_t stride = size_t(bins) + 3;
     std::vector<int32_t> sub(4 * stride, 0);
     int32_t* s0 = sub.data();
     int32_t* s1 = s0 + stride;
@@ -104,7 +86,7 @@ Histogram histogramImpl(std::span<const float> x, double lo, double hi, int bins
     const size_t n = x.size();
     int64_t sinceFlush = 0;
     auto flush = [&] {
-        for (size_t b = 0; b < stride; ++b) {
+        for (size_t b = 0; b <= size_t(bins) + 1; ++b) {
             const int64_t c = int64_t(s0[b]) + s1[b] + s2[b] + s3[b];
             if (b == 0)
                 h.below += c;
@@ -117,55 +99,27 @@ Histogram histogramImpl(std::span<const float> x, double lo, double hi, int bins
         sinceFlush = 0;
     };
     const SlotParams sp{loF, hiF, scale, tol, float(last), float(bins), bins};
-    auto scatter = [&](const float* p, int m) {
+    const quantrun::QuantKernels& kr = quantrun::activeQuant();
+    for (size_t start = 0; start < n; start += kChunk) {
+        const float* p = x.data() + start;
+        const int m = int(std::min<size_t>(kChunk, n - start));
+        const int near = kr.histogramSlots(p, idx, m, sp, Abs, nearAt);
+        for (int k = 0; k < near; ++k) {
+            const int i = nearAt[k];
+            idx[i] = numpyBin(Abs ? std::fabs(double(p[i])) : double(p[i]), lo, hi, bins) + 1;
+        }
         int i = 0;
         for (; i + 4 <= m; i += 4) {
-            int32_t b0 = idx[i], b1 = idx[i + 1], b2 = idx[i + 2], b3 = idx[i + 3];
-            if ((b0 | b1 | b2 | b3) < 0) {  // rare: NaN or near an edge
-                for (int k = 0; k < 4; ++k) {
-                    int32_t& b = idx[i + k];
-                    if (b == -2)
-                        b = numpyBin(Abs ? std::fabs(double(p[i + k])) : double(p[i + k]), lo, hi, bins) + 1;
-                }
-                b0 = idx[i], b1 = idx[i + 1], b2 = idx[i + 2], b3 = idx[i + 3];
-            }
-            if (b0 >= 0) ++s0[b0];
-            if (b1 >= 0) ++s1[b1];
-            if (b2 >= 0) ++s2[b2];
-            if (b3 >= 0) ++s3[b3];
+            ++s0[idx[i]];
+            ++s1[idx[i + 1]];
+            ++s2[idx[i + 2]];
+            ++s3[idx[i + 3]];
         }
-        for (; i < m; ++i) {
-            int32_t b = idx[i];
-            if (b == -2)
-                b = numpyBin(Abs ? std::fabs(double(p[i])) : double(p[i]), lo, hi, bins) + 1;
-            if (b >= 0)
-                ++s0[b];
-        }
-    };
-#ifdef QUANTLENS_HAVE_kernels_avx2
-    const bool useAvx2 = quantrun::haveAvx2();
-#endif
-    size_t start = 0;
-    for (; start + kChunk <= n; start += kChunk) {
-        const float* __restrict p = x.data() + start;
-        int32_t* __restrict out = idx;
-#ifdef QUANTLENS_HAVE_kernels_avx2
-        if (useAvx2)
-            quantrun::histogramSlotsAvx2(p, out, kChunk, sp, Abs);
-        else
-#endif
-            for (int i = 0; i < kChunk; ++i)
-                out[i] = slotOf<Abs>(p[i], sp);
-        scatter(p, kChunk);
-        sinceFlush += kChunk;
+        for (; i < m; ++i)
+            ++s0[idx[i]];
+        sinceFlush += m;
         if (sinceFlush > (int64_t(1) << 30))  // the int32 sub-counts cannot overflow
             flush();
-    }
-    if (start < n) {
-        const int m = int(n - start);
-        for (int i = 0; i < m; ++i)
-            idx[i] = slotOf<Abs>(x[start + size_t(i)], sp);
-        scatter(x.data() + start, m);
     }
     flush();
     return h;

@@ -16,14 +16,14 @@ using quantrun::Sums;
 
 Sums accumulate(const float* x, const float* y, int64_t n)
 {
-#ifdef QUANTLENS_HAVE_kernels_avx2
-    if (quantrun::haveAvx2())
-        return quantrun::sumsAvx2(x, y, n);
-#endif
-    return quantrun::sumsRef(x, y, n);
+    Sums s;
+    quantrun::activeQuant().sums(x, y, n, &s);
+    return s;
 }
 
-Metrics fromSums(const Sums& s, int64_t n, int64_t clampedCount)
+}  // namespace
+
+Metrics metricsFromSums(const Sums& s, int64_t n, int64_t clampedCount)
 {
     Metrics m;
     m.count = n;
@@ -45,12 +45,10 @@ Metrics fromSums(const Sums& s, int64_t n, int64_t clampedCount)
     return m;
 }
 
-}  // namespace
-
 Metrics computeMetrics(std::span<const float> x, std::span<const float> xhat, int64_t clampedCount)
 {
     const int64_t n = int64_t(std::min(x.size(), xhat.size()));
-    return fromSums(accumulate(x.data(), xhat.data(), n), n, clampedCount);
+    return metricsFromSums(accumulate(x.data(), xhat.data(), n), n, clampedCount);
 }
 
 std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const float> xhat, int64_t rows,
@@ -64,7 +62,7 @@ std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const
         return out;
     out.reserve(size_t(rows));
     for (int64_t r = 0; r < rows; ++r)
-        out.push_back(fromSums(accumulate(x.data() + r * cols, xhat.data() + r * cols, cols), cols, 0));
+        out.push_back(metricsFromSums(accumulate(x.data() + r * cols, xhat.data() + r * cols, cols), cols, 0));
     return out;
 }
 

@@ -5,6 +5,10 @@
 
 namespace quantlens {
 
+namespace quantrun {
+struct Sums;
+}
+
 // Round-trip error of x -> xhat. Named by formula:
 //   mse = sum((x-xhat)^2)/n; sqnrDb = 10*log10(sum(x^2)/sum((x-xhat)^2)) (inf if exact);
 //   cosine = <x,xhat>/(|x||xhat|) (1 when both are zero); maxAbsError = max|x-xhat|.
@@ -18,6 +22,8 @@ struct Metrics {
 };
 
 Metrics computeMetrics(std::span<const float> x, std::span<const float> xhat, int64_t clampedCount = 0);
+// The metrics of n values from their sums (kernels/quantrun.h), as computeMetrics forms them.
+Metrics metricsFromSums(const quantrun::Sums& s, int64_t n, int64_t clampedCount);
 // Per output channel along axis 0 of a [rows, cols] matrix.
 std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const float> xhat, int64_t rows, int64_t cols);
 

@@ -10,6 +10,7 @@
 #include "halffloat.h"
 #include "quant/calibrate.h"
 #include "quant/ggmlblocks.h"
+#include "quant/metrics.h"
 #include "quant/rounding.h"
 #include "kernels/quantrun.h"
 
@@ -18,7 +19,7 @@ namespace quantlens {
 namespace {
 
 using quantrun::Kernel;
-constexpr int kBlock = 32;  // fixed inner trip count, see kernels/quantrun_ref.cpp
+
 
 // Quantizes n contiguous values with one scale/zero point. Returns how many values
 // rounded outside [qmin, qmax]. NaN maps to the zero point. No allocation: this is the
@@ -26,34 +27,12 @@ constexpr int kBlock = 32;  // fixed inner trip count, see kernels/quantrun_ref.
 int64_t quantizeRun(const float* x, int8_t* q, int64_t n, Kernel kernel, float scale, int32_t zp,
                     int32_t qmin, int32_t qmax)
 {
-    const float s = roundingMultiplier(kernel, scale);
-#ifdef QUANTLENS_HAVE_kernels_avx2
-    if (quantrun::haveAvx2())
-        return quantrun::quantizeAvx2(x, q, n, kernel, s, zp, qmin, qmax);
-#endif
-    return quantrun::quantizeRef(x, q, n, kernel, s, zp, qmin, qmax);
+    return quantrun::activeQuant().quantize(x, q, n, kernel, roundingMultiplier(kernel, scale), zp, qmin, qmax);
 }
 
-void dequantizeRun(const int8_t* __restrict q, float* __restrict out, int64_t n, bool isUnsigned, float scale,
-                   int32_t zp)
+void dequantizeRun(const int8_t* q, float* out, int64_t n, bool isUnsigned, float scale, int32_t zp)
 {
-    // (q - zp) * scale: one rounding, as torch's scalar dequantize_val and ONNX Runtime do.
-    const float fzp = float(zp);
-    int64_t i = 0;
-    if (isUnsigned) {
-        const uint8_t* __restrict u = reinterpret_cast<const uint8_t*>(q);
-        for (; i + kBlock <= n; i += kBlock)
-            for (int j = 0; j < kBlock; ++j)
-                out[i + j] = (float(u[i + j]) - fzp) * scale;
-        for (; i < n; ++i)
-            out[i] = (float(u[i]) - fzp) * scale;
-    } else {
-        for (; i + kBlock <= n; i += kBlock)
-            for (int j = 0; j < kBlock; ++j)
-                out[i + j] = (float(q[i + j]) - fzp) * scale;
-        for (; i < n; ++i)
-            out[i] = (float(q[i]) - fzp) * scale;
-    }
+    quantrun::activeQuant().dequantize(q, out, n, isUnsigned, scale, zp);
 }
 
 struct ScaleZp {
@@ -203,8 +182,16 @@ void scaleAndZeroPoint(const QuantSpec& spec, float lo, float hi, float& scale, 
 namespace {
 
 // keepParams: quantize with out.params as they are (requantize); otherwise calibrate.
+// With `roundTrip` set and a per-tensor spec, the one slice is quantized, dequantized into
+// roundTrip->xhat and measured in one sweep; roundTrip->done says whether that happened.
+struct RoundTripOut {
+    float* xhat;
+    quantrun::Sums sums;
+    bool done = false;
+};
+
 Status quantizeImpl(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
-                    QuantizedTensor& out, bool keepParams)
+                    QuantizedTensor& out, bool keepParams, RoundTripOut* roundTrip = nullptr)
 {
     if (auto st = checkSpec(spec); !st)
         return st.error();
@@ -313,6 +300,11 @@ Status quantizeImpl(std::span<const float> x, const std::vector<int64_t>& shape,
             // A float32-subnormal d has no finite inverse: ggml's x*inf (or 0*inf) converts
             // to int8 as 0 for every value of the block.
             std::fill(dst, dst + n, int8_t(0));
+        } else if (roundTrip && L.perTensor) {
+            out.clampedCount += quantrun::activeQuant().roundTrip(src, dst, roundTrip->xhat, n, kernel,
+                                                                  roundingMultiplier(kernel, sz.scale), sz.scale, sz.zp,
+                                                                  P.qmin, P.qmax, spec.isUnsigned, &roundTrip->sums);
+            roundTrip->done = true;
         } else {
             out.clampedCount += quantizeRun(src, dst, n, kernel, sz.scale, sz.zp, P.qmin, P.qmax);
         }
@@ -363,6 +355,37 @@ Status quantizeManualInto(std::span<const float> x, const std::vector<int64_t>& 
     return quantizeInto(x, shape, s, out);
 }
 
+Result<Metrics> quantizeRoundTrip(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
+                                  QuantizedTensor& out, std::span<float> xhat)
+{
+    if (xhat.size() < x.size())
+        return makeError("bad-shape", "the dequantized buffer holds " + std::to_string(xhat.size()) + " values, "
+                                          + std::to_string(x.size()) + " are needed");
+    if (!isGgmlBlockScheme(spec.scheme)) {
+        out.blocks.clear();
+        RoundTripOut rt{xhat.data(), {}, false};
+        if (auto st = quantizeImpl(x, shape, spec, out, false, &rt); !st)
+            return st.error();
+        if (rt.done)
+            return metricsFromSums(rt.sums, int64_t(x.size()), out.clampedCount);
+    } else if (auto st = quantizeInto(x, shape, spec, out); !st) {
+        return st.error();
+    }
+    dequantize(out, xhat);
+    return computeMetrics(x, xhat.first(x.size()), out.clampedCount);
+}
+
+Result<Metrics> quantizeManualRoundTrip(std::span<const float> x, const std::vector<int64_t>& shape,
+                                        const QuantSpec& spec, float lo, float hi, QuantizedTensor& out,
+                                        std::span<float> xhat)
+{
+    QuantSpec s = spec;
+    s.calib = CalibMethod::Manual;
+    s.manualLo = lo;
+    s.manualHi = hi;
+    return quantizeRoundTrip(x, shape, s, out, xhat);
+}
+
 void dequantize(const QuantizedTensor& qt, std::span<float> out)
 {
     if (isGgmlBlockScheme(qt.spec.scheme)) {
@@ -402,6 +425,45 @@ void dequantize(const QuantizedTensor& qt, std::span<float> out)
             }
         }
     }
+}
+
+Metrics quantizationMetrics(std::span<const float> x, const QuantizedTensor& qt)
+{
+    const int64_t n = int64_t(x.size());
+    const auto numel = checkedNumel(qt.shape.data(), qt.shape.size());
+    auto layout = numel ? makeLayout(qt.shape, *numel, qt.spec) : Result<Layout>(makeError("bad-shape", "bad shape"));
+    const QuantParams& P = qt.params;
+    if (isGgmlBlockScheme(qt.spec.scheme) || !layout || *numel != n || int64_t(qt.q.size()) != n
+        || int64_t(P.scale.size()) < layout->slices() || int64_t(P.zeroPoint.size()) < layout->slices())
+        return computeMetrics(x, dequantize(qt), qt.clampedCount);
+    const Layout& L = *layout;
+    // Chunks are whole metric blocks, so the sums continue exactly as one pass would.
+    constexpr int64_t kChunk = quantrun::kSumBlock * 128;
+    std::vector<float> buf(size_t(std::min(n, kChunk)));
+    const quantrun::QuantKernels& kr = quantrun::activeQuant();
+    quantrun::Sums acc;
+    const int64_t plane = L.C * L.inner;
+    for (int64_t begin = 0; begin < n; begin += kChunk) {
+        const int64_t end = std::min(n, begin + kChunk);
+        for (int64_t i = begin; i < end;) {
+            int64_t s = 0, runEnd = end;
+            if (!L.perTensor) {
+                // element i is value p of channel c (see Layout); a run keeps both c and the group
+                const int64_t o = i / plane, in = i % L.inner, c = (i % plane) / L.inner;
+                const int64_t p = o * L.inner + in;
+                const int64_t g = L.group > 0 ? p / L.group : 0;
+                s = c * L.groupsPerChannel + g;
+                runEnd = std::min(runEnd, i + (L.inner - in));
+                if (L.group > 0)
+                    runEnd = std::min(runEnd, i + (std::min((g + 1) * L.group, L.K) - p));
+            }
+            kr.dequantize(qt.q.data() + i, buf.data() + (i - begin), runEnd - i, qt.spec.isUnsigned, P.scale[size_t(s)],
+                          P.zeroPoint[size_t(s)]);
+            i = runEnd;
+        }
+        kr.sums(x.data() + begin, buf.data(), end - begin, &acc);
+    }
+    return metricsFromSums(acc, n, qt.clampedCount);
 }
 
 std::vector<float> dequantize(const QuantizedTensor& qt)

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "dtype.h"
+#include "quant/metrics.h"
 #include "quant/quantspec.h"
 
 namespace quantlens {
@@ -72,11 +73,24 @@ Status quantizeInto(std::span<const float> x, const std::vector<int64_t>& shape,
 // schemes use max(|lo|, |hi|)). Only the quantize pass runs, no calibration pass.
 Status quantizeManualInto(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
                           float lo, float hi, QuantizedTensor& out);
+// quantizeInto, dequantize(out, xhat) and computeMetrics(x, xhat, clampedCount) in one
+// call, with the same results. Per tensor (not the ggml block schemes) it is one sweep over
+// x that quantizes, dequantizes and sums while the values are in registers (the GUI's drag
+// update); other specs take the three passes. xhat must hold at least x.size() values.
+Result<Metrics> quantizeRoundTrip(std::span<const float> x, const std::vector<int64_t>& shape, const QuantSpec& spec,
+                                  QuantizedTensor& out, std::span<float> xhat);
+// The same with quantizeManualInto's manual clamp [lo, hi].
+Result<Metrics> quantizeManualRoundTrip(std::span<const float> x, const std::vector<int64_t>& shape,
+                                        const QuantSpec& spec, float lo, float hi, QuantizedTensor& out,
+                                        std::span<float> xhat);
 // Quantizes x (same shape as qt) with qt's existing scales and zero points: no
 // calibration. For q8_0 the stored fp16 scale is the one used.
 Status requantize(std::span<const float> x, QuantizedTensor& qt);
 // out.size() must be at least the element count; (q - zero_point) * scale per slice.
 void dequantize(const QuantizedTensor& qt, std::span<float> out);
 std::vector<float> dequantize(const QuantizedTensor& qt);
+// computeMetrics(x, dequantize(qt), qt.clampedCount), identical, without the float copy:
+// it dequantizes a chunk at a time (exports of tensors larger than memory's spare room).
+Metrics quantizationMetrics(std::span<const float> x, const QuantizedTensor& qt);
 
 }  // namespace quantlens

@@ -1,8 +1,9 @@
 // Benchmark (not a test): whole-model figures at real scale. Writes, on the fly and never
 // into the project, (1) a TinyLlama-1.1B-shaped bf16 Llama as 2 safetensors shards plus
 // the index, and (2) a 768 MiB float32 tensor; then times `quantlens-cli inspect` on the
-// first and `quantlens-cli quantize --out x.h5` on the second, each in a child process,
-// and prints wall time and peak RSS beside the file size. Deletes everything it wrote.
+// first and `quantlens-cli quantize` on the second into HDF5, safetensors, a npy folder and
+// compressed-tensors, each in a child process, and prints wall time and peak RSS beside
+// the sizes. Deletes everything it wrote.
 //   bench_bigmodel [DIR]   (DIR default: $TMPDIR or /tmp; needs ~3.2 GB free)
 //   QUANTLENS_BENCH_CLI=/other/build/quantlens-cli bench_bigmodel   (before/after)
 #include <chrono>
@@ -229,9 +230,33 @@ int main(int argc, char** argv)
         return 1;
     }
     const double bigBytes = double(fs::file_size(big));
-    const Run q = runChild({cli, "quantize", big.string(), "--tensor", "big.weight", "--out", (base / "q.h5").string()});
-    std::printf("  quantize 768 MiB float32 -> HDF5: exit %d, %.2f s wall, %.2f s CPU, peak RSS %.0f MB (file %.0f MB)\n", q.code,
-                q.seconds, q.cpuSeconds, double(q.maxRssKb) / 1024, bigBytes / 1048576.0);
+    std::ofstream(base / "config.json") << "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\"}";
+    // Every export format the CLI writes from a safetensors source (GGUF needs a GGUF
+    // model and ONNX QDQ an ONNX model: not covered here).
+    struct Target {
+        const char* label;
+        std::vector<std::string> args;
+    };
+    const std::vector<Target> targets{
+        {"HDF5", {"--out", (base / "q.h5").string()}},
+        {"safetensors int8", {"--out", (base / "q.safetensors").string()}},
+        {"npy folder", {"--out", (base / "npy").string()}},
+        {"compressed-tensors", {"--out", (base / "ct").string(), "--format", "compressed-tensors"}},
+    };
+    for (const Target& t : targets) {
+        std::vector<std::string> args{cli, "quantize", big.string(), "--tensor", "big.weight"};
+        args.insert(args.end(), t.args.begin(), t.args.end());
+        const Run q = runChild(args);
+        std::printf("  quantize 768 MiB float32 -> %-18s exit %d, %.2f s wall, %.2f s CPU, peak RSS %.0f MB "
+                    "(tensor: %.0f MB as float32 + %.0f MB as int8)\n",
+                    t.label, q.code, q.seconds, q.cpuSeconds, double(q.maxRssKb) / 1024, bigBytes / 1048576.0,
+                    bigBytes / 4 / 1048576.0);
+        std::error_code ec;
+        fs::remove_all(base / "q.h5", ec);
+        fs::remove_all(base / "q.safetensors", ec);
+        fs::remove_all(base / "npy", ec);
+        fs::remove_all(base / "ct", ec);
+    }
     fs::remove_all(base);
     return 0;
 }

@@ -101,6 +101,7 @@ private slots:
     void truncatedUnderCliQuantize();
     void fifoRefusedAtOnce();
     void socketAndDeviceRefused();
+    void releasingPagesKeepsTheValues();
 };
 
 void TestFileChange::truncatedUnderReader_data()
@@ -297,6 +298,30 @@ void TestFileChange::socketAndDeviceRefused()
     ::close(fd);
     QVERIFY(!s);
     QVERIFY2(s.error().message.find("socket") != std::string::npos, s.error().message.c_str());
+}
+
+// An export converts a mapped tensor piece by piece and hands the file pages back
+// (Tensor::toFloatReleasingPages): the floats are toFloat's, over more than one piece and
+// an odd length, and the tensor reads the same afterwards (the pages come back from the file).
+void TestFileChange::releasingPagesKeepsTheValues()
+{
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    const std::string in = dir.filePath("big.safetensors").toStdString();
+    writeFloatModel(in, 2, 2101, 2049);  // 4.3M values per tensor: more than one 4M piece
+    auto m = openModel(in);
+    QVERIFY(m);
+    const Tensor* t = m->find("layer1.weight");
+    QVERIFY(t);
+    auto a = t->toFloat();
+    auto b = t->toFloatReleasingPages();
+    QVERIFY(a && b);
+    QCOMPARE(b->size(), a->size());
+    QVERIFY(std::memcmp(a->data(), b->data(), a->size() * sizeof(float)) == 0);
+    auto c = t->toFloat();
+    QVERIFY(c && std::memcmp(a->data(), c->data(), a->size() * sizeof(float)) == 0);
+    auto d = m->find("layer0.weight")->toFloat();  // its neighbour, sharing a page, intact
+    QVERIFY(d && d->size() == a->size());
 }
 
 QTEST_GUILESS_MAIN(TestFileChange)

@@ -7,7 +7,6 @@
 #include <fstream>
 #include <limits>
 #include <random>
-#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -15,7 +14,6 @@
 #include "quant/calibrate.h"
 #include "quant/metrics.h"
 #include "quant/quantize.h"
-#include "kernels/quantrun.h"
 #include "testsupport.h"
 
 using namespace quantlens;
@@ -360,57 +358,6 @@ private slots:
         QCOMPARE(q->bytesAfter(), int64_t(768 * 768 / 32 * 34));
         auto g4 = quantize(x, {768, 768}, makeSpec("torch-symmetric", "channel", 4, false, "minmax"));
         QCOMPARE(g4->bytesAfter(), int64_t(768 * 768 / 2 + 768 * 8));
-    }
-
-    // The AVX2 loops against the portable ones: identical integers, clamp counts and
-    // metric sums for every kernel, signed and unsigned, lengths around the 32-value
-    // vector step, with ties, NaN, inf and out-of-range values. (QUANTLENS_ISA=ref runs
-    // the whole suite on the portable path.)
-    void avx2MatchesPortable()
-    {
-        if (!quantrun::haveAvx2())
-            QSKIP("AVX2 path not built or not supported here (or QUANTLENS_ISA=ref)");
-        std::mt19937 rng(99);
-        std::normal_distribution<float> nd(0.0f, 40.0f);
-        std::vector<float> x(1100);
-        for (size_t i = 0; i < x.size(); ++i)
-            x[i] = (i % 3 == 0) ? float(int(nd(rng))) + 0.5f : nd(rng);  // many exact ties
-        x[5] = std::numeric_limits<float>::quiet_NaN();
-        x[40] = std::numeric_limits<float>::infinity();
-        x[41] = -std::numeric_limits<float>::infinity();
-        x[77] = 1e30f;
-        std::vector<float> y(x.size());
-        for (size_t i = 0; i < y.size(); ++i)
-            y[i] = std::isfinite(x[i]) ? x[i] * 0.99f + 0.01f : 0.0f;
-        std::vector<float> xf(x.size());
-        for (size_t i = 0; i < x.size(); ++i)
-            xf[i] = std::isfinite(x[i]) ? x[i] : 0.0f;
-        using quantrun::Kernel;
-        for (const Kernel k : {Kernel::DivHalfEven, Kernel::MulInvHalfEven, Kernel::MulInvHalfAway})
-            for (const auto& [zp, qmin, qmax] : {std::tuple{0, -128, 127}, std::tuple{0, -127, 127}, std::tuple{128, 0, 255},
-                                                 std::tuple{-3, -8, 7}, std::tuple{37, 0, 127}})
-                for (const int64_t n : {int64_t(1), int64_t(31), int64_t(32), int64_t(33), int64_t(95), int64_t(1100)}) {
-                    const float s = k == Kernel::DivHalfEven ? 1.0f : 1.0f / 1.0f;
-                    for (const float scale : {s, 0.37f, 3.0f}) {
-                        std::vector<int8_t> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
-                        const int64_t ca = quantrun::quantizeRef(x.data(), a.data(), n, k, scale, zp, qmin, qmax);
-                        const int64_t cb = quantrun::quantizeAvx2(x.data(), b.data(), n, k, scale, zp, qmin, qmax);
-                        QCOMPARE(b, a);
-                        QCOMPARE(cb, ca);
-                    }
-                }
-        // Whole blocks, a last block of whole 8-lane chunks (768 = 512 + 256), chunks plus a
-        // tail (1100, 1031), a tail only (7, 513), and 8 / 9 around one chunk.
-        for (const int64_t n : {int64_t(1), int64_t(7), int64_t(8), int64_t(9), int64_t(511), int64_t(512), int64_t(513),
-                                int64_t(768), int64_t(1031), int64_t(1100)}) {
-            const auto a = quantrun::sumsRef(xf.data(), y.data(), n);
-            const auto b = quantrun::sumsAvx2(xf.data(), y.data(), n);
-            QCOMPARE(b.err2, a.err2);
-            QCOMPARE(b.x2, a.x2);
-            QCOMPARE(b.y2, a.y2);
-            QCOMPARE(b.xy, a.xy);
-            QCOMPARE(b.maxAbs, a.maxAbs);
-        }
     }
 
     // ggml's quantize_row_q8_0_ref as the GGUF helper recorded it.

@@ -132,7 +132,7 @@ int main(int argc, char** argv)
     const double faultsPerMove = double(after.ru_minflt - before.ru_minflt) / moves;
 
     const Stats l = stats(lines), f = stats(full);
-    const char* isa = quantrun::haveAvx2() ? "avx2" : "portable";
+    const char* isa = quantrun::activeQuant().name;
     if (json) {
         std::printf("{\"matrix\": [%lld, %lld], \"moves\": %d, \"quantize_path\": \"%s\", "
                     "\"lines_ms\": {\"median\": %.3f, \"p90\": %.3f, \"max\": %.3f}, "
