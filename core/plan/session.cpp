@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "io/atomicfile.h"
@@ -289,9 +290,12 @@ Result<Session> sessionFromJson(const std::string& text)
                 return badSession("activations.ranges must be an object of tensor name -> [lo, hi]");
             for (auto it = rg->begin(); it != rg->end(); ++it) {
                 const json& v = it.value();
-                if (!v.is_array() || v.size() != 2 || !v[0].is_number() || !v[1].is_number() ||
-                    !std::isfinite(v[0].get<double>()) || !std::isfinite(v[1].get<double>()) ||
-                    v[0].get<double>() > v[1].get<double>())
+                // Finite and within float, before narrowing to float.
+                auto fits = [](const json& x) {
+                    return x.is_number() && std::isfinite(x.get<double>()) &&
+                           std::abs(x.get<double>()) <= double(std::numeric_limits<float>::max());
+                };
+                if (!v.is_array() || v.size() != 2 || !fits(v[0]) || !fits(v[1]) || v[0].get<double>() > v[1].get<double>())
                     return badSession("activations.ranges[\"" + it.key() + "\"] must be [lo, hi] with finite lo <= hi");
                 s.activationRanges[it.key()] = {v[0].get<float>(), v[1].get<float>()};
             }
