@@ -109,9 +109,12 @@ int main()
 
     std::vector<float> y(size_t(kOut * kIn));
     std::printf("decode of one %lldx%lld weight, best of 5, one thread (thread CPU time)\n", (long long)kOut, (long long)kIn);
-    for (auto [name, pw] : {std::pair<const char*, const PackedWeight*>{"ct W4A16 g128, F16 scales", &ct4},
-                            {"ct W8A8 channel, BF16 scales", &ct8},
-                            {"gptq int4 g128 act-order", &gptq}}) {
+    for (const auto& item : {std::pair<const char*, const PackedWeight*>{"ct W4A16 g128, F16 scales", &ct4},
+                             {"ct W8A8 channel, BF16 scales", &ct8},
+                             {"gptq int4 g128 act-order", &gptq}}) {
+        // Not a structured binding: clang 14 cannot capture one in the lambda below.
+        const char* name = item.first;
+        const PackedWeight* pw = item.second;
         if (Status s = pw->check("w.weight"); !s) {
             std::printf("%s: %s\n", name, s.error().oneLine().c_str());
             return 1;
