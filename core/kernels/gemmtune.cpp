@@ -1,0 +1,333 @@
+// Chooses each kernel table's blocking for the CPU it runs on (kernels/gemmtune.h).
+// On Zen 5 the tile that seven sessions of measurements converged on is known; on any other
+// CPU nobody here has measured, so the first use times the candidates and keeps the answer.
+#include "kernels/gemmtune.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/cpufeatures.h"
+
+namespace quantlens::kernels {
+
+namespace {
+
+// CPUs whose best blocking someone measured. A row applies to one vendor, a family and,
+// when model >= 0, one model. Anything else starts from the table's blockings[0] and is
+// measured at first use. No Intel CPU has been measured by this project (issue #21 has
+// figures from an Ice Lake-SP but no blocking trials), so there is no Intel row.
+struct TableRow {
+    const char* vendor;
+    int family;
+    int model;  // -1: any
+    const char* isa;
+    const char* blocking;
+    const char* why;
+};
+constexpr TableRow kTable[] = {
+    {"AuthenticAMD", 26, -1, "avx512vnni", "6x64",
+     "Zen 5: 6x64 with the deferred epilogue beat 8x3, 12x2, 7x4 and the direct epilogue (docs/kernels.md)"},
+};
+
+const char* envOrNull(const char* name)
+{
+    const char* v = std::getenv(name);
+    return v && *v ? v : nullptr;
+}
+
+double threadSeconds()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+constexpr const char* kCacheHeader = "quantlens-gemm-blocking 1";
+constexpr size_t kCacheMaxBytes = 16384;
+constexpr size_t kCacheMaxEntries = 64;
+
+// One cache line: "<isa>\t<blocking>\t<cpu key>". Names are short printable ASCII without tabs.
+bool plainToken(std::string_view s, size_t maxLen)
+{
+    if (s.empty() || s.size() > maxLen)
+        return false;
+    return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7F && c != '\t'; });
+}
+
+struct CacheEntry {
+    std::string isa, blocking, cpu;
+};
+
+std::vector<CacheEntry> parseEntries(std::string_view text)
+{
+    std::vector<CacheEntry> out;
+    if (text.size() > kCacheMaxBytes)
+        return out;
+    size_t pos = 0;
+    bool first = true;
+    while (pos < text.size() && out.size() < kCacheMaxEntries) {
+        const size_t nl = text.find('\n', pos);
+        const std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+        pos = nl == std::string_view::npos ? text.size() : nl + 1;
+        if (first) {
+            if (line != kCacheHeader)
+                return {};  // not our format (or another version): ignore the whole file
+            first = false;
+            continue;
+        }
+        const size_t t1 = line.find('\t');
+        const size_t t2 = t1 == std::string_view::npos ? t1 : line.find('\t', t1 + 1);
+        if (t2 == std::string_view::npos)
+            continue;
+        CacheEntry e{std::string(line.substr(0, t1)), std::string(line.substr(t1 + 1, t2 - t1 - 1)),
+                     std::string(line.substr(t2 + 1))};
+        if (plainToken(e.isa, 32) && plainToken(e.blocking, 32) && plainToken(e.cpu, 128))
+            out.push_back(std::move(e));
+    }
+    return out;
+}
+
+std::string readSmallFile(const std::string& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        return {};
+    std::string s(kCacheMaxBytes + 1, '\0');
+    in.read(s.data(), std::streamsize(s.size()));
+    s.resize(size_t(in.gcount()));
+    return s;  // a file over the limit comes back over the limit, and parseEntries drops it
+}
+
+// Temporary name in the same directory, then rename: a reader sees the old file or the new
+// one, never half of one. (kernels/ sits below io/, so core/io/atomicfile.h is not available.)
+bool writeAtomically(const std::string& path, const std::string& text, std::string* why)
+{
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        out << text;
+        out.flush();
+        if (!out) {
+            *why = "cannot write " + tmp;
+            std::remove(tmp.c_str());
+            return false;
+        }
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        *why = "cannot rename " + tmp + ": " + std::strerror(errno);
+        std::remove(tmp.c_str());
+        return false;
+    }
+    return true;
+}
+
+std::string names(const GemmKernels& kr)
+{
+    std::string s;
+    for (int i = 0; i < kr.blockingCount; ++i)
+        s += (i ? ", " : "") + std::string(kr.blockings[i].name);
+    return s;
+}
+
+BlockingChoice choose(const GemmKernels& kr)
+{
+    BlockingChoice c;
+    if (const char* forced = envOrNull("QUANTLENS_GEMM_BLOCKING")) {
+        c.blocking = findBlocking(kr, forced);
+        if (!c.blocking)
+            throw std::runtime_error(std::string("QUANTLENS_GEMM_BLOCKING=") + forced + ": " + kr.name +
+                                     " has no such blocking (choose from " + names(kr) + ")");
+        c.source = "forced";
+        c.why = "QUANTLENS_GEMM_BLOCKING";
+        return c;
+    }
+    c.blocking = &tableBlocking(kr, &c.why);
+    c.source = "table";
+    if (kr.blockingCount < 2)
+        return c;
+    const char* tune = envOrNull("QUANTLENS_GEMM_TUNE");
+    if (tune && std::strcmp(tune, "0") == 0) {
+        c.why += " (QUANTLENS_GEMM_TUNE=0)";
+        return c;
+    }
+    const bool force = tune && std::strcmp(tune, "1") == 0;
+    const std::string path = blockingCachePath();
+    const std::string cpu = cpuKey();
+    std::string text = path.empty() ? std::string() : readSmallFile(path);
+    if (!force && !path.empty())
+        if (auto name = parseBlockingCache(text, cpu, kr.name))
+            if (const GemmBlocking* b = findBlocking(kr, *name)) {
+                c.blocking = b;
+                c.source = "cache";
+                c.why = path;
+                return c;
+            }
+    c.blocking = &measureBlocking(kr, 7, &c.why);
+    c.source = "measured";
+    if (path.empty()) {
+        c.why += "; not cached: neither XDG_CACHE_HOME nor HOME is set";
+    } else {
+        std::string err;
+        if (writeAtomically(path, updateBlockingCache(text, cpu, kr.name, c.blocking->name), &err))
+            c.why += "; cached in " + path;
+        else
+            c.why += "; not cached: " + err;
+    }
+    return c;
+}
+
+}  // namespace
+
+std::string cpuKey()
+{
+    const CpuFeatures& f = cpuFeatures();
+    return std::string(f.vendor[0] ? f.vendor : "unknown") + " family " + std::to_string(f.family) + " model " +
+           std::to_string(f.model) + " stepping " + std::to_string(f.stepping);
+}
+
+const GemmBlocking* findBlocking(const GemmKernels& kr, std::string_view name)
+{
+    for (int i = 0; i < kr.blockingCount; ++i)
+        if (name == kr.blockings[i].name)
+            return &kr.blockings[i];
+    return nullptr;
+}
+
+const GemmBlocking& tableBlocking(const GemmKernels& kr, std::string* why)
+{
+    const CpuFeatures& f = cpuFeatures();
+    for (const TableRow& r : kTable)
+        if (std::strcmp(r.vendor, f.vendor) == 0 && r.family == f.family && (r.model < 0 || r.model == f.model) &&
+            std::strcmp(r.isa, kr.name) == 0)
+            if (const GemmBlocking* b = findBlocking(kr, r.blocking)) {
+                if (why)
+                    *why = r.why;
+                return *b;
+            }
+    if (why)
+        *why = "no table row for " + cpuKey() + ": " + kr.name + "'s default";
+    return kr.blockings[0];
+}
+
+const GemmBlocking& measureBlocking(const GemmKernels& kr, int rounds, std::string* why)
+{
+    struct Case {
+        int64_t m, n, k;
+        PackedWeights w;
+        std::vector<uint8_t> a;
+        std::vector<float> y, bias;
+    };
+    // M = 128, where issue #21 compares with oneDNN; a square layer (panels from L1/L2) and a
+    // K = 3072 one (192 KB panels from L2, activations bigger than L1).
+    std::mt19937 rng(21);
+    std::uniform_int_distribution<int> s8(-128, 127), u7(0, 127);
+    std::vector<Case> cases;
+    for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{128, 768, 768}, {128, 384, 3072}}) {
+        Case c;
+        c.m = m, c.n = n, c.k = k;
+        std::vector<int8_t> w(size_t(n * k));
+        for (auto& v : w) v = int8_t(s8(rng));
+        c.w = packWeights(w.data(), n, k, k);
+        c.a.resize(size_t(m * c.w.k4));
+        for (auto& v : c.a) v = uint8_t(u7(rng));
+        c.y.resize(size_t(m * n));
+        c.bias.assign(size_t(n), 0.5f);
+        cases.push_back(std::move(c));
+    }
+    const int32_t zero = 3;
+    const float aScale = 0.02f, wScale = 0.01f;
+    std::vector<double> best(size_t(kr.blockingCount), 1e30);
+    for (int r = 0; r <= rounds; ++r)  // round 0 warms caches and code, untimed
+        for (int i = 0; i < kr.blockingCount; ++i) {
+            const double t0 = threadSeconds();
+            for (Case& c : cases) {
+                Requant rq;
+                rq.aZero = &zero;
+                rq.aScale = &aScale;
+                rq.wScale = &wScale;
+                rq.bias = c.bias.data();
+                kr.gemmF32(c.m, c.a.data(), c.w.k4, c.w, 0, c.w.panels, rq, c.y.data(), c.n, true, kr.blockings[i]);
+            }
+            if (r > 0)
+                best[size_t(i)] = std::min(best[size_t(i)], threadSeconds() - t0);
+        }
+    const GemmBlocking& table = tableBlocking(kr);
+    const size_t tableIdx = size_t(&table - kr.blockings);
+    size_t pick = tableIdx;
+    for (size_t i = 0; i < best.size(); ++i)
+        if (best[i] < best[pick] * 0.99 && best[i] < best[tableIdx] * 0.99)
+            pick = i;
+    if (why) {
+        std::ostringstream s;
+        s << "fastest of " << rounds << " rounds on 128x768->768 + 128x3072->384:";
+        for (size_t i = 0; i < best.size(); ++i)
+            s << ' ' << kr.blockings[i].name << ' ' << int(best[i] * 1e6 + 0.5) << " us"
+              << (i + 1 < best.size() ? "," : "");
+        *why = s.str();
+    }
+    return kr.blockings[pick];
+}
+
+std::optional<std::string> parseBlockingCache(std::string_view text, std::string_view cpu, std::string_view isa)
+{
+    std::optional<std::string> found;
+    for (const CacheEntry& e : parseEntries(text))
+        if (e.cpu == cpu && e.isa == isa)
+            found = e.blocking;  // the last entry wins, as updateBlockingCache writes one
+    return found;
+}
+
+std::string updateBlockingCache(std::string_view text, std::string_view cpu, std::string_view isa,
+                                std::string_view blocking)
+{
+    std::string out = std::string(kCacheHeader) + "\n";
+    size_t kept = 0;
+    for (const CacheEntry& e : parseEntries(text))
+        if (!(e.cpu == cpu && e.isa == isa) && ++kept < kCacheMaxEntries)
+            out += e.isa + "\t" + e.blocking + "\t" + e.cpu + "\n";
+    out += std::string(isa) + "\t" + std::string(blocking) + "\t" + std::string(cpu) + "\n";
+    return out;
+}
+
+std::string blockingCachePath()
+{
+    std::string base;
+    if (const char* x = envOrNull("XDG_CACHE_HOME"); x && x[0] == '/')  // XDG: relative paths are invalid
+        base = x;
+    else if (const char* h = envOrNull("HOME"))
+        base = std::string(h) + "/.cache";
+    else
+        return {};
+    return base + "/quantlens/gemm-blocking-v1.txt";
+}
+
+const BlockingChoice& activeBlocking(const GemmKernels& kr)
+{
+    // One choice per table for the process. The measurement runs under the lock, so two
+    // threads starting at once do not measure (and disturb) each other.
+    static std::mutex mu;
+    static std::map<const GemmKernels*, BlockingChoice> chosen;
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = chosen.find(&kr);
+    if (it == chosen.end())
+        it = chosen.emplace(&kr, choose(kr)).first;
+    return it->second;
+}
+
+}  // namespace quantlens::kernels
