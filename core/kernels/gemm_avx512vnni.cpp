@@ -63,7 +63,7 @@ inline __attribute__((always_inline)) void startAccumulators(__m512i (&acc)[MR][
 #pragma GCC unroll 4
     for (int nb = 0; nb < NB; ++nb)
         cs[nb] = _mm512_loadu_si512(e.colSum + nb * 16);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
         const __m512i z = _mm512_set1_epi32(e.aZero[r * e.aZeroStride]);
 #pragma GCC unroll 4
@@ -88,7 +88,7 @@ inline __attribute__((always_inline)) void kStep(__m512i (&acc)[MR][NB], const u
 #pragma GCC unroll 4
     for (int nb = 0; nb < NB; ++nb)
         _mm_prefetch(reinterpret_cast<const char*>(b + (g + 16) * stride + nb * 64), _MM_HINT_T0);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
         const __m512i av = _mm512_set1_epi32(loadDword(a + r * lda + g * 4));
 #pragma GCC unroll 4
@@ -114,7 +114,7 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void block(int64_t groups, const uint8_t* a, i
     if constexpr (F32) {
         startAccumulators<MR, NB>(acc, e);
     } else {
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
             for (int nb = 0; nb < NB; ++nb)
@@ -130,7 +130,7 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void block(int64_t groups, const uint8_t* a, i
         const float* const aScale = e.aScale;
         const int64_t aScaleStride = e.aScaleStride;
         float* const y = static_cast<float*>(out);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int r = 0; r < MR; ++r) {
             const __m512 sa = _mm512_set1_ps(aScale[r * aScaleStride]);
 #pragma GCC unroll 4
@@ -148,7 +148,7 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void block(int64_t groups, const uint8_t* a, i
         }
     } else {
         int32_t* const c = static_cast<int32_t*>(out);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
             for (int nb = 0; nb < NB; ++nb) {
@@ -310,7 +310,7 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void blockDeferred(int64_t groups, const uint8
     }
     for (; g < groups; ++g)
         kStep<MR, 4>(acc, a, lda, b, g);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
         for (int nb = 0; nb < 4; ++nb)

@@ -35,9 +35,10 @@ const GemmBlocking* findBlocking(const GemmKernels& kr, std::string_view name);
 // "AuthenticAMD family 26 model 2 stepping 1": the key of the cache and the table.
 std::string cpuKey();
 
-// Times every candidate of `kr` (thread CPU time, fastest of `rounds` interleaved rounds on
-// 128x768->768 and 128x3072->384) and returns the fastest; the table's choice is kept unless
-// another is at least 1% faster, so noise does not flip it. `why` gets the times.
+// Times every candidate of `kr` (thread CPU time, `rounds` interleaved rounds on 128x768->768
+// and 128x3072->384, each candidate against the table's choice in the same round) and returns
+// the one with the lowest median ratio; the table's choice is kept unless another is at least
+// 2% faster, so noise does not flip it. `why` gets the ratios and times.
 const GemmBlocking& measureBlocking(const GemmKernels& kr, int rounds, std::string* why = nullptr);
 
 // The cache file's text is untrusted: every line is checked, anything malformed is ignored.
