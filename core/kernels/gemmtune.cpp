@@ -149,13 +149,17 @@ BlockingChoice choose(const GemmKernels& kr)
 {
     BlockingChoice c;
     if (const char* forced = envOrNull("QUANTLENS_GEMM_BLOCKING")) {
+        // It names a blocking of the table in use (QUANTLENS_ISA's); another table that a
+        // caller asks for by hand keeps its own choice unless it has a blocking of that name.
         c.blocking = findBlocking(kr, forced);
-        if (!c.blocking)
+        if (c.blocking) {
+            c.source = "forced";
+            c.why = "QUANTLENS_GEMM_BLOCKING";
+            return c;
+        }
+        if (&kr == &activeKernels())
             throw std::runtime_error(std::string("QUANTLENS_GEMM_BLOCKING=") + forced + ": " + kr.name +
                                      " has no such blocking (choose from " + names(kr) + ")");
-        c.source = "forced";
-        c.why = "QUANTLENS_GEMM_BLOCKING";
-        return c;
     }
     c.blocking = &tableBlocking(kr, &c.why);
     c.source = "table";

@@ -1,6 +1,7 @@
 #pragma once
 // Which GemmBlocking a kernel table uses on this CPU, chosen once per process:
-//   1. QUANTLENS_GEMM_BLOCKING=<name> forces one (an unknown name is refused, naming the choices);
+//   1. QUANTLENS_GEMM_BLOCKING=<name> forces one of the active table's (an unknown name is
+//      refused, naming the choices; other tables use it only when they have that name);
 //   2. QUANTLENS_GEMM_TUNE=0: the CPUID table below, nothing read, measured or written;
 //   3. else a valid entry for this CPU and ISA in the cache file
 //      ($XDG_CACHE_HOME or ~/.cache)/quantlens/gemm-blocking-v1.txt;
