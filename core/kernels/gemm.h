@@ -68,6 +68,9 @@ struct GemmBlocking {
     int tileCols;           // output channels per micro-tile: 64 = a whole panel, 32 = half of one
     int rowChunk;           // 0: each panel sweeps all M rows; n: rows in chunks of n, panels inside
     bool deferEpilogue;     // float output: a tile's epilogue runs inside the next tile's k loop
+    // tileRows < M <= halfTilesUpTo: half-panel tiles of up to 12 rows instead (one tile per half
+    // rather than two or more tiles that each stream the whole panel); 0: never.
+    int halfTilesUpTo = 0;
 };
 
 // ---- one ISA's kernels (dispatch.cpp builds the table) ----

@@ -362,9 +362,9 @@ void panels(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, in
     const bool perChannel = F32 && rq->wScaleStride != 0;
     if (F32 && !perChannel)
         std::fill_n(wRep, PackedWeights::kPanel, rq->wScale[0]);
-    const bool half = bl.tileCols == 32;
+    const bool half = bl.tileCols == 32 || (m > bl.tileRows && m <= std::min<int64_t>(bl.halfTilesUpTo, kMRHalf));
     const int64_t mrWhole = std::clamp<int64_t>(bl.tileRows, 1, kMR);
-    const int64_t mrHalf = std::clamp<int64_t>(bl.tileRows, 1, kMRHalf);
+    const int64_t mrHalf = bl.tileCols == 32 ? std::clamp<int64_t>(bl.tileRows, 1, kMRHalf) : kMRHalf;
     const int64_t chunk = bl.rowChunk > 0 ? bl.rowChunk : std::max<int64_t>(m, 1);
     Pending pend;
     alignas(64) int32_t park[kMR * 64];
@@ -438,12 +438,15 @@ void gemmF32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, i
 // 12x32: half-panel tiles, whose weights stay in L1 across row tiles at K <= 768.
 // -r96: rows in chunks of 96, so a chunk's activations (72-288 KB at K = 768-3072) stay in
 // L2 while every panel passes over them, instead of all of M's at large M.
+// -s12: 6x64, but 7 to 12 rows as one 12x32 tile per half panel instead of two 6x64 tiles
+// that each stream the whole panel (M = 1 stays on 6x64: a 1x32 tile has only two chains).
 const GemmBlocking kBlockings[] = {
     {"6x64", 6, 64, 0, true},
     {"6x64-direct", 6, 64, 0, false},
     {"12x32", 12, 32, 0, false},
     {"6x64-r96", 6, 64, 96, true},
     {"12x32-r96", 12, 32, 96, false},
+    {"6x64-s12", 6, 64, 0, true, 12},
 };
 
 // Values before x's first 64-byte boundary (at most 15, never more than n). The loops below

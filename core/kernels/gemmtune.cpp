@@ -182,7 +182,11 @@ BlockingChoice choose(const GemmKernels& kr)
                 c.why = path;
                 return c;
             }
+    timespec t0{}, t1{};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     c.blocking = &measureBlocking(kr, 9, &c.why);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    c.why += "; took " + std::to_string(int64_t((double(t1.tv_sec - t0.tv_sec) + 1e-9 * double(t1.tv_nsec - t0.tv_nsec)) * 1e3 + 0.5)) + " ms";
     c.source = "measured";
     if (path.empty()) {
         c.why += "; not cached: neither XDG_CACHE_HOME nor HOME is set";
@@ -237,12 +241,13 @@ const GemmBlocking& measureBlocking(const GemmKernels& kr, int rounds, std::stri
         std::vector<uint8_t> a;
         std::vector<float> y, bias;
     };
-    // M = 128, where issue #21 compares with oneDNN; a square layer (panels from L1/L2) and a
-    // K = 3072 one (192 KB panels from L2, activations bigger than L1).
+    // M = 128, where issue #21 compares with oneDNN: a square layer (panels from L1/L2) and a
+    // K = 3072 one (192 KB panels from L2, activations bigger than L1); and M = 8, a few
+    // tokens, where the row tiling matters most. Each case counts as much as the others.
     std::mt19937 rng(21);
     std::uniform_int_distribution<int> s8(-128, 127), u7(0, 127);
     std::vector<Case> cases;
-    for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{128, 768, 768}, {128, 384, 3072}}) {
+    for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{128, 768, 768}, {128, 384, 3072}, {8, 1536, 768}}) {
         Case c;
         c.m = m, c.n = n, c.k = k;
         std::vector<int8_t> w(size_t(n * k));
@@ -257,16 +262,20 @@ const GemmBlocking& measureBlocking(const GemmKernels& kr, int rounds, std::stri
     const int32_t zero = 3;
     const float aScale = 0.02f, wScale = 0.01f;
     const auto run = [&](const GemmBlocking& b) {
-        const double t0 = threadSeconds();
+        std::vector<double> t;
         for (Case& c : cases) {
             Requant rq;
             rq.aZero = &zero;
             rq.aScale = &aScale;
             rq.wScale = &wScale;
             rq.bias = c.bias.data();
-            kr.gemmF32(c.m, c.a.data(), c.w.k4, c.w, 0, c.w.panels, rq, c.y.data(), c.n, true, b);
+            const double t0 = threadSeconds();
+            // The small case is ~20x shorter than the others: repeat it to a similar length.
+            for (int rep = 0; rep < (c.m < 32 ? 8 : 1); ++rep)
+                kr.gemmF32(c.m, c.a.data(), c.w.k4, c.w, 0, c.w.panels, rq, c.y.data(), c.n, true, b);
+            t.push_back(threadSeconds() - t0);
         }
-        return threadSeconds() - t0;
+        return t;
     };
     // Each round times every candidate once, starting at a different one each round, and
     // compares it with the table's choice timed in the same round: on a shared machine the
@@ -277,33 +286,49 @@ const GemmBlocking& measureBlocking(const GemmKernels& kr, int rounds, std::stri
     for (size_t i = 0; i < count; ++i)
         run(kr.blockings[i]);  // warm caches and code, untimed
     std::vector<std::vector<double>> ratio(count);
-    std::vector<double> best(count, 1e30), t(count);
+    std::vector<double> best(count, 1e30);
+    std::vector<std::vector<double>> t(count), fastest(count, std::vector<double>(cases.size(), 1e30));
     rounds = std::max(rounds, 1);
     for (int r = 0; r < rounds; ++r) {
         for (size_t j = 0; j < count; ++j) {
             const size_t i = (j + size_t(r)) % count;
             t[i] = run(kr.blockings[i]);
-            best[i] = std::min(best[i], t[i]);
+            double sum = 0;
+            for (size_t c = 0; c < cases.size(); ++c) {
+                sum += t[i][c];
+                fastest[i][c] = std::min(fastest[i][c], t[i][c]);
+            }
+            best[i] = std::min(best[i], sum);
         }
-        for (size_t i = 0; i < count; ++i)
-            ratio[i].push_back(t[i] / t[tableIdx]);
+        for (size_t i = 0; i < count; ++i) {
+            double mean = 0;
+            for (size_t c = 0; c < cases.size(); ++c)
+                mean += t[i][c] / t[tableIdx][c] / double(cases.size());
+            ratio[i].push_back(mean);
+        }
     }
-    std::vector<double> med(count);
+    std::vector<double> med(count), fast(count, 0.0);
     for (size_t i = 0; i < count; ++i) {
         std::sort(ratio[i].begin(), ratio[i].end());
         med[i] = ratio[i][ratio[i].size() / 2];
+        for (size_t c = 0; c < cases.size(); ++c)
+            fast[i] += fastest[i][c] / fastest[tableIdx][c] / double(cases.size());
     }
-    // Another blocking replaces the table's only when at least 2% faster: closer calls are
-    // within what a loaded machine does to one candidate.
+    // Another blocking replaces the table's only when both the median ratio and the ratio of
+    // the fastest rounds say it is at least 4% faster. With six other jobs on two cores one
+    // forced re-measurement on Zen 5 put the median ratios between 0.96 and 1.04 for
+    // blockings that a quiet bench finds within 1-2% of each other; the gap issue #21 reports
+    // on Ice Lake (oneDNN 16-27% ahead) is several times that.
     size_t pick = tableIdx;
     for (size_t i = 0; i < count; ++i)
-        if (med[i] < 0.98 && med[i] < med[pick])
+        if (med[i] < 0.96 && fast[i] < 0.96 && med[i] < med[pick])
             pick = i;
     if (why) {
         std::ostringstream s;
         s.setf(std::ios::fixed);
         s.precision(3);
-        s << rounds << " rounds on 128x768->768 + 128x3072->384, time / " << table.name << "'s (fastest us):";
+        s << rounds << " rounds on 128x768->768, 128x3072->384, 8x768->1536 (x8), mean time / " << table.name
+          << "'s, median (fastest round us):";
         for (size_t i = 0; i < count; ++i)
             s << ' ' << kr.blockings[i].name << ' ' << med[i] << " (" << int(best[i] * 1e6 + 0.5) << ")"
               << (i + 1 < count ? "," : "");

@@ -6,7 +6,7 @@
 //   3. else a valid entry for this CPU and ISA in the cache file
 //      ($XDG_CACHE_HOME or ~/.cache)/quantlens/gemm-blocking-v1.txt;
 //   4. else (or with QUANTLENS_GEMM_TUNE=1, which ignores the cache) a one-off measurement of
-//      every candidate on representative shapes (~20-60 ms of one thread), written to the cache.
+//      every candidate on representative shapes (~0.1 s of one thread), written to the cache.
 // All candidates give bit-identical output, so the choice changes speed only.
 // docs/kernels.md ("Blocking chosen per CPU") explains the candidates and the figures.
 #include <optional>
@@ -36,10 +36,11 @@ const GemmBlocking* findBlocking(const GemmKernels& kr, std::string_view name);
 // "AuthenticAMD family 26 model 2 stepping 1": the key of the cache and the table.
 std::string cpuKey();
 
-// Times every candidate of `kr` (thread CPU time, `rounds` interleaved rounds on 128x768->768
-// and 128x3072->384, each candidate against the table's choice in the same round) and returns
-// the one with the lowest median ratio; the table's choice is kept unless another is at least
-// 2% faster, so noise does not flip it. `why` gets the ratios and times.
+// Times every candidate of `kr` (thread CPU time, `rounds` interleaved rounds on 128x768->768,
+// 128x3072->384 and 8x768->1536, each candidate against the table's choice in the same round,
+// the three shapes' ratios averaged) and returns the one with the lowest median ratio; the
+// table's choice is kept unless another is at least 4% faster both at the median and in the
+// fastest rounds, so load on a shared machine does not flip it. `why` gets ratios and times.
 const GemmBlocking& measureBlocking(const GemmKernels& kr, int rounds, std::string* why = nullptr);
 
 // The cache file's text is untrusted: every line is checked, anything malformed is ignored.
