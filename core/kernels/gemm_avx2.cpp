@@ -90,7 +90,7 @@ void gemmF32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, i
         f32With<DotSplit>(m, a, lda, w, p0, p1, rq, y, ldy, bl);
 }
 
-const GemmBlocking kBlockings[] = {{"4x16", 4, 16, 0, false}, {"2x16", 2, 16, 0, false}};
+const GemmBlocking kBlockings[] = {{"4x16", 4, 16, 0, false, 0}, {"2x16", 2, 16, 0, false, 0}};
 
 }  // namespace
 

@@ -441,11 +441,11 @@ void gemmF32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, i
 // -s12: 6x64, but 7 to 12 rows as one 12x32 tile per half panel instead of two 6x64 tiles
 // that each stream the whole panel (M = 1 stays on 6x64: a 1x32 tile has only two chains).
 const GemmBlocking kBlockings[] = {
-    {"6x64", 6, 64, 0, true},
-    {"6x64-direct", 6, 64, 0, false},
-    {"12x32", 12, 32, 0, false},
-    {"6x64-r96", 6, 64, 96, true},
-    {"12x32-r96", 12, 32, 96, false},
+    {"6x64", 6, 64, 0, true, 0},
+    {"6x64-direct", 6, 64, 0, false, 0},
+    {"12x32", 12, 32, 0, false, 0},
+    {"6x64-r96", 6, 64, 96, true, 0},
+    {"12x32-r96", 12, 32, 96, false, 0},
     {"6x64-s12", 6, 64, 0, true, 12},
 };
 

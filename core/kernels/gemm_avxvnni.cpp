@@ -40,7 +40,7 @@ void gemmF32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, i
         ymmGemmF32<DotVnni, 6>(m, a, lda, w, p0, p1, rq, y, ldy);
 }
 
-const GemmBlocking kBlockings[] = {{"6x16", 6, 16, 0, false}, {"4x16", 4, 16, 0, false}};
+const GemmBlocking kBlockings[] = {{"6x16", 6, 16, 0, false, 0}, {"4x16", 4, 16, 0, false, 0}};
 
 }  // namespace
 

@@ -84,7 +84,7 @@ void quantizeU8_ref(const float* x, int64_t n, float invScale, int32_t zeroPoint
 }
 
 // One scalar loop order; nothing to tune.
-const GemmBlocking kRefBlockings[] = {{"panel", 1, 64, 0, false}};
+const GemmBlocking kRefBlockings[] = {{"panel", 1, 64, 0, false, 0}};
 const GemmKernels kKernelsRef = {"ref", gemmS32, gemmF32, minMax_ref, quantizeU8_ref, kRefBlockings, 1};
 
 }  // namespace quantlens::kernels
