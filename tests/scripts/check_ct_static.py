@@ -2,8 +2,9 @@
 """Checks the static input activations of a compressed-tensors export (W8A8 static)
 against Quantlens and against PyTorch.
 
-  check_ct_static.py DIR --plan PLAN.json --quantize-json Q.json
-                     [--layer L --input X.npy --output Y.npy]
+  check_ct_static.py --case DIR PLAN.json Q.json [L X.npy Y.npy] [--case ...]
+
+(several cases in one process: importing torch is the slow part.)
 
 DIR is read by read_compressed_tensors.load() (numpy, written from the format's sources).
   1. Every quantized module has its input_scale (and input_zero_point when asymmetric),
@@ -13,7 +14,7 @@ DIR is read by read_compressed_tensors.load() (numpy, written from the format's 
   2. The same parameters from PyTorch itself: torch._choose_qparams_per_tensor over the
      plan's range [lo, hi] (ChooseQuantizationParams, quint8 0..255, reduce_range as the
      plan says), which is what PyTorch's static quantization of that range uses.
-  3. With --layer: Y.npy is `quantlens-cli run --plan PLAN --layer L --input X.npy`, the
+  3. With L: Y.npy is `quantlens-cli run --plan PLAN --layer L --input X.npy`, the
      layer as Quantlens' runner executes the plan (input quantized with its static range,
      weights dequantized); it must equal compressed-tensors' fake quantization of X with
      the exported input_scale/input_zero_point (forward_helpers.py _quantize_dequantize)
@@ -39,22 +40,23 @@ def fail(msg):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("folder")
-    ap.add_argument("--plan", required=True)
-    ap.add_argument("--quantize-json", required=True)
-    ap.add_argument("--layer")
-    ap.add_argument("--input")
-    ap.add_argument("--output")
-    a = ap.parse_args()
+    ap.add_argument("--case", nargs="+", action="append", required=True,
+                    metavar="DIR PLAN Q [LAYER X Y]")
+    for case in ap.parse_args().case:
+        if len(case) not in (3, 6):
+            fail("--case takes DIR PLAN.json Q.json [LAYER X.npy Y.npy]")
+        check(*case)
 
-    qc, modules, dense, inputs = load(a.folder)
-    with open(a.plan) as f:
+
+def check(folder, plan_path, quantize_json, layer=None, input_npy=None, output_npy=None):
+    qc, modules, dense, inputs = load(folder)
+    with open(plan_path) as f:
         plan = json.load(f)
-    with open(a.quantize_json) as f:
+    with open(quantize_json) as f:
         report = json.load(f)
     acts = plan["activations"]
     if acts["mode"] != "static":
-        fail(f"{a.plan} is not a static plan")
+        fail(f"{plan_path} is not a static plan")
     reduce_range = bool(acts.get("reduce_range", True))
     ranges = acts["ranges"]
 
@@ -81,16 +83,16 @@ def main():
         if np.float32(t_scale) != np.float32(scale) or t_zp - 128 != zp_i8:
             fail(f"{m}: PyTorch's ChooseQuantizationParams over [{lo}, {hi}] gives scale {t_scale!r}, quint8 zero point "
                  f"{t_zp}; the export has {scale!r}, int8 zero point {zp_i8}")
-    print(f"{len(inputs)} input_scale(s) ({symmetric} symmetric) equal Quantlens' and PyTorch's parameters "
+    print(f"{folder}: {len(inputs)} input_scale(s) ({symmetric} symmetric) equal Quantlens' and PyTorch's parameters "
           f"(zero point int8 = uint8 - 128, reduce_range {reduce_range})")
 
-    if a.layer:
-        x = np.load(a.input).astype(np.float32)
-        y = np.load(a.output).astype(np.float32)
-        scale, zp = inputs[a.layer]
+    if layer:
+        x = np.load(input_npy).astype(np.float32)
+        y = np.load(output_npy).astype(np.float32)
+        scale, zp = inputs[layer]
         xq = fake_quantize_input(x, scale, zp)
-        w = dense[a.layer + ".weight"].astype(np.float32)
-        bias = dense.get(a.layer + ".bias")
+        w = dense[layer + ".weight"].astype(np.float32)
+        bias = dense.get(layer + ".bias")
         ref = xq.astype(np.float64) @ w.astype(np.float64).T
         if bias is not None:
             ref += bias
@@ -100,12 +102,12 @@ def main():
         err = np.abs(y - ref)
         if y.shape != ref.shape or (err > tol).any():
             i = np.unravel_index(np.argmax(err - tol), err.shape)
-            fail(f"{a.layer}: quantlens run differs from the export's fake quantization at {list(i)}: "
+            fail(f"{layer}: quantlens run differs from the export's fake quantization at {list(i)}: "
                  f"{y[i]} vs {ref[i]} (tolerance {tol[i]:.3g})")
         zp0 = 0 if zp is None else zp
         below = int((x / np.float32(scale) + zp0 < -128.5).sum())
         above = int((x / np.float32(scale) + zp0 > 127.5).sum())
-        print(f"{a.layer}: quantlens run --plan equals the export's fake-quantized input x weight "
+        print(f"{layer}: quantlens run --plan equals the export's fake-quantized input x weight "
               f"(max error {err.max():.3g}; {below} inputs clamped low, {above} high, of {x.size})")
 
 

@@ -4,7 +4,7 @@
 # whose dequantized weights must equal quantlens-cli's --fake-quant copy bit for bit; W8A8
 # static exports' input scales and zero points checked by tests/scripts/check_ct_static.py.
 # No compressed-tensors / vLLM runtime is installable here: loading in vLLM is not tried.
-# Run from .ci/run as: bash tests/scripts/interop_compressed_tensors.sh BUILD_DIR  (~4 s)
+# Run from .ci/run as: bash tests/scripts/interop_compressed_tensors.sh BUILD_DIR  (~5 s of CPU, most of it importing torch once)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
@@ -52,13 +52,15 @@ sys.exit(0 if a['symmetric'] == $symmetric else 'input_activations.symmetric is 
   "$py" -c "import json, numpy as np; lo, hi = json.load(open('$plan'))['activations']['ranges']['$layer.weight']
 r = np.random.RandomState(2); x = (r.randn(16, 88) * (hi - lo) / 3 + (hi + lo) / 2).astype(np.float32)
 x[:, :4] = [3 * lo, 3 * hi, lo, hi]; np.save('$out/x.npy', x)"
-  "$cli" run "$src" --plan "$plan" --layer "$layer" --input "$out/x.npy" --out "$out/y.npy" >/dev/null 2>"$out/stderr" \
-    || { cat "$out/stderr"; exit 1; }
-  "$py" tests/scripts/check_ct_static.py "$out/$name" --plan "$plan" --quantize-json "$out/$name.json" \
-    --layer "$layer" --input "$out/x.npy" --output "$out/y.npy"
+  "$cli" run "$src" --plan "$plan" --layer "$layer" --input "$out/x.npy" --out "$out/$name-y.npy" >/dev/null \
+    2>"$out/stderr" || { cat "$out/stderr"; exit 1; }
+  mv "$out/x.npy" "$out/$name-x.npy"
+  cases+=(--case "$out/$name" "$plan" "$out/$name.json" "$layer" "$out/$name-x.npy" "$out/$name-y.npy")
 }
+cases=()
 static_case w8a8-static "$out/static.json" False
 static_case w8a8-static-sym "$out/static-sym.json" True
+"$py" tests/scripts/check_ct_static.py "${cases[@]}"
 
 # A static plan missing one layer's range is refused before anything is written.
 "$py" -c "import json; d = json.load(open('$out/static.json')); del d['activations']['ranges']['$layer.weight']
