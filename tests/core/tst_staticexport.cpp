@@ -175,6 +175,27 @@ private slots:
         QVERIFY(asymmetric > 0);  // calibrated ranges are not centred on 0
     }
 
+    void quantlensReadsItsStaticExport()
+    {
+        // Opening the folder decodes the layers; the input scale and zero point are shown in
+        // the layer's note, not listed as tensors.
+        const auto m = open(kLlama + "/model.safetensors");
+        const Session s = calibratedStaticPlan(m, true);
+        QTemporaryDir dir;
+        const std::string out = dir.filePath("static").toStdString();
+        auto r = exportPlan(*m, s, ExportFormat::CompressedTensors, out);
+        QVERIFY2(r, r ? "" : r.error().oneLine().c_str());
+        auto back = openModel(out);
+        QVERIFY2(back, back ? "" : back.error().oneLine().c_str());
+        QCOMPARE(back->tensors.size(), m->tensors.size());
+        const Tensor* q = back->find("model.layers.0.mlp.down_proj.weight");
+        QVERIFY(q);
+        const ActParams p = staticActivationParams(s.activationsFor(q->name));
+        char want[96];
+        std::snprintf(want, sizeof want, "static input scale %.6g, zero point %d (int8)", double(p.scale), p.zeroPoint - 128);
+        QVERIFY2(q->note.find(want) != std::string::npos, (q->note + " lacks " + want).c_str());
+    }
+
     void symmetricRangesWriteNoZeroPoint()
     {
         const auto m = open(kLlama + "/model.safetensors");
