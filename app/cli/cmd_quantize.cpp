@@ -429,8 +429,8 @@ void addQuantizeCommand(CLI::App& app)
                                            "npy-folder; default: by --out (.onnx from an ONNX model is onnx-qdq)");
     cmd->add_option("--fake-quant", o->fakeQuant, "also write FILE.safetensors: the whole model in its own dtypes with the "
                                                   "quantized tensors replaced by their dequantized float32 values");
-    auto* plan = cmd->add_option("--plan", o->plan, "a saved plan (session file): each tensor's spec and the kept-float "
-                                                     "layers; without --tensor/--all-linear, its export selection (else every linear layer)")
+    auto* plan = cmd->add_option("--plan", o->plan, "a saved plan (session file): each tensor's spec, the kept-float layers and the "
+                                                     "static activation ranges; without --tensor/--all-linear, its export selection (else every linear layer)")
                      ->check(CLI::ExistingFile);
     for (const char* flag : {"--scheme", "--granularity", "--calib", "--bits", "--dtype", "--reduce-range"})
         plan->excludes(cmd->get_option(flag));
