@@ -89,7 +89,8 @@ int main(int argc, char** argv)
                                                       "screenshot waits for it."));
     parser.addOption(recordOpt);
     const QCommandLineOption alphaOpt(QStringLiteral("alpha"),
-                                      QStringLiteral("The Activations tab's SmoothQuant α, 0 to 1 in steps of 0.05."),
+                                      QStringLiteral("The Activations tab's SmoothQuant α, 0 to 1 in steps of 0.05; "
+                                                     "shows its SmoothQuant page."),
                                       QStringLiteral("A"));
     parser.addOption(alphaOpt);
     parser.addPositionalArgument(QStringLiteral("MODEL"), QStringLiteral("Model file to open (default: the built-in demo)."),
@@ -218,8 +219,10 @@ int main(int argc, char** argv)
             }
         });
     }
-    if (alphaStep >= 0)
+    if (alphaStep >= 0) {
         w.activationsPanel()->alphaSlider()->setValue(alphaStep);
+        w.activationsPanel()->showSmoothQuantPage();
+    }
     if (record) {
         // After --tensor's selection (connected above, so it runs first).
         QObject::connect(&w, &quantlens::ui::MainWindow::modelLoaded, &w, [&w] {
