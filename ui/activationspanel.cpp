@@ -245,6 +245,7 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     auto* inputRow = new QHBoxLayout;
     inputRow->addWidget(inputEdit_, 1);
     inputRow->addWidget(loadButton_, 0, Qt::AlignTop);
+    inputRow->addStretch(0);  // takes the row while the edit is hidden (random ids)
     form->addRow(QString(), inputRow);
     connect(loadButton_, &QPushButton::clicked, this, [this] {
         const QString path = QFileDialog::getOpenFileName(this, tr("Calibration input"), QString(),
@@ -307,8 +308,18 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     channels_->graph(2)->setName(tr("outlier (|x| > 6)"));
     channels_->graph(3)->setPen(QPen(QColor(20, 60, 140), 1.6));
     channels_->graph(4)->setPen(QPen(QColor(200, 80, 0), 1.6));
+    // The legend in a row of its own above the channels, where it hides none of them.
     channels_->legend->setVisible(true);
-    channels_->legend->setBrush(QColor(255, 255, 255, 210));
+    channels_->axisRect()->insetLayout()->take(channels_->legend);
+    channels_->axisRect()->insetLayout()->simplify();
+    channels_->plotLayout()->insertRow(0);
+    channels_->plotLayout()->addElement(0, 0, channels_->legend);
+    channels_->plotLayout()->setRowStretchFactor(0, 0.001);
+    channels_->legend->setWrap(3);
+    channels_->legend->setFillOrder(QCPLegend::foColumnsFirst);
+    channels_->legend->setBorderPen(Qt::NoPen);
+    channels_->legend->setBrush(Qt::NoBrush);
+    channels_->legend->setMargins(QMargins(4, 0, 4, 0));
     // With the smoothed maxima both sides share one log axis: at α = 0.5 the two smoothed
     // curves coincide (s balances them), which two linear axes would hide.
     connect(channels_->yAxis, qOverload<const QCPRange&>(&QCPAxis::rangeChanged), this, [this](const QCPRange& r) {
@@ -806,7 +817,7 @@ void ActivationsPanel::showChannels()
         }
     }
     channels_->yAxis->setLabel(smoothed ? tr("absmax (log)") : tr("activation absmax"));
-    channels_->yAxis2->setLabel(smoothed ? tr("absmax (log), same scale") : tr("weight column absmax"));
+    channels_->yAxis2->setLabel(smoothed ? tr("absmax (log)") : tr("weight column absmax"));
     if (!result_) {
         channels_->replot(QCustomPlot::rpQueuedReplot);
         return;
@@ -841,7 +852,7 @@ void ActivationsPanel::showChannels()
     channels_->rescaleAxes();
     if (smoothed && hi > 0) {
         // One range over all four, with room above for the legend.
-        channels_->yAxis->setRange(lo / 1.5, hi * 4.0);
+        channels_->yAxis->setRange(lo / 1.5, hi * 1.5);
         channels_->yAxis2->setRange(channels_->yAxis->range());
     }
     channels_->replot(QCustomPlot::rpQueuedReplot);

@@ -49,7 +49,7 @@ SmoothQuantView::SmoothQuantView(QWidget* parent) : QWidget(parent)
 
     sqnr_ = new QCustomPlot(split);
     sqnr_->setObjectName(QStringLiteral("smoothQuantSqnr"));
-    sqnr_->setMinimumSize(200, 160);
+    sqnr_->setMinimumSize(170, 160);
     sqnr_->xAxis->setLabel(tr("α"));
     sqnr_->yAxis->setLabel(tr("W8A8 output SQNR (dB)"));
     sqnrCurve_ = sqnr_->addGraph();
@@ -64,12 +64,19 @@ SmoothQuantView::SmoothQuantView(QWidget* parent) : QWidget(parent)
     sqnrAt_->setLineStyle(QCPGraph::lsNone);
     sqnrAt_->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, kWidest, 9));
     sqnrAt_->removeFromLegend();
+    // The legend in a row of its own above the curve, which fills the plot.
     sqnr_->legend->setVisible(true);
-    sqnr_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignBottom | Qt::AlignRight);
+    sqnr_->axisRect()->insetLayout()->take(sqnr_->legend);
+    sqnr_->axisRect()->insetLayout()->simplify();
+    sqnr_->plotLayout()->insertRow(0);
+    sqnr_->plotLayout()->addElement(0, 0, sqnr_->legend);
+    sqnr_->plotLayout()->setRowStretchFactor(0, 0.001);
+    sqnr_->legend->setBorderPen(Qt::NoPen);
+    sqnr_->legend->setBrush(Qt::NoBrush);
     split->addWidget(sqnr_);
     split->setStretchFactor(0, 3);
     split->setStretchFactor(1, 3);
-    split->setStretchFactor(2, 2);
+    split->setStretchFactor(2, 1);
     top->addWidget(split, 1);
 
     connect(slider_, &QSlider::valueChanged, this, [this](int v) {
@@ -121,6 +128,11 @@ SmoothQuantView::HistPlot SmoothQuantView::makeHistPlot(const QString& what)
     h.plot->legend->setFillOrder(QCPLegend::foRowsFirst);
     h.plot->legend->setBorderPen(Qt::NoPen);
     h.plot->legend->setBrush(Qt::NoBrush);
+    h.plot->legend->setMargins(QMargins(4, 0, 4, 0));
+    h.plot->legend->setRowSpacing(0);
+    QFont small = font();
+    small.setPointSizeF(std::max(6.0, small.pointSizeF() - 1.0));
+    h.plot->legend->setFont(small);
     return h;
 }
 
@@ -178,7 +190,7 @@ void SmoothQuantView::showHist(HistPlot& h, const Histogram* hist, double widest
     if (!hist) {
         h.title->setText(title);
         h.keys[0]->setName(tr("widest %1's int8 range").arg(unit));
-        h.keys[1]->setName(tr("typical %1's int8 range").arg(unit));
+        h.keys[1]->setName(tr("median %1's int8 range").arg(unit));
         h.plot->xAxis->setRange(-1, 1);
         h.plot->yAxis->setRange(kLogBase, 10);
         h.plot->replot(QCustomPlot::rpQueuedReplot);
@@ -201,9 +213,9 @@ void SmoothQuantView::showHist(HistPlot& h, const Histogram* hist, double widest
     }
     // Each int8 range beside what it was before smoothing, and the step a value of that
     // token (row) is rounded to.
-    h.keys[0]->setName(tr("widest %1's int8 range ±%2 (unsmoothed ±%3)")
+    h.keys[0]->setName(tr("widest %1 ±%2 (before ±%3)")
                            .arg(unit, formatNumber(widest, 3), formatNumber(widestBefore, 3)));
-    h.keys[1]->setName(tr("typical %1's ±%2, step %3 (unsmoothed ±%4)")
+    h.keys[1]->setName(tr("median %1 ±%2, step %3 (before ±%4)")
                            .arg(unit, formatNumber(typical, 3), formatNumber(typical / 127.0, 3),
                                 formatNumber(typicalBefore, 3)));
     h.title->setText(title);
@@ -220,7 +232,7 @@ void SmoothQuantView::show()
     if (!data_ || !s) {
         label_->setText(tr("α = %1").arg(a, 0, 'f', 2));
         showHist(activations_, nullptr, 0, 0, 0, 0, tr("Activations X / s: record a layer to see them"), tr("token"));
-        showHist(weights_, nullptr, 0, 0, 0, 0, tr("Weights W · diag(s)"), tr("output row"));
+        showHist(weights_, nullptr, 0, 0, 0, 0, tr("Weights W · diag(s)"), tr("row"));
         sqnrAt_->data()->clear();
         sqnr_->replot(QCustomPlot::rpQueuedReplot);
         return;
@@ -232,10 +244,10 @@ void SmoothQuantView::show()
                         .arg(data_->noSmoothingSqnrDb, 0, 'f', 2)
                         .arg(data_->sweep.front().sqnrDb, 0, 'f', 2));
     showHist(activations_, &s->activations, s->actRange, s->medianTokenRange, data_->none.actRange,
-             data_->none.medianTokenRange, tr("Activations X / s at α = %1 (%2 rows)").arg(a, 0, 'f', 2).arg(data_->rows),
+             data_->none.medianTokenRange, tr("int8 ranges of X / s at α = %1 (%2 rows)").arg(a, 0, 'f', 2).arg(data_->rows),
              tr("token"));
     showHist(weights_, &s->weights, s->weightRange, s->medianRowRange, data_->none.weightRange,
-             data_->none.medianRowRange, tr("Weights W · diag(s) at α = %1").arg(a, 0, 'f', 2), tr("output row"));
+             data_->none.medianRowRange, tr("int8 ranges of W · diag(s) at α = %1").arg(a, 0, 'f', 2), tr("row"));
     sqnrAt_->data()->clear();
     sqnrAt_->addData(p.alpha, p.sqnrDb);
     sqnr_->replot(QCustomPlot::rpQueuedReplot);
