@@ -526,6 +526,7 @@ void ActivationsPanel::setSelection(std::shared_ptr<const Model> model, int tens
         showResult();
     else
         setStatus(tr("Stale: the plots are for %1; record again for %2").arg(result_->layer, layer_));
+    sq_->setStaleNote(isStale() ? tr("stale: for %1").arg(result_->layer) : QString());
     updateButtons();
 }
 
@@ -633,6 +634,7 @@ void ActivationsPanel::setStatus(const QString& s, bool error)
 void ActivationsPanel::showResult()
 {
     sq_->setData(result_ ? &result_->smooth : nullptr);
+    sq_->setStaleNote(isStale() ? tr("stale: for %1").arg(result_->layer) : QString());
     showChannels();
     if (!result_) {
         histogram_->clearHistogram(tr("Record a layer's activations to see their histogram"));

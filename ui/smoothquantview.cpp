@@ -155,6 +155,12 @@ void SmoothQuantView::setData(const Data* d)
     show();
 }
 
+void SmoothQuantView::setStaleNote(const QString& note)
+{
+    stale_ = note;
+    show();
+}
+
 int SmoothQuantView::step() const { return slider_->value(); }
 
 const SmoothedOperands* SmoothQuantView::current() const
@@ -242,7 +248,9 @@ void SmoothQuantView::show()
                         .arg(p.alpha, 0, 'f', 2)
                         .arg(p.sqnrDb, 0, 'f', 2)
                         .arg(data_->noSmoothingSqnrDb, 0, 'f', 2)
-                        .arg(data_->sweep.front().sqnrDb, 0, 'f', 2));
+                        .arg(data_->sweep.front().sqnrDb, 0, 'f', 2) +
+                    (stale_.isEmpty() ? QString() : QStringLiteral(" — ") + stale_));
+    label_->setStyleSheet(stale_.isEmpty() ? QString() : QStringLiteral("color: #b00020;"));
     showHist(activations_, &s->activations, s->actRange, s->medianTokenRange, data_->none.actRange,
              data_->none.medianTokenRange, tr("int8 ranges of X / s at α = %1 (%2 rows)").arg(a, 0, 'f', 2).arg(data_->rows),
              tr("token"));

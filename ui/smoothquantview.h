@@ -38,6 +38,8 @@ public:
     explicit SmoothQuantView(QWidget* parent = nullptr);
 
     void setData(const Data* d);  // null: nothing recorded; the pointer must outlive its use
+    // Non-empty: the data are for another layer than the selected one; the α line says so.
+    void setStaleNote(const QString& note);
     int step() const;
     double alpha() const { return double(step()) / kSteps; }
     const SmoothedOperands* current() const;  // at the slider's α, null without data
@@ -73,6 +75,7 @@ private:
     void show();
 
     const Data* data_ = nullptr;
+    QString stale_;
     QSlider* slider_ = nullptr;
     QLabel* label_ = nullptr;
     HistPlot weights_, activations_;
