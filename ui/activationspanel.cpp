@@ -308,6 +308,16 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     channels_->graph(2)->setName(tr("outlier (|x| > 6)"));
     channels_->graph(3)->setPen(QPen(QColor(20, 60, 140), 1.6));
     channels_->graph(4)->setPen(QPen(QColor(200, 80, 0), 1.6));
+    // About one point per pixel: antialiased lines look no better and triple a slider step.
+    channels_->setNotAntialiasedElements(QCP::aePlottables);
+    // The smoothed maxima (and the legend naming their α) on buffered layers of their own: a
+    // slider step redraws only those, not the 3 x channels recorded points under them
+    // (tests/bench/ui/bench_alphadrag).
+    channels_->addLayer(QStringLiteral("smoothed"), channels_->layer(QStringLiteral("main")), QCustomPlot::limAbove);
+    channels_->layer(QStringLiteral("smoothed"))->setMode(QCPLayer::lmBuffered);
+    channels_->layer(QStringLiteral("legend"))->setMode(QCPLayer::lmBuffered);
+    channels_->graph(3)->setLayer(QStringLiteral("smoothed"));
+    channels_->graph(4)->setLayer(QStringLiteral("smoothed"));
     // The legend in a row of its own above the channels, where it hides none of them.
     channels_->legend->setVisible(true);
     channels_->axisRect()->insetLayout()->take(channels_->legend);
@@ -390,6 +400,7 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
 
     sq_ = new SmoothQuantView(sections_);
     connect(sq_, &SmoothQuantView::alphaChanged, this, &ActivationsPanel::showAlpha);
+    connect(sq_->slider(), &QSlider::sliderReleased, this, &ActivationsPanel::showAlpha);
     sections_->addTab(sq_, tr("SmoothQuant α"));
 
     // GPTQ's before/after for this layer at the plan's spec.
@@ -783,9 +794,36 @@ void ActivationsPanel::showGptq()
 
 void ActivationsPanel::showAlpha()
 {
-    method_->setItemText(3, tr("SmoothQuant at α = %1").arg(sq_->alpha(), 0, 'f', 2));
+    // Renaming a combo item re-lays the row out: once the drag ends is soon enough.
+    if (!sq_->slider()->isSliderDown())
+        method_->setItemText(3, tr("SmoothQuant at α = %1").arg(sq_->alpha(), 0, 'f', 2));
     if (smoothedChannels_->isChecked())
-        showChannels();
+        showSmoothedChannels(true);
+}
+
+void ActivationsPanel::showSmoothedChannels(bool replotNow)
+{
+    channels_->graph(3)->data()->clear();
+    channels_->graph(4)->data()->clear();
+    const QString at = QString::number(sq_->alpha(), 'f', 2);
+    channels_->graph(3)->setName(tr("activation absmax / s at α = %1").arg(at));
+    channels_->graph(4)->setName(tr("weight column absmax · s at α = %1").arg(at));
+    const SmoothedOperands* o = sq_->current();
+    if (!o || !smoothedChannels_->isChecked())
+        return;
+    QVector<double> x(qsizetype(o->actAbsMax.size())), a(x.size()), w(x.size());
+    for (qsizetype c = 0; c < x.size(); ++c) {
+        x[c] = double(c);
+        a[c] = double(o->actAbsMax[size_t(c)]);
+        w[c] = double(o->weightAbsMax[size_t(c)]);
+    }
+    channels_->graph(3)->setData(x, a, true);
+    channels_->graph(4)->setData(x, w, true);
+    if (replotNow) {
+        // The axes hold every α's maxima (showChannels), so only these two layers change.
+        channels_->layer(QStringLiteral("smoothed"))->replot();
+        channels_->layer(QStringLiteral("legend"))->replot();
+    }
 }
 
 void ActivationsPanel::showSmoothQuantPage() { sections_->setCurrentWidget(sq_); }
@@ -796,8 +834,9 @@ void ActivationsPanel::showChannels()
         channels_->graph(g)->data()->clear();
     const bool smoothed = smoothedChannels_->isChecked();
     // As recorded in full colour alone, faded behind the smoothed maxima beside them.
-    channels_->graph(0)->setPen(QPen(smoothed ? QColor(31, 119, 180, 90) : QColor(31, 119, 180)));
-    channels_->graph(1)->setPen(QPen(smoothed ? QColor(255, 127, 14, 90) : QColor(255, 127, 14)));
+    // Opaque pale colours, not translucent ones: blending every segment costs a frame.
+    channels_->graph(0)->setPen(QPen(smoothed ? QColor(177, 207, 228) : QColor(31, 119, 180)));
+    channels_->graph(1)->setPen(QPen(smoothed ? QColor(255, 210, 171) : QColor(255, 127, 14)));
     channels_->graph(3)->setVisible(smoothed);
     channels_->graph(4)->setVisible(smoothed);
     if (smoothed) {
@@ -826,10 +865,7 @@ void ActivationsPanel::showChannels()
     }
     const ActivationsResult& r = *result_;
     const LayerActivationStats& s = r.stats;
-    const SmoothedOperands* o = sq_->current();
-    const QString at = QString::number(sq_->alpha(), 'f', 2);
-    channels_->graph(3)->setName(tr("activation absmax / s at α = %1").arg(at));
-    channels_->graph(4)->setName(tr("weight column absmax · s at α = %1").arg(at));
+    showSmoothedChannels(false);
     double lo = 1e300, hi = 0;
     auto span = [&](double v) {
         if (v > 0) {
@@ -844,16 +880,16 @@ void ActivationsPanel::showChannels()
             channels_->graph(2)->addData(double(c), double(s.absMax[c]));
         span(s.absMax[c]);
         span(r.weightColumnAbsMax[c]);
-        if (smoothed && o) {
-            channels_->graph(3)->addData(double(c), double(o->actAbsMax[c]));
-            channels_->graph(4)->addData(double(c), double(o->weightAbsMax[c]));
-            span(o->actAbsMax[c]);
-            span(o->weightAbsMax[c]);
-        }
     }
+    if (smoothed)
+        for (const SmoothedOperands& o : r.smooth.steps)
+            for (size_t c = 0; c < o.actAbsMax.size(); ++c) {
+                span(o.actAbsMax[c]);
+                span(o.weightAbsMax[c]);
+            }
     channels_->rescaleAxes();
     if (smoothed && hi > 0) {
-        // One range over all four, with room above for the legend.
+        // One range over all four at every α, so a slider step leaves the axes as they are.
         channels_->yAxis->setRange(lo / 1.5, hi * 1.5);
         channels_->yAxis2->setRange(channels_->yAxis->range());
     }

@@ -147,6 +147,7 @@ private:
     void showResult();
     void showAlpha();
     void showChannels();
+    void showSmoothedChannels(bool replotNow);
     void showGptq();
     void showPlanLine();
     void choose(bool allLayers);

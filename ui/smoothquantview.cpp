@@ -35,7 +35,10 @@ SmoothQuantView::SmoothQuantView(QWidget* parent) : QWidget(parent)
                            "them all into the weights"));
     row->addWidget(slider_, 1);
     label_ = new QLabel(this);
-    label_->setWordWrap(true);
+    // One line whose length does not move the layout: a wrapped label's new text re-laid out
+    // the whole tab at every slider step (tests/bench/ui/bench_alphadrag).
+    label_->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Fixed);
+    label_->setMinimumWidth(200);
     row->addWidget(label_, 2);
     top->addLayout(row);
 
