@@ -54,6 +54,10 @@ SmoothQuantView::SmoothQuantView(QWidget* parent) : QWidget(parent)
     sqnr_->setObjectName(QStringLiteral("smoothQuantSqnr"));
     sqnr_->setMinimumSize(170, 160);
     sqnr_->xAxis->setLabel(tr("α"));
+    auto ticks = QSharedPointer<QCPAxisTickerFixed>(new QCPAxisTickerFixed);
+    ticks->setTickStep(0.5);  // the plot is narrow: 0, 0.5, 1
+    ticks->setScaleStrategy(QCPAxisTickerFixed::ssNone);
+    sqnr_->xAxis->setTicker(ticks);
     sqnr_->yAxis->setLabel(tr("W8A8 output SQNR (dB)"));
     sqnrCurve_ = sqnr_->addGraph();
     sqnrCurve_->setName(tr("smoothed at α"));
@@ -77,9 +81,10 @@ SmoothQuantView::SmoothQuantView(QWidget* parent) : QWidget(parent)
     sqnr_->legend->setBorderPen(Qt::NoPen);
     sqnr_->legend->setBrush(Qt::NoBrush);
     split->addWidget(sqnr_);
-    split->setStretchFactor(0, 3);
-    split->setStretchFactor(1, 3);
+    split->setStretchFactor(0, 2);
+    split->setStretchFactor(1, 2);
     split->setStretchFactor(2, 1);
+    split->setSizes({400, 400, 190});  // scaled to the width there is
     top->addWidget(split, 1);
 
     connect(slider_, &QSlider::valueChanged, this, [this](int v) {
