@@ -8,6 +8,7 @@
 // passed between an AVX2 clone and the baseline helpers it inlines (a psABI error), and
 // GCC and clang then build the same code.
 #include <cstdint>
+#include <vector>
 
 namespace quantlens::kernels {
 
@@ -26,5 +27,7 @@ extern const EltwiseKernels kEltwiseRef;
 // The variant matching activeKernels() (avx512vnni/avxvnni/avx2 -> avx2, ref -> ref), so
 // QUANTLENS_ISA forces it too; the reference where a bad QUANTLENS_ISA is set.
 const EltwiseKernels& activeEltwise();
+// Every variant this binary has and this CPU runs, reference last (tests compare them).
+std::vector<const EltwiseKernels*> availableEltwise();
 
 }  // namespace quantlens::kernels

@@ -3,6 +3,7 @@
 #include <exception>
 #include <string>
 
+#include "kernels/cpufeatures.h"
 #include "kernels/gemm.h"
 
 #define QL_ELTWISE_NS ref
@@ -33,6 +34,17 @@ const EltwiseKernels& activeEltwise()
         return &kEltwiseRef;
     }();
     return *e;
+}
+
+std::vector<const EltwiseKernels*> availableEltwise()
+{
+    std::vector<const EltwiseKernels*> v;
+#ifdef QUANTLENS_HAVE_kernels_avx2
+    if (cpuFeatures().avx2)
+        v.push_back(&kEltwiseAvx2);
+#endif
+    v.push_back(&kEltwiseRef);
+    return v;
 }
 
 }  // namespace quantlens::kernels
