@@ -293,6 +293,9 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
         // (W8A16 / W4A16, "pack-quantized", as llm-compressor's format inference picks for a
         // scheme without input_activations); dynamic -> W8A8 "int-quantized"; static below.
         const ExportActivations act = e.staticInput ? ExportActivations::Static : opts.activations;
+        if (act == ExportActivations::Static && !e.staticInput)
+            return fail("unsupported", "static activations: no input range for this layer, and a compressed-tensors "
+                                       "W8A8 static checkpoint needs one for every quantized Linear: calibrate the ranges", q.name);
         if (q.spec.bits == 8 && q.spec.scheme != Scheme::Q8_0 && (perTensor || perChannel)) {
             c.strategy = perTensor ? "tensor" : "channel";
             if (act == ExportActivations::None) {

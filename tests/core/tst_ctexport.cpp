@@ -382,8 +382,15 @@ private slots:
                         ExportOptions{ExportFormat::CompressedTensors, out.toStdString(), {}});
         QVERIFY(!r);
         QVERIFY2(r.error().message.find("config.json") != std::string::npos, r.error().message.c_str());
-        // Cancel half-way.
+        // Static activations planned, but no layer carries its input range.
         const Model llama = open(kLlama);
+        ExportOptions staticOpts{ExportFormat::CompressedTensors, out.toStdString(), {}};
+        staticOpts.activations = ExportActivations::Static;
+        r = exportModel(llama, quantizeAll(llama, spec(Scheme::TorchSymmetric, Granularity::PerChannel)), staticOpts);
+        QVERIFY(!r);
+        QVERIFY2(r.error().message.find("no input range") != std::string::npos, r.error().message.c_str());
+        QVERIFY(!QFileInfo::exists(out));
+        // Cancel half-way.
         r = exportModel(llama, quantizeAll(llama, spec(Scheme::TorchSymmetric, Granularity::PerChannel)),
                         ExportOptions{ExportFormat::CompressedTensors, out.toStdString(), {}},
                         [](double f, const std::string&) { return f < 0.5; });
