@@ -1,10 +1,12 @@
 #include "io/ggufwriter.h"
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <unordered_map>
 
 #include <sys/mman.h>
@@ -14,6 +16,7 @@
 #include "io/gguf.h"
 #include "io/ggufspecmap.h"
 #include "io/mappedfile.h"
+#include "truncationguard.h"
 #include "quant/ggmlblocks.h"
 
 namespace quantlens {
@@ -201,6 +204,30 @@ void putU32Kv(std::vector<std::byte>& out, const std::string& key, uint32_t v)
     put(out, kTypeU32, 4);
     put(out, v, 4);
 }
+
+// Values per decoded piece when the written tensor is checked against its source: a
+// multiple of every block length and of MetricsRun::kPiece, 256 KiB of floats.
+constexpr int64_t kCheckPiece = 65536;
+static_assert(kCheckPiece % MetricsRun::kPiece == 0 && kCheckPiece % 256 == 0);
+
+// A buffer reused across tensors: grows to the largest request, never zero-filled.
+template <class T>
+class Scratch {
+public:
+    std::span<T> get(size_t n)
+    {
+        if (n > size_) {
+            data_.reset();
+            data_ = std::make_unique_for_overwrite<T[]>(n);
+            size_ = n;
+        }
+        return {data_.get(), n};
+    }
+
+private:
+    std::unique_ptr<T[]> data_;
+    size_t size_ = 0;
+};
 
 uint64_t alignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -422,8 +449,11 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
     if (Status s = file->write(head); !s)
         return s.error();
     const std::vector<std::byte> zeros(size_t(H.alignment), std::byte{0});
-    std::vector<float> x, source, back;  // values, the pre-clip copy, the decoded result
-    std::vector<std::byte> out;
+    // Grown, never shrunk or zero-filled: the largest tensor's pages fault in once, not
+    // once per tensor (that and a zero fill per resize were a fifth of a q8_0 export).
+    Scratch<float> converted, clippedCopy;  // the float values unless read in place; the clipped values
+    Scratch<std::byte> out;
+    std::vector<float> back(static_cast<size_t>(kCheckPiece));  // one decoded piece, cache-sized
     const double n = double(std::max<size_t>(1, H.tensors.size()));
     for (size_t i = 0; i < H.tensors.size(); ++i) {
         const Tensor& t = model->tensors[i];
@@ -435,13 +465,27 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
             if (Status s = file->write(t.data); !s)
                 return s.error();
         } else {
-            x.resize(size_t(t.numel()));
-            if (Status s = t.toFloat(x); !s)
-                return s.error();
+            const size_t numel = size_t(t.numel());
+            // The values before any clip: float32 source bytes are read where they are mapped.
+            std::span<const float> source;
+            const bool inPlace = t.dtype == DType::F32 && t.strides.empty() && !t.packed
+                                 && t.bigEndian == (std::endian::native == std::endian::big)
+                                 && t.data.size() / 4 >= numel
+                                 && reinterpret_cast<uintptr_t>(t.data.data()) % alignof(float) == 0;
+            if (inPlace) {
+                source = {reinterpret_cast<const float*>(t.data.data()), numel};
+            } else {
+                std::span<float> x = converted.get(numel);
+                if (Status s = t.toFloat(x); !s)
+                    return s.error();
+                source = x;
+            }
             const int64_t rowLen = t.shape.empty() ? 1 : t.shape.back();
             const bool clips = p.spec->calib != CalibMethod::MinMax;
+            std::span<const float> values = source;  // what the blocks are made from
             if (clips) {
-                source.assign(x.begin(), x.end());  // the metrics compare with the values before the clip
+                std::span<float> x = clippedCopy.get(numel);
+                std::copy(source.begin(), source.end(), x.begin());
                 Result<int64_t> changed = int64_t(0);
                 if (p.mapped) {
                     changed = clipAsSpec(x, rowLen, *p.spec);
@@ -456,31 +500,41 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
                     return e;
                 }
                 r.clippedValues = *changed;
+                values = x;
             }
-            out.resize(size_t(p.bytes));
-            if (Status s = ggmlQuantize(GgmlType(p.type), x, rowLen, out); !s) {
+            std::span<std::byte> blocks = out.get(size_t(p.bytes));
+            if (Status s = ggmlQuantize(GgmlType(p.type), values, rowLen, blocks); !s) {
                 Error e = s.error();
                 e.tensor = t.name;
                 return e;
             }
-            if (Status s = file->write(out); !s)
+            if (Status s = file->write(blocks); !s)
                 return s.error();
-            Tensor written;
-            written.dtype = ggmlTypeInfo(GgmlType(p.type))->dtype;
-            written.shape = t.shape;
-            written.data = out;
-            back.resize(x.size());
-            if (written.toFloat(back)) {
-                r.metrics = computeMetrics(clips ? std::span<const float>(source) : std::span<const float>(x), back);
+            // The written tensor decoded as ggml decodes it, against the values before the
+            // clip, a cache-sized piece at a time (the same bits as one pass over the tensor).
+            const GgmlTypeInfo* wt = ggmlTypeInfo(GgmlType(p.type));
+            MetricsRun run;
+            bool decoded = true;
+            for (size_t at = 0; at < numel && decoded; at += size_t(kCheckPiece)) {
+                const size_t len = std::min(numel - at, size_t(kCheckPiece));
+                Tensor piece;
+                piece.dtype = wt->dtype;
+                piece.shape = {int64_t(len)};
+                piece.data = std::span<const std::byte>(blocks).subspan(at / size_t(wt->blockElems) * size_t(wt->blockBytes),
+                                                                        len / size_t(wt->blockElems) * size_t(wt->blockBytes));
+                const std::span<float> y = std::span<float>(back).first(len);
+                decoded = piece.toFloat(y).ok();
+                if (decoded)
+                    run.add(source.subspan(at, len), y);
+            }
+            if (decoded) {
+                r.metrics = run.finish();
                 r.haveMetrics = true;
             }
-            // One tensor at a time: give the buffers back before the next, larger one.
-            if (x.capacity() > (size_t(1) << 24)) {
-                std::vector<float>().swap(x);
-                std::vector<float>().swap(source);
-                std::vector<float>().swap(back);
-                std::vector<std::byte>().swap(out);
-            }
+            // Read in place: the bytes were the file's only if it did not shrink meanwhile.
+            if (inPlace)
+                if (Status s = truncationguard::checkRange(t.data.data(), t.data.size(), t.name); !s)
+                    return s.error();
         }
         releasePages(t.data);
         const uint64_t pad = alignUp(p.bytes, H.alignment) - p.bytes;
