@@ -1,6 +1,7 @@
 #include "io/onnxqdq.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstring>
 #include <filesystem>
@@ -8,6 +9,10 @@
 #include <optional>
 #include <set>
 #include <unordered_map>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
@@ -38,7 +43,9 @@ bool isFloatType(int t)
 // is a second parse of the same bytes.
 class Internalizer {
 public:
-    explicit Internalizer(fs::path dir) : dir_(std::move(dir)) {}
+    // Initializers of the main graph named in `skip` are left external (the caller
+    // replaces them).
+    Internalizer(fs::path dir, const std::set<std::string>* skip) : dir_(std::move(dir)), skip_(skip) {}
 
     Status tensor(onnx::TensorProto& t)
     {
@@ -82,11 +89,16 @@ public:
 
     // Every tensor of a graph and its subgraphs: initializers, sparse initializers and
     // Constant / attribute tensors.
-    Status graph(onnx::GraphProto& g)
+    Status graph(onnx::GraphProto& g, bool main = true)
     {
-        for (auto& t : *g.mutable_initializer())
+        for (auto& t : *g.mutable_initializer()) {
+            if (main && skip_ && skip_->count(t.name())) {
+                any = any || t.data_location() == onnx::TensorProto::EXTERNAL;  // the export stays external
+                continue;
+            }
             if (Status s = tensor(t); !s)
                 return s;
+        }
         for (auto& st : *g.mutable_sparse_initializer()) {
             if (Status s = tensor(*st.mutable_values()); !s)
                 return s;
@@ -102,10 +114,10 @@ public:
                     if (Status s = tensor(t); !s)
                         return s;
                 if (a.has_g())
-                    if (Status s = graph(*a.mutable_g()); !s)
+                    if (Status s = graph(*a.mutable_g(), false); !s)
                         return s;
                 for (auto& sg : *a.mutable_graphs())
-                    if (Status s = graph(sg); !s)
+                    if (Status s = graph(sg, false); !s)
                         return s;
             }
         return Ok{};
@@ -119,6 +131,7 @@ private:
         return makeError("bad-external", why, {}, -1, t.name());
     }
     fs::path dir_;
+    const std::set<std::string>* skip_ = nullptr;
     std::unordered_map<std::string, std::shared_ptr<const MappedFile>> files_;
 };
 
@@ -275,18 +288,30 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
     if (!exportdetail::report(progress, 0.0, "reading " + src))
         return exportdetail::cancelled(opts.outPath);
 
+    // Parsed from the file through protobuf's small read buffer, not from a mapping: a
+    // mapped model would be resident beside its parsed copy, doubling the peak.
     onnx::ModelProto mp;
     {
-        auto mf = MappedFile::open(src);
-        if (!mf)
-            return mf.error();
-        const auto bytes = (*mf)->bytes();
-        if (bytes.size() > size_t(kMaxProtoBytes))
+        const int fd = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return makeError("open", std::string("cannot open: ") + std::strerror(errno), src);
+        struct stat st {};
+        const bool tooLarge = ::fstat(fd, &st) == 0 && st.st_size > kMaxProtoBytes;
+        const bool parsed = !tooLarge && mp.ParseFromFileDescriptor(fd);
+        ::close(fd);
+        if (tooLarge)
             return makeError("too-large", "the model file is over 2 GiB, which protobuf cannot parse", src);
-        if (!mp.ParseFromArray(bytes.data(), int(bytes.size())))
+        if (!parsed)
             return makeError("bad-model", "libprotobuf could not parse the model that our reader accepted", src);
     }
-    Internalizer ext(fs::path(src).parent_path());
+    // External weights about to be replaced by their quantized form are not read in (one
+    // float copy fewer per weight), unless the opset converter, which sees every tensor,
+    // runs first.
+    std::set<std::string> notRead;
+    if (const onnx::OperatorSetIdProto* o = defaultOpset(mp); o && o->version() >= kPerChannelOpset)
+        for (const ExportEntry& e : entries)
+            notRead.insert(e.quantized.name);
+    Internalizer ext(fs::path(src).parent_path(), &notRead);
     if (Status s = ext.graph(*mp.mutable_graph()); !s)
         return s.error();
 
