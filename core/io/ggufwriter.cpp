@@ -243,6 +243,22 @@ void releasePages(std::span<const std::byte> data)
         ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
+// Maps a tensor's source pages in one call before they are read: one page fault per
+// 4 KiB was a tenth of a q8_0 export (more in a virtual machine). Only a hint: older
+// kernels refuse it and the reads fault the pages in as before.
+void prefault(std::span<const std::byte> data)
+{
+#ifdef MADV_POPULATE_READ
+    static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(data.data()) / page * page;
+    const uintptr_t end = reinterpret_cast<uintptr_t>(data.data()) + data.size();
+    if (end > begin)
+        ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
+#else
+    (void)data;
+#endif
+}
+
 std::string sourceTypeName(uint32_t id, const Tensor& t)
 {
     if (const GgmlTypeInfo* i = ggmlTypeInfo(id))
@@ -473,6 +489,7 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
                                  && t.data.size() / 4 >= numel
                                  && reinterpret_cast<uintptr_t>(t.data.data()) % alignof(float) == 0;
             if (inPlace) {
+                prefault(t.data);
                 source = {reinterpret_cast<const float*>(t.data.data()), numel};
             } else {
                 std::span<float> x = converted.get(numel);
