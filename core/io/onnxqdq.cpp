@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
 #include <onnx/version_converter/convert.h>
@@ -251,16 +252,21 @@ Result<QdqLayout> qdqLayout(const QuantizedTensor& qt)
     return L;
 }
 
-// Moves every large initializer of the main graph into `data` (64-byte aligned, as
-// mmap-friendly writers do) and points it at `location`.
-void externalize(onnx::GraphProto& g, const std::string& location, std::string& data)
+// Moves every large initializer of the main graph into the data file (64-byte aligned, as
+// mmap-friendly writers do) and points it at `location`. Each is written as it goes, so
+// the data is never held twice.
+Status externalize(onnx::GraphProto& g, const std::string& location, AtomicFile& data)
 {
+    static const char zeros[64] = {};
     for (auto& t : *g.mutable_initializer()) {
         if (t.raw_data().size() < kExternalThreshold)
             continue;
-        data.resize((data.size() + 63) / 64 * 64, '\0');
-        const size_t offset = data.size();
-        data += t.raw_data();
+        const int64_t pad = (64 - data.bytesWritten() % 64) % 64;
+        if (Status s = data.write(zeros, size_t(pad)); !s)
+            return s;
+        const int64_t offset = data.bytesWritten();
+        if (Status s = data.write(t.raw_data().data(), t.raw_data().size()); !s)
+            return s;
         t.clear_raw_data();
         t.set_data_location(onnx::TensorProto::EXTERNAL);
         auto add = [&](const char* k, const std::string& v) {
@@ -270,9 +276,29 @@ void externalize(onnx::GraphProto& g, const std::string& location, std::string& 
         };
         add("location", location);
         add("offset", std::to_string(offset));
-        add("length", std::to_string(data.size() - offset));
+        add("length", std::to_string(data.bytesWritten() - offset));
     }
+    return Ok{};
 }
+
+// Serializes straight into the output file through protobuf's 1 MiB buffer: no second
+// copy of the whole model in memory.
+class FileSink : public google::protobuf::io::CopyingOutputStream {
+public:
+    explicit FileSink(AtomicFile& f) : f_(f) {}
+    bool Write(const void* buffer, int size) override
+    {
+        if (Status s = f_.write(buffer, size_t(size)); !s) {
+            error = s.error();
+            return false;
+        }
+        return true;
+    }
+    std::optional<Error> error;
+
+private:
+    AtomicFile& f_;
+};
 
 }  // namespace
 
@@ -477,33 +503,36 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
 
     // Data that was external stays external, now in one file beside the output; a model
     // that would not fit one protobuf message goes external too.
-    std::string data;
     const std::string dataName = fs::path(opts.outPath).filename().string() + ".data";
     const std::string dataPath = (fs::path(opts.outPath).parent_path() / dataName).string();
-    if (ext.any || mp.ByteSizeLong() > size_t(kMaxProtoBytes))
-        externalize(g, dataName, data);
+    std::optional<AtomicFile> dataFile;
+    if (ext.any || mp.ByteSizeLong() > size_t(kMaxProtoBytes)) {
+        auto df = AtomicFile::create(dataPath, m.files);
+        if (!df)
+            return df.error();
+        dataFile.emplace(std::move(*df));
+        if (Status st = externalize(g, dataName, *dataFile); !st)
+            return st.error();
+        if (dataFile->bytesWritten() == 0)
+            dataFile.reset();  // nothing large enough to move out: no data file
+    }
     if (mp.ByteSizeLong() > size_t(kMaxProtoBytes))
         return fail("too-large", "the model's graph is over 2 GiB even without its initializers");
     if (!exportdetail::report(progress, 0.75, "writing " + opts.outPath))
         return exportdetail::cancelled(opts.outPath);
 
-    std::string bytes;
-    if (!mp.SerializeToString(&bytes))
-        return fail("write", "libprotobuf could not serialize the model");
     auto model = AtomicFile::create(opts.outPath, m.files);
     if (!model)
         return model.error();
-    std::optional<AtomicFile> dataFile;
-    if (!data.empty()) {
-        auto df = AtomicFile::create(dataPath, m.files);
-        if (!df)
-            return df.error();
-        dataFile.emplace(std::move(*df));
-        if (Status st = dataFile->write(data.data(), data.size()); !st)
-            return st.error();
+    {
+        FileSink sink(*model);
+        google::protobuf::io::CopyingOutputStreamAdaptor out(&sink, 1 << 20);
+        const bool ok = mp.SerializeToZeroCopyStream(&out) && out.Flush();
+        if (sink.error)
+            return *sink.error;
+        if (!ok)
+            return fail("write", "libprotobuf could not serialize the model");
     }
-    if (Status st = model->write(bytes.data(), bytes.size()); !st)
-        return st.error();
     if (!exportdetail::report(progress, 0.95, "committing " + opts.outPath))
         return exportdetail::cancelled(opts.outPath);
     if (dataFile) {
@@ -517,7 +546,7 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
         }
         return st.error();
     }
-    report.bytesWritten = int64_t(bytes.size() + data.size());
+    report.bytesWritten = model->bytesWritten() + (dataFile ? dataFile->bytesWritten() : 0);
     report.files.push_back(opts.outPath);
     if (dataFile)
         report.files.push_back(dataPath);
