@@ -500,7 +500,7 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
         return makeError("open", std::string("cannot open: ") + std::strerror(errno), sourcePath);
     // Grown, never shrunk or zero-filled: the largest tensor's pages fault in once, not
     // once per tensor (that and a zero fill per resize were a fifth of a q8_0 export).
-    Scratch<float> converted, clippedCopy;  // the float values unless read in place; the clipped values
+    Scratch<float> converted, clippedCopy;  // the float values (read or converted); the clipped values
     Scratch<std::byte> out, copyBuffer;
     std::vector<float> back(static_cast<size_t>(kCheckPiece));  // one decoded piece, cache-sized
     const double n = double(std::max<size_t>(1, H.tensors.size()));
