@@ -4,6 +4,7 @@
 //   quantlens --tab NAME ...                 start on that tab (also for screenshots)
 //   quantlens MODEL --compare REF            compare MODEL with the reference checkpoint REF
 //   quantlens --tensor NAME ...              show that tensor first
+//   quantlens --record [--alpha A] ...       record the selected layer's activations (Activations tab)
 //   MODEL "demo" is the built-in demo, as for quantlens-cli
 #include <QApplication>
 #include <QCommandLineParser>
@@ -11,11 +12,15 @@
 #include <QTabWidget>
 #include <QTimer>
 
+#include <QSlider>
+
+#include "activationspanel.h"
 #include "comparepanel.h"
 
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <cmath>
 #include <cstring>
 
 #include "allocatortuning.h"
@@ -78,6 +83,16 @@ int main(int argc, char** argv)
     const QCommandLineOption tensorOpt(QStringLiteral("tensor"), QStringLiteral("Show this tensor first (its full name)."),
                                        QStringLiteral("NAME"));
     parser.addOption(tensorOpt);
+    const QCommandLineOption recordOpt(QStringLiteral("record"),
+                                       QStringLiteral("Record the selected layer's activations (the Activations tab's "
+                                                      "\"Record activations\", random ids) once the model is open; a "
+                                                      "screenshot waits for it."));
+    parser.addOption(recordOpt);
+    const QCommandLineOption alphaOpt(QStringLiteral("alpha"),
+                                      QStringLiteral("The Activations tab's SmoothQuant α, 0 to 1 in steps of 0.05; "
+                                                     "shows its SmoothQuant page."),
+                                      QStringLiteral("A"));
+    parser.addOption(alphaOpt);
     parser.addPositionalArgument(QStringLiteral("MODEL"), QStringLiteral("Model file to open (default: the built-in demo)."),
                                  QStringLiteral("[MODEL]"));
     if (!parser.parse(QApplication::arguments())) {
@@ -102,6 +117,17 @@ int main(int argc, char** argv)
                      "writing a screenshot to ./quantlens-screenshot.png instead\n");
     }
     const bool screenshotMode = !shot.isEmpty();
+    const bool record = parser.isSet(recordOpt);
+    int alphaStep = -1;
+    if (parser.isSet(alphaOpt)) {
+        bool ok = false;
+        const double a = parser.value(alphaOpt).toDouble(&ok);
+        if (!ok || !(a >= 0.0 && a <= 1.0)) {
+            std::fprintf(stderr, "quantlens: --alpha takes a number from 0 to 1\n");
+            return 2;
+        }
+        alphaStep = int(std::lround(a * 20));
+    }
 
     quantlens::ui::MainWindow w(nullptr, /*useSettings=*/!screenshotMode);
     if (parser.isSet(tabOpt)) {
@@ -130,11 +156,16 @@ int main(int argc, char** argv)
             std::fprintf(stderr, "quantlens: %s\n", qPrintable(reason));
             QCoreApplication::exit(1);
         });
-        QObject::connect(&w, &quantlens::ui::MainWindow::becameIdle, &app, [&w, shot] {
+        auto taken = std::make_shared<bool>(false);  // idle and the recording's end may both ask
+        auto shoot = [&w, shot, record, taken] {
             // Idle between steps (e.g. before the first tensor is decoded) does not count; a
             // tensor the plan leaves in float has no quantization result to wait for.
             if (!w.model() || !w.matrix() || (!w.outcome() && w.isQuantized(w.currentTensor())))
                 return;
+            const quantlens::ui::ActivationsPanel* a = w.activationsPanel();
+            if (*taken || (record && (a->isRunning() || !a->result())))
+                return;
+            *taken = true;
             // One more turn of the event loop so queued replots have painted.
             QTimer::singleShot(100, &w, [&w, shot] {
                 if (!w.grab().save(shot, "PNG")) {
@@ -145,7 +176,18 @@ int main(int argc, char** argv)
                 std::fprintf(stderr, "quantlens: wrote %s\n", qPrintable(shot));
                 QCoreApplication::exit(0);
             });
-        });
+        };
+        QObject::connect(&w, &quantlens::ui::MainWindow::becameIdle, &app, shoot);
+        if (record)
+            QObject::connect(w.activationsPanel(), &quantlens::ui::ActivationsPanel::finished, &app, [&w, shoot] {
+                if (!w.activationsPanel()->result()) {
+                    std::fprintf(stderr, "quantlens: activations: %s\n", qPrintable(w.activationsPanel()->statusText()));
+                    QCoreApplication::exit(1);
+                    return;
+                }
+                if (w.isIdle())
+                    shoot();
+            });
         QTimer::singleShot(300000, &app, [] {
             std::fprintf(stderr, "quantlens: timed out waiting for the background work\n");
             QCoreApplication::exit(1);
@@ -175,6 +217,21 @@ int main(int argc, char** argv)
                 std::fprintf(stderr, "quantlens: the model has no tensor '%s'\n", qPrintable(want));
                 QCoreApplication::exit(2);
             }
+        });
+    }
+    if (alphaStep >= 0) {
+        w.activationsPanel()->alphaSlider()->setValue(alphaStep);
+        w.activationsPanel()->showSmoothQuantPage();
+    }
+    if (record) {
+        // After --tensor's selection (connected above, so it runs first).
+        QObject::connect(&w, &quantlens::ui::MainWindow::modelLoaded, &w, [&w] {
+            if (w.activationsPanel()->layerName().isEmpty()) {
+                std::fprintf(stderr, "quantlens: --record needs a linear layer's weight selected (--tensor NAME.weight)\n");
+                QCoreApplication::exit(2);
+                return;
+            }
+            w.activationsPanel()->run();
         });
     }
     w.show();

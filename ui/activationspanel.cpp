@@ -1,5 +1,6 @@
 #include "activationspanel.h"
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QFile>
 #include <QFileDialog>
@@ -14,6 +15,7 @@
 #include <QSlider>
 #include <QSpinBox>
 #include <QSplitter>
+#include <QTabWidget>
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
 
@@ -37,7 +39,8 @@ namespace quantlens::ui {
 namespace {
 
 constexpr float kOutlier = 6.0f;  // LLM.int8's threshold
-constexpr int kAlphaSteps = 20;   // α = k / 20
+constexpr int kAlphaSteps = SmoothQuantView::kSteps;  // α = k / 20
+constexpr int kSmoothedBins = 201;  // odd: zero sits in the middle of a bin
 
 struct Job {
     std::shared_ptr<const Model> model;
@@ -174,6 +177,29 @@ std::shared_ptr<const ActivationsResult> runJob(const Job& j)
         return fail((sweep ? none.error() : sweep.error()).oneLine());
     r->sweep = std::move(*sweep);
     r->noSmoothingSqnrDb = *none;
+    // The smoothed operands at every α step (a few ms each for a 768 x 3072 layer,
+    // tests/bench/bench_smoothedoperands), so the slider only redraws.
+    SmoothQuantView::Data& sd = r->smooth;
+    sd.sweep = r->sweep;
+    sd.noSmoothingSqnrDb = r->noSmoothingSqnrDb;
+    sd.rows = st->keptRows;
+    auto smoothed = [&](std::span<const float> s) {
+        return smoothedOperands(st->rows, st->keptRows, lw->w, lw->out, lw->in, st->absMax, r->weightColumnAbsMax, s,
+                                kSmoothedBins);
+    };
+    auto asRecorded = smoothed(std::vector<float>(size_t(lw->in), 1.0f));
+    if (!asRecorded)
+        return fail(asRecorded.error().oneLine());
+    sd.none = std::move(*asRecorded);
+    for (double alpha : alphas) {
+        if (j.cancel->load())
+            return fail("cancelled");
+        auto o = smoothed(smoothQuantScales(st->absMax, r->weightColumnAbsMax, alpha));
+        if (!o)
+            return fail(o.error().oneLine());
+        o->alpha = alpha;
+        sd.steps.push_back(std::move(*o));
+    }
     auto fold = precedingNorm(runner->config(), layer);
     r->fold = fold ? QStringLiteral("1/s folds into ") + QString::fromStdString(fold->gamma)
                    : QString::fromStdString(fold.error().message);
@@ -213,11 +239,13 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     inputEdit_ = new QPlainTextEdit(this);
     inputEdit_->setMaximumHeight(70);
     inputEdit_->setEnabled(false);
+    inputEdit_->setVisible(false);
     loadButton_ = new QPushButton(tr("Open file…"), this);
     loadButton_->setToolTip(tr("Load calibration text or token ids from a file (up to 1 MiB)"));
     auto* inputRow = new QHBoxLayout;
     inputRow->addWidget(inputEdit_, 1);
     inputRow->addWidget(loadButton_, 0, Qt::AlignTop);
+    inputRow->addStretch(0);  // takes the row while the edit is hidden (random ids)
     form->addRow(QString(), inputRow);
     connect(loadButton_, &QPushButton::clicked, this, [this] {
         const QString path = QFileDialog::getOpenFileName(this, tr("Calibration input"), QString(),
@@ -231,7 +259,10 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     form->addRow(tr("Attention heads"), heads_);
     top->addLayout(form);
     connect(inputKind_, &QComboBox::currentIndexChanged, this,
-            [this](int i) { inputEdit_->setEnabled(i != RandomIds); });
+            [this](int i) {
+                inputEdit_->setEnabled(i != RandomIds);
+                inputEdit_->setVisible(i != RandomIds);  // the plots get the room
+            });
 
     auto* buttons = new QHBoxLayout;
     runButton_ = new QPushButton(tr("Record activations"), this);
@@ -250,8 +281,17 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     connect(cancelButton_, &QPushButton::clicked, this, &ActivationsPanel::cancel);
 
     auto* split = new QSplitter(Qt::Vertical, this);
-    channels_ = new QCustomPlot(split);
+    auto* channelBox = new QWidget(split);
+    auto* channelLayout = new QVBoxLayout(channelBox);
+    channelLayout->setContentsMargins(0, 0, 0, 0);
+    smoothedChannels_ = new QCheckBox(tr("Also smoothed at the SmoothQuant α (absmax / s and absmax · s, one log axis)"),
+                                      channelBox);
+    smoothedChannels_->setObjectName(QStringLiteral("smoothedChannels"));
+    smoothedChannels_->setChecked(true);
+    channelLayout->addWidget(smoothedChannels_);
+    channels_ = new QCustomPlot(channelBox);
     channels_->setMinimumHeight(160);
+    channelLayout->addWidget(channels_, 1);
     channels_->xAxis->setLabel(tr("input channel"));
     channels_->yAxis->setLabel(tr("activation absmax"));
     channels_->yAxis2->setVisible(true);
@@ -259,17 +299,61 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     channels_->addGraph(channels_->xAxis, channels_->yAxis);   // activation absmax
     channels_->addGraph(channels_->xAxis, channels_->yAxis2);  // weight column absmax
     channels_->addGraph(channels_->xAxis, channels_->yAxis);   // outliers
-    channels_->graph(0)->setPen(QPen(QColor(31, 119, 180)));
+    channels_->addGraph(channels_->xAxis, channels_->yAxis);   // activation absmax / s
+    channels_->addGraph(channels_->xAxis, channels_->yAxis2);  // weight column absmax · s
     channels_->graph(0)->setName(tr("activation absmax"));
-    channels_->graph(1)->setPen(QPen(QColor(255, 127, 14)));
     channels_->graph(1)->setName(tr("weight column absmax"));
     channels_->graph(2)->setLineStyle(QCPGraph::lsNone);
     channels_->graph(2)->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, QColor(214, 39, 40), 7));
     channels_->graph(2)->setName(tr("outlier (|x| > 6)"));
+    channels_->graph(3)->setPen(QPen(QColor(20, 60, 140), 1.6));
+    channels_->graph(4)->setPen(QPen(QColor(200, 80, 0), 1.6));
+    // About one point per pixel: antialiased lines look no better and triple a slider step.
+    channels_->setNotAntialiasedElements(QCP::aePlottables);
+    // The smoothed maxima (and the legend naming their α) on buffered layers of their own: a
+    // slider step redraws only those, not the 3 x channels recorded points under them
+    // (tests/bench/ui/bench_alphadrag).
+    channels_->addLayer(QStringLiteral("smoothed"), channels_->layer(QStringLiteral("main")), QCustomPlot::limAbove);
+    channels_->layer(QStringLiteral("smoothed"))->setMode(QCPLayer::lmBuffered);
+    channels_->layer(QStringLiteral("legend"))->setMode(QCPLayer::lmBuffered);
+    channels_->graph(3)->setLayer(QStringLiteral("smoothed"));
+    channels_->graph(4)->setLayer(QStringLiteral("smoothed"));
+    // The legend in a row of its own above the channels, where it hides none of them.
     channels_->legend->setVisible(true);
+    channels_->axisRect()->insetLayout()->take(channels_->legend);
+    channels_->axisRect()->insetLayout()->simplify();
+    channels_->plotLayout()->insertRow(0);
+    channels_->plotLayout()->addElement(0, 0, channels_->legend);
+    channels_->plotLayout()->setRowStretchFactor(0, 0.001);
+    channels_->legend->setWrap(3);
+    channels_->legend->setFillOrder(QCPLegend::foColumnsFirst);
+    channels_->legend->setBorderPen(Qt::NoPen);
+    channels_->legend->setBrush(Qt::NoBrush);
+    channels_->legend->setMargins(QMargins(4, 0, 4, 0));
+    // With the smoothed maxima both sides share one log axis: at α = 0.5 the two smoothed
+    // curves coincide (s balances them), which two linear axes would hide.
+    connect(channels_->yAxis, qOverload<const QCPRange&>(&QCPAxis::rangeChanged), this, [this](const QCPRange& r) {
+        if (smoothedChannels_->isChecked())
+            channels_->yAxis2->setRange(r);
+    });
+    connect(smoothedChannels_, &QCheckBox::toggled, this, &ActivationsPanel::showChannels);
+    split->addWidget(channelBox);
+
+    // Below the channels, one page at a time: the input's range, SmoothQuant, GPTQ.
+    sections_ = new QTabWidget(split);
+    sections_->setObjectName(QStringLiteral("activationSections"));
+    sections_->setDocumentMode(true);
+    split->addWidget(sections_);
+    split->setStretchFactor(0, 2);
+    split->setStretchFactor(1, 3);
+    top->addWidget(split, 1);
+
+    auto* rangePage = new QWidget(sections_);
+    auto* rangeLayout = new QVBoxLayout(rangePage);
+    rangeLayout->setContentsMargins(0, 4, 0, 0);
     // The input's histogram with the same calibrator markers and draggable clamp lines as a
     // weight's: the lines are the layer's static range (uint8 affine, so 0 stays inside).
-    histogram_ = new HistogramPlot(split);
+    histogram_ = new HistogramPlot(rangePage);
     histogram_->setObjectName(QStringLiteral("activationRange"));
     histogram_->setMinimumHeight(160);
     histogram_->setDragRule(HistogramPlot::DragRule::IncludeZero);
@@ -283,38 +367,24 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
             emit activationRangeChosen(layer_ + QStringLiteral(".weight"),
                                        ActivationRange{result_->ranges[size_t(i)].lo, result_->ranges[size_t(i)].hi});
     });
-    split->addWidget(channels_);
-    split->addWidget(histogram_);
-    top->addWidget(split, 1);
-
-    auto* sq = new QHBoxLayout;
-    sq->addWidget(new QLabel(tr("SmoothQuant α"), this));
-    alpha_ = new QSlider(Qt::Horizontal, this);
-    alpha_->setRange(0, kAlphaSteps);
-    alpha_->setValue(kAlphaSteps / 2);
-    sq->addWidget(alpha_, 1);
-    alphaLabel_ = new QLabel(this);
-    alphaLabel_->setWordWrap(true);
-    sq->addWidget(alphaLabel_, 2);
-    top->addLayout(sq);
-    connect(alpha_, &QSlider::valueChanged, this, &ActivationsPanel::showAlpha);
+    rangeLayout->addWidget(histogram_, 1);
 
     // Static activation ranges.
     auto* st = new QHBoxLayout;
-    st->addWidget(new QLabel(tr("Static range"), this));
-    calibrator_ = new QComboBox(this);
+    st->addWidget(new QLabel(tr("Static range"), rangePage));
+    calibrator_ = new QComboBox(rangePage);
     calibrator_->setObjectName(QStringLiteral("staticCalibrator"));
     for (const char* c : {"minmax", "percentile:99.99", "mse", "entropy", "hist-l2"})
         calibrator_->addItem(QString::fromLatin1(c));
     st->addWidget(calibrator_);
-    useRange_ = new QPushButton(tr("Use its range for this layer"), this);
-    calibrateAll_ = new QPushButton(tr("Calibrate every layer, static activations"), this);
+    useRange_ = new QPushButton(tr("Use its range for this layer"), rangePage);
+    calibrateAll_ = new QPushButton(tr("Calibrate every layer, static activations"), rangePage);
     calibrateAll_->setToolTip(tr("Each linear layer's input range with this calibrator over the inputs above, into the "
                                  "plan, and the plan's activations set to static"));
     st->addWidget(useRange_);
     st->addWidget(calibrateAll_);
     st->addStretch(1);
-    top->addLayout(st);
+    rangeLayout->addLayout(st);
     connect(useRange_, &QPushButton::clicked, this, [this] {
         if (!result_ || isStale())
             return;
@@ -326,13 +396,22 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
                 emit activationRangeChosen(layer_ + QStringLiteral(".weight"), ActivationRange{c.lo, c.hi});
     });
     connect(calibrateAll_, &QPushButton::clicked, this, &ActivationsPanel::calibrateAll);
+    sections_->addTab(rangePage, tr("Input range (static)"));
+
+    sq_ = new SmoothQuantView(sections_);
+    connect(sq_, &SmoothQuantView::alphaChanged, this, &ActivationsPanel::showAlpha);
+    connect(sq_->slider(), &QSlider::sliderReleased, this, &ActivationsPanel::showAlpha);
+    sections_->addTab(sq_, tr("SmoothQuant α"));
 
     // GPTQ's before/after for this layer at the plan's spec.
-    gptqLabel_ = new QLabel(this);
+    auto* gptqPage = new QWidget(sections_);
+    auto* gptqLayout = new QVBoxLayout(gptqPage);
+    gptqLayout->setContentsMargins(0, 4, 0, 0);
+    gptqLabel_ = new QLabel(gptqPage);
     gptqLabel_->setObjectName(QStringLiteral("gptqSummary"));
     gptqLabel_->setWordWrap(true);
-    top->addWidget(gptqLabel_);
-    errors_ = new QCustomPlot(split);
+    gptqLayout->addWidget(gptqLabel_);
+    errors_ = new QCustomPlot(gptqPage);
     errors_->setObjectName(QStringLiteral("gptqErrors"));
     errors_->setMinimumHeight(140);
     errors_->xAxis->setLabel(tr("weight error w − ŵ"));
@@ -346,14 +425,15 @@ ActivationsPanel::ActivationsPanel(QWidget* parent) : QWidget(parent)
     errors_->graph(1)->setPen(QPen(QColor(44, 160, 44), 2));
     errors_->graph(1)->setLineStyle(QCPGraph::lsStepCenter);
     errors_->legend->setVisible(true);
-    split->addWidget(errors_);
+    gptqLayout->addWidget(errors_, 1);
+    sections_->addTab(gptqPage, tr("GPTQ"));
 
     // What the plan does with this layer, and putting a method into it.
     auto* planRow = new QHBoxLayout;
     planRow->addWidget(new QLabel(tr("Method for the plan"), this));
     method_ = new QComboBox(this);
     method_->setObjectName(QStringLiteral("planMethod"));
-    method_->addItems({tr("Round to nearest"), tr("GPTQ"), tr("GPTQ, activation order"), tr("SmoothQuant at the α above")});
+    method_->addItems({tr("Round to nearest"), tr("GPTQ"), tr("GPTQ, activation order"), tr("SmoothQuant at α = 0.50")});
     planRow->addWidget(method_);
     applyLayer_ = new QPushButton(tr("Use for this layer"), this);
     applyAll_ = new QPushButton(tr("Use for all layers"), this);
@@ -457,6 +537,7 @@ void ActivationsPanel::setSelection(std::shared_ptr<const Model> model, int tens
         showResult();
     else
         setStatus(tr("Stale: the plots are for %1; record again for %2").arg(result_->layer, layer_));
+    sq_->setStaleNote(isStale() ? tr("stale: for %1").arg(result_->layer) : QString());
     updateButtons();
 }
 
@@ -563,28 +644,20 @@ void ActivationsPanel::setStatus(const QString& s, bool error)
 
 void ActivationsPanel::showResult()
 {
-    for (int g = 0; g < 3; ++g)
-        channels_->graph(g)->data()->clear();
+    sq_->setData(result_ ? &result_->smooth : nullptr);
+    sq_->setStaleNote(isStale() ? tr("stale: for %1").arg(result_->layer) : QString());
+    showChannels();
     if (!result_) {
-        channels_->replot();
         histogram_->clearHistogram(tr("Record a layer's activations to see their histogram"));
-        alphaLabel_->clear();
+        showAlpha();
         showGptq();
         return;
     }
     const ActivationsResult& r = *result_;
     const LayerActivationStats& s = r.stats;
     int outliers = 0;
-    for (size_t c = 0; c < s.absMax.size(); ++c) {
-        channels_->graph(0)->addData(double(c), double(s.absMax[c]));
-        channels_->graph(1)->addData(double(c), double(r.weightColumnAbsMax[c]));
-        if (s.absMax[c] > kOutlier) {
-            channels_->graph(2)->addData(double(c), double(s.absMax[c]));
-            ++outliers;
-        }
-    }
-    channels_->rescaleAxes();
-    channels_->replot();
+    for (float a : s.absMax)
+        outliers += a > kOutlier ? 1 : 0;
     // The recorder's range is a power of two around zero: show only the bins that hold values.
     Histogram shown = s.histogram;
     size_t first = 0, last = shown.counts.size();
@@ -634,7 +707,7 @@ MethodSpec ActivationsPanel::chosenMethod() const
         break;
     case 3:
         m.method = WeightMethod::SmoothQuant;
-        m.alpha = double(alpha_->value()) / kAlphaSteps;
+        m.alpha = sq_->alpha();
         break;
     default: break;
     }
@@ -721,16 +794,106 @@ void ActivationsPanel::showGptq()
 
 void ActivationsPanel::showAlpha()
 {
-    if (!result_ || result_->sweep.empty()) {
-        alphaLabel_->setText(tr("α = %1").arg(double(alpha_->value()) / kAlphaSteps, 0, 'f', 2));
+    // Renaming a combo item re-lays the row out: once the drag ends is soon enough.
+    if (!sq_->slider()->isSliderDown())
+        method_->setItemText(3, tr("SmoothQuant at α = %1").arg(sq_->alpha(), 0, 'f', 2));
+    if (smoothedChannels_->isChecked())
+        showSmoothedChannels(true);
+}
+
+void ActivationsPanel::showSmoothedChannels(bool replotNow)
+{
+    channels_->graph(3)->data()->clear();
+    channels_->graph(4)->data()->clear();
+    const QString at = QString::number(sq_->alpha(), 'f', 2);
+    channels_->graph(3)->setName(tr("activation absmax / s at α = %1").arg(at));
+    channels_->graph(4)->setName(tr("weight column absmax · s at α = %1").arg(at));
+    const SmoothedOperands* o = sq_->current();
+    if (!o || !smoothedChannels_->isChecked())
+        return;
+    QVector<double> x(qsizetype(o->actAbsMax.size())), a(x.size()), w(x.size());
+    for (qsizetype c = 0; c < x.size(); ++c) {
+        x[c] = double(c);
+        a[c] = double(o->actAbsMax[size_t(c)]);
+        w[c] = double(o->weightAbsMax[size_t(c)]);
+    }
+    channels_->graph(3)->setData(x, a, true);
+    channels_->graph(4)->setData(x, w, true);
+    if (replotNow) {
+        // The axes hold every α's maxima (showChannels), so only these two layers change.
+        channels_->layer(QStringLiteral("smoothed"))->replot();
+        channels_->layer(QStringLiteral("legend"))->replot();
+    }
+}
+
+void ActivationsPanel::showSmoothQuantPage() { sections_->setCurrentWidget(sq_); }
+
+void ActivationsPanel::showChannels()
+{
+    for (int g = 0; g < 5; ++g)
+        channels_->graph(g)->data()->clear();
+    const bool smoothed = smoothedChannels_->isChecked();
+    // As recorded in full colour alone, faded behind the smoothed maxima beside them.
+    // Opaque pale colours, not translucent ones: blending every segment costs a frame.
+    channels_->graph(0)->setPen(QPen(smoothed ? QColor(177, 207, 228) : QColor(31, 119, 180)));
+    channels_->graph(1)->setPen(QPen(smoothed ? QColor(255, 210, 171) : QColor(255, 127, 14)));
+    channels_->graph(3)->setVisible(smoothed);
+    channels_->graph(4)->setVisible(smoothed);
+    if (smoothed) {
+        channels_->graph(3)->addToLegend();
+        channels_->graph(4)->addToLegend();
+    } else {
+        channels_->graph(3)->removeFromLegend();
+        channels_->graph(4)->removeFromLegend();
+    }
+    for (QCPAxis* a : {channels_->yAxis, channels_->yAxis2}) {
+        a->setScaleType(smoothed ? QCPAxis::stLogarithmic : QCPAxis::stLinear);
+        if (smoothed) {
+            auto t = QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog);
+            t->setLogBase(10);
+            a->setTicker(t);
+            a->setNumberFormat(QStringLiteral("gb"));
+        } else {
+            a->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
+        }
+    }
+    channels_->yAxis->setLabel(smoothed ? tr("absmax (log)") : tr("activation absmax"));
+    channels_->yAxis2->setLabel(smoothed ? tr("absmax (log)") : tr("weight column absmax"));
+    if (!result_) {
+        channels_->replot(QCustomPlot::rpQueuedReplot);
         return;
     }
-    const SmoothQuantPoint& p = result_->sweep[size_t(alpha_->value())];
-    alphaLabel_->setText(tr("α = %1: W8A8 output SQNR %2 dB (no smoothing %3 dB, α = 0 %4 dB)")
-                             .arg(p.alpha, 0, 'f', 2)
-                             .arg(p.sqnrDb, 0, 'f', 2)
-                             .arg(result_->noSmoothingSqnrDb, 0, 'f', 2)
-                             .arg(result_->sweep.front().sqnrDb, 0, 'f', 2));
+    const ActivationsResult& r = *result_;
+    const LayerActivationStats& s = r.stats;
+    showSmoothedChannels(false);
+    double lo = 1e300, hi = 0;
+    auto span = [&](double v) {
+        if (v > 0) {
+            lo = std::min(lo, v);
+            hi = std::max(hi, v);
+        }
+    };
+    for (size_t c = 0; c < s.absMax.size(); ++c) {
+        channels_->graph(0)->addData(double(c), double(s.absMax[c]));
+        channels_->graph(1)->addData(double(c), double(r.weightColumnAbsMax[c]));
+        if (s.absMax[c] > kOutlier)
+            channels_->graph(2)->addData(double(c), double(s.absMax[c]));
+        span(s.absMax[c]);
+        span(r.weightColumnAbsMax[c]);
+    }
+    if (smoothed)
+        for (const SmoothedOperands& o : r.smooth.steps)
+            for (size_t c = 0; c < o.actAbsMax.size(); ++c) {
+                span(o.actAbsMax[c]);
+                span(o.weightAbsMax[c]);
+            }
+    channels_->rescaleAxes();
+    if (smoothed && hi > 0) {
+        // One range over all four at every α, so a slider step leaves the axes as they are.
+        channels_->yAxis->setRange(lo / 1.5, hi * 1.5);
+        channels_->yAxis2->setRange(channels_->yAxis->range());
+    }
+    channels_->replot(QCustomPlot::rpQueuedReplot);
 }
 
 }  // namespace quantlens::ui

@@ -2,11 +2,13 @@
 // The "Activations" tab (issue #19): the selected linear layer's input over calibration
 // tokens, as the model's own runner computes it. Per input channel the activation absmax
 // beside the weight's column absmax (the SmoothQuant picture), outlier channels (|x| > 6,
-// LLM.int8's rule) marked, the histogram of every activation value, and a SmoothQuant α
-// slider with the layer's W8A8 output SQNR at that α (precomputed over α = 0, 0.05, ..., 1
-// in the background, so the slider answers at once). Everything is computed off the GUI
-// thread with progress and Cancel; a result for another layer than the selected one is
-// shown as stale.
+// LLM.int8's rule) marked, and below it three pages: the histogram of every activation value
+// with the static range (Input range), the SmoothQuant α slider with the smoothed activation
+// and weight histograms and the W8A8 output SQNR over α (SmoothQuant, smoothquantview.h; the
+// channel plot then also shows the smoothed maxima at the slider's α), and GPTQ's
+// before/after. Every α step is precomputed (α = 0, 0.05, ..., 1) with the recording, so the
+// slider answers at once. Everything is computed off the GUI thread with progress and Cancel;
+// a result for another layer than the selected one is shown as stale.
 #include <QFutureWatcher>
 #include <QString>
 #include <QThreadPool>
@@ -25,7 +27,9 @@
 #include "quant/metrics.h"
 #include "quant/smoothquant.h"
 #include "runner/actstats.h"
+#include "smoothquantview.h"
 
+class QCheckBox;
 class QComboBox;
 class QCustomPlot;
 class QLabel;
@@ -34,6 +38,7 @@ class QProgressBar;
 class QPushButton;
 class QSlider;
 class QSpinBox;
+class QTabWidget;
 
 namespace quantlens::ui {
 
@@ -44,6 +49,7 @@ struct ActivationsResult {
     std::vector<float> weightColumnAbsMax;
     std::vector<SmoothQuantPoint> sweep;  // α = 0, 0.05, ..., 1
     double noSmoothingSqnrDb = 0;
+    SmoothQuantView::Data smooth;         // the sweep again, and the smoothed operands at each α
     QString fold;             // where 1/s would fold, or why it cannot
     QString input;            // what the calibration input was
     std::vector<std::vector<int64_t>> ids;  // the sequences run: a plan's method calibrates on exactly these
@@ -100,9 +106,15 @@ public:
     QPushButton* cancelButton() const { return cancelButton_; }
     QProgressBar* progressBar() const { return progress_; }
     QSpinBox* headsBox() const { return heads_; }  // 0: config.json beside the model, else inferred
-    QSlider* alphaSlider() const { return alpha_; }
-    QLabel* alphaLabel() const { return alphaLabel_; }
+    QSlider* alphaSlider() const { return sq_->slider(); }
+    QLabel* alphaLabel() const { return sq_->label(); }
+    SmoothQuantView* smoothQuantView() const { return sq_; }
+    QTabWidget* sections() const { return sections_; }  // Input range, SmoothQuant, GPTQ
+    void showSmoothQuantPage();
+    // The channel plot: graphs 0-2 as recorded (activation absmax, weight column absmax,
+    // outliers), 3-4 the same maxima smoothed at the slider's α (shown when the box is ticked).
     QCustomPlot* channelPlot() const { return channels_; }
+    QCheckBox* smoothedChannelsBox() const { return smoothedChannels_; }
     QCustomPlot* histogramPlot() const { return histogram_; }
     HistogramPlot* rangePlot() const { return histogram_; }  // the input histogram, its clamp lines = the static range
     QComboBox* calibratorBox() const { return calibrator_; }
@@ -134,6 +146,8 @@ private:
     void updateButtons();
     void showResult();
     void showAlpha();
+    void showChannels();
+    void showSmoothedChannels(bool replotNow);
     void showGptq();
     void showPlanLine();
     void choose(bool allLayers);
@@ -165,8 +179,9 @@ private:
     QFutureWatcher<std::shared_ptr<const StaticRangesResult>>* rangesWatcher_ = nullptr;
     bool calibrating_ = false;
     void showRange();
-    QSlider* alpha_ = nullptr;
-    QLabel* alphaLabel_ = nullptr;
+    SmoothQuantView* sq_ = nullptr;
+    QTabWidget* sections_ = nullptr;
+    QCheckBox* smoothedChannels_ = nullptr;
     QCustomPlot* errors_ = nullptr;
     QLabel* gptqLabel_ = nullptr;
     QComboBox* method_ = nullptr;

@@ -5,9 +5,10 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <mutex>
 
 #include "io/mappedfile.h"
-#include "vec8.h"
+#include "kernels/reduce.h"
 
 namespace quantlens::ui {
 
@@ -92,7 +93,7 @@ namespace {
 
 // Max-abs pooling, run on every clamp-drag update for the "after" and "error" maps, so it
 // is separable and vectorised: each source row updates a per-column running maximum of
-// |x| (and the signed value that has it) for its band of poolRows rows, 8 columns at a
+// |x| (and the signed value that has it) for its band of poolRows rows, a SIMD row at a
 // time; when a band is complete its columns are reduced to cells, a scalar step over
 // 1/poolRows of the data. NaN and inf never win (the magnitude test fails for them).
 // Ties keep the first row within a column, then the first column: the value kept has the
@@ -105,31 +106,6 @@ struct BandMax {
         std::fill(val.begin(), val.end(), 0.0f);
     }
 };
-
-// x = a (- b): one source row folded into the band's per-column maxima.
-template <bool Diff>
-__attribute__((target_clones("avx2", "default"))) void foldRow(const float* a, const float* b, int64_t n, float* mag,
-                                                              float* val)
-{
-    using namespace vec8;
-    const v8f inf = splat(std::numeric_limits<float>::infinity());
-    int64_t c = 0;
-    for (; c + 8 <= n; c += 8) {
-        const v8f x = Diff ? load8(a + c) - load8(b + c) : load8(a + c);
-        const v8f m = vabs(x);
-        const v8i take = (m > load8(mag + c)) & (m < inf);
-        store8(mag + c, take ? m : load8(mag + c));
-        store8(val + c, take ? x : load8(val + c));
-    }
-    for (; c < n; ++c) {
-        const float x = Diff ? a[c] - b[c] : a[c];
-        const float m = std::fabs(x);
-        if (m > mag[c] && m < std::numeric_limits<float>::infinity()) {
-            mag[c] = m;
-            val[c] = x;
-        }
-    }
-}
 
 // The value at ascending position min(n - 1, floor(q n)) among the v >= 0 (-1 marks an
 // empty cell), i.e. what nth_element would put there, found as the smallest of the n - k
@@ -161,46 +137,173 @@ float upperPercentile(const std::vector<float>& v, double q)
     return heap.front();
 }
 
-template <bool Diff>
-HeatGrid poolRows(const float* a, const float* b, int64_t rows, int64_t cols, int64_t maxCells)
-{
-    HeatGrid g;
-    if (rows <= 0 || cols <= 0 || maxCells <= 0)
-        return g;
-    g.poolRows = (rows + maxCells - 1) / maxCells;
-    g.poolCols = (cols + maxCells - 1) / maxCells;
-    g.rows = (rows + g.poolRows - 1) / g.poolRows;
-    g.cols = (cols + g.poolCols - 1) / g.poolCols;
-    g.v.assign(size_t(g.rows * g.cols), 0.0);
-    std::vector<float> best(size_t(g.rows * g.cols), -1.0f);
-    BandMax band{std::vector<float>(size_t(cols)), std::vector<float>(size_t(cols))};
-    for (int64_t gr = 0; gr < g.rows; ++gr) {
-        band.reset();
-        const int64_t r1 = std::min(rows, (gr + 1) * g.poolRows);
-        for (int64_t r = gr * g.poolRows; r < r1; ++r)
-            foldRow<Diff>(a + r * cols, Diff ? b + r * cols : nullptr, cols, band.mag.data(), band.val.data());
-        for (int64_t gc = 0, c0 = 0; gc < g.cols; ++gc, c0 += g.poolCols) {
-            const int64_t c1 = std::min(cols, c0 + g.poolCols);
+// One heatmap built a band of poolRows source rows at a time, so several maps (and the
+// per-row metrics) can share one pass over the data while a band is still in cache.
+class GridBuilder {
+public:
+    GridBuilder(int64_t rows, int64_t cols, int64_t maxCells) : cols_(cols)
+    {
+        if (rows <= 0 || cols <= 0 || maxCells <= 0)
+            return;
+        g_.poolRows = (rows + maxCells - 1) / maxCells;
+        g_.poolCols = (cols + maxCells - 1) / maxCells;
+        g_.rows = (rows + g_.poolRows - 1) / g_.poolRows;
+        g_.cols = (cols + g_.poolCols - 1) / g_.poolCols;
+        g_.v.assign(size_t(g_.rows * g_.cols), 0.0);
+        best_.assign(size_t(g_.rows * g_.cols), -1.0f);
+        band_ = BandMax{std::vector<float>(size_t(cols)), std::vector<float>(size_t(cols))};
+    }
+    bool empty() const { return g_.v.empty(); }
+    int64_t bands() const { return g_.rows; }
+    int64_t bandRows() const { return g_.poolRows; }
+    void startBand() { band_.reset(); }
+    // One source row, a (b null) or a - b, into the band's per-column maxima: the
+    // dispatched kernel (kernels/reduce.h), since this runs over every value per drag step.
+    void fold(const float* a, const float* b)
+    {
+        kernels::activeReduce().foldMaxAbs(a, b, cols_, band_.mag.data(), band_.val.data());
+    }
+    void endBand(int64_t gr)
+    {
+        for (int64_t gc = 0, c0 = 0; gc < g_.cols; ++gc, c0 += g_.poolCols) {
+            const int64_t c1 = std::min(cols_, c0 + g_.poolCols);
             // Selected with bit masks, not a branch (GCC keeps one for a ?: here): which
             // column wins is a coin toss, and the missed branches cost more than the rest.
             float bm = -1.0f;
             uint32_t bv = 0;
             for (int64_t c = c0; c < c1; ++c) {
-                const float m = band.mag[size_t(c)];
+                const float m = band_.mag[size_t(c)];
                 const uint32_t take = 0u - uint32_t(m > bm);
-                bv ^= (bv ^ std::bit_cast<uint32_t>(band.val[size_t(c)])) & take;
+                bv ^= (bv ^ std::bit_cast<uint32_t>(band_.val[size_t(c)])) & take;
                 bm = std::max(m, bm);
             }
-            best[size_t(gr * g.cols + gc)] = bm;
-            g.v[size_t(gr * g.cols + gc)] = double(std::bit_cast<float>(bv));
+            best_[size_t(gr * g_.cols + gc)] = bm;
+            g_.v[size_t(gr * g_.cols + gc)] = double(std::bit_cast<float>(bv));
         }
     }
-    for (const float m : best)
-        g.absMax = std::max(g.absMax, double(m));
-    g.clipAbs = double(upperPercentile(best, 0.999));
-    if (!(g.clipAbs > 0))
-        g.clipAbs = g.absMax > 0 ? g.absMax : 1.0;
-    return g;
+    HeatGrid finish()
+    {
+        if (empty())
+            return std::move(g_);
+        for (const float m : best_)
+            g_.absMax = std::max(g_.absMax, double(m));
+        g_.clipAbs = double(upperPercentile(best_, 0.999));
+        if (!(g_.clipAbs > 0))
+            g_.clipAbs = g_.absMax > 0 ? g_.absMax : 1.0;
+        return std::move(g_);
+    }
+
+private:
+    int64_t cols_;
+    HeatGrid g_;
+    std::vector<float> best_;
+    BandMax band_;
+};
+
+template <bool Diff>
+HeatGrid poolRows(const float* a, const float* b, int64_t rows, int64_t cols, int64_t maxCells)
+{
+    GridBuilder g(rows, cols, maxCells);
+    if (g.empty())
+        return g.finish();
+    for (int64_t gr = 0; gr < g.bands(); ++gr) {
+        g.startBand();
+        const int64_t r1 = std::min(rows, (gr + 1) * g.bandRows());
+        for (int64_t r = gr * g.bandRows(); r < r1; ++r)
+            g.fold(a + r * cols, Diff ? b + r * cols : nullptr);
+        g.endBand(gr);
+    }
+    return g.finish();
+}
+
+// The "after" and "error" maps and each row's metrics of one quantization, in one pass over
+// x and xhat instead of three (the drag update's second sweep after the round trip).
+void poolOutcome(const float* x, const float* xhat, int64_t rows, int64_t cols, int64_t maxCells, HeatGrid& after,
+                 HeatGrid& error, std::vector<Metrics>* rowMetrics)
+{
+    GridBuilder ga(rows, cols, maxCells), ge(rows, cols, maxCells);
+    if (rowMetrics)
+        rowMetrics->clear();
+    if (ga.empty()) {
+        after = ga.finish();
+        error = ge.finish();
+        if (rowMetrics && rows > 0 && cols > 0)
+            *rowMetrics = computeRowMetrics({x, size_t(rows * cols)}, {xhat, size_t(rows * cols)}, rows, cols);
+        return;
+    }
+    if (rowMetrics)
+        rowMetrics->reserve(size_t(rows));
+    for (int64_t gr = 0; gr < ga.bands(); ++gr) {
+        ga.startBand();
+        ge.startBand();
+        const int64_t r0 = gr * ga.bandRows(), r1 = std::min(rows, r0 + ga.bandRows());
+        for (int64_t r = r0; r < r1; ++r) {  // the row stays in L1 for the second fold
+            ga.fold(xhat + r * cols, nullptr);
+            ge.fold(xhat + r * cols, x + r * cols);
+        }
+        ga.endBand(gr);
+        ge.endBand(gr);
+        if (rowMetrics) {
+            const size_t n = size_t((r1 - r0) * cols);
+            const auto band = computeRowMetrics({x + r0 * cols, n}, {xhat + r0 * cols, n}, r1 - r0, cols);
+            rowMetrics->insert(rowMetrics->end(), band.begin(), band.end());
+        }
+    }
+    after = ga.finish();
+    error = ge.finish();
+}
+
+// Drag steps make a new outcome per mouse move and drop the one before: 2.4 MB of codes
+// and 9.4 MB of floats for a 768x3072 matrix. Handing the buffers of dropped outcomes to
+// the next one spares the allocator's zero fill and fresh pages on every step.
+class BufferRecycler {
+public:
+    void put(QuantizedTensor&& qt, std::vector<float>&& xhat)
+    {
+        std::lock_guard lock(mu_);
+        if (spare_.size() < kKeep)
+            spare_.push_back({std::move(qt), std::move(xhat)});
+    }
+    bool take(size_t numel, QuantizedTensor& qt, std::vector<float>& xhat)
+    {
+        std::lock_guard lock(mu_);
+        for (size_t i = 0; i < spare_.size(); ++i) {
+            if (spare_[i].xhat.size() != numel)
+                continue;
+            qt = std::move(spare_[i].qt);
+            xhat = std::move(spare_[i].xhat);
+            spare_.erase(spare_.begin() + std::ptrdiff_t(i));
+            return true;
+        }
+        spare_.clear();  // another matrix's sizes: let them go
+        return false;
+    }
+
+private:
+    static constexpr size_t kKeep = 2;
+    struct Spare {
+        QuantizedTensor qt;
+        std::vector<float> xhat;
+    };
+    std::mutex mu_;
+    std::vector<Spare> spare_;
+};
+
+BufferRecycler& recycler()
+{
+    static auto* r = new BufferRecycler;  // never destroyed: outcomes may outlive statics at exit
+    return *r;
+}
+
+std::shared_ptr<QuantOutcome> newOutcome(size_t numel)
+{
+    auto* o = new QuantOutcome;
+    if (!recycler().take(numel, o->qt, o->dequantized))
+        o->dequantized.resize(numel);
+    return std::shared_ptr<QuantOutcome>(o, [](QuantOutcome* p) {
+        recycler().put(std::move(p->qt), std::move(p->dequantized));
+        delete p;
+    });
 }
 
 }  // namespace
@@ -239,23 +342,22 @@ Result<std::shared_ptr<const QuantOutcome>> quantizeMatrix(const std::shared_ptr
     QuantSpec spec = specIn;
     spec.axis = 0;  // MatrixData rows are output channels whatever the stored layout
     const std::vector<int64_t> shape{m->rows, m->cols};
-    auto q = quantize(m->values, shape, spec);
-    if (!q)
-        return q.error();
-    auto out = std::make_shared<QuantOutcome>();
+    auto out = newOutcome(m->values.size());
+    // Quantize, dequantize and the metrics in one sweep where the spec allows; then the
+    // maps and per-row metrics in a second. Same numbers as the separate passes.
+    auto metrics = quantizeRoundTrip(m->values, shape, spec, out->qt, out->dequantized);
+    if (!metrics)
+        return metrics.error();
     out->spec = spec;
-    out->qt = std::move(*q);
-    out->dequantized = dequantize(out->qt);
-    out->metrics = computeMetrics(m->values, out->dequantized, out->qt.clampedCount);
+    out->metrics = *metrics;
     effectiveRange(out->qt.params, out->effLo, out->effHi);
     out->bytesBefore = storedBytes(m->dtype, int64_t(m->values.size()));
     out->bytesAfter = out->qt.bytesAfter();
 
-    out->after = poolMaxAbs(out->dequantized.data(), m->rows, m->cols, maxCells);
-    out->error = poolMaxAbsDiff(out->dequantized.data(), m->values.data(), m->rows, m->cols, maxCells);
+    poolOutcome(m->values.data(), out->dequantized.data(), m->rows, m->cols, maxCells, out->after, out->error,
+                m->rows > 1 ? &out->rowMetrics : nullptr);
 
     if (m->rows > 1) {
-        out->rowMetrics = computeRowMetrics(m->values, out->dequantized, m->rows, m->cols);
         if (withAlternative && !isGgmlScheme(spec.scheme)) {
             QuantSpec alt = modelWideSpec(spec);
             alt.granularity = spec.granularity == Granularity::PerTensor ? Granularity::PerChannel

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "kernels/gemm.h"
+#include "kernels/gemmtune.h"
 #include "kernels/peak.h"
 #include "modelarg.h"
 #include "runner/fp32linear.h"
@@ -47,6 +48,10 @@ void runBench(const BenchOptions& o)
     std::fprintf(stderr, "int8 kernels: %s; OpenBLAS core: %s; oneDNN: %s; threads: %d; clock: %s\n", isa.c_str(),
                  blasCoreName().c_str(), OnednnInt8Matmul::available() ? "yes" : "not built", o.threads,
                  o.cpuTime ? "thread CPU time" : "wall");
+    // Chosen (and, at the first use on this CPU, measured) before any timing starts.
+    const kernels::BlockingChoice& blocking = kernels::activeBlocking(kernels::activeKernels());
+    std::fprintf(stderr, "GEMM blocking: %s (%s: %s); cpu: %s\n", blocking.blocking->name, blocking.source.c_str(),
+                 blocking.why.c_str(), kernels::cpuKey().c_str());
 
     nlohmann::json rows = nlohmann::json::array();
     if (!o.json)
@@ -102,6 +107,10 @@ void runBench(const BenchOptions& o)
         doc["threads"] = o.threads;
         doc["blas_core"] = blasCoreName();
         doc["clock"] = o.cpuTime ? "thread-cpu" : "wall";
+        doc["cpu"] = kernels::cpuKey();
+        doc["gemm_blocking"] = blocking.blocking->name;
+        doc["gemm_blocking_source"] = blocking.source;  // forced, table, cache or measured
+        doc["gemm_blocking_why"] = blocking.why;
         doc["rows"] = rows;
         std::cout << doc.dump(1) << "\n";
     }

@@ -304,6 +304,9 @@ void runQuantize(const QuantizeOptions& o)
     for (ExportFormat f : {format, ExportFormat::SafetensorsFakeQuant})
         if (std::string why = planMethodsExportProblem(session, f); !why.empty() && (f == format ? !o.out.empty() : !o.fakeQuant.empty()))
             throw Failure{why};
+    if (!o.out.empty())
+        if (std::string why = staticRangesExportProblem(plan, format); !why.empty())
+            throw Failure{why};
     if (format == ExportFormat::Gguf && !o.out.empty()) {
         // Each planned tensor with its own spec: a mix's types, or a --plan's per-layer specs
         // (the writer maps those that are not ggml types to the nearest one and says so).
@@ -334,6 +337,7 @@ void runQuantize(const QuantizeOptions& o)
             e = quantizeForExport(src, it.tensor, it.spec);
         if (!e)
             throw Failure{e.error().oneLine()};
+        attachStaticInput(plan, it, *e);
         before += m.find(it.tensor)->storedBytes();
         after += e->quantized.bytesAfter();
         entries.push_back(std::move(*e));
@@ -386,6 +390,10 @@ void runQuantize(const QuantizeOptions& o)
         j["calib"] = calibName(qt.spec);
         if (auto it = outcomes.find(qt.name); it != outcomes.end())
             j["method"] = methodReport(*it->second);
+        if (const auto& in = e.staticInput)  // static plans: the layer's input quantization, uint8 affine
+            j["input_activation"] = {{"mode", "static"}, {"range", {number(in->lo), number(in->hi)}},
+                                     {"scale", number(in->scale)}, {"zero_point", in->zeroPoint}, {"qmin", 0},
+                                     {"qmax", 255}, {"reduce_range", in->reduceRange}};
         tensors.push_back(std::move(j));
     }
     doc["tensors"] = std::move(tensors);
@@ -421,8 +429,8 @@ void addQuantizeCommand(CLI::App& app)
                                            "npy-folder; default: by --out (.onnx from an ONNX model is onnx-qdq)");
     cmd->add_option("--fake-quant", o->fakeQuant, "also write FILE.safetensors: the whole model in its own dtypes with the "
                                                   "quantized tensors replaced by their dequantized float32 values");
-    auto* plan = cmd->add_option("--plan", o->plan, "a saved plan (session file): each tensor's spec and the kept-float "
-                                                     "layers; without --tensor/--all-linear, its export selection (else every linear layer)")
+    auto* plan = cmd->add_option("--plan", o->plan, "a saved plan (session file): each tensor's spec, the kept-float layers and the "
+                                                     "static activation ranges; without --tensor/--all-linear, its export selection (else every linear layer)")
                      ->check(CLI::ExistingFile);
     for (const char* flag : {"--scheme", "--granularity", "--calib", "--bits", "--dtype", "--reduce-range"})
         plan->excludes(cmd->get_option(flag));

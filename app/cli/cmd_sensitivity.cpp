@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "calibration.h"
+#include "io/atomicfile.h"
+#include "plan/session.h"
 #include "commands.h"
 #include "modelarg.h"
 #include "runner/encoder.h"
@@ -34,6 +36,7 @@ struct SensitivityArgs {
     std::string plan;
     std::string preset = "quantize-dynamic";
     std::string act;
+    std::string savePlan;  // the evaluated plan, with the ranges calibrated here, as a session file
     bool json = false;
 };
 
@@ -60,16 +63,17 @@ EncoderInput loadInput(const SensitivityArgs& a, const EncoderConfig& c)
 }
 
 // The plan to evaluate: a saved one (--plan), else a preset, with --act on top.
-QuantPlan planFor(const SensitivityArgs& a, const Model& m)
+Session planFor(const SensitivityArgs& a, const Model& m)
 {
-    QuantPlan plan = a.preset == "default" ? QuantPlan{} : QuantPlan::quantizeDynamicPreset();
+    Session plan;
+    plan.plan() = a.preset == "default" ? QuantPlan{} : QuantPlan::quantizeDynamicPreset();
     if (!a.plan.empty()) {
         auto p = loadPlanFor(a.plan, m);
         if (!p)
             throw Failure{p.error().oneLine()};
         for (const std::string& w : p->warnings)
             std::fprintf(stderr, "quantlens-cli: %s\n", w.c_str());
-        plan = p->session.plan();
+        plan = std::move(p->session);
     }
     if (!a.act.empty()) {
         auto mode = parseActivationMode(a.act);
@@ -80,13 +84,33 @@ QuantPlan planFor(const SensitivityArgs& a, const Model& m)
     return plan;
 }
 
+// --save-plan: what was evaluated, so `quantize --plan` exports it (a static plan's ranges
+// included). Calibration files are made absolute: a session names them relative to itself.
+void savePlan(const SensitivityArgs& a, const Model& m, Session s)
+{
+    if (Status st = checkNotAnInput(a.savePlan, m.files); !st)
+        throw Failure{"--save-plan: " + st.error().oneLine()};
+    s.modelPath = m.files.empty() ? a.model : m.files.front();
+    s.modelTensors = int64_t(m.tensors.size());
+    s.modelFingerprint = modelFingerprint(m);
+    for (std::string* f : {&s.calibration.tokensFile, &s.calibration.textFile})
+        if (!f->empty())
+            *f = std::filesystem::absolute(*f).string();
+    if (Status st = saveSession(a.savePlan, s); !st)
+        throw Failure{"--save-plan: " + st.error().oneLine()};
+    std::fprintf(stderr, "saved the plan (activations %s, %zu static range%s) to %s\n",
+                 activationModeName(s.activations.mode).c_str(), s.activationRanges.size(),
+                 s.activationRanges.size() == 1 ? "" : "s", a.savePlan.c_str());
+}
+
 void runSensitivity(const SensitivityArgs& a)
 {
     const auto source = std::make_shared<const Model>(loadModelArg(a.model));
     const ModelHints hints = modelHints(a.model, a.heads);
     if (!hints.warning.empty())
         std::fprintf(stderr, "quantlens-cli: %s\n", hints.warning.c_str());
-    QuantPlan plan = planFor(a, *source);
+    Session session = planFor(a, *source);
+    QuantPlan& plan = session.plan();
     if (!a.calibTokens.empty() || !a.calibText.empty()) {
         plan.calibration = {};
         plan.calibration.tokensFile = a.calibTokens;
@@ -108,6 +132,8 @@ void runSensitivity(const SensitivityArgs& a)
         for (const auto& [name, r] : *ranges)
             plan.activationRanges.try_emplace(name, r);
     }
+    if (!a.savePlan.empty())
+        savePlan(a, *source, session);
     auto runner = EncoderRunner::create(m, hints.options);
     if (!runner)
         throw Failure{runner.error().oneLine()};
@@ -256,6 +282,8 @@ void addSensitivityCommand(CLI::App& app)
     cmd->add_option("--act-calib", a->actCalib, "static activations: the calibrator of the layers' input ranges the plan "
                                                 "lacks (minmax|percentile:P|mse|entropy|hist-l2)")
         ->capture_default_str();
+    cmd->add_option("--save-plan", a->savePlan, "write the evaluated plan as a session file, with the static ranges "
+                                                "calibrated here (for quantize --plan)");
     cmd->add_flag("--json", a->json, "print one JSON document on stdout");
     cmd->callback([a] { runSensitivity(*a); });
 }

@@ -39,6 +39,12 @@ struct CtTensor {
     std::string strategy;    // "tensor", "channel", "group"
     int64_t groupSize = 0;
     DType scaleDtype = DType::F32;
+    // Static activations: the input's scale (rounded to scaleDtype, as stored) and its
+    // zero point in compressed-tensors' signed int8 range.
+    bool staticInput = false;
+    float inputScale = 1.0f;
+    int8_t inputZeroPoint = 0;
+    bool inputSymmetric = true;  // every layer of its config group has zero point 0
 };
 
 // The scale dtype llm-compressor uses: the weight's own float type, else bfloat16
@@ -127,6 +133,26 @@ ojson weightArgs(const CtTensor& c)
     return a;
 }
 
+// W8A8 static: one int8 scale (and, asymmetric, zero point) per layer input, calibrated
+// beforehand (QuantizationArgs with strategy "tensor", dynamic false: what vLLM's
+// _is_static_tensor_w8a8 takes). zp_dtype as QuantizationArgs serializes it: null when symmetric.
+ojson staticTensorArgs(bool symmetric)
+{
+    ojson a;
+    a["actorder"] = nullptr;
+    a["block_structure"] = nullptr;
+    a["dynamic"] = false;
+    a["group_size"] = nullptr;
+    a["num_bits"] = 8;
+    a["observer"] = "minmax";
+    a["observer_kwargs"] = ojson::object();
+    a["strategy"] = "tensor";
+    a["symmetric"] = symmetric;
+    a["type"] = "int";
+    a["zp_dtype"] = symmetric ? ojson(nullptr) : ojson("torch.int8");
+    return a;
+}
+
 // W8A8: int8 activations quantized at run time, one scale per token (INT8_W8A8 in quant_scheme.py).
 ojson dynamicTokenArgs()
 {
@@ -207,6 +233,7 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
     std::vector<CtTensor> cts;
     std::set<std::string> quantizedModules;
     std::map<std::string, size_t> byName;
+    int64_t roundedInputScales = 0;
     for (const ExportEntry& e : entries) {
         const QuantizedTensor& q = e.quantized;
         const Tensor* t = m.find(q.name);
@@ -271,6 +298,24 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
             if (Status s = requantize(*x, c.qt); !s)
                 return s.error();
         }
+        if (const auto& in = e.staticInput) {
+            if (c.format != kIntQuantized)
+                return fail("unsupported", "static activations go with 8-bit weights (W8A8 int-quantized); compressed-tensors "
+                                           "has no static-activation scheme vLLM runs for " + std::to_string(q.spec.bits) +
+                                           "-bit weights: set the plan's activations to none for W4A16", q.name);
+            if (in->zeroPoint < 0 || in->zeroPoint > 255 || !(in->scale > 0.0f) || !std::isfinite(in->scale))
+                return fail("bad-params", "the static input's uint8 scale/zero point are out of range", q.name);
+            // Quantlens' activations are uint8 affine, compressed-tensors' int8: the same levels
+            // shifted by 128 (q_u8 = q_i8 + 128), so zp_i8 = zp_u8 - 128 with the same scale, and
+            // the clamp [0, 255] becomes [-128, 127].
+            c.staticInput = true;
+            c.inputZeroPoint = int8_t(in->zeroPoint - 128);
+            c.inputScale = roundTo(c.scaleDtype, in->scale);
+            if (!(c.inputScale > 0.0f) || !std::isfinite(c.inputScale))
+                return fail("bad-params", "the input scale does not survive rounding to " + std::string(dtypeName(c.scaleDtype)), q.name);
+            if (c.inputScale != in->scale)
+                ++roundedInputScales;
+        }
         if (!byName.emplace(q.name, cts.size()).second)
             return fail("duplicate-name", "quantized twice", q.name);
         quantizedModules.insert(c.module);
@@ -279,6 +324,16 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
 
     if (cts.empty())
         return fail("nothing-to-export", "no Linear weight left to quantize (lm_head stays float)");
+    // A static checkpoint quantizes every Linear's input from its file's input_scale: one
+    // layer without its range cannot be written beside the others.
+    for (const CtTensor& c : cts)
+        if (c.staticInput != cts.front().staticInput)
+            return fail("unsupported", "static activations need every quantized Linear's input range, and this layer has "
+                                       "none: calibrate the ranges", (c.staticInput ? cts.front() : c).entry->quantized.name);
+    if (roundedInputScales > 0)
+        report.warnings.push_back(std::to_string(roundedInputScales) + " input_scale(s) rounded to " +
+                                  std::string(dtypeName(cts.front().scaleDtype)) + ", the weight's dtype, as llm-compressor "
+                                  "stores them: a runtime quantizes those inputs with the rounded scale");
 
     // config_groups: one per distinct scheme. A single group targets every Linear and
     // lists the others in `ignore`, as llm-compressor writes it; several name their modules.
@@ -287,7 +342,8 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
     std::set<std::string> formats;
     for (size_t i = 0; i < cts.size(); ++i) {
         const CtTensor& c = cts[i];
-        const std::string key = c.format + "/" + std::to_string(c.qt.spec.bits) + "/" + c.strategy + "/" + std::to_string(c.groupSize);
+        const std::string key = c.format + "/" + std::to_string(c.qt.spec.bits) + "/" + c.strategy + "/" +
+                                std::to_string(c.groupSize) + (c.staticInput ? "/static" : "");
         if (!groups.count(key))
             groupOrder.push_back(key);
         groups[key].push_back(i);
@@ -296,10 +352,19 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
     ojson configGroups = ojson::object();
     for (size_t gi = 0; gi < groupOrder.size(); ++gi) {
         const auto& idx = groups[groupOrder[gi]];
+        // A group is symmetric when every zero point is 0; otherwise each layer gets its
+        // input_zero_point (compressors/base.py drops them only for symmetric schemes).
+        bool symmetric = true;
+        for (size_t i : idx)
+            symmetric = symmetric && cts[i].inputZeroPoint == 0;
+        for (size_t i : idx)
+            cts[i].inputSymmetric = symmetric;
         const CtTensor& c0 = cts[idx.front()];
         ojson scheme;
         scheme["format"] = c0.format;
-        scheme["input_activations"] = c0.format == kIntQuantized ? dynamicTokenArgs() : ojson(nullptr);
+        scheme["input_activations"] = c0.staticInput                 ? staticTensorArgs(symmetric)
+                                      : c0.format == kIntQuantized ? dynamicTokenArgs()
+                                                                     : ojson(nullptr);
         scheme["output_activations"] = nullptr;
         ojson targets = ojson::array();
         if (groupOrder.size() == 1) {
@@ -378,6 +443,15 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
         }
         items.push_back({c.module + ".weight_scale", c.scaleDtype, scaleShape,
                          [&c](AtomicFile& f) { return writeScales(f, c.scaleDtype, c.qt.params.scale); }});
+        if (c.staticInput) {
+            // Shape [1] and the weight's scale dtype; the zero point int8 [1] (lifecycle/initialize.py
+            // for strategy "tensor", zp_dtype int8 for 8-bit int).
+            items.push_back({c.module + ".input_scale", c.scaleDtype, {1},
+                             [&c](AtomicFile& f) { return writeScales(f, c.scaleDtype, {c.inputScale}); }});
+            if (!c.inputSymmetric)
+                items.push_back({c.module + ".input_zero_point", DType::I8, {1},
+                                 [&c](AtomicFile& f) { return f.write(&c.inputZeroPoint, 1); }});
+        }
     }
 
     // Written into a temporary folder inside the target, then moved into place file by file.

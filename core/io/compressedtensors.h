@@ -6,7 +6,11 @@
 //  - 4 bits, per channel or group:G -> W4A16 "pack-quantized": <m>.weight_packed I32
 //    [out, ceil(in/8)] (eight offset-binary nibbles per int32, lowest bits first),
 //    <m>.weight_scale [out, in/G] (or [out, 1]), <m>.weight_shape I64 [2].
-// Symmetric signed schemes only (every zero point 0). Only nn.Linear-style [out, in]
+//  - entries carrying a staticInput (a plan with static activations) -> W8A8 static: also
+//    <m>.input_scale [1] in the scale dtype and, unless every zero point of the config group
+//    is 0, <m>.input_zero_point I8 [1] = the uint8 zero point - 128 (the same levels shifted),
+//    input_activations {strategy "tensor", dynamic false}.
+// Symmetric signed weight schemes only (every weight zero point 0). Only nn.Linear-style [out, in]
 // weights named <m>.weight: GPT-2 Conv1D [in, out] weights are refused, as llm-compressor
 // leaves Conv1D modules alone. The folder gets model.safetensors, config.json with
 // quantization_config, and the source folder's tokenizer/generation files.

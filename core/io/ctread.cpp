@@ -10,6 +10,7 @@
 //  - quantization/lifecycle/forward.py dequantize(): the strategy follows the scale's
 //    shape ([1] tensor, [out, 1] channel, [out, G] group, [R, C] block), g_idx holding a
 //    -1 means column order, and the arithmetic runs in the scale's dtype.
+#include <cstdio>
 #include <optional>
 #include <regex>
 
@@ -268,6 +269,27 @@ Status decodeCompressedTensors(Model& m, const Json& qc, const std::string& path
         if (pw.zeros != PackedWeight::Zeros::None)
             note += ", asymmetric";
         note += ", scales " + std::string(dtypeName(scale->dtype));
+        // W8A8 static: the layer's input quantization is not a weight; it is shown with the
+        // layer ("static input ...") instead of as two more tensors.
+        if (const Tensor* is = part(mod + ".input_scale")) {
+            const Tensor* iz = part(mod + ".input_zero_point");
+            auto floatOf = [](const Tensor* x) -> std::optional<float> {
+                if (!x || x->numel() != 1 || !x->decodable() || dtypeInfo(x->dtype).isBlock)
+                    return std::nullopt;
+                auto v = x->toFloat();
+                return v && v->size() == 1 ? std::optional<float>((*v)[0]) : std::nullopt;
+            };
+            const auto sv = floatOf(is);
+            const auto zv = floatOf(iz);
+            // Compared in float so a huge or NaN value cannot overflow the int cast below.
+            if (!sv || (iz && !(zv && *zv >= -65536.0f && *zv <= 65536.0f)))
+                return fail("'" + mod + ".input_scale' / '.input_zero_point' must hold one number each");
+            char buf[96];
+            std::snprintf(buf, sizeof buf, ", static input scale %.6g, zero point %d (int8)", double(*sv), zv ? int(*zv) : 0);
+            note += buf;
+            parts.push_back(mod + ".input_scale");
+            parts.push_back(mod + ".input_zero_point");
+        }
         if (Status s = rw.add(mod, t.name, std::move(pw), parts, std::move(label), std::move(note)); !s) {
             Error e = s.error();
             e.path = path;

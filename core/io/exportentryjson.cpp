@@ -30,6 +30,10 @@ void describeExportEntry(const ExportEntry& e, ojson& j)
     j["source_dtype"] = std::string(dtypeName(qt.sourceDtype));
     j["mse"] = finiteOrNull(e.metrics.mse);
     j["sqnr_db"] = finiteOrNull(e.metrics.sqnrDb);
+    if (const auto& in = e.staticInput)
+        j["input_activation"] = {{"mode", "static"}, {"dtype", "uint8"}, {"qmin", 0}, {"qmax", 255},
+                                 {"scale", in->scale}, {"zero_point", in->zeroPoint}, {"range_lo", in->lo},
+                                 {"range_hi", in->hi}, {"reduce_range", in->reduceRange}};
 }
 
 }  // namespace quantlens

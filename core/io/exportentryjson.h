@@ -9,7 +9,8 @@
 namespace quantlens {
 
 // Adds scheme, granularity, axis, group_size, bits, qmin, qmax, calib, range_lo/hi,
-// source_dtype, mse and sqnr_db to `j`, after whatever it already holds.
+// source_dtype, mse and sqnr_db to `j`, after whatever it already holds; under a static
+// plan also input_activation (the layer input's uint8 scale, zero point and range).
 void describeExportEntry(const ExportEntry& e, nlohmann::ordered_json& j);
 
 }  // namespace quantlens

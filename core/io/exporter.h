@@ -25,11 +25,22 @@ enum class ExportFormat {
     CompressedTensors,     // a Hugging Face folder in compressed-tensors layout (compressedtensors.h)
 };
 
+// A layer's input under static activations (W8A8 static): uint8 affine, values clamped to
+// [0, 255], with the scale and zero point the runner quantizes that input with (filled in by
+// tasks/exportplan.h from the plan's calibrated range; the writers only store them).
+struct StaticInputParams {
+    float lo = 0.0f, hi = 0.0f;  // the plan's range
+    float scale = 1.0f;
+    int32_t zeroPoint = 0;       // in [0, 255]
+    bool reduceRange = false;    // the range was spread over 0..127 when the parameters were chosen
+};
+
 // One quantized tensor ready to be written.
 struct ExportEntry {
     QuantizedTensor quantized;
     Metrics metrics;       // of the round trip, recorded in the export
     std::string biasName;  // the linear layer's bias tensor in the model, "" if none
+    std::optional<StaticInputParams> staticInput;  // the layer's input quantization, static plans only
 };
 
 struct ExportOptions {

@@ -176,6 +176,19 @@ Status writeEntry(const Writer& w, hid_t tensors, const Model& m, const ExportEn
     for (Status& s : checks)
         if (!s)
             return s;
+    if (const auto& in = e.staticInput) {
+        // A static plan's input quantization of this layer: uint8 affine, clamp [0, 255].
+        Status inputs[] = {
+            w.doubleAttr(id, "input_scale", in->scale, tn),
+            w.intAttr(id, "input_zero_point", in->zeroPoint, tn),
+            w.doubleAttr(id, "input_range_lo", in->lo, tn),
+            w.doubleAttr(id, "input_range_hi", in->hi, tn),
+            w.intAttr(id, "input_reduce_range", in->reduceRange ? 1 : 0, tn),
+        };
+        for (Status& s : inputs)
+            if (!s)
+                return s;
+    }
     return Ok{};
 }
 

@@ -1,6 +1,7 @@
 #include "kernels/cpufeatures.h"
 
 #include <cstdint>
+#include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -23,8 +24,19 @@ CpuFeatures detect()
 {
     CpuFeatures f;
     unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid(0, &a, &b, &c, &d)) {
+        std::memcpy(f.vendor, &b, 4);
+        std::memcpy(f.vendor + 4, &d, 4);
+        std::memcpy(f.vendor + 8, &c, 4);
+    }
     if (!__get_cpuid(1, &a, &b, &c, &d))
         return f;
+    // Intel SDM / AMD APM: the extended family adds to a base family of 15, the extended
+    // model is the high nibble for families 6 and >= 15.
+    const int baseFamily = int((a >> 8) & 0xF), baseModel = int((a >> 4) & 0xF);
+    f.family = baseFamily == 0xF ? baseFamily + int((a >> 20) & 0xFF) : baseFamily;
+    f.model = (baseFamily == 6 || baseFamily == 0xF) ? (int((a >> 16) & 0xF) << 4) | baseModel : baseModel;
+    f.stepping = int(a & 0xF);
     const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12), f16c = c & (1u << 29);
     if (!osxsave || !avx)
         return f;

@@ -6,6 +6,7 @@
 
 #include "kernels/cpufeatures.h"
 #include "kernels/gemm.h"
+#include "kernels/gemmtune.h"
 #include "kernels/kernels_internal.h"
 
 namespace quantlens::kernels {
@@ -152,20 +153,20 @@ const quantrun::QuantKernels* quantFor(const std::string& isa)
 }  // namespace
 
 void gemmU8S8S32(const GemmKernels& kr, int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w,
-                 int32_t* c, int64_t ldc, bool aMax128)
+                 int32_t* c, int64_t ldc, bool aMax128, const GemmBlocking* blocking)
 {
-    kr.gemmS32(m, a, lda, w, 0, w.panels, c, ldc, aMax128);
+    kr.gemmS32(m, a, lda, w, 0, w.panels, c, ldc, aMax128, blocking ? *blocking : *activeBlocking(kr).blocking);
 }
 
 void gemmS8S8S32(const GemmKernels& kr, int64_t m, const int8_t* a, int64_t lda, const PackedWeights& w,
-                 int32_t* c, int64_t ldc)
+                 int32_t* c, int64_t ldc, const GemmBlocking* blocking)
 {
     const int64_t k4 = w.k4;
     std::vector<uint8_t> au(size_t(std::max<int64_t>(m * k4, 1)), 0);
     for (int64_t i = 0; i < m; ++i)
         for (int64_t p = 0; p < w.k; ++p)
             au[size_t(i * k4 + p)] = uint8_t(a[i * lda + p]) ^ 0x80u;
-    kr.gemmS32(m, au.data(), k4, w, 0, w.panels, c, ldc, false);
+    kr.gemmS32(m, au.data(), k4, w, 0, w.panels, c, ldc, false, blocking ? *blocking : *activeBlocking(kr).blocking);
     for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < w.n; ++j)
             c[i * ldc + j] -= 128 * w.colSum[size_t(j)];

@@ -58,6 +58,21 @@ PackedWeights packWeights(const int8_t* w, int64_t n, int64_t k, int64_t ldw);
 // (lda >= k4); the bytes beyond K may hold anything because W's padding is zero.
 inline int64_t paddedK(int64_t k) { return (k + 3) / 4 * 4; }
 
+// ---- how a call walks the packed weights (chosen per CPU: kernels/gemmtune.h) ----
+// Every blocking computes the same integers and the same floats in the same order (the
+// output is bit-identical whichever is used); they differ only in speed, which depends on
+// the CPU's caches and ports. Each ISA lists its candidates; docs/kernels.md has the history.
+struct GemmBlocking {
+    const char* name;       // "6x64", "12x32-r96", ...: stable, stored in the tuning cache
+    int tileRows;           // most rows per micro-tile; M is split into ceil(M/tileRows) even tiles
+    int tileCols;           // output channels per micro-tile: 64 = a whole panel, 32 = half of one
+    int rowChunk;           // 0: each panel sweeps all M rows; n: rows in chunks of n, panels inside
+    bool deferEpilogue;     // float output: a tile's epilogue runs inside the next tile's k loop
+    // tileRows < M <= halfTilesUpTo: half-panel tiles of up to 12 rows instead (one tile per half
+    // rather than two or more tiles that each stream the whole panel); 0: never.
+    int halfTilesUpTo = 0;
+};
+
 // ---- one ISA's kernels (dispatch.cpp builds the table) ----
 struct GemmKernels {
     const char* name;  // "avx512vnni", "avxvnni", "avx2", "ref"
@@ -68,15 +83,20 @@ struct GemmKernels {
     // vpmaddubsw saturates its int16 pair sum for a > 128 (2 * 255 * -128 = -65280), while
     // 2 * 128 * -128 = -32768 and 2 * 128 * 127 = 32512 still fit. Without the guarantee
     // AVX2 takes an exact, slower route.
+    // `blocking` must be one of this table's `blockings` (any of them gives the same bits).
     void (*gemmS32)(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0,
-                    int64_t p1, int32_t* c, int64_t ldc, bool aMax128);
+                    int64_t p1, int32_t* c, int64_t ldc, bool aMax128, const GemmBlocking& blocking);
     void (*gemmF32)(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0,
-                    int64_t p1, const Requant& rq, float* y, int64_t ldy, bool aMax128);
+                    int64_t p1, const Requant& rq, float* y, int64_t ldy, bool aMax128,
+                    const GemmBlocking& blocking);
     // min and max of n floats (n >= 1). Returns false when any element is NaN (then mn/mx
     // are meaningless); infinities come out as the min or max and the caller rejects them.
     bool (*minMax)(const float* x, int64_t n, float* mn, float* mx);
     // q[i] = clamp(nearbyint(fma(x[i], invScale, zeroPoint)), 0, 255): FBGEMM's Quantize<uint8_t>.
     void (*quantizeU8)(const float* x, int64_t n, float invScale, int32_t zeroPoint, uint8_t* q);
+    // The blockings this variant implements; blockings[0] is the generic default.
+    const GemmBlocking* blockings;
+    int blockingCount;
 };
 
 // Every variant built into this binary that this CPU and OS can run, best first, "ref" last.
@@ -88,11 +108,12 @@ const char* activeIsa();
 // Names of all variants compiled in (supported here or not), for messages.
 std::vector<std::string> builtIsaNames();
 
-// Convenience wrappers over a kernel table, covering all panels.
+// Convenience wrappers over a kernel table, covering all panels, with the blocking chosen
+// for this CPU (activeBlocking) unless one is given.
 void gemmU8S8S32(const GemmKernels& kr, int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w,
-                 int32_t* c, int64_t ldc, bool aMax128);
+                 int32_t* c, int64_t ldc, bool aMax128, const GemmBlocking* blocking = nullptr);
 // s8 activations: a^0x80 turns them into u8 = a+128, and 128*colSum takes the offset back out.
 void gemmS8S8S32(const GemmKernels& kr, int64_t m, const int8_t* a, int64_t lda, const PackedWeights& w,
-                 int32_t* c, int64_t ldc);
+                 int32_t* c, int64_t ldc, const GemmBlocking* blocking = nullptr);
 
 }  // namespace quantlens::kernels

@@ -50,26 +50,50 @@ struct DotSplit {
     }
 };
 
+// Rows per tile: 4 (12 of the 16 ymm registers hold accumulators and operands of the split
+// form) or 2 (half the registers, for a CPU whose loads or renamer prefer fewer live values).
+template <class Dot>
+void s32With(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1, int32_t* c,
+             int64_t ldc, const GemmBlocking& bl)
+{
+    if (bl.tileRows <= 2)
+        ymmGemmS32<Dot, 2>(m, a, lda, w, p0, p1, c, ldc);
+    else
+        ymmGemmS32<Dot, 4>(m, a, lda, w, p0, p1, c, ldc);
+}
+
+template <class Dot>
+void f32With(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
+             const Requant& rq, float* y, int64_t ldy, const GemmBlocking& bl)
+{
+    if (bl.tileRows <= 2)
+        ymmGemmF32<Dot, 2>(m, a, lda, w, p0, p1, rq, y, ldy);
+    else
+        ymmGemmF32<Dot, 4>(m, a, lda, w, p0, p1, rq, y, ldy);
+}
+
 void gemmS32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
-             int32_t* c, int64_t ldc, bool aMax128)
+             int32_t* c, int64_t ldc, bool aMax128, const GemmBlocking& bl)
 {
     if (aMax128)
-        ymmGemmS32<DotMaddubs, 4>(m, a, lda, w, p0, p1, c, ldc);
+        s32With<DotMaddubs>(m, a, lda, w, p0, p1, c, ldc, bl);
     else
-        ymmGemmS32<DotSplit, 4>(m, a, lda, w, p0, p1, c, ldc);
+        s32With<DotSplit>(m, a, lda, w, p0, p1, c, ldc, bl);
 }
 
 void gemmF32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
-             const Requant& rq, float* y, int64_t ldy, bool aMax128)
+             const Requant& rq, float* y, int64_t ldy, bool aMax128, const GemmBlocking& bl)
 {
     if (aMax128)
-        ymmGemmF32<DotMaddubs, 4>(m, a, lda, w, p0, p1, rq, y, ldy);
+        f32With<DotMaddubs>(m, a, lda, w, p0, p1, rq, y, ldy, bl);
     else
-        ymmGemmF32<DotSplit, 4>(m, a, lda, w, p0, p1, rq, y, ldy);
+        f32With<DotSplit>(m, a, lda, w, p0, p1, rq, y, ldy, bl);
 }
+
+const GemmBlocking kBlockings[] = {{"4x16", 4, 16, 0, false, 0}, {"2x16", 2, 16, 0, false, 0}};
 
 }  // namespace
 
-const GemmKernels kKernelsAvx2 = {"avx2", gemmS32, gemmF32, ymmMinMax, ymmQuantizeU8};
+const GemmKernels kKernelsAvx2 = {"avx2", gemmS32, gemmF32, ymmMinMax, ymmQuantizeU8, kBlockings, 2};
 
 }  // namespace quantlens::kernels

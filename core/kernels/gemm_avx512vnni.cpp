@@ -22,7 +22,8 @@ namespace quantlens::kernels {
 
 namespace {
 
-constexpr int kMR = 6;
+constexpr int kMR = 6;       // most rows of a whole-panel tile (24 accumulators + 4 + 1 of 32 zmm)
+constexpr int kMRHalf = 12;  // most rows of a half-panel tile (24 accumulators + 2 + 1)
 
 inline __mmask16 tailMask(int64_t valid) { return valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1u); }
 
@@ -62,7 +63,7 @@ inline __attribute__((always_inline)) void startAccumulators(__m512i (&acc)[MR][
 #pragma GCC unroll 4
     for (int nb = 0; nb < NB; ++nb)
         cs[nb] = _mm512_loadu_si512(e.colSum + nb * 16);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
         const __m512i z = _mm512_set1_epi32(e.aZero[r * e.aZeroStride]);
 #pragma GCC unroll 4
@@ -73,12 +74,13 @@ inline __attribute__((always_inline)) void startAccumulators(__m512i (&acc)[MR][
 
 // k step g (four k) of a block: one panel group of NB vectors times MR broadcast activation
 // dwords. Inlined into loops whose accumulators GCC keeps in registers (checked in the
-// disassembly: no stack access in any instance).
-template <int MR, int NB>
+// disassembly: no stack access in any instance). Stride: bytes per group of the panel (NB*64,
+// or 256 when a tile takes half of a whole panel).
+template <int MR, int NB, int64_t Stride = NB * 64>
 inline __attribute__((always_inline)) void kStep(__m512i (&acc)[MR][NB], const uint8_t* a, int64_t lda,
                                                  const int8_t* b, int64_t g)
 {
-    constexpr int64_t stride = NB * 64;
+    constexpr int64_t stride = Stride;
     __m512i bv[NB];
 #pragma GCC unroll 4
     for (int nb = 0; nb < NB; ++nb)
@@ -86,7 +88,7 @@ inline __attribute__((always_inline)) void kStep(__m512i (&acc)[MR][NB], const u
 #pragma GCC unroll 4
     for (int nb = 0; nb < NB; ++nb)
         _mm_prefetch(reinterpret_cast<const char*>(b + (g + 16) * stride + nb * 64), _MM_HINT_T0);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
         const __m512i av = _mm512_set1_epi32(loadDword(a + r * lda + g * 4));
 #pragma GCC unroll 4
@@ -104,7 +106,7 @@ inline __attribute__((always_inline)) void kStep(__m512i (&acc)[MR][NB], const u
 // F32: the accumulators start at -aZero*colSum (int32 arithmetic, the same value as the
 // reference's `acc - aZero*colSum`), so the epilogue is convert, scale, add bias, store.
 // Full: all NB*16 columns are real (every panel but a partial last one), so no masks.
-template <int MR, int NB, bool F32, bool Full, bool Bias>
+template <int MR, int NB, bool F32, bool Full, bool Bias, int64_t Stride = NB * 64>
 QL_KEEP_ACCUMULATORS_IN_REGISTERS void block(int64_t groups, const uint8_t* a, int64_t lda, const int8_t* b,
                                              const Epi& e, void* out, int64_t ldo, int64_t cols)
 {
@@ -112,14 +114,14 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void block(int64_t groups, const uint8_t* a, i
     if constexpr (F32) {
         startAccumulators<MR, NB>(acc, e);
     } else {
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
             for (int nb = 0; nb < NB; ++nb)
                 acc[r][nb] = _mm512_setzero_si512();
     }
     for (int64_t g = 0; g < groups; ++g)
-        kStep<MR, NB>(acc, a, lda, b, g);
+        kStep<MR, NB, Stride>(acc, a, lda, b, g);
     if constexpr (F32) {
         // Scales and bias are loaded again for every vector rather than held: with all
         // accumulators live there are no registers left for them.
@@ -128,7 +130,7 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void block(int64_t groups, const uint8_t* a, i
         const float* const aScale = e.aScale;
         const int64_t aScaleStride = e.aScaleStride;
         float* const y = static_cast<float*>(out);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int r = 0; r < MR; ++r) {
             const __m512 sa = _mm512_set1_ps(aScale[r * aScaleStride]);
 #pragma GCC unroll 4
@@ -146,7 +148,7 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void block(int64_t groups, const uint8_t* a, i
         }
     } else {
         int32_t* const c = static_cast<int32_t*>(out);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
             for (int nb = 0; nb < NB; ++nb) {
@@ -158,14 +160,14 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void block(int64_t groups, const uint8_t* a, i
     }
 }
 
-// Calls f(first row, rows) for ceil(m/6) blocks of nearly equal height (32 = 6+6+5+5+5+5,
+// Calls f(first row, rows) for ceil(m/mr) blocks of nearly equal height (32 = 6+6+5+5+5+5,
 // 8 = 4+4) instead of 6s and a remainder: every block streams the whole panel, and a short
 // tail block (8 = 6+2) pays that for few rows and too few independent accumulators to hide
 // vpdpbusd latency.
 template <class F>
-inline void forEachRowBlock(int64_t m, F&& f)
+inline void forEachRowBlock(int64_t m, int64_t mr, F&& f)
 {
-    const int64_t blocks = (m + kMR - 1) / kMR;
+    const int64_t blocks = (m + mr - 1) / mr;
     const int64_t base = m / blocks, extra = m % blocks;
     for (int64_t blk = 0, i = 0; blk < blocks; ++blk) {
         const int64_t rows = base + (blk < extra ? 1 : 0);
@@ -176,10 +178,10 @@ inline void forEachRowBlock(int64_t m, F&& f)
 
 // wScale points at the panel's first column.
 template <int NB, bool F32, bool Full, bool Bias>
-void panel(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, int64_t groups, const Requant* rq,
+void panel(int64_t m, int64_t mr, const uint8_t* a, int64_t lda, const int8_t* b, int64_t groups, const Requant* rq,
            const float* wScale, const int32_t* colSum, int64_t col0, void* out, int64_t ldo, int64_t cols)
 {
-    forEachRowBlock(m, [&](int64_t i, int64_t rows) {
+    forEachRowBlock(m, mr, [&](int64_t i, int64_t rows) {
         Epi e;
         void* o;
         if constexpr (F32) {
@@ -204,6 +206,50 @@ void panel(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, int64_t gr
         default: block<1, NB, F32, Full, Bias>(groups, ab, lda, b, e, o, ldo, cols); break;
         }
     });
+}
+
+// A whole 64-column panel as two 32-column halves, each swept over all rows in tiles of up to
+// 12 rows: the half a tile streams is 24 KB at K = 768 and stays in a 48 KB L1 across the
+// tiles, at the cost of twice the broadcasts per multiply (docs/kernels.md, session 6).
+template <bool F32, bool Bias>
+void halfPanels(int64_t m, int64_t mr, const uint8_t* a, int64_t lda, const int8_t* b, int64_t groups,
+                const Requant* rq, const float* wScale, const int32_t* colSum, int64_t col0, void* out, int64_t ldo)
+{
+    for (int64_t h = 0; h < 2; ++h) {
+        const int64_t c0 = col0 + 32 * h;
+        const int8_t* bh = b + 128 * h;
+        forEachRowBlock(m, mr, [&](int64_t i, int64_t rows) {
+            Epi e;
+            void* o;
+            if constexpr (F32) {
+                e.colSum = colSum + c0;
+                e.aZero = rq->aZero + i * rq->aZeroStride;
+                e.aZeroStride = rq->aZeroStride;
+                e.aScale = rq->aScale + i * rq->aScaleStride;
+                e.aScaleStride = rq->aScaleStride;
+                e.wScale = wScale + 32 * h;
+                e.bias = Bias ? rq->bias + c0 : nullptr;
+                o = static_cast<float*>(out) + i * ldo + c0;
+            } else {
+                o = static_cast<int32_t*>(out) + i * ldo + c0;
+            }
+            const uint8_t* ab = a + i * lda;
+            switch (rows) {
+            case 12: block<12, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;
+            case 11: block<11, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;
+            case 10: block<10, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;
+            case 9: block<9, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;
+            case 8: block<8, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;
+            case 7: block<7, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;
+            case 6: block<6, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;
+            case 5: block<5, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;
+            case 4: block<4, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;
+            case 3: block<3, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;
+            case 2: block<2, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;
+            default: block<1, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;
+            }
+        });
+    }
 }
 
 // A block whose float epilogue has not run yet: its raw accumulators wait in an L1-resident
@@ -264,7 +310,7 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void blockDeferred(int64_t groups, const uint8
     }
     for (; g < groups; ++g)
         kStep<MR, 4>(acc, a, lda, b, g);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
         for (int nb = 0; nb < 4; ++nb)
@@ -274,11 +320,11 @@ QL_KEEP_ACCUMULATORS_IN_REGISTERS void blockDeferred(int64_t groups, const uint8
 // panel<4, true, true, Bias> through blockDeferred: each block finishes the one before it
 // (`pend`, which may come from the previous panel) and leaves its own epilogue pending.
 template <bool Bias>
-void panelDeferred(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, int64_t groups, const Requant& rq,
-                   const float* wScale, const int32_t* colSum, int64_t col0, float* out, int64_t ldo, Pending& pend,
-                   int32_t* park)
+void panelDeferred(int64_t m, int64_t mr, const uint8_t* a, int64_t lda, const int8_t* b, int64_t groups,
+                   const Requant& rq, const float* wScale, const int32_t* colSum, int64_t col0, float* out,
+                   int64_t ldo, Pending& pend, int32_t* park)
 {
-    forEachRowBlock(m, [&](int64_t i, int64_t rows) {
+    forEachRowBlock(m, mr, [&](int64_t i, int64_t rows) {
         Epi e;
         e.colSum = colSum + col0;
         e.aZero = rq.aZero + i * rq.aZeroStride;
@@ -302,9 +348,11 @@ void panelDeferred(int64_t m, const uint8_t* a, int64_t lda, const int8_t* b, in
     });
 }
 
+// The loop nest: row chunks (bl.rowChunk rows, or all of M) -> panels [p0, p1) -> tiles of
+// one panel (whole, or its two halves) over the chunk's rows -> k.
 template <bool F32, bool Bias>
 void panels(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
-            const Requant* rq, void* out, int64_t ldo)
+            const Requant* rq, void* out, int64_t ldo, const GemmBlocking& bl)
 {
     const int64_t groups = w.k4 / 4;
     const int32_t* cs = w.colSum.data();
@@ -314,33 +362,55 @@ void panels(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, in
     const bool perChannel = F32 && rq->wScaleStride != 0;
     if (F32 && !perChannel)
         std::fill_n(wRep, PackedWeights::kPanel, rq->wScale[0]);
+    const bool half = bl.tileCols == 32 || (m > bl.tileRows && m <= std::min<int64_t>(bl.halfTilesUpTo, kMRHalf));
+    const int64_t mrWhole = std::clamp<int64_t>(bl.tileRows, 1, kMR);
+    const int64_t mrHalf = bl.tileCols == 32 ? std::clamp<int64_t>(bl.tileRows, 1, kMRHalf) : kMRHalf;
+    const int64_t chunk = bl.rowChunk > 0 ? bl.rowChunk : std::max<int64_t>(m, 1);
     Pending pend;
     alignas(64) int32_t park[kMR * 64];
-    for (int64_t p = p0; p < p1; ++p) {
-        const int64_t col0 = p * PackedWeights::kPanel;
-        const int64_t cols = std::min(w.n - col0, PackedWeights::kPanel);
-        const int8_t* b = w.panel(p);
-        const float* ws = perChannel ? rq->wScale + col0 : wRep;
+    for (int64_t i0 = 0; i0 < m; i0 += chunk) {
+        const int64_t mc = std::min(chunk, m - i0);
+        const uint8_t* ac = a + i0 * lda;
+        void* oc = F32 ? static_cast<void*>(static_cast<float*>(out) + i0 * ldo)
+                       : static_cast<void*>(static_cast<int32_t*>(out) + i0 * ldo);
+        Requant rc;
         if constexpr (F32) {
-            // Below 16 rows (three blocks) deferring cost ~1% (M = 1 and 8) instead of gaining.
-            if (w.panelWidth(p) == 64 && cols == 64 && groups >= 4 * kMR && m >= 16) {
-                panelDeferred<Bias>(m, a, lda, b, groups, *rq, ws, cs, col0, static_cast<float*>(out), ldo, pend,
-                                    park);
+            rc = *rq;
+            rc.aZero += i0 * rq->aZeroStride;
+            rc.aScale += i0 * rq->aScaleStride;
+        }
+        const Requant* rcp = F32 ? &rc : nullptr;
+        for (int64_t p = p0; p < p1; ++p) {
+            const int64_t col0 = p * PackedWeights::kPanel;
+            const int64_t cols = std::min(w.n - col0, PackedWeights::kPanel);
+            const int8_t* b = w.panel(p);
+            const float* ws = perChannel ? rq->wScale + col0 : wRep;
+            const bool whole = w.panelWidth(p) == 64 && cols == 64;
+            if constexpr (F32) {
+                // Below 16 rows (three blocks) deferring cost ~1% (M = 1 and 8) instead of gaining.
+                if (!half && bl.deferEpilogue && whole && groups >= 4 * kMR && mc >= 16) {
+                    panelDeferred<Bias>(mc, mrWhole, ac, lda, b, groups, rc, ws, cs, col0, static_cast<float*>(oc),
+                                        ldo, pend, park);
+                    continue;
+                }
+                finishPending<Bias>(pend, ldo);
+            }
+            if (half && whole) {
+                halfPanels<F32, Bias>(mc, mrHalf, ac, lda, b, groups, rcp, ws, cs, col0, oc, ldo);
                 continue;
             }
-            finishPending<Bias>(pend, ldo);
-        }
-        // Only the last panel can be partial; its width is cols rounded up to 16.
-        switch (w.panelWidth(p) / 16) {
-        case 4:
-            if (cols == 64)
-                panel<4, F32, true, Bias>(m, a, lda, b, groups, rq, ws, cs, col0, out, ldo, cols);
-            else
-                panel<4, F32, false, Bias>(m, a, lda, b, groups, rq, ws, cs, col0, out, ldo, cols);
-            break;
-        case 3: panel<3, F32, false, Bias>(m, a, lda, b, groups, rq, ws, cs, col0, out, ldo, cols); break;
-        case 2: panel<2, F32, false, Bias>(m, a, lda, b, groups, rq, ws, cs, col0, out, ldo, cols); break;
-        default: panel<1, F32, false, Bias>(m, a, lda, b, groups, rq, ws, cs, col0, out, ldo, cols); break;
+            // Only the last panel can be partial; its width is cols rounded up to 16.
+            switch (w.panelWidth(p) / 16) {
+            case 4:
+                if (cols == 64)
+                    panel<4, F32, true, Bias>(mc, mrWhole, ac, lda, b, groups, rcp, ws, cs, col0, oc, ldo, cols);
+                else
+                    panel<4, F32, false, Bias>(mc, mrWhole, ac, lda, b, groups, rcp, ws, cs, col0, oc, ldo, cols);
+                break;
+            case 3: panel<3, F32, false, Bias>(mc, mrWhole, ac, lda, b, groups, rcp, ws, cs, col0, oc, ldo, cols); break;
+            case 2: panel<2, F32, false, Bias>(mc, mrWhole, ac, lda, b, groups, rcp, ws, cs, col0, oc, ldo, cols); break;
+            default: panel<1, F32, false, Bias>(mc, mrWhole, ac, lda, b, groups, rcp, ws, cs, col0, oc, ldo, cols); break;
+            }
         }
     }
     if constexpr (F32)
@@ -348,19 +418,36 @@ void panels(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, in
 }
 
 void gemmS32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
-             int32_t* c, int64_t ldc, bool)
+             int32_t* c, int64_t ldc, bool, const GemmBlocking& bl)
 {
-    panels<false, false>(m, a, lda, w, p0, p1, nullptr, c, ldc);
+    panels<false, false>(m, a, lda, w, p0, p1, nullptr, c, ldc, bl);
 }
 
 void gemmF32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
-             const Requant& rq, float* y, int64_t ldy, bool)
+             const Requant& rq, float* y, int64_t ldy, bool, const GemmBlocking& bl)
 {
     if (rq.bias)
-        panels<true, true>(m, a, lda, w, p0, p1, &rq, y, ldy);
+        panels<true, true>(m, a, lda, w, p0, p1, &rq, y, ldy, bl);
     else
-        panels<true, false>(m, a, lda, w, p0, p1, &rq, y, ldy);
+        panels<true, false>(m, a, lda, w, p0, p1, &rq, y, ldy, bl);
 }
+
+// The candidates the first-use measurement chooses from (kernels/gemmtune.cpp), [0] first.
+// 6x64: the tile every session's measurements on Zen 5 converged on (docs/kernels.md).
+// -direct: each tile's epilogue right after its k loop (no parking in L1).
+// 12x32: half-panel tiles, whose weights stay in L1 across row tiles at K <= 768.
+// -r96: rows in chunks of 96, so a chunk's activations (72-288 KB at K = 768-3072) stay in
+// L2 while every panel passes over them, instead of all of M's at large M.
+// -s12: 6x64, but 7 to 12 rows as one 12x32 tile per half panel instead of two 6x64 tiles
+// that each stream the whole panel (M = 1 stays on 6x64: a 1x32 tile has only two chains).
+const GemmBlocking kBlockings[] = {
+    {"6x64", 6, 64, 0, true, 0},
+    {"6x64-direct", 6, 64, 0, false, 0},
+    {"12x32", 12, 32, 0, false, 0},
+    {"6x64-r96", 6, 64, 96, true, 0},
+    {"12x32-r96", 12, 32, 96, false, 0},
+    {"6x64-s12", 6, 64, 0, true, 12},
+};
 
 // Values before x's first 64-byte boundary (at most 15, never more than n). The loops below
 // start there: a 64-byte load that straddles two cache lines costs about twice one that does
@@ -447,6 +534,7 @@ void quantizeU8(const float* x, int64_t n, float invScale, int32_t zeroPoint, ui
 
 }  // namespace
 
-const GemmKernels kKernelsAvx512Vnni = {"avx512vnni", gemmS32, gemmF32, minMax, quantizeU8};
+const GemmKernels kKernelsAvx512Vnni = {"avx512vnni", gemmS32, gemmF32, minMax, quantizeU8, kBlockings,
+                                         int(std::size(kBlockings))};
 
 }  // namespace quantlens::kernels

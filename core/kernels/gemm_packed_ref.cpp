@@ -27,7 +27,7 @@ void accumulatePanel(int64_t m, const uint8_t* a, int64_t lda, const PackedWeigh
 }
 
 void gemmS32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
-             int32_t* c, int64_t ldc, bool)
+             int32_t* c, int64_t ldc, bool, const GemmBlocking&)
 {
     std::vector<int32_t> acc;
     for (int64_t p = p0; p < p1; ++p) {
@@ -41,7 +41,7 @@ void gemmS32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, i
 }
 
 void gemmF32(int64_t m, const uint8_t* a, int64_t lda, const PackedWeights& w, int64_t p0, int64_t p1,
-             const Requant& rq, float* y, int64_t ldy, bool)
+             const Requant& rq, float* y, int64_t ldy, bool, const GemmBlocking&)
 {
     std::vector<int32_t> acc;
     for (int64_t p = p0; p < p1; ++p) {
@@ -83,6 +83,8 @@ void quantizeU8_ref(const float* x, int64_t n, float invScale, int32_t zeroPoint
     }
 }
 
-const GemmKernels kKernelsRef = {"ref", gemmS32, gemmF32, minMax_ref, quantizeU8_ref};
+// One scalar loop order; nothing to tune.
+const GemmBlocking kRefBlockings[] = {{"panel", 1, 64, 0, false, 0}};
+const GemmKernels kKernelsRef = {"ref", gemmS32, gemmF32, minMax_ref, quantizeU8_ref, kRefBlockings, 1};
 
 }  // namespace quantlens::kernels

@@ -22,6 +22,10 @@ struct ReduceKernels {
     void (*statsSum)(const float* x, int64_t blocks, double* sum, int64_t* nonFinite, float* lo, float* hi);
     // Second pass: sums of d and d*d with d = double(v) - double(m) over finite v, same order.
     void (*statsDev)(const float* x, int64_t blocks, float m, double* sumD, double* sumD2);
+    // Heatmap max-abs pooling, one source row: for each column c < n, v = a[c] (b null) or
+    // a[c] - b[c] replaces mag[c] = |v|, val[c] = v when |v| > mag[c] and v is finite (a
+    // tie keeps the earlier row). Order-independent per column, so exact in every variant.
+    void (*foldMaxAbs)(const float* a, const float* b, int64_t n, float* mag, float* val);
 };
 
 constexpr int kMinMaxLanes = 16;
@@ -29,6 +33,8 @@ constexpr int kStatsLanes = 8;
 constexpr int64_t kStatsBlock = 512;
 
 extern const ReduceKernels kReduceRef;
+// The reference fold, for the last columns of the SIMD variants.
+void foldMaxAbsTail(const float* a, const float* b, int64_t n, float* mag, float* val);
 // The variant matching activeKernels(): avx512vnni -> avx512, avxvnni/avx2 -> avx2, ref -> ref.
 const ReduceKernels& activeReduce();
 // Every variant this binary has and this CPU runs (tests compare each with kReduceRef).

@@ -104,9 +104,34 @@ void statsDevAvx2(const float* p, int64_t blocks, float m, double* sumD, double*
     }
 }
 
+template <bool Diff>
+void foldMaxAbsLoop(const float* a, const float* b, int64_t n, float* mag, float* val)
+{
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 maxF = _mm256_set1_ps(FLT_MAX);
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8) {
+        const __m256 v = Diff ? _mm256_sub_ps(_mm256_loadu_ps(a + c), _mm256_loadu_ps(b + c)) : _mm256_loadu_ps(a + c);
+        const __m256 m = _mm256_and_ps(v, absMask);
+        const __m256 old = _mm256_loadu_ps(mag + c);
+        const __m256 take = _mm256_and_ps(_mm256_cmp_ps(m, old, _CMP_GT_OQ), _mm256_cmp_ps(m, maxF, _CMP_LE_OQ));
+        _mm256_storeu_ps(mag + c, _mm256_blendv_ps(old, m, take));
+        _mm256_storeu_ps(val + c, _mm256_blendv_ps(_mm256_loadu_ps(val + c), v, take));
+    }
+    foldMaxAbsTail(a + c, Diff ? b + c : nullptr, n - c, mag + c, val + c);
+}
+
+void foldMaxAbsAvx2(const float* a, const float* b, int64_t n, float* mag, float* val)
+{
+    if (b)
+        foldMaxAbsLoop<true>(a, b, n, mag, val);
+    else
+        foldMaxAbsLoop<false>(a, b, n, mag, val);
+}
+
 }  // namespace
 
 extern const ReduceKernels kReduceAvx2;
-const ReduceKernels kReduceAvx2 = {"avx2", minMaxFiniteAvx2, statsSumAvx2, statsDevAvx2};
+const ReduceKernels kReduceAvx2 = {"avx2", minMaxFiniteAvx2, statsSumAvx2, statsDevAvx2, foldMaxAbsAvx2};
 
 }  // namespace quantlens::kernels

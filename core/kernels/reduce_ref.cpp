@@ -75,8 +75,25 @@ void statsDevRef(const float* p, int64_t blocks, float m, double* sumD, double* 
     }
 }
 
+void foldMaxAbsRef(const float* a, const float* b, int64_t n, float* mag, float* val)
+{
+    for (int64_t c = 0; c < n; ++c) {
+        const float v = b ? a[c] - b[c] : a[c];
+        const float m = std::fabs(v);
+        if (m > mag[c] && m <= FLT_MAX) {
+            mag[c] = m;
+            val[c] = v;
+        }
+    }
+}
+
 }  // namespace
 
-const ReduceKernels kReduceRef = {"ref", minMaxFiniteRef, statsSumRef, statsDevRef};
+void foldMaxAbsTail(const float* a, const float* b, int64_t n, float* mag, float* val)
+{
+    foldMaxAbsRef(a, b, n, mag, val);
+}
+
+const ReduceKernels kReduceRef = {"ref", minMaxFiniteRef, statsSumRef, statsDevRef, foldMaxAbsRef};
 
 }  // namespace quantlens::kernels

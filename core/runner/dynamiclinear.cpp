@@ -5,6 +5,7 @@
 #include <limits>
 #include <thread>
 
+#include "kernels/gemmtune.h"
 #include "runner/fp32linear.h"
 
 namespace quantlens {
@@ -175,6 +176,14 @@ Result<DynamicLinear> DynamicLinear::fromQuantized(QuantizedTensor qw, std::span
     d.opt_.weightGranularity = perChannel ? Granularity::PerChannel : Granularity::PerTensor;
     d.opt_.threads = std::max(1, options.threads);
     d.kr_ = options.kernels ? options.kernels : &kernels::activeKernels();
+    if (options.blocking) {
+        if (!kernels::findBlocking(*d.kr_, options.blocking->name))
+            return makeError("bad-argument", std::string("blocking ") + options.blocking->name + " is not one of " +
+                                                 d.kr_->name + "'s");
+        d.bl_ = kernels::findBlocking(*d.kr_, options.blocking->name);
+    } else {
+        d.bl_ = kernels::activeBlocking(*d.kr_).blocking;
+    }
     return d;
 }
 
@@ -279,7 +288,7 @@ void DynamicLinear::forward(const float* x, int64_t m, float* y) const
 
     const uint8_t* qa = s.qa.data();
     splitWork(packed_.panels, partsFor(packed_.panels, threads), [&](int, int64_t p0, int64_t p1) {
-        kr.gemmF32(m, qa, k4, packed_, p0, p1, rq, y, out_, aMax128);
+        kr.gemmF32(m, qa, k4, packed_, p0, p1, rq, y, out_, aMax128, *bl_);
     });
 }
 
@@ -297,7 +306,7 @@ void DynamicLinear::forwardQuantized(const uint8_t* qa, int64_t m, const ActPara
     const int threads = threadsFor(m, in_, out_, opt_.threads);
     const bool aMax128 = opt_.reduceRange;  // the caller quantized with reduce_range parameters
     splitWork(packed_.panels, partsFor(packed_.panels, threads), [&](int, int64_t p0, int64_t p1) {
-        kr_->gemmF32(m, qa, k4, packed_, p0, p1, rq, y, out_, aMax128);
+        kr_->gemmF32(m, qa, k4, packed_, p0, p1, rq, y, out_, aMax128, *bl_);
     });
 }
 

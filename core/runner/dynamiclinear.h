@@ -27,6 +27,9 @@ struct DynamicLinearOptions {
     bool reduceRange = true;  // PyTorch passes reduce_range=True on x86
     int threads = 1;          // output panels split across this many threads for large calls
     const kernels::GemmKernels* kernels = nullptr;  // nullptr: kernels::activeKernels()
+    // One of those kernels' blockings (all give the same output); nullptr: the one chosen for
+    // this CPU (kernels::activeBlocking, which may measure once at first use).
+    const kernels::GemmBlocking* blocking = nullptr;
 };
 
 // Activation quantization parameters as PyTorch's quant_utils::ChooseQuantizationParams
@@ -67,6 +70,7 @@ public:
     const DynamicLinearOptions& options() const { return opt_; }
     const char* isa() const { return kr_->name; }
     const kernels::GemmKernels& gemmKernels() const { return *kr_; }
+    const kernels::GemmBlocking& gemmBlocking() const { return *bl_; }
     const kernels::PackedWeights& packedWeights() const { return packed_; }
     void setThreads(int t) { opt_.threads = t < 1 ? 1 : t; }
     // int8 weights + scales + zero points + float32 bias, as a packed torch module keeps them.
@@ -84,6 +88,7 @@ private:
     kernels::PackedWeights packed_;
     DynamicLinearOptions opt_;
     const kernels::GemmKernels* kr_ = nullptr;
+    const kernels::GemmBlocking* bl_ = nullptr;
 };
 
 }  // namespace quantlens

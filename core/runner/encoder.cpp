@@ -531,6 +531,17 @@ std::vector<std::string> EncoderRunner::linearNames() const
     return out;
 }
 
+int64_t EncoderRunner::blockOf(int64_t index) const
+{
+    for (size_t b = 0; b < blocks_.size(); ++b) {
+        const Block& k = blocks_[b];
+        for (const int64_t i : {k.q, k.k, k.v, k.o, k.fc1, k.fc2, k.up})
+            if (i >= 0 && i == index)
+                return int64_t(b);
+    }
+    return -1;
+}
+
 bool EncoderRunner::isQuantized(int64_t index) const
 {
     return index >= 0 && index < linearCount() && linears_[size_t(index)]->quantized;

@@ -133,6 +133,8 @@ public:
 
     // The weight tensor of linear layer `index` in the model ("transformer.h.0.attn.c_attn.weight").
     std::string weightName(int64_t index) const;
+    // The transformer block holding linear layer `index` (0-based), or -1 for none.
+    int64_t blockOf(int64_t index) const;
 
     // Switches one linear layer (by index or prefix) to its quantized form or back to float32.
     // The quantized weights are built on first use with `spec` (default: torch-symmetric per

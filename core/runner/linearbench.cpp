@@ -126,6 +126,24 @@ Result<LinearBenchRow> benchLinear(const LinearBenchShape& s, int64_t tokens, co
             fs.push_back([&] { dn->run(qa.data(), y.data()); });
         }
     }
+    const size_t firstBlocking = fs.size();
+    std::vector<DynamicLinear> variants;
+    if (o.allBlockings) {
+        const kernels::GemmKernels& kr = dl->gemmKernels();
+        for (int i = 0; i < kr.blockingCount; ++i) {
+            DynamicLinearOptions vo = dopt;
+            vo.kernels = &kr;
+            vo.blocking = &kr.blockings[i];
+            auto v = DynamicLinear::create(s.weight, s.out, s.in, Layout::Plain, s.bias, vo);
+            if (!v)
+                return v.error();
+            variants.push_back(std::move(v.value()));
+        }
+        for (const DynamicLinear& v : variants) {
+            const DynamicLinear* vp = &v;
+            fs.push_back([&, vp] { vp->forwardQuantized(qa.data(), tokens, p, y.data()); });
+        }
+    }
     CallTimingOptions to;
     to.repeats = o.repeats;
     to.minRepeatSeconds = o.minRepeatSeconds;
@@ -137,7 +155,10 @@ Result<LinearBenchRow> benchLinear(const LinearBenchShape& s, int64_t tokens, co
     row.int8BestSeconds = t[1].best;
     row.gemmSeconds = t[2].median;
     row.gemmBestSeconds = t[2].best;
-    if (t.size() > 3) {
+    row.blocking = dl->gemmBlocking().name;
+    for (size_t i = 0; i < variants.size(); ++i)
+        row.blockingSeconds.emplace_back(variants[i].gemmBlocking().name, t[firstBlocking + i].median);
+    if (dn) {
         row.onednnInt8Seconds = t[3].median;
         row.onednnBestSeconds = t[3].best;
         // Check oneDNN computed the same thing (else its time would mean nothing).

@@ -30,6 +30,10 @@ struct LinearBenchRow {
     // when it gets the core; the medians above are the figures to report.
     double fp32BestSeconds = 0, int8BestSeconds = 0, gemmBestSeconds = 0, onednnBestSeconds = -1;
     double onednnMaxAbsDiff = 0;  // oneDNN's output vs ours on the same operands
+    std::string blocking;         // the GEMM blocking gemmSeconds used (kernels/gemmtune.h)
+    // With LinearBenchOptions::allBlockings: GEMM + epilogue alone under every candidate
+    // blocking of the active ISA (name, median seconds), timed interleaved with the rest.
+    std::vector<std::pair<std::string, double>> blockingSeconds;
     double speedup() const { return int8Seconds > 0 ? fp32Seconds / int8Seconds : 0; }
     double int8Gops() const { return int8Seconds > 0 ? 2e-9 * double(tokens * in * out) / int8Seconds : 0; }
     double gemmGops() const { return gemmSeconds > 0 ? 2e-9 * double(tokens * in * out) / gemmSeconds : 0; }
@@ -40,6 +44,7 @@ struct LinearBenchOptions {
     int repeats = 7;
     double minRepeatSeconds = 0.02;  // each repeat loops until it has run at least this long
     bool threadCpuTime = false;      // time with CLOCK_THREAD_CPUTIME_ID (one thread only), not wall time
+    bool allBlockings = false;       // also time the GEMM under every candidate blocking
 };
 
 // DistilBERT's linear shapes 768->768, 768->3072, 3072->768 with trained-looking weights.

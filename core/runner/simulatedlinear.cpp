@@ -12,21 +12,25 @@ namespace quantlens {
 
 namespace {
 
-// One row range [r0, r1) quantized with one (scale, zero point), the rounding of the int8
-// path's quantizeU8: nearest-even of x/s + zp, clamped to [0, 255].
-void roundTrip(float* x, int64_t n, float mn, float mx, bool reduceRange)
+// n values quantized with one (scale, zero point), the rounding of the int8 path's
+// quantizeU8: nearest-even of x/s + zp, clamped to [0, 255].
+void roundTrip(float* x, int64_t n, const ActParams& p)
 {
-    if (!std::isfinite(mn) || !std::isfinite(mx)) {
-        std::fill_n(x, n, std::numeric_limits<float>::quiet_NaN());
-        return;
-    }
-    const ActParams p = chooseQuantizationParams(mn, mx, 0, 255, reduceRange);
     const float inv = 1.0f / p.scale;
     for (int64_t i = 0; i < n; ++i) {
         const float t = std::min(std::fma(x[i], inv, float(p.zeroPoint)), 2147483520.0f);
         const long q = std::clamp<long>(std::lrint(t), 0, 255);
         x[i] = float(q - p.zeroPoint) * p.scale;
     }
+}
+
+void roundTrip(float* x, int64_t n, float mn, float mx, bool reduceRange)
+{
+    if (!std::isfinite(mn) || !std::isfinite(mx)) {
+        std::fill_n(x, n, std::numeric_limits<float>::quiet_NaN());
+        return;
+    }
+    roundTrip(x, n, chooseQuantizationParams(mn, mx, 0, 255, reduceRange));
 }
 
 void minMax(const float* x, int64_t n, float& mn, float& mx)
@@ -45,13 +49,21 @@ void minMax(const float* x, int64_t n, float& mn, float& mx)
 
 }  // namespace
 
+ActParams staticActivationParams(const ActivationSpec& a)
+{
+    return chooseQuantizationParams(a.staticLo, a.staticHi, 0, 255, a.reduceRange);
+}
+
 void fakeQuantizeActivations(float* x, int64_t rows, int64_t cols, const ActivationSpec& a)
 {
     if (rows <= 0 || cols <= 0 || a.mode == ActivationMode::None)
         return;
     float mn, mx;
     if (a.mode == ActivationMode::Static) {
-        roundTrip(x, rows * cols, a.staticLo, a.staticHi, a.reduceRange);
+        if (!std::isfinite(a.staticLo) || !std::isfinite(a.staticHi))
+            std::fill_n(x, rows * cols, std::numeric_limits<float>::quiet_NaN());
+        else
+            roundTrip(x, rows * cols, staticActivationParams(a));
         return;
     }
     if (a.mode == ActivationMode::DynamicPerTensor) {

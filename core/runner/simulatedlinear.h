@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "plan/quantplan.h"
+#include "runner/dynamiclinear.h"
 #include "quant/quantize.h"
 #include "result.h"
 
@@ -18,6 +19,12 @@ namespace quantlens {
 // GEMM (PyTorch's ChooseQuantizationParams; per tensor or per row). Rows (or, per tensor,
 // the whole call) holding NaN or infinity become NaN, as the int8 path's outputs do.
 void fakeQuantizeActivations(float* x, int64_t rows, int64_t cols, const ActivationSpec& a);
+
+// The uint8 affine parameters a Static layer quantizes its input with: PyTorch's
+// ChooseQuantizationParams over [staticLo, staticHi] (extended to 0; reduce_range halves the
+// levels the range is spread over, the clamp stays [0, 255]). The exports write exactly
+// these (tasks/exportplan.h), so a file quantizes as the runner does.
+ActParams staticActivationParams(const ActivationSpec& a);
 
 class SimulatedLinear {
 public:

@@ -1,10 +1,12 @@
 #include "tasks/exportplan.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "io/ggufwriter.h"
 #include "layers.h"
+#include "runner/simulatedlinear.h"
 
 namespace quantlens {
 
@@ -37,6 +39,13 @@ ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOp
     };
     QuantPlan p = session.plan();
     p.quantizeVectors = true;  // chosen explicitly
+    plan.activations = p.activations;
+    auto rangeOf = [&p](const std::string& name) -> std::optional<ActivationRange> {
+        if (p.activations.mode != ActivationMode::Static)
+            return std::nullopt;
+        auto it = p.activationRanges.find(name);
+        return it == p.activationRanges.end() ? std::nullopt : std::optional<ActivationRange>(it->second);
+    };
     if (!opt.honourKeepFloat)
         p.keepFloat.clear();
     if (!opt.useOverrides)
@@ -65,6 +74,7 @@ ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOp
                 item.spec.granularity = Granularity::PerTensor;  // ggml's blocks decide
                 item.why = choices[i].why;
             }
+            item.inputRange = rangeOf(t.name);
             plan.items.push_back(std::move(item));
         }
         return plan;
@@ -109,6 +119,7 @@ ExportPlan planExport(const Model& m, const Session& session, const ExportPlanOp
         item.tensor = name;
         item.tuned = d.tuned;
         item.spec = d.spec;
+        item.inputRange = rangeOf(name);
         plan.items.push_back(std::move(item));
     }
     return plan;
@@ -173,6 +184,44 @@ std::string planMethodsExportProblem(const QuantPlan& plan, ExportFormat f)
     return methodExportProblem(plan.usesMethods(), smooth, f);
 }
 
+std::string staticRangesExportProblem(const ExportPlan& plan, ExportFormat f)
+{
+    if (plan.activations.mode != ActivationMode::Static)
+        return {};
+    if (f == ExportFormat::Gguf)
+        return "GGUF holds weights only and llama.cpp quantizes activations itself, so the plan's static activation "
+               "ranges cannot be written as GGUF: set the plan's activations to none or dynamic for a GGUF export, or "
+               "export compressed-tensors, which holds them";
+    if (f == ExportFormat::OnnxQdq)
+        return "the ONNX QDQ export puts DequantizeLinear on the weights only, and the plan's static activation ranges "
+               "(keyed by the runner's layers) are not mapped to the graph's MatMul inputs, so they would be lost: set "
+               "the plan's activations to dynamic or none for an ONNX export";
+    for (const ExportPlanItem& it : plan.items) {
+        if (it.inputRange && (!std::isfinite(it.inputRange->lo) || !std::isfinite(it.inputRange->hi) ||
+                              it.inputRange->lo > it.inputRange->hi))
+            return "'" + it.tensor + "': the plan's static activation range is not a finite [lo, hi]";
+        // compressed-tensors' W8A8 static needs every quantized Linear's input_scale; lm_head
+        // stays float there, so it needs none.
+        if (f == ExportFormat::CompressedTensors && !it.inputRange && it.tensor != "lm_head.weight")
+            return "static activations: the plan has no input range for '" + it.tensor + "', and a compressed-tensors "
+                   "W8A8 static checkpoint needs one for every quantized Linear: calibrate the ranges (the Activations "
+                   "tab's 'Calibrate every layer', or sensitivity --act static)";
+    }
+    return {};
+}
+
+void attachStaticInput(const ExportPlan& plan, const ExportPlanItem& item, ExportEntry& e)
+{
+    e.staticInput.reset();
+    if (plan.activations.mode != ActivationMode::Static || !item.inputRange)
+        return;
+    ActivationSpec a = plan.activations;
+    a.staticLo = item.inputRange->lo;
+    a.staticHi = item.inputRange->hi;
+    const ActParams p = staticActivationParams(a);
+    e.staticInput = StaticInputParams{a.staticLo, a.staticHi, p.scale, p.zeroPoint, a.reduceRange};
+}
+
 Result<ExportReport> runExportPlan(const Model& source, const ExportPlan& plan, const ExportOptions& opts,
                                    const ExportProgress& progress, const PreparedPlan* prep)
 {
@@ -181,6 +230,8 @@ Result<ExportReport> runExportPlan(const Model& source, const ExportPlan& plan, 
     if (prep)
         if (std::string why = preparedExportProblem(*prep, opts.format); !why.empty())
             return makeError("unsupported-pair", why);
+    if (std::string why = staticRangesExportProblem(plan, opts.format); !why.empty())
+        return makeError("unsupported-pair", why);
     const Model& m = prep ? *prep->model : source;
     if (opts.format == ExportFormat::Gguf) {
         // Specs that are not ggml types are mapped to the nearest one by the writer.
@@ -206,11 +257,13 @@ Result<ExportReport> runExportPlan(const Model& source, const ExportPlan& plan, 
                     return makeError("stale-method", "the plan's GPTQ integers were found for another spec: run the "
                                                      "plan's methods again", {}, -1, it.tensor);
                 entries.push_back(g->second);
+                attachStaticInput(plan, it, entries.back());
                 continue;
             }
         auto e = quantizeForExport(m, it.tensor, it.spec);
         if (!e)
             return e.error();
+        attachStaticInput(plan, it, *e);
         entries.push_back(std::move(*e));
     }
     ExportProgress second;

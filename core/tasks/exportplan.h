@@ -29,6 +29,7 @@ struct ExportPlanItem {
     QuantSpec spec;
     bool tuned = false;  // spec comes from the session's per-layer override
     std::string why;     // a mix's rule for this tensor ("" otherwise)
+    std::optional<ActivationRange> inputRange;  // the plan's static range for this layer's input, if any
 };
 
 struct ExportPlan {
@@ -37,6 +38,7 @@ struct ExportPlan {
     std::vector<std::string> skipped;    // chosen but not quantizable (not decodable, rank 0), or unknown names
     std::vector<std::string> skipReasons;  // one per skipped name
     std::optional<GgufMix> mix;            // the tensors and types are llama-quantize's mix (GGUF only)
+    ActivationSpec activations;            // the plan's (Static: the items carry their ranges)
 };
 
 struct ExportPlanOptions {
@@ -78,5 +80,14 @@ Result<ExportReport> runExportPlan(const Model& m, const ExportPlan& plan, const
 std::string preparedExportProblem(const PreparedPlan& prep, ExportFormat f);
 // The same, asked of the plan before its methods run (so nothing is computed in vain).
 std::string planMethodsExportProblem(const QuantPlan& plan, ExportFormat f);
+
+// Why a static plan's activation ranges cannot be written as `f` ("" when they can, or the
+// activations are not static): GGUF and ONNX QDQ hold no activation quantization here, and
+// compressed-tensors needs a range for every quantized Linear. The plain layouts (HDF5,
+// safetensors, npy) record the ranges a layer has; the fake-quant copy is weights only.
+std::string staticRangesExportProblem(const ExportPlan& plan, ExportFormat f);
+// Sets e.staticInput from the item's range under a static plan: the scale and zero point the
+// runner quantizes that layer's input with (runner/simulatedlinear.h staticActivationParams).
+void attachStaticInput(const ExportPlan& plan, const ExportPlanItem& item, ExportEntry& e);
 
 }  // namespace quantlens

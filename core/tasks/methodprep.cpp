@@ -262,42 +262,65 @@ Result<PreparedPlan> preparePlan(std::shared_ptr<const Model> m, const std::stri
             return runner.error();
     }
 
-    // 2. GPTQ on the (smoothed) model's inputs, one Hessian per layer.
+    // 2. GPTQ on the (smoothed) model's inputs, one Hessian per layer, block after block as
+    // llm-compressor's sequential pipeline does: a block's inputs come from the blocks before
+    // it computing with their GPTQ weights (activations float), so each layer's error
+    // compensation sees the inputs the quantized model will give it.
     if (!gptq.empty()) {
         const double base = smooth.empty() ? 0.0 : 0.3;
-        if (!report(base, "recording activations for GPTQ"))
-            return cancelled();
-        ActivationOptions ao;
+        ActivationSpec weightOnly;
+        weightOnly.mode = ActivationMode::None;
+        if (Status s = runner->setActivations(weightOnly); !s)
+            return s.error();
+        std::map<int64_t, std::vector<const PlannedLayer*>> byBlock;  // -1 (none) first
         for (const PlannedLayer& p : gptq)
-            ao.layers.push_back(p.layer);
-        ao.hessian = true;
-        auto rec = recordActivations(*runner, calibration, ao, [&](int64_t done, int64_t total) {
-            return report(base + 0.3 * double(done) / double(std::max<int64_t>(total, 1)), "recording activations for GPTQ");
-        });
-        if (!rec)
-            return rec.error();
-        for (size_t k = 0; k < gptq.size(); ++k) {
-            const PlannedLayer& p = gptq[k];
-            if (!report(base + 0.3 + (0.7 - base) * double(k) / double(gptq.size()), "GPTQ " + p.tensor))
+            byBlock[runner->blockOf(p.index)].push_back(&p);
+        size_t done = 0;
+        for (const auto& [block, layers] : byBlock) {
+            const std::string stage = "recording activations for GPTQ" +
+                                      (block >= 0 ? " (block " + std::to_string(block) + ")" : std::string());
+            const double at = base + (1.0 - base) * double(done) / double(gptq.size());
+            const double share = (1.0 - base) * double(layers.size()) / double(gptq.size());
+            if (!report(at, stage))
                 return cancelled();
-            auto r = quantizeWithActivations(*out.model, runner->config(), p.tensor, p.spec, p.method, *rec);
-            if (!r)
-                return r.error();
-            MethodLayerOutcome o;
-            o.tensor = p.tensor;
-            o.layer = p.layer;
-            o.asked = p.method;
-            o.applied = r->fellBackToRtn ? "rtn" : methodName(p.method);
-            if (r->fellBackToRtn)
-                o.why = "the Hessian is not positive definite even damped: rounded to nearest, as llm-compressor does";
-            o.baselineOutputSqnrDb = r->rtnOutputSqnrDb;
-            o.outputSqnrDb = r->outputSqnrDb;
-            o.gptqLoss = r->gptqLoss;
-            o.deadColumns = r->deadColumns;
-            o.fellBackToRtn = r->fellBackToRtn;
-            out.layers.push_back(std::move(o));
-            out.runnerWeights[p.tensor] = std::move(r->outIn);
-            out.entries[p.tensor] = std::move(r->entry);
+            ActivationOptions ao;
+            for (const PlannedLayer* p : layers)
+                ao.layers.push_back(p->layer);
+            ao.hessian = true;
+            auto rec = recordActivations(*runner, calibration, ao, [&](int64_t d, int64_t total) {
+                return report(at + 0.5 * share * double(d) / double(std::max<int64_t>(total, 1)), stage);
+            });
+            if (!rec)
+                return rec.error();
+            for (size_t k = 0; k < layers.size(); ++k) {
+                const PlannedLayer& p = *layers[k];
+                if (!report(at + share * (0.5 + 0.5 * double(k) / double(layers.size())), "GPTQ " + p.tensor))
+                    return cancelled();
+                auto r = quantizeWithActivations(*out.model, runner->config(), p.tensor, p.spec, p.method, *rec);
+                if (!r)
+                    return r.error();
+                MethodLayerOutcome o;
+                o.tensor = p.tensor;
+                o.layer = p.layer;
+                o.asked = p.method;
+                o.applied = r->fellBackToRtn ? "rtn" : methodName(p.method);
+                if (r->fellBackToRtn)
+                    o.why = "the Hessian is not positive definite even damped: rounded to nearest, as llm-compressor does";
+                o.baselineOutputSqnrDb = r->rtnOutputSqnrDb;
+                o.outputSqnrDb = r->outputSqnrDb;
+                o.gptqLoss = r->gptqLoss;
+                o.deadColumns = r->deadColumns;
+                o.fellBackToRtn = r->fellBackToRtn;
+                out.layers.push_back(std::move(o));
+                // The later blocks calibrate on this layer's GPTQ weights.
+                if (Status s = runner->setGivenWeights(p.index, r->outIn); !s)
+                    return s.error();
+                if (Status s = runner->setQuantized(p.index, true, &p.spec); !s)
+                    return s.error();
+                out.runnerWeights[p.tensor] = std::move(r->outIn);
+                out.entries[p.tensor] = std::move(r->entry);
+            }
+            done += layers.size();
         }
     }
     report(1.0, "done");

@@ -2,7 +2,8 @@
 // The plan's activation-aware methods (issue #19), run once so that everything downstream
 // reads their result as it reads round-to-nearest: SmoothQuant first (it changes the float
 // model: W·s for every layer reading a norm, the norm divided by s), then GPTQ on the
-// smoothed model's calibration inputs (its integers replace round-to-nearest's). The
+// smoothed model's calibration inputs, block after block with the earlier blocks' GPTQ
+// weights in place (its integers replace round-to-nearest's). The
 // Run and Sensitivity tabs, `run`/`sensitivity`/`quantize --plan`, and every export take
 // the PreparedPlan, so a plan with GPTQ is evaluated and written with GPTQ's integers.
 #include <cstdint>

@@ -6,12 +6,17 @@
 // chains, nothing else) right before it, so "%peak" compares against the clock the CPU ran
 // at in that moment (a shared or warm machine runs well below the idle 1080 GOP/s). The
 // peak is always timed in thread CPU time: compare with QUANTLENS_BENCH_CPU_TIME=1 figures.
+// It prints the GEMM blocking chosen for this CPU and why (kernels/gemmtune.h), and a second
+// table with the GEMM alone under every candidate blocking, timed interleaved with the rest
+// (QUANTLENS_BENCH_BLOCKINGS=0 skips those).
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/gemmtune.h"
 #include "kernels/peak.h"
 #include "runner/fp32linear.h"
 #include "runner/linearbench.h"
@@ -31,6 +36,12 @@ int main(int argc, char** argv)
         tokens = {1, 8, 32, 128};
     std::printf("isa %s, threads %d, OpenBLAS core %s, %s\n", kernels::activeIsa(), o.threads, blasCoreName().c_str(),
                 o.threadCpuTime ? "thread CPU time" : "wall time");
+    const kernels::BlockingChoice& bc = kernels::activeBlocking(kernels::activeKernels());
+    std::printf("cpu %s; blocking %s (%s: %s)\n", kernels::cpuKey().c_str(), bc.blocking->name, bc.source.c_str(),
+                bc.why.c_str());
+    const char* bb = std::getenv("QUANTLENS_BENCH_BLOCKINGS");
+    o.allBlockings = !(bb && std::strcmp(bb, "0") == 0);
+    std::vector<std::string> perBlocking;
     std::printf("median of repeats (fastest repeat in parentheses)\n");
     const bool peak = std::strcmp(kernels::activeIsa(), "avx512vnni") == 0;
     std::printf("%-10s %5s | %16s %16s %16s %16s | %8s %8s | %8s %8s | %6s %6s\n", "shape", "M", "fp32 us", "int8 us",
@@ -55,6 +66,27 @@ int main(int argc, char** argv)
                         r->onednnInt8Seconds * 1e6, r->onednnBestSeconds * 1e6, r->int8Gops(), r->gemmGops(), r->speedup(),
                         r->onednnInt8Seconds > 0 ? r->onednnInt8Seconds / r->int8Seconds : 0.0, peakText,
                         r->onednnMaxAbsDiff);
+            if (!r->blockingSeconds.empty()) {
+                char line[64];
+                std::snprintf(line, sizeof line, "%-10s %5lld |", s.name.c_str(), static_cast<long long>(m));
+                std::string text = line;
+                for (const auto& [name, sec] : r->blockingSeconds) {
+                    std::snprintf(line, sizeof line, " %8.1f %5.2f |", sec * 1e6,
+                                  r->onednnInt8Seconds > 0 ? r->onednnInt8Seconds / sec : 0.0);
+                    text += line;
+                }
+                perBlocking.push_back(text);
+            }
         }
+    if (!perBlocking.empty()) {
+        const kernels::GemmKernels& kr = kernels::activeKernels();
+        std::printf("\nGEMM + epilogue alone per candidate blocking: us, x oneDNN (> 1: faster than oneDNN)\n%-16s |",
+                    "shape M");
+        for (int i = 0; i < kr.blockingCount; ++i)
+            std::printf(" %14s |", kr.blockings[i].name);
+        std::printf("\n");
+        for (const std::string& l : perBlocking)
+            std::printf("%s\n", l.c_str());
+    }
     return 0;
 }

@@ -220,6 +220,33 @@ private slots:
         QCOMPARE(doc["file_type"].get<int>(), 8);  // mostly Q5_0
         QVERIFY(QFile::exists(outPath));
     }
+    // GGUF and ONNX QDQ cannot hold a static plan's activation ranges: refused (exit 1) with
+    // the reason, nothing written, instead of dropping the ranges.
+    void staticPlanRefusedForGgufAndOnnx()
+    {
+        QTemporaryDir tmp;
+        const QString plan = tmp.filePath(QStringLiteral("static.json"));
+        {
+            QFile f(plan);
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write(R"({"quantlens_session": 3, "activations": {"mode": "static", "ranges": {}}})");
+        }
+        const QString onnxOut = tmp.filePath(QStringLiteral("m.onnx"));
+        const Run o = cli({QStringLiteral("quantize"), quantlens::test::dataPath(QStringLiteral("onnx/qdq/convnet_opset11.onnx")),
+                           QStringLiteral("--plan"), plan, QStringLiteral("--out"), onnxOut});
+        QCOMPARE(o.code, 1);
+        QVERIFY2(o.err.contains("ONNX QDQ export puts DequantizeLinear on the weights only"), o.err.constData());
+        QVERIFY(!QFile::exists(onnxOut));
+
+        QL_REQUIRE_SHARED_MODELS();
+        const QString ggufOut = tmp.filePath(QStringLiteral("s.gguf"));
+        const Run g = cli({QStringLiteral("quantize"), quantlens::test::sharedModel(QStringLiteral("stories260K.gguf")),
+                           QStringLiteral("--plan"), plan, QStringLiteral("--out"), ggufOut});
+        QCOMPARE(g.code, 1);
+        QVERIFY2(g.err.contains("cannot be written as GGUF"), g.err.constData());
+        QVERIFY(!QFile::exists(ggufOut));
+    }
+
     void exitCodes()
     {
         QFETCH(QStringList, args);

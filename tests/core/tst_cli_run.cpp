@@ -105,6 +105,26 @@ private slots:
         QVERIFY2(bad.err.contains("QUANTLENS_ISA=avx1024") && bad.err.contains("ref"), bad.err.constData());
     }
 
+    void gemmBlockingIsReportedOrRefused()
+    {
+        // The tests run with QUANTLENS_GEMM_TUNE=0 (tests/CMakeLists.txt): the table's choice.
+        const Run table = cli({QStringLiteral("bench"), QStringLiteral("--tokens"), QStringLiteral("1"), QStringLiteral("--json")}, QStringLiteral("ref"));
+        QCOMPARE(table.code, 0);
+        const json t = json::parse(table.out.toStdString());
+        QCOMPARE(t["gemm_blocking"].get<std::string>(), std::string("panel"));  // ref has one
+        QVERIFY(!t["cpu"].get<std::string>().empty());
+        QVERIFY2(table.err.contains("GEMM blocking: panel"), table.err.constData());
+        qputenv("QUANTLENS_GEMM_BLOCKING", "panel");
+        const Run forced = cli({QStringLiteral("bench"), QStringLiteral("--tokens"), QStringLiteral("1"), QStringLiteral("--json")}, QStringLiteral("ref"));
+        qputenv("QUANTLENS_GEMM_BLOCKING", "no-such-blocking");
+        const Run bad = cli({QStringLiteral("bench"), QStringLiteral("--tokens"), QStringLiteral("1")}, QStringLiteral("ref"));
+        qunsetenv("QUANTLENS_GEMM_BLOCKING");
+        QCOMPARE(forced.code, 0);
+        QCOMPARE(json::parse(forced.out.toStdString())["gemm_blocking_source"].get<std::string>(), std::string("forced"));
+        QCOMPARE(bad.code, 1);
+        QVERIFY2(bad.err.contains("QUANTLENS_GEMM_BLOCKING=no-such-blocking") && bad.err.contains("panel"), bad.err.constData());
+    }
+
     void gpt2Conv1DLayerMatchesTorch_data()
     {
         QTest::addColumn<QString>("mode");

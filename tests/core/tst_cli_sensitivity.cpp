@@ -169,6 +169,61 @@ private slots:
         QCOMPARE(doc["tokens"].get<int>(), 16);
     }
 
+    // --save-plan keeps the static ranges calibrated here; quantize --plan then exports them
+    // (compressed-tensors W8A8 static) and reports each layer's input quantization.
+    void savedStaticPlanExports()
+    {
+        QTemporaryDir tmp;
+        const QString calib = tmp.filePath(QStringLiteral("calib.txt"));
+        {
+            QFile f(calib);
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write("1 5 9 13 17 21 25 29 33 37 41 45\n2 4 8 16 32 59 3 7 11\n");
+        }
+        const QString plan = tmp.filePath(QStringLiteral("static.json"));
+        const Run r = cli({fixture("llama3_tiny"), QStringLiteral("--preset"), QStringLiteral("default"), QStringLiteral("--act"),
+                           QStringLiteral("static"), QStringLiteral("--calib-tokens"), calib, QStringLiteral("--random"),
+                           QStringLiteral("8"), QStringLiteral("--save-plan"), plan, QStringLiteral("--json")});
+        QVERIFY2(r.code == 0, r.err.constData());
+        QVERIFY(json::accept(r.out.toStdString()));  // stdout stays one JSON document
+        QVERIFY2(r.err.contains("14 static ranges"), r.err.constData());
+        QFile pf(plan);
+        QVERIFY(pf.open(QIODevice::ReadOnly));
+        const json saved = json::parse(pf.readAll().toStdString());
+        QCOMPARE(saved["activations"]["mode"].get<std::string>(), std::string("static"));
+        QCOMPARE(saved["activations"]["ranges"].size(), size_t(14));
+        QVERIFY(saved["calibration"]["tokens_file"].get<std::string>().starts_with("/"));
+
+        // The saved plan replays to the same figure.
+        const json first = json::parse(r.out.toStdString());
+        const Run again = cli({fixture("llama3_tiny"), QStringLiteral("--plan"), plan, QStringLiteral("--random"),
+                               QStringLiteral("8"), QStringLiteral("--json")});
+        QVERIFY2(again.code == 0, again.err.constData());
+        QCOMPARE(json::parse(again.out.toStdString())["plan"]["cosine"].get<double>(), first["plan"]["cosine"].get<double>());
+
+        const QString out = tmp.filePath(QStringLiteral("ct"));
+        const Run q = quantlens::test::runCli({QStringLiteral("quantize"), fixture("llama3_tiny"), QStringLiteral("--plan"), plan,
+                                               QStringLiteral("--format"), QStringLiteral("compressed-tensors"),
+                                               QStringLiteral("--out"), out, QStringLiteral("--json")});
+        QVERIFY2(q.code == 0, q.err.constData());
+        const json doc = json::parse(q.out.toStdString());
+        QCOMPARE(doc["tensors"].size(), size_t(14));
+        for (const json& t : doc["tensors"]) {
+            const json& in = t["input_activation"];
+            const std::string name = t["name"].get<std::string>();
+            QVERIFY2(in["mode"] == json("static"), name.c_str());
+            QCOMPARE(in["range"][0].get<float>(), saved["activations"]["ranges"][name][0].get<float>());
+            QVERIFY(in["zero_point"].get<int>() >= 0 && in["zero_point"].get<int>() <= 255);
+        }
+        QVERIFY(QFile::exists(out + QStringLiteral("/model.safetensors")));
+
+        // A plan cannot be saved over the model it was made on.
+        const Run over = cli({fixture("llama3_tiny"), QStringLiteral("--act"), QStringLiteral("per-token"),
+                              QStringLiteral("--random"), QStringLiteral("8"), QStringLiteral("--save-plan"),
+                              fixture("llama3_tiny") + QStringLiteral("/model.safetensors")});
+        QCOMPARE(over.code, 1);
+    }
+
     // The trained GGUF Llama: the text names the head counts and where they came from.
     void storiesGgufText()
     {

@@ -336,6 +336,36 @@ private slots:
         H5Fclose(f);
     }
 
+    void staticInputAttributes()
+    {
+        // A static plan's layer input (tasks/exportplan attaches it): its uint8 scale, zero
+        // point and range as attributes of the layer's group; a layer without one has none.
+        const Model m = makeDemoModel(1, 32);
+        const std::vector<std::string> names = linearWeights(m);
+        auto entries = quantizeAll(m, {names[0], names[1]}, QuantSpec{});
+        entries[0].staticInput = StaticInputParams{-1.25f, 3.5f, 0.0186f, 67, true};
+        QTemporaryDir tmp;
+        ExportOptions o;
+        o.format = ExportFormat::Hdf5;
+        o.outPath = tmp.filePath(QStringLiteral("static.h5")).toStdString();
+        auto r = exportModel(m, entries, o);
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().oneLine().c_str());
+        const hid_t f = H5Fopen(o.outPath.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+        QVERIFY(f >= 0);
+        const hid_t g0 = H5Gopen2(f, ("/tensors/" + hdf5GroupName(names[0])).c_str(), H5P_DEFAULT);
+        const hid_t g1 = H5Gopen2(f, ("/tensors/" + hdf5GroupName(names[1])).c_str(), H5P_DEFAULT);
+        QVERIFY(g0 >= 0 && g1 >= 0);
+        QCOMPARE(float(numberAttr(g0, "input_scale")), 0.0186f);
+        QCOMPARE(numberAttr(g0, "input_zero_point"), 67.0);
+        QCOMPARE(float(numberAttr(g0, "input_range_lo")), -1.25f);
+        QCOMPARE(float(numberAttr(g0, "input_range_hi")), 3.5f);
+        QCOMPARE(numberAttr(g0, "input_reduce_range"), 1.0);
+        QVERIFY(H5Aexists(g1, "input_scale") == 0);
+        H5Gclose(g0);
+        H5Gclose(g1);
+        H5Fclose(f);
+    }
+
     void duplicateEntriesFailCleanly()
     {
         const Model m = makeDemoModel(1, 32);

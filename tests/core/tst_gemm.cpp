@@ -3,12 +3,14 @@
 // bit for bit too, since both compute float(raw) * float(sa*sw) + bias with no FMA.
 #include <QTest>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/gemmtune.h"
 
 using namespace quantlens::kernels;
 
@@ -30,6 +32,12 @@ std::vector<Shape> shapes()
     for (int64_t m : {1, 2, 6, 7, 12, 13, 17, 31, 32, 33})
         for (int64_t n : {1, 15, 16, 17, 47, 48, 63, 64, 65, 127, 128, 129})
             for (int64_t k : {1, 3, 4, 5, 63, 64, 65, 255, 256, 257})
+                s.push_back({m, n, k});
+    // More rows than a row chunk (96): full chunks, a remainder below and above the 16 rows
+    // from which the epilogue is deferred, and a pending epilogue carried across chunks.
+    for (int64_t m : {97, 100, 130, 200})
+        for (int64_t n : {65, 129})
+            for (int64_t k : {96, 257})
                 s.push_back({m, n, k});
     return s;
 }
@@ -79,9 +87,108 @@ const GemmKernels* kernelsNamed(const QString& name)
     return nullptr;
 }
 
+// "isa/blocking" -> the table and one of its blockings; every candidate the per-CPU choice
+// (kernels/gemmtune.h) may pick is tested, not only the one this machine picks.
+struct Variant {
+    const GemmKernels* kr = nullptr;
+    const GemmBlocking* bl = nullptr;
+};
+Variant variantNamed(const QString& name)
+{
+    const QStringList parts = name.split(QLatin1Char('/'));
+    Variant v;
+    v.kr = kernelsNamed(parts.value(0));
+    if (v.kr)
+        v.bl = findBlocking(*v.kr, parts.value(1).toStdString());
+    return v;
+}
+QList<QByteArray> variantNames()
+{
+    QList<QByteArray> l;
+    for (const GemmKernels* k : availableKernels())
+        for (int i = 0; i < k->blockingCount; ++i)
+            l << QByteArray(k->name) + '/' + k->blockings[i].name;
+    return l;
+}
+
 QString where(const Shape& s, int64_t i, int64_t j)
 {
     return QStringLiteral("M=%1 N=%2 K=%3 at (%4,%5)").arg(s.m).arg(s.n).arg(s.k).arg(i).arg(j);
+}
+
+// Operands and reference results, made once per data kind and reused by every variant (the
+// rows run variant after variant on the same kind): with every blocking tested, the scalar
+// reference had become most of the run time.
+struct Int32Case {
+    Operands o;
+    PackedWeights pw;
+    std::vector<int32_t> want;
+};
+const std::vector<Int32Case>& int32Cases(Values v)
+{
+    static int cached = -1;
+    static std::vector<Int32Case> cases;
+    if (cached != int(v)) {
+        cases.clear();
+        std::mt19937 rng(1234 + int(v));
+        for (const Shape& sh : shapes()) {
+            Int32Case c;
+            c.o = makeOperands(sh, v, rng);
+            c.want.resize(size_t(sh.m * sh.n));
+            gemm_u8s8s32_ref(sh.m, sh.n, sh.k, c.o.a.data(), c.o.lda, c.o.w.data(), c.o.ldw, c.want.data(), sh.n);
+            c.pw = packWeights(c.o.w.data(), sh.n, sh.k, c.o.ldw);
+            cases.push_back(std::move(c));
+        }
+        cached = int(v);
+    }
+    return cases;
+}
+
+struct FloatCase {
+    Operands o;
+    PackedWeights pw;
+    std::vector<int32_t> aZero;
+    std::vector<float> aScale, wScale, bias, want;
+    Requant rq;
+};
+const std::vector<FloatCase>& floatCases(bool perRow, bool perChannel, bool withBias)
+{
+    static int cached = -1;
+    static std::vector<FloatCase> cases;
+    const int key = perRow * 4 + perChannel * 2 + withBias;
+    if (cached != key) {
+        cases.clear();
+        std::mt19937 rng(7);
+        std::uniform_real_distribution<float> sc(1e-4f, 0.05f), bi(-3.0f, 3.0f);
+        std::uniform_int_distribution<int> zp(0, 127);
+        for (const Shape& sh : shapes()) {
+            FloatCase c;
+            c.o = makeOperands(sh, Values::RandomReduceRange, rng);
+            c.aZero.resize(size_t(sh.m));
+            c.aScale.resize(size_t(sh.m));
+            c.wScale.resize(size_t(sh.n));
+            c.bias.resize(size_t(sh.n));
+            for (auto& x : c.aZero) x = zp(rng);
+            for (auto& x : c.aScale) x = sc(rng);
+            for (auto& x : c.wScale) x = sc(rng);
+            for (auto& x : c.bias) x = bi(rng);
+            c.rq.aZero = c.aZero.data();
+            c.rq.aZeroStride = perRow ? 1 : 0;
+            c.rq.aScale = c.aScale.data();
+            c.rq.aScaleStride = perRow ? 1 : 0;
+            c.rq.wScale = c.wScale.data();
+            c.rq.wScaleStride = perChannel ? 1 : 0;
+            c.rq.bias = withBias ? c.bias.data() : nullptr;
+            std::vector<int32_t> acc(size_t(sh.m * sh.n));
+            gemm_u8s8s32_ref(sh.m, sh.n, sh.k, c.o.a.data(), c.o.lda, c.o.w.data(), c.o.ldw, acc.data(), sh.n);
+            c.pw = packWeights(c.o.w.data(), sh.n, sh.k, c.o.ldw);
+            c.want.resize(size_t(sh.m * sh.n));
+            requant_f32_ref(sh.m, sh.n, acc.data(), sh.n, c.pw.colSum.data(), c.rq, c.want.data(), sh.n);
+            cases.push_back(std::move(c));
+        }
+        cached = key;
+    }
+    return cases;
 }
 
 }  // namespace
@@ -94,13 +201,14 @@ private:
     {
         QTest::addColumn<QString>("isa");
         QTest::addColumn<int>("values");
-        for (const GemmKernels* k : availableKernels()) {
-            const QByteArray n(k->name);
-            QTest::newRow(n + "/random-u8-full-range") << QString::fromLatin1(n) << int(Values::RandomFull);
-            QTest::newRow(n + "/random-u8-reduce-range") << QString::fromLatin1(n) << int(Values::RandomReduceRange);
-            QTest::newRow(n + "/extremes-0-255-x-minus128-127") << QString::fromLatin1(n) << int(Values::Extremes);
-            QTest::newRow(n + "/all-255-x-minus128") << QString::fromLatin1(n) << int(Values::AllMaxProducts);
-        }
+        // Data kind outer, variant inner: int32Cases() keeps one kind's operands at a time.
+        const std::pair<const char*, Values> kinds[] = {{"/random-u8-full-range", Values::RandomFull},
+                                                        {"/random-u8-reduce-range", Values::RandomReduceRange},
+                                                        {"/extremes-0-255-x-minus128-127", Values::Extremes},
+                                                        {"/all-255-x-minus128", Values::AllMaxProducts}};
+        for (const auto& [suffix, v] : kinds)
+            for (const QByteArray& n : variantNames())
+                QTest::newRow(n + suffix) << QString::fromLatin1(n) << int(v);
     }
 
 private slots:
@@ -115,6 +223,48 @@ private slots:
                   for (auto* k : ks) l << QString::fromLatin1(k->name);
                   return l.join(QLatin1Char(' '));
               }()), activeIsa());
+    }
+
+    void blockingCacheIsCheckedLineByLine()
+    {
+        // The cache file is untrusted input: anything malformed is ignored, never trusted.
+        const std::string cpu = "GenuineIntel family 6 model 106 stepping 6";
+        const std::string good = std::string("quantlens-gemm-blocking 1\n") + "avx512vnni\t12x32\t" + cpu + "\n";
+        QCOMPARE(QString::fromStdString(parseBlockingCache(good, cpu, "avx512vnni").value_or("-")), QStringLiteral("12x32"));
+        QVERIFY(!parseBlockingCache(good, cpu, "avx2"));
+        QVERIFY(!parseBlockingCache(good, "AuthenticAMD family 26 model 2 stepping 1", "avx512vnni"));
+        QVERIFY(!parseBlockingCache("quantlens-gemm-blocking 2\navx512vnni\t12x32\t" + cpu + "\n", cpu, "avx512vnni"));
+        QVERIFY(!parseBlockingCache("", cpu, "avx512vnni"));
+        QVERIFY(!parseBlockingCache(std::string("quantlens-gemm-blocking 1\navx512vnni\t12\x01x32\t") + cpu, cpu,
+                                    "avx512vnni"));
+        QVERIFY(!parseBlockingCache(std::string("quantlens-gemm-blocking 1\navx512vnni 12x32 ") + cpu, cpu, "avx512vnni"));
+        std::string huge = good + std::string(20000, '#');
+        QVERIFY(!parseBlockingCache(huge, cpu, "avx512vnni"));
+        // Updating keeps other CPUs' and ISAs' entries and replaces this one.
+        const std::string other = "AuthenticAMD family 26 model 2 stepping 1";
+        std::string t = updateBlockingCache(good, other, "avx512vnni", "6x64");
+        t = updateBlockingCache(t, cpu, "avx512vnni", "6x64-r96");
+        QCOMPARE(QString::fromStdString(parseBlockingCache(t, cpu, "avx512vnni").value_or("-")), QStringLiteral("6x64-r96"));
+        QCOMPARE(QString::fromStdString(parseBlockingCache(t, other, "avx512vnni").value_or("-")), QStringLiteral("6x64"));
+        QCOMPARE(int(std::count(t.begin(), t.end(), '\n')), 3);
+        // A name the cache holds but the table does not know is refused by the caller.
+        QVERIFY(!findBlocking(*availableKernels().front(), "no-such-blocking"));
+    }
+
+    void measuredBlockingIsACandidate()
+    {
+        // One round only (a few ms): the choice itself depends on the machine's load.
+        for (const GemmKernels* k : availableKernels()) {
+            if (QByteArray(k->name) == "ref")
+                continue;
+            std::string why;
+            const GemmBlocking& b = measureBlocking(*k, 1, &why);
+            QVERIFY(&b >= k->blockings && &b < k->blockings + k->blockingCount);
+            QVERIFY2(why.find(" us") != std::string::npos, why.c_str());
+            const GemmBlocking& t = tableBlocking(*k);
+            QVERIFY(&t >= k->blockings && &t < k->blockings + k->blockingCount);
+        }
+        qInfo("cpu: %s", cpuKey().c_str());
     }
 
     void packedColumnSums()
@@ -138,16 +288,15 @@ private slots:
     {
         QFETCH(QString, isa);
         QFETCH(int, values);
-        const GemmKernels* kr = kernelsNamed(isa);
-        QVERIFY(kr);
-        std::mt19937 rng(1234 + values);
+        const Variant va = variantNamed(isa);
+        QVERIFY(va.kr && va.bl);
         const bool aMax128 = Values(values) == Values::RandomReduceRange;
-        for (const Shape& sh : shapes()) {
-            const Operands o = makeOperands(sh, Values(values), rng);
-            std::vector<int32_t> want(size_t(sh.m * sh.n)), got(size_t(sh.m * sh.n), 0x5A5A5A5A);
-            gemm_u8s8s32_ref(sh.m, sh.n, sh.k, o.a.data(), o.lda, o.w.data(), o.ldw, want.data(), sh.n);
-            const PackedWeights pw = packWeights(o.w.data(), sh.n, sh.k, o.ldw);
-            gemmU8S8S32(*kr, sh.m, o.a.data(), o.lda, pw, got.data(), sh.n, aMax128);
+        for (const Int32Case& c : int32Cases(Values(values))) {
+            const Shape& sh = c.o.sh;
+            const Operands& o = c.o;
+            const std::vector<int32_t>& want = c.want;
+            std::vector<int32_t> got(size_t(sh.m * sh.n), 0x5A5A5A5A);
+            gemmU8S8S32(*va.kr, sh.m, o.a.data(), o.lda, c.pw, got.data(), sh.n, aMax128, va.bl);
             for (int64_t i = 0; i < sh.m; ++i)
                 for (int64_t j = 0; j < sh.n; ++j)
                     if (got[size_t(i * sh.n + j)] != want[size_t(i * sh.n + j)])
@@ -159,13 +308,14 @@ private slots:
     void s8s8MatchesReference_data()
     {
         QTest::addColumn<QString>("isa");
-        for (const GemmKernels* k : availableKernels())
-            QTest::newRow(k->name) << QString::fromLatin1(k->name);
+        for (const QByteArray& n : variantNames())
+            QTest::newRow(n) << QString::fromLatin1(n);
     }
     void s8s8MatchesReference()
     {
         QFETCH(QString, isa);
-        const GemmKernels* kr = kernelsNamed(isa);
+        const Variant va = variantNamed(isa);
+        QVERIFY(va.kr && va.bl);
         std::mt19937 rng(99);
         std::uniform_int_distribution<int> s8(-128, 127);
         for (const Shape& sh : shapes()) {
@@ -179,7 +329,7 @@ private slots:
             std::vector<int32_t> want(size_t(sh.m * sh.n)), got(size_t(sh.m * sh.n));
             gemm_s8s8s32_ref(sh.m, sh.n, sh.k, a.data(), sh.k, w.data(), sh.k, want.data(), sh.n);
             const PackedWeights pw = packWeights(w.data(), sh.n, sh.k, sh.k);
-            gemmS8S8S32(*kr, sh.m, a.data(), sh.k, pw, got.data(), sh.n);
+            gemmS8S8S32(*va.kr, sh.m, a.data(), sh.k, pw, got.data(), sh.n, va.bl);
             for (int64_t i = 0; i < sh.m; ++i)
                 for (int64_t j = 0; j < sh.n; ++j)
                     if (got[size_t(i * sh.n + j)] != want[size_t(i * sh.n + j)])
@@ -194,13 +344,15 @@ private slots:
         QTest::addColumn<bool>("perRow");
         QTest::addColumn<bool>("perChannel");
         QTest::addColumn<bool>("withBias");
-        for (const GemmKernels* k : availableKernels()) {
-            const QByteArray n(k->name);
+        // Scale kind outer, variant inner, as in isaByValuesData.
+        for (const QByteArray& n : variantNames())
             QTest::newRow(n + "/per-tensor-act/per-tensor-w/bias") << QString::fromLatin1(n) << false << false << true;
+        for (const QByteArray& n : variantNames())
             QTest::newRow(n + "/per-tensor-act/per-tensor-w/no-bias") << QString::fromLatin1(n) << false << false << false;
+        for (const QByteArray& n : variantNames())
             QTest::newRow(n + "/per-row-act/per-channel-w/bias") << QString::fromLatin1(n) << true << true << true;
+        for (const QByteArray& n : variantNames())
             QTest::newRow(n + "/per-tensor-act/per-channel-w/bias") << QString::fromLatin1(n) << false << true << true;
-        }
     }
     void floatEpilogueMatchesReference()
     {
@@ -208,31 +360,13 @@ private slots:
         QFETCH(bool, perRow);
         QFETCH(bool, perChannel);
         QFETCH(bool, withBias);
-        const GemmKernels* kr = kernelsNamed(isa);
-        std::mt19937 rng(7);
-        std::uniform_real_distribution<float> sc(1e-4f, 0.05f), bi(-3.0f, 3.0f);
-        std::uniform_int_distribution<int> zp(0, 127);
-        for (const Shape& sh : shapes()) {
-            const Operands o = makeOperands(sh, Values::RandomReduceRange, rng);
-            std::vector<int32_t> aZero(size_t(sh.m)), acc(size_t(sh.m * sh.n));
-            std::vector<float> aScale(size_t(sh.m)), wScale(size_t(sh.n)), bias(size_t(sh.n));
-            for (auto& x : aZero) x = zp(rng);
-            for (auto& x : aScale) x = sc(rng);
-            for (auto& x : wScale) x = sc(rng);
-            for (auto& x : bias) x = bi(rng);
-            Requant rq;
-            rq.aZero = aZero.data();
-            rq.aZeroStride = perRow ? 1 : 0;
-            rq.aScale = aScale.data();
-            rq.aScaleStride = perRow ? 1 : 0;
-            rq.wScale = wScale.data();
-            rq.wScaleStride = perChannel ? 1 : 0;
-            rq.bias = withBias ? bias.data() : nullptr;
-            gemm_u8s8s32_ref(sh.m, sh.n, sh.k, o.a.data(), o.lda, o.w.data(), o.ldw, acc.data(), sh.n);
-            const PackedWeights pw = packWeights(o.w.data(), sh.n, sh.k, o.ldw);
-            std::vector<float> want(size_t(sh.m * sh.n)), got(size_t(sh.m * sh.n), -777.0f);
-            requant_f32_ref(sh.m, sh.n, acc.data(), sh.n, pw.colSum.data(), rq, want.data(), sh.n);
-            kr->gemmF32(sh.m, o.a.data(), o.lda, pw, 0, pw.panels, rq, got.data(), sh.n, true);
+        const Variant va = variantNamed(isa);
+        QVERIFY(va.kr && va.bl);
+        for (const FloatCase& c : floatCases(perRow, perChannel, withBias)) {
+            const Shape& sh = c.o.sh;
+            const std::vector<float>& want = c.want;
+            std::vector<float> got(size_t(sh.m * sh.n), -777.0f);
+            va.kr->gemmF32(sh.m, c.o.a.data(), c.o.lda, c.pw, 0, c.pw.panels, c.rq, got.data(), sh.n, true, *va.bl);
             for (int64_t i = 0; i < sh.m; ++i)
                 for (int64_t j = 0; j < sh.n; ++j) {
                     const float g = got[size_t(i * sh.n + j)], r = want[size_t(i * sh.n + j)];
@@ -248,18 +382,24 @@ private slots:
     {
         // Threads split the output by panel; two halves must write exactly the full result.
         QFETCH(QString, isa);
-        const GemmKernels* kr = kernelsNamed(isa);
+        const Variant va = variantNamed(isa);
+        QVERIFY(va.kr && va.bl);
         std::mt19937 rng(5);
         const Operands o = makeOperands({9, 200, 70}, Values::RandomFull, rng);
         const PackedWeights pw = packWeights(o.w.data(), 200, 70, o.ldw);
         std::vector<int32_t> whole(9 * 200), halves(9 * 200, 0);
-        kr->gemmS32(9, o.a.data(), o.lda, pw, 0, pw.panels, whole.data(), 200, false);
-        kr->gemmS32(9, o.a.data(), o.lda, pw, 0, 2, halves.data(), 200, false);
-        kr->gemmS32(9, o.a.data(), o.lda, pw, 2, pw.panels, halves.data(), 200, false);
+        va.kr->gemmS32(9, o.a.data(), o.lda, pw, 0, pw.panels, whole.data(), 200, false, *va.bl);
+        va.kr->gemmS32(9, o.a.data(), o.lda, pw, 0, 2, halves.data(), 200, false, *va.bl);
+        va.kr->gemmS32(9, o.a.data(), o.lda, pw, 2, pw.panels, halves.data(), 200, false, *va.bl);
         QVERIFY(whole == halves);
     }
 
-    void activationQuantizationMatchesReference_data() { s8s8MatchesReference_data(); }
+    void activationQuantizationMatchesReference_data()
+    {
+        QTest::addColumn<QString>("isa");
+        for (const GemmKernels* k : availableKernels())
+            QTest::newRow(k->name) << QString::fromLatin1(k->name);
+    }
     void activationQuantizationMatchesReference()
     {
         QFETCH(QString, isa);

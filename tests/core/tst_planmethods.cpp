@@ -15,6 +15,7 @@
 #include "io/exporter.h"
 #include "plan/session.h"
 #include "quant/metrics.h"
+#include "runner/activationquant.h"
 #include "runner/actstats.h"
 #include "tasks/exportplan.h"
 #include "tasks/layerrun.h"
@@ -148,6 +149,52 @@ private slots:
         qInfo("llama_tiny, 4-bit group 16, weight-only: hidden SQNR %.2f dB with GPTQ, %.2f dB round to nearest",
               withGptq->sensitivity.plan.hidden.sqnrDb, withRtn->sensitivity.plan.hidden.sqnrDb);
         QVERIFY(withGptq->sensitivity.plan.hidden.sqnrDb > withRtn->sensitivity.plan.hidden.sqnrDb);
+    }
+
+    // GPTQ calibrates block after block, as llm-compressor's sequential pipeline: block 0 on
+    // the float model's inputs, block 1 on the inputs block 0 gives with its GPTQ weights.
+    // Rebuilt here from the recording and the per-layer GPTQ, the integers are the same, and
+    // block 1's differ from a one-pass (float inputs) calibration.
+    void gptqIsSequentialOverBlocks()
+    {
+        auto m = open("encoder/llama_tiny.safetensors");
+        QVERIFY(m);
+        const QuantPlan plan = gptqPlan();
+        auto prep = preparePlan(m, "", llamaOptions(), plan);
+        QVERIFY2(prep.ok(), prep ? "" : prep.error().oneLine().c_str());
+        auto r = EncoderRunner::create(*m, llamaOptions());
+        QVERIFY(r.ok());
+        const std::vector<std::vector<int64_t>> calib{randomEncoderInput(1, 48, r->config().vocab).ids};
+        ActivationSpec weightOnly;
+        weightOnly.mode = ActivationMode::None;
+        QVERIFY(r->setActivations(weightOnly).ok());
+        auto gptqOf = [&](const std::string& layer) -> std::optional<QuantizedTensor> {
+            ActivationOptions ao;
+            ao.layers = {layer};
+            auto rec = recordActivations(*r, calib, ao);
+            if (!rec)
+                return std::nullopt;
+            const std::string tensor = layer + ".weight";
+            auto q = quantizeWithActivations(*m, r->config(), tensor, plan.decide(*m->find(tensor)).spec,
+                                             plan.methodFor(tensor), *rec);
+            return q ? std::optional<QuantizedTensor>(q->outIn) : std::nullopt;
+        };
+        const std::string first = "model.layers.0.self_attn.q_proj", later = "model.layers.1.mlp.down_proj";
+        auto firstFloat = gptqOf(first), laterFloat = gptqOf(later);
+        QVERIFY(firstFloat && laterFloat);
+        QCOMPARE(firstFloat->q, prep->runnerWeights.at(first + ".weight").q);
+        QVERIFY(laterFloat->q != prep->runnerWeights.at(later + ".weight").q);
+        for (int64_t i = 0; i < r->linearCount(); ++i)
+            if (r->blockOf(i) == 0) {
+                const std::string t = r->weightName(i);
+                QVERIFY(r->setGivenWeights(i, prep->runnerWeights.at(t)).ok());
+                const QuantSpec spec = plan.decide(*m->find(t)).spec;
+                QVERIFY(r->setQuantized(i, true, &spec).ok());
+            }
+        auto laterSequential = gptqOf(later);
+        QVERIFY(laterSequential);
+        QCOMPARE(laterSequential->q, prep->runnerWeights.at(later + ".weight").q);
+        QCOMPARE(laterSequential->params.scale, prep->runnerWeights.at(later + ".weight").params.scale);
     }
 
     // The single-layer run (Run tab, `run`) takes the same integers.

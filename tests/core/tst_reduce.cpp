@@ -133,6 +133,38 @@ private slots:
             }
         }
     }
+
+    // The heatmap fold: rows of every length around the vector widths, with and without a
+    // subtrahend, folded several times into the same running maxima (so ties between rows,
+    // NaN, infinities and FLT_MAX differences that overflow to inf all meet a kept value).
+    void foldMaxAbsBitExact()
+    {
+        for (int64_t n : {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 100, 768}) {
+            for (const bool diff : {false, true}) {
+                std::vector<std::vector<float>> rows, subs;
+                for (unsigned r = 0; r < 5; ++r) {
+                    rows.push_back(hostile(size_t(n), 10 + r));
+                    subs.push_back(hostile(size_t(n), 20 + r));
+                }
+                if (n > 3) {  // exact magnitude ties of both signs across rows
+                    rows[1][2] = -rows[0][2];
+                    rows[2][3] = rows[0][3];
+                }
+                std::vector<float> rmag(size_t(n), -1.0f), rval(size_t(n), 0.0f);
+                for (size_t r = 0; r < rows.size(); ++r)
+                    kReduceRef.foldMaxAbs(rows[r].data(), diff ? subs[r].data() : nullptr, n, rmag.data(), rval.data());
+                for (const ReduceKernels* k : availableReduce()) {
+                    std::vector<float> mag(size_t(n), -1.0f), val(size_t(n), 0.0f);
+                    for (size_t r = 0; r < rows.size(); ++r)
+                        k->foldMaxAbs(rows[r].data(), diff ? subs[r].data() : nullptr, n, mag.data(), val.data());
+                    QVERIFY2(sameBits(mag.data(), rmag.data(), mag.size() * 4), k->name);
+                    QVERIFY2(sameBits(val.data(), rval.data(), val.size() * 4), k->name);
+                }
+                for (size_t c = 0; c < size_t(n); ++c)  // the reference itself: finite winners only
+                    QVERIFY(rmag[c] == -1.0f || (std::isfinite(rval[c]) && rmag[c] == std::fabs(rval[c])));
+            }
+        }
+    }
 };
 
 QTEST_GUILESS_MAIN(TestReduce)

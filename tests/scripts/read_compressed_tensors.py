@@ -16,10 +16,19 @@ Written from neuralmagic/compressed-tensors (read, not copied):
     (word >> bits*i) & mask at column word*pack_factor + i, minus 2^(bits-1);
   - dequantize (quantization/lifecycle/forward.py _dequantize): x_q.to(scale.dtype),
     minus zero point if any, times scale; for group strategy column j uses scale[:, j // group_size]
-    (scale shape [out, in / group_size], lifecycle/initialize.py).
+    (scale shape [out, in / group_size], lifecycle/initialize.py);
+  - static input activations (W8A8 static: input_activations with dynamic false, strategy
+    "tensor", int 8 bits): <m>.input_scale [1] in the weight scale's dtype and, when not
+    symmetric, <m>.input_zero_point int8 [1] (initialize.py: expected_shape (1,), zp_dtype
+    int8; compressors/base.py _remove_symmetric_zp drops the zero point of symmetric
+    schemes). fake_quantize_input() is forward_helpers.py _quantize_dequantize: x / scale
+    + zero point, clamp to [-128, 127] (helpers.py calculate_range), round half to even
+    (torch.round), minus zero point, times scale.
 With --expect, every dequantized weight must equal FAKE.safetensors' tensor bit for bit
 (quantlens-cli --fake-quant: Quantlens' own dequantized values), and every other tensor
 must equal it too. Exits 1 on any difference, with the tensor and the first index.
+tests/scripts/check_ct_static.py imports load() and fake_quantize_input() to check the
+static input parameters against Quantlens and PyTorch.
 """
 import json
 import os
@@ -94,6 +103,24 @@ def dequantize(x_q, scale, args):
     fail(f"strategy {strategy} is not read here")
 
 
+def is_static_tensor_input(a):
+    return (a is not None and a["dynamic"] is False and a["strategy"] == "tensor" and a["num_bits"] == 8
+            and a["type"] == "int")
+
+
+def fake_quantize_input(x, scale, zero_point):
+    """_quantize_dequantize of one layer input with its static per-tensor parameters."""
+    x = np.asarray(x, dtype=np.float32)
+    s = np.float32(scale)
+    scaled = x / s
+    if zero_point is not None:
+        scaled = scaled + np.float32(zero_point)
+    q = np.round(np.clip(scaled, np.float32(-128), np.float32(127)))
+    if zero_point is not None:
+        q = q - np.float32(zero_point)
+    return (q * s).astype(np.float32)
+
+
 def scheme_for(module, qc):
     if module in qc.get("ignore", []):
         return None
@@ -104,10 +131,8 @@ def scheme_for(module, qc):
     return None
 
 
-def main():
-    if len(sys.argv) not in (2, 4) or (len(sys.argv) == 4 and sys.argv[2] != "--expect"):
-        fail("usage: read_compressed_tensors.py DIR [--expect FAKE.safetensors]")
-    folder = sys.argv[1]
+def load(folder):
+    """(quantization_config, modules, dense tensors, static inputs {module: (scale, zero_point or None)})."""
     with open(os.path.join(folder, "config.json")) as f:
         config = json.load(f)
     qc = config.get("quantization_config")
@@ -122,8 +147,11 @@ def main():
             fail(f"{name}: weights are not static symmetric int")
         if g["format"] == "int-quantized":
             a = g["input_activations"]
-            if not (a and a["dynamic"] is True and a["strategy"] == "token" and a["num_bits"] == 8):
-                fail(f"{name}: int-quantized without dynamic per-token 8-bit activations")
+            dynamic_token = a and a["dynamic"] is True and a["strategy"] == "token" and a["num_bits"] == 8
+            if not (dynamic_token or is_static_tensor_input(a)):
+                fail(f"{name}: int-quantized without dynamic per-token or static per-tensor 8-bit activations")
+            if is_static_tensor_input(a) and a["symmetric"] is not True and a.get("zp_dtype") not in (None, "torch.int8"):
+                fail(f"{name}: input zp_dtype {a.get('zp_dtype')!r}")
         elif g["format"] != "pack-quantized":
             fail(f"{name}: format {g['format']} is not read here")
     if qc["format"] not in ("int-quantized", "pack-quantized", "mixed-precision"):
@@ -132,6 +160,7 @@ def main():
     tensors, dtypes = read_safetensors(os.path.join(folder, "model.safetensors"))
     modules = sorted({n[: -len(".weight_scale")] for n in tensors if n.endswith(".weight_scale")})
     dense = {}
+    inputs = {}
     used = set()
     for m in modules:
         g = scheme_for(m, qc)
@@ -158,10 +187,46 @@ def main():
                 fail(f"{m}: unpacked values outside {args['num_bits']} bits")
             used.update({m + ".weight_packed", m + ".weight_shape"})
         dense[m + ".weight"] = dequantize(q, scale, args)
+        a = g["input_activations"]
+        has_zp = m + ".input_zero_point" in tensors
+        if is_static_tensor_input(a):
+            if m + ".input_scale" not in tensors:
+                fail(f"{m}: static input activations without {m}.input_scale")
+            s_in = tensors[m + ".input_scale"]
+            if s_in.shape != (1,) or dtypes[m + ".input_scale"] != dtypes[m + ".weight_scale"]:
+                fail(f"{m}.input_scale is {dtypes[m + '.input_scale']} {list(s_in.shape)}, not "
+                     f"{dtypes[m + '.weight_scale']} [1]")
+            if not (np.isfinite(s_in[0]) and s_in[0] > 0):
+                fail(f"{m}.input_scale {s_in[0]} is not a positive number")
+            zp = None
+            if a["symmetric"]:
+                if has_zp:
+                    fail(f"{m}: a symmetric input scheme with an input_zero_point (vLLM does not load it)")
+            else:
+                if not has_zp:
+                    fail(f"{m}: an asymmetric input scheme without {m}.input_zero_point")
+                zpt = tensors[m + ".input_zero_point"]
+                if zpt.shape != (1,) or dtypes[m + ".input_zero_point"] != "I8":
+                    fail(f"{m}.input_zero_point is {dtypes[m + '.input_zero_point']} {list(zpt.shape)}, not I8 [1]")
+                zp = int(zpt[0])
+                used.add(m + ".input_zero_point")
+            used.add(m + ".input_scale")
+            inputs[m] = (s_in[0], zp)
+        elif m + ".input_scale" in tensors or has_zp:
+            fail(f"{m}: input_scale/input_zero_point without a static input scheme")
     for n, v in tensors.items():
         if n not in used:
             dense[n] = v
-    print(f"read {folder}: {len(modules)} quantized modules ({qc['format']}), {len(dense)} dense tensors")
+    return qc, modules, dense, inputs
+
+
+def main():
+    if len(sys.argv) not in (2, 4) or (len(sys.argv) == 4 and sys.argv[2] != "--expect"):
+        fail("usage: read_compressed_tensors.py DIR [--expect FAKE.safetensors]")
+    folder = sys.argv[1]
+    qc, modules, dense, inputs = load(folder)
+    print(f"read {folder}: {len(modules)} quantized modules ({qc['format']}), {len(dense)} dense tensors"
+          + (f", {len(inputs)} static input scales" if inputs else ""))
 
     if len(sys.argv) == 4:
         expect, _ = read_safetensors(sys.argv[3])

@@ -9,8 +9,11 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <memory>
 #include <vector>
 
+#include "quant/metrics.h"
+#include "quant/quantize.h"
 #include "tensoranalysis.h"
 
 using namespace quantlens;
@@ -155,6 +158,76 @@ private slots:
         QCOMPARE(g.v[3], 0.0);
         QCOMPARE(g.absMax, 3.0);
         QCOMPARE(g.clipAbs, 3.0);
+    }
+
+    // The window's per-drag job (one round-trip sweep, then both maps and the row metrics in
+    // one more) gives what the separate functions give, also when it reuses the buffers of
+    // an outcome it dropped, and after switching to a matrix of another size.
+    void quantizeMatrixEqualsSeparatePasses()
+    {
+        std::mt19937 rng(11);
+        std::student_t_distribution<float> t3(3.0f);
+        auto matrix = [&](int64_t rows, int64_t cols) {
+            auto m = std::make_shared<MatrixData>();
+            m->rows = rows;
+            m->cols = cols;
+            m->values.resize(size_t(rows * cols));
+            for (auto& v : m->values)
+                v = 0.02f * t3(rng);
+            m->dtype = DType::F32;
+            return std::shared_ptr<const MatrixData>(m);
+        };
+        std::vector<QuantSpec> specs(5);
+        specs[0].scheme = Scheme::TorchSymmetric;
+        specs[0].calib = CalibMethod::Manual;
+        specs[0].manualLo = -0.05f;
+        specs[0].manualHi = 0.04f;
+        specs[1].scheme = Scheme::TorchAffine;
+        specs[1].granularity = Granularity::PerChannel;
+        specs[2].granularity = Granularity::PerGroup;
+        specs[2].groupSize = 64;
+        specs[2].bits = 4;
+        specs[3].scheme = Scheme::Q8_0;
+        specs[4].scheme = Scheme::Q4_K;
+        for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{96, 256}, {1, 512}, {40, 768}, {96, 256}}) {
+            const auto m = matrix(rows, cols);
+            std::shared_ptr<const QuantOutcome> keep;
+            for (int round = 0; round < 3; ++round)
+                for (const QuantSpec& spec : specs) {
+                    auto r = quantizeMatrix(m, spec, 32, false, false, nullptr);
+                    QVERIFY2(r, qPrintable(QString::fromStdString(r ? "" : r.error().oneLine())));
+                    const QuantOutcome& o = **r;
+                    QuantSpec s = spec;
+                    s.axis = 0;
+                    auto q = quantize(m->values, {rows, cols}, s);
+                    QVERIFY(q);
+                    const std::vector<float> dq = dequantize(*q);
+                    QCOMPARE(o.qt.q, q->q);
+                    QCOMPARE(o.dequantized, dq);
+                    const Metrics mt = computeMetrics(m->values, dq, q->clampedCount);
+                    QCOMPARE(o.metrics.sqnrDb, mt.sqnrDb);
+                    QCOMPARE(o.metrics.mse, mt.mse);
+                    QCOMPARE(o.metrics.maxAbsError, mt.maxAbsError);
+                    QCOMPARE(o.metrics.clampedFraction, mt.clampedFraction);
+                    const HeatGrid a = poolMaxAbs(dq.data(), rows, cols, 32);
+                    const HeatGrid e = poolMaxAbsDiff(dq.data(), m->values.data(), rows, cols, 32);
+                    QCOMPARE(o.after.v, a.v);
+                    QCOMPARE(o.after.clipAbs, a.clipAbs);
+                    QCOMPARE(o.error.v, e.v);
+                    QCOMPARE(o.error.absMax, e.absMax);
+                    if (rows > 1) {
+                        const auto rm = computeRowMetrics(m->values, dq, rows, cols);
+                        QCOMPARE(o.rowMetrics.size(), rm.size());
+                        for (size_t i = 0; i < rm.size(); ++i)
+                            QCOMPARE(o.rowMetrics[i].sqnrDb, rm[i].sqnrDb);
+                    } else {
+                        QVERIFY(o.rowMetrics.empty());
+                    }
+                    if (round == 1)
+                        keep = *r;  // one stays alive while later ones recycle buffers
+                }
+            QCOMPARE(keep->spec.scheme, specs.back().scheme);
+        }
     }
 
     void emptyInput()
