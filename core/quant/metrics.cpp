@@ -56,22 +56,15 @@ static_assert(MetricsRun::kPiece % quantrun::kSumBlock == 0, "pieces must end wh
 void MetricsRun::add(std::span<const float> x, std::span<const float> xhat)
 {
     const int64_t n = int64_t(std::min(x.size(), xhat.size()));
-    Sums s;
-    s.err2 = err2_;
-    s.x2 = x2_;
-    s.y2 = y2_;
-    s.xy = xy_;
-    s.maxAbs = maxAbs_;
+    Sums s = sums();
     quantrun::activeQuant().sums(x.data(), xhat.data(), n, &s);
-    err2_ = s.err2;
-    x2_ = s.x2;
-    y2_ = s.y2;
-    xy_ = s.xy;
-    maxAbs_ = s.maxAbs;
+    keep(s);
     n_ += n;
 }
 
-Metrics MetricsRun::finish(int64_t clampedCount) const
+Metrics MetricsRun::finish(int64_t clampedCount) const { return metricsFromSums(sums(), n_, clampedCount); }
+
+Sums MetricsRun::sums() const
 {
     Sums s;
     s.err2 = err2_;
@@ -79,7 +72,16 @@ Metrics MetricsRun::finish(int64_t clampedCount) const
     s.y2 = y2_;
     s.xy = xy_;
     s.maxAbs = maxAbs_;
-    return metricsFromSums(s, n_, clampedCount);
+    return s;
+}
+
+void MetricsRun::keep(const Sums& s)
+{
+    err2_ = s.err2;
+    x2_ = s.x2;
+    y2_ = s.y2;
+    xy_ = s.xy;
+    maxAbs_ = s.maxAbs;
 }
 
 std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const float> xhat, int64_t rows,

@@ -34,6 +34,8 @@ public:
     Metrics finish(int64_t clampedCount = 0) const;
 
 private:
+    quantrun::Sums sums() const;
+    void keep(const quantrun::Sums& s);
     double err2_ = 0, x2_ = 0, y2_ = 0, xy_ = 0;
     float maxAbs_ = 0;
     int64_t n_ = 0;
