@@ -87,7 +87,8 @@ Result<AtomicFile> AtomicFile::create(const std::string& finalPath, const std::v
 }
 
 AtomicFile::AtomicFile(AtomicFile&& o) noexcept
-    : finalPath_(std::move(o.finalPath_)), tempPath_(std::move(o.tempPath_)), fd_(o.fd_), written_(o.written_), done_(o.done_)
+    : finalPath_(std::move(o.finalPath_)), tempPath_(std::move(o.tempPath_)), fd_(o.fd_), written_(o.written_),
+      flushedTo_(o.flushedTo_), done_(o.done_)
 {
     o.fd_ = -1;
     o.done_ = true;
@@ -101,6 +102,7 @@ AtomicFile& AtomicFile::operator=(AtomicFile&& o) noexcept
         tempPath_ = std::move(o.tempPath_);
         fd_ = o.fd_;
         written_ = o.written_;
+        flushedTo_ = o.flushedTo_;
         done_ = o.done_;
         o.fd_ = -1;
         o.done_ = true;
@@ -126,6 +128,12 @@ Status AtomicFile::write(std::span<const std::byte> bytes)
         p += n;
         left -= size_t(n);
         written_ += n;
+    }
+    // A hint only: an error here shows again, and is reported, at commit()'s fsync.
+    constexpr int64_t kWritebackStep = int64_t(8) << 20;
+    if (written_ - flushedTo_ >= kWritebackStep) {
+        ::sync_file_range(fd_, flushedTo_, written_ - flushedTo_, SYNC_FILE_RANGE_WRITE);
+        flushedTo_ = written_;
     }
     return Ok{};
 }

@@ -30,6 +30,8 @@ public:
     // For libraries that open files by name (HDF5): they may truncate and rewrite it.
     const std::string& tempPath() const { return tempPath_; }
 
+    // Also starts the disk writeback of every whole 8 MiB written (sync_file_range, no
+    // wait), so commit()'s fsync waits for the last few MiB, not for the whole file.
     Status write(std::span<const std::byte> bytes);
     Status write(const void* data, size_t n) { return write({static_cast<const std::byte*>(data), n}); }
     int64_t bytesWritten() const { return written_; }
@@ -46,6 +48,7 @@ private:
     std::string tempPath_;
     int fd_ = -1;
     int64_t written_ = 0;
+    int64_t flushedTo_ = 0;  // writeback started up to here (write() starts it as it goes)
     bool done_ = false;
 };
 

@@ -1,12 +1,17 @@
 #include "io/ggufwriter.h"
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <unordered_map>
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -14,6 +19,7 @@
 #include "io/gguf.h"
 #include "io/ggufspecmap.h"
 #include "io/mappedfile.h"
+#include "truncationguard.h"
 #include "quant/ggmlblocks.h"
 
 namespace quantlens {
@@ -36,12 +42,14 @@ struct RawTensor {
     std::string name;
     std::vector<uint64_t> ne;  // innermost first, as stored
     uint32_t type = 0;
+    uint64_t offset = 0;       // from the start of the data section
 };
 struct RawHeader {
     uint32_t version = 3;
     uint64_t alignment = 32;
     std::vector<RawKv> kvs;
     std::vector<RawTensor> tensors;
+    uint64_t dataStart = 0;  // file offset of the data section
 };
 
 class Reader {
@@ -175,10 +183,13 @@ Result<RawHeader> readRawHeader(std::span<const std::byte> b, const std::string&
         if (!type)
             return type.error();
         t.type = uint32_t(*type);
-        if (auto off = r.u(8); !off)
+        auto off = r.u(8);
+        if (!off)
             return off.error();
+        t.offset = *off;
         h.tensors.push_back(std::move(t));
     }
+    h.dataStart = h.alignment ? (r.pos + h.alignment - 1) / h.alignment * h.alignment : r.pos;
     return h;
 }
 
@@ -202,6 +213,40 @@ void putU32Kv(std::vector<std::byte>& out, const std::string& key, uint32_t v)
     put(out, v, 4);
 }
 
+// Values per decoded piece when the written tensor is checked against its source: a
+// multiple of every block length and of MetricsRun::kPiece, 256 KiB of floats.
+constexpr int64_t kCheckPiece = 65536;
+static_assert(kCheckPiece % MetricsRun::kPiece == 0 && kCheckPiece % 256 == 0);
+
+constexpr uint64_t kCopyPiece = uint64_t(8) << 20;  // bytes per read of a tensor copied unchanged
+
+// A buffer reused across tensors: grows to the largest request, never zero-filled, in
+// transparent huge pages where the kernel gives them (one TLB entry per 2 MiB).
+template <class T>
+class Scratch {
+public:
+    std::span<T> get(size_t n)
+    {
+        if (n > size_) {
+            constexpr size_t kHuge = size_t(2) << 20;
+            const size_t bytes = (n * sizeof(T) + kHuge - 1) / kHuge * kHuge;
+            data_.reset(static_cast<T*>(std::aligned_alloc(kHuge, bytes)));
+            if (!data_)
+                throw std::bad_alloc();
+            ::madvise(data_.get(), bytes, MADV_HUGEPAGE);
+            size_ = n;
+        }
+        return {data_.get(), n};
+    }
+
+private:
+    struct Free {
+        void operator()(T* p) const { std::free(p); }
+    };
+    std::unique_ptr<T, Free> data_;
+    size_t size_ = 0;
+};
+
 uint64_t alignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 // Drops the source pages of a tensor already written from this process's memory (they are
@@ -214,6 +259,34 @@ void releasePages(std::span<const std::byte> data)
     const uintptr_t end = (reinterpret_cast<uintptr_t>(data.data()) + data.size()) / page * page;
     if (end > begin)
         ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+struct Fd {
+    int fd = -1;
+    ~Fd()
+    {
+        if (fd >= 0)
+            ::close(fd);
+    }
+};
+
+// n bytes at `offset` of the source; a short read means the file shrank since it was read.
+Status readAt(int fd, void* dst, size_t n, uint64_t offset, const std::string& path, const std::string& tensor)
+{
+    auto* p = static_cast<char*>(dst);
+    while (n > 0) {
+        const ssize_t got = ::pread(fd, p, n, off_t(offset));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return makeError("read", std::string("cannot read: ") + std::strerror(errno), path, int64_t(offset), tensor);
+        if (got == 0)
+            return truncationguard::fileChangedError(path, tensor);
+        p += got;
+        n -= size_t(got);
+        offset += uint64_t(got);
+    }
+    return Ok{};
 }
 
 std::string sourceTypeName(uint32_t id, const Tensor& t)
@@ -422,8 +495,14 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
     if (Status s = file->write(head); !s)
         return s.error();
     const std::vector<std::byte> zeros(size_t(H.alignment), std::byte{0});
-    std::vector<float> x, source, back;  // values, the pre-clip copy, the decoded result
-    std::vector<std::byte> out;
+    Fd srcFd{::open(sourcePath.c_str(), O_RDONLY | O_CLOEXEC)};
+    if (srcFd.fd < 0)
+        return makeError("open", std::string("cannot open: ") + std::strerror(errno), sourcePath);
+    // Grown, never shrunk or zero-filled: the largest tensor's pages fault in once, not
+    // once per tensor (that and a zero fill per resize were a fifth of a q8_0 export).
+    Scratch<float> converted, clippedCopy;  // the float values (read or converted); the clipped values
+    Scratch<std::byte> out, copyBuffer;
+    std::vector<float> back(static_cast<size_t>(kCheckPiece));  // one decoded piece, cache-sized
     const double n = double(std::max<size_t>(1, H.tensors.size()));
     for (size_t i = 0; i < H.tensors.size(); ++i) {
         const Tensor& t = model->tensors[i];
@@ -432,23 +511,48 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
         if (!exportdetail::report(progress, double(i) / n, (p.quantize ? "quantizing " : "copying ") + t.name))
             return exportdetail::cancelled(opts.outPath);
         if (!p.quantize) {
-            if (Status s = file->write(t.data); !s)
-                return s.error();
+            // Copied through a reused buffer with pread, not written from the mapping: a
+            // source that shrank then fails as "file changed", not as a write error.
+            const uint64_t from = H.dataStart + H.tensors[i].offset;
+            for (uint64_t done = 0; done < p.bytes;) {
+                const size_t len = size_t(std::min<uint64_t>(p.bytes - done, kCopyPiece));
+                std::span<std::byte> piece = copyBuffer.get(len);
+                if (Status s = readAt(srcFd.fd, piece.data(), len, from + done, sourcePath, t.name); !s)
+                    return s.error();
+                if (Status s = file->write(piece); !s)
+                    return s.error();
+                done += len;
+            }
         } else {
-            x.resize(size_t(t.numel()));
-            if (Status s = t.toFloat(x); !s)
+            const size_t numel = size_t(t.numel());
+            // The values before any clip. Float32 source bytes are read with pread into the
+            // reused buffer: the kernel copies from the page cache through its own large
+            // pages, where reading the mapping took a fault per 4 KiB page and a TLB miss
+            // per page (a third of a q8_0 export).
+            std::span<float> x = converted.get(numel);
+            const bool direct = t.dtype == DType::F32 && t.strides.empty() && !t.packed
+                                && t.bigEndian == (std::endian::native == std::endian::big)
+                                && t.data.size() / 4 >= numel;
+            if (direct) {
+                if (Status s = readAt(srcFd.fd, x.data(), numel * 4, H.dataStart + H.tensors[i].offset, sourcePath, t.name); !s)
+                    return s.error();
+            } else if (Status s = t.toFloat(x); !s) {
                 return s.error();
+            }
+            const std::span<const float> source = x;
             const int64_t rowLen = t.shape.empty() ? 1 : t.shape.back();
             const bool clips = p.spec->calib != CalibMethod::MinMax;
+            std::span<const float> values = source;  // what the blocks are made from
             if (clips) {
-                source.assign(x.begin(), x.end());  // the metrics compare with the values before the clip
+                std::span<float> c = clippedCopy.get(numel);
+                std::copy(source.begin(), source.end(), c.begin());
                 Result<int64_t> changed = int64_t(0);
                 if (p.mapped) {
-                    changed = clipAsSpec(x, rowLen, *p.spec);
+                    changed = clipAsSpec(c, rowLen, *p.spec);
                 } else if (auto clip = ggmlClipRange(source, *p.spec); !clip) {
                     changed = clip.error();
                 } else if (*clip) {
-                    changed = clipValues(source, **clip, x.data());
+                    changed = clipValues(source, **clip, c.data());
                 }
                 if (!changed) {
                     Error e = changed.error();
@@ -456,30 +560,36 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
                     return e;
                 }
                 r.clippedValues = *changed;
+                values = c;
             }
-            out.resize(size_t(p.bytes));
-            if (Status s = ggmlQuantize(GgmlType(p.type), x, rowLen, out); !s) {
+            std::span<std::byte> blocks = out.get(size_t(p.bytes));
+            if (Status s = ggmlQuantize(GgmlType(p.type), values, rowLen, blocks); !s) {
                 Error e = s.error();
                 e.tensor = t.name;
                 return e;
             }
-            if (Status s = file->write(out); !s)
+            if (Status s = file->write(blocks); !s)
                 return s.error();
-            Tensor written;
-            written.dtype = ggmlTypeInfo(GgmlType(p.type))->dtype;
-            written.shape = t.shape;
-            written.data = out;
-            back.resize(x.size());
-            if (written.toFloat(back)) {
-                r.metrics = computeMetrics(clips ? std::span<const float>(source) : std::span<const float>(x), back);
-                r.haveMetrics = true;
+            // The written tensor decoded as ggml decodes it, against the values before the
+            // clip, a cache-sized piece at a time (the same bits as one pass over the tensor).
+            const GgmlTypeInfo* wt = ggmlTypeInfo(GgmlType(p.type));
+            MetricsRun run;
+            bool decoded = true;
+            for (size_t at = 0; at < numel && decoded; at += size_t(kCheckPiece)) {
+                const size_t len = std::min(numel - at, size_t(kCheckPiece));
+                Tensor piece;
+                piece.dtype = wt->dtype;
+                piece.shape = {int64_t(len)};
+                piece.data = std::span<const std::byte>(blocks).subspan(at / size_t(wt->blockElems) * size_t(wt->blockBytes),
+                                                                        len / size_t(wt->blockElems) * size_t(wt->blockBytes));
+                const std::span<float> y = std::span<float>(back).first(len);
+                decoded = piece.toFloat(y).ok();
+                if (decoded)
+                    run.add(source.subspan(at, len), y);
             }
-            // One tensor at a time: give the buffers back before the next, larger one.
-            if (x.capacity() > (size_t(1) << 24)) {
-                std::vector<float>().swap(x);
-                std::vector<float>().swap(source);
-                std::vector<float>().swap(back);
-                std::vector<std::byte>().swap(out);
+            if (decoded) {
+                r.metrics = run.finish();
+                r.haveMetrics = true;
             }
         }
         releasePages(t.data);

@@ -1,6 +1,7 @@
 #include "io/onnxqdq.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstring>
 #include <filesystem>
@@ -9,6 +10,11 @@
 #include <set>
 #include <unordered_map>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
 #include <onnx/version_converter/convert.h>
@@ -38,7 +44,9 @@ bool isFloatType(int t)
 // is a second parse of the same bytes.
 class Internalizer {
 public:
-    explicit Internalizer(fs::path dir) : dir_(std::move(dir)) {}
+    // Initializers of the main graph named in `skip` are left external (the caller
+    // replaces them).
+    Internalizer(fs::path dir, const std::set<std::string>* skip) : dir_(std::move(dir)), skip_(skip) {}
 
     Status tensor(onnx::TensorProto& t)
     {
@@ -82,11 +90,16 @@ public:
 
     // Every tensor of a graph and its subgraphs: initializers, sparse initializers and
     // Constant / attribute tensors.
-    Status graph(onnx::GraphProto& g)
+    Status graph(onnx::GraphProto& g, bool main = true)
     {
-        for (auto& t : *g.mutable_initializer())
+        for (auto& t : *g.mutable_initializer()) {
+            if (main && skip_ && skip_->count(t.name())) {
+                any = any || t.data_location() == onnx::TensorProto::EXTERNAL;  // the export stays external
+                continue;
+            }
             if (Status s = tensor(t); !s)
                 return s;
+        }
         for (auto& st : *g.mutable_sparse_initializer()) {
             if (Status s = tensor(*st.mutable_values()); !s)
                 return s;
@@ -102,10 +115,10 @@ public:
                     if (Status s = tensor(t); !s)
                         return s;
                 if (a.has_g())
-                    if (Status s = graph(*a.mutable_g()); !s)
+                    if (Status s = graph(*a.mutable_g(), false); !s)
                         return s;
                 for (auto& sg : *a.mutable_graphs())
-                    if (Status s = graph(sg); !s)
+                    if (Status s = graph(sg, false); !s)
                         return s;
             }
         return Ok{};
@@ -119,6 +132,7 @@ private:
         return makeError("bad-external", why, {}, -1, t.name());
     }
     fs::path dir_;
+    const std::set<std::string>* skip_ = nullptr;
     std::unordered_map<std::string, std::shared_ptr<const MappedFile>> files_;
 };
 
@@ -238,16 +252,21 @@ Result<QdqLayout> qdqLayout(const QuantizedTensor& qt)
     return L;
 }
 
-// Moves every large initializer of the main graph into `data` (64-byte aligned, as
-// mmap-friendly writers do) and points it at `location`.
-void externalize(onnx::GraphProto& g, const std::string& location, std::string& data)
+// Moves every large initializer of the main graph into the data file (64-byte aligned, as
+// mmap-friendly writers do) and points it at `location`. Each is written as it goes, so
+// the data is never held twice.
+Status externalize(onnx::GraphProto& g, const std::string& location, AtomicFile& data)
 {
+    static const char zeros[64] = {};
     for (auto& t : *g.mutable_initializer()) {
         if (t.raw_data().size() < kExternalThreshold)
             continue;
-        data.resize((data.size() + 63) / 64 * 64, '\0');
-        const size_t offset = data.size();
-        data += t.raw_data();
+        const int64_t pad = (64 - data.bytesWritten() % 64) % 64;
+        if (Status s = data.write(zeros, size_t(pad)); !s)
+            return s;
+        const int64_t offset = data.bytesWritten();
+        if (Status s = data.write(t.raw_data().data(), t.raw_data().size()); !s)
+            return s;
         t.clear_raw_data();
         t.set_data_location(onnx::TensorProto::EXTERNAL);
         auto add = [&](const char* k, const std::string& v) {
@@ -257,9 +276,29 @@ void externalize(onnx::GraphProto& g, const std::string& location, std::string& 
         };
         add("location", location);
         add("offset", std::to_string(offset));
-        add("length", std::to_string(data.size() - offset));
+        add("length", std::to_string(data.bytesWritten() - offset));
     }
+    return Ok{};
 }
+
+// Serializes straight into the output file through protobuf's 1 MiB buffer: no second
+// copy of the whole model in memory.
+class FileSink : public google::protobuf::io::CopyingOutputStream {
+public:
+    explicit FileSink(AtomicFile& f) : f_(f) {}
+    bool Write(const void* buffer, int size) override
+    {
+        if (Status s = f_.write(buffer, size_t(size)); !s) {
+            error = s.error();
+            return false;
+        }
+        return true;
+    }
+    std::optional<Error> error;
+
+private:
+    AtomicFile& f_;
+};
 
 }  // namespace
 
@@ -275,18 +314,30 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
     if (!exportdetail::report(progress, 0.0, "reading " + src))
         return exportdetail::cancelled(opts.outPath);
 
+    // Parsed from the file through protobuf's small read buffer, not from a mapping: a
+    // mapped model would be resident beside its parsed copy, doubling the peak.
     onnx::ModelProto mp;
     {
-        auto mf = MappedFile::open(src);
-        if (!mf)
-            return mf.error();
-        const auto bytes = (*mf)->bytes();
-        if (bytes.size() > size_t(kMaxProtoBytes))
+        const int fd = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return makeError("open", std::string("cannot open: ") + std::strerror(errno), src);
+        struct stat st {};
+        const bool tooLarge = ::fstat(fd, &st) == 0 && st.st_size > kMaxProtoBytes;
+        const bool parsed = !tooLarge && mp.ParseFromFileDescriptor(fd);
+        ::close(fd);
+        if (tooLarge)
             return makeError("too-large", "the model file is over 2 GiB, which protobuf cannot parse", src);
-        if (!mp.ParseFromArray(bytes.data(), int(bytes.size())))
+        if (!parsed)
             return makeError("bad-model", "libprotobuf could not parse the model that our reader accepted", src);
     }
-    Internalizer ext(fs::path(src).parent_path());
+    // External weights about to be replaced by their quantized form are not read in (one
+    // float copy fewer per weight), unless the opset converter, which sees every tensor,
+    // runs first.
+    std::set<std::string> notRead;
+    if (const onnx::OperatorSetIdProto* o = defaultOpset(mp); o && o->version() >= kPerChannelOpset)
+        for (const ExportEntry& e : entries)
+            notRead.insert(e.quantized.name);
+    Internalizer ext(fs::path(src).parent_path(), &notRead);
     if (Status s = ext.graph(*mp.mutable_graph()); !s)
         return s.error();
 
@@ -452,33 +503,36 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
 
     // Data that was external stays external, now in one file beside the output; a model
     // that would not fit one protobuf message goes external too.
-    std::string data;
     const std::string dataName = fs::path(opts.outPath).filename().string() + ".data";
     const std::string dataPath = (fs::path(opts.outPath).parent_path() / dataName).string();
-    if (ext.any || mp.ByteSizeLong() > size_t(kMaxProtoBytes))
-        externalize(g, dataName, data);
+    std::optional<AtomicFile> dataFile;
+    if (ext.any || mp.ByteSizeLong() > size_t(kMaxProtoBytes)) {
+        auto df = AtomicFile::create(dataPath, m.files);
+        if (!df)
+            return df.error();
+        dataFile.emplace(std::move(*df));
+        if (Status st = externalize(g, dataName, *dataFile); !st)
+            return st.error();
+        if (dataFile->bytesWritten() == 0)
+            dataFile.reset();  // nothing large enough to move out: no data file
+    }
     if (mp.ByteSizeLong() > size_t(kMaxProtoBytes))
         return fail("too-large", "the model's graph is over 2 GiB even without its initializers");
     if (!exportdetail::report(progress, 0.75, "writing " + opts.outPath))
         return exportdetail::cancelled(opts.outPath);
 
-    std::string bytes;
-    if (!mp.SerializeToString(&bytes))
-        return fail("write", "libprotobuf could not serialize the model");
     auto model = AtomicFile::create(opts.outPath, m.files);
     if (!model)
         return model.error();
-    std::optional<AtomicFile> dataFile;
-    if (!data.empty()) {
-        auto df = AtomicFile::create(dataPath, m.files);
-        if (!df)
-            return df.error();
-        dataFile.emplace(std::move(*df));
-        if (Status st = dataFile->write(data.data(), data.size()); !st)
-            return st.error();
+    {
+        FileSink sink(*model);
+        google::protobuf::io::CopyingOutputStreamAdaptor out(&sink, 1 << 20);
+        const bool ok = mp.SerializeToZeroCopyStream(&out) && out.Flush();
+        if (sink.error)
+            return *sink.error;
+        if (!ok)
+            return fail("write", "libprotobuf could not serialize the model");
     }
-    if (Status st = model->write(bytes.data(), bytes.size()); !st)
-        return st.error();
     if (!exportdetail::report(progress, 0.95, "committing " + opts.outPath))
         return exportdetail::cancelled(opts.outPath);
     if (dataFile) {
@@ -492,7 +546,7 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
         }
         return st.error();
     }
-    report.bytesWritten = int64_t(bytes.size() + data.size());
+    report.bytesWritten = model->bytesWritten() + (dataFile ? dataFile->bytesWritten() : 0);
     report.files.push_back(opts.outPath);
     if (dataFile)
         report.files.push_back(dataPath);

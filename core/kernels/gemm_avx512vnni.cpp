@@ -176,6 +176,26 @@ inline void forEachRowBlock(int64_t m, int64_t mr, F&& f)
     }
 }
 
+// The output of the row tile starting at row i and column c0, and (float output) the
+// epilogue's operands for it; wScale points at column c0's scale.
+template <bool F32, bool Bias>
+void* tileOutput(const Requant* rq, const float* wScale, const int32_t* colSum, int64_t c0, int64_t i, void* out,
+                 int64_t ldo, Epi& e)
+{
+    if constexpr (F32) {
+        e.colSum = colSum + c0;
+        e.aZero = rq->aZero + i * rq->aZeroStride;
+        e.aZeroStride = rq->aZeroStride;
+        e.aScale = rq->aScale + i * rq->aScaleStride;
+        e.aScaleStride = rq->aScaleStride;
+        e.wScale = wScale;
+        e.bias = Bias ? rq->bias + c0 : nullptr;
+        return static_cast<float*>(out) + i * ldo + c0;
+    } else {
+        return static_cast<int32_t*>(out) + i * ldo + c0;
+    }
+}
+
 // wScale points at the panel's first column.
 template <int NB, bool F32, bool Full, bool Bias>
 void panel(int64_t m, int64_t mr, const uint8_t* a, int64_t lda, const int8_t* b, int64_t groups, const Requant* rq,
@@ -183,19 +203,7 @@ void panel(int64_t m, int64_t mr, const uint8_t* a, int64_t lda, const int8_t* b
 {
     forEachRowBlock(m, mr, [&](int64_t i, int64_t rows) {
         Epi e;
-        void* o;
-        if constexpr (F32) {
-            e.colSum = colSum + col0;
-            e.aZero = rq->aZero + i * rq->aZeroStride;
-            e.aZeroStride = rq->aZeroStride;
-            e.aScale = rq->aScale + i * rq->aScaleStride;
-            e.aScaleStride = rq->aScaleStride;
-            e.wScale = wScale;
-            e.bias = Bias ? rq->bias + col0 : nullptr;
-            o = static_cast<float*>(out) + i * ldo + col0;
-        } else {
-            o = static_cast<int32_t*>(out) + i * ldo + col0;
-        }
+        void* o = tileOutput<F32, Bias>(rq, wScale, colSum, col0, i, out, ldo, e);
         const uint8_t* ab = a + i * lda;
         switch (rows) {
         case 6: block<6, NB, F32, Full, Bias>(groups, ab, lda, b, e, o, ldo, cols); break;
@@ -220,19 +228,7 @@ void halfPanels(int64_t m, int64_t mr, const uint8_t* a, int64_t lda, const int8
         const int8_t* bh = b + 128 * h;
         forEachRowBlock(m, mr, [&](int64_t i, int64_t rows) {
             Epi e;
-            void* o;
-            if constexpr (F32) {
-                e.colSum = colSum + c0;
-                e.aZero = rq->aZero + i * rq->aZeroStride;
-                e.aZeroStride = rq->aZeroStride;
-                e.aScale = rq->aScale + i * rq->aScaleStride;
-                e.aScaleStride = rq->aScaleStride;
-                e.wScale = wScale + 32 * h;
-                e.bias = Bias ? rq->bias + c0 : nullptr;
-                o = static_cast<float*>(out) + i * ldo + c0;
-            } else {
-                o = static_cast<int32_t*>(out) + i * ldo + c0;
-            }
+            void* o = tileOutput<F32, Bias>(rq, wScale + 32 * h, colSum, c0, i, out, ldo, e);
             const uint8_t* ab = a + i * lda;
             switch (rows) {
             case 12: block<12, 2, F32, true, Bias, 256>(groups, ab, lda, bh, e, o, ldo, 32); break;

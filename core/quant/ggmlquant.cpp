@@ -9,6 +9,9 @@
 #include <vector>
 
 #include <sched.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "halffloat.h"
 #include "quant/ggmlkquant.h"
@@ -182,14 +185,51 @@ void quantizeQ5_1(const float* x, std::byte* y, int64_t k) { quantizeLegacy<5, t
 void quantizeQ8_0(const float* x, std::byte* y, int64_t k)
 {
     for (int64_t i = 0; i < k / 32; ++i, x += 32, y += 34) {
+#if defined(__SSE2__)
+        // Four lanes doing the scalar code below value by value (libm's roundf is a call per
+        // value and was half of a q8_0 export's time). maxps(|v|, m) is std::max(m, |v|),
+        // NaN skipped; the largest of non-NaN values does not depend on the order.
+        const __m128 absMask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+        __m128 m = _mm_setzero_ps();
+        for (int j = 0; j < 32; j += 4)
+            m = _mm_max_ps(_mm_and_ps(_mm_loadu_ps(x + j), absMask), m);
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+        const float amax = _mm_cvtss_f32(m);
+#else
         float amax = 0.0f;
         for (int j = 0; j < 32; ++j)
             amax = std::max(amax, std::fabs(x[j]));
+#endif
         const float d = amax / 127;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         putHalf(y, floatToHalf(d));
+#if defined(__SSE2__)
+        // roundf(v) then (int8_t): t = trunc(v) and v - t are exact, so half away from zero
+        // is t + (v - t >= 0.5) - (v - t <= -0.5); |v| >= 2^31 and NaN store 0, the low byte
+        // of cvttss2si's INT_MIN (toInt8Like). The low bytes are packed without saturation.
+        const __m128 vid = _mm_set1_ps(id), limit = _mm_set1_ps(2147483648.0f);
+        const __m128 half = _mm_set1_ps(0.5f), mhalf = _mm_set1_ps(-0.5f);
+        const __m128i lowByte = _mm_set1_epi32(0xff);
+        __m128i q[8];
+        for (int j = 0; j < 8; ++j) {
+            const __m128 v = _mm_mul_ps(_mm_loadu_ps(x + 4 * j), vid);
+            const __m128i t = _mm_cvttps_epi32(v);
+            const __m128 f = _mm_sub_ps(v, _mm_cvtepi32_ps(t));
+            __m128i r = _mm_sub_epi32(t, _mm_castps_si128(_mm_cmpge_ps(f, half)));
+            r = _mm_add_epi32(r, _mm_castps_si128(_mm_cmple_ps(f, mhalf)));
+            const __m128i inRange = _mm_castps_si128(_mm_cmplt_ps(_mm_and_ps(v, absMask), limit));
+            q[j] = _mm_and_si128(_mm_and_si128(r, inRange), lowByte);
+        }
+        for (int h = 0; h < 2; ++h) {
+            const __m128i a = _mm_packs_epi32(q[4 * h], q[4 * h + 1]);
+            const __m128i b = _mm_packs_epi32(q[4 * h + 2], q[4 * h + 3]);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(y + 2 + 16 * h), _mm_packus_epi16(a, b));
+        }
+#else
         for (int j = 0; j < 32; ++j)
             y[2 + j] = std::byte(uint8_t(toInt8Like(std::round(x[j] * id))));
+#endif
     }
 }
 

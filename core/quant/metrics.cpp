@@ -51,6 +51,39 @@ Metrics computeMetrics(std::span<const float> x, std::span<const float> xhat, in
     return metricsFromSums(accumulate(x.data(), xhat.data(), n), n, clampedCount);
 }
 
+static_assert(MetricsRun::kPiece % quantrun::kSumBlock == 0, "pieces must end where the sums flush their lanes");
+
+void MetricsRun::add(std::span<const float> x, std::span<const float> xhat)
+{
+    const int64_t n = int64_t(std::min(x.size(), xhat.size()));
+    Sums s = sums();
+    quantrun::activeQuant().sums(x.data(), xhat.data(), n, &s);
+    keep(s);
+    n_ += n;
+}
+
+Metrics MetricsRun::finish(int64_t clampedCount) const { return metricsFromSums(sums(), n_, clampedCount); }
+
+Sums MetricsRun::sums() const
+{
+    Sums s;
+    s.err2 = err2_;
+    s.x2 = x2_;
+    s.y2 = y2_;
+    s.xy = xy_;
+    s.maxAbs = maxAbs_;
+    return s;
+}
+
+void MetricsRun::keep(const Sums& s)
+{
+    err2_ = s.err2;
+    x2_ = s.x2;
+    y2_ = s.y2;
+    xy_ = s.xy;
+    maxAbs_ = s.maxAbs;
+}
+
 std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const float> xhat, int64_t rows,
                                        int64_t cols)
 {

@@ -24,6 +24,22 @@ struct Metrics {
 Metrics computeMetrics(std::span<const float> x, std::span<const float> xhat, int64_t clampedCount = 0);
 // The metrics of n values from their sums (kernels/quantrun.h), as computeMetrics forms them.
 Metrics metricsFromSums(const quantrun::Sums& s, int64_t n, int64_t clampedCount);
+// computeMetrics fed piece by piece, so a caller can compare a tensor with its decoded copy
+// one cache-sized piece at a time: pieces whose lengths are multiples of kPiece (the last
+// may be shorter) give the bits of one computeMetrics call over the whole run.
+class MetricsRun {
+public:
+    static constexpr int64_t kPiece = 512;
+    void add(std::span<const float> x, std::span<const float> xhat);
+    Metrics finish(int64_t clampedCount = 0) const;
+
+private:
+    quantrun::Sums sums() const;
+    void keep(const quantrun::Sums& s);
+    double err2_ = 0, x2_ = 0, y2_ = 0, xy_ = 0;
+    float maxAbs_ = 0;
+    int64_t n_ = 0;
+};
 // Per output channel along axis 0 of a [rows, cols] matrix.
 std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const float> xhat, int64_t rows, int64_t cols);
 

@@ -383,6 +383,34 @@ private slots:
         QCOMPARE(fs::file_size(o.outPath), uintmax_t(8));
         QVERIFY(std::is_sorted(seen.begin(), seen.end()));
     }
+
+    // The source shrinks while it is exported (a training run rewriting it): float32
+    // tensors are read with pread, so the next one read fails with the reason, and nothing
+    // is left behind.
+    void sourceShrinkingFailsCleanly()
+    {
+        QL_REQUIRE_SHARED_MODELS();
+        QTemporaryDir tmp;
+        const std::string src = tmp.filePath("src.gguf").toStdString();
+        fs::copy_file(stories(), src);
+        const uintmax_t size = fs::file_size(src);
+        GgufWriteOptions o;
+        o.outPath = tmp.filePath("x.gguf").toStdString();
+        const std::vector<GgufDecision> decisions = {{"blk.0.attn_q.weight", scheme(Scheme::Q8_0)},
+                                                     {"blk.4.attn_q.weight", scheme(Scheme::Q8_0)}};
+        bool shrunk = false;
+        auto r = writeGgufExport(src, decisions, o, [&](double, const std::string& what) {
+            if (what.find("quantizing blk.0.attn_q.weight") != std::string::npos) {
+                fs::resize_file(src, size / 2);
+                shrunk = true;
+            }
+            return true;
+        });
+        QVERIFY(shrunk);
+        QVERIFY(!r.ok());
+        QVERIFY2(r.error().message.find("changed") != std::string::npos, r.error().oneLine().c_str());
+        QVERIFY(onlyFile(tmp, "src.gguf"));
+    }
 };
 
 QTEST_GUILESS_MAIN(TestGgufWriter)

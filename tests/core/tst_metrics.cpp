@@ -1,7 +1,10 @@
 // Metrics of a round trip against numpy (float64) on torch's own dequantized tensors.
 #include <QTest>
 
+#include <algorithm>
 #include <cmath>
+#include <span>
+#include <vector>
 #include <limits>
 
 #include "quant/metrics.h"
@@ -110,6 +113,33 @@ private slots:
         QVERIFY(computeRowMetrics(x, x, 3, 3).empty());  // 9 > 6: refuse, do not read past the end
         QVERIFY(computeRowMetrics(x, x, 0, 3).empty());
         QCOMPARE(computeRowMetrics(x, x, 2, 3).size(), size_t(2));
+    }
+
+    // The GGUF export's check feeds a tensor in pieces: pieces of multiples of kPiece (the
+    // last one shorter) give computeMetrics' bits over the whole run; other cuts need not.
+    void metricsRunInPiecesIsOnePass()
+    {
+        const size_t n = 10 * 512 + 77;
+        std::vector<float> x(n), y(n);
+        for (size_t i = 0; i < n; ++i) {
+            x[i] = std::sin(float(i) * 0.37f) * (1.0f + float(i % 13));
+            y[i] = x[i] + std::cos(float(i) * 1.7f) * 1e-3f * float(i % 7);
+        }
+        const Metrics whole = computeMetrics(x, y);
+        for (size_t piece : {size_t(512), size_t(1024), size_t(3 * 512), n}) {
+            MetricsRun run;
+            for (size_t at = 0; at < n; at += piece) {
+                const size_t len = std::min(piece, n - at);
+                run.add(std::span<const float>(x).subspan(at, len), std::span<const float>(y).subspan(at, len));
+            }
+            const Metrics m = run.finish();
+            QCOMPARE(m.count, whole.count);
+            // == and not QCOMPARE, which forgives doubles 1e-12 apart: bit for bit.
+            QVERIFY(m.mse == whole.mse);
+            QVERIFY(m.sqnrDb == whole.sqnrDb);
+            QVERIFY(m.cosine == whole.cosine);
+            QVERIFY(m.maxAbsError == whole.maxAbsError);
+        }
     }
 };
 
