@@ -1,18 +1,16 @@
 #pragma once
 // 8-float vectors as GCC vector types, for element-wise loops that GCC's -O2 cost model
 // will not vectorise itself (it refuses loops that need a remainder). Each is SSE pairs in
-// the baseline build and one AVX register in a target_clones("avx2", "default") clone of
-// the function that uses them (the clone is picked at load time).
-// Include only from .cpp files, and use only inside such functions: the helpers are
-// always inlined, so the AVX-without-AVX ABI note GCC gives for passing 32-byte vectors by
-// value concerns no real call.
+// the baseline build and one AVX register in a file built with -mavx2 (kernels/eltwise.h).
+// Include only from .cpp files, and use them only where every caller is compiled for the
+// same ISA: the helpers are always inlined, so the ABI note GCC and clang give for passing
+// 32-byte vectors by value without AVX concerns no real call (clang makes it an error when
+// caller and callee differ, as in a target_clones clone calling these).
 #include <cstdint>
 #include <cstring>
 
-#pragma GCC diagnostic ignored "-Wpsabi"
-// always_inline, not just inline: at -O0 GCC would call them out of line, and a 32-byte
-// vector passed between the AVX2 clone and a baseline helper has no agreed ABI (SEGV in
-// a Debug build).
+// always_inline, not just inline: at -O0 GCC would call them out of line (slow, and with
+// 32-byte vectors on the stack in the baseline build).
 #define QL_VEC_INLINE inline __attribute__((always_inline))
 
 namespace quantlens::vec8 {

@@ -343,11 +343,16 @@ void runQuantize(const QuantizeOptions& o)
         entries.push_back(std::move(*e));
     }
 
+    // A --plan's activations choose compressed-tensors' scheme; without one nothing was
+    // planned for them, and the format's usual scheme is written.
+    const ExportActivations activations =
+        o.plan.empty() ? ExportActivations::Unplanned : exportActivationsFor(plan.activations.mode);
     std::vector<std::string> outputs;
     auto write = [&](ExportFormat f, const std::string& path) {
         ExportOptions eo;
         eo.format = f;
         eo.outPath = path;
+        eo.activations = activations;
         auto r = exportModel(src, entries, eo);
         if (!r)
             throw Failure{r.error().oneLine()};

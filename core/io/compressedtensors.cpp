@@ -1,5 +1,6 @@
 #include "io/compressedtensors.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -39,6 +40,9 @@ struct CtTensor {
     std::string strategy;    // "tensor", "channel", "group"
     int64_t groupSize = 0;
     DType scaleDtype = DType::F32;
+    // Dynamic activations: "token" or "tensor" (int8, quantized at run time); "" for none
+    // (weight-only) or static.
+    std::string dynamicInput;
     // Static activations: the input's scale (rounded to scaleDtype, as stored) and its
     // zero point in compressed-tensors' signed int8 range.
     bool staticInput = false;
@@ -170,6 +174,27 @@ ojson dynamicTokenArgs()
     return a;
 }
 
+// A plan's dynamic per-tensor activations: one int8 scale and zero point over the whole input,
+// from its min/max at run time, as PyTorch's quantize_dynamic (asymmetric: the uint8 affine
+// levels shifted by 128). QuantizationArgs accepts strategy "tensor" with dynamic true;
+// vLLM has no int8 kernel for it (see the export's warning).
+ojson dynamicTensorArgs()
+{
+    ojson a;
+    a["actorder"] = nullptr;
+    a["block_structure"] = nullptr;
+    a["dynamic"] = true;
+    a["group_size"] = nullptr;
+    a["num_bits"] = 8;
+    a["observer"] = nullptr;
+    a["observer_kwargs"] = ojson::object();
+    a["strategy"] = "tensor";
+    a["symmetric"] = false;
+    a["type"] = "int";
+    a["zp_dtype"] = "torch.int8";
+    return a;
+}
+
 struct TempDir {
     fs::path path;
     ~TempDir()
@@ -234,6 +259,8 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
     std::set<std::string> quantizedModules;
     std::map<std::string, size_t> byName;
     int64_t roundedInputScales = 0;
+    int64_t weightOnlyTensor = 0;  // W8A16 layers with one weight scale (vLLM's WNA16 takes channel/group)
+    int64_t dynamicDropped = 0;    // 4-bit layers of a plan with dynamic activations (written W4A16)
     for (const ExportEntry& e : entries) {
         const QuantizedTensor& q = e.quantized;
         const Tensor* t = m.find(q.name);
@@ -262,12 +289,30 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
         }
         const bool perChannel = q.params.groupSize <= 0 && q.spec.granularity == Granularity::PerChannel;
         const bool perTensor = q.params.groupSize <= 0 && !perChannel;
+        // The plan's activations choose the scheme (quant_scheme.py): none -> weight-only
+        // (W8A16 / W4A16, "pack-quantized", as llm-compressor's format inference picks for a
+        // scheme without input_activations); dynamic -> W8A8 "int-quantized"; static below.
+        const ExportActivations act = e.staticInput ? ExportActivations::Static : opts.activations;
+        if (act == ExportActivations::Static && !e.staticInput)
+            return fail("unsupported", "static activations: no input range for this layer, and a compressed-tensors "
+                                       "W8A8 static checkpoint needs one for every quantized Linear: calibrate the ranges", q.name);
         if (q.spec.bits == 8 && q.spec.scheme != Scheme::Q8_0 && (perTensor || perChannel)) {
-            c.format = kIntQuantized;
             c.strategy = perTensor ? "tensor" : "channel";
+            if (act == ExportActivations::None) {
+                c.format = kPackQuantized;
+                weightOnlyTensor += perTensor ? 1 : 0;
+            } else {
+                c.format = kIntQuantized;
+                if (act == ExportActivations::DynamicPerTensor)
+                    c.dynamicInput = "tensor";
+                else if (act != ExportActivations::Static)
+                    c.dynamicInput = "token";
+            }
         } else if (q.spec.bits == 4 && (perChannel || q.params.groupSize > 0)) {
             c.format = kPackQuantized;
             c.strategy = perChannel ? "channel" : "group";
+            if (act == ExportActivations::DynamicPerToken || act == ExportActivations::DynamicPerTensor)
+                ++dynamicDropped;
             c.groupSize = q.params.groupSize;
             if (c.groupSize > 0 && q.shape[1] % c.groupSize != 0)
                 return fail("unsupported", "group size " + std::to_string(c.groupSize) + " does not divide its " +
@@ -330,6 +375,20 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
         if (c.staticInput != cts.front().staticInput)
             return fail("unsupported", "static activations need every quantized Linear's input range, and this layer has "
                                        "none: calibrate the ranges", (c.staticInput ? cts.front() : c).entry->quantized.name);
+    if (std::any_of(cts.begin(), cts.end(), [](const CtTensor& c) { return c.dynamicInput == "tensor"; }))
+        report.warnings.push_back("the plan's dynamic per-tensor activations are written as they are (int8, strategy "
+                                  "\"tensor\", dynamic true, asymmetric), which compressed-tensors describes but vLLM "
+                                  "does not run: its int8 W8A8 takes dynamic per-token or static per-tensor inputs only, so "
+                                  "vLLM will refuse this checkpoint; set the plan's activations to per-token for vLLM");
+    if (weightOnlyTensor > 0)
+        report.warnings.push_back(std::to_string(weightOnlyTensor) + " W8A16 layer(s) have one weight scale per tensor: "
+                                  "compressed-tensors describes it, but vLLM's weight-only kernels take per-channel or "
+                                  "group scales only; use --granularity channel for vLLM");
+    if (dynamicDropped > 0)
+        report.warnings.push_back(std::to_string(dynamicDropped) + " 4-bit layer(s) written as W4A16 (weight-only): the "
+                                  "plan's dynamic " + std::string(opts.activations == ExportActivations::DynamicPerToken ? "per-token" : "per-tensor") +
+                                  " activations are not written for 4-bit weights (vLLM runs int4 weights with float "
+                                  "activations), so a runtime keeps those inputs in float");
     if (roundedInputScales > 0)
         report.warnings.push_back(std::to_string(roundedInputScales) + " input_scale(s) rounded to " +
                                   std::string(dtypeName(cts.front().scaleDtype)) + ", the weight's dtype, as llm-compressor "
@@ -343,7 +402,7 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
     for (size_t i = 0; i < cts.size(); ++i) {
         const CtTensor& c = cts[i];
         const std::string key = c.format + "/" + std::to_string(c.qt.spec.bits) + "/" + c.strategy + "/" +
-                                std::to_string(c.groupSize) + (c.staticInput ? "/static" : "");
+                                std::to_string(c.groupSize) + (c.staticInput ? "/static" : "/" + c.dynamicInput);
         if (!groups.count(key))
             groupOrder.push_back(key);
         groups[key].push_back(i);
@@ -363,7 +422,8 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
         ojson scheme;
         scheme["format"] = c0.format;
         scheme["input_activations"] = c0.staticInput                 ? staticTensorArgs(symmetric)
-                                      : c0.format == kIntQuantized ? dynamicTokenArgs()
+                                      : c0.dynamicInput == "token"  ? dynamicTokenArgs()
+                                      : c0.dynamicInput == "tensor" ? dynamicTensorArgs()
                                                                      : ojson(nullptr);
         scheme["output_activations"] = nullptr;
         ojson targets = ojson::array();

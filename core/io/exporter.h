@@ -43,11 +43,18 @@ struct ExportEntry {
     std::optional<StaticInputParams> staticInput;  // the layer's input quantization, static plans only
 };
 
+// The plan's activation quantization, for the formats that describe it (compressed-tensors'
+// input_activations). Unplanned: the format's usual scheme for the weights (compressed-tensors:
+// W8A8 dynamic per token for 8-bit weights, W4A16 for 4-bit). A static plan's scale and zero
+// point per layer ride on the entries (ExportEntry::staticInput).
+enum class ExportActivations { Unplanned, None, DynamicPerToken, DynamicPerTensor, Static };
+
 struct ExportOptions {
     ExportFormat format = ExportFormat::Hdf5;
     std::string outPath;
     std::string source;  // recorded as the export's source; "" = the model's files joined by ";"
     std::optional<uint32_t> ggufFileType;  // GGUF: general.file_type (a mix's ftype); default from the types written
+    ExportActivations activations = ExportActivations::Unplanned;
 };
 
 struct ExportReport {

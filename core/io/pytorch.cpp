@@ -453,12 +453,18 @@ private:
     }
 
     // Bounded rendering: a scalar's text is cut before it is copied around.
+    // The texts here are built by appending, never as "literal" + std::string temporary: that
+    // operator+ inserts at position 0, and GCC 12 at -O3 warns (-Wrestrict) about the memcpy
+    // inside libstdc++'s insert (a known false positive: the offsets it reports cannot occur).
     static std::string shortText(const Node& n, size_t max)
     {
         if ((n.kind == Kind::String || n.kind == Kind::Bytes || n.kind == Kind::BigInt) && n.text.size() > max) {
             if (n.kind == Kind::String)
                 return n.text.substr(0, max) + "...";
-            return "<" + std::to_string(n.text.size()) + "-byte " + (n.kind == Kind::Bytes ? "bytes>" : "integer>");
+            std::string s = "<";
+            s += std::to_string(n.text.size());
+            s += n.kind == Kind::Bytes ? "-byte bytes>" : "-byte integer>";
+            return s;
         }
         return pickle::scalarText(n);
     }
@@ -472,7 +478,8 @@ private:
             std::string s = "(";
             for (size_t i = 0; i < k.items.size(); ++i) {
                 const Node& e = p_.at(k.items[i]);
-                s += (i ? ", " : "") + (e.isScalar() ? shortText(e, 32) : std::string("?"));
+                s += i ? ", " : "";
+                s += e.isScalar() ? shortText(e, 32) : std::string("?");
             }
             return s + ")";
         }
@@ -633,7 +640,9 @@ private:
         if (code == "i8") return num(int64_t{});
         if (code == "i4") return num(int32_t{});
         if (code == "b1") return raw.size() == 1 ? (raw[0] ? "True" : "False") : "<numpy scalar>";
-        return "<numpy scalar " + (code.empty() ? std::string("?") : code) + ">";
+        std::string s = "<numpy scalar ";
+        s += code.empty() ? std::string("?") : code;
+        return s + ">";
     }
 
     Result<Tensor> tensorFrom(NodeId id, const std::string& name, int hops)

@@ -2,7 +2,7 @@
 // The non-GEMM work of the transformer runners (BERT family, GPT-2, Llama): activations,
 // softmax, norms, rotary embeddings and one attention head. Left scalar, GELU over 128x3072
 // values per layer or softmax over 128x128 scores per head would cost as much as the int8
-// GEMMs; they run on vec8.h's 8-float vectors in functions cloned for AVX2.
+// GEMMs; they run on vec8.h's 8-float vectors, in a baseline and an AVX2 variant (kernels/eltwise.h).
 #include <cblas.h>
 
 #include <cstdint>

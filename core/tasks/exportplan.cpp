@@ -210,6 +210,17 @@ std::string staticRangesExportProblem(const ExportPlan& plan, ExportFormat f)
     return {};
 }
 
+ExportActivations exportActivationsFor(ActivationMode mode)
+{
+    switch (mode) {
+    case ActivationMode::None: return ExportActivations::None;
+    case ActivationMode::DynamicPerToken: return ExportActivations::DynamicPerToken;
+    case ActivationMode::DynamicPerTensor: return ExportActivations::DynamicPerTensor;
+    case ActivationMode::Static: return ExportActivations::Static;
+    }
+    return ExportActivations::Unplanned;
+}
+
 void attachStaticInput(const ExportPlan& plan, const ExportPlanItem& item, ExportEntry& e)
 {
     e.staticInput.reset();
@@ -269,7 +280,9 @@ Result<ExportReport> runExportPlan(const Model& source, const ExportPlan& plan, 
     ExportProgress second;
     if (progress)
         second = [&progress](double f, const std::string& what) { return progress(0.5 + 0.5 * f, what); };
-    return exportModel(m, entries, opts, second);
+    ExportOptions o = opts;
+    o.activations = exportActivationsFor(plan.activations.mode);
+    return exportModel(m, entries, o, second);
 }
 
 }  // namespace quantlens

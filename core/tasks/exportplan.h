@@ -86,6 +86,9 @@ std::string planMethodsExportProblem(const QuantPlan& plan, ExportFormat f);
 // compressed-tensors needs a range for every quantized Linear. The plain layouts (HDF5,
 // safetensors, npy) record the ranges a layer has; the fake-quant copy is weights only.
 std::string staticRangesExportProblem(const ExportPlan& plan, ExportFormat f);
+// The plan's activation mode as the exporters see it (compressed-tensors writes it as the
+// scheme's input_activations).
+ExportActivations exportActivationsFor(ActivationMode mode);
 // Sets e.staticInput from the item's range under a static plan: the scale and zero point the
 // runner quantizes that layer's input with (runner/simulatedlinear.h staticActivationParams).
 void attachStaticInput(const ExportPlan& plan, const ExportPlanItem& item, ExportEntry& e);

@@ -18,6 +18,8 @@
 #include "io/onnx.h"
 #include "io/safetensors.h"
 #include "io/safetensorswriter.h"
+#include "model.h"
+#include "quant/quantize.h"
 #include "testsupport.h"
 
 using namespace quantlens;
@@ -176,6 +178,115 @@ private slots:
         QVERIFY(qc["config_groups"]["group_0"]["input_activations"].is_null());
     }
 
+    void planActivationsChooseTheScheme_data()
+    {
+        QTest::addColumn<int>("activations");  // ExportActivations
+        QTest::addColumn<int>("bits");
+        QTest::addColumn<int>("granularity");  // Granularity
+        QTest::addColumn<QString>("format");
+        QTest::addColumn<QString>("input");     // "" = null, else the input strategy (dynamic)
+        QTest::addColumn<QString>("warning");   // a phrase of the expected warning, "" = none
+        const int ch = int(Granularity::PerChannel), te = int(Granularity::PerTensor), gr = int(Granularity::PerGroup);
+        QTest::newRow("none 8-bit channel: W8A16") << int(ExportActivations::None) << 8 << ch << "pack-quantized" << "" << "";
+        QTest::newRow("none 8-bit tensor: W8A16, warned") << int(ExportActivations::None) << 8 << te << "pack-quantized" << ""
+                                                            << "per-channel or group scales only";
+        QTest::newRow("none 4-bit group: W4A16") << int(ExportActivations::None) << 4 << gr << "pack-quantized" << "" << "";
+        QTest::newRow("per-token: W8A8 dynamic token") << int(ExportActivations::DynamicPerToken) << 8 << ch << "int-quantized"
+                                                       << "token" << "";
+        QTest::newRow("per-tensor: W8A8 dynamic tensor, warned") << int(ExportActivations::DynamicPerTensor) << 8 << ch
+                                                                 << "int-quantized" << "tensor" << "vLLM will refuse";
+        QTest::newRow("per-token 4-bit: W4A16, warned") << int(ExportActivations::DynamicPerToken) << 4 << gr << "pack-quantized"
+                                                        << "" << "activations are not written for 4-bit";
+        QTest::newRow("unplanned 8-bit: W8A8 dynamic token") << int(ExportActivations::Unplanned) << 8 << te << "int-quantized"
+                                                             << "token" << "";
+    }
+
+    void planActivationsChooseTheScheme()
+    {
+        QFETCH(int, activations);
+        QFETCH(int, bits);
+        QFETCH(int, granularity);
+        QFETCH(QString, format);
+        QFETCH(QString, input);
+        QFETCH(QString, warning);
+        const Model m = open(kLlama);
+        const Granularity gran = Granularity(granularity);
+        const auto entries = quantizeAll(m, spec(Scheme::TorchSymmetric, gran, bits, gran == Granularity::PerGroup ? 8 : 0));
+        QTemporaryDir dir;
+        const std::string out = dir.filePath("ct").toStdString();
+        ExportOptions o{ExportFormat::CompressedTensors, out, {}};
+        o.activations = ExportActivations(activations);
+        auto r = exportModel(m, entries, o);
+        QVERIFY2(r, r ? "" : r.error().oneLine().c_str());
+        bool warned = false;
+        for (const std::string& w : r->warnings)
+            warned = warned || (!warning.isEmpty() && w.find(warning.toStdString()) != std::string::npos);
+        QVERIFY2(warning.isEmpty() ? r->warnings.empty() : warned,
+                 (r->warnings.empty() ? std::string("no warning") : r->warnings[0]).c_str());
+
+        const json qc = readJson(out + "/config.json")["quantization_config"];
+        QCOMPARE(qc["format"].get<std::string>(), format.toStdString());
+        QCOMPARE(qc["config_groups"].size(), size_t(1));
+        const json& g = qc["config_groups"]["group_0"];
+        QCOMPARE(g["format"].get<std::string>(), format.toStdString());
+        QCOMPARE(g["weights"]["num_bits"].get<int>(), bits);
+        QVERIFY(g["weights"]["dynamic"] == json(false));
+        const json& in = g["input_activations"];
+        if (input.isEmpty()) {
+            QVERIFY(in.is_null());  // weight-only, as W8A16 / W4A16 (quant_scheme.py)
+        } else {
+            QCOMPARE(in["strategy"].get<std::string>(), input.toStdString());
+            QVERIFY(in["dynamic"] == json(true));
+            QVERIFY(in["observer"].is_null());  // QuantizationArgs drops observers of dynamic args
+            QCOMPARE(in["num_bits"].get<int>(), 8);
+            // Per token as INT8_W8A8 (symmetric); per tensor as the plan's quantize_dynamic
+            // (uint8 affine = asymmetric int8 with its zero point dtype).
+            QVERIFY(in["symmetric"] == json(input == "token"));
+            if (input == "tensor")
+                QVERIFY(in["zp_dtype"] == json("torch.int8"));
+        }
+
+        // The stored integers, unpacked here independently: value i of a word is bits
+        // [b*i, b*i + b) holding q + 2^(b-1), 32/b values per word (pack_to_int32).
+        const Model raw = open(out);
+        for (const ExportEntry& e : entries) {
+            const QuantizedTensor& qt = e.quantized;
+            const std::string mod = qt.name.substr(0, qt.name.size() - 7);
+            const int64_t rows = qt.shape[0], cols = qt.shape[1];
+            QVERIFY(!raw.find(mod + ".input_scale"));  // dynamic or none: nothing calibrated
+            if (format == "int-quantized") {
+                QCOMPARE(values<int8_t>(*raw.find(mod + ".weight")), qt.q);
+                continue;
+            }
+            const int per = 32 / bits;
+            QVERIFY(!raw.find(mod + ".weight"));
+            const Tensor* p = raw.find(mod + ".weight_packed");
+            QVERIFY2(p && raw.find(mod + ".weight_shape"), mod.c_str());
+            QCOMPARE(p->shape, (std::vector<int64_t>{rows, (cols + per - 1) / per}));
+            const auto words = values<int32_t>(*p);
+            const uint32_t mask = (1u << bits) - 1;
+            for (int64_t r2 = 0; r2 < rows; ++r2)
+                for (int64_t c = 0; c < cols; ++c) {
+                    const uint32_t word = uint32_t(words[size_t(r2 * p->shape[1] + c / per)]);
+                    const int v = int((word >> (bits * (c % per))) & mask) - (1 << (bits - 1));
+                    QCOMPARE(v, int(qt.q[size_t(r2 * cols + c)]));
+                }
+        }
+
+        // Quantlens' own reader decodes every layout to exactly the values Quantlens dequantizes.
+        auto back = openModel(out);
+        QVERIFY2(back, back ? "" : back.error().oneLine().c_str());
+        for (const ExportEntry& e : entries) {
+            const Tensor* t = back->find(e.quantized.name);
+            QVERIFY2(t && t->dtype == DType::Packed, e.quantized.name.c_str());
+            auto x = t->toFloat();
+            QVERIFY2(x, x ? "" : x.error().oneLine().c_str());
+            const std::vector<float> want = dequantize(e.quantized);
+            QCOMPARE(x->size(), want.size());
+            QVERIFY2(std::memcmp(x->data(), want.data(), want.size() * 4) == 0, e.quantized.name.c_str());
+        }
+    }
+
     void float16ScalesAreStoredInTheWeightDtype()
     {
         // A float16 checkpoint: scales are written as F16 (llm-compressor's scale dtype),
@@ -271,8 +382,15 @@ private slots:
                         ExportOptions{ExportFormat::CompressedTensors, out.toStdString(), {}});
         QVERIFY(!r);
         QVERIFY2(r.error().message.find("config.json") != std::string::npos, r.error().message.c_str());
-        // Cancel half-way.
+        // Static activations planned, but no layer carries its input range.
         const Model llama = open(kLlama);
+        ExportOptions staticOpts{ExportFormat::CompressedTensors, out.toStdString(), {}};
+        staticOpts.activations = ExportActivations::Static;
+        r = exportModel(llama, quantizeAll(llama, spec(Scheme::TorchSymmetric, Granularity::PerChannel)), staticOpts);
+        QVERIFY(!r);
+        QVERIFY2(r.error().message.find("no input range") != std::string::npos, r.error().message.c_str());
+        QVERIFY(!QFileInfo::exists(out));
+        // Cancel half-way.
         r = exportModel(llama, quantizeAll(llama, spec(Scheme::TorchSymmetric, Granularity::PerChannel)),
                         ExportOptions{ExportFormat::CompressedTensors, out.toStdString(), {}},
                         [](double f, const std::string&) { return f < 0.5; });

@@ -267,17 +267,39 @@ private slots:
         QVERIFY(!fs::exists(out));
     }
 
+    void dynamicPlansWriteNoInputScales_data()
+    {
+        QTest::addColumn<int>("mode");  // ActivationMode
+        QTest::addColumn<QString>("format");
+        QTest::addColumn<QString>("input");  // the input strategy, "" = null (weight-only)
+        QTest::newRow("per-token") << int(ActivationMode::DynamicPerToken) << "int-quantized" << "token";
+        QTest::newRow("per-tensor") << int(ActivationMode::DynamicPerTensor) << "int-quantized" << "tensor";
+        QTest::newRow("none") << int(ActivationMode::None) << "pack-quantized" << "";
+    }
+
     void dynamicPlansWriteNoInputScales()
     {
+        // The plan's activation mode, not the format's habit, picks the scheme (the window's
+        // export runs this path).
+        QFETCH(int, mode);
+        QFETCH(QString, format);
+        QFETCH(QString, input);
         const auto m = open(kLlama + "/model.safetensors");
         Session s = calibratedStaticPlan(m, true);
-        s.activations.mode = ActivationMode::DynamicPerToken;  // the ranges stay in the plan, unused
+        s.activations.mode = ActivationMode(mode);  // the ranges stay in the plan, unused
         QTemporaryDir dir;
         const std::string out = dir.filePath("dyn").toStdString();
         auto r = exportPlan(*m, s, ExportFormat::CompressedTensors, out);
         QVERIFY2(r, r ? "" : r.error().oneLine().c_str());
-        const json in = readJson(out + "/config.json")["quantization_config"]["config_groups"]["group_0"]["input_activations"];
-        QVERIFY(in["dynamic"] == json(true));
+        const json g = readJson(out + "/config.json")["quantization_config"]["config_groups"]["group_0"];
+        QCOMPARE(g["format"].get<std::string>(), format.toStdString());
+        const json& in = g["input_activations"];
+        if (input.isEmpty()) {
+            QVERIFY(in.is_null());
+        } else {
+            QVERIFY(in["dynamic"] == json(true));
+            QCOMPARE(in["strategy"].get<std::string>(), input.toStdString());
+        }
         auto back = readSafetensors(out + "/model.safetensors");
         QVERIFY(back);
         for (const Tensor& t : back->tensors)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Interop: compressed-tensors exports written by quantlens-cli, read back by
+# Interop: compressed-tensors exports written by quantlens-cli (each scheme a plan's
+# activations choose: W8A8 dynamic per token / per tensor, W8A16, W4A16, W8A8 static), read back by
 # tests/scripts/read_compressed_tensors.py (numpy, written from the format's sources),
 # whose dequantized weights must equal quantlens-cli's --fake-quant copy bit for bit; W8A8
 # static exports' input scales and zero points checked by tests/scripts/check_ct_static.py.
@@ -14,17 +15,18 @@ src=tests/data/encoder/llama3_tiny   # Hugging Face Llama folder: config.json + 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
+# Without --plan no activations are planned: the format's usual W8A8 dynamic per token / W4A16.
 case_() {
-  local name=$1; shift
+  local name=$1 scheme=$2; shift 2
   echo "+ $name: quantlens-cli quantize $src --all-linear $* --format compressed-tensors"
   "$cli" quantize "$src" --all-linear "$@" --format compressed-tensors --out "$out/$name" \
     --fake-quant "$out/$name-fake.safetensors" >/dev/null 2>"$out/stderr" || { cat "$out/stderr"; exit 1; }
-  "$py" tests/scripts/read_compressed_tensors.py "$out/$name" --expect "$out/$name-fake.safetensors"
+  "$py" tests/scripts/read_compressed_tensors.py "$out/$name" --expect "$out/$name-fake.safetensors" --scheme "$scheme"
 }
-case_ w8a8-channel --scheme torch-symmetric --granularity channel
-case_ w8a8-tensor --scheme narrow-symmetric
-case_ w4a16-group8 --scheme torch-symmetric --bits 4 --granularity group:8
-case_ w4a16-channel --scheme seed --bits 4 --granularity channel
+case_ w8a8-channel W8A8-dynamic-token --scheme torch-symmetric --granularity channel
+case_ w8a8-tensor W8A8-dynamic-token --scheme narrow-symmetric
+case_ w4a16-group8 W4A16 --scheme torch-symmetric --bits 4 --granularity group:8
+case_ w4a16-channel W4A16 --scheme seed --bits 4 --granularity channel
 
 # W8A8 static: ranges calibrated by Quantlens (sensitivity --act static --save-plan), exported
 # with input_scale / input_zero_point, checked against quantize --json and PyTorch's
@@ -39,13 +41,39 @@ echo "+ quantlens-cli sensitivity $src --preset default --act static --calib-tok
 "$py" -c "import json, math; d = json.load(open('$out/static.json')); a = d['activations']; a['reduce_range'] = False
 a['ranges'] = {k: [-2.0 ** math.ceil(math.log2(max(-lo, hi))), 2.0 ** math.ceil(math.log2(max(-lo, hi)))] for k, (lo, hi) in a['ranges'].items()}
 json.dump(d, open('$out/static-sym.json', 'w'))"
+# A plan's own activations choose the scheme: none -> W8A16 / W4A16 (weight-only,
+# pack-quantized), per-token -> W8A8 dynamic per token, per-tensor -> W8A8 dynamic per tensor
+# (written as planned, with the warning that vLLM refuses it). The same plan file as above
+# with the activation mode and the default spec changed.
+"$py" -c "import json; d = json.load(open('$out/static.json'))
+for mode, bits, gran in (('none', 8, 'channel'), ('none', 4, 'group:8'), ('per-token', 8, 'channel'), ('per-tensor', 8, 'channel')):
+    e = dict(d, layers={}, methods={}, activations={'mode': mode, 'reduce_range': True})
+    e['default'] = dict(d['default'], scheme='torch-symmetric', bits=bits, granularity=gran)
+    json.dump(e, open('$out/plan-%s-%d.json' % (mode, bits), 'w'))"
+plan_case() {
+  local plan=$1 scheme=$2 warning=$3
+  echo "+ $scheme: quantlens-cli quantize $src --plan $(basename "$plan") --format compressed-tensors"
+  "$cli" quantize "$src" --plan "$plan" --format compressed-tensors --out "$out/$scheme" \
+    --fake-quant "$out/$scheme-fake.safetensors" >/dev/null 2>"$out/stderr" || { cat "$out/stderr"; exit 1; }
+  "$py" tests/scripts/read_compressed_tensors.py "$out/$scheme" --expect "$out/$scheme-fake.safetensors" --scheme "$scheme"
+  if [ -n "$warning" ]; then
+    grep -q "$warning" "$out/stderr" || { echo "no warning '$warning':"; cat "$out/stderr"; exit 1; }
+  elif grep -q "^warning:" "$out/stderr"; then
+    cat "$out/stderr"; exit 1
+  fi
+}
+plan_case "$out/plan-none-8.json" W8A16 ""
+plan_case "$out/plan-none-4.json" W4A16 ""
+plan_case "$out/plan-per-token-8.json" W8A8-dynamic-token ""
+plan_case "$out/plan-per-tensor-8.json" W8A8-dynamic-tensor "vLLM will refuse this checkpoint"
+
 layer=model.layers.0.mlp.down_proj
 static_case() {
   local name=$1 plan=$2 symmetric=$3
   echo "+ $name: quantlens-cli quantize $src --plan $(basename "$plan") --format compressed-tensors"
   "$cli" quantize "$src" --plan "$plan" --format compressed-tensors --out "$out/$name" \
     --fake-quant "$out/$name-fake.safetensors" --json >"$out/$name.json" 2>"$out/stderr" || { cat "$out/stderr"; exit 1; }
-  "$py" tests/scripts/read_compressed_tensors.py "$out/$name" --expect "$out/$name-fake.safetensors"
+  "$py" tests/scripts/read_compressed_tensors.py "$out/$name" --expect "$out/$name-fake.safetensors" --scheme W8A8-static
   "$py" -c "import json, sys; a = json.load(open('$out/$name/config.json'))['quantization_config']['config_groups']['group_0']['input_activations']
 sys.exit(0 if a['symmetric'] == $symmetric else 'input_activations.symmetric is %s, not $symmetric' % a['symmetric'])"
   # Inputs beyond both ends of the layer's range, so the clamps are exercised too.

@@ -2,7 +2,7 @@
 """Reads a compressed-tensors checkpoint folder and dequantizes it, as the format's own
 sources do, with numpy only (no compressed-tensors / vLLM install is possible here).
 
-  read_compressed_tensors.py DIR [--expect FAKE.safetensors]
+  read_compressed_tensors.py DIR [--expect FAKE.safetensors] [--scheme NAME]
 
 Written from neuralmagic/compressed-tensors (read, not copied):
   - config.json "quantization_config": quant_method "compressed-tensors",
@@ -10,8 +10,12 @@ Written from neuralmagic/compressed-tensors (read, not copied):
     input_activations, output_activations, format}}, ignore (quantization/quant_config.py,
     compressors/model_compressors/model_compressor.py update_config);
   - int-quantized (compressors/quantized_compressors/naive_quantized.py): <m>.weight int8
-    [out, in], <m>.weight_scale [out, 1] (channel) or [1] (tensor);
-  - pack-quantized (pack_quantized.py): <m>.weight_packed int32 [out, ceil(in / (32/bits))],
+    [out, in], <m>.weight_scale [out, 1] (channel) or [1] (tensor); the schemes with
+    activations (compressors/format.py picks int-quantized when input_activations is set):
+    int8 dynamic per token (INT8_W8A8), dynamic per tensor (quant_args.py allows strategy
+    "tensor" with dynamic true), static per tensor;
+  - pack-quantized (pack_quantized.py), weight-only (input_activations null: W8A16, W4A16
+    in quant_scheme.py): <m>.weight_packed int32 [out, ceil(in / (32/bits))],
     <m>.weight_shape [2]; unpack_from_int32: value i of each int32 is
     (word >> bits*i) & mask at column word*pack_factor + i, minus 2^(bits-1);
   - dequantize (quantization/lifecycle/forward.py _dequantize): x_q.to(scale.dtype),
@@ -24,6 +28,8 @@ Written from neuralmagic/compressed-tensors (read, not copied):
     schemes). fake_quantize_input() is forward_helpers.py _quantize_dequantize: x / scale
     + zero point, clamp to [-128, 127] (helpers.py calculate_range), round half to even
     (torch.round), minus zero point, times scale.
+Each config group's scheme is named W<b>A16, W8A8-dynamic-token, W8A8-dynamic-tensor or
+W8A8-static; with --scheme NAME every group must be that one.
 With --expect, every dequantized weight must equal FAKE.safetensors' tensor bit for bit
 (quantlens-cli --fake-quant: Quantlens' own dequantized values), and every other tensor
 must equal it too. Exits 1 on any difference, with the tensor and the first index.
@@ -121,6 +127,18 @@ def fake_quantize_input(x, scale, zero_point):
     return (q * s).astype(np.float32)
 
 
+def is_dynamic_input(a, strategy):
+    return (a is not None and a["dynamic"] is True and a["strategy"] == strategy and a["num_bits"] == 8
+            and a["type"] == "int" and a.get("observer") is None)
+
+
+def scheme_name(g):
+    if g["format"] == "pack-quantized":
+        return f"W{g['weights']['num_bits']}A16"
+    a = g["input_activations"]
+    return "W8A8-static" if is_static_tensor_input(a) else "W8A8-dynamic-" + a["strategy"]
+
+
 def scheme_for(module, qc):
     if module in qc.get("ignore", []):
         return None
@@ -147,12 +165,18 @@ def load(folder):
             fail(f"{name}: weights are not static symmetric int")
         if g["format"] == "int-quantized":
             a = g["input_activations"]
-            dynamic_token = a and a["dynamic"] is True and a["strategy"] == "token" and a["num_bits"] == 8
-            if not (dynamic_token or is_static_tensor_input(a)):
-                fail(f"{name}: int-quantized without dynamic per-token or static per-tensor 8-bit activations")
-            if is_static_tensor_input(a) and a["symmetric"] is not True and a.get("zp_dtype") not in (None, "torch.int8"):
+            if not (is_dynamic_input(a, "token") or is_dynamic_input(a, "tensor") or is_static_tensor_input(a)):
+                fail(f"{name}: int-quantized without dynamic per-token / per-tensor or static per-tensor 8-bit activations")
+            if a["symmetric"] is not True and a.get("zp_dtype") not in (None, "torch.int8"):
                 fail(f"{name}: input zp_dtype {a.get('zp_dtype')!r}")
-        elif g["format"] != "pack-quantized":
+            if w["num_bits"] != 8:
+                fail(f"{name}: int-quantized with {w['num_bits']}-bit weights")
+        elif g["format"] == "pack-quantized":
+            if g["input_activations"] is not None:
+                fail(f"{name}: pack-quantized with input_activations (Quantlens writes it weight-only)")
+            if w["strategy"] not in ("tensor", "channel", "group"):
+                fail(f"{name}: pack-quantized strategy {w['strategy']}")
+        else:
             fail(f"{name}: format {g['format']} is not read here")
     if qc["format"] not in ("int-quantized", "pack-quantized", "mixed-precision"):
         fail(f"format {qc['format']}")
@@ -221,15 +245,20 @@ def load(folder):
 
 
 def main():
-    if len(sys.argv) not in (2, 4) or (len(sys.argv) == 4 and sys.argv[2] != "--expect"):
-        fail("usage: read_compressed_tensors.py DIR [--expect FAKE.safetensors]")
-    folder = sys.argv[1]
+    args = sys.argv[1:]
+    opts = dict(zip(args[1::2], args[2::2]))
+    if len(args) % 2 != 1 or not set(opts) <= {"--expect", "--scheme"}:
+        fail("usage: read_compressed_tensors.py DIR [--expect FAKE.safetensors] [--scheme NAME]")
+    folder = args[0]
     qc, modules, dense, inputs = load(folder)
-    print(f"read {folder}: {len(modules)} quantized modules ({qc['format']}), {len(dense)} dense tensors"
-          + (f", {len(inputs)} static input scales" if inputs else ""))
+    schemes = sorted({scheme_name(g) for g in qc["config_groups"].values()})
+    print(f"read {folder}: {len(modules)} quantized modules ({qc['format']}, {', '.join(schemes)}), "
+          f"{len(dense)} dense tensors" + (f", {len(inputs)} static input scales" if inputs else ""))
+    if "--scheme" in opts and schemes != [opts["--scheme"]]:
+        fail(f"the config groups are {schemes}, not [{opts['--scheme']!r}]")
 
-    if len(sys.argv) == 4:
-        expect, _ = read_safetensors(sys.argv[3])
+    if "--expect" in opts:
+        expect, _ = read_safetensors(opts["--expect"])
         if set(expect) != set(dense):
             fail(f"tensor names differ: only in export {sorted(set(dense) - set(expect))[:5]}, "
                  f"only in fake-quant {sorted(set(expect) - set(dense))[:5]}")
