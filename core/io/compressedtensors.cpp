@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -137,63 +138,39 @@ ojson weightArgs(const CtTensor& c)
     return a;
 }
 
-// W8A8 static: one int8 scale (and, asymmetric, zero point) per layer input, calibrated
-// beforehand (QuantizationArgs with strategy "tensor", dynamic false: what vLLM's
-// _is_static_tensor_w8a8 takes). zp_dtype as QuantizationArgs serializes it: null when symmetric.
-ojson staticTensorArgs(bool symmetric)
+// Activation QuantizationArgs: 8-bit int, no groups; an observer only for ranges calibrated
+// beforehand; zp_dtype as QuantizationArgs serializes it (null when symmetric), written for
+// the tensor strategies only, as llm-compressor's presets have it.
+ojson activationArgs(const char* strategy, bool dynamic, bool symmetric)
 {
     ojson a;
     a["actorder"] = nullptr;
     a["block_structure"] = nullptr;
-    a["dynamic"] = false;
+    a["dynamic"] = dynamic;
     a["group_size"] = nullptr;
     a["num_bits"] = 8;
-    a["observer"] = "minmax";
+    a["observer"] = dynamic ? ojson(nullptr) : ojson("minmax");
     a["observer_kwargs"] = ojson::object();
-    a["strategy"] = "tensor";
+    a["strategy"] = strategy;
     a["symmetric"] = symmetric;
     a["type"] = "int";
-    a["zp_dtype"] = symmetric ? ojson(nullptr) : ojson("torch.int8");
+    if (std::string_view(strategy) == "tensor")
+        a["zp_dtype"] = symmetric ? ojson(nullptr) : ojson("torch.int8");
     return a;
 }
 
+// W8A8 static: one int8 scale (and, asymmetric, zero point) per layer input, calibrated
+// beforehand (strategy "tensor", dynamic false: what vLLM's _is_static_tensor_w8a8 takes).
+ojson staticTensorArgs(bool symmetric) { return activationArgs("tensor", false, symmetric); }
+
 // W8A8: int8 activations quantized at run time, one scale per token (INT8_W8A8 in quant_scheme.py).
-ojson dynamicTokenArgs()
-{
-    ojson a;
-    a["actorder"] = nullptr;
-    a["block_structure"] = nullptr;
-    a["dynamic"] = true;
-    a["group_size"] = nullptr;
-    a["num_bits"] = 8;
-    a["observer"] = nullptr;
-    a["observer_kwargs"] = ojson::object();
-    a["strategy"] = "token";
-    a["symmetric"] = true;
-    a["type"] = "int";
-    return a;
-}
+ojson dynamicTokenArgs() { return activationArgs("token", true, true); }
 
 // A plan's dynamic per-tensor activations: one int8 scale and zero point over the whole input,
 // from its min/max at run time, as PyTorch's quantize_dynamic (asymmetric: the uint8 affine
 // levels shifted by 128). QuantizationArgs accepts strategy "tensor" with dynamic true;
 // vLLM has no int8 kernel for it (see the export's warning).
-ojson dynamicTensorArgs()
-{
-    ojson a;
-    a["actorder"] = nullptr;
-    a["block_structure"] = nullptr;
-    a["dynamic"] = true;
-    a["group_size"] = nullptr;
-    a["num_bits"] = 8;
-    a["observer"] = nullptr;
-    a["observer_kwargs"] = ojson::object();
-    a["strategy"] = "tensor";
-    a["symmetric"] = false;
-    a["type"] = "int";
-    a["zp_dtype"] = "torch.int8";
-    return a;
-}
+ojson dynamicTensorArgs() { return activationArgs("tensor", true, false); }
 
 struct TempDir {
     fs::path path;
