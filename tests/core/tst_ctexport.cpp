@@ -20,6 +20,7 @@
 #include "io/safetensorswriter.h"
 #include "model.h"
 #include "quant/quantize.h"
+#include "readback.h"
 #include "testsupport.h"
 
 using namespace quantlens;
@@ -52,20 +53,12 @@ std::vector<ExportEntry> quantizeAll(const Model& m, QuantSpec spec)
     return out;
 }
 
-json readJson(const std::string& p)
-{
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return json::parse(ss.str());
-}
+json readJson(const std::string& p) { return test::readJsonFile(p); }
 
 template <class T>
 std::vector<T> values(const Tensor& t)
 {
-    std::vector<T> v(size_t(t.numel()));
-    std::memcpy(v.data(), t.data.data(), v.size() * sizeof(T));
-    return v;
+    return test::storedValues<T>(t);
 }
 
 QuantSpec spec(Scheme s, Granularity g, int bits = 8, int64_t group = 0)

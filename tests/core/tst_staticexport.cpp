@@ -25,6 +25,7 @@
 #include "runner/simulatedlinear.h"
 #include "tasks/exportplan.h"
 #include "tasks/staticranges.h"
+#include "readback.h"
 #include "testsupport.h"
 
 using namespace quantlens;
@@ -43,20 +44,12 @@ std::shared_ptr<const Model> open(const std::string& file)
     return std::make_shared<const Model>(std::move(*m));
 }
 
-json readJson(const std::string& p)
-{
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return json::parse(ss.str());
-}
+json readJson(const std::string& p) { return test::readJsonFile(p); }
 
 template <class T>
 std::vector<T> values(const Tensor& t)
 {
-    std::vector<T> v(size_t(t.numel()));
-    std::memcpy(v.data(), t.data.data(), v.size() * sizeof(T));
-    return v;
+    return test::storedValues<T>(t);
 }
 
 // The llama fixture's ranges as Quantlens calibrates them (minmax over 40 random ids).
