@@ -28,6 +28,24 @@ struct Sums {
 // its halves one after the other, which made the sums half of the round trip's work.
 constexpr int kSumLanes = 16;
 constexpr int64_t kSumBlock = 512;
+// Above the kernels: a run longer than kSumChunk values is summed chunk by chunk, each
+// chunk (kSumChunk values from the run's start, the last shorter) from zero, and the
+// chunks' totals are then folded in chunk order, the first taken as it is (so a run of
+// one chunk keeps the bits of one call). The chunks do not depend on each other, so
+// threads can take any of them: the metrics are the same bits whatever number ran.
+constexpr int64_t kSumChunk = 64 * kSumBlock;
+inline void foldChunk(Sums& total, const Sums& chunk, bool first)
+{
+    if (first) {
+        total = chunk;
+        return;
+    }
+    total.err2 += chunk.err2;
+    total.x2 += chunk.x2;
+    total.y2 += chunk.y2;
+    total.xy += chunk.xy;
+    total.maxAbs = chunk.maxAbs > total.maxAbs ? chunk.maxAbs : total.maxAbs;
+}
 
 // Histogram slots (see computeHistogram): 0 below, 1..bins the bins, bins+1 above, bins+2
 // NaN (counted nowhere), -2 "within tol of an edge: decide with numpy's float64 edges".

@@ -1,6 +1,7 @@
 #include "quant/histogram.h"
 
 #include "kernels/quantrun.h"
+#include "workteam.h"
 
 #include <algorithm>
 #include <cfloat>
@@ -42,6 +43,60 @@ int32_t numpyBin(double v, double lo, double hi, int32_t bins)
 
 using quantrun::SlotParams;
 
+constexpr int kChunk = 1024;
+
+// Counts of n values by slot (kernels/quantrun.h, shifted by one): [0] below, [1..bins]
+// the bins, [bins+1] above.
+template <bool Abs>
+std::vector<int64_t> countSlots(const float* x, int64_t n, const SlotParams& sp, double lo, double hi)
+{
+    const int32_t bins = sp.bins;
+    std::vector<int64_t> counts(size_t(bins) + 2, 0);
+    // Slots are shifted by one: 0 is "below", 1..bins are the bins, bins+1 is "above",
+    // bins+2 is NaN (never counted) and -2 "near an edge, decide exactly" (kernels/quantrun.h).
+    // The slot kernel lists where the -2 are, so the scatter has no test per value; the
+    // increments go to four interleaved copies of the counts so runs of equal bins do not
+    // serialise on one memory location.
+    int32_t idx[kChunk], nearAt[kChunk];
+    const size_t stride = size_t(bins) + 3;
+    std::vector<int32_t> sub(4 * stride, 0);
+    int32_t* s0 = sub.data();
+    int32_t* s1 = s0 + stride;
+    int32_t* s2 = s1 + stride;
+    int32_t* s3 = s2 + stride;
+    int64_t sinceFlush = 0;
+    auto flush = [&] {
+        for (size_t b = 0; b <= size_t(bins) + 1; ++b)
+            counts[b] += int64_t(s0[b]) + s1[b] + s2[b] + s3[b];
+        std::fill(sub.begin(), sub.end(), 0);
+        sinceFlush = 0;
+    };
+    const quantrun::QuantKernels& kr = quantrun::activeQuant();
+    for (int64_t start = 0; start < n; start += kChunk) {
+        const float* p = x + start;
+        const int m = int(std::min<int64_t>(kChunk, n - start));
+        const int near = kr.histogramSlots(p, idx, m, sp, Abs, nearAt);
+        for (int k = 0; k < near; ++k) {
+            const int i = nearAt[k];
+            idx[i] = numpyBin(Abs ? std::fabs(double(p[i])) : double(p[i]), lo, hi, bins) + 1;
+        }
+        int i = 0;
+        for (; i + 4 <= m; i += 4) {
+            ++s0[idx[i]];
+            ++s1[idx[i + 1]];
+            ++s2[idx[i + 2]];
+            ++s3[idx[i + 3]];
+        }
+        for (; i < m; ++i)
+            ++s0[idx[i]];
+        sinceFlush += m;
+        if (sinceFlush > (int64_t(1) << 30))  // the int32 sub-counts cannot overflow
+            flush();
+    }
+    flush();
+    return counts;
+}
+
 template <bool Abs>
 Histogram histogramImpl(std::span<const float> x, double lo, double hi, int bins)
 {
@@ -70,58 +125,25 @@ Histogram histogramImpl(std::span<const float> x, double lo, double hi, int bins
     if (tol > 0.25f || degenerate)
         tol = 0.5f;  // every value goes the exact way
 
-    // Slots are shifted by one: 0 is "below", 1..bins are the bins, bins+1 is "above",
-    // bins+2 is NaN (never counted) and -2 "near an edge, decide exactly" (kernels/quantrun.h).
-    // The slot kernel lists where the -2 are, so the scatter has no test per value; the
-    // increments go to four interleaved copies of the counts so runs of equal bins do not
-    // serialise on one memory location.
-    constexpr int kChunk = 1024;
-    int32_t idx[kChunk], nearAt[kChunk];
-    const size_t stride = size_t(bins) + 3;
-    std::vector<int32_t> sub(4 * stride, 0);
-    int32_t* s0 = sub.data();
-    int32_t* s1 = s0 + stride;
-    int32_t* s2 = s1 + stride;
-    int32_t* s3 = s2 + stride;
-    const size_t n = x.size();
-    int64_t sinceFlush = 0;
-    auto flush = [&] {
-        for (size_t b = 0; b <= size_t(bins) + 1; ++b) {
-            const int64_t c = int64_t(s0[b]) + s1[b] + s2[b] + s3[b];
-            if (b == 0)
-                h.below += c;
-            else if (b <= size_t(bins))
-                h.counts[b - 1] += c;
-            else
-                h.above += c;
-        }
-        std::fill(sub.begin(), sub.end(), 0);
-        sinceFlush = 0;
-    };
     const SlotParams sp{loF, hiF, scale, tol, float(last), float(bins), bins};
-    const quantrun::QuantKernels& kr = quantrun::activeQuant();
-    for (size_t start = 0; start < n; start += kChunk) {
-        const float* p = x.data() + start;
-        const int m = int(std::min<size_t>(kChunk, n - start));
-        const int near = kr.histogramSlots(p, idx, m, sp, Abs, nearAt);
-        for (int k = 0; k < near; ++k) {
-            const int i = nearAt[k];
-            idx[i] = numpyBin(Abs ? std::fabs(double(p[i])) : double(p[i]), lo, hi, bins) + 1;
-        }
-        int i = 0;
-        for (; i + 4 <= m; i += 4) {
-            ++s0[idx[i]];
-            ++s1[idx[i + 1]];
-            ++s2[idx[i + 2]];
-            ++s3[idx[i + 3]];
-        }
-        for (; i < m; ++i)
-            ++s0[idx[i]];
-        sinceFlush += m;
-        if (sinceFlush > (int64_t(1) << 30))  // the int32 sub-counts cannot overflow
-            flush();
+    // Parts of whole kChunk runs go to the work team, each counting into its own array;
+    // the counts are integers, so adding the parts' arrays gives one thread's counts
+    // whatever the split. Four parts per thread: a thread slowed by other processes
+    // leaves its last parts to the others.
+    const int64_t n = int64_t(x.size());
+    const int64_t runs = (n + kChunk - 1) / kChunk;
+    const int64_t parts = n >= kTeamMinValues ? std::min<int64_t>(int64_t(teamThreads()) * 4, runs) : 1;
+    std::vector<std::vector<int64_t>> partCounts(static_cast<size_t>(parts));
+    parallelFor(parts, [&](int64_t p) {
+        const int64_t b = runs * p / parts * kChunk, e = std::min(n, runs * (p + 1) / parts * kChunk);
+        partCounts[size_t(p)] = countSlots<Abs>(x.data() + b, e - b, sp, lo, hi);
+    });
+    for (const std::vector<int64_t>& c : partCounts) {
+        h.below += c[0];
+        for (int b = 0; b < bins; ++b)
+            h.counts[size_t(b)] += c[size_t(b) + 1];
+        h.above += c[size_t(bins) + 1];
     }
-    flush();
     return h;
 }
 

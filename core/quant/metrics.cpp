@@ -2,6 +2,7 @@
 
 #include "kernels/reduce.h"
 #include "kernels/quantrun.h"
+#include "workteam.h"
 
 #include <algorithm>
 #include <cfloat>
@@ -10,9 +11,9 @@
 
 namespace quantlens {
 
-namespace {
-
 using quantrun::Sums;
+
+namespace {
 
 Sums accumulate(const float* x, const float* y, int64_t n)
 {
@@ -22,6 +23,22 @@ Sums accumulate(const float* x, const float* y, int64_t n)
 }
 
 }  // namespace
+
+Sums sumChunks(const float* x, const float* y, int64_t n)
+{
+    constexpr int64_t C = quantrun::kSumChunk;
+    if (n <= C)
+        return accumulate(x, y, n);
+    const int64_t chunks = (n + C - 1) / C;
+    std::vector<Sums> part(static_cast<size_t>(chunks));
+    parallelFor(
+        chunks, [&](int64_t c) { part[size_t(c)] = accumulate(x + c * C, y + c * C, std::min(C, n - c * C)); },
+        n >= kTeamMinValues);
+    Sums total;
+    for (int64_t c = 0; c < chunks; ++c)
+        quantrun::foldChunk(total, part[size_t(c)], c == 0);
+    return total;
+}
 
 Metrics metricsFromSums(const Sums& s, int64_t n, int64_t clampedCount)
 {
@@ -48,40 +65,39 @@ Metrics metricsFromSums(const Sums& s, int64_t n, int64_t clampedCount)
 Metrics computeMetrics(std::span<const float> x, std::span<const float> xhat, int64_t clampedCount)
 {
     const int64_t n = int64_t(std::min(x.size(), xhat.size()));
-    return metricsFromSums(accumulate(x.data(), xhat.data(), n), n, clampedCount);
+    return metricsFromSums(sumChunks(x.data(), xhat.data(), n), n, clampedCount);
 }
 
-static_assert(MetricsRun::kPiece % quantrun::kSumBlock == 0, "pieces must end where the sums flush their lanes");
+static_assert(quantrun::kSumChunk % MetricsRun::kPiece == 0 && MetricsRun::kPiece % quantrun::kSumBlock == 0,
+              "pieces must end where the sums flush their lanes");
 
 void MetricsRun::add(std::span<const float> x, std::span<const float> xhat)
 {
-    const int64_t n = int64_t(std::min(x.size(), xhat.size()));
-    Sums s = sums();
-    quantrun::activeQuant().sums(x.data(), xhat.data(), n, &s);
-    keep(s);
-    n_ += n;
+    constexpr int64_t C = quantrun::kSumChunk;
+    int64_t n = int64_t(std::min(x.size(), xhat.size()));
+    const float* a = x.data();
+    const float* b = xhat.data();
+    while (n > 0) {
+        const int64_t k = std::min(n, C - n_ % C);
+        quantrun::activeQuant().sums(a, b, k, &chunk_);
+        n_ += k;
+        a += k;
+        b += k;
+        n -= k;
+        if (n_ % C == 0) {
+            quantrun::foldChunk(total_, chunk_, n_ == C);
+            chunk_ = Sums{};
+        }
+    }
 }
 
-Metrics MetricsRun::finish(int64_t clampedCount) const { return metricsFromSums(sums(), n_, clampedCount); }
-
-Sums MetricsRun::sums() const
+Metrics MetricsRun::finish(int64_t clampedCount) const
 {
-    Sums s;
-    s.err2 = err2_;
-    s.x2 = x2_;
-    s.y2 = y2_;
-    s.xy = xy_;
-    s.maxAbs = maxAbs_;
-    return s;
-}
-
-void MetricsRun::keep(const Sums& s)
-{
-    err2_ = s.err2;
-    x2_ = s.x2;
-    y2_ = s.y2;
-    xy_ = s.xy;
-    maxAbs_ = s.maxAbs;
+    constexpr int64_t C = quantrun::kSumChunk;
+    Sums t = total_;
+    if (n_ % C != 0)
+        quantrun::foldChunk(t, chunk_, n_ < C);
+    return metricsFromSums(t, n_, clampedCount);
 }
 
 std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const float> xhat, int64_t rows,
@@ -93,9 +109,16 @@ std::vector<Metrics> computeRowMetrics(std::span<const float> x, std::span<const
     // Refuse shapes that do not fit the buffers instead of reading past them.
     if (rows > int64_t(x.size()) / cols || rows * cols > int64_t(xhat.size()))
         return out;
-    out.reserve(size_t(rows));
-    for (int64_t r = 0; r < rows; ++r)
-        out.push_back(metricsFromSums(accumulate(x.data() + r * cols, xhat.data() + r * cols, cols), cols, 0));
+    out.resize(size_t(rows));
+    // Rows are independent: groups of rows of about a sum chunk each go to the team.
+    const int64_t perPart = std::max<int64_t>(1, quantrun::kSumChunk / cols);
+    parallelFor(
+        (rows + perPart - 1) / perPart,
+        [&](int64_t p) {
+            for (int64_t r = p * perPart; r < std::min(rows, (p + 1) * perPart); ++r)
+                out[size_t(r)] = metricsFromSums(sumChunks(x.data() + r * cols, xhat.data() + r * cols, cols), cols, 0);
+        },
+        rows * cols >= kTeamMinValues);
     return out;
 }
 

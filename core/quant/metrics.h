@@ -3,11 +3,9 @@
 #include <span>
 #include <vector>
 
-namespace quantlens {
+#include "kernels/quantrun.h"
 
-namespace quantrun {
-struct Sums;
-}
+namespace quantlens {
 
 // Round-trip error of x -> xhat. Named by formula:
 //   mse = sum((x-xhat)^2)/n; sqnrDb = 10*log10(sum(x^2)/sum((x-xhat)^2)) (inf if exact);
@@ -24,6 +22,9 @@ struct Metrics {
 Metrics computeMetrics(std::span<const float> x, std::span<const float> xhat, int64_t clampedCount = 0);
 // The metrics of n values from their sums (kernels/quantrun.h), as computeMetrics forms them.
 Metrics metricsFromSums(const quantrun::Sums& s, int64_t n, int64_t clampedCount);
+// The sums of n values in the chunked order of kernels/quantrun.h (kSumChunk), the chunks
+// spread over the work team (workteam.h) for long runs: the same bits on any thread count.
+quantrun::Sums sumChunks(const float* x, const float* y, int64_t n);
 // computeMetrics fed piece by piece, so a caller can compare a tensor with its decoded copy
 // one cache-sized piece at a time: pieces whose lengths are multiples of kPiece (the last
 // may be shorter) give the bits of one computeMetrics call over the whole run.
@@ -34,10 +35,7 @@ public:
     Metrics finish(int64_t clampedCount = 0) const;
 
 private:
-    quantrun::Sums sums() const;
-    void keep(const quantrun::Sums& s);
-    double err2_ = 0, x2_ = 0, y2_ = 0, xy_ = 0;
-    float maxAbs_ = 0;
+    quantrun::Sums total_, chunk_;  // the folded whole chunks, the chunk being filled
     int64_t n_ = 0;
 };
 // Per output channel along axis 0 of a [rows, cols] matrix.

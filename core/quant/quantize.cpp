@@ -1,6 +1,8 @@
 #include "quant/quantize.h"
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
 #include <cfloat>
 #include <cmath>
 #include <cstdlib>
@@ -13,6 +15,7 @@
 #include "quant/metrics.h"
 #include "quant/rounding.h"
 #include "kernels/quantrun.h"
+#include "workteam.h"
 
 namespace quantlens {
 
@@ -21,18 +24,52 @@ namespace {
 using quantrun::Kernel;
 
 
+// Long runs go to the work team in sum-sized chunks (the chunks of the metrics contract,
+// so the round trip's sums are computeMetrics' bits on any number of threads).
+void forChunks(int64_t n, const std::function<void(int64_t c, int64_t begin, int64_t len)>& fn)
+{
+    constexpr int64_t C = quantrun::kSumChunk;
+    parallelFor((n + C - 1) / C, [&](int64_t c) { fn(c, c * C, std::min(C, n - c * C)); }, n >= kTeamMinValues);
+}
+
 // Quantizes n contiguous values with one scale/zero point. Returns how many values
-// rounded outside [qmin, qmax]. NaN maps to the zero point. No allocation: this is the
-// loop the GUI runs while the user drags a clamp line.
+// rounded outside [qmin, qmax]. NaN maps to the zero point. No allocation below the
+// team's threshold: this is the loop the GUI runs while the user drags a clamp line.
 int64_t quantizeRun(const float* x, int8_t* q, int64_t n, Kernel kernel, float scale, int32_t zp,
                     int32_t qmin, int32_t qmax)
 {
-    return quantrun::activeQuant().quantize(x, q, n, kernel, roundingMultiplier(kernel, scale), zp, qmin, qmax);
+    const quantrun::QuantKernels& kr = quantrun::activeQuant();
+    const float s = roundingMultiplier(kernel, scale);
+    if (n < kTeamMinValues)
+        return kr.quantize(x, q, n, kernel, s, zp, qmin, qmax);
+    std::atomic<int64_t> clamped{0};
+    forChunks(n, [&](int64_t, int64_t b, int64_t len) { clamped += kr.quantize(x + b, q + b, len, kernel, s, zp, qmin, qmax); });
+    return clamped.load();
 }
 
 void dequantizeRun(const int8_t* q, float* out, int64_t n, bool isUnsigned, float scale, int32_t zp)
 {
-    quantrun::activeQuant().dequantize(q, out, n, isUnsigned, scale, zp);
+    const quantrun::QuantKernels& kr = quantrun::activeQuant();
+    forChunks(n, [&](int64_t, int64_t b, int64_t len) { kr.dequantize(q + b, out + b, len, isUnsigned, scale, zp); });
+}
+
+// The one-sweep round trip of a run (kernels/quantrun.h roundTrip), chunk by chunk, the
+// chunks' sums folded in order into *sums (which must be empty).
+int64_t roundTripRun(const float* x, int8_t* q, float* y, int64_t n, Kernel kernel, float scale, int32_t zp,
+                     int32_t qmin, int32_t qmax, bool isUnsigned, quantrun::Sums* sums)
+{
+    const quantrun::QuantKernels& kr = quantrun::activeQuant();
+    const float s = roundingMultiplier(kernel, scale);
+    if (n <= quantrun::kSumChunk)
+        return kr.roundTrip(x, q, y, n, kernel, s, scale, zp, qmin, qmax, isUnsigned, sums);
+    std::vector<quantrun::Sums> part(size_t((n + quantrun::kSumChunk - 1) / quantrun::kSumChunk));
+    std::atomic<int64_t> clamped{0};
+    forChunks(n, [&](int64_t c, int64_t b, int64_t len) {
+        clamped += kr.roundTrip(x + b, q + b, y + b, len, kernel, s, scale, zp, qmin, qmax, isUnsigned, &part[size_t(c)]);
+    });
+    for (size_t c = 0; c < part.size(); ++c)
+        quantrun::foldChunk(*sums, part[c], c == 0);
+    return clamped.load();
 }
 
 struct ScaleZp {
@@ -301,9 +338,8 @@ Status quantizeImpl(std::span<const float> x, const std::vector<int64_t>& shape,
             // to int8 as 0 for every value of the block.
             std::fill(dst, dst + n, int8_t(0));
         } else if (roundTrip && L.perTensor) {
-            out.clampedCount += quantrun::activeQuant().roundTrip(src, dst, roundTrip->xhat, n, kernel,
-                                                                  roundingMultiplier(kernel, sz.scale), sz.scale, sz.zp,
-                                                                  P.qmin, P.qmax, spec.isUnsigned, &roundTrip->sums);
+            out.clampedCount += roundTripRun(src, dst, roundTrip->xhat, n, kernel, sz.scale, sz.zp, P.qmin, P.qmax,
+                                             spec.isUnsigned, &roundTrip->sums);
             roundTrip->done = true;
         } else {
             out.clampedCount += quantizeRun(src, dst, n, kernel, sz.scale, sz.zp, P.qmin, P.qmax);
@@ -437,8 +473,8 @@ Metrics quantizationMetrics(std::span<const float> x, const QuantizedTensor& qt)
         || int64_t(P.scale.size()) < layout->slices() || int64_t(P.zeroPoint.size()) < layout->slices())
         return computeMetrics(x, dequantize(qt), qt.clampedCount);
     const Layout& L = *layout;
-    // Chunks are whole metric blocks, so the sums continue exactly as one pass would.
-    constexpr int64_t kChunk = quantrun::kSumBlock * 128;
+    // One sum chunk at a time (kernels/quantrun.h), so the totals are computeMetrics' bits.
+    constexpr int64_t kChunk = quantrun::kSumChunk;
     std::vector<float> buf(size_t(std::min(n, kChunk)));
     const quantrun::QuantKernels& kr = quantrun::activeQuant();
     quantrun::Sums acc;
@@ -461,7 +497,9 @@ Metrics quantizationMetrics(std::span<const float> x, const QuantizedTensor& qt)
                           P.zeroPoint[size_t(s)]);
             i = runEnd;
         }
-        kr.sums(x.data() + begin, buf.data(), end - begin, &acc);
+        quantrun::Sums chunk;
+        kr.sums(x.data() + begin, buf.data(), end - begin, &chunk);
+        quantrun::foldChunk(acc, chunk, begin == 0);
     }
     return metricsFromSums(acc, n, qt.clampedCount);
 }

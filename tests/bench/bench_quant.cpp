@@ -1,6 +1,7 @@
 // Benchmark (not a test): the GUI's per-drag pipeline and every calibrator on a
-// 768x3072 float32 matrix, one core. Targets: histogram(2048) + quantize + dequantize +
-// metrics under 1.5 ms (issue #21); each calibrator under 50 ms. Prints the best of N runs.
+// 768x3072 float32 matrix, one core, and the drag path also on every core of the work team
+// (workteam.h). Targets: histogram(2048) + quantize + dequantize + metrics under 1.5 ms
+// (issue #21); each calibrator under 50 ms. Prints the best of N runs.
 //
 //   bench_quant [runs] [--baseline OLD_BENCH_QUANT]
 //
@@ -20,6 +21,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/quantrun.h"
@@ -27,6 +29,7 @@
 #include "quant/histogram.h"
 #include "quant/metrics.h"
 #include "quant/quantize.h"
+#include "workteam.h"
 
 using namespace quantlens;
 
@@ -41,6 +44,13 @@ double cpuMs()
     return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
 }
 
+double wallMs()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
+}
+
 double bestMs(int runs, const std::function<void()>& fn)
 {
     double best = 1e30;
@@ -50,6 +60,22 @@ double bestMs(int runs, const std::function<void()>& fn)
         best = std::min(best, cpuMs() - t0);
     }
     return best;
+}
+
+// Wall time (threads' CPU time would add up): the only fair clock for 1 against N threads,
+// so both columns of that comparison use it, best of `runs`, alternating.
+void bestWallPair(int runs, const std::function<void()>& fn, double& one, double& all)
+{
+    one = all = 1e30;
+    for (int i = 0; i < runs; ++i) {
+        for (const int threads : {1, 0}) {
+            setTeamThreads(threads);
+            const double t0 = wallMs();
+            fn();
+            (threads == 1 ? one : all) = std::min(threads == 1 ? one : all, wallMs() - t0);
+        }
+    }
+    setTeamThreads(0);
 }
 
 volatile double g_sink = 0;
@@ -140,12 +166,28 @@ int main(int argc, char** argv)
                     "drag= %.3f\n",
                     quantrun::activeQuant().name, hist, quant, deq, met, separate, sweep, fused);
     };
+    // The drag path on one thread and on the whole work team (workteam.h), wall time.
+    auto threadFigures = [&] {
+        double hist1, histN, sweep1, sweepN, drag1, dragN;
+        bestWallPair(runs, [&] { h = computeHistogram(x, mm.lo, mm.hi, 2048); }, hist1, histN);
+        bestWallPair(runs, [&] { m = *quantizeManualRoundTrip(x, shape, sym, -0.3f, 0.3f, qt, xhat); }, sweep1, sweepN);
+        bestWallPair(runs, [&] {
+            h = computeHistogram(x, mm.lo, mm.hi, 2048);
+            m = *quantizeManualRoundTrip(x, shape, sym, -0.3f, 0.3f, qt, xhat);
+        }, drag1, dragN);
+        std::printf("threads %s 1 histogram= %.3f sweep= %.3f drag= %.3f %d histogram= %.3f sweep= %.3f drag= %.3f\n",
+                    quantrun::activeQuant().name, hist1, sweep1, drag1, teamThreads(), histN, sweepN, dragN);
+    };
     if (dragOnly) {
+        setTeamThreads(1);  // the per-ISA table is single-threaded (thread CPU time)
         dragFigures();
+        setTeamThreads(0);
+        threadFigures();
         return 0;
     }
-    std::printf("bench_quant on %s\n  %lldx%lld float32 (%.1f MB), best of %d runs, one thread, thread CPU time, "
-                "active ISA %s\n",
+    setTeamThreads(1);  // the figures below are one thread's unless said otherwise
+    std::printf("bench_quant on %s\n  %lldx%lld float32 (%.1f MB), best of %d runs, one thread (the work team "
+                "limited to 1), thread CPU time, active ISA %s\n",
                 cpuName().c_str(), (long long)rows, (long long)cols, double(x.size()) * 4 / 1e6, runs,
                 quantrun::activeQuant().name);
 
@@ -195,6 +237,16 @@ int main(int argc, char** argv)
             h = computeHistogram(x, mm.lo, mm.hi, 2048);
             m = *quantizeManualRoundTrip(x, shape, sym, -0.3f, 0.3f, qt, xhat);
         }));
+    {
+        double one = 0, all = 0;
+        bestWallPair(runs, [&] {
+            h = computeHistogram(x, mm.lo, mm.hi, 2048);
+            m = *quantizeManualRoundTrip(x, shape, sym, -0.3f, 0.3f, qt, xhat);
+        }, one, all);
+        setTeamThreads(1);
+        std::printf("  %-52s %8.3f ms | %d threads %.3f ms (wall time)\n", "GUI drag, one sweep, 1 thread", one,
+                    teamThreads() == 1 ? int(std::max(1u, std::thread::hardware_concurrency())) : teamThreads(), all);
+    }
 
     // Every ISA side by side (and the baseline build), each in its own process.
     std::printf("\nGUI drag path per ISA (ms, best of %d; 'separate' = the four calls, 'drag' = histogram + one-sweep "
@@ -206,6 +258,7 @@ int main(int argc, char** argv)
     const ssize_t len = ::readlink("/proc/self/exe", self, sizeof self - 1);
     const std::string me = len > 0 ? std::string(self, size_t(len)) : std::string(argv[0]);
     const std::string r = std::to_string(runs);
+    std::vector<std::string> threadLines;
     for (int round = 0; round < 2; ++round) {  // twice, interleaved, to see the machine's drift
         if (!baseline.empty()) {
             const double old = figureFrom(baseline + " " + r + " 2>&1", "dequantize + metrics");
@@ -223,10 +276,25 @@ int main(int argc, char** argv)
                                name, &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6]) == 8)
                 std::printf("  %-22s %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n", name, f[0], f[1], f[2], f[3], f[4], f[5],
                             f[6]);
+            double t[6] = {};
+            int all = 0;
+            if (p && std::fgets(buf, sizeof buf, p)
+                && std::sscanf(buf, "threads %31s 1 histogram= %lf sweep= %lf drag= %lf %d histogram= %lf sweep= %lf drag= %lf",
+                               name, &t[0], &t[1], &t[2], &all, &t[3], &t[4], &t[5]) == 8) {
+                char line[256];
+                std::snprintf(line, sizeof line, "  %-22s %9.3f %9.3f %9.3f | %2d %9.3f %9.3f %9.3f", name, t[0], t[1], t[2],
+                              all, t[3], t[4], t[5]);
+                threadLines.push_back(line);
+            }
             if (p)
                 ::pclose(p);
         }
     }
+    std::printf("\nGUI drag path, 1 thread | all threads of the work team (ms, wall time, best of %d, alternating):\n", runs);
+    std::printf("  %-22s %9s %9s %9s | %2s %9s %9s %9s\n", "ISA", "histogram", "sweep", "drag", "n", "histogram", "sweep",
+                "drag");
+    for (const std::string& l : threadLines)
+        std::printf("%s\n", l.c_str());
     std::printf("\n");
 
     for (const char* c : {"percentile:99.99", "mse", "entropy", "hist-l2"}) {
