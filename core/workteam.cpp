@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <condition_variable>
 #include <exception>
@@ -15,13 +16,22 @@ namespace quantlens {
 
 namespace {
 
-int hardwareThreads()
+// hardware_concurrency(), or QUANTLENS_THREADS=n (1..256) when set.
+int defaultThreads()
 {
-    const unsigned n = std::thread::hardware_concurrency();
-    return n == 0 ? 1 : int(std::min(n, 256u));
+    static const int n = [] {
+        if (const char* e = std::getenv("QUANTLENS_THREADS")) {
+            const int v = std::atoi(e);
+            if (v >= 1 && v <= 256)
+                return v;
+        }
+        const unsigned h = std::thread::hardware_concurrency();
+        return h == 0 ? 1 : int(std::min(h, 256u));
+    }();
+    return n;
 }
 
-std::atomic<int> g_limit{0};  // 0: hardwareThreads()
+std::atomic<int> g_limit{0};  // 0: defaultThreads()
 
 class Team {
 public:
@@ -141,7 +151,7 @@ Team& team()
 int teamThreads()
 {
     const int n = g_limit.load(std::memory_order_relaxed);
-    return n > 0 ? n : hardwareThreads();
+    return n > 0 ? n : defaultThreads();
 }
 
 void setTeamThreads(int n) { g_limit.store(std::max(n, 0), std::memory_order_relaxed); }

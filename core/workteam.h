@@ -12,10 +12,11 @@
 
 namespace quantlens {
 
-// Threads a parallel call may use, the caller included: hardware_concurrency(), or the
-// last setTeamThreads(n) (benches and tests compare 1 thread with all).
+// Threads a parallel call may use, the caller included: hardware_concurrency() (or the
+// environment's QUANTLENS_THREADS), or the last setTeamThreads(n) (benches and tests
+// compare 1 thread with all).
 int teamThreads();
-// n < 1 means hardware_concurrency() again. Not for use while a parallel call runs.
+// n < 1 means the default again. Not for use while a parallel call runs.
 void setTeamThreads(int n);
 
 // Runs part(i) for every i in [0, parts), on up to teamThreads() threads, and returns when

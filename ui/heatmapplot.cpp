@@ -2,9 +2,29 @@
 
 #include <QMouseEvent>
 
+#include <algorithm>
 #include <cmath>
 
 namespace quantlens::ui {
+
+// QCPColorMapData with a whole-block setter. QCP 2.1's only cell setter is setCell (a
+// bounds check and a data-bounds update per cell: 147K calls per map on every drag step);
+// its storage is row-major by value index, which is HeatGrid's [row][col], so one copy does
+// it. The protected members are QCP's extension point for this.
+class HeatmapPlot::BlockData : public QCPColorMapData {
+public:
+    BlockData() : QCPColorMapData(0, 0, QCPRange(0, 1), QCPRange(0, 1)) {}
+    void setBlock(const HeatGrid& g)
+    {
+        setSize(int(g.cols), int(g.rows));
+        if (isEmpty())
+            return;
+        std::copy(g.v.begin(), g.v.begin() + ptrdiff_t(g.rows * g.cols), mData);
+        const auto [lo, hi] = std::minmax_element(g.v.begin(), g.v.begin() + ptrdiff_t(g.rows * g.cols));
+        mDataBounds = QCPRange(*lo, *hi);
+        mDataModified = true;
+    }
+};
 
 HeatmapPlot::HeatmapPlot(QWidget* parent) : QCustomPlot(parent)
 {
@@ -16,6 +36,8 @@ HeatmapPlot::HeatmapPlot(QWidget* parent) : QCustomPlot(parent)
     plotLayout()->addElement(0, 0, title_);
 
     map_ = new QCPColorMap(xAxis, yAxis);
+    data_ = new BlockData;
+    map_->setData(data_, false);  // the map owns it
     map_->setInterpolate(false);  // one cell is one (pooled) weight; smoothing would invent values
     map_->setTightBoundary(false);
     scale_ = new QCPColorScale(this);
@@ -55,24 +77,26 @@ void HeatmapPlot::setGrid(const HeatGrid& g, int64_t rows, int64_t cols, double 
                           const QString& scaleLabel, const QCPColorGradient& gradient)
 {
     const bool sameShape = rows == rows_ && cols == cols_ && g.rows == grid_.rows && g.cols == grid_.cols;
+    if (!(range > 0))
+        range = 1;
+    // Every drag step hands over all three maps; the "before" one has not changed, and
+    // re-setting it re-coloured and redrew it each time.
+    if (sameShape && g.poolRows == grid_.poolRows && g.poolCols == grid_.poolCols && map_->visible()
+        && !message_->visible() && range == shownRange_ && title == title_->text()
+        && scaleLabel == scale_->axis()->label() && gradient == map_->gradient() && g.v == grid_.v)
+        return;
     grid_ = g;
     rows_ = rows;
     cols_ = cols;
+    shownRange_ = range;
     message_->setVisible(false);
     title_->setText(title);
-    QCPColorMapData* d = map_->data();
-    d->setSize(int(g.cols), int(g.rows));
     // Cell centres in matrix coordinates: cell k covers [k*pool, (k+1)*pool).
     const double c0 = 0.5 * double(g.poolCols) - 0.5;
     const double r0 = 0.5 * double(g.poolRows) - 0.5;
-    d->setRange(QCPRange(c0, c0 + double(g.poolCols) * double(std::max<int64_t>(g.cols - 1, 0)) + 1e-9),
-                QCPRange(r0, r0 + double(g.poolRows) * double(std::max<int64_t>(g.rows - 1, 0)) + 1e-9));
-    // Every cell set explicitly: QCPColorMapData::fill memsets doubles in QCP 2.1.
-    for (int64_t r = 0; r < g.rows; ++r)
-        for (int64_t c = 0; c < g.cols; ++c)
-            d->setCell(int(c), int(r), g.v[size_t(r * g.cols + c)]);
-    if (!(range > 0))
-        range = 1;
+    data_->setBlock(g);
+    data_->setRange(QCPRange(c0, c0 + double(g.poolCols) * double(std::max<int64_t>(g.cols - 1, 0)) + 1e-9),
+                    QCPRange(r0, r0 + double(g.poolRows) * double(std::max<int64_t>(g.rows - 1, 0)) + 1e-9));
     map_->setGradient(gradient);
     scale_->setGradient(gradient);  // the scale does not always follow the map's gradient
     map_->setDataRange(QCPRange(-range, range));
@@ -87,7 +111,7 @@ void HeatmapPlot::clearGrid(const QString& message)
 {
     rows_ = cols_ = 0;
     grid_ = {};
-    map_->data()->setSize(0, 0);
+    data_->setSize(0, 0);
     map_->setVisible(false);
     title_->setText(QString());
     message_->setText(message);

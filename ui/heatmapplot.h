@@ -38,7 +38,10 @@ protected:
 private:
     void applyTheme();
 
+    class BlockData;
     QCPColorMap* map_ = nullptr;
+    BlockData* data_ = nullptr;  // map_'s data (owned by map_)
+    double shownRange_ = 0;
     QCPColorScale* scale_ = nullptr;
     QCPTextElement* title_ = nullptr;
     QCPItemText* message_ = nullptr;

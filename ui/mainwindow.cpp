@@ -414,6 +414,7 @@ void MainWindow::buildUi()
         // The lines stay where they were dropped: the manual range is what they show.
         controls_->setManualRange(lo, hi);
         ++dragSerial_;  // the next drag is its own undo step
+        summaryFromOutcome();  // skipped while dragging; a newer result still on its way calls it again
     });
     connect(controls_, &QuantControls::scopeChanged, this, [this](QuantControls::Scope sc) { setScopeForCurrent(int(sc)); });
     connect(controls_, &QuantControls::quantizeAnywayRequested, this, &MainWindow::quantizeCurrentAnyway);
@@ -945,6 +946,10 @@ std::string MainWindow::tunedSpecText(int tensor) const
 void MainWindow::summaryFromOutcome()
 {
     if (!outcome_ || !matrix_ || current_ < 0 || matrix_->rows <= 1)
+        return;
+    // Not on every drag step: the tree's resize-to-contents columns re-measure every row on
+    // each change (half of the GUI thread's time per step in bench_drag); the drop does it.
+    if (histogram_->isDragging())
         return;
     QuantSpec expected = session_.overrides.count(model_->tensors[size_t(current_)].name)
                              ? session_.specFor(model_->tensors[size_t(current_)].name)

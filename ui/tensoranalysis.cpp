@@ -9,6 +9,7 @@
 
 #include "io/mappedfile.h"
 #include "kernels/reduce.h"
+#include "workteam.h"
 
 namespace quantlens::ui {
 
@@ -138,7 +139,8 @@ float upperPercentile(const std::vector<float>& v, double q)
 }
 
 // One heatmap built a band of poolRows source rows at a time, so several maps (and the
-// per-row metrics) can share one pass over the data while a band is still in cache.
+// per-row metrics) can share one pass over the data while a band is still in cache. Bands
+// write disjoint cells, so threads can build different bands, each with its own BandMax.
 class GridBuilder {
 public:
     GridBuilder(int64_t rows, int64_t cols, int64_t maxCells) : cols_(cols)
@@ -151,19 +153,18 @@ public:
         g_.cols = (cols + g_.poolCols - 1) / g_.poolCols;
         g_.v.assign(size_t(g_.rows * g_.cols), 0.0);
         best_.assign(size_t(g_.rows * g_.cols), -1.0f);
-        band_ = BandMax{std::vector<float>(size_t(cols)), std::vector<float>(size_t(cols))};
     }
     bool empty() const { return g_.v.empty(); }
     int64_t bands() const { return g_.rows; }
     int64_t bandRows() const { return g_.poolRows; }
-    void startBand() { band_.reset(); }
+    BandMax scratch() const { return BandMax{std::vector<float>(size_t(cols_)), std::vector<float>(size_t(cols_))}; }
     // One source row, a (b null) or a - b, into the band's per-column maxima: the
     // dispatched kernel (kernels/reduce.h), since this runs over every value per drag step.
-    void fold(const float* a, const float* b)
+    void fold(BandMax& band, const float* a, const float* b) const
     {
-        kernels::activeReduce().foldMaxAbs(a, b, cols_, band_.mag.data(), band_.val.data());
+        kernels::activeReduce().foldMaxAbs(a, b, cols_, band.mag.data(), band.val.data());
     }
-    void endBand(int64_t gr)
+    void endBand(const BandMax& band, int64_t gr)
     {
         for (int64_t gc = 0, c0 = 0; gc < g_.cols; ++gc, c0 += g_.poolCols) {
             const int64_t c1 = std::min(cols_, c0 + g_.poolCols);
@@ -172,9 +173,9 @@ public:
             float bm = -1.0f;
             uint32_t bv = 0;
             for (int64_t c = c0; c < c1; ++c) {
-                const float m = band_.mag[size_t(c)];
+                const float m = band.mag[size_t(c)];
                 const uint32_t take = 0u - uint32_t(m > bm);
-                bv ^= (bv ^ std::bit_cast<uint32_t>(band_.val[size_t(c)])) & take;
+                bv ^= (bv ^ std::bit_cast<uint32_t>(band.val[size_t(c)])) & take;
                 bm = std::max(m, bm);
             }
             best_[size_t(gr * g_.cols + gc)] = bm;
@@ -197,8 +198,19 @@ private:
     int64_t cols_;
     HeatGrid g_;
     std::vector<float> best_;
-    BandMax band_;
 };
+
+// Bands in parts of about kBandValues source values each, spread over the work team;
+// part(b0, b1) builds bands [b0, b1). Each band's result depends on its rows only.
+void forBandParts(int64_t bands, int64_t bandValues, const std::function<void(int64_t, int64_t)>& part)
+{
+    constexpr int64_t kPartValues = int64_t(1) << 16;
+    const int64_t perPart = std::max<int64_t>(1, kPartValues / std::max<int64_t>(1, bandValues));
+    const int64_t parts = (bands + perPart - 1) / perPart;
+    parallelFor(
+        parts, [&](int64_t p) { part(p * perPart, std::min(bands, (p + 1) * perPart)); },
+        bands * bandValues >= kTeamMinValues);
+}
 
 template <bool Diff>
 HeatGrid poolRows(const float* a, const float* b, int64_t rows, int64_t cols, int64_t maxCells)
@@ -206,13 +218,16 @@ HeatGrid poolRows(const float* a, const float* b, int64_t rows, int64_t cols, in
     GridBuilder g(rows, cols, maxCells);
     if (g.empty())
         return g.finish();
-    for (int64_t gr = 0; gr < g.bands(); ++gr) {
-        g.startBand();
-        const int64_t r1 = std::min(rows, (gr + 1) * g.bandRows());
-        for (int64_t r = gr * g.bandRows(); r < r1; ++r)
-            g.fold(a + r * cols, Diff ? b + r * cols : nullptr);
-        g.endBand(gr);
-    }
+    forBandParts(g.bands(), g.bandRows() * cols, [&](int64_t b0, int64_t b1) {
+        BandMax band = g.scratch();
+        for (int64_t gr = b0; gr < b1; ++gr) {
+            band.reset();
+            const int64_t r1 = std::min(rows, (gr + 1) * g.bandRows());
+            for (int64_t r = gr * g.bandRows(); r < r1; ++r)
+                g.fold(band, a + r * cols, Diff ? b + r * cols : nullptr);
+            g.endBand(band, gr);
+        }
+    });
     return g.finish();
 }
 
@@ -232,25 +247,28 @@ void poolOutcome(const float* x, const float* xhat, int64_t rows, int64_t cols, 
         return;
     }
     if (rowMetrics)
-        rowMetrics->reserve(size_t(rows));
-    for (int64_t gr = 0; gr < ga.bands(); ++gr) {
-        ga.startBand();
-        ge.startBand();
-        const int64_t r0 = gr * ga.bandRows(), r1 = std::min(rows, r0 + ga.bandRows());
-        for (int64_t r = r0; r < r1; ++r) {  // the row stays in L1 for the second fold
-            ga.fold(xhat + r * cols, nullptr);
-            ge.fold(xhat + r * cols, x + r * cols);
+        rowMetrics->resize(size_t(rows));
+    forBandParts(ga.bands(), ga.bandRows() * cols, [&](int64_t b0, int64_t b1) {
+        BandMax ba = ga.scratch(), be = ge.scratch();
+        for (int64_t gr = b0; gr < b1; ++gr) {
+            ba.reset();
+            be.reset();
+            const int64_t r0 = gr * ga.bandRows(), r1 = std::min(rows, r0 + ga.bandRows());
+            for (int64_t r = r0; r < r1; ++r) {  // the row stays in L1 for the second fold
+                ga.fold(ba, xhat + r * cols, nullptr);
+                ge.fold(be, xhat + r * cols, x + r * cols);
+            }
+            ga.endBand(ba, gr);
+            ge.endBand(be, gr);
+            if (rowMetrics) {
+                const size_t n = size_t((r1 - r0) * cols);
+                const auto band = computeRowMetrics({x + r0 * cols, n}, {xhat + r0 * cols, n}, r1 - r0, cols);
+                std::copy(band.begin(), band.end(), rowMetrics->begin() + r0);
+            }
         }
-        ga.endBand(gr);
-        ge.endBand(gr);
-        if (rowMetrics) {
-            const size_t n = size_t((r1 - r0) * cols);
-            const auto band = computeRowMetrics({x + r0 * cols, n}, {xhat + r0 * cols, n}, r1 - r0, cols);
-            rowMetrics->insert(rowMetrics->end(), band.begin(), band.end());
-        }
-    }
-    after = ga.finish();
-    error = ge.finish();
+    });
+    // Each finish ranks ~150K cells for the colour range: the two maps side by side.
+    parallelFor(2, [&](int64_t i) { (i == 0 ? after : error) = (i == 0 ? ga : ge).finish(); }, rows * cols >= kTeamMinValues);
 }
 
 // Drag steps make a new outcome per mouse move and drop the one before: 2.4 MB of codes

@@ -157,6 +157,10 @@ private slots:
                     break;
                 }
         QVERIFY(errorMapChanged);
+        // The tree's SQNR column is left alone during the drag (it re-measures every row) and
+        // shows the dropped range's result once the drag is over.
+        const QModelIndex sq = w->treeModel()->indexForTensor(w->currentTensor()).siblingAtColumn(TensorTreeModel::SqnrColumn);
+        QCOMPARE(sq.data(TensorTreeModel::SortRole).toDouble(), after->metrics.sqnrDb);
     }
 
     void pressAwayFromLinesDoesNotDrag()

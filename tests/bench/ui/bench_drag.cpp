@@ -30,6 +30,7 @@
 #include "quant/metrics.h"
 #include "quant/quantize.h"
 #include "tensoranalysis.h"
+#include "workteam.h"
 
 using namespace quantlens;
 using namespace quantlens::ui;
@@ -55,10 +56,18 @@ double threadMs()
     return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
 }
 
+double wallMs()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
+}
+
 // The background job of one drag step alone, as MainWindow::requestQuantize runs it (a
 // manual range, the previous outcome passed for the alternative granularity's reuse):
-// thread CPU time, best of `runs`, so other processes on the machine do not count.
-double workerMs(const std::shared_ptr<const MatrixData>& m, QuantSpec spec, int runs)
+// thread CPU time, best of `runs`, so other processes on the machine do not count, or
+// (clock = wallMs) wall time, for the job split over the work team.
+double workerMs(const std::shared_ptr<const MatrixData>& m, QuantSpec spec, int runs, double (*clock)() = threadMs)
 {
     spec.calib = CalibMethod::Manual;
     spec.manualLo = -0.3f;
@@ -70,9 +79,9 @@ double workerMs(const std::shared_ptr<const MatrixData>& m, QuantSpec spec, int 
     double best = 1e30;
     for (int i = 0; i < runs; ++i) {
         spec.manualHi = 0.3f - 0.001f * float(i % 7);  // a new range each step, as a drag gives
-        const double t0 = threadMs();
+        const double t0 = clock();
         auto r = quantizeMatrix(m, spec, 384, true, false, prev);
-        best = std::min(best, threadMs() - t0);
+        best = std::min(best, clock() - t0);
         if (r)
             prev = *r;
     }
@@ -166,7 +175,7 @@ int main(int argc, char** argv)
         return 1;
     }
 
-    std::vector<double> lines, full;
+    std::vector<double> lines, full, guiCpu;
     rusage before{};
     getrusage(RUSAGE_SELF, &before);
     QElapsedTimer t;
@@ -174,6 +183,7 @@ int main(int argc, char** argv)
         // Inwards and back out over ~60 px, as a user probing the range would.
         const int x = x0 - 4 - (i % 15) * 4;
         t.start();
+        const double cpu0 = threadMs();
         sendMouse(h, QEvent::MouseMove, QPoint(x, y), Qt::LeftButton);
         h->repaint();
         lines.push_back(double(t.nsecsElapsed()) / 1e6);
@@ -185,23 +195,37 @@ int main(int argc, char** argv)
         w.heatmaps()->after()->repaint();
         w.heatmaps()->error()->repaint();
         full.push_back(double(t.nsecsElapsed()) / 1e6);
+        guiCpu.push_back(threadMs() - cpu0);
     }
     sendMouse(h, QEvent::MouseButtonRelease, QPoint(x0 - 10, y), Qt::NoButton);
     rusage after{};
     getrusage(RUSAGE_SELF, &after);
     const double faultsPerMove = double(after.ru_minflt - before.ru_minflt) / moves;
 
+    // One thread's CPU for the job (what it costs), then its wall time on 1 thread and on
+    // the whole work team (what the user waits), alternating.
+    setTeamThreads(1);
     const double separate = separateMs(w.matrix(), QuantSpec{}, 15);
     const double worker = workerMs(w.matrix(), QuantSpec{}, 15);
-    const Stats l = stats(lines), f = stats(full);
+    double wall1 = 1e30, wallN = 1e30;
+    for (int round = 0; round < 5; ++round) {
+        setTeamThreads(1);
+        wall1 = std::min(wall1, workerMs(w.matrix(), QuantSpec{}, 5, wallMs));
+        setTeamThreads(0);
+        wallN = std::min(wallN, workerMs(w.matrix(), QuantSpec{}, 5, wallMs));
+    }
+    const int team = teamThreads();
+    const Stats l = stats(lines), f = stats(full), g = stats(guiCpu);
     const char* isa = quantrun::activeQuant().name;
     if (json) {
         std::printf("{\"matrix\": [%lld, %lld], \"moves\": %d, \"quantize_path\": \"%s\", "
                     "\"lines_ms\": {\"median\": %.3f, \"p90\": %.3f, \"max\": %.3f}, "
                     "\"full_ms\": {\"median\": %.3f, \"p90\": %.3f, \"max\": %.3f}, \"page_faults_per_move\": %.1f, "
-                    "\"worker_ms\": %.3f, \"separate_passes_ms\": %.3f}\n",
+                    "\"worker_ms\": %.3f, \"separate_passes_ms\": %.3f, \"gui_thread_cpu_ms\": {\"median\": %.3f, "
+                    "\"p90\": %.3f, \"max\": %.3f}, \"worker_wall_ms_1_thread\": %.3f, \"worker_wall_ms_team\": %.3f, "
+                    "\"team_threads\": %d}\n",
                     (long long)rows, (long long)cols, moves, isa, l.median, l.p90, l.max, f.median, f.p90, f.max,
-                    faultsPerMove, worker, separate);
+                    faultsPerMove, worker, separate, g.median, g.p90, g.max, wall1, wallN, team);
     } else {
         std::printf("clamp-line drag on %s (%lld x %lld), %d mouse moves, quantize path %s, offscreen 1400x900\n",
                     qPrintable(name), (long long)rows, (long long)cols, moves, isa);
@@ -211,6 +235,10 @@ int main(int argc, char** argv)
                     f.p90, f.max);
         std::printf("%-58s %6.2f ms (thread CPU, best of 15)\n", "the background requantization alone", worker);
         std::printf("%-58s %6.2f ms (the same work as separate passes)\n", "", separate);
+        std::printf("%-58s %6.2f ms 1 thread | %.2f ms %d threads (wall, best of 25)\n",
+                    "the background requantization, split over the work team", wall1, wallN, team);
+        std::printf("%-58s %6.2f ms %5.2f ms %5.2f ms (thread CPU)\n", "GUI thread's own work per move (events, maps, paint)",
+                    g.median, g.p90, g.max);
         std::printf("page faults per move: %.1f (fresh pages the allocator had to map)\n", faultsPerMove);
         std::printf("target: < 16 ms from mouse move to repainted plots\n");
     }
