@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <cfloat>
 #include <cmath>
 #include <cstdlib>
@@ -298,55 +299,80 @@ Status quantizeImpl(std::span<const float> x, const std::vector<int64_t>& shape,
     P.rangeLo = FLT_MAX;
     P.rangeHi = -FLT_MAX;
 
-    std::vector<float> xs;  // scratch for channels that are strided in memory
-    std::vector<int8_t> qs;
+    // Slices are independent: groups of about a sum chunk of values go to the work team,
+    // each with its own scratch and tallies (integers and min/max: any order gives the same);
+    // the first failing slice's error is the one reported.
     const int64_t perSlice = L.perTensor ? *numel : (L.group > 0 ? L.group : L.K);
-    if (!L.perTensor && !L.contiguousChannel()) {
-        xs.resize(size_t(perSlice));
-        qs.resize(size_t(perSlice));
-    }
-    for (int64_t s = 0; s < nslices; ++s) {
-        const int64_t c = L.perTensor ? 0 : s / L.groupsPerChannel;
-        const int64_t g = L.perTensor ? 0 : s % L.groupsPerChannel;
-        const int64_t p0 = L.group > 0 ? g * L.group : 0;
-        const int64_t p1 = L.perTensor ? *numel : (L.group > 0 ? std::min(p0 + L.group, L.K) : L.K);
-        const int64_t n = p1 - p0;
-        const float* src;
-        int8_t* dst;
-        const bool direct = L.perTensor || L.contiguousChannel();
-        if (direct) {
-            const int64_t base = L.perTensor ? 0 : c * L.K + p0;
-            src = x.data() + base;
-            dst = out.q.data() + base;
-        } else {
-            for (int64_t p = p0; p < p1; ++p)
-                xs[size_t(p - p0)] = x[size_t(L.index(c, p))];
-            src = xs.data();
-            dst = qs.data();
-        }
-        auto range = calibrateRange(std::span<const float>(src, size_t(n)), spec);
-        if (!range)
-            return range.error();
-        const ScaleZp sz = paramsFromRange(spec, *range, rangeMin, rangeMax);
-        P.scale[size_t(s)] = spec.scheme == Scheme::Q8_0 ? halfToFloat(floatToHalf(sz.scale)) : sz.scale;
-        P.zeroPoint[size_t(s)] = sz.zp;
-        P.rangeLo = std::min(P.rangeLo, range->lo);
-        P.rangeHi = std::max(P.rangeHi, range->hi);
-        // Q8_0 quantizes with the float d and stores fp16(d): the reference does exactly that.
-        if (spec.scheme == Scheme::Q8_0 && sz.scale != 0.0f && !std::isfinite(1.0f / sz.scale)) {
-            // A float32-subnormal d has no finite inverse: ggml's x*inf (or 0*inf) converts
-            // to int8 as 0 for every value of the block.
-            std::fill(dst, dst + n, int8_t(0));
-        } else if (roundTrip && L.perTensor) {
-            out.clampedCount += roundTripRun(src, dst, roundTrip->xhat, n, kernel, sz.scale, sz.zp, P.qmin, P.qmax,
-                                             spec.isUnsigned, &roundTrip->sums);
-            roundTrip->done = true;
-        } else {
-            out.clampedCount += quantizeRun(src, dst, n, kernel, sz.scale, sz.zp, P.qmin, P.qmax);
-        }
-        if (!direct)
-            for (int64_t p = p0; p < p1; ++p)
-                out.q[size_t(L.index(c, p))] = qs[size_t(p - p0)];
+    const bool direct = L.perTensor || L.contiguousChannel();
+    const int64_t perPart = std::max<int64_t>(1, quantrun::kSumChunk / std::max<int64_t>(1, perSlice));
+    struct PartOut {
+        int64_t clamped = 0;
+        float lo = FLT_MAX, hi = -FLT_MAX;
+        std::optional<Error> error;
+    };
+    std::vector<PartOut> partOut(static_cast<size_t>((nslices + perPart - 1) / perPart));
+    parallelFor(
+        int64_t(partOut.size()),
+        [&](int64_t part) {
+            PartOut& po = partOut[size_t(part)];
+            std::vector<float> xs;  // scratch for channels that are strided in memory
+            std::vector<int8_t> qs;
+            if (!direct) {
+                xs.resize(size_t(perSlice));
+                qs.resize(size_t(perSlice));
+            }
+            for (int64_t s = part * perPart; s < std::min(nslices, (part + 1) * perPart); ++s) {
+                const int64_t c = L.perTensor ? 0 : s / L.groupsPerChannel;
+                const int64_t g = L.perTensor ? 0 : s % L.groupsPerChannel;
+                const int64_t p0 = L.group > 0 ? g * L.group : 0;
+                const int64_t p1 = L.perTensor ? *numel : (L.group > 0 ? std::min(p0 + L.group, L.K) : L.K);
+                const int64_t n = p1 - p0;
+                const float* src;
+                int8_t* dst;
+                if (direct) {
+                    const int64_t base = L.perTensor ? 0 : c * L.K + p0;
+                    src = x.data() + base;
+                    dst = out.q.data() + base;
+                } else {
+                    for (int64_t p = p0; p < p1; ++p)
+                        xs[size_t(p - p0)] = x[size_t(L.index(c, p))];
+                    src = xs.data();
+                    dst = qs.data();
+                }
+                auto range = calibrateRange(std::span<const float>(src, size_t(n)), spec);
+                if (!range) {
+                    po.error = range.error();
+                    return;
+                }
+                const ScaleZp sz = paramsFromRange(spec, *range, rangeMin, rangeMax);
+                P.scale[size_t(s)] = spec.scheme == Scheme::Q8_0 ? halfToFloat(floatToHalf(sz.scale)) : sz.scale;
+                P.zeroPoint[size_t(s)] = sz.zp;
+                po.lo = std::min(po.lo, range->lo);
+                po.hi = std::max(po.hi, range->hi);
+                // Q8_0 quantizes with the float d and stores fp16(d): the reference does exactly that.
+                if (spec.scheme == Scheme::Q8_0 && sz.scale != 0.0f && !std::isfinite(1.0f / sz.scale)) {
+                    // A float32-subnormal d has no finite inverse: ggml's x*inf (or 0*inf) converts
+                    // to int8 as 0 for every value of the block.
+                    std::fill(dst, dst + n, int8_t(0));
+                } else if (roundTrip && L.perTensor) {
+                    po.clamped += roundTripRun(src, dst, roundTrip->xhat, n, kernel, sz.scale, sz.zp, P.qmin, P.qmax,
+                                               spec.isUnsigned, &roundTrip->sums);
+                    roundTrip->done = true;
+                } else {
+                    po.clamped += quantizeRun(src, dst, n, kernel, sz.scale, sz.zp, P.qmin, P.qmax);
+                }
+                if (!direct)
+                    for (int64_t p = p0; p < p1; ++p)
+                        out.q[size_t(L.index(c, p))] = qs[size_t(p - p0)];
+            }
+        },
+        !L.perTensor && *numel >= kTeamMinValues);
+    for (const PartOut& po : partOut) {
+        if (po.error)
+            return *po.error;
+        out.clampedCount += po.clamped;
+        P.rangeLo = std::min(P.rangeLo, po.lo);
+        P.rangeHi = std::max(P.rangeHi, po.hi);
     }
     if (nslices == 0 || P.rangeLo > P.rangeHi)
         P.rangeLo = P.rangeHi = 0.0f;
@@ -439,28 +465,35 @@ void dequantize(const QuantizedTensor& qt, std::span<float> out)
     const int64_t nslices = L.slices();
     if (int64_t(P.scale.size()) < nslices || int64_t(P.zeroPoint.size()) < nslices)
         return;
-    for (int64_t s = 0; s < nslices; ++s) {
-        const float scale = P.scale[size_t(s)];
-        const int32_t zp = P.zeroPoint[size_t(s)];
-        if (L.perTensor) {
-            dequantizeRun(qt.q.data(), out.data(), *numel, qt.spec.isUnsigned, scale, zp);
-            continue;
-        }
-        const int64_t c = s / L.groupsPerChannel;
-        const int64_t g = s % L.groupsPerChannel;
-        const int64_t p0 = L.group > 0 ? g * L.group : 0;
-        const int64_t p1 = L.group > 0 ? std::min(p0 + L.group, L.K) : L.K;
-        if (L.contiguousChannel()) {
-            const int64_t base = c * L.K + p0;
-            dequantizeRun(qt.q.data() + base, out.data() + base, p1 - p0, qt.spec.isUnsigned, scale, zp);
-        } else {
-            const float fzp = float(zp);
-            for (int64_t p = p0; p < p1; ++p) {
-                const int64_t i = L.index(c, p);
-                out[size_t(i)] = (float(qt.qAt(i)) - fzp) * scale;
-            }
-        }
+    if (L.perTensor) {
+        dequantizeRun(qt.q.data(), out.data(), *numel, qt.spec.isUnsigned, P.scale[0], P.zeroPoint[0]);
+        return;
     }
+    // Slices write disjoint values: groups of them go to the work team, as in quantizeImpl.
+    const int64_t perPart = std::max<int64_t>(1, quantrun::kSumChunk / std::max<int64_t>(1, *numel / std::max<int64_t>(1, nslices)));
+    parallelFor(
+        (nslices + perPart - 1) / perPart,
+        [&](int64_t part) {
+            for (int64_t s = part * perPart; s < std::min(nslices, (part + 1) * perPart); ++s) {
+                const float scale = P.scale[size_t(s)];
+                const int32_t zp = P.zeroPoint[size_t(s)];
+                const int64_t c = s / L.groupsPerChannel;
+                const int64_t g = s % L.groupsPerChannel;
+                const int64_t p0 = L.group > 0 ? g * L.group : 0;
+                const int64_t p1 = L.group > 0 ? std::min(p0 + L.group, L.K) : L.K;
+                if (L.contiguousChannel()) {
+                    const int64_t base = c * L.K + p0;
+                    dequantizeRun(qt.q.data() + base, out.data() + base, p1 - p0, qt.spec.isUnsigned, scale, zp);
+                } else {
+                    const float fzp = float(zp);
+                    for (int64_t p = p0; p < p1; ++p) {
+                        const int64_t i = L.index(c, p);
+                        out[size_t(i)] = (float(qt.qAt(i)) - fzp) * scale;
+                    }
+                }
+            }
+        },
+        *numel >= kTeamMinValues);
 }
 
 Metrics quantizationMetrics(std::span<const float> x, const QuantizedTensor& qt)

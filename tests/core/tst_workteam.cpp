@@ -1,8 +1,8 @@
 // The work team (workteam.h) and the passes it splits: every part runs once, nested and
 // concurrent callers neither deadlock nor share parts, a part's exception reaches the
-// caller; and the histogram, metrics, row metrics and round trip give the same bits on
-// one thread as on several, for sizes that do not divide into the parts, a one-row
-// matrix, and nothing at all.
+// caller; and the histogram, metrics, row metrics, round trip and the per-channel and
+// per-group quantize / dequantize give the same bits on one thread as on several, for
+// sizes that do not divide into the parts, a one-row matrix, and nothing at all.
 #include <QTest>
 
 #include <atomic>
@@ -55,10 +55,12 @@ bool sameHistogram(const Histogram& a, const Histogram& b)
 // Everything the split passes compute, with the team limited to `threads`.
 struct Results {
     Histogram hist, absHist;
-    Metrics metrics, roundTrip, runPieces, fromCodes;
+    Metrics metrics, roundTrip, runPieces, fromCodes, perChannel, perGroup;
     std::vector<Metrics> rows;
-    std::vector<int8_t> q;
-    std::vector<float> xhat;
+    std::vector<int8_t> q, qChannel, qGroup;
+    std::vector<float> xhat, xhatChannel, scalesChannel, scalesGroup;
+    float rangeLo = 0, rangeHi = 0;
+    int64_t clampedChannel = 0;
 };
 
 Results compute(const std::vector<float>& x, int64_t rows, int64_t cols, int threads)
@@ -85,6 +87,27 @@ Results compute(const std::vector<float>& x, int64_t rows, int64_t cols, int thr
         i += k;
     }
     r.runPieces = run.finish(qt.clampedCount);
+    // Per channel (the slices split over the team) and per group, calibrated by min/max.
+    QuantSpec pc;
+    pc.scheme = Scheme::TorchSymmetric;
+    pc.granularity = Granularity::PerChannel;
+    r.xhatChannel.assign(x.size(), -1.0f);
+    if (auto mc = quantizeRoundTrip(x, {rows, cols}, pc, qt, r.xhatChannel)) {
+        r.perChannel = *mc;
+        r.qChannel = qt.q;
+        r.scalesChannel = qt.params.scale;
+        r.rangeLo = qt.params.rangeLo;
+        r.rangeHi = qt.params.rangeHi;
+        r.clampedChannel = qt.clampedCount;
+    }
+    pc.granularity = Granularity::PerGroup;
+    pc.groupSize = 64;
+    std::vector<float> scratch(x.size());
+    if (auto mg = quantizeRoundTrip(x, {rows, cols}, pc, qt, scratch)) {
+        r.perGroup = *mg;
+        r.qGroup = qt.q;
+        r.scalesGroup = qt.params.scale;
+    }
     setTeamThreads(0);
     return r;
 }
@@ -203,6 +226,14 @@ private slots:
             QVERIFY2(sameBits(one.runPieces, many.runPieces), qPrintable(at));
             QVERIFY2(one.q == many.q, qPrintable(at));
             QVERIFY2(x.empty() || std::memcmp(one.xhat.data(), many.xhat.data(), x.size() * 4) == 0, qPrintable(at));
+            QVERIFY2(sameBits(one.perChannel, many.perChannel), qPrintable(at));
+            QVERIFY2(one.qChannel == many.qChannel && one.scalesChannel == many.scalesChannel, qPrintable(at));
+            QVERIFY2(x.empty() || std::memcmp(one.xhatChannel.data(), many.xhatChannel.data(), x.size() * 4) == 0,
+                     qPrintable(at));
+            QVERIFY2(one.rangeLo == many.rangeLo && one.rangeHi == many.rangeHi, qPrintable(at));
+            QCOMPARE(many.clampedChannel, one.clampedChannel);
+            QVERIFY2(sameBits(one.perGroup, many.perGroup), qPrintable(at));
+            QVERIFY2(one.qGroup == many.qGroup && one.scalesGroup == many.scalesGroup, qPrintable(at));
             QCOMPARE(many.rows.size(), one.rows.size());
             for (size_t r = 0; r < one.rows.size(); ++r)
                 QVERIFY2(sameBits(one.rows[r], many.rows[r]), qPrintable(at + QStringLiteral(" row %1").arg(r)));
