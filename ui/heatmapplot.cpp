@@ -20,8 +20,10 @@ public:
         if (isEmpty())
             return;
         std::copy(g.v.begin(), g.v.begin() + ptrdiff_t(g.rows * g.cols), mData);
-        const auto [lo, hi] = std::minmax_element(g.v.begin(), g.v.begin() + ptrdiff_t(g.rows * g.cols));
-        mDataBounds = QCPRange(*lo, *hi);
+        // Only rescaleDataRange reads the bounds, and the maps set their range themselves:
+        // the grid's max |cell| bounds every cell (a pass for the exact ones cost as much as
+        // the copy).
+        mDataBounds = QCPRange(-g.absMax, g.absMax);
         mDataModified = true;
     }
 };
