@@ -415,6 +415,8 @@ void MainWindow::buildUi()
         controls_->setManualRange(lo, hi);
         ++dragSerial_;  // the next drag is its own undo step
         summaryFromOutcome();  // skipped while dragging; a newer result still on its way calls it again
+        if (tunedPending_)
+            refreshTuned();
     });
     connect(controls_, &QuantControls::scopeChanged, this, [this](QuantControls::Scope sc) { setScopeForCurrent(int(sc)); });
     connect(controls_, &QuantControls::quantizeAnywayRequested, this, &MainWindow::quantizeCurrentAnyway);
@@ -994,7 +996,11 @@ void MainWindow::refreshTuned()
             how << tr("own settings, equal to the default for now");
         tuned[name] = how.join(QStringLiteral("; "));
     }
-    treeModel_->setTuned(tuned);
+    // Not on every drag step (the dragged range is in the text, and each change re-measures
+    // the tree's rows): the drop brings the tree up to date.
+    tunedPending_ = histogram_->isDragging();
+    if (!tunedPending_)
+        treeModel_->setTuned(tuned);
     pushPlan();
 }
 

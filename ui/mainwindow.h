@@ -218,6 +218,7 @@ private:
     std::shared_ptr<const MatrixData> matrix_;
     std::shared_ptr<const QuantOutcome> outcome_;
     int current_ = -1;
+    bool tunedPending_ = false;  // the tree's "tuned" texts wait for the end of a drag
     bool interactive_ = true;
 
     // Shared with the opening thread, which publishes how far it got (HDF5 copies its data

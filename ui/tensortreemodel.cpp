@@ -186,11 +186,15 @@ void TensorTreeModel::setTuned(const std::map<std::string, QString>& tuned)
         if (it != tuned.end())
             next[int(i)] = it->second;
     }
+    // Only the entries whose text changed: each signal makes the view re-measure every row
+    // for its resize-to-contents columns.
     std::set<int> touched;
     for (const auto& [t, d] : tuned_)
-        touched.insert(t);
+        if (auto it = next.find(t); it == next.end() || it->second != d)
+            touched.insert(t);
     for (const auto& [t, d] : next)
-        touched.insert(t);
+        if (!tuned_.count(t))
+            touched.insert(t);
     tuned_ = std::move(next);
     for (int t : touched) {
         const QModelIndex idx = indexOf(leafOf_[size_t(t)], NameColumn);

@@ -27,6 +27,7 @@
 #include "modeloverview.h"
 #include "numberspanel.h"
 #include "quantcontrols.h"
+#include "formatting.h"
 #include "tensortreemodel.h"
 
 using namespace quantlens;
@@ -161,6 +162,11 @@ private slots:
         // shows the dropped range's result once the drag is over.
         const QModelIndex sq = w->treeModel()->indexForTensor(w->currentTensor()).siblingAtColumn(TensorTreeModel::SqnrColumn);
         QCOMPARE(sq.data(TensorTreeModel::SortRole).toDouble(), after->metrics.sqnrDb);
+        // So does the "tuned" text, which holds the dropped range.
+        const QModelIndex name = sq.siblingAtColumn(TensorTreeModel::NameColumn);
+        QVERIFY(name.data(TensorTreeModel::TunedRole).toBool());
+        QVERIFY2(name.data(Qt::ToolTipRole).toString().contains(formatNumber(after->spec.manualHi, 4)),
+                 qPrintable(name.data(Qt::ToolTipRole).toString()));
     }
 
     void pressAwayFromLinesDoesNotDrag()
