@@ -101,6 +101,7 @@ namespace {
 // largest magnitude either way (3072x768 into 384x384 cells: ~10 ms -> ~1.5 ms).
 struct BandMax {
     std::vector<float> mag, val;  // per source column; mag -1 = nothing finite seen
+    std::vector<float> cellVal;   // per cell of the band, from foldCells
     void reset()
     {
         std::fill(mag.begin(), mag.end(), -1.0f);
@@ -157,30 +158,26 @@ public:
     bool empty() const { return g_.v.empty(); }
     int64_t bands() const { return g_.rows; }
     int64_t bandRows() const { return g_.poolRows; }
-    BandMax scratch() const { return BandMax{std::vector<float>(size_t(cols_)), std::vector<float>(size_t(cols_))}; }
+    BandMax scratch() const
+    {
+        return BandMax{std::vector<float>(size_t(cols_)), std::vector<float>(size_t(cols_)),
+                       std::vector<float>(size_t(g_.cols))};
+    }
     // One source row, a (b null) or a - b, into the band's per-column maxima: the
     // dispatched kernel (kernels/reduce.h), since this runs over every value per drag step.
     void fold(BandMax& band, const float* a, const float* b) const
     {
         kernels::activeReduce().foldMaxAbs(a, b, cols_, band.mag.data(), band.val.data());
     }
-    void endBand(const BandMax& band, int64_t gr)
+    // The band's columns to its cells: a kernel too (kernels/reduce.h foldCells), since it
+    // was a quarter of the drag step's map building as a scalar loop.
+    void endBand(BandMax& band, int64_t gr)
     {
-        for (int64_t gc = 0, c0 = 0; gc < g_.cols; ++gc, c0 += g_.poolCols) {
-            const int64_t c1 = std::min(cols_, c0 + g_.poolCols);
-            // Selected with bit masks, not a branch (GCC keeps one for a ?: here): which
-            // column wins is a coin toss, and the missed branches cost more than the rest.
-            float bm = -1.0f;
-            uint32_t bv = 0;
-            for (int64_t c = c0; c < c1; ++c) {
-                const float m = band.mag[size_t(c)];
-                const uint32_t take = 0u - uint32_t(m > bm);
-                bv ^= (bv ^ std::bit_cast<uint32_t>(band.val[size_t(c)])) & take;
-                bm = std::max(m, bm);
-            }
-            best_[size_t(gr * g_.cols + gc)] = bm;
-            g_.v[size_t(gr * g_.cols + gc)] = double(std::bit_cast<float>(bv));
-        }
+        kernels::activeReduce().foldCells(band.mag.data(), band.val.data(), cols_, g_.poolCols,
+                                          best_.data() + gr * g_.cols, band.cellVal.data());
+        double* v = g_.v.data() + gr * g_.cols;
+        for (int64_t gc = 0; gc < g_.cols; ++gc)
+            v[gc] = double(band.cellVal[size_t(gc)]);
     }
     HeatGrid finish()
     {

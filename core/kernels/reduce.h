@@ -26,6 +26,11 @@ struct ReduceKernels {
     // a[c] - b[c] replaces mag[c] = |v|, val[c] = v when |v| > mag[c] and v is finite (a
     // tie keeps the earlier row). Order-independent per column, so exact in every variant.
     void (*foldMaxAbs)(const float* a, const float* b, int64_t n, float* mag, float* val);
+    // The band's columns (mag/val from foldMaxAbs, n of them) to cells of `pool` columns
+    // (the last may be shorter): cell g gets the largest mag of its columns and that
+    // column's val, strictly larger winning (so the first column on a tie); -1 and 0 when
+    // every mag is -1. Writes ceil(n / pool) cells. Exact in every variant.
+    void (*foldCells)(const float* mag, const float* val, int64_t n, int64_t pool, float* cellMag, float* cellVal);
 };
 
 constexpr int kMinMaxLanes = 16;
@@ -35,6 +40,8 @@ constexpr int64_t kStatsBlock = 512;
 extern const ReduceKernels kReduceRef;
 // The reference fold, for the last columns of the SIMD variants.
 void foldMaxAbsTail(const float* a, const float* b, int64_t n, float* mag, float* val);
+// The reference cell fold, for the last cells of the SIMD variants.
+void foldCellsTail(const float* mag, const float* val, int64_t n, int64_t pool, float* cellMag, float* cellVal);
 // The variant matching activeKernels(): avx512vnni -> avx512, avxvnni/avx2 -> avx2, ref -> ref.
 const ReduceKernels& activeReduce();
 // Every variant this binary has and this CPU runs (tests compare each with kReduceRef).

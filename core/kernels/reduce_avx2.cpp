@@ -129,9 +129,33 @@ void foldMaxAbsAvx2(const float* a, const float* b, int64_t n, float* mag, float
         foldMaxAbsLoop<false>(a, b, n, mag, val);
 }
 
+// Eight cells at a time, as the AVX-512 variant (reduce_avx512.cpp) does sixteen.
+void foldCellsAvx2(const float* mag, const float* val, int64_t n, int64_t pool, float* cellMag, float* cellVal)
+{
+    int64_t g0 = 0;
+    if (pool < (int64_t(1) << 27)) {
+        const __m256i base = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int32_t(pool)));
+        for (; (g0 + 8) * pool <= n; g0 += 8) {
+            const float* m0 = mag + g0 * pool;
+            const float* v0 = val + g0 * pool;
+            __m256 bm = _mm256_set1_ps(-1.0f), bv = _mm256_setzero_ps();
+            for (int64_t k = 0; k < pool; ++k) {
+                const __m256i idx = _mm256_add_epi32(base, _mm256_set1_epi32(int32_t(k)));
+                const __m256 m = _mm256_i32gather_ps(m0, idx, 4);
+                const __m256 take = _mm256_cmp_ps(m, bm, _CMP_GT_OQ);
+                bm = _mm256_blendv_ps(bm, m, take);
+                bv = _mm256_mask_i32gather_ps(bv, v0, idx, take, 4);
+            }
+            _mm256_storeu_ps(cellMag + g0, bm);
+            _mm256_storeu_ps(cellVal + g0, bv);
+        }
+    }
+    foldCellsTail(mag + g0 * pool, val + g0 * pool, n - g0 * pool, pool, cellMag + g0, cellVal + g0);
+}
+
 }  // namespace
 
 extern const ReduceKernels kReduceAvx2;
-const ReduceKernels kReduceAvx2 = {"avx2", minMaxFiniteAvx2, statsSumAvx2, statsDevAvx2, foldMaxAbsAvx2};
+const ReduceKernels kReduceAvx2 = {"avx2", minMaxFiniteAvx2, statsSumAvx2, statsDevAvx2, foldMaxAbsAvx2, foldCellsAvx2};
 
 }  // namespace quantlens::kernels

@@ -118,9 +118,37 @@ void foldMaxAbsAvx512(const float* a, const float* b, int64_t n, float* mag, flo
         foldMaxAbsLoop<false>(a, b, n, mag, val);
 }
 
+// Sixteen cells at a time, vertically: step k gathers column k of each cell, and a lane
+// takes it when strictly larger, which is the reference's first-largest rule. Cells whose
+// columns all exist; the rest (and pools too wide for 32-bit gather indices) by the reference.
+void foldCellsAvx512(const float* mag, const float* val, int64_t n, int64_t pool, float* cellMag, float* cellVal)
+{
+    int64_t g0 = 0;
+    if (pool < (int64_t(1) << 26)) {
+        const __m512i base = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                _mm512_set1_epi32(int32_t(pool)));
+        for (; (g0 + 16) * pool <= n; g0 += 16) {
+            const float* m0 = mag + g0 * pool;
+            const float* v0 = val + g0 * pool;
+            __m512 bm = _mm512_set1_ps(-1.0f), bv = _mm512_setzero_ps();
+            for (int64_t k = 0; k < pool; ++k) {
+                const __m512i idx = _mm512_add_epi32(base, _mm512_set1_epi32(int32_t(k)));
+                const __m512 m = _mm512_i32gather_ps(idx, m0, 4);
+                const __mmask16 take = _mm512_cmp_ps_mask(m, bm, _CMP_GT_OQ);
+                bm = _mm512_mask_blend_ps(take, bm, m);
+                bv = _mm512_mask_i32gather_ps(bv, take, idx, v0, 4);
+            }
+            _mm512_storeu_ps(cellMag + g0, bm);
+            _mm512_storeu_ps(cellVal + g0, bv);
+        }
+    }
+    foldCellsTail(mag + g0 * pool, val + g0 * pool, n - g0 * pool, pool, cellMag + g0, cellVal + g0);
+}
+
 }  // namespace
 
 extern const ReduceKernels kReduceAvx512;
-const ReduceKernels kReduceAvx512 = {"avx512", minMaxFiniteAvx512, statsSumAvx512, statsDevAvx512, foldMaxAbsAvx512};
+const ReduceKernels kReduceAvx512 = {"avx512", minMaxFiniteAvx512, statsSumAvx512, statsDevAvx512,
+                                     foldMaxAbsAvx512, foldCellsAvx512};
 
 }  // namespace quantlens::kernels

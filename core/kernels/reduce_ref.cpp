@@ -1,4 +1,6 @@
 // The portable reductions: the specification the SIMD variants reproduce bit for bit.
+#include <algorithm>
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -87,13 +89,37 @@ void foldMaxAbsRef(const float* a, const float* b, int64_t n, float* mag, float*
     }
 }
 
+// Selected with bit masks, not a branch (GCC keeps one for a ?: here): which column wins
+// is a coin toss, and the missed branches cost more than the rest.
+void foldCellsRef(const float* mag, const float* val, int64_t n, int64_t pool, float* cellMag, float* cellVal)
+{
+    for (int64_t g = 0, c0 = 0; c0 < n; ++g, c0 += pool) {
+        const int64_t c1 = std::min(n, c0 + pool);
+        float bm = -1.0f;
+        uint32_t bv = 0;
+        for (int64_t c = c0; c < c1; ++c) {
+            const float m = mag[c];
+            const uint32_t take = 0u - uint32_t(m > bm);
+            bv ^= (bv ^ std::bit_cast<uint32_t>(val[c])) & take;
+            bm = std::max(m, bm);
+        }
+        cellMag[g] = bm;
+        cellVal[g] = std::bit_cast<float>(bv);
+    }
+}
+
 }  // namespace
+
+void foldCellsTail(const float* mag, const float* val, int64_t n, int64_t pool, float* cellMag, float* cellVal)
+{
+    foldCellsRef(mag, val, n, pool, cellMag, cellVal);
+}
 
 void foldMaxAbsTail(const float* a, const float* b, int64_t n, float* mag, float* val)
 {
     foldMaxAbsRef(a, b, n, mag, val);
 }
 
-const ReduceKernels kReduceRef = {"ref", minMaxFiniteRef, statsSumRef, statsDevRef, foldMaxAbsRef};
+const ReduceKernels kReduceRef = {"ref", minMaxFiniteRef, statsSumRef, statsDevRef, foldMaxAbsRef, foldCellsRef};
 
 }  // namespace quantlens::kernels

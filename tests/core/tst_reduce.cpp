@@ -166,6 +166,47 @@ private slots:
             }
         }
     }
+
+    // Band columns to cells: every pool width from 1 to 19 and a wide one, column counts that
+    // leave a short last cell and fewer columns than one SIMD group of cells, ties (the first
+    // column wins), empty columns (-1) and whole empty cells.
+    void foldCellsBitExact()
+    {
+        for (const int64_t n : {0, 1, 2, 7, 16, 31, 32, 33, 100, 257, 768, 3072}) {
+            for (const int64_t pool : {1, 2, 3, 4, 5, 7, 8, 16, 19, 300}) {
+                std::vector<float> mag = hostile(size_t(n), unsigned(n * 7 + pool)), val = hostile(size_t(n), unsigned(pool));
+                for (int64_t c = 0; c < n; ++c) {
+                    mag[size_t(c)] = std::isfinite(mag[size_t(c)]) ? std::fabs(mag[size_t(c)]) : -1.0f;
+                    if (c % 11 == 3)
+                        mag[size_t(c)] = -1.0f;  // nothing finite seen in this column
+                    if (c % 5 == 1 && c > 0)
+                        mag[size_t(c)] = mag[size_t(c - 1)];  // a tie with the column before
+                }
+                if (n >= 3 * pool)
+                    std::fill(mag.begin() + pool, mag.begin() + 2 * pool, -1.0f);  // an empty cell
+                const size_t cells = size_t((n + pool - 1) / pool);
+                std::vector<float> rm(cells + 1, 7.0f), rv(cells + 1, 7.0f);
+                kReduceRef.foldCells(mag.data(), val.data(), n, pool, rm.data(), rv.data());
+                QCOMPARE(rm[cells], 7.0f);  // nothing written past the last cell
+                for (size_t g = 0; g < cells; ++g) {  // the reference against the rule itself
+                    float bm = -1.0f, bv = 0.0f;
+                    for (int64_t c = int64_t(g) * pool; c < std::min(n, int64_t(g + 1) * pool); ++c)
+                        if (mag[size_t(c)] > bm) {
+                            bm = mag[size_t(c)];
+                            bv = val[size_t(c)];
+                        }
+                    QVERIFY(sameBits(&bm, &rm[g], 4) && sameBits(&bv, &rv[g], 4));
+                }
+                for (const ReduceKernels* k : availableReduce()) {
+                    std::vector<float> m(cells + 1, 7.0f), v(cells + 1, 7.0f);
+                    k->foldCells(mag.data(), val.data(), n, pool, m.data(), v.data());
+                    const QString at = QStringLiteral("%1 n %2 pool %3").arg(QLatin1String(k->name)).arg(n).arg(pool);
+                    QVERIFY2(sameBits(m.data(), rm.data(), m.size() * 4), qPrintable(at));
+                    QVERIFY2(sameBits(v.data(), rv.data(), v.size() * 4), qPrintable(at));
+                }
+            }
+        }
+    }
 };
 
 QTEST_GUILESS_MAIN(TestReduce)
