@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "quant/metrics.h"
 #include "quant/quantize.h"
 #include "tensoranalysis.h"
+#include "workteam.h"
 
 using namespace quantlens;
 using namespace quantlens::ui;
@@ -227,6 +229,58 @@ private slots:
                         keep = *r;  // one stays alive while later ones recycle buffers
                 }
             QCOMPARE(keep->spec.scheme, specs.back().scheme);
+        }
+    }
+
+    // The drag step's job split over the work team (bands, rows, chunks, slices) gives the
+    // same bits as on one thread: sizes that do not divide, one long row, pooled and
+    // unpooled maps, per tensor and per channel.
+    void quantizeMatrixSameOnAnyThreadCount()
+    {
+        std::mt19937 rng(5);
+        std::student_t_distribution<float> t3(3.0f);
+        std::vector<QuantSpec> specs(2);
+        specs[0].scheme = Scheme::TorchAffine;
+        specs[0].calib = CalibMethod::Manual;
+        specs[0].manualLo = -0.05f;
+        specs[0].manualHi = 0.04f;
+        specs[1].granularity = Granularity::PerChannel;
+        auto same = [](const Metrics& a, const Metrics& b) {
+            return std::memcmp(&a.mse, &b.mse, 8) == 0 && std::memcmp(&a.sqnrDb, &b.sqnrDb, 8) == 0
+                   && std::memcmp(&a.cosine, &b.cosine, 8) == 0 && a.maxAbsError == b.maxAbsError;
+        };
+        for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 300001}, {257, 1031}, {1000, 333}}) {
+            auto mm = std::make_shared<MatrixData>();
+            mm->rows = rows;
+            mm->cols = cols;
+            mm->values.resize(size_t(rows * cols));
+            for (auto& v : mm->values)
+                v = 0.02f * t3(rng);
+            mm->values[7] = std::numeric_limits<float>::quiet_NaN();
+            const std::shared_ptr<const MatrixData> m = mm;
+            for (const int64_t cells : {int64_t(384), int64_t(4096)})
+                for (const QuantSpec& spec : specs) {
+                    std::vector<std::shared_ptr<const QuantOutcome>> out;
+                    for (const int threads : {1, 2, 3}) {
+                        setTeamThreads(threads);
+                        auto r = quantizeMatrix(m, spec, cells, false, false, nullptr);
+                        QVERIFY(r);
+                        out.push_back(*r);
+                    }
+                    setTeamThreads(0);
+                    for (size_t k = 1; k < out.size(); ++k) {
+                        const QuantOutcome &a = *out[0], &b = *out[k];
+                        QVERIFY(a.qt.q == b.qt.q && a.qt.params.scale == b.qt.params.scale);
+                        QVERIFY(std::memcmp(a.dequantized.data(), b.dequantized.data(), a.dequantized.size() * 4) == 0);
+                        QVERIFY(same(a.metrics, b.metrics));
+                        QVERIFY(a.after.v == b.after.v && a.error.v == b.error.v);
+                        QCOMPARE(a.after.clipAbs, b.after.clipAbs);
+                        QCOMPARE(a.error.absMax, b.error.absMax);
+                        QCOMPARE(a.rowMetrics.size(), b.rowMetrics.size());
+                        for (size_t i = 0; i < a.rowMetrics.size(); ++i)
+                            QVERIFY2(same(a.rowMetrics[i], b.rowMetrics[i]), qPrintable(QString::number(i)));
+                    }
+                }
         }
     }
 
