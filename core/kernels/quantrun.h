@@ -49,8 +49,9 @@ inline void foldChunk(Sums& total, const Sums& chunk, bool first)
 
 // Histogram slots (see computeHistogram): 0 below, 1..bins the bins, bins+1 above, bins+2
 // NaN (counted nowhere), -2 "within tol of an edge: decide with numpy's float64 edges".
-// SIMD variants may flag a different set of values as -2 (never a wrong bin): the final
-// counts are numpy's either way.
+// SIMD variants may flag a different set of values as -2 (never a wrong slot), NaN and
+// values beyond lo or hi included (AVX-512 does): the caller decides every -2 exactly, so
+// the final counts are numpy's either way.
 struct SlotParams {
     float loF, hiF, scale, tol, lastF, binsF;
     int32_t bins;

@@ -76,9 +76,10 @@ std::vector<int64_t> countSlots(const float* x, int64_t n, const SlotParams& sp,
         const float* p = x + start;
         const int m = int(std::min<int64_t>(kChunk, n - start));
         const int near = kr.histogramSlots(p, idx, m, sp, Abs, nearAt);
-        for (int k = 0; k < near; ++k) {
+        for (int k = 0; k < near; ++k) {  // below, above and NaN too (kernels/quantrun.h)
             const int i = nearAt[k];
-            idx[i] = numpyBin(Abs ? std::fabs(double(p[i])) : double(p[i]), lo, hi, bins) + 1;
+            const double v = Abs ? std::fabs(double(p[i])) : double(p[i]);
+            idx[i] = v != v ? bins + 2 : v < lo ? 0 : v > hi ? bins + 1 : numpyBin(v, lo, hi, bins) + 1;
         }
         int i = 0;
         for (; i + 4 <= m; i += 4) {

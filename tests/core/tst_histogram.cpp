@@ -2,8 +2,10 @@
 // the edge rules the header promises.
 #include <QTest>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "quant/histogram.h"
 #include "quantfixtures.h"
@@ -93,6 +95,61 @@ private slots:
             ++ref[size_t(b)];
         }
         QCOMPARE(h.counts, ref);
+    }
+
+    // A million values with NaN, infinities, lo and hi themselves, the floats just beyond
+    // them and values on interior edges, over several bin counts, plain and |x|, against
+    // numpy's rule done by hand in float64 (edges k * ((hi - lo) / bins) + lo, the last one
+    // hi; a value goes to the last edge <= it; hi into the last bin). The SIMD slot kernels
+    // leave values near lo, hi and NaN to the exact path: this is where that must agree.
+    void nearTheRangeEndsLargeInput()
+    {
+        std::mt19937 rng(1);
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        std::vector<float> x(size_t(1) << 20);
+        for (auto& v : x)
+            v = nd(rng);
+        const double lo = -2.0000001, hi = 2.5;
+        for (size_t i = 0; i < x.size(); i += 97)
+            x[i] = float(lo);
+        for (size_t i = 5; i < x.size(); i += 101)
+            x[i] = float(hi);
+        for (size_t i = 7; i < x.size(); i += 103)
+            x[i] = std::nextafter(float(hi), 10.0f);
+        for (size_t i = 9; i < x.size(); i += 107)
+            x[i] = std::nextafter(float(lo), -10.0f);
+        for (size_t i = 11; i < x.size(); i += 109)
+            x[i] = float(lo + (hi - lo) * double(i % 64) / 64.0);
+        for (size_t i = 13; i < x.size(); i += 1001)
+            x[i] = std::numeric_limits<float>::quiet_NaN();
+        for (size_t i = 17; i < x.size(); i += 1003)
+            x[i] = (i & 1) ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+        for (const int bins : {1, 7, 64, 2048})
+            for (const bool absolute : {false, true}) {
+                const double a = absolute ? 0.0 : lo;
+                const Histogram h = absolute ? computeAbsHistogram(x, hi, bins) : computeHistogram(x, lo, hi, bins);
+                std::vector<double> edges(size_t(bins) + 1);
+                for (int k = 0; k < bins; ++k)
+                    edges[size_t(k)] = double(k) * ((hi - a) / double(bins)) + a;
+                edges[size_t(bins)] = hi;
+                std::vector<int64_t> counts(size_t(bins), 0);
+                int64_t below = 0, above = 0;
+                for (const float f : x) {
+                    const double v = absolute ? std::fabs(double(f)) : double(f);
+                    if (v != v)
+                        continue;
+                    if (v < a)
+                        ++below;
+                    else if (v > hi)
+                        ++above;
+                    else
+                        ++counts[size_t(std::min<ptrdiff_t>(
+                            std::upper_bound(edges.begin(), edges.end(), v) - edges.begin() - 1, bins - 1))];
+                }
+                const QString at = QStringLiteral("bins %1%2").arg(bins).arg(absolute ? " abs" : "");
+                QVERIFY2(h.counts == counts, qPrintable(at));
+                QVERIFY2(h.below == below && h.above == above, qPrintable(at));
+            }
     }
 };
 
