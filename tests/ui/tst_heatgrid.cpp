@@ -23,6 +23,31 @@ using namespace quantlens::ui;
 
 namespace {
 
+// rows x cols Student-t (3 dof) values of scale 0.02, a weight matrix's shape of tails.
+std::shared_ptr<MatrixData> tMatrix(int64_t rows, int64_t cols, std::mt19937& rng)
+{
+    std::student_t_distribution<float> t3(3.0f);
+    auto m = std::make_shared<MatrixData>();
+    m->rows = rows;
+    m->cols = cols;
+    m->values.resize(size_t(rows * cols));
+    for (auto& v : m->values)
+        v = 0.02f * t3(rng);
+    m->dtype = DType::F32;
+    return m;
+}
+
+// The clamp range a drag leaves: manual [-0.05, 0.04].
+QuantSpec manualSpec(Scheme scheme)
+{
+    QuantSpec s;
+    s.scheme = scheme;
+    s.calib = CalibMethod::Manual;
+    s.manualLo = -0.05f;
+    s.manualHi = 0.04f;
+    return s;
+}
+
 struct Ref {
     std::vector<float> mag;  // -1: nothing finite
     std::vector<std::vector<float>> candidates;  // values with that magnitude
@@ -168,22 +193,8 @@ private slots:
     void quantizeMatrixEqualsSeparatePasses()
     {
         std::mt19937 rng(11);
-        std::student_t_distribution<float> t3(3.0f);
-        auto matrix = [&](int64_t rows, int64_t cols) {
-            auto m = std::make_shared<MatrixData>();
-            m->rows = rows;
-            m->cols = cols;
-            m->values.resize(size_t(rows * cols));
-            for (auto& v : m->values)
-                v = 0.02f * t3(rng);
-            m->dtype = DType::F32;
-            return std::shared_ptr<const MatrixData>(m);
-        };
         std::vector<QuantSpec> specs(5);
-        specs[0].scheme = Scheme::TorchSymmetric;
-        specs[0].calib = CalibMethod::Manual;
-        specs[0].manualLo = -0.05f;
-        specs[0].manualHi = 0.04f;
+        specs[0] = manualSpec(Scheme::TorchSymmetric);
         specs[1].scheme = Scheme::TorchAffine;
         specs[1].granularity = Granularity::PerChannel;
         specs[2].granularity = Granularity::PerGroup;
@@ -192,7 +203,7 @@ private slots:
         specs[3].scheme = Scheme::Q8_0;
         specs[4].scheme = Scheme::Q4_K;
         for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{96, 256}, {1, 512}, {40, 768}, {96, 256}}) {
-            const auto m = matrix(rows, cols);
+            const std::shared_ptr<const MatrixData> m = tMatrix(rows, cols, rng);
             std::shared_ptr<const QuantOutcome> keep;
             for (int round = 0; round < 3; ++round)
                 for (const QuantSpec& spec : specs) {
@@ -238,24 +249,15 @@ private slots:
     void quantizeMatrixSameOnAnyThreadCount()
     {
         std::mt19937 rng(5);
-        std::student_t_distribution<float> t3(3.0f);
         std::vector<QuantSpec> specs(2);
-        specs[0].scheme = Scheme::TorchAffine;
-        specs[0].calib = CalibMethod::Manual;
-        specs[0].manualLo = -0.05f;
-        specs[0].manualHi = 0.04f;
+        specs[0] = manualSpec(Scheme::TorchAffine);
         specs[1].granularity = Granularity::PerChannel;
         auto same = [](const Metrics& a, const Metrics& b) {
             return std::memcmp(&a.mse, &b.mse, 8) == 0 && std::memcmp(&a.sqnrDb, &b.sqnrDb, 8) == 0
                    && std::memcmp(&a.cosine, &b.cosine, 8) == 0 && a.maxAbsError == b.maxAbsError;
         };
         for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 300001}, {257, 1031}, {1000, 333}}) {
-            auto mm = std::make_shared<MatrixData>();
-            mm->rows = rows;
-            mm->cols = cols;
-            mm->values.resize(size_t(rows * cols));
-            for (auto& v : mm->values)
-                v = 0.02f * t3(rng);
+            const std::shared_ptr<MatrixData> mm = tMatrix(rows, cols, rng);
             mm->values[7] = std::numeric_limits<float>::quiet_NaN();
             const std::shared_ptr<const MatrixData> m = mm;
             for (const int64_t cells : {int64_t(384), int64_t(4096)})
