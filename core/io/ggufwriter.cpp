@@ -19,6 +19,7 @@
 #include "io/gguf.h"
 #include "io/ggufspecmap.h"
 #include "io/mappedfile.h"
+#include "scratchbuffer.h"
 #include "truncationguard.h"
 #include "quant/ggmlblocks.h"
 
@@ -219,33 +220,6 @@ constexpr int64_t kCheckPiece = 65536;
 static_assert(kCheckPiece % MetricsRun::kPiece == 0 && kCheckPiece % 256 == 0);
 
 constexpr uint64_t kCopyPiece = uint64_t(8) << 20;  // bytes per read of a tensor copied unchanged
-
-// A buffer reused across tensors: grows to the largest request, never zero-filled, in
-// transparent huge pages where the kernel gives them (one TLB entry per 2 MiB).
-template <class T>
-class Scratch {
-public:
-    std::span<T> get(size_t n)
-    {
-        if (n > size_) {
-            constexpr size_t kHuge = size_t(2) << 20;
-            const size_t bytes = (n * sizeof(T) + kHuge - 1) / kHuge * kHuge;
-            data_.reset(static_cast<T*>(std::aligned_alloc(kHuge, bytes)));
-            if (!data_)
-                throw std::bad_alloc();
-            ::madvise(data_.get(), bytes, MADV_HUGEPAGE);
-            size_ = n;
-        }
-        return {data_.get(), n};
-    }
-
-private:
-    struct Free {
-        void operator()(T* p) const { std::free(p); }
-    };
-    std::unique_ptr<T, Free> data_;
-    size_t size_ = 0;
-};
 
 uint64_t alignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -500,8 +474,8 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
         return makeError("open", std::string("cannot open: ") + std::strerror(errno), sourcePath);
     // Grown, never shrunk or zero-filled: the largest tensor's pages fault in once, not
     // once per tensor (that and a zero fill per resize were a fifth of a q8_0 export).
-    Scratch<float> converted, clippedCopy;  // the float values (read or converted); the clipped values
-    Scratch<std::byte> out, copyBuffer;
+    ScratchBuffer<float> converted, clippedCopy;  // the float values (read or converted); the clipped values
+    ScratchBuffer<std::byte> out, copyBuffer;
     std::vector<float> back(static_cast<size_t>(kCheckPiece));  // one decoded piece, cache-sized
     const double n = double(std::max<size_t>(1, H.tensors.size()));
     for (size_t i = 0; i < H.tensors.size(); ++i) {
