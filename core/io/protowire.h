@@ -46,6 +46,8 @@ public:
     static bool readVarint(std::span<const std::byte> b, size_t& pos, uint64_t& out);
 
     uint64_t fileOffsetOf(const std::byte* p) const { return base_ + uint64_t(p - buf_.data()); }
+    // File offset of the next field, so after next(f) a field spans [f.offset, position()).
+    uint64_t position() const { return base_ + pos_; }
     int depth() const { return depth_; }
     const std::string& path() const { return path_; }
     Error error(std::string code, std::string msg, uint64_t at, std::string tensor = {}) const;
