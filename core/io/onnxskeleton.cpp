@@ -4,6 +4,7 @@
 
 #include <google/protobuf/io/coded_stream.h>
 
+#include "io/mappedfile.h"
 #include "io/protowire.h"
 
 namespace quantlens {
@@ -89,6 +90,10 @@ private:
             else
                 copyField(out, f, r);
             ++index_;
+            // Reading the header faulted in its neighbourhood (a whole 2 MiB folio where
+            // the file system has large folios): a model of many tensors would otherwise
+            // end up resident.
+            releaseMappedPages(f.bytes);
         }
     }
 
