@@ -324,10 +324,14 @@ Result<ExportReport> write(const Model& m, const std::vector<ExportEntry>& entri
         if (!map)
             return map.error();
         auto skeleton = buildOnnxSkeleton((*map)->bytes(), src, streamFrom);
-        if ((*map)->changed())
-            return truncationguard::fileChangedError(src);
-        if (!skeleton)
-            return skeleton.error();
+        // Our reader walked these same fields without an error, so one now means the file
+        // changed since it was read.
+        if ((*map)->changed() || !skeleton) {
+            Error e = truncationguard::fileChangedError(src);
+            if (!skeleton)
+                e.message += " (" + skeleton.error().message + ")";
+            return e;
+        }
         map->reset();
         if (skeleton->bytes.size() > size_t(kMaxProtoBytes))
             return makeError("too-large", "the model without its large initializers' data is still over 2 GiB, which protobuf cannot parse", src);
