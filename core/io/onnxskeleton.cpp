@@ -44,17 +44,19 @@ public:
 
     Status model(ProtoReader r, OnnxSkeleton& s)
     {
+        bool haveGraph = false;
         ProtoField f;
         for (;;) {
             auto more = r.next(f);
             if (!more)
                 return more.error();
             if (!*more)
-                return Ok{};
+                break;
             if (f.number != kModelGraph || f.type != WireType::Len) {
                 copyField(s.bytes, f, r);
                 continue;
             }
+            haveGraph = true;
             auto g = r.nested(f, "ModelProto.graph");
             if (!g)
                 return g.error();
@@ -63,6 +65,9 @@ public:
                 return st;
             appendLenField(s.bytes, kModelGraph, graph);
         }
+        if (!haveGraph)
+            return r.error("bad-model", "no graph", 0);
+        return Ok{};
     }
 
 private:

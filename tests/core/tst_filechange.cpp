@@ -19,6 +19,7 @@
 
 #include "clirunner.h"
 #include "io/exporter.h"
+#include "io/onnxqdq.h"
 #include "io/safetensorswriter.h"
 #include "model.h"
 #include "testsupport.h"
@@ -99,6 +100,8 @@ private slots:
     void truncatedUnderReader();
     void truncatedUnderExport();
     void truncatedUnderCliQuantize();
+    void truncatedUnderOnnxExport_data();
+    void truncatedUnderOnnxExport();
     void fifoRefusedAtOnce();
     void socketAndDeviceRefused();
     void releasingPagesKeepsTheValues();
@@ -245,6 +248,64 @@ void TestFileChange::truncatedUnderCliQuantize()
     QVERIFY2(p.exitCode() == 1, err.constData());
     QVERIFY2(err.contains("file changed while reading: "), err.constData());
     QVERIFY(!QFileInfo::exists(dir.filePath("q.h5")));
+}
+
+void TestFileChange::truncatedUnderOnnxExport_data()
+{
+    QTest::addColumn<QString>("when");  // the progress step at which the source is cut
+    QTest::addColumn<qint64>("to");     // its new size
+    // Before the export walks the file (our reader already accepted it), and while the
+    // large initializers are copied from it with pread.
+    QTest::newRow("before the walk") << "reading " << qint64(5000);
+    QTest::newRow("while copying") << "writing gemm_a.weight" << qint64(0);
+}
+
+// The ONNX QDQ export copies the large initializers' bytes from the source as it writes:
+// a source cut under it ends the export with the reason, leaving no output.
+void TestFileChange::truncatedUnderOnnxExport()
+{
+    QFETCH(QString, when);
+    QFETCH(qint64, to);
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    const QString in = dir.filePath(QStringLiteral("model.onnx"));
+    QVERIFY(copyFile(dataPath(QStringLiteral("onnx/qdq/convnet_opset21.onnx")), in));
+    const std::string out = dir.filePath(QStringLiteral("q.onnx")).toStdString();
+    const ChildResult r = inChild([&](std::string& msg) {
+        auto m = openModel(in.toStdString());
+        if (!m) {
+            msg = "open failed: " + m.error().oneLine();
+            return 3;
+        }
+        auto e = quantizeForExport(*m, "mm.weight", QuantSpec{});
+        if (!e) {
+            msg = "quantize failed: " + e.error().oneLine();
+            return 4;
+        }
+        bool cut = false;
+        auto progress = [&](double, const std::string& what) {
+            if (!cut && what.rfind(when.toStdString(), 0) == 0)
+                cut = ::truncate(in.toLocal8Bit().constData(), off_t(to)) == 0;
+            return true;
+        };
+        // 100 bytes: the fixture's four weights are streamed from the file.
+        auto rep = onnxqdqdetail::write(*m, {*e}, ExportOptions{ExportFormat::OnnxQdq, out, {}}, progress, 100,
+                                        onnxqdqdetail::Writing::Streamed);
+        if (!cut) {
+            msg = "never cut";
+            return 5;
+        }
+        if (rep) {
+            msg = "exported a truncated model";
+            return 0;
+        }
+        msg = rep.error().oneLine();
+        return 1;
+    });
+    QCOMPARE(r.signal, 0);
+    QVERIFY2(r.code == 1, (std::to_string(r.code) + ": " + r.message).c_str());
+    QVERIFY2(r.message.find("file changed while reading: ") != std::string::npos, r.message.c_str());
+    QVERIFY(QDir(dir.path()).entryList(QDir::Files | QDir::Hidden).size() == 1);  // the source only
 }
 
 void TestFileChange::fifoRefusedAtOnce()
