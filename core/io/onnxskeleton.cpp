@@ -45,16 +45,10 @@ public:
     Status model(ProtoReader r, OnnxSkeleton& s)
     {
         bool haveGraph = false;
-        ProtoField f;
-        for (;;) {
-            auto more = r.next(f);
-            if (!more)
-                return more.error();
-            if (!*more)
-                break;
+        Status walked = forEachField(r, [&](const ProtoField& f) -> Status {
             if (f.number != kModelGraph || f.type != WireType::Len) {
                 copyField(s.bytes, f, r);
-                continue;
+                return Ok{};
             }
             haveGraph = true;
             auto g = r.nested(f, "ModelProto.graph");
@@ -64,25 +58,20 @@ public:
             if (Status st = this->graph(*g, graph, s); !st)
                 return st;
             appendLenField(s.bytes, kModelGraph, graph);
-        }
-        if (!haveGraph)
+            return Ok{};
+        });
+        if (walked && !haveGraph)
             return r.error("bad-model", "no graph", 0);
-        return Ok{};
+        return walked;
     }
 
 private:
     Status graph(ProtoReader r, std::string& out, OnnxSkeleton& s)
     {
-        ProtoField f;
-        for (;;) {
-            auto more = r.next(f);
-            if (!more)
-                return more.error();
-            if (!*more)
-                return Ok{};
+        return forEachField(r, [&](const ProtoField& f) -> Status {
             if (f.number != kGraphInitializer || f.type != WireType::Len) {
                 copyField(out, f, r);
-                continue;
+                return Ok{};
             }
             auto t = r.nested(f, "GraphProto.initializer");
             if (!t)
@@ -99,7 +88,8 @@ private:
             // the file system has large folios): a model of many tensors would otherwise
             // end up resident.
             releaseMappedPages(f.bytes);
-        }
+            return Ok{};
+        });
     }
 
     // The TensorProto without its raw_data, when that is large; nullopt to keep it whole.
@@ -108,28 +98,25 @@ private:
         // A repeated singular field: the last occurrence is the value (protobuf encoding,
         // "Last One Wins"), so all are dropped and the last one's bytes are remembered.
         std::optional<std::span<const std::byte>> raw;
-        ProtoField f;
-        for (ProtoReader scan = r;;) {
-            auto more = scan.next(f);
-            if (!more)
-                return more.error();
-            if (!*more)
-                break;
+        ProtoReader scan = r;
+        Status scanned = forEachField(scan, [&](const ProtoField& f) -> Status {
             if (f.number == kTensorRawData && f.type == WireType::Len)
                 raw = f.bytes;
-        }
+            return Ok{};
+        });
+        if (!scanned)
+            return scanned.error();
         if (!raw || raw->size() < threshold_)
             return std::optional<std::string>();
         std::string rest;
-        for (ProtoReader copy = r;;) {
-            auto more = copy.next(f);
-            if (!more)
-                return more.error();
-            if (!*more)
-                break;
+        ProtoReader copy = r;
+        Status copied = forEachField(copy, [&](const ProtoField& f) -> Status {
             if (f.number != kTensorRawData || f.type != WireType::Len)
                 copyField(rest, f, copy);
-        }
+            return Ok{};
+        });
+        if (!copied)
+            return copied.error();
         s.stripped.push_back({index_, uint64_t(raw->data() - file_.data()), raw->size()});
         return std::optional<std::string>(std::move(rest));
     }

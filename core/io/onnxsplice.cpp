@@ -36,14 +36,15 @@ uint64_t lenFieldSize(int number, uint64_t n)
 Result<size_t> insertionPoint(const std::string& msg, uint32_t number)
 {
     ProtoReader r({reinterpret_cast<const std::byte*>(msg.data()), msg.size()}, 0, "(serialized model)");
-    ProtoField f;
-    for (;;) {
-        auto more = r.next(f);
-        if (!more)
-            return more.error();
-        if (!*more || f.number > number)
-            return size_t(*more ? f.offset : msg.size());
-    }
+    std::optional<size_t> at;
+    Status walked = forEachField(r, [&](const ProtoField& f) -> Status {
+        if (!at && f.number > number)
+            at = size_t(f.offset);
+        return Ok{};
+    });
+    if (!walked)
+        return walked.error();
+    return at.value_or(msg.size());
 }
 
 // Calls put on the bytes in pieces of at most kCopyPiece (file data read into `buffer`).

@@ -60,4 +60,21 @@ private:
     size_t pos_ = 0;
 };
 
+// Calls fn(field) for each field of r's message in turn; the first error, from the wire or
+// from fn (a Status), ends the walk.
+template <class Fn>
+Status forEachField(ProtoReader& r, Fn&& fn)
+{
+    ProtoField f;
+    for (;;) {
+        auto more = r.next(f);
+        if (!more)
+            return more.error();
+        if (!*more)
+            return Ok{};
+        if (Status s = fn(f); !s)
+            return s;
+    }
+}
+
 }  // namespace quantlens
