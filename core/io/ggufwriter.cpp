@@ -19,6 +19,7 @@
 #include "io/gguf.h"
 #include "io/ggufspecmap.h"
 #include "io/mappedfile.h"
+#include "io/readat.h"
 #include "scratchbuffer.h"
 #include "truncationguard.h"
 #include "quant/ggmlblocks.h"
@@ -233,34 +234,6 @@ void releasePages(std::span<const std::byte> data)
     const uintptr_t end = (reinterpret_cast<uintptr_t>(data.data()) + data.size()) / page * page;
     if (end > begin)
         ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
-
-struct Fd {
-    int fd = -1;
-    ~Fd()
-    {
-        if (fd >= 0)
-            ::close(fd);
-    }
-};
-
-// n bytes at `offset` of the source; a short read means the file shrank since it was read.
-Status readAt(int fd, void* dst, size_t n, uint64_t offset, const std::string& path, const std::string& tensor)
-{
-    auto* p = static_cast<char*>(dst);
-    while (n > 0) {
-        const ssize_t got = ::pread(fd, p, n, off_t(offset));
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return makeError("read", std::string("cannot read: ") + std::strerror(errno), path, int64_t(offset), tensor);
-        if (got == 0)
-            return truncationguard::fileChangedError(path, tensor);
-        p += got;
-        n -= size_t(got);
-        offset += uint64_t(got);
-    }
-    return Ok{};
 }
 
 std::string sourceTypeName(uint32_t id, const Tensor& t)
