@@ -452,4 +452,36 @@ int64_t Tensor::storedBytes() const
     return b ? *b : static_cast<int64_t>(data.size());
 }
 
+MatrixView matrixView(const Tensor& t)
+{
+    const int64_t numel = t.numel();
+    MatrixView v;
+    if (t.rank() >= 2 && t.layout == Layout::InOut && t.shape.back() > 0) {
+        v.rows = t.shape.back();
+        v.cols = numel / v.rows;
+        v.transposed = true;
+    } else if (t.rank() == 2) {
+        v.rows = t.shape[0];
+        v.cols = t.shape[1];
+    } else if (t.rank() >= 3 && t.shape[0] > 0) {
+        v.rows = t.shape[0];
+        v.cols = numel / t.shape[0];
+    } else {
+        v.rows = 1;
+        v.cols = numel;
+    }
+    return v;
+}
+
+void copyAsView(const MatrixView& v, std::span<const float> stored, std::span<float> out)
+{
+    if (!v.transposed) {
+        std::copy(stored.begin(), stored.end(), out.begin());
+        return;
+    }
+    for (int64_t i = 0; i < v.cols; ++i)
+        for (int64_t o = 0; o < v.rows; ++o)
+            out[size_t(o * v.cols + i)] = stored[size_t(i * v.rows + o)];
+}
+
 }  // namespace quantlens

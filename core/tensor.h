@@ -76,4 +76,16 @@ Tensor makeFloatTensor(std::string name, std::vector<int64_t> shape, std::vector
 
 std::string shapeString(const std::vector<int64_t>& shape);  // "[768, 3072]"
 
+// The [out, in] matrix a weight is viewed, quantized per channel and drawn as. Output
+// channels lead in PyTorch and ONNX ([out, in, k...], rows = shape[0]); Layout::InOut keeps
+// them last ([in, out], Keras [k..., in, out]), so the stored data is a [numel/out, out]
+// matrix and the view is its transpose. Vectors and scalars are one row.
+struct MatrixView {
+    int64_t rows = 1, cols = 0;
+    bool transposed = false;  // stored as [cols, rows]
+};
+MatrixView matrixView(const Tensor& t);
+// `stored` (numel floats in storage order) as the view's rows into `out`.
+void copyAsView(const MatrixView& v, std::span<const float> stored, std::span<float> out);
+
 }  // namespace quantlens

@@ -184,7 +184,9 @@ void HeatmapView::updateLabels()
     auto title = [this](int i, const QString& standard) { return titles_[i].isEmpty() ? standard : titles_[i]; };
     plots_[0]->setGrid(g, m.rows, m.cols, range, title(0, tr("before (float%1)").arg(note)), scaleLabel, valueGradient());
     if (outcome_) {
-        plots_[1]->setGrid(outcome_->after, m.rows, m.cols, range, title(1, tr("after (dequantized%1)").arg(note)),
+        // "dequantized, transposed" overflows a third of a 1400-pixel window: shortened then.
+        const QString after = m.transposed ? tr("after (dequant., transposed)") : tr("after (dequantized)");
+        plots_[1]->setGrid(outcome_->after, m.rows, m.cols, range, title(1, after),
                            scaleLabel, valueGradient());
         const double er = outcome_->error.clipAbs;
         plots_[2]->setGrid(outcome_->error, m.rows, m.cols, er, title(2, tr("error (after − before)")),

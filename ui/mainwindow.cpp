@@ -53,6 +53,7 @@
 #include "runpanel.h"
 #include "sensitivitypanel.h"
 #include "activationspanel.h"
+#include "tasks/modelsummary.h"
 #include "tensortreemodel.h"
 #include "workpool.h"
 
@@ -1155,25 +1156,22 @@ void MainWindow::restartSummaries()
     QFuture<TensorSummary> f = QtConcurrent::run(workPool(), [model, spec, order, tuned](QPromise<TensorSummary>& promise) {
         promise.setProgressRange(0, int(order.size()));
         int done = 0;
-        for (int i : order) {
-            if (promise.isCanceled())
-                return;
-            auto it = tuned.find(i);
-            const Tensor& t = model->tensors[size_t(i)];
-            if (it == tuned.end() && !quantizedByDefault(t)) {
-                // Its min/max still belong in the tree; the figures of a quantization it
-                // does not get do not.
-                TensorSummary kept = summarizeTensor(t, i, spec);
-                kept.keptFloat = true;
-                kept.sqnrDb = kept.clampedFraction = 0;
-                kept.bytesAfter = kept.bytesBefore;
-                promise.addResult(kept);
-                promise.setProgressValue(++done);
-                continue;
-            }
-            promise.addResult(summarizeTensor(t, i, it == tuned.end() ? spec : it->second));
+        ModelSummaryJob job;
+        job.order.assign(order.begin(), order.end());
+        // A tensor the plan keeps float gets its min/max only: the figures of a
+        // quantization it does not get do not belong in the tree.
+        job.specFor = [&](size_t i) -> std::optional<QuantSpec> {
+            if (auto it = tuned.find(int(i)); it != tuned.end())
+                return it->second;
+            return quantizedByDefault(model->tensors[i]) ? std::optional<QuantSpec>(spec) : std::nullopt;
+        };
+        job.done = [&](size_t i, TensorFigures&& fig) {
+            promise.addResult(tensorSummary(model->tensors[i], int(i), fig));
             promise.setProgressValue(++done);
-        }
+        };
+        job.cancelled = [&] { return promise.isCanceled(); };
+        job.lowPriority = true;  // the tensor on screen is quantized first
+        summarizeModel(*model, job);
     });
     summaryWatcher_->setFuture(f);
 }

@@ -21,28 +21,6 @@ int64_t storedBytes(DType dtype, int64_t numel)
     return b ? *b : 0;
 }
 
-// Rows/cols of the [out, in] view of a stored shape. Output channels lead in PyTorch and
-// ONNX ([out, in, k...]); Layout::InOut keeps them last ([in, out], Keras [k..., in, out]),
-// so the stored data is a [numel/out, out] matrix and the view is its transpose.
-void matrixShape(const Tensor& t, int64_t numel, int64_t& rows, int64_t& cols, bool& transposed)
-{
-    transposed = false;
-    if (t.rank() >= 2 && t.layout == Layout::InOut && t.shape.back() > 0) {
-        rows = t.shape.back();
-        cols = numel / rows;
-        transposed = true;
-    } else if (t.rank() == 2) {
-        rows = t.shape[0];
-        cols = t.shape[1];
-    } else if (t.rank() >= 3 && t.shape[0] > 0) {
-        rows = t.shape[0];
-        cols = numel / t.shape[0];
-    } else {
-        rows = 1;
-        cols = numel;
-    }
-}
-
 }  // namespace
 
 Result<std::shared_ptr<const MatrixData>> loadMatrix(const Tensor& t, int histogramBins, int64_t maxCells)
@@ -59,14 +37,13 @@ Result<std::shared_ptr<const MatrixData>> loadMatrix(const Tensor& t, int histog
     m->name = t.name;
     m->storedShape = t.shape;
     m->dtype = t.dtype;
-    matrixShape(t, n, m->rows, m->cols, m->transposed);
-    if (m->transposed) {
-        // Stored [in, out] = [cols, rows] of the view.
-        const std::vector<float>& src = *values;
+    const MatrixView view = matrixView(t);
+    m->rows = view.rows;
+    m->cols = view.cols;
+    m->transposed = view.transposed;
+    if (view.transposed) {
         m->values.resize(size_t(n));
-        for (int64_t i = 0; i < m->cols; ++i)
-            for (int64_t o = 0; o < m->rows; ++o)
-                m->values[size_t(o * m->cols + i)] = src[size_t(i * m->rows + o)];
+        copyAsView(view, *values, m->values);
     } else {
         m->values = std::move(*values);
     }
@@ -410,34 +387,21 @@ QuantSpec modelWideSpec(QuantSpec s)
     return s;
 }
 
-TensorSummary summarizeTensor(const Tensor& t, int index, const QuantSpec& specIn)
+TensorSummary tensorSummary(const Tensor& t, int index, const TensorFigures& f)
 {
     TensorSummary s;
     s.index = index;
-    auto m = loadMatrix(t, 16);
-    releaseMappedPages(t.data);  // the whole-model pass: keep RSS near the float copies, not the file
-    if (!m) {
-        s.error = m.error().message;
+    if (!f.status) {
+        s.error = f.status.error().message;
         return s;
     }
-    const MatrixData& md = **m;
-    s.min = md.stats.min;
-    s.max = md.stats.max;
-    QuantSpec spec = specIn;  // a tuned manual range included: the caller chose it
-    spec.axis = 0;
-    if (md.rows <= 1 && spec.granularity == Granularity::PerChannel)
-        spec.granularity = Granularity::PerTensor;  // a vector has one channel
-    auto q = quantize(md.values, {md.rows, md.cols}, spec);
-    if (!q) {
-        s.error = q.error().message;
-        return s;
-    }
-    const std::vector<float> dq = dequantize(*q);
-    const Metrics mt = computeMetrics(md.values, dq, q->clampedCount);
-    s.sqnrDb = mt.sqnrDb;
-    s.clampedFraction = mt.clampedFraction;
-    s.bytesBefore = storedBytes(md.dtype, int64_t(md.values.size()));
-    s.bytesAfter = q->bytesAfter();
+    s.min = f.stats.min;
+    s.max = f.stats.max;
+    s.bytesBefore = storedBytes(t.dtype, t.numel());
+    s.keptFloat = !f.quantized;
+    s.sqnrDb = f.quantized ? f.metrics.sqnrDb : 0;
+    s.clampedFraction = f.quantized ? f.metrics.clampedFraction : 0;
+    s.bytesAfter = f.quantized ? f.bytesAfter : s.bytesBefore;
     s.ok = true;
     return s;
 }

@@ -13,6 +13,7 @@
 #include "quant/metrics.h"
 #include "quant/quantize.h"
 #include "quant/quantspec.h"
+#include "tasks/modelsummary.h"
 #include "tensor.h"
 
 namespace quantlens::ui {
@@ -97,9 +98,10 @@ struct TensorSummary {
     int64_t bytesBefore = 0, bytesAfter = 0;
     bool keptFloat = false;  // the plan leaves it in float (a vector): no SQNR to show
 };
-// `spec` is used as given: the model-wide choice (modelWideSpec) for most tensors, the
-// user's tuned spec, manual range included, for a tensor that has one.
-TensorSummary summarizeTensor(const Tensor& t, int index, const QuantSpec& spec);
+// The tree's line for tensor `index` from the whole-model pass (tasks/modelsummary.h), which
+// quantized it with the model-wide choice (modelWideSpec), or the user's tuned spec, manual
+// range included, or not at all when the plan keeps it float.
+TensorSummary tensorSummary(const Tensor& t, int index, const TensorFigures& f);
 
 // Spec for the whole-model columns: the chooser's scheme and granularity, but a manual
 // range belongs to one tensor and is replaced by min/max.

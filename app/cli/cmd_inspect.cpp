@@ -1,20 +1,14 @@
-#include <sys/mman.h>
-
-#include <algorithm>
-#include <atomic>
+#include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <new>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <thread>
 #include <vector>
 
 #include "commands.h"
-#include "io/mappedfile.h"
 #include "modelarg.h"
 #include "quant/metrics.h"
+#include "tasks/modelsummary.h"
 
 namespace quantlens::cli {
 
@@ -31,74 +25,6 @@ nlohmann::json number(double v)
     return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
 }
 
-struct Computed {
-    Status status = Ok{};
-    TensorStats stats;
-};
-
-// One worker's float buffer: uninitialised (std::vector's zero fill is overwritten at once),
-// 2 MB aligned and in transparent huge pages where the kernel allows (THP "madvise" mode).
-// Touching fresh 4 KB pages costs a fault each, and on a 1 GB bf16 file under a hypervisor
-// those faults (in the zero fill) took more CPU than conversion and statistics together.
-class FloatBuffer {
-public:
-    FloatBuffer() = default;
-    FloatBuffer(const FloatBuffer&) = delete;
-    FloatBuffer& operator=(const FloatBuffer&) = delete;
-    ~FloatBuffer() { std::free(p_); }
-    std::span<float> get(size_t n)
-    {
-        if (n > cap_) {
-            constexpr size_t kHuge = size_t(2) << 20;
-            const size_t bytes = (n * sizeof(float) + kHuge - 1) / kHuge * kHuge;
-            std::free(p_);
-            p_ = static_cast<float*>(std::aligned_alloc(kHuge, bytes));
-            cap_ = p_ ? bytes / sizeof(float) : 0;
-            if (!p_)
-                throw std::bad_alloc();
-            (void)::madvise(p_, bytes, MADV_HUGEPAGE);  // advice only: 4 KB pages otherwise
-        }
-        return {p_, n};
-    }
-
-private:
-    float* p_ = nullptr;
-    size_t cap_ = 0;
-};
-
-// Every tensor's statistics, on all cores (the data is gigabytes; one core cannot keep up
-// with memory). Each worker owns one float buffer, and hands each tensor's mapped pages
-// back once done, so the resident set stays near (workers x largest tensor) however
-// large the file.
-std::vector<Computed> computeAll(const Model& m)
-{
-    std::vector<Computed> out(m.tensors.size());
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-        FloatBuffer buf;
-        for (size_t i; (i = next.fetch_add(1)) < m.tensors.size();) {
-            const Tensor& t = m.tensors[i];
-            if (!t.decodable()) {
-                out[i].status = makeError("not-decoded", "not decoded");
-                continue;
-            }
-            const std::span<float> x = buf.get(static_cast<size_t>(t.numel()));
-            out[i].status = t.toFloat(x);
-            if (out[i].status)
-                out[i].stats = computeStats(x);
-            releaseMappedPages(t.data);
-        }
-    };
-    const size_t workers = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, std::min<size_t>(4, m.tensors.size() + 1));
-    std::vector<std::thread> pool;
-    for (size_t w = 1; w < workers; ++w)
-        pool.emplace_back(work);
-    work();
-    for (auto& th : pool)
-        th.join();
-    return out;
-}
-
 void runInspect(const InspectOptions& o)
 {
     const Model m = loadModelArg(o.model);
@@ -112,7 +38,7 @@ void runInspect(const InspectOptions& o)
         meta[k] = v;
     doc["metadata"] = meta;
     nlohmann::json tensors = nlohmann::json::array();
-    const std::vector<Computed> computed = computeAll(m);
+    const std::vector<TensorFigures> computed = modelStatistics(m);
     for (size_t i = 0; i < m.tensors.size(); ++i) {
         const Tensor& t = m.tensors[i];
         nlohmann::json j;

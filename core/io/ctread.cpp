@@ -178,7 +178,7 @@ Status decodeCompressedTensors(Model& m, const Json& qc, const std::string& path
     auto groups = parseGroups(qc, path);
     if (!groups)
         return groups.error();
-    hfquant::Rewrite rw(m);
+    hfquant::Rewrite rw(m, path);
     auto part = [&](const std::string& n) { return rw.find(n); };
     for (const Tensor& t : m.tensors) {
         std::string mod;
@@ -290,11 +290,8 @@ Status decodeCompressedTensors(Model& m, const Json& qc, const std::string& path
             parts.push_back(mod + ".input_scale");
             parts.push_back(mod + ".input_zero_point");
         }
-        if (Status s = rw.add(mod, t.name, std::move(pw), parts, std::move(label), std::move(note)); !s) {
-            Error e = s.error();
-            e.path = path;
-            return e;
-        }
+        if (Status s = rw.add(mod, t.name, std::move(pw), parts, std::move(label), std::move(note)); !s)
+            return s;
     }
     rw.apply();
     return Ok{};

@@ -19,6 +19,8 @@
 #include "io/gguf.h"
 #include "io/ggufspecmap.h"
 #include "io/mappedfile.h"
+#include "io/readat.h"
+#include "scratchbuffer.h"
 #include "truncationguard.h"
 #include "quant/ggmlblocks.h"
 
@@ -220,33 +222,6 @@ static_assert(kCheckPiece % MetricsRun::kPiece == 0 && kCheckPiece % 256 == 0);
 
 constexpr uint64_t kCopyPiece = uint64_t(8) << 20;  // bytes per read of a tensor copied unchanged
 
-// A buffer reused across tensors: grows to the largest request, never zero-filled, in
-// transparent huge pages where the kernel gives them (one TLB entry per 2 MiB).
-template <class T>
-class Scratch {
-public:
-    std::span<T> get(size_t n)
-    {
-        if (n > size_) {
-            constexpr size_t kHuge = size_t(2) << 20;
-            const size_t bytes = (n * sizeof(T) + kHuge - 1) / kHuge * kHuge;
-            data_.reset(static_cast<T*>(std::aligned_alloc(kHuge, bytes)));
-            if (!data_)
-                throw std::bad_alloc();
-            ::madvise(data_.get(), bytes, MADV_HUGEPAGE);
-            size_ = n;
-        }
-        return {data_.get(), n};
-    }
-
-private:
-    struct Free {
-        void operator()(T* p) const { std::free(p); }
-    };
-    std::unique_ptr<T, Free> data_;
-    size_t size_ = 0;
-};
-
 uint64_t alignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 // Drops the source pages of a tensor already written from this process's memory (they are
@@ -259,34 +234,6 @@ void releasePages(std::span<const std::byte> data)
     const uintptr_t end = (reinterpret_cast<uintptr_t>(data.data()) + data.size()) / page * page;
     if (end > begin)
         ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
-
-struct Fd {
-    int fd = -1;
-    ~Fd()
-    {
-        if (fd >= 0)
-            ::close(fd);
-    }
-};
-
-// n bytes at `offset` of the source; a short read means the file shrank since it was read.
-Status readAt(int fd, void* dst, size_t n, uint64_t offset, const std::string& path, const std::string& tensor)
-{
-    auto* p = static_cast<char*>(dst);
-    while (n > 0) {
-        const ssize_t got = ::pread(fd, p, n, off_t(offset));
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return makeError("read", std::string("cannot read: ") + std::strerror(errno), path, int64_t(offset), tensor);
-        if (got == 0)
-            return truncationguard::fileChangedError(path, tensor);
-        p += got;
-        n -= size_t(got);
-        offset += uint64_t(got);
-    }
-    return Ok{};
 }
 
 std::string sourceTypeName(uint32_t id, const Tensor& t)
@@ -500,8 +447,8 @@ Result<GgufWriteReport> writeGgufExport(const std::string& sourcePath, const std
         return makeError("open", std::string("cannot open: ") + std::strerror(errno), sourcePath);
     // Grown, never shrunk or zero-filled: the largest tensor's pages fault in once, not
     // once per tensor (that and a zero fill per resize were a fifth of a q8_0 export).
-    Scratch<float> converted, clippedCopy;  // the float values (read or converted); the clipped values
-    Scratch<std::byte> out, copyBuffer;
+    ScratchBuffer<float> converted, clippedCopy;  // the float values (read or converted); the clipped values
+    ScratchBuffer<std::byte> out, copyBuffer;
     std::vector<float> back(static_cast<size_t>(kCheckPiece));  // one decoded piece, cache-sized
     const double n = double(std::max<size_t>(1, H.tensors.size()));
     for (size_t i = 0; i < H.tensors.size(); ++i) {

@@ -43,7 +43,7 @@ Status decodeGptq(Model& m, const nlohmann::ordered_json& qc, const std::string&
     if (auto d = qc.find("dynamic"); d != qc.end() && d->is_object() && !d->empty())
         perModuleBits = true;  // GPTQModel per-module overrides: each module's bits follow from its own tensors
 
-    hfquant::Rewrite rw(m);
+    hfquant::Rewrite rw(m, path);
     for (const Tensor& t : m.tensors) {
         if (!t.name.ends_with(".qweight"))
             continue;
@@ -100,12 +100,8 @@ Status decodeGptq(Model& m, const nlohmann::ordered_json& qc, const std::string&
             note += ", activation order (g_idx)";
         note += v1 ? ", zero points stored minus one (v1)" : ", zero points as stored (v2)";
         if (Status s = rw.add(mod, t.name, std::move(pw), {mod + ".qzeros", mod + ".scales", mod + ".g_idx"},
-                              label, std::move(note));
-            !s) {
-            Error e = s.error();
-            e.path = path;
-            return e;
-        }
+                              label, std::move(note)); !s)
+            return s;
     }
     rw.apply();
     return Ok{};

@@ -86,7 +86,7 @@ Status decodeHfQuantization(Model& m, const std::string& folder)
 
 namespace hfquant {
 
-Rewrite::Rewrite(Model& m) : m_(m), drop_(m.tensors.size(), false)
+Rewrite::Rewrite(Model& m, std::string path) : m_(m), path_(std::move(path)), drop_(m.tensors.size(), false)
 {
     index_.reserve(m.tensors.size());
     for (size_t i = 0; i < m.tensors.size(); ++i)
@@ -104,13 +104,16 @@ Status Rewrite::add(const std::string& module, const std::string& codesName, Pac
                     const std::vector<std::string>& parts, std::string typeLabel, std::string note)
 {
     const std::string name = module + ".weight";
-    if (Status s = pw.check(name); !s)
-        return s;
+    if (Status s = pw.check(name); !s) {
+        Error e = s.error();
+        e.path = path_;
+        return e;
+    }
     const Tensor* codes = find(codesName);
     if (!codes)
-        return makeError("internal", "codes tensor '" + codesName + "' is gone", {}, -1, name);
+        return makeError("internal", "codes tensor '" + codesName + "' is gone", path_, -1, name);
     if (const Tensor* w = find(name); w && w != codes)
-        return makeError("bad-packed", "the file holds both '" + name + "' and the packed '" + codesName + "'", {}, -1, name);
+        return makeError("bad-packed", "the file holds both '" + name + "' and the packed '" + codesName + "'", path_, -1, name);
     Tensor t;
     t.name = name;
     t.dtype = DType::Packed;

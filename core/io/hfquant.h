@@ -29,7 +29,8 @@ namespace hfquant {
 // codes tensor, its parts leave the tensor list (they live on inside the PackedWeight).
 class Rewrite {
 public:
-    explicit Rewrite(Model& m);
+    // `path`: the file named in add()'s errors.
+    Rewrite(Model& m, std::string path);
     const Tensor* find(const std::string& name) const;
     // Checks `pw`, then replaces `codesName` by `<module>.weight` and drops `parts`.
     Status add(const std::string& module, const std::string& codesName, PackedWeight pw,
@@ -38,6 +39,7 @@ public:
 
 private:
     Model& m_;
+    std::string path_;
     std::vector<std::pair<std::string, size_t>> index_;  // sorted by name
     std::vector<std::pair<size_t, Tensor>> replace_;
     std::vector<bool> drop_;

@@ -129,18 +129,15 @@ Status expect(const ProtoReader& r, const ProtoField& f, WireType t, const char*
 Result<std::pair<std::string, std::string>> parseStringEntry(ProtoReader r)
 {
     std::pair<std::string, std::string> kv;
-    ProtoField f;
-    for (;;) {
-        auto more = r.next(f);
-        if (!more)
-            return more.error();
-        if (!*more)
-            break;
+    Status walked = forEachField(r, [&](const ProtoField& f) -> Status {
         if (f.number == 1 || f.number == 2) {
             QL_TRY(expect(r, f, WireType::Len, "StringStringEntryProto field"));
             (f.number == 1 ? kv.first : kv.second) = std::string(f.str());
         }
-    }
+        return Ok{};
+    });
+    if (!walked)
+        return walked.error();
     return kv;
 }
 
@@ -148,13 +145,7 @@ Result<RawTensor> parseTensor(ProtoReader r, uint64_t at)
 {
     RawTensor t;
     t.at = at;
-    ProtoField f;
-    for (;;) {
-        auto more = r.next(f);
-        if (!more)
-            return more.error();
-        if (!*more)
-            break;
+    Status walked = forEachField(r, [&](const ProtoField& f) -> Status {
         switch (f.number) {
         case 1: {  // dims
             Repeated d;
@@ -206,7 +197,10 @@ Result<RawTensor> parseTensor(ProtoReader r, uint64_t at)
             break;
         default: break;
         }
-    }
+        return Ok{};
+    });
+    if (!walked)
+        return walked.error();
     return t;
 }
 
@@ -231,13 +225,7 @@ Status parseAttribute(ProtoReader r, NodeInfo& n, Graph& g)
     std::string name;
     uint64_t i = 0;
     bool haveI = false;
-    ProtoField f;
-    for (;;) {
-        auto more = r.next(f);
-        if (!more)
-            return more.error();
-        if (!*more)
-            break;
+    Status walked = forEachField(r, [&](const ProtoField& f) -> Status {
         if (f.number == 1) {
             QL_TRY(expect(r, f, WireType::Len, "AttributeProto.name"));
             name = std::string(f.str());
@@ -252,7 +240,10 @@ Status parseAttribute(ProtoReader r, NodeInfo& n, Graph& g)
                 return sub.error();
             QL_TRY(parseGraph(*sub, g, false));
         }
-    }
+        return Ok{};
+    });
+    if (!walked)
+        return walked.error();
     if (name == "transB" && haveI)
         n.transB = i != 0;
     return Ok{};
@@ -261,13 +252,7 @@ Status parseAttribute(ProtoReader r, NodeInfo& n, Graph& g)
 Status parseNode(ProtoReader r, Graph& g)
 {
     NodeInfo n;
-    ProtoField f;
-    for (;;) {
-        auto more = r.next(f);
-        if (!more)
-            return more.error();
-        if (!*more)
-            break;
+    Status walked = forEachField(r, [&](const ProtoField& f) -> Status {
         if (f.number == 1) {
             QL_TRY(expect(r, f, WireType::Len, "NodeProto.input"));
             n.inputs.emplace_back(f.str());
@@ -280,20 +265,17 @@ Status parseNode(ProtoReader r, Graph& g)
                 return sub.error();
             QL_TRY(parseAttribute(*sub, n, g));
         }
-    }
+        return Ok{};
+    });
+    if (!walked)
+        return walked.error();
     g.nodes.push_back(std::move(n));
     return Ok{};
 }
 
 Status parseGraph(ProtoReader r, Graph& g, bool top)
 {
-    ProtoField f;
-    for (;;) {
-        auto more = r.next(f);
-        if (!more)
-            return more.error();
-        if (!*more)
-            break;
+    Status walked = forEachField(r, [&](const ProtoField& f) -> Status {
         if (f.number == 1) {
             auto sub = r.nested(f, "GraphProto.node");
             if (!sub)
@@ -315,14 +297,8 @@ Status parseGraph(ProtoReader r, Graph& g, bool top)
             auto sub = r.nested(f, "GraphProto.sparse_initializer");
             if (!sub)
                 return sub.error();
-            ProtoField sf;
             std::string name = "(unnamed)";
-            for (;;) {
-                auto m = sub->next(sf);
-                if (!m)
-                    return m.error();
-                if (!*m)
-                    break;
+            Status inner = forEachField(*sub, [&](const ProtoField& sf) -> Status {
                 if (sf.number == 1) {
                     auto vals = sub->nested(sf, "SparseTensorProto.values");
                     if (!vals)
@@ -333,10 +309,16 @@ Status parseGraph(ProtoReader r, Graph& g, bool top)
                     if (!t->name.empty())
                         name = t->name;
                 }
-            }
+                return Ok{};
+            });
+            if (!inner)
+                return inner.error();
             g.sparseNames.push_back(name);
         }
-    }
+        return Ok{};
+    });
+    if (!walked)
+        return walked.error();
     return Ok{};
 }
 
@@ -560,13 +542,7 @@ Result<Model> readOnnx(const std::string& path)
     std::vector<std::pair<std::string, std::string>> props;
     Graph g;
     bool haveGraph = false;
-    ProtoField f;
-    for (;;) {
-        auto more = r.next(f);
-        if (!more)
-            return more.error();
-        if (!*more)
-            break;
+    Status walked = forEachField(r, [&](const ProtoField& f) -> Status {
         switch (f.number) {
         case 1:
             QL_TRY(expect(r, f, WireType::Varint, "ModelProto.ir_version"));
@@ -596,13 +572,7 @@ Result<Model> readOnnx(const std::string& path)
                 return sub.error();
             std::string domain;
             int64_t version = 0;
-            ProtoField of;
-            for (;;) {
-                auto m = sub->next(of);
-                if (!m)
-                    return m.error();
-                if (!*m)
-                    break;
+            Status inner = forEachField(*sub, [&](const ProtoField& of) -> Status {
                 if (of.number == 1) {
                     QL_TRY(expect(*sub, of, WireType::Len, "OperatorSetIdProto.domain"));
                     domain = std::string(of.str().substr(0, 200));
@@ -610,7 +580,10 @@ Result<Model> readOnnx(const std::string& path)
                     QL_TRY(expect(*sub, of, WireType::Varint, "OperatorSetIdProto.version"));
                     version = int64_t(of.varint);
                 }
-            }
+                return Ok{};
+            });
+            if (!inner)
+                return inner.error();
             opsets.push_back((domain.empty() ? std::string("ai.onnx") : domain) + " " + std::to_string(version));
             break;
         }
@@ -626,7 +599,10 @@ Result<Model> readOnnx(const std::string& path)
         }
         default: break;
         }
-    }
+        return Ok{};
+    });
+    if (!walked)
+        return walked.error();
     // Protobuf has no magic, so random bytes can parse as an empty message: a model
     // without an IR version and a graph is not an ONNX model.
     if (irVersion.empty() || !haveGraph)
@@ -710,6 +686,10 @@ Result<Model> readOnnx(const std::string& path)
             s += (s.empty() ? "" : ", ") + n.substr(0, 100);
         model.metadata.emplace_back("sparse initializers (not decoded)", s.substr(0, 400));
     }
+    // Reading each tensor's header faulted in its neighbourhood (a whole 2 MiB folio on
+    // file systems with large folios): hand those clean pages back, the tensors read them
+    // again when they are used.
+    releaseMappedPages(map->bytes());
     return model;
 }
 

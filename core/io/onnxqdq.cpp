@@ -14,13 +14,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
 #include <onnx/version_converter/convert.h>
 
 #include "io/atomicfile.h"
 #include "io/mappedfile.h"
+#include "io/onnxskeleton.h"
+#include "io/onnxsplice.h"
+#include "io/readat.h"
+#include "truncationguard.h"
 
 namespace quantlens {
 
@@ -39,16 +42,53 @@ bool isFloatType(int t)
            t == onnx::TensorProto::BFLOAT16;
 }
 
-// Copies a tensor's external bytes into raw_data. readOnnx already checked every
-// location, offset and length of this file; they are checked again here because this
-// is a second parse of the same bytes.
+// The files the export reads from, open once each: the source model and its external
+// data files. Read with pread (io/readat.h), so a file that shrinks fails cleanly.
+class SourceFiles {
+public:
+    struct File {
+        Fd fd;
+        uint64_t size = 0;
+    };
+
+    Result<const File*> open(const std::string& path)
+    {
+        if (auto it = files_.find(path); it != files_.end())
+            return &it->second;
+        // O_NONBLOCK: opening a FIFO would otherwise wait for a writer.
+        Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+        if (fd.fd < 0)
+            return makeError("open", std::string("cannot open: ") + std::strerror(errno), path);
+        struct stat st {};
+        if (::fstat(fd.fd, &st) != 0)
+            return makeError("open", std::string("cannot stat: ") + std::strerror(errno), path);
+        if (!S_ISREG(st.st_mode))
+            return makeError("not-a-file", describeNonRegular(st.st_mode), path);
+        File& f = files_[path];
+        f.fd = std::move(fd);
+        f.size = uint64_t(st.st_size);
+        return &f;
+    }
+
+private:
+    std::map<std::string, File> files_;
+};
+
+// Resolves every external tensor of the model: the main graph's initializers of
+// `streamFrom` bytes or more are left to be copied from their file while the output is
+// written (io/onnxsplice.h), every other one is read into raw_data. readOnnx already
+// checked every location, offset and length; they are checked again here because this is
+// a second parse of the same bytes.
 class Internalizer {
 public:
     // Initializers of the main graph named in `skip` are left external (the caller
     // replaces them).
-    Internalizer(fs::path dir, const std::set<std::string>* skip) : dir_(std::move(dir)), skip_(skip) {}
+    Internalizer(fs::path dir, const std::set<std::string>* skip, uint64_t streamFrom, SourceFiles& files, SplicedData& spliced)
+        : dir_(std::move(dir)), skip_(skip), streamFrom_(streamFrom), files_(files), spliced_(spliced)
+    {
+    }
 
-    Status tensor(onnx::TensorProto& t)
+    Status tensor(onnx::TensorProto& t, bool mainInitializer)
     {
         if (t.data_location() != onnx::TensorProto::EXTERNAL)
             return Ok{};
@@ -69,19 +109,22 @@ public:
         if (location.empty() || rel.is_absolute() || std::any_of(rel.begin(), rel.end(), [](const fs::path& p) { return p == ".."; }))
             return fail(t, "external data location '" + location + "' is empty, absolute or leaves the model's folder");
         const std::string full = (dir_ / rel).string();
-        auto it = files_.find(full);
-        if (it == files_.end()) {
-            auto mf = MappedFile::open(full);
-            if (!mf)
-                return mf.error();
-            it = files_.emplace(full, *mf).first;
-        }
-        const auto bytes = it->second->bytes();
+        auto file = files_.open(full);
+        if (!file)
+            return file.error();
+        const uint64_t size = (*file)->size;
         // Without a length the data runs to the end of the file (the ONNX external-data spec).
-        const uint64_t n = length ? *length : (offset <= bytes.size() ? bytes.size() - offset : 0);
-        if (offset > bytes.size() || n > bytes.size() - offset)
+        const uint64_t n = length ? *length : (offset <= size ? size - offset : 0);
+        if (offset > size || n > size - offset)
             return fail(t, "external data runs past the end of '" + location + "'");
-        t.set_raw_data(reinterpret_cast<const char*>(bytes.data() + offset), size_t(n));
+        if (mainInitializer && n >= streamFrom_) {
+            spliced_[t.name()] = SplicedBytes{{}, (*file)->fd.fd, full, offset, n};
+        } else {
+            std::string bytes(size_t(n), '\0');
+            if (Status s = readAt((*file)->fd.fd, bytes.data(), bytes.size(), offset, full, t.name()); !s)
+                return s;
+            t.set_raw_data(std::move(bytes));
+        }
         t.clear_external_data();
         t.clear_data_location();
         any = true;
@@ -97,22 +140,22 @@ public:
                 any = any || t.data_location() == onnx::TensorProto::EXTERNAL;  // the export stays external
                 continue;
             }
-            if (Status s = tensor(t); !s)
+            if (Status s = tensor(t, main); !s)
                 return s;
         }
         for (auto& st : *g.mutable_sparse_initializer()) {
-            if (Status s = tensor(*st.mutable_values()); !s)
+            if (Status s = tensor(*st.mutable_values(), false); !s)
                 return s;
-            if (Status s = tensor(*st.mutable_indices()); !s)
+            if (Status s = tensor(*st.mutable_indices(), false); !s)
                 return s;
         }
         for (auto& n : *g.mutable_node())
             for (auto& a : *n.mutable_attribute()) {
                 if (a.has_t())
-                    if (Status s = tensor(*a.mutable_t()); !s)
+                    if (Status s = tensor(*a.mutable_t(), false); !s)
                         return s;
                 for (auto& t : *a.mutable_tensors())
-                    if (Status s = tensor(t); !s)
+                    if (Status s = tensor(t, false); !s)
                         return s;
                 if (a.has_g())
                     if (Status s = graph(*a.mutable_g(), false); !s)
@@ -133,7 +176,9 @@ private:
     }
     fs::path dir_;
     const std::set<std::string>* skip_ = nullptr;
-    std::unordered_map<std::string, std::shared_ptr<const MappedFile>> files_;
+    uint64_t streamFrom_;
+    SourceFiles& files_;
+    SplicedData& spliced_;
 };
 
 void collectNames(const onnx::GraphProto& g, std::set<std::string>& names)
@@ -252,58 +297,12 @@ Result<QdqLayout> qdqLayout(const QuantizedTensor& qt)
     return L;
 }
 
-// Moves every large initializer of the main graph into the data file (64-byte aligned, as
-// mmap-friendly writers do) and points it at `location`. Each is written as it goes, so
-// the data is never held twice.
-Status externalize(onnx::GraphProto& g, const std::string& location, AtomicFile& data)
-{
-    static const char zeros[64] = {};
-    for (auto& t : *g.mutable_initializer()) {
-        if (t.raw_data().size() < kExternalThreshold)
-            continue;
-        const int64_t pad = (64 - data.bytesWritten() % 64) % 64;
-        if (Status s = data.write(zeros, size_t(pad)); !s)
-            return s;
-        const int64_t offset = data.bytesWritten();
-        if (Status s = data.write(t.raw_data().data(), t.raw_data().size()); !s)
-            return s;
-        t.clear_raw_data();
-        t.set_data_location(onnx::TensorProto::EXTERNAL);
-        auto add = [&](const char* k, const std::string& v) {
-            auto* e = t.add_external_data();
-            e->set_key(k);
-            e->set_value(v);
-        };
-        add("location", location);
-        add("offset", std::to_string(offset));
-        add("length", std::to_string(data.bytesWritten() - offset));
-    }
-    return Ok{};
-}
-
-// Serializes straight into the output file through protobuf's 1 MiB buffer: no second
-// copy of the whole model in memory.
-class FileSink : public google::protobuf::io::CopyingOutputStream {
-public:
-    explicit FileSink(AtomicFile& f) : f_(f) {}
-    bool Write(const void* buffer, int size) override
-    {
-        if (Status s = f_.write(buffer, size_t(size)); !s) {
-            error = s.error();
-            return false;
-        }
-        return true;
-    }
-    std::optional<Error> error;
-
-private:
-    AtomicFile& f_;
-};
-
 }  // namespace
 
-Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<ExportEntry>& entries,
-                                        const ExportOptions& opts, const ExportProgress& progress)
+namespace onnxqdqdetail {
+
+Result<ExportReport> write(const Model& m, const std::vector<ExportEntry>& entries, const ExportOptions& opts,
+                           const ExportProgress& progress, uint64_t streamFrom, Writing writing)
 {
     auto fail = [&](std::string code, std::string why, std::string tensor = {}) {
         return makeError(std::move(code), std::move(why), opts.outPath, -1, std::move(tensor));
@@ -314,32 +313,58 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
     if (!exportdetail::report(progress, 0.0, "reading " + src))
         return exportdetail::cancelled(opts.outPath);
 
-    // Parsed from the file through protobuf's small read buffer, not from a mapping: a
-    // mapped model would be resident beside its parsed copy, doubling the peak.
+    // libprotobuf parses the model without the raw_data of its large initializers (their
+    // bytes are copied from the file when the output is written), so the parsed model is
+    // about the size of the graph, not of the weights.
     onnx::ModelProto mp;
+    SplicedData spliced;
+    SourceFiles files;
     {
-        const int fd = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            return makeError("open", std::string("cannot open: ") + std::strerror(errno), src);
-        struct stat st {};
-        const bool tooLarge = ::fstat(fd, &st) == 0 && st.st_size > kMaxProtoBytes;
-        const bool parsed = !tooLarge && mp.ParseFromFileDescriptor(fd);
-        ::close(fd);
-        if (tooLarge)
-            return makeError("too-large", "the model file is over 2 GiB, which protobuf cannot parse", src);
-        if (!parsed)
+        auto map = MappedFile::open(src);
+        if (!map)
+            return map.error();
+        auto skeleton = buildOnnxSkeleton((*map)->bytes(), src, streamFrom);
+        // Our reader walked these same fields without an error, so one now means the file
+        // changed since it was read.
+        if ((*map)->changed() || !skeleton) {
+            Error e = truncationguard::fileChangedError(src);
+            if (!skeleton)
+                e.message += " (" + skeleton.error().message + ")";
+            return e;
+        }
+        map->reset();
+        if (skeleton->bytes.size() > size_t(kMaxProtoBytes))
+            return makeError("too-large", "the model without its large initializers' data is still over 2 GiB, which protobuf cannot parse", src);
+        if (!mp.ParseFromString(skeleton->bytes))
             return makeError("bad-model", "libprotobuf could not parse the model that our reader accepted", src);
+        auto file = files.open(src);
+        if (!file)
+            return file.error();
+        for (const OnnxStrippedData& d : skeleton->stripped) {
+            if (d.initializer >= size_t(mp.graph().initializer_size()))
+                return makeError("bad-model", "libprotobuf and Quantlens' reader count the initializers differently", src);
+            spliced[mp.graph().initializer(int(d.initializer)).name()] = SplicedBytes{{}, (*file)->fd.fd, src, d.offset, d.length};
+        }
     }
     // External weights about to be replaced by their quantized form are not read in (one
     // float copy fewer per weight), unless the opset converter, which sees every tensor,
-    // runs first.
+    // runs first; large ones are never read in, either way.
     std::set<std::string> notRead;
     if (const onnx::OperatorSetIdProto* o = defaultOpset(mp); o && o->version() >= kPerChannelOpset)
         for (const ExportEntry& e : entries)
             notRead.insert(e.quantized.name);
-    Internalizer ext(fs::path(src).parent_path(), &notRead);
+    Internalizer ext(fs::path(src).parent_path(), &notRead, streamFrom, files, spliced);
     if (Status s = ext.graph(*mp.mutable_graph()); !s)
         return s.error();
+    // The data left in files is found by name when the output is written.
+    {
+        std::map<std::string, int> count;
+        for (const auto& t : mp.graph().initializer())
+            ++count[t.name()];
+        for (const auto& [name, bytes] : spliced)
+            if (count[name] != 1)
+                return fail("bad-model", "the main graph has " + std::to_string(count[name]) + " initializers of this name", name);
+    }
 
     // Everything about the entries is checked before the model changes.
     std::map<std::string, int> initIndex;
@@ -428,7 +453,9 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
         q.set_data_type(qType);
         for (int64_t d : qt.shape)
             q.add_dims(d);
-        q.set_raw_data(rawBytes(qt.q));
+        // The values are written from the entry itself, not copied into the message.
+        spliced.erase(qt.name);
+        spliced[q.name()] = SplicedBytes{std::as_bytes(std::span(qt.q)), -1, {}, 0, 0};
 
         onnx::TensorProto s;
         s.set_name(uniqueName(names, qt.name + "_scale"));
@@ -505,33 +532,45 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
     // that would not fit one protobuf message goes external too.
     const std::string dataName = fs::path(opts.outPath).filename().string() + ".data";
     const std::string dataPath = (fs::path(opts.outPath).parent_path() / dataName).string();
-    std::optional<AtomicFile> dataFile;
-    if (ext.any || mp.ByteSizeLong() > size_t(kMaxProtoBytes)) {
-        auto df = AtomicFile::create(dataPath, m.files);
-        if (!df)
-            return df.error();
-        dataFile.emplace(std::move(*df));
-        if (Status st = externalize(g, dataName, *dataFile); !st)
-            return st.error();
-        if (dataFile->bytesWritten() == 0)
-            dataFile.reset();  // nothing large enough to move out: no data file
+    auto layout = SplicedModel::plan(mp, spliced, {}, 0);
+    if (!layout)
+        return layout.error();
+    const bool external = ext.any || layout->modelBytes() > uint64_t(kMaxProtoBytes);
+    if (external) {
+        layout = SplicedModel::plan(mp, spliced, dataName, kExternalThreshold);
+        if (!layout)
+            return layout.error();
     }
-    if (mp.ByteSizeLong() > size_t(kMaxProtoBytes))
+    if (layout->modelBytes() > uint64_t(kMaxProtoBytes))
         return fail("too-large", "the model's graph is over 2 GiB even without its initializers");
     if (!exportdetail::report(progress, 0.75, "writing " + opts.outPath))
         return exportdetail::cancelled(opts.outPath);
 
+    // Nothing large enough to move out: no data file.
+    std::optional<AtomicFile> dataFile;
+    if (layout->dataBytes() > 0) {
+        auto df = AtomicFile::create(dataPath, m.files);
+        if (!df)
+            return df.error();
+        dataFile.emplace(std::move(*df));
+    }
     auto model = AtomicFile::create(opts.outPath, m.files);
     if (!model)
         return model.error();
-    {
-        FileSink sink(*model);
-        google::protobuf::io::CopyingOutputStreamAdaptor out(&sink, 1 << 20);
-        const bool ok = mp.SerializeToZeroCopyStream(&out) && out.Flush();
-        if (sink.error)
-            return *sink.error;
-        if (!ok)
-            return fail("write", "libprotobuf could not serialize the model");
+    AtomicFile* data = dataFile ? &*dataFile : nullptr;
+    if (writing == Writing::WholeModel) {
+        if (Status st = writeWholeModel(mp, spliced, *model, data, dataName, kExternalThreshold); !st)
+            return st.error();
+    } else {
+        size_t done = 0;
+        const double n = double(std::max(1, mp.graph().initializer_size()));
+        auto before = [&](const std::string& name) -> Status {
+            if (!exportdetail::report(progress, 0.75 + 0.2 * double(done++) / n, "writing " + name))
+                return exportdetail::cancelled(opts.outPath);
+            return Ok{};
+        };
+        if (Status st = layout->write(*model, data, before); !st)
+            return st.error();
     }
     if (!exportdetail::report(progress, 0.95, "committing " + opts.outPath))
         return exportdetail::cancelled(opts.outPath);
@@ -552,6 +591,14 @@ Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<Export
         report.files.push_back(dataPath);
     exportdetail::report(progress, 1.0, "done");
     return report;
+}
+
+}  // namespace onnxqdqdetail
+
+Result<ExportReport> writeOnnxQdqExport(const Model& m, const std::vector<ExportEntry>& entries,
+                                        const ExportOptions& opts, const ExportProgress& progress)
+{
+    return onnxqdqdetail::write(m, entries, opts, progress, onnxqdqdetail::kStreamFrom, onnxqdqdetail::Writing::Streamed);
 }
 
 }  // namespace quantlens

@@ -46,6 +46,8 @@ public:
     static bool readVarint(std::span<const std::byte> b, size_t& pos, uint64_t& out);
 
     uint64_t fileOffsetOf(const std::byte* p) const { return base_ + uint64_t(p - buf_.data()); }
+    // File offset of the next field, so after next(f) a field spans [f.offset, position()).
+    uint64_t position() const { return base_ + pos_; }
     int depth() const { return depth_; }
     const std::string& path() const { return path_; }
     Error error(std::string code, std::string msg, uint64_t at, std::string tensor = {}) const;
@@ -57,5 +59,22 @@ private:
     int depth_;
     size_t pos_ = 0;
 };
+
+// Calls fn(field) for each field of r's message in turn; the first error, from the wire or
+// from fn (a Status), ends the walk.
+template <class Fn>
+Status forEachField(ProtoReader& r, Fn&& fn)
+{
+    ProtoField f;
+    for (;;) {
+        auto more = r.next(f);
+        if (!more)
+            return more.error();
+        if (!*more)
+            return Ok{};
+        if (Status s = fn(f); !s)
+            return s;
+    }
+}
 
 }  // namespace quantlens

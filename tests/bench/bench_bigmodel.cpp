@@ -3,7 +3,8 @@
 // the index, and (2) a 768 MiB float32 tensor; then times `quantlens-cli inspect` on the
 // first and `quantlens-cli quantize` on the second into HDF5, safetensors, a npy folder and
 // compressed-tensors, each in a child process, and prints wall time and peak RSS beside
-// the sizes. Deletes everything it wrote.
+// the sizes; with the GUI built, also the window's first picture on the model
+// (bench_firstpicture). Deletes everything it wrote.
 //   bench_bigmodel [DIR]   (DIR default: $TMPDIR or /tmp; needs ~3.2 GB free)
 //   QUANTLENS_BENCH_CLI=/other/build/quantlens-cli bench_bigmodel   (before/after)
 #include <chrono>
@@ -122,7 +123,7 @@ struct Run {
     long maxRssKb = 0;
 };
 
-Run runChild(const std::vector<std::string>& args)
+Run runChild(const std::vector<std::string>& args, bool keepStdout = false)
 {
     std::fflush(stdout);  // else the child inherits and repeats our buffered lines
     const auto t0 = std::chrono::steady_clock::now();
@@ -132,7 +133,7 @@ Run runChild(const std::vector<std::string>& args)
         for (const auto& a : args)
             argv.push_back(const_cast<char*>(a.c_str()));
         argv.push_back(nullptr);
-        if (!std::freopen("/dev/null", "w", stdout))
+        if (!keepStdout && !std::freopen("/dev/null", "w", stdout))
             ::_exit(126);
         ::execv(argv[0], argv.data());
         ::_exit(127);
@@ -220,6 +221,16 @@ int main(int argc, char** argv)
                     i + 1, r.code, r.seconds, r.cpuSeconds, double(r.maxRssKb) / 1024, llamaBytes / 1048576.0,
                     double(largest) * 4 / 1048576.0, llamaBytes / 1048576.0 + double(largest) * 4 / 1048576.0);
     }
+    // The window on the same model, when the GUI benchmarks were built beside this one.
+    const fs::path window = fs::path(argv[0]).parent_path() / "bench_firstpicture";
+    if (fs::exists(window))
+        for (int i = 0; i < 2; ++i) {
+            std::printf("  (run %d) ", i + 1);
+            const Run r = runChild({window.string(), llama.string()}, /*keepStdout=*/true);
+            std::printf("  window (run %d): exit %d, %.2f s wall, %.2f s CPU\n", i + 1, r.code, r.seconds, r.cpuSeconds);
+        }
+    else
+        std::printf("  window: %s not built (needs the GUI), not measured\n", window.c_str());
     fs::remove_all(llama);
 
     // 2. One 768 MiB float32 tensor quantized to HDF5.

@@ -4,9 +4,18 @@ quantize MODEL.onnx --all-linear --out OUT.onnx`) on a model of >= 100 MB made o
 with python3-onnx in a temporary folder (never committed): a chain of MatMul layers whose
 [2048, 2048] float32 weights are initializers, once stored inline and once as external data.
 Peak RSS (/usr/bin/time -v) is printed against the largest weight's float32 copy (issue
-#21 asks an export's memory to stay about one float copy of the largest tensor).
+#21 asks an export's memory to stay about one float copy of the largest tensor). With
+--before (another build folder, or a quantlens-cli binary: the previous code), both are run
+on the same models and printed side by side.
 
-Run: /usr/bin/python3 tests/bench/bench_onnxqdq.py BUILD_DIR [--layers 8] [--dim 2048] [--reps 2]
+The process's peak includes quantizing (each weight's float copy, and the int8 values of
+all of them, which the CLI holds until it writes). With --export-phase, gdb stops the CLI
+where writeOnnxQdqExport starts, resets the peak (/proc/PID/clear_refs, 5) and reads it
+again when the export returns: "export +" is what writing the model added on top of what
+the process held when it began (needs gdb and a build with symbols).
+
+Run: /usr/bin/python3 tests/bench/bench_onnxqdq.py BUILD_DIR [--before OLD_BUILD_DIR_OR_CLI]
+         [--export-phase] [--layers 8] [--dim 2048] [--reps 2]
 """
 import argparse
 import os
@@ -59,37 +68,76 @@ def timed(cmd):
         "Maximum resident set size (kbytes)") / 1024
 
 
+def cli_path(p):
+    p = os.path.abspath(p)
+    return p if os.path.isfile(p) else os.path.join(p, "app", "quantlens-cli")
+
+
+def best(cli, src, scheme, out, reps):
+    runs = []
+    for _ in range(reps):
+        for p in (out, out + ".data"):
+            if os.path.exists(p):
+                os.remove(p)
+        runs.append(timed([cli, "quantize", src, "--all-linear"] + scheme + ["--out", out, "--json"]))
+    return min(r[0] for r in runs), min(r[1] for r in runs), min(r[2] for r in runs)
+
+
+GDB_PHASE = """set pagination off
+break quantlens::writeOnnxQdqExport
+run
+python import gdb; pid = gdb.selected_inferior().pid; print("ENTRY", open("/proc/%d/status" % pid).read()); open("/proc/%d/clear_refs" % pid, "w").write("5")
+finish
+python import gdb; pid = gdb.selected_inferior().pid; print("EXIT", open("/proc/%d/status" % pid).read())
+kill
+quit
+"""
+
+
+def export_phase(cli, src, scheme, out, tmp):
+    """MiB the export added to the RSS the process had when it began (see the docstring)."""
+    script = os.path.join(tmp, "phase.gdb")
+    with open(script, "w") as f:
+        f.write(GDB_PHASE)
+    r = subprocess.run(["gdb", "-q", "-batch", "-x", script, "--args", cli, "quantize", src, "--all-linear"] + scheme +
+                       ["--out", out, "--json"], capture_output=True, text=True)
+    entry = re.search(r"ENTRY.*?VmRSS:\s+(\d+)", r.stdout, re.S)
+    peak = re.search(r"EXIT.*?VmHWM:\s+(\d+)", r.stdout, re.S)
+    if not entry or not peak:
+        return float("nan")
+    return (int(peak.group(1)) - int(entry.group(1))) / 1024
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
+    ap.add_argument("--before", help="build folder or quantlens-cli of the previous code")
+    ap.add_argument("--export-phase", action="store_true", help="also measure the export's own peak with gdb")
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--dim", type=int, default=2048)
     ap.add_argument("--reps", type=int, default=2)
     a = ap.parse_args()
-    cli = os.path.join(os.path.abspath(a.build), "app", "quantlens-cli")
+    clis = ([("before", cli_path(a.before))] if a.before else []) + [("now", cli_path(a.build))]
     largest = a.dim * a.dim * 4 / 2**20
     with open("/proc/loadavg") as f:
         print("CPU: %s; load average: %s" % (cpu_name(), " ".join(f.read().split()[:3])))
     print("model: %d MatMul weights of [%d, %d] float32 (%.0f MiB); largest tensor's float32 copy %.0f MiB; "
           "best of %d runs" % (a.layers, a.dim, a.dim, a.layers * largest, largest, a.reps))
-    print("%-9s %-30s %9s %9s %10s %9s" % ("storage", "scheme", "wall (s)", "cpu (s)", "peak RSS", "RSS/copy"))
+    print("%-9s %-26s %-7s %9s %9s %10s %9s%s" % ("storage", "scheme", "code", "wall (s)", "cpu (s)", "peak RSS", "RSS/copy",
+                                                 "  export +" if a.export_phase else ""))
     with tempfile.TemporaryDirectory() as tmp:
         for external in (False, True):
             src = os.path.join(tmp, "chain-%s.onnx" % ("ext" if external else "inline"))
             make_model(src, a.layers, a.dim, external)
             for scheme in (["--scheme", "torch-symmetric", "--granularity", "channel"],
                            ["--scheme", "torch-symmetric", "--granularity", "tensor"]):
-                out = os.path.join(tmp, "qdq.onnx")
-                runs = []
-                for _ in range(a.reps):
-                    for p in (out, out + ".data"):
-                        if os.path.exists(p):
-                            os.remove(p)
-                    runs.append(timed([cli, "quantize", src, "--all-linear"] + scheme + ["--out", out, "--json"]))
-                rss = min(r[2] for r in runs)
-                print("%-9s %-30s %9.2f %9.2f %6.0f MiB %8.1fx" % ("external" if external else "inline",
-                                                                 " ".join(scheme[1::2]), min(r[0] for r in runs),
-                                                                 min(r[1] for r in runs), rss, rss / largest))
+                for name, cli in clis:
+                    out = os.path.join(tmp, "qdq.onnx")
+                    wall, cpu, rss = best(cli, src, scheme, out, a.reps)
+                    phase = "  %5.1f MiB" % export_phase(cli, src, scheme, out, tmp) if a.export_phase else ""
+                    print("%-9s %-26s %-7s %9.2f %9.2f %6.0f MiB %8.1fx%s" % ("external" if external else "inline",
+                                                                             " ".join(scheme[1::2]), name, wall, cpu,
+                                                                             rss, rss / largest, phase))
             os.remove(src)
             if os.path.exists(src + ".data"):
                 os.remove(src + ".data")

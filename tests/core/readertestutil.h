@@ -23,6 +23,34 @@ inline nlohmann::json loadJson(const QString& path)
     return nlohmann::json::parse(in, nullptr, false);
 }
 
+// The malformed corpus of one format: tests/data/malformed/FMT/expected.json maps each
+// file to the error code its reader must give. Call from FMT's malformed_data() and
+// malformed() (a data-driven Qt test).
+inline void addMalformedRows(const QString& fmt, size_t atLeast)
+{
+    QTest::addColumn<QString>("file");
+    QTest::addColumn<QString>("code");
+    const auto e = loadJson(dataPath(QStringLiteral("malformed/") + fmt + QStringLiteral("/expected.json")));
+    QVERIFY2(e.is_object() && e.size() >= atLeast, "expected.json is missing or has too few rows");
+    for (const auto& [file, code] : e.items())
+        QTest::newRow(file.c_str()) << QString::fromStdString(file) << QString::fromStdString(code.get<std::string>());
+}
+
+// openModel refuses the file with the expected code and one line that starts with its path.
+inline void checkMalformedRow(const QString& fmt)
+{
+    QFETCH(QString, file);
+    QFETCH(QString, code);
+    const std::string path = dataPath(QStringLiteral("malformed/") + fmt + QStringLiteral("/") + file).toStdString();
+    auto m = openModel(path);
+    QVERIFY2(!m.ok(), "a malformed file was accepted");
+    const std::string line = m.error().oneLine();
+    QCOMPARE(QString::fromStdString(m.error().code), code);
+    QVERIFY2(line.find(path) == 0, line.c_str());
+    QVERIFY(line.find('\n') == std::string::npos);
+    qDebug("%s", line.c_str());
+}
+
 struct Stats {
     double min = 0, max = 0, mean = 0, std = 0;
     int64_t nonFinite = 0;

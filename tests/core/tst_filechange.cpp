@@ -19,6 +19,7 @@
 
 #include "clirunner.h"
 #include "io/exporter.h"
+#include "io/onnxqdq.h"
 #include "io/safetensorswriter.h"
 #include "model.h"
 #include "testsupport.h"
@@ -89,6 +90,40 @@ void writeFloatModel(const std::string& path, int count, int64_t rows, int64_t c
     QVERIFY(writeSafetensors(path, items, {}, {}).ok());
 }
 
+// For a child: 0 once `m` opened and `tensor` was quantized into `entries`, else the
+// child's exit code (3: open, 4: quantize) with the reason in msg.
+int openedAndQuantized(const Result<Model>& m, const char* tensor, std::vector<ExportEntry>& entries, std::string& msg)
+{
+    if (!m) {
+        msg = "open failed: " + m.error().oneLine();
+        return 3;
+    }
+    auto e = quantizeForExport(*m, tensor, QuantSpec{});
+    if (!e) {
+        msg = "quantize failed: " + e.error().oneLine();
+        return 4;
+    }
+    entries.push_back(std::move(*e));
+    return 0;
+}
+
+// For a child: 1 with the reason in msg when the export failed, 0 when it wrote a file.
+int exportFailed(const Result<ExportReport>& rep, std::string& msg)
+{
+    if (rep) {
+        msg = "exported a truncated model";
+        return 0;
+    }
+    msg = rep.error().oneLine();
+    return 1;
+}
+
+// The child lived, exited 1 and said why.
+bool endedFileChanged(const ChildResult& r)
+{
+    return r.signal == 0 && r.exited && r.code == 1 && r.message.find("file changed while reading: ") != std::string::npos;
+}
+
 }  // namespace
 
 class TestFileChange : public QObject {
@@ -99,6 +134,8 @@ private slots:
     void truncatedUnderReader();
     void truncatedUnderExport();
     void truncatedUnderCliQuantize();
+    void truncatedUnderOnnxExport_data();
+    void truncatedUnderOnnxExport();
     void fifoRefusedAtOnce();
     void socketAndDeviceRefused();
     void releasingPagesKeepsTheValues();
@@ -184,17 +221,9 @@ void TestFileChange::truncatedUnderExport()
         const std::string out = dir.filePath(fmt == ExportFormat::Hdf5 ? "q.h5" : "fq.safetensors").toStdString();
         const ChildResult r = inChild([&](std::string& msg) {
             auto m = openModel(in);
-            if (!m) {
-                msg = "open failed: " + m.error().oneLine();
-                return 3;
-            }
             std::vector<ExportEntry> entries;
-            auto e = quantizeForExport(*m, "layer0.weight", QuantSpec{});
-            if (!e) {
-                msg = "quantize failed: " + e.error().oneLine();
-                return 4;
-            }
-            entries.push_back(std::move(*e));
+            if (int failed = openedAndQuantized(m, "layer0.weight", entries, msg))
+                return failed;
             ::truncate(in.c_str(), 0);
             if (fmt == ExportFormat::Hdf5) {
                 auto e2 = quantizeForExport(*m, "layer1.weight", QuantSpec{});
@@ -205,17 +234,9 @@ void TestFileChange::truncatedUnderExport()
                 msg = e2.error().oneLine();
                 return 1;
             }
-            auto rep = exportModel(*m, entries, ExportOptions{fmt, out, {}});
-            if (rep) {
-                msg = "exported a truncated model";
-                return 0;
-            }
-            msg = rep.error().oneLine();
-            return 1;
+            return exportFailed(exportModel(*m, entries, ExportOptions{fmt, out, {}}), msg);
         });
-        QCOMPARE(r.signal, 0);
-        QVERIFY2(r.code == 1, (std::to_string(r.code) + ": " + r.message).c_str());
-        QVERIFY2(r.message.find("file changed while reading: ") != std::string::npos, r.message.c_str());
+        QVERIFY2(endedFileChanged(r), (std::to_string(r.code) + ", signal " + std::to_string(r.signal) + ": " + r.message).c_str());
         QVERIFY(!std::filesystem::exists(out));
         writeFloatModel(in, 3, 64, 256);
     }
@@ -245,6 +266,51 @@ void TestFileChange::truncatedUnderCliQuantize()
     QVERIFY2(p.exitCode() == 1, err.constData());
     QVERIFY2(err.contains("file changed while reading: "), err.constData());
     QVERIFY(!QFileInfo::exists(dir.filePath("q.h5")));
+}
+
+void TestFileChange::truncatedUnderOnnxExport_data()
+{
+    QTest::addColumn<QString>("when");  // the progress step at which the source is cut
+    QTest::addColumn<qint64>("to");     // its new size
+    // Before the export walks the file (our reader already accepted it), and while the
+    // large initializers are copied from it with pread.
+    QTest::newRow("before the walk") << "reading " << qint64(5000);
+    QTest::newRow("while copying") << "writing gemm_a.weight" << qint64(0);
+}
+
+// The ONNX QDQ export copies the large initializers' bytes from the source as it writes:
+// a source cut under it ends the export with the reason, leaving no output.
+void TestFileChange::truncatedUnderOnnxExport()
+{
+    QFETCH(QString, when);
+    QFETCH(qint64, to);
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    const QString in = dir.filePath(QStringLiteral("model.onnx"));
+    QVERIFY(copyFile(dataPath(QStringLiteral("onnx/qdq/convnet_opset21.onnx")), in));
+    const std::string out = dir.filePath(QStringLiteral("q.onnx")).toStdString();
+    const ChildResult r = inChild([&](std::string& msg) {
+        auto m = openModel(in.toStdString());
+        std::vector<ExportEntry> entries;
+        if (int failed = openedAndQuantized(m, "mm.weight", entries, msg))
+            return failed;
+        bool cut = false;
+        auto progress = [&](double, const std::string& what) {
+            if (!cut && what.rfind(when.toStdString(), 0) == 0)
+                cut = ::truncate(in.toLocal8Bit().constData(), off_t(to)) == 0;
+            return true;
+        };
+        // 100 bytes: the fixture's four weights are streamed from the file.
+        auto rep = onnxqdqdetail::write(*m, entries, ExportOptions{ExportFormat::OnnxQdq, out, {}}, progress, 100,
+                                        onnxqdqdetail::Writing::Streamed);
+        if (!cut) {
+            msg = "never cut";
+            return 5;
+        }
+        return exportFailed(rep, msg);
+    });
+    QVERIFY2(endedFileChanged(r), (std::to_string(r.code) + ", signal " + std::to_string(r.signal) + ": " + r.message).c_str());
+    QVERIFY(QDir(dir.path()).entryList(QDir::Files | QDir::Hidden).size() == 1);  // the source only
 }
 
 void TestFileChange::fifoRefusedAtOnce()

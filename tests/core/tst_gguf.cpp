@@ -216,29 +216,9 @@ void TestGguf::realFile()
     QVERIFY(!findLinearLayer(layers, "token_embd"));
 }
 
-void TestGguf::malformed_data()
-{
-    QTest::addColumn<QString>("file");
-    QTest::addColumn<QString>("code");
-    const auto e = loadJson(dataPath(QStringLiteral("malformed/gguf/expected.json")));
-    QVERIFY(e.is_object() && e.size() >= 20);
-    for (const auto& [file, code] : e.items())
-        QTest::newRow(file.c_str()) << QString::fromStdString(file) << QString::fromStdString(code.get<std::string>());
-}
+void TestGguf::malformed_data() { test::addMalformedRows(QStringLiteral("gguf"), 20); }
 
-void TestGguf::malformed()
-{
-    QFETCH(QString, file);
-    QFETCH(QString, code);
-    const std::string path = dataPath(QStringLiteral("malformed/gguf/") + file).toStdString();
-    auto m = openModel(path);
-    QVERIFY2(!m.ok(), "a malformed file was accepted");
-    const std::string line = m.error().oneLine();
-    QCOMPARE(QString::fromStdString(m.error().code), code);
-    QVERIFY2(line.find(path) == 0, line.c_str());
-    QVERIFY(line.find('\n') == std::string::npos);
-    qDebug("%s", line.c_str());
-}
+void TestGguf::malformed() { test::checkMalformedRow(QStringLiteral("gguf")); }
 
 QTEST_GUILESS_MAIN(TestGguf)
 #include "tst_gguf.moc"

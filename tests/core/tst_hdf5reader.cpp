@@ -376,29 +376,9 @@ void TestHdf5Reader::realKerasLayers()
     QCOMPARE(it->toFloat()->at(0), 7500.0f);
 }
 
-void TestHdf5Reader::malformed_data()
-{
-    QTest::addColumn<QString>("file");
-    QTest::addColumn<QString>("code");
-    const auto e = loadJson(dataPath(QStringLiteral("malformed/hdf5/expected.json")));
-    QVERIFY(e.is_object() && e.size() >= 10);
-    for (const auto& [file, code] : e.items())
-        QTest::newRow(file.c_str()) << QString::fromStdString(file) << QString::fromStdString(code.get<std::string>());
-}
+void TestHdf5Reader::malformed_data() { test::addMalformedRows(QStringLiteral("hdf5"), 10); }
 
-void TestHdf5Reader::malformed()
-{
-    QFETCH(QString, file);
-    QFETCH(QString, code);
-    const std::string path = dataPath(QStringLiteral("malformed/hdf5/") + file).toStdString();
-    auto m = openModel(path);
-    QVERIFY2(!m.ok(), "a malformed file was accepted");
-    const std::string line = m.error().oneLine();
-    QCOMPARE(QString::fromStdString(m.error().code), code);
-    QVERIFY2(line.find(path) == 0, line.c_str());
-    QVERIFY(line.find('\n') == std::string::npos);
-    qDebug("%s", line.c_str());
-}
+void TestHdf5Reader::malformed() { test::checkMalformedRow(QStringLiteral("hdf5")); }
 
 QTEST_GUILESS_MAIN(TestHdf5Reader)
 #include "tst_hdf5reader.moc"

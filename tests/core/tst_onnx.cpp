@@ -176,29 +176,9 @@ void TestOnnx::realFile()
     QVERIFY(fc1->bias);
 }
 
-void TestOnnx::malformed_data()
-{
-    QTest::addColumn<QString>("file");
-    QTest::addColumn<QString>("code");
-    const auto e = loadJson(dataPath(QStringLiteral("malformed/onnx/expected.json")));
-    QVERIFY(e.is_object() && e.size() >= 20);
-    for (const auto& [file, code] : e.items())
-        QTest::newRow(file.c_str()) << QString::fromStdString(file) << QString::fromStdString(code.get<std::string>());
-}
+void TestOnnx::malformed_data() { test::addMalformedRows(QStringLiteral("onnx"), 20); }
 
-void TestOnnx::malformed()
-{
-    QFETCH(QString, file);
-    QFETCH(QString, code);
-    const std::string path = dataPath(QStringLiteral("malformed/onnx/") + file).toStdString();
-    auto m = openModel(path);
-    QVERIFY2(!m.ok(), "a malformed file was accepted");
-    const std::string line = m.error().oneLine();
-    QCOMPARE(QString::fromStdString(m.error().code), code);
-    QVERIFY2(line.find(path) == 0, line.c_str());
-    QVERIFY(line.find('\n') == std::string::npos);
-    qDebug("%s", line.c_str());
-}
+void TestOnnx::malformed() { test::checkMalformedRow(QStringLiteral("onnx")); }
 
 QTEST_GUILESS_MAIN(TestOnnx)
 #include "tst_onnx.moc"

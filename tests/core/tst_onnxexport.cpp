@@ -10,12 +10,19 @@
 #include <fstream>
 #include <map>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <google/protobuf/util/message_differencer.h>
 #include <onnx/onnx_pb.h>
 
 #include "clirunner.h"
 #include "io/demomodel.h"
 #include "io/exporter.h"
 #include "io/onnx.h"
+#include "io/onnxqdq.h"
+#include "io/onnxskeleton.h"
+#include "io/onnxsplice.h"
 #include "layers.h"
 #include "testsupport.h"
 
@@ -90,6 +97,23 @@ QuantSpec spec(Scheme s, Granularity g, int64_t group = 0)
 }
 
 const std::vector<std::string> kWeights = {"conv.weight", "mm.weight", "gemm_a.weight", "gemm_b.weight"};
+
+std::string fileBytes(const std::string& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// The streaming threshold the tests use on the small fixtures: the four weights (108 to
+// 6144 bytes) are streamed, the biases and Slice's constants stay in the parsed model.
+constexpr uint64_t kTestStreamFrom = 100;
+
+bool sameMessage(const google::protobuf::Message& a, const google::protobuf::Message& b, std::string* diff)
+{
+    google::protobuf::util::MessageDifferencer d;
+    d.ReportDifferencesToString(diff);
+    return d.Compare(a, b);
+}
 
 }  // namespace
 
@@ -331,6 +355,166 @@ private slots:
         QVERIFY(back);
         QCOMPARE(back->find("fc1.weight_quantized")->shape, (std::vector<int64_t>{32, 11616}));
         QCOMPARE(back->find("fc1.weight_scale")->shape, (std::vector<int64_t>{32}));
+    }
+
+    // The skeleton is the file without the large initializers' raw_data, and nothing else
+    // changed; the stripped ranges are where those bytes lie in the file.
+    void skeletonDropsOnlyLargeRawData()
+    {
+        const std::string path = fixture("convnet_opset11.onnx");
+        const std::string file = fileBytes(path);
+        auto sk = buildOnnxSkeleton({reinterpret_cast<const std::byte*>(file.data()), file.size()}, path, kTestStreamFrom);
+        QVERIFY2(sk, sk ? "" : sk.error().oneLine().c_str());
+        onnx::ModelProto whole, skeleton;
+        QVERIFY(whole.ParseFromString(file));
+        QVERIFY(skeleton.ParseFromString(sk->bytes));
+        QCOMPARE(sk->stripped.size(), size_t(4));
+        for (const OnnxStrippedData& d : sk->stripped) {
+            onnx::TensorProto& t = *whole.mutable_graph()->mutable_initializer(int(d.initializer));
+            QVERIFY2(t.raw_data().size() >= kTestStreamFrom, t.name().c_str());
+            QCOMPARE(file.substr(d.offset, d.length), t.raw_data());
+            t.clear_raw_data();
+        }
+        std::string diff;
+        QVERIFY2(sameMessage(whole, skeleton, &diff), diff.c_str());
+        // Nothing to strip: the skeleton is the file.
+        auto all = buildOnnxSkeleton({reinterpret_cast<const std::byte*>(file.data()), file.size()}, path, UINT64_MAX);
+        QVERIFY(all);
+        QCOMPARE(all->bytes, file);
+        QVERIFY(all->stripped.empty());
+    }
+
+    // The streamed writer gives the bytes the whole-model writer (the previous code path:
+    // the file parsed whole by libprotobuf, the model serialized whole) gives, for large
+    // initializers quantized and copied, small ones kept, an opset 11 source that the
+    // version converter raises, blocked scales, and a source with external data.
+    void streamedEqualsWholeModel_data()
+    {
+        QTest::addColumn<QString>("source");
+        QTest::addColumn<QStringList>("quantized");
+        QTest::addColumn<int>("granularity");
+        QTest::addColumn<bool>("external");  // the export has a data file
+        const int channel = int(Granularity::PerChannel), group = int(Granularity::PerGroup);
+        QTest::newRow("opset 21, two of four per channel") << "convnet_opset21.onnx" << QStringList{"conv.weight", "mm.weight"} << channel << false;
+        QTest::newRow("opset 21, blocked") << "convnet_opset21.onnx" << QStringList{"mm.weight", "gemm_b.weight"} << group << false;
+        QTest::newRow("opset 11 converted") << "convnet_opset11.onnx" << QStringList{"mm.weight", "gemm_a.weight"} << channel << false;
+        QTest::newRow("external data source") << "external/convnet_ext.onnx" << QStringList{"mm.weight", "conv.weight"} << channel << true;
+        QTest::newRow("nothing quantized") << "convnet_opset21.onnx" << QStringList{} << channel << false;
+    }
+
+    void streamedEqualsWholeModel()
+    {
+        QFETCH(QString, source);
+        QFETCH(QStringList, quantized);
+        QFETCH(int, granularity);
+        QFETCH(bool, external);
+        auto m = readOnnx(fixture(source.toUtf8().constData()));
+        QVERIFY(m);
+        std::vector<std::string> names;
+        for (const QString& q : quantized)
+            names.push_back(q.toStdString());
+        const auto entries = quantizeAll(*m, names, spec(Scheme::TorchSymmetric, Granularity(granularity), 8));
+        QTemporaryDir dir;
+        // Each in its own folder under one name, since the data file's name is in the model.
+        auto write = [&](const char* folder, uint64_t streamFrom, onnxqdqdetail::Writing how) {
+            fs::create_directories(dir.filePath(folder).toStdString());
+            const std::string out = dir.filePath(QString(folder) + "/x.onnx").toStdString();
+            auto r = onnxqdqdetail::write(*m, entries, ExportOptions{ExportFormat::OnnxQdq, out, {}}, {}, streamFrom, how);
+            if (!r)
+                qFatal("%s", r.error().oneLine().c_str());
+            return out;
+        };
+        const std::string before = write("before", UINT64_MAX, onnxqdqdetail::Writing::WholeModel);
+        const std::string streamed = write("streamed", kTestStreamFrom, onnxqdqdetail::Writing::Streamed);
+        const std::string whole = write("whole", kTestStreamFrom, onnxqdqdetail::Writing::WholeModel);
+
+        std::string diff;
+        QVERIFY2(sameMessage(loadProto(before), loadProto(streamed), &diff), diff.c_str());
+        QVERIFY(fileBytes(streamed) == fileBytes(before));  // libprotobuf's own field order, byte for byte
+        QVERIFY(fileBytes(whole) == fileBytes(before));
+        QCOMPARE(fs::exists(streamed + ".data"), external);
+        if (external) {
+            QVERIFY(fileBytes(streamed + ".data") == fileBytes(before + ".data"));
+            QVERIFY(fileBytes(whole + ".data") == fileBytes(before + ".data"));
+        }
+    }
+
+    // The splicing writer on its own, against libprotobuf serializing the same model
+    // whole: data inline, and data moved to an external file (the path a model over
+    // 2 GiB takes), from memory and from a file range.
+    void splicedModelEqualsWholeSerialization()
+    {
+        const std::string path = fixture("convnet_opset21.onnx");
+        onnx::ModelProto mp = loadProto(path);
+        const std::string file = fileBytes(path);
+        auto sk = buildOnnxSkeleton({reinterpret_cast<const std::byte*>(file.data()), file.size()}, path, kTestStreamFrom);
+        QVERIFY(sk);
+        onnx::ModelProto skeleton;
+        QVERIFY(skeleton.ParseFromString(sk->bytes));
+        // A field numbered after raw_data, so the data must go in the middle of the tensor.
+        for (onnx::ModelProto* p : {&mp, &skeleton})
+            p->mutable_graph()->mutable_initializer(3)->set_doc_string("gemm_a's weight");
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        QVERIFY(fd >= 0);
+        SplicedData spliced;
+        for (const OnnxStrippedData& d : sk->stripped)
+            spliced[skeleton.graph().initializer(int(d.initializer)).name()] = SplicedBytes{{}, fd, path, d.offset, d.length};
+        // One more from memory: the mm.weight bytes, held by the test.
+        const std::string mm = mp.graph().initializer(2).raw_data();
+        QCOMPARE(mp.graph().initializer(2).name(), std::string("mm.weight"));
+        spliced["mm.weight"] = SplicedBytes{std::as_bytes(std::span(mm.data(), mm.size())), -1, {}, 0, 0};
+        QTemporaryDir dir;
+        for (const std::string& location : {std::string(), std::string("x.onnx.data")}) {
+            auto layout = SplicedModel::plan(skeleton, spliced, location, 1024);
+            QVERIFY(layout);
+            QCOMPARE(layout->dataBytes() > 0, !location.empty());
+            auto a = AtomicFile::create(dir.filePath("a.onnx").toStdString(), {});
+            auto ad = AtomicFile::create(dir.filePath("a.onnx.data").toStdString(), {});
+            QVERIFY(a && ad);
+            QVERIFY(layout->write(*a, &*ad, [](const std::string&) { return Status(Ok{}); }));
+            QCOMPARE(uint64_t(a->bytesWritten()), layout->modelBytes());
+            QCOMPARE(uint64_t(ad->bytesWritten()), layout->dataBytes());
+            QVERIFY(a->commit() && ad->commit());
+
+            onnx::ModelProto copy = skeleton;
+            auto b = AtomicFile::create(dir.filePath("b.onnx").toStdString(), {});
+            auto bd = AtomicFile::create(dir.filePath("b.onnx.data").toStdString(), {});
+            QVERIFY(b && bd);
+            QVERIFY(writeWholeModel(copy, spliced, *b, location.empty() ? nullptr : &*bd, location, 1024));
+            QVERIFY(b->commit() && bd->commit());
+            QVERIFY(fileBytes(dir.filePath("a.onnx").toStdString()) == fileBytes(dir.filePath("b.onnx").toStdString()));
+            QVERIFY(fileBytes(dir.filePath("a.onnx.data").toStdString()) == fileBytes(dir.filePath("b.onnx.data").toStdString()));
+            if (location.empty()) {  // inline: the model itself, byte for byte
+                QVERIFY(fileBytes(dir.filePath("a.onnx").toStdString()) == mp.SerializeAsString());
+            } else {  // mm.weight (6144 bytes) and gemm_a.weight (2048) went out, 64-byte aligned
+                const onnx::ModelProto back = loadProto(dir.filePath("a.onnx").toStdString());
+                QCOMPARE(back.graph().initializer(2).data_location(), int(onnx::TensorProto::EXTERNAL));
+                QCOMPARE(back.graph().initializer(3).external_data(1).value(), std::string("6144"));
+                QCOMPARE(layout->dataBytes(), uint64_t(6144 + 2048));
+            }
+        }
+        ::close(fd);
+    }
+
+    // A cancel while the streamed initializers are written leaves nothing behind.
+    void cancelWhileStreamingLeavesNothing()
+    {
+        auto m = readOnnx(fixture("external/convnet_ext.onnx"));
+        QVERIFY(m);
+        const auto entries = quantizeAll(*m, {"mm.weight"}, spec(Scheme::TorchSymmetric, Granularity::PerChannel));
+        QTemporaryDir dir;
+        const std::string out = dir.filePath("x.onnx").toStdString();
+        bool sawWriting = false;
+        auto r = onnxqdqdetail::write(*m, entries, ExportOptions{ExportFormat::OnnxQdq, out, {}},
+                                      [&](double, const std::string& what) {
+                                          sawWriting = sawWriting || what == "writing gemm_a.weight";
+                                          return !sawWriting;
+                                      },
+                                      kTestStreamFrom, onnxqdqdetail::Writing::Streamed);
+        QVERIFY(sawWriting);
+        QVERIFY(!r);
+        QCOMPARE(r.error().code, std::string("cancelled"));
+        QVERIFY(QDir(dir.path()).isEmpty(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot));
     }
 };
 

@@ -39,13 +39,38 @@ void setGpt2TinyInput(ActivationsPanel& ap)
     ap.setInput(ActivationsPanel::TokenIds, QStringLiteral("1 5 9 13 17 21 25 29 33 37 41 45\n2 6 10 14 18 22 26 30"));
 }
 
-QJsonObject cliPlanFigure(const QString& model, const QString& plan)
+// `sensitivity --plan` on the saved plan; `input` as the window had it (default: the
+// model's own ids with 4 heads). Empty object, with the reason printed, on failure.
+QJsonObject cliPlanFigure(const QString& model, const QString& plan,
+                          const QStringList& input = {QStringLiteral("--heads"), QStringLiteral("4")})
 {
-    const auto r = test::runCli({QStringLiteral("sensitivity"), model, QStringLiteral("--plan"), plan,
-                                 QStringLiteral("--heads"), QStringLiteral("4"), QStringLiteral("--json")});
+    const auto r = test::runCli(QStringList{QStringLiteral("sensitivity"), model, QStringLiteral("--plan"), plan}
+                                + input + QStringList{QStringLiteral("--json")});
     if (r.code != 0)
         qWarning("quantlens-cli: %s", r.err.constData());
     return QJsonDocument::fromJson(r.out).object().value(QStringLiteral("plan")).toObject();
+}
+
+// gpt2_tiny's Sensitivity figure on 24 random ids with 2 heads, in the window (`gui`) and
+// replayed headless from the plan the window saves (returned); the two must agree.
+const QStringList kRandom24 = {QStringLiteral("--heads"), QStringLiteral("2"), QStringLiteral("--random"),
+                               QStringLiteral("24")};
+
+void guiAndCliFigure(MainWindow& w, const QString& model, PlanFigure& gui, QJsonObject& cli)
+{
+    SensitivityPanel* sp = w.sensitivityPanel();
+    sp->headsBox()->setValue(2);
+    sp->useRandomInput(24);
+    QSignalSpy finished(sp, &SensitivityPanel::finished);
+    sp->run();
+    QVERIFY(finished.wait(kWaitMs));
+    QVERIFY2(sp->lastReport(), qPrintable(sp->statusText()));
+    gui = sp->lastReport()->plan;
+    QTemporaryDir dir;
+    const QString file = dir.filePath(QStringLiteral("plan.json"));
+    QVERIFY2(w.saveSessionTo(file), qPrintable(w.lastError()));
+    cli = cliPlanFigure(model, file, kRandom24);
+    QVERIFY(!cli.isEmpty());
 }
 
 }  // namespace
@@ -164,24 +189,13 @@ private slots:
         QCOMPARE(w.session().calibration.tokens.size(), size_t(2));
         QVERIFY(ap->planLabel()->text().contains(QStringLiteral("gptq")));
 
+        PlanFigure gui;
+        QJsonObject cli;
+        guiAndCliFigure(w, model, gui, cli);
+        if (QTest::currentTestFailed())
+            return;
         SensitivityPanel* sp = w.sensitivityPanel();
-        sp->headsBox()->setValue(2);
-        sp->useRandomInput(24);
-        QSignalSpy finished(sp, &SensitivityPanel::finished);
-        sp->run();
-        QVERIFY(finished.wait(kWaitMs));
-        QVERIFY2(sp->lastReport(), qPrintable(sp->statusText()));
         QVERIFY2(sp->summaryLabel()->text().contains(QStringLiteral("GPTQ on 8 layers")), qPrintable(sp->summaryLabel()->text()));
-        const PlanFigure gui = sp->lastReport()->plan;
-
-        QTemporaryDir dir;
-        const QString file = dir.filePath(QStringLiteral("gptq.json"));
-        QVERIFY2(w.saveSessionTo(file), qPrintable(w.lastError()));
-        const auto r = test::runCli({QStringLiteral("sensitivity"), model, QStringLiteral("--plan"), file,
-                                     QStringLiteral("--heads"), QStringLiteral("2"), QStringLiteral("--random"),
-                                     QStringLiteral("24"), QStringLiteral("--json")});
-        QVERIFY2(r.code == 0, r.err.constData());
-        const QJsonObject cli = QJsonDocument::fromJson(r.out).object().value(QStringLiteral("plan")).toObject();
         QCOMPARE(cli.value(QStringLiteral("cosine")).toDouble(), gui.hidden.cosine);
         QCOMPARE(cli.value(QStringLiteral("kld_mean")).toDouble(), gui.next.meanKld);
 
@@ -231,22 +245,11 @@ private slots:
         QCOMPARE(w.session().activationRanges.size(), size_t(8));
         QVERIFY(ap->planLabel()->text().contains(QStringLiteral("static range")));
 
-        SensitivityPanel* sp = w.sensitivityPanel();
-        sp->headsBox()->setValue(2);
-        sp->useRandomInput(24);
-        QSignalSpy ran(sp, &SensitivityPanel::finished);
-        sp->run();
-        QVERIFY(ran.wait(kWaitMs));
-        QVERIFY2(sp->lastReport(), qPrintable(sp->statusText()));
-        const PlanFigure gui = sp->lastReport()->plan;
-        QTemporaryDir dir;
-        const QString file = dir.filePath(QStringLiteral("static.json"));
-        QVERIFY2(w.saveSessionTo(file), qPrintable(w.lastError()));
-        const auto r = test::runCli({QStringLiteral("sensitivity"), model, QStringLiteral("--plan"), file,
-                                     QStringLiteral("--heads"), QStringLiteral("2"), QStringLiteral("--random"),
-                                     QStringLiteral("24"), QStringLiteral("--json")});
-        QVERIFY2(r.code == 0, r.err.constData());
-        const QJsonObject cli = QJsonDocument::fromJson(r.out).object().value(QStringLiteral("plan")).toObject();
+        PlanFigure gui;
+        QJsonObject cli;
+        guiAndCliFigure(w, model, gui, cli);
+        if (QTest::currentTestFailed())
+            return;
         QCOMPARE(cli.value(QStringLiteral("activations")).toString(), QStringLiteral("static"));
         QCOMPARE(cli.value(QStringLiteral("cosine")).toDouble(), gui.hidden.cosine);
     }
