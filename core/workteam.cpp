@@ -32,6 +32,7 @@ int defaultThreads()
 }
 
 std::atomic<int> g_limit{0};  // 0: defaultThreads()
+thread_local bool t_optedOut = false;
 
 class Team {
 public:
@@ -156,10 +157,13 @@ int teamThreads()
 
 void setTeamThreads(int n) { g_limit.store(std::max(n, 0), std::memory_order_relaxed); }
 
+TeamOptOut::TeamOptOut() : previous_(t_optedOut) { t_optedOut = true; }
+TeamOptOut::~TeamOptOut() { t_optedOut = previous_; }
+
 void parallelFor(int64_t parts, const std::function<void(int64_t)>& part, bool split)
 {
     const int threads = teamThreads();
-    if (split && parts >= 2 && threads >= 2 && team().run(parts, part, threads))
+    if (split && !t_optedOut && parts >= 2 && threads >= 2 && team().run(parts, part, threads))
         return;
     for (int64_t i = 0; i < parts; ++i)
         part(i);

@@ -28,6 +28,20 @@ void setTeamThreads(int n);
 // worth a wake-up, e.g. n >= kTeamMinValues).
 void parallelFor(int64_t parts, const std::function<void(int64_t)>& part, bool split = true);
 
+// While one is alive, parallelFor on this thread runs its parts itself. For threads that
+// already work side by side, one tensor each (the whole-model summary): splitting further
+// gains nothing on busy cores and would hold the team the GUI's drag step needs.
+class TeamOptOut {
+public:
+    TeamOptOut();
+    ~TeamOptOut();
+    TeamOptOut(const TeamOptOut&) = delete;
+    TeamOptOut& operator=(const TeamOptOut&) = delete;
+
+private:
+    bool previous_;
+};
+
 // Below this many floats a pass stays on the calling thread: waking a helper costs 10-50 us
 // on the development VM, about what one pass over 256K floats takes.
 constexpr int64_t kTeamMinValues = int64_t(1) << 18;

@@ -12,6 +12,7 @@
 #include "io/mappedfile.h"
 #include "quant/quantize.h"
 #include "scratchbuffer.h"
+#include "workteam.h"
 
 namespace quantlens {
 
@@ -72,6 +73,9 @@ void summarizeModel(const Model& m, const ModelSummaryJob& job)
     auto work = [&] {
         if (job.lowPriority)
             (void)::setpriority(PRIO_PROCESS, 0, 19);  // this thread only (Linux); advice, ignore failure
+        // One tensor per worker already fills the cores; the work team (workteam.h), whose
+        // threads are not niced, stays free for the window's drag step.
+        const TeamOptOut ownTensorOnly;
         Worker w;
         for (size_t k; (k = next.fetch_add(1)) < order.size();) {
             if (job.cancelled && job.cancelled())

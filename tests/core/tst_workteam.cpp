@@ -6,6 +6,7 @@
 #include <QTest>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -154,6 +155,36 @@ private slots:
         other.join();
         QCOMPARE(a.load(), int64_t(200 * 21));
         QCOMPARE(b.load(), int64_t(200 * 21));
+        setTeamThreads(0);
+    }
+
+    void optOutRunsOnTheCallingThread()
+    {
+        setTeamThreads(4);
+        const std::thread::id me = std::this_thread::get_id();
+        auto others = [&] {
+            std::atomic<int> n{0};
+            parallelFor(64, [&](int64_t) {
+                if (std::this_thread::get_id() != me)
+                    ++n;
+                std::this_thread::sleep_for(std::chrono::microseconds(200));  // time for helpers to join
+            });
+            return n.load();
+        };
+        {
+            const TeamOptOut serial;
+            QCOMPARE(others(), 0);
+            {
+                const TeamOptOut nested;
+                QCOMPARE(others(), 0);
+            }
+            QCOMPARE(others(), 0);  // still opted out after the inner scope
+        }
+        // Opted in again: helpers may take parts (whether they do depends on the machine's
+        // load, so this only checks that every part still runs).
+        std::atomic<int> all{0};
+        parallelFor(64, [&](int64_t) { ++all; });
+        QCOMPARE(all.load(), 64);
         setTeamThreads(0);
     }
 
