@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <mutex>
 
 #include "io/ggufwriter.h"
 #include "io/compressedtensors.h"
@@ -207,6 +208,27 @@ Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, Q
     return e;
 }
 
+namespace {
+
+std::mutex payloadMutex;
+exportdetail::PayloadCount payloads;
+
+std::shared_ptr<const QuantizedTensor> countedPayload(QuantizedTensor&& q)
+{
+    {
+        std::lock_guard lock(payloadMutex);
+        ++payloads.made;
+        payloads.peak = std::max(payloads.peak, ++payloads.live);
+    }
+    return {new QuantizedTensor(std::move(q)), [](const QuantizedTensor* p) {
+                delete p;
+                std::lock_guard lock(payloadMutex);
+                --payloads.live;
+            }};
+}
+
+}  // namespace
+
 void dropPayload(ExportEntry& e)
 {
     if (e.payloadDropped)
@@ -232,7 +254,7 @@ Result<EntryPayload> EntryPayload::of(const Model& m, const ExportEntry& e)
         if (got.shape != want.shape || got.params.scale != want.params.scale || got.params.zeroPoint != want.params.zeroPoint)
             return makeError("internal", "quantizing the tensor again for writing gave other scales than the first pass",
                              {}, -1, want.name);
-        p.owned_ = std::make_shared<const QuantizedTensor>(std::move(again->quantized));
+        p.owned_ = countedPayload(std::move(again->quantized));
         p.p_ = p.owned_.get();
     }
     auto n = checkedNumel(p.p_->shape.data(), p.p_->shape.size());
@@ -331,6 +353,15 @@ bool report(const ExportProgress& p, double fraction, const std::string& what)
 }
 
 Error cancelled(const std::string& path) { return makeError("cancelled", "export cancelled; nothing was written", path); }
+
+PayloadCount payloadCount(bool reset)
+{
+    std::lock_guard lock(payloadMutex);
+    const PayloadCount now = payloads;
+    if (reset)
+        payloads.peak = payloads.made = 0;
+    return now;
+}
 
 }  // namespace exportdetail
 

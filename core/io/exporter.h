@@ -151,6 +151,12 @@ std::string sourceOf(const Model& m, const ExportOptions& opts);
 // Calls progress; false = cancelled.
 bool report(const ExportProgress& p, double fraction, const std::string& what);
 Error cancelled(const std::string& path);
+// The integers EntryPayload made again: how many are alive now, the most alive at once and
+// how many were made since the last reset (tests check a writer holds one at a time).
+struct PayloadCount {
+    int live = 0, peak = 0, made = 0;
+};
+PayloadCount payloadCount(bool reset = false);
 }  // namespace exportdetail
 
 }  // namespace quantlens
