@@ -153,7 +153,7 @@ void printTable(const Model& m, const std::vector<ExportEntry>& entries, int64_t
         std::snprintf(range, sizeof range, "[%.5g, %.5g]", double(qt.params.rangeLo), double(qt.params.rangeHi));
         const Tensor* t = m.find(qt.name);
         char bytes[48];
-        std::snprintf(bytes, sizeof bytes, "%lld->%lld", (long long)(t ? t->storedBytes() : 0), (long long)qt.bytesAfter());
+        std::snprintf(bytes, sizeof bytes, "%lld->%lld", (long long)(t ? t->storedBytes() : 0), (long long)e.bytesAfter());
         std::printf("%-*s  %-16s %-10s %-13s %-23s %8.2f %9.6f %10.4g %7.3f%% %12s\n", int(w), qt.name.c_str(),
                     schemeName(qt.spec.scheme).c_str(), storedGranularity(qt).c_str(), scale, range, e.metrics.sqnrDb,
                     e.metrics.cosine, e.metrics.maxAbsError, 100.0 * e.metrics.clampedFraction, bytes);
@@ -331,15 +331,19 @@ void runQuantize(const QuantizeOptions& o)
         const ExportPlanItem& it = plan.items[i];
         std::fprintf(stderr, "[%zu/%zu] quantizing %s\n", i + 1, plan.items.size(), it.tensor.c_str());
         Result<ExportEntry> e = makeError("internal", "not quantized");
-        if (auto g = prep.entries.find(it.tensor); g != prep.entries.end())
+        if (auto g = prep.entries.find(it.tensor); g != prep.entries.end()) {
             e = g->second;
-        else
+        } else {
             e = quantizeForExport(src, it.tensor, it.spec);
+            // The writer quantizes it again when its turn comes: one tensor's integers at a time.
+            if (e)
+                dropPayload(*e);
+        }
         if (!e)
             throw Failure{e.error().oneLine()};
         attachStaticInput(plan, it, *e);
         before += m.find(it.tensor)->storedBytes();
-        after += e->quantized.bytesAfter();
+        after += e->bytesAfter();
         entries.push_back(std::move(*e));
     }
 
@@ -390,7 +394,7 @@ void runQuantize(const QuantizeOptions& o)
         j["max_abs_error"] = number(e.metrics.maxAbsError);
         j["clamped_fraction"] = number(e.metrics.clampedFraction);
         j["bytes_before"] = m.find(qt.name)->storedBytes();
-        j["bytes_after"] = qt.bytesAfter();
+        j["bytes_after"] = e.bytesAfter();
         j["shape"] = qt.shape;
         j["calib"] = calibName(qt.spec);
         if (auto it = outcomes.find(qt.name); it != outcomes.end())

@@ -35,7 +35,8 @@ constexpr const char* kPackQuantized = "pack-quantized";
 
 struct CtTensor {
     const ExportEntry* entry = nullptr;
-    QuantizedTensor qt;      // the entry's, scales rounded to scaleDtype and requantized if that changed them
+    QuantizedTensor qt;      // the entry's without its integers, scales rounded to scaleDtype
+    bool rescaled = false;   // the rounding changed a scale: the integers are made again with the stored scales
     std::string module;      // "model.layers.0.mlp.down_proj"
     std::string format;      // kIntQuantized or kPackQuantized
     std::string strategy;    // "tensor", "channel", "group"
@@ -97,6 +98,42 @@ Status writeScales(AtomicFile& f, DType d, const std::vector<float>& s)
     }
     default: return makeError("internal", "no scale dtype");
     }
+}
+
+// The entry's description without its integers (those are fetched when written).
+QuantizedTensor withoutIntegers(const QuantizedTensor& q)
+{
+    QuantizedTensor c;
+    c.name = q.name;
+    c.shape = q.shape;
+    c.sourceDtype = q.sourceDtype;
+    c.spec = q.spec;
+    c.params = q.params;
+    c.clampedCount = q.clampedCount;
+    return c;
+}
+
+// Calls use(integers as stored) for one weight while it is written: the entry's own, or,
+// where rounding the scales changed one, the weight quantized again with the stored scales
+// so the file dequantizes to what it says.
+template <class Use>
+Status withStoredIntegers(const Model& m, const Tensor& t, const CtTensor& c, Use&& use)
+{
+    if (!c.rescaled) {
+        auto payload = EntryPayload::of(m, *c.entry);
+        if (!payload)
+            return payload.error();
+        return use(**payload);
+    }
+    QuantizedTensor qt = c.qt;
+    {
+        auto x = t.toFloatReleasingPages();
+        if (!x)
+            return x.error();
+        if (Status s = requantize(*x, qt); !s)
+            return s;
+    }
+    return use(qt);
 }
 
 // pack_to_int32 (compressors/quantized_compressors/pack_quantized.py): each value plus
@@ -256,7 +293,7 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
                                            "narrow-symmetric or seed, not " + schemeName(q.spec.scheme), q.name);
         CtTensor c;
         c.entry = &e;
-        c.qt = q;
+        c.qt = withoutIntegers(q);
         c.module = q.name.substr(0, q.name.size() - 7);
         if (c.module == "lm_head") {
             // llm-compressor's recipes ignore lm_head and vLLM builds it unquantized for
@@ -313,13 +350,7 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
             changed = changed || r != s;
             s = r;
         }
-        if (changed) {
-            auto x = t->toFloat();
-            if (!x)
-                return x.error();
-            if (Status s = requantize(*x, c.qt); !s)
-                return s.error();
-        }
+        c.rescaled = changed;
         if (const auto& in = e.staticInput) {
             if (c.format != kIntQuantized)
                 return fail("unsupported", "static activations go with 8-bit weights (W8A8 int-quantized); compressed-tensors "
@@ -440,9 +471,7 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
 
     // The state dict: every model tensor in file order, quantized weights replaced.
     std::vector<SafetensorsItem> items;
-    std::vector<std::vector<int32_t>> packed;  // kept alive for the writer's callbacks
-    std::vector<std::vector<int64_t>> shapes;
-    packed.reserve(cts.size());
+    std::vector<std::vector<int64_t>> shapes;  // kept alive for the writer's callbacks
     shapes.reserve(cts.size());
     for (const Tensor& t : m.tensors) {
         if (!t.group.empty())
@@ -465,14 +494,19 @@ Result<ExportReport> writeCompressedTensorsExport(const Model& m, const std::vec
         else if (c.strategy == "group")
             scaleShape = {out, in / c.groupSize};
         if (c.format == kIntQuantized) {
-            items.push_back({c.module + ".weight", DType::I8, qt.shape,
-                             [&qt](AtomicFile& f) { return f.write(qt.q.data(), qt.q.size()); }});
+            items.push_back({c.module + ".weight", DType::I8, qt.shape, [&m, &t, &c](AtomicFile& f) {
+                                 return withStoredIntegers(m, t, c, [&f](const QuantizedTensor& q) {
+                                     return f.write(q.q.data(), q.q.size());
+                                 });
+                             }});
         } else {
-            packed.push_back(packRows(qt, qt.spec.bits));
-            const std::vector<int32_t>& p = packed.back();
             const int64_t per = 32 / qt.spec.bits;
-            items.push_back({c.module + ".weight_packed", DType::I32, {out, (in + per - 1) / per},
-                             [&p](AtomicFile& f) { return f.write(p.data(), p.size() * 4); }});
+            items.push_back({c.module + ".weight_packed", DType::I32, {out, (in + per - 1) / per}, [&m, &t, &c](AtomicFile& f) {
+                                 return withStoredIntegers(m, t, c, [&f](const QuantizedTensor& q) {
+                                     const std::vector<int32_t> p = packRows(q, q.spec.bits);
+                                     return f.write(p.data(), p.size() * 4);
+                                 });
+                             }});
             shapes.push_back({out, in});
             const std::vector<int64_t>& s = shapes.back();
             items.push_back({c.module + ".weight_shape", DType::I64, {2},

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <mutex>
 
 #include "io/ggufwriter.h"
 #include "io/compressedtensors.h"
@@ -154,7 +155,11 @@ Result<std::vector<int64_t>> scaleShape(const QuantizedTensor& qt)
     return std::vector<int64_t>{1};
 }
 
-Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, QuantSpec spec)
+namespace {
+
+// quantizeForExport without the bias; the metrics only when asked (a writer's second pass
+// has them already).
+Result<ExportEntry> quantizeEntry(const Model& m, const std::string& name, QuantSpec spec, bool withMetrics)
 {
     const Tensor* t = m.find(name);
     if (!t)
@@ -184,11 +189,78 @@ Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, Q
     e.quantized.name = t->name;
     e.quantized.shape = t->shape;
     e.quantized.sourceDtype = t->dtype;
-    e.metrics = quantizationMetrics(*x, e.quantized);  // no second float copy of a big tensor
+    if (withMetrics)
+        e.metrics = quantizationMetrics(*x, e.quantized);  // no second float copy of a big tensor
+    return e;
+}
+
+}  // namespace
+
+Result<ExportEntry> quantizeForExport(const Model& m, const std::string& name, QuantSpec spec)
+{
+    auto e = quantizeEntry(m, name, spec, true);
+    if (!e)
+        return e;
+    const Tensor* t = m.find(name);
     for (const QuantLayer& l : findQuantLayers(m))
         if (l.weight == t && l.bias)
-            e.biasName = l.bias->name;
+            e->biasName = l.bias->name;
     return e;
+}
+
+namespace {
+
+std::mutex payloadMutex;
+exportdetail::PayloadCount payloads;
+
+std::shared_ptr<const QuantizedTensor> countedPayload(QuantizedTensor&& q)
+{
+    {
+        std::lock_guard lock(payloadMutex);
+        ++payloads.made;
+        payloads.peak = std::max(payloads.peak, ++payloads.live);
+    }
+    return {new QuantizedTensor(std::move(q)), [](const QuantizedTensor* p) {
+                delete p;
+                std::lock_guard lock(payloadMutex);
+                --payloads.live;
+            }};
+}
+
+}  // namespace
+
+void dropPayload(ExportEntry& e)
+{
+    if (e.payloadDropped)
+        return;
+    e.droppedBytesAfter = e.quantized.bytesAfter();
+    std::vector<int8_t>().swap(e.quantized.q);
+    std::vector<std::byte>().swap(e.quantized.blocks);
+    e.payloadDropped = true;
+}
+
+Result<EntryPayload> EntryPayload::of(const Model& m, const ExportEntry& e)
+{
+    const QuantizedTensor& want = e.quantized;
+    EntryPayload p;
+    if (!e.payloadDropped) {
+        p.p_ = &want;
+    } else {
+        auto again = quantizeEntry(m, want.name, want.spec, false);
+        if (!again)
+            return again.error();
+        const QuantizedTensor& got = again->quantized;
+        // The first pass's scales are already in the export's header or metadata.
+        if (got.shape != want.shape || got.params.scale != want.params.scale || got.params.zeroPoint != want.params.zeroPoint)
+            return makeError("internal", "quantizing the tensor again for writing gave other scales than the first pass",
+                             {}, -1, want.name);
+        p.owned_ = countedPayload(std::move(again->quantized));
+        p.p_ = p.owned_.get();
+    }
+    auto n = checkedNumel(p.p_->shape.data(), p.p_->shape.size());
+    if (!n || *n != static_cast<int64_t>(p.p_->q.size()))
+        return makeError("bad-params", "integer data does not match shape " + shapeString(p.p_->shape), {}, -1, want.name);
+    return p;
 }
 
 std::string exportSchemeProblem(Scheme s, ExportFormat f)
@@ -245,7 +317,7 @@ Result<ExportReport> exportModel(const Model& m, const std::vector<ExportEntry>&
         if (!ss)
             return ss.error();
         auto n = checkedNumel(e.quantized.shape.data(), e.quantized.shape.size());
-        if (!n || *n != static_cast<int64_t>(e.quantized.q.size()))
+        if (!n || (!e.payloadDropped && *n != static_cast<int64_t>(e.quantized.q.size())))
             return makeError("bad-params", "integer data does not match shape " + shapeString(e.quantized.shape), {}, -1, e.quantized.name);
     }
     switch (opts.format) {
@@ -281,6 +353,15 @@ bool report(const ExportProgress& p, double fraction, const std::string& what)
 }
 
 Error cancelled(const std::string& path) { return makeError("cancelled", "export cancelled; nothing was written", path); }
+
+PayloadCount payloadCount(bool reset)
+{
+    std::lock_guard lock(payloadMutex);
+    const PayloadCount now = payloads;
+    if (reset)
+        payloads.peak = payloads.made = 0;
+    return now;
+}
 
 }  // namespace exportdetail
 

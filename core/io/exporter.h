@@ -4,6 +4,7 @@
 // Layouts: docs/export-formats.md.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,10 +38,38 @@ struct StaticInputParams {
 
 // One quantized tensor ready to be written.
 struct ExportEntry {
-    QuantizedTensor quantized;
+    QuantizedTensor quantized;  // quantized.q is empty once the payload is dropped
     Metrics metrics;       // of the round trip, recorded in the export
     std::string biasName;  // the linear layer's bias tensor in the model, "" if none
     std::optional<StaticInputParams> staticInput;  // the layer's input quantization, static plans only
+    // Set by dropPayload(): everything but the integers is kept (metrics, scales, zero
+    // points, shape), and the writer quantizes the tensor again when it writes it
+    // (EntryPayload), so a whole export holds one tensor's integers at a time.
+    bool payloadDropped = false;
+    int64_t droppedBytesAfter = 0;  // quantized.bytesAfter() from before the drop
+
+    int64_t bytesAfter() const { return payloadDropped ? droppedBytesAfter : quantized.bytesAfter(); }
+};
+
+// Lets go of e's integers (see ExportEntry::payloadDropped). Only for entries made by
+// quantizeForExport from the model that is exported: quantization is deterministic, so the
+// writer's second pass gives the same integers. GPTQ's integers cannot be remade this way
+// and are never dropped.
+void dropPayload(ExportEntry& e);
+
+// An entry's integers for as long as a writer needs them: the entry's own, or, when it
+// dropped them, the tensor quantized again from the model (its scales and zero points are
+// checked against the entry's). Writers take it right before writing the integers and let
+// it go right after.
+class EntryPayload {
+public:
+    static Result<EntryPayload> of(const Model& m, const ExportEntry& e);
+    const QuantizedTensor& operator*() const { return *p_; }
+    const QuantizedTensor* operator->() const { return p_; }
+
+private:
+    const QuantizedTensor* p_ = nullptr;
+    std::shared_ptr<const QuantizedTensor> owned_;
 };
 
 // The plan's activation quantization, for the formats that describe it (compressed-tensors'
@@ -122,6 +151,12 @@ std::string sourceOf(const Model& m, const ExportOptions& opts);
 // Calls progress; false = cancelled.
 bool report(const ExportProgress& p, double fraction, const std::string& what);
 Error cancelled(const std::string& path);
+// The integers EntryPayload made again: how many are alive now, the most alive at once and
+// how many were made since the last reset (tests check a writer holds one at a time).
+struct PayloadCount {
+    int live = 0, peak = 0, made = 0;
+};
+PayloadCount payloadCount(bool reset = false);
 }  // namespace exportdetail
 
 }  // namespace quantlens

@@ -138,9 +138,14 @@ Status writeEntry(const Writer& w, hid_t tensors, const Model& m, const ExportEn
         return w.fail("create group /tensors/" + gname + " (duplicate tensor name?)", tn);
 
     const bool u = qt.spec.isUnsigned;
-    if (Status s = w.dataset(g.get(), "q", u ? H5T_STD_U8LE : H5T_STD_I8LE, u ? H5T_NATIVE_UINT8 : H5T_NATIVE_INT8,
-                             qt.shape, qt.q.data(), tn); !s)
-        return s;
+    {
+        auto payload = EntryPayload::of(m, e);
+        if (!payload)
+            return payload.error();
+        if (Status s = w.dataset(g.get(), "q", u ? H5T_STD_U8LE : H5T_STD_I8LE, u ? H5T_NATIVE_UINT8 : H5T_NATIVE_INT8,
+                                 qt.shape, (**payload).q.data(), tn); !s)
+            return s;
+    }
     if (Status s = w.dataset(g.get(), "scale", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, *sshape, qt.params.scale.data(), tn); !s)
         return s;
     if (Status s = w.dataset(g.get(), "zero_point", H5T_STD_I32LE, H5T_NATIVE_INT32, *sshape, qt.params.zeroPoint.data(), tn); !s)

@@ -132,8 +132,13 @@ Result<ExportReport> writeNpyFolderExport(const Model& m, const std::vector<Expo
             return s;
         };
         const std::string qFile = p.stem + ".q.npy", sFile = p.stem + ".scale.npy", zFile = p.stem + ".zero_point.npy";
-        if (Status s = put(qFile, qt.spec.isUnsigned ? DType::U8 : DType::I8, qt.shape, bytesOf(qt.q)); !s)
-            return s.error();
+        {
+            auto payload = EntryPayload::of(m, *p.entry);
+            if (!payload)
+                return payload.error();
+            if (Status s = put(qFile, qt.spec.isUnsigned ? DType::U8 : DType::I8, qt.shape, bytesOf((**payload).q)); !s)
+                return s.error();
+        }
         if (Status s = put(sFile, DType::F32, *sshape, bytesOf(qt.params.scale)); !s)
             return s.error();
         if (Status s = put(zFile, DType::I32, *sshape, bytesOf(qt.params.zeroPoint)); !s)

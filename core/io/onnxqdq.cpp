@@ -455,7 +455,14 @@ Result<ExportReport> write(const Model& m, const std::vector<ExportEntry>& entri
             q.add_dims(d);
         // The values are written from the entry itself, not copied into the message.
         spliced.erase(qt.name);
-        spliced[q.name()] = SplicedBytes{std::as_bytes(std::span(qt.q)), -1, {}, 0, 0};
+        const ExportEntry& e = entries[k];
+        const uint64_t qBytes = uint64_t(checkedNumel(qt.shape.data(), qt.shape.size()).value_or(0));
+        spliced[q.name()] = SplicedBytes{{}, -1, opts.outPath, 0, qBytes, [&m, &e](const SplicedPut& put) -> Status {
+                                             auto payload = EntryPayload::of(m, e);
+                                             if (!payload)
+                                                 return payload.error();
+                                             return put(reinterpret_cast<const std::byte*>((**payload).q.data()), (**payload).q.size());
+                                         }};
 
         onnx::TensorProto s;
         s.set_name(uniqueName(names, qt.name + "_scale"));

@@ -51,6 +51,26 @@ Result<size_t> insertionPoint(const std::string& msg, uint32_t number)
 template <class Put>
 Status forEachPiece(const SplicedBytes& b, const std::string& name, std::vector<std::byte>& buffer, Put&& put)
 {
+    if (b.produce) {
+        uint64_t done = 0;
+        Status s = b.produce([&](const std::byte* p, size_t n) -> Status {
+            if (n > b.size() - done)
+                return makeError("internal", "more bytes made than announced", b.path, -1, name);
+            for (size_t at = 0; at < n;) {
+                const size_t len = std::min<size_t>(n - at, kCopyPiece);
+                if (Status s = put(p + at, len); !s)
+                    return s;
+                at += len;
+            }
+            done += n;
+            return Ok{};
+        });
+        if (!s)
+            return s;
+        if (done != b.size())
+            return makeError("internal", "fewer bytes made than announced", b.path, -1, name);
+        return Ok{};
+    }
     for (uint64_t done = 0; done < b.size();) {
         const size_t len = size_t(std::min<uint64_t>(b.size() - done, kCopyPiece));
         const std::byte* p = nullptr;

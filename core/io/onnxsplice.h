@@ -22,14 +22,22 @@
 
 namespace quantlens {
 
-// The data of one initializer: in memory, or `length` bytes at `offset` of an open file.
+// Hands the bytes of an initializer to `put` (in pieces or whole); the writer checks that
+// exactly `length` bytes came.
+using SplicedPut = std::function<Status(const std::byte*, size_t)>;
+using SplicedProducer = std::function<Status(const SplicedPut& put)>;
+
+// The data of one initializer: in memory, `length` bytes at `offset` of an open file, or
+// `length` bytes made only when the initializer is written (`produce`: a quantized weight
+// computed then and let go right after).
 struct SplicedBytes {
-    std::span<const std::byte> memory;  // when fd < 0
+    std::span<const std::byte> memory;  // when fd < 0 and no producer
     int fd = -1;
     std::string path;  // of that file, for errors
     uint64_t offset = 0;
     uint64_t length = 0;
-    uint64_t size() const { return fd < 0 ? memory.size() : length; }
+    SplicedProducer produce;
+    uint64_t size() const { return fd < 0 && !produce ? memory.size() : length; }
 };
 
 // By name, for initializers of the main graph that hold no raw_data themselves.

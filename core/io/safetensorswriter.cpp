@@ -237,10 +237,20 @@ Result<ExportReport> writeSafetensorsExport(const Model& m, const std::vector<Ex
             items.push_back(copyItem(t));
             continue;
         }
-        const QuantizedTensor& qt = it->second->quantized;
+        const ExportEntry& e = *it->second;
+        const QuantizedTensor& qt = e.quantized;
+        // The integers are made (or taken) only when their turn comes to be written.
+        auto withPayload = [&m, &e](auto&& use) {
+            return [&m, &e, use](AtomicFile& f) -> Status {
+                auto payload = EntryPayload::of(m, e);
+                if (!payload)
+                    return payload.error();
+                return use(f, **payload);
+            };
+        };
         if (fakeQuant) {
             SafetensorsItem d{t.name, DType::F32, qt.shape, {}};
-            d.writeData = [&qt](AtomicFile& f) { return f.write(bytesOf(dequantize(qt))); };
+            d.writeData = withPayload([](AtomicFile& f, const QuantizedTensor& p) { return f.write(bytesOf(dequantize(p))); });
             items.push_back(std::move(d));
             continue;
         }
@@ -248,7 +258,7 @@ Result<ExportReport> writeSafetensorsExport(const Model& m, const std::vector<Ex
         if (!sshape)
             return sshape.error();
         SafetensorsItem q{t.name, qt.spec.isUnsigned ? DType::U8 : DType::I8, qt.shape, {}};
-        q.writeData = [&qt](AtomicFile& f) { return f.write(bytesOf(qt.q)); };
+        q.writeData = withPayload([](AtomicFile& f, const QuantizedTensor& p) { return f.write(bytesOf(p.q)); });
         SafetensorsItem s{t.name + "_scale", DType::F32, *sshape, {}};
         s.writeData = [&qt](AtomicFile& f) { return f.write(bytesOf(qt.params.scale)); };
         SafetensorsItem z{t.name + "_zero_point", DType::I32, *sshape, {}};

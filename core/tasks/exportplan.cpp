@@ -274,6 +274,8 @@ Result<ExportReport> runExportPlan(const Model& source, const ExportPlan& plan, 
         auto e = quantizeForExport(m, it.tensor, it.spec);
         if (!e)
             return e.error();
+        // The writer quantizes it again when its turn comes: one tensor's integers at a time.
+        dropPayload(*e);
         attachStaticInput(plan, it, *e);
         entries.push_back(std::move(*e));
     }

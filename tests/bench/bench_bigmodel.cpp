@@ -7,6 +7,7 @@
 // (bench_firstpicture). Deletes everything it wrote.
 //   bench_bigmodel [DIR]   (DIR default: $TMPDIR or /tmp; needs ~3.2 GB free)
 //   QUANTLENS_BENCH_CLI=/other/build/quantlens-cli bench_bigmodel   (before/after)
+//   QUANTLENS_BENCH_MANY_ONLY=1 bench_bigmodel   (only (3): twelve 64 MiB tensors into all five int8 formats)
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -165,6 +166,125 @@ std::string cpuName()
     return name + " (family " + family + " model " + model + ", " + std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)) + " cores)";
 }
 
+void protoVarint(std::string& out, uint64_t v)
+{
+    for (; v >= 0x80; v >>= 7)
+        out += char(uint8_t(v) | 0x80);
+    out += char(v);
+}
+
+void protoBytes(std::string& out, int field, const std::string& v)
+{
+    protoVarint(out, uint64_t(field) << 3 | 2);
+    protoVarint(out, v.size());
+    out += v;
+}
+
+// The same float32 tensors as an ONNX model of initializers only (written field by field:
+// ModelProto.ir_version 1, opset_import 8, graph 7; GraphProto.initializer 5; TensorProto
+// dims 1, data_type 2, name 8, raw_data 9), the data copied from the safetensors file.
+bool writeOnnx(const std::string& path, const std::string& from, const std::vector<Spec>& specs, int64_t dataStart)
+{
+    std::ifstream in(from, std::ios::binary);
+    std::string graph;
+    std::vector<std::pair<std::string, int64_t>> heads;  // each initializer's bytes before its raw data
+    for (const Spec& s : specs) {
+        std::string t;
+        for (int64_t d : s.shape) {
+            protoVarint(t, 1 << 3);
+            protoVarint(t, uint64_t(d));
+        }
+        protoVarint(t, 2 << 3);
+        protoVarint(t, 1);  // FLOAT
+        protoBytes(t, 8, s.name);
+        const int64_t n = numel(s) * 4;
+        protoVarint(t, 9 << 3 | 2);
+        protoVarint(t, uint64_t(n));
+        std::string head;
+        protoVarint(head, 5 << 3 | 2);
+        protoVarint(head, t.size() + uint64_t(n));
+        heads.push_back({head + t, n});
+    }
+    uint64_t graphSize = 0;
+    for (const auto& [h, n] : heads)
+        graphSize += h.size() + uint64_t(n);
+    std::string model;
+    protoVarint(model, 1 << 3);
+    protoVarint(model, 7);
+    std::string opset;
+    protoVarint(opset, 2 << 3);
+    protoVarint(opset, 13);
+    protoBytes(model, 8, opset);
+    protoVarint(model, 7 << 3 | 2);
+    protoVarint(model, graphSize);
+    std::ofstream out(path, std::ios::binary);
+    out.write(model.data(), std::streamsize(model.size()));
+    in.seekg(dataStart);
+    std::vector<char> buf(size_t(8) << 20);
+    for (const auto& [h, n] : heads) {
+        out.write(h.data(), std::streamsize(h.size()));
+        for (int64_t left = n; left > 0;) {
+            const auto k = std::streamsize(std::min<int64_t>(left, int64_t(buf.size())));
+            in.read(buf.data(), k);
+            out.write(buf.data(), k);
+            left -= k;
+        }
+    }
+    return bool(in) && bool(out);
+}
+
+// 3. Many tensors: twelve 64 MiB float32 tensors exported whole into every int8 format.
+// An export that held every tensor's integers would peak near the sum of int8 (768 MiB of
+// float gives 192 MiB); a streaming one near one float copy plus its integers.
+void manyTensors(const std::string& cli, const fs::path& base)
+{
+    std::vector<Spec> specs;
+    for (int i = 0; i < 12; ++i)
+        specs.push_back({"model.layers." + std::to_string(i) + ".mlp.down_proj.weight", {4096, 4096}});
+    const fs::path dir = base / "many";
+    fs::create_directories(dir);
+    const fs::path st = dir / "model.safetensors", onnx = base / "many.onnx";
+    std::ofstream(dir / "config.json") << "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\"}";
+    if (!writeShard(st.string(), specs, "F32", 4, pattern(size_t(64) << 20, 4))) {
+        std::fprintf(stderr, "bench_bigmodel: cannot write %s\n", st.c_str());
+        return;
+    }
+    uint64_t headerLen = 0;
+    std::ifstream(st, std::ios::binary).read(reinterpret_cast<char*>(&headerLen), 8);
+    if (!writeOnnx(onnx.string(), st.string(), specs, int64_t(8 + headerLen))) {
+        std::fprintf(stderr, "bench_bigmodel: cannot write %s\n", onnx.c_str());
+        return;
+    }
+    const double floatMb = double(numel(specs[0])) * 4 / 1048576.0, int8Mb = double(numel(specs[0])) * 12 / 1048576.0;
+    struct Target {
+        const char* label;
+        fs::path model;
+        std::vector<std::string> args;
+    };
+    const std::vector<Target> targets{
+        {"HDF5", dir, {"--out", (base / "q.h5").string()}},
+        {"safetensors int8", dir, {"--out", (base / "q.safetensors").string()}},
+        {"npy folder", dir, {"--out", (base / "npy").string()}},
+        {"compressed-tensors", dir, {"--out", (base / "ct").string(), "--format", "compressed-tensors", "--granularity", "channel"}},
+        {"ONNX QDQ", onnx, {"--out", (base / "q.onnx").string()}},
+    };
+    for (const Target& t : targets) {
+        std::vector<std::string> args{cli, "quantize", t.model.string()};
+        for (const Spec& s : specs)
+            args.insert(args.end(), {"--tensor", s.name});
+        args.insert(args.end(), t.args.begin(), t.args.end());
+        const Run q = runChild(args);
+        std::printf("  quantize 12 x 64 MiB float32 -> %-18s exit %d, %.2f s wall, %.2f s CPU, peak RSS %.0f MB "
+                    "(largest float copy %.0f MB; sum of int8 %.0f MB)\n",
+                    t.label, q.code, q.seconds, q.cpuSeconds, double(q.maxRssKb) / 1024, floatMb, int8Mb);
+        std::error_code ec;
+        for (const char* out : {"q.h5", "q.safetensors", "npy", "ct", "q.onnx"})
+            fs::remove_all(base / out, ec);
+    }
+    fs::remove_all(dir);
+    fs::remove(onnx);
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
@@ -181,11 +301,17 @@ int main(int argc, char** argv)
         return 1;
     }
     fs::create_directories(base);
+    const bool manyOnly = std::getenv("QUANTLENS_BENCH_MANY_ONLY") != nullptr;
     std::printf("bench_bigmodel on %s, load average %.1f\n  cli: %s\n", cpuName().c_str(), [] {
         double l[1] = {0};
         return ::getloadavg(l, 1) == 1 ? l[0] : -1.0;
     }(), cli.c_str());
 
+    if (manyOnly) {  // QUANTLENS_BENCH_MANY_ONLY=1: only the many-tensor exports
+        manyTensors(cli, base);
+        fs::remove_all(base);
+        return 0;
+    }
     // 1. TinyLlama shapes, bf16, 2 shards + index.
     const auto specs = tinyLlama();
     int64_t total = 0;
@@ -268,6 +394,8 @@ int main(int argc, char** argv)
         fs::remove_all(base / "npy", ec);
         fs::remove_all(base / "ct", ec);
     }
+    fs::remove(big);
+    manyTensors(cli, base);
     fs::remove_all(base);
     return 0;
 }
